@@ -1,0 +1,275 @@
+//! The full checks: recompute every running total from the records (used by tests and by
+//! `verify`), and the state hash that lets replay and live state be compared.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::counters::{Channel, ReconTotals};
+use super::ledger::{EntryKind, Ledger};
+use super::{State, TransferStatus};
+use crate::certno::{admdvs_pool, admdvs_province};
+use crate::time::{cst_day, period_of, Period};
+use crate::{Fen, TransferSource};
+
+/// Feeds formatted text into a blake3 hasher without building one big string.
+struct HashWriter(blake3::Hasher);
+
+impl std::fmt::Write for HashWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl State {
+    /// A hash of the whole state in a canonical order (hash maps sorted), so that two states
+    /// built by the same ops compare equal whatever their memory layout.
+    pub fn state_hash(&self) -> [u8; 32] {
+        let mut w = HashWriter(blake3::Hasher::new());
+        let p = &self.persons;
+        let _ = write!(
+            w,
+            "{:?}|{}|{}|{:?}",
+            self.params, self.clock, self.op_count, self.ledger
+        );
+        for i in 0..p.len() as u32 {
+            let u = i as usize;
+            let _ = write!(
+                w,
+                "P{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{};",
+                p.psn_no(i),
+                p.name(i),
+                p.certno[u],
+                p.admdvs[u],
+                p.flags[u],
+                p.acct[u],
+                p.wallet[u],
+                p.given_head[u],
+                p.received_head[u],
+                p.entry_head[u],
+                p.entry_tail[u],
+                p.wallet_day[u],
+                p.credit_last[u],
+                p.credit_mask[u],
+            );
+        }
+        let _ = write!(w, "{:?}{:?}", p.credit_overflow, self.insts.list);
+        let _ = write!(
+            w,
+            "{:?}{:?}{:?}",
+            self.tokens.list, self.bindings, self.setls
+        );
+        let _ = write!(
+            w,
+            "{:?}{:?}{:?}",
+            self.details, self.transfers, self.expiry_queue
+        );
+        let _ = write!(w, "{:?}{:?}", self.contributions, self.entries);
+        let mut paid: Vec<_> = self.contributions_paid.iter().collect();
+        paid.sort_unstable();
+        let _ = write!(w, "{paid:?}");
+        let mut msgids: Vec<_> = self.msgids.map.iter().collect();
+        msgids.sort_unstable_by_key(|(k, _)| **k);
+        let _ = write!(w, "{msgids:?}{:?}", self.msgids.fifo);
+        let _ = write!(w, "{:?}", self.stats.months);
+        let mut recon: Vec<_> = self
+            .recon
+            .iter()
+            .filter(|(_, v)| v.setl_count > 0)
+            .collect();
+        recon.sort_unstable_by_key(|(k, _)| **k);
+        let _ = write!(w, "{recon:?}");
+        *w.0.finalize().as_bytes()
+    }
+
+    /// Recomputes the ledger, statistics and reconciliation from the records and compares them
+    /// with the running counters; checks list structure. `Err` names the first difference.
+    pub fn check(&self) -> Result<(), String> {
+        let recomputed = self.recompute_ledger();
+        if recomputed != self.ledger {
+            return Err(format!(
+                "ledger {:?} != recomputed {recomputed:?}",
+                self.ledger
+            ));
+        }
+        self.ledger.assert_conserved();
+        for (s, setl) in self.setls.iter().enumerate() {
+            let parts = [setl.acct_pay, setl.wallet_pay, setl.mulaid, setl.cash];
+            let sum = parts.iter().try_fold(Fen::ZERO, |a, b| a.checked_add(*b));
+            if sum != Some(setl.psn_part()) {
+                return Err(format!("settlement {} parts do not add up", s + 1));
+            }
+            let start = setl.details_start as usize;
+            let details = &self.details[start..start + usize::from(setl.details_len)];
+            let given = details
+                .iter()
+                .try_fold(Fen::ZERO, |a, d| a.checked_add(d.amount));
+            if given != Some(setl.mulaid) || details.iter().any(|d| d.amount.is_zero()) {
+                return Err(format!("settlement {} details do not add up", s + 1));
+            }
+        }
+        self.check_counters()?;
+        self.check_lists()
+    }
+
+    fn recompute_ledger(&self) -> Ledger {
+        let sum = |v: &[Fen]| v.iter().map(|f| f.0).sum::<u64>();
+        let mut l = Ledger {
+            acct_total: sum(&self.persons.acct),
+            wallet_total: sum(&self.persons.wallet),
+            ..Ledger::default()
+        };
+        for t in self
+            .transfers
+            .iter()
+            .filter(|t| t.status == TransferStatus::Pending)
+        {
+            l.held += t.amount.0;
+        }
+        for e in self.entries.iter().filter(|e| e.kind == EntryKind::Credit) {
+            l.credited += e.amount as u64;
+        }
+        for s in &self.setls {
+            let paid = s.acct_pay.0 + s.wallet_pay.0 + s.mulaid.0;
+            l.paid_institutions += paid;
+            if s.cancelled {
+                l.returned_by_cancellations += paid;
+            }
+        }
+        l.paid_contributions = self.contributions.iter().map(|c| c.amount.0).sum();
+        l
+    }
+
+    fn check_counters(&self) -> Result<(), String> {
+        type Key = (Period, u8, usize);
+        let mut stats: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
+        let mut recon: BTreeMap<(u32, i32), ReconTotals> = BTreeMap::new();
+        let admdvs = &self.persons.admdvs;
+        for s in self.setls.iter().filter(|s| !s.cancelled) {
+            recon
+                .entry((s.inst, cst_day(s.time)))
+                .or_default()
+                .apply(s, true);
+            if !s.mulaid.is_zero() {
+                let channel = if s.cross_pool {
+                    Channel::DrawCrossPool
+                } else {
+                    Channel::DrawSamePool
+                };
+                let key = (
+                    period_of(s.time),
+                    admdvs_province(admdvs[s.psn as usize]),
+                    channel as usize,
+                );
+                let cell = stats.entry(key).or_default();
+                *cell = (cell.0 + 1, cell.1 + s.mulaid.0);
+            }
+        }
+        for c in &self.contributions {
+            let (pa, pb) = (admdvs[c.payer as usize], admdvs[c.psn as usize]);
+            let channel = if admdvs_pool(pa) == admdvs_pool(pb) {
+                Channel::DrawSamePool
+            } else {
+                Channel::DrawCrossPool
+            };
+            let cell = stats
+                .entry((period_of(c.time), admdvs_province(pb), channel as usize))
+                .or_default();
+            *cell = (cell.0 + 1, cell.1 + c.amount.0);
+        }
+        let accepted = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::WalletIn);
+        for e in accepted {
+            let super::ledger::EntryRef::Transfer(id) = e.reference else {
+                return Err("wallet_in entry without a transfer".into());
+            };
+            let t = &self.transfers[id as usize - 1];
+            let channel = if t.cross_province {
+                Channel::WalletCrossProvince
+            } else {
+                Channel::WalletInProvince
+            };
+            let key = (
+                period_of(e.time),
+                admdvs_province(admdvs[t.from as usize]),
+                channel as usize,
+            );
+            let cell = stats.entry(key).or_default();
+            *cell = (cell.0 + 1, cell.1 + t.amount.0);
+        }
+        for (period, month) in &self.stats.months {
+            for (slot, cells) in month.iter().enumerate() {
+                for (channel, cell) in cells.iter().enumerate() {
+                    let key = (*period, super::counters::PROVINCES[slot], channel);
+                    let want = stats.remove(&key).unwrap_or_default();
+                    if (cell.count, cell.amount.0) != want {
+                        return Err(format!("statistics {key:?}: {cell:?} != {want:?}"));
+                    }
+                }
+            }
+        }
+        if let Some((key, _)) = stats.into_iter().find(|(_, v)| v.0 > 0) {
+            return Err(format!("statistics {key:?} missing"));
+        }
+        for (key, totals) in &self.recon {
+            if recon.remove(key).unwrap_or_default() != *totals {
+                return Err(format!("reconciliation {key:?} differs"));
+            }
+        }
+        match recon.into_iter().next() {
+            Some((key, _)) => Err(format!("reconciliation {key:?} missing")),
+            None => Ok(()),
+        }
+    }
+
+    fn check_lists(&self) -> Result<(), String> {
+        for psn in 0..self.persons.len() as u32 {
+            let given = self.given(psn).count();
+            let received = self.received(psn).count();
+            if given > usize::from(self.params.binding_receivers_max)
+                || received > usize::from(self.params.binding_givers_max)
+            {
+                return Err(format!("person {psn} exceeds binding limits"));
+            }
+            let last = |wallet: bool| {
+                let mut at = self.persons.entry_head[psn as usize];
+                let mut balc = Fen::ZERO;
+                while at != 0 {
+                    let e = &self.entries[at as usize - 1];
+                    if e.wallet == wallet {
+                        balc = e.balc;
+                    }
+                    at = e.next;
+                }
+                balc
+            };
+            if last(false) != self.persons.acct[psn as usize]
+                || last(true) != self.persons.wallet[psn as usize]
+            {
+                return Err(format!("person {psn}: entries do not end at the balance"));
+            }
+        }
+        let active = self.bindings.iter().filter(|b| b.active).count();
+        let linked: usize = (0..self.persons.len() as u32)
+            .map(|p| self.given(p).count())
+            .sum();
+        if active != linked {
+            return Err(format!("{active} active bindings but {linked} linked"));
+        }
+        for (t, transfer) in self.transfers.iter().enumerate() {
+            let queued = self.expiry_queue.iter().any(|&(_, q)| q as usize == t);
+            if transfer.status == TransferStatus::Pending && !queued {
+                return Err(format!(
+                    "pending transfer {} not in the expiry queue",
+                    t + 1
+                ));
+            }
+            if transfer.source == TransferSource::Acct && self.persons.is_resident(transfer.from) {
+                return Err(format!("transfer {} from a resident's account", t + 1));
+            }
+        }
+        Ok(())
+    }
+}

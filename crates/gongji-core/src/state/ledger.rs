@@ -1,0 +1,215 @@
+//! Double-entry movements and the per-person entry history.
+//!
+//! Every movement of money goes through [`State::post`], from one side to another. Person
+//! sides are balances that may never go below zero; system sides (crediting source,
+//! institutions, resident fund, wallet holds) are running totals. The conservation equation of
+//! DOMAIN.md rule 3 follows from the totals and is asserted after every applied op.
+
+use super::State;
+use crate::Fen;
+
+/// One side of a movement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LedgerSide {
+    Acct(u32),
+    Wallet(u32),
+    /// Money of pending wallet transfers.
+    Hold,
+    /// Where crediting money comes from (the pooled fund's transfer into personal accounts).
+    CreditSource,
+    /// Designated institutions: settlements pay them, cancellations take back.
+    Institutions,
+    /// The resident scheme's fund: contributions go there.
+    ResidentFund,
+}
+
+/// Running totals of the system sides and of person balances.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ledger {
+    pub acct_total: u64,
+    pub wallet_total: u64,
+    pub held: u64,
+    pub credited: u64,
+    pub paid_institutions: u64,
+    pub returned_by_cancellations: u64,
+    pub paid_contributions: u64,
+}
+
+impl Ledger {
+    /// DOMAIN.md rule 3: balances + held = credited − paid to institutions − contributions +
+    /// returned by cancellations.
+    pub fn assert_conserved(&self) {
+        let inside =
+            u128::from(self.acct_total) + u128::from(self.wallet_total) + u128::from(self.held);
+        let flows = i128::from(self.credited)
+            - i128::from(self.paid_institutions)
+            - i128::from(self.paid_contributions)
+            + i128::from(self.returned_by_cancellations);
+        assert_eq!(inside as i128, flows, "money not conserved: {self:?}");
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    Credit,
+    Settlement,
+    MulaidGiven,
+    WalletHold,
+    WalletIn,
+    WalletReturn,
+    Contribution,
+    Cancel,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Credit => "credit",
+            EntryKind::Settlement => "settlement",
+            EntryKind::MulaidGiven => "mulaid_given",
+            EntryKind::WalletHold => "wallet_hold",
+            EntryKind::WalletIn => "wallet_in",
+            EntryKind::WalletReturn => "wallet_return",
+            EntryKind::Contribution => "contribution",
+            EntryKind::Cancel => "cancel",
+        }
+    }
+}
+
+/// What an entry's `ref` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryRef {
+    Settlement(u64),
+    Transfer(u64),
+    Contribution(u64),
+    Period(u32),
+}
+
+/// The other party of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Counterparty {
+    None,
+    Person(u32),
+    Institution(u32),
+}
+
+/// One movement on one person's account or wallet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub psn: u32,
+    /// Next entry of the same person (index + 1; 0: none).
+    pub next: u32,
+    pub wallet: bool,
+    pub kind: EntryKind,
+    pub time: i64,
+    pub amount: i64,
+    pub balc: Fen,
+    pub counterparty: Counterparty,
+    pub reference: EntryRef,
+}
+
+/// What a posting records in the entry history.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Memo {
+    pub kind: EntryKind,
+    pub time: i64,
+    pub counterparty: Counterparty,
+    pub reference: EntryRef,
+}
+
+impl State {
+    /// Moves `amount` from one side to another and records the entries of the person sides.
+    /// Callers have checked that a person side has the money: a shortfall here is a bug.
+    pub(crate) fn post(&mut self, from: LedgerSide, to: LedgerSide, amount: Fen, memo: Memo) {
+        if amount.is_zero() {
+            return;
+        }
+        self.take(from, amount, memo);
+        self.give(to, amount, memo);
+    }
+
+    fn take(&mut self, side: LedgerSide, amount: Fen, memo: Memo) {
+        let a = amount.0;
+        let l = &mut self.ledger;
+        match side {
+            LedgerSide::Acct(i) => {
+                let balc = &mut self.persons.acct[i as usize];
+                *balc = balc.checked_sub(amount).expect("account overdrawn");
+                l.acct_total -= a;
+                let balc = *balc;
+                self.record(i, false, -(a as i64), balc, memo);
+            }
+            LedgerSide::Wallet(i) => {
+                let balc = &mut self.persons.wallet[i as usize];
+                *balc = balc.checked_sub(amount).expect("wallet overdrawn");
+                l.wallet_total -= a;
+                let balc = *balc;
+                self.record(i, true, -(a as i64), balc, memo);
+            }
+            LedgerSide::Hold => l.held = l.held.checked_sub(a).expect("hold overdrawn"),
+            LedgerSide::CreditSource => l.credited += a,
+            LedgerSide::Institutions => l.returned_by_cancellations += a,
+            LedgerSide::ResidentFund => unreachable!("the resident fund never pays back"),
+        }
+    }
+
+    fn give(&mut self, side: LedgerSide, amount: Fen, memo: Memo) {
+        let a = amount.0;
+        let l = &mut self.ledger;
+        match side {
+            LedgerSide::Acct(i) => {
+                let balc = &mut self.persons.acct[i as usize];
+                *balc = balc.checked_add(amount).expect("balance overflow");
+                l.acct_total += a;
+                let balc = *balc;
+                self.record(i, false, a as i64, balc, memo);
+            }
+            LedgerSide::Wallet(i) => {
+                let balc = &mut self.persons.wallet[i as usize];
+                *balc = balc.checked_add(amount).expect("balance overflow");
+                l.wallet_total += a;
+                let balc = *balc;
+                self.record(i, true, a as i64, balc, memo);
+            }
+            LedgerSide::Hold => l.held += a,
+            LedgerSide::CreditSource => unreachable!("money never returns to crediting"),
+            LedgerSide::Institutions => l.paid_institutions += a,
+            LedgerSide::ResidentFund => l.paid_contributions += a,
+        }
+    }
+
+    fn record(&mut self, psn: u32, wallet: bool, amount: i64, balc: Fen, memo: Memo) {
+        let id = self.entries.len() as u32 + 1;
+        self.entries.push(Entry {
+            psn,
+            next: 0,
+            wallet,
+            kind: memo.kind,
+            time: memo.time,
+            amount,
+            balc,
+            counterparty: memo.counterparty,
+            reference: memo.reference,
+        });
+        let tail = self.persons.entry_tail[psn as usize];
+        if tail == 0 {
+            self.persons.entry_head[psn as usize] = id;
+        } else {
+            self.entries[tail as usize - 1].next = id;
+        }
+        self.persons.entry_tail[psn as usize] = id;
+    }
+
+    /// Removes the newest entry, which belongs to `psn` and followed `previous_tail`. Used
+    /// only to undo an expiry when the write that triggered it is rejected.
+    pub(crate) fn pop_entry(&mut self, psn: u32, previous_tail: u32) {
+        let entry = self.entries.pop().expect("an entry to pop");
+        assert_eq!(entry.psn, psn);
+        self.persons.entry_tail[psn as usize] = previous_tail;
+        if previous_tail == 0 {
+            self.persons.entry_head[psn as usize] = 0;
+        } else {
+            self.entries[previous_tail as usize - 1].next = 0;
+        }
+    }
+}

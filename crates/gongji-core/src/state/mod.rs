@@ -1,0 +1,285 @@
+//! The state and its `apply`. Submodules hold one family of commands each; they check first and
+//! change state only after every check has passed, so a rejection changes nothing.
+
+mod bindings;
+mod check;
+mod counters;
+mod credits;
+mod ledger;
+mod msgids;
+mod persons;
+mod settle;
+mod validate;
+pub mod views;
+mod wallet;
+
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::command::{Body, Command, Op};
+use crate::reply::{ErrCode, Rejection, Reply};
+use crate::{Fen, Params};
+
+pub(crate) use bindings::{Binding, Scope};
+pub(crate) use counters::{ReconTotals, Stats};
+pub(crate) use ledger::{Entry, Ledger};
+pub(crate) use msgids::Msgids;
+pub(crate) use persons::{Institutions, Persons, Tokens};
+pub(crate) use settle::{Detail, Settlement};
+pub(crate) use wallet::{Transfer, TransferStatus};
+
+pub use validate::validate;
+
+/// A write that was applied, or replayed from its msgid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub reply: Reply,
+    /// True when the msgid had been applied before and this is its remembered reply.
+    pub replayed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Contribution {
+    pub payer: u32,
+    pub psn: u32,
+    pub year: u16,
+    pub amount: Fen,
+    pub time: i64,
+    pub acct_balc: Fen,
+}
+
+/// Everything the engine knows. See the crate documentation.
+#[derive(Debug)]
+pub struct State {
+    pub(crate) params: Params,
+    /// The engine clock: the time of the latest applied op (unix seconds).
+    pub(crate) clock: i64,
+    pub(crate) persons: Persons,
+    pub(crate) insts: Institutions,
+    pub(crate) tokens: Tokens,
+    pub(crate) bindings: Vec<Binding>,
+    pub(crate) setls: Vec<Settlement>,
+    pub(crate) details: Vec<Detail>,
+    pub(crate) transfers: Vec<Transfer>,
+    /// Pending transfers by expiry time. Transfers are made in clock order and expire at a
+    /// monotonic function of their creation time, so a FIFO queue is already sorted.
+    pub(crate) expiry_queue: VecDeque<(i64, u32)>,
+    pub(crate) contributions: Vec<Contribution>,
+    pub(crate) contributions_paid: FxHashSet<(u32, u16)>,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) msgids: Msgids,
+    pub(crate) stats: Stats,
+    pub(crate) recon: FxHashMap<(u32, i32), ReconTotals>,
+    pub(crate) ledger: Ledger,
+    /// Applied ops (writes and ticks).
+    pub(crate) op_count: u64,
+    /// Scratch buffer for fingerprints: reused so that the hot path does not allocate.
+    scratch: Vec<u8>,
+    /// Transfers returned by the expiry pass of the write in progress, with the sender's entry
+    /// tail before the return entry, so that a rejected write can undo them.
+    expired_scratch: Vec<(u32, u32)>,
+}
+
+impl State {
+    pub fn new(params: Params) -> State {
+        params.validate().expect("invalid params");
+        State {
+            params,
+            clock: 0,
+            persons: Persons::default(),
+            insts: Institutions::default(),
+            tokens: Tokens::default(),
+            bindings: Vec::new(),
+            setls: Vec::new(),
+            details: Vec::new(),
+            transfers: Vec::new(),
+            expiry_queue: VecDeque::new(),
+            contributions: Vec::new(),
+            contributions_paid: FxHashSet::default(),
+            entries: Vec::new(),
+            msgids: Msgids::default(),
+            stats: Stats::default(),
+            recon: FxHashMap::default(),
+            ledger: Ledger::default(),
+            op_count: 0,
+            scratch: Vec::with_capacity(256),
+            expired_scratch: Vec::new(),
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The engine clock: the time of the latest applied op.
+    pub fn clock(&self) -> i64 {
+        self.clock
+    }
+
+    pub fn op_count(&self) -> u64 {
+        self.op_count
+    }
+
+    pub fn person_count(&self) -> usize {
+        self.persons.len()
+    }
+
+    /// Applies one op. `Ok` means applied (or replayed); `Err` means nothing changed.
+    pub fn apply(&mut self, op: &Op) -> Result<Applied, Rejection> {
+        let result = match op {
+            Op::Tick { time } => self.tick(*time),
+            Op::Write(command) => self.apply_write(command),
+        };
+        if matches!(
+            result,
+            Ok(Applied {
+                replayed: false,
+                ..
+            })
+        ) {
+            self.op_count += 1;
+            self.ledger.assert_conserved();
+        }
+        result
+    }
+
+    /// Moves the clock to `time`, returning the pending transfers due by then.
+    fn tick(&mut self, time: i64) -> Result<Applied, Rejection> {
+        if time < self.clock {
+            return Err(Rejection::with(
+                ErrCode::InvalidTime,
+                "earlier than the engine clock",
+            ));
+        }
+        let expired = self.expire_due(time);
+        self.expired_scratch.clear();
+        self.clock = time;
+        self.msgids.forget_before(time - self.retention_seconds());
+        Ok(Applied {
+            reply: Reply::Tick { expired },
+            replayed: false,
+        })
+    }
+
+    fn retention_seconds(&self) -> i64 {
+        i64::from(self.params.msgid_retention_days) * 86_400
+    }
+
+    fn apply_write(&mut self, command: &Command) -> Result<Applied, Rejection> {
+        validate(command)?;
+        self.authorize(&command.actor, &command.body)?;
+        let key = msgids::msgid_key(&command.msgid);
+        let fingerprint = self.fingerprint(&command.body);
+        if let Some(record) = self.msgids.get(key) {
+            return match &record.reply {
+                None => Err(Rejection::with(ErrCode::Reversed, "msgid was reversed")),
+                Some(reply) if record.fingerprint == fingerprint => Ok(Applied {
+                    reply: reply.clone(),
+                    replayed: true,
+                }),
+                Some(_) => Err(Rejection::new(ErrCode::MsgidConflict)),
+            };
+        }
+        if command.time < self.clock {
+            return Err(Rejection::with(
+                ErrCode::InvalidTime,
+                "earlier than the engine clock",
+            ));
+        }
+        // Time passes before the write is judged: transfers due by now are returned first, so
+        // that the write sees their money. A rejected write undoes them (it moves no clock).
+        self.expire_due(command.time);
+        match self.execute(command) {
+            Ok(reply) => {
+                self.expired_scratch.clear();
+                self.clock = command.time;
+                self.msgids
+                    .insert(key, fingerprint, Some(reply.clone()), command.time);
+                self.msgids
+                    .forget_before(command.time - self.retention_seconds());
+                Ok(Applied {
+                    reply,
+                    replayed: false,
+                })
+            }
+            Err(rejection) => {
+                self.unexpire();
+                Err(rejection)
+            }
+        }
+    }
+
+    fn fingerprint(&mut self, body: &Body) -> u64 {
+        self.scratch.clear();
+        crate::codec::encode_body_for_fingerprint(body, &mut self.scratch);
+        xxhash_rust::xxh3::xxh3_64(&self.scratch)
+    }
+
+    fn execute(&mut self, command: &Command) -> Result<Reply, Rejection> {
+        let time = command.time;
+        match &command.body {
+            Body::CreateToken {
+                token_hash,
+                role,
+                fixmedins_code,
+                psn_no,
+            } => self.create_token(*token_hash, *role, fixmedins_code, psn_no),
+            Body::RevokeToken { token_id } => self.revoke_token(*token_id),
+            Body::Enrol {
+                psn_no,
+                certno,
+                psn_name,
+                insutype,
+                admdvs,
+            } => self.enrol(psn_no, certno, psn_name, *insutype, *admdvs),
+            Body::SetStatus { psn_no, status } => self.set_status(psn_no, *status),
+            Body::RegisterInstitution {
+                fixmedins_code,
+                fixmedins_name,
+                fixmedins_type,
+                admdvs,
+            } => {
+                self.register_institution(fixmedins_code, fixmedins_name, *fixmedins_type, *admdvs)
+            }
+            Body::Credit { period, items } => self.credit(*period, items, time),
+            Body::Bind {
+                giver_psn_no,
+                receiver_psn_no,
+                relation,
+            } => self.bind(giver_psn_no, receiver_psn_no, *relation),
+            Body::Revoke { binding_id } => self.revoke(*binding_id),
+            Body::Settle {
+                fixmedins_code,
+                psn_no,
+                medfee_sumamt,
+                fund_pay_sumamt,
+                acct_used,
+            } => self.settle(
+                fixmedins_code,
+                psn_no,
+                *medfee_sumamt,
+                *fund_pay_sumamt,
+                *acct_used,
+                time,
+            ),
+            Body::Cancel { setl_id } => self.cancel(*setl_id, time),
+            Body::Reverse { omsgid } => self.reverse(omsgid, time),
+            Body::OpenWallet { psn_no } => self.open_wallet(psn_no),
+            Body::TransferCreate {
+                from_psn_no,
+                to_psn_no,
+                amount,
+                source,
+            } => self.transfer_create(from_psn_no, to_psn_no, *amount, *source, time),
+            Body::TransferAccept { transfer_id } => self.transfer_accept(*transfer_id, time),
+            Body::TransferDecline { transfer_id } => self.transfer_decline(*transfer_id, time),
+            Body::Contribute {
+                payer_psn_no,
+                psn_no,
+                year,
+                amount,
+            } => self.contribute(payer_psn_no, psn_no, *year, *amount, time),
+        }
+    }
+}

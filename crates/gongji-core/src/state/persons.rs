@@ -1,0 +1,372 @@
+//! Persons in flat arrays indexed by a dense `u32`, institutions and tokens.
+//!
+//! A person's resident state is about a hundred bytes: the psn_no and name in shared byte
+//! arenas, the certno packed into a `u64`, balances, flags and list heads in parallel vectors.
+//! The psn_no index is a `hashbrown::HashTable<u32>` whose keys live in the arena, so the index
+//! costs a few bytes a person instead of a heap string each.
+
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+
+use super::views::{InstitutionView, PersonView};
+use super::State;
+use crate::certno::{certno_pack, certno_unpack, mask_certno, mask_name};
+use crate::command::{InstCode, InstType, Insutype, PersonStatus, PsnNo, Role};
+use crate::reply::{ErrCode, Rejection, Reply};
+use crate::time::Period;
+use crate::Fen;
+
+pub(crate) const FLAG_RESIDENT: u8 = 1;
+pub(crate) const FLAG_SUSPENDED: u8 = 2;
+pub(crate) const FLAG_WALLET: u8 = 4;
+
+/// Months before the latest credited period that the per-person bitmask remembers; older
+/// periods go to an exact overflow set.
+const CREDIT_MASK_MONTHS: u32 = 64;
+
+#[derive(Debug, Default)]
+pub(crate) struct Persons {
+    index: HashTable<u32>,
+    psn_no_bytes: Vec<u8>,
+    psn_no_end: Vec<u32>,
+    name_bytes: Vec<u8>,
+    name_end: Vec<u32>,
+    pub certno_index: FxHashMap<u64, u32>,
+    pub certno: Vec<u64>,
+    pub admdvs: Vec<u32>,
+    pub flags: Vec<u8>,
+    pub acct: Vec<Fen>,
+    pub wallet: Vec<Fen>,
+    /// Head of the list of bindings the person gives (binding index + 1; 0: none).
+    pub given_head: Vec<u32>,
+    /// Head of the list of bindings the person receives, in the order they were made.
+    pub received_head: Vec<u32>,
+    /// First and last entry of the person (entry index + 1; 0: none).
+    pub entry_head: Vec<u32>,
+    pub entry_tail: Vec<u32>,
+    /// CST day of the latest wallet transfer sent, shifted left 8, ORed with that day's count.
+    pub wallet_day: Vec<u32>,
+    /// Latest credited period (0: none) and a bitmask of the 64 months before it.
+    pub credit_last: Vec<u32>,
+    pub credit_mask: Vec<u64>,
+    pub credit_overflow: BTreeSet<(u32, u32)>,
+}
+
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    FxBuildHasher.hash_one(bytes)
+}
+
+impl Persons {
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    pub fn find(&self, psn_no: &str) -> Option<u32> {
+        let hash = hash_bytes(psn_no.as_bytes());
+        self.index
+            .find(hash, |&i| self.psn_no(i) == psn_no)
+            .copied()
+    }
+
+    pub fn psn_no(&self, i: u32) -> &str {
+        arena_str(&self.psn_no_bytes, &self.psn_no_end, i)
+    }
+
+    pub fn name(&self, i: u32) -> &str {
+        arena_str(&self.name_bytes, &self.name_end, i)
+    }
+
+    pub fn psn_no_array(&self, i: u32) -> PsnNo {
+        PsnNo::from(self.psn_no(i)).expect("psn_no fits")
+    }
+
+    pub fn is_resident(&self, i: u32) -> bool {
+        self.flags[i as usize] & FLAG_RESIDENT != 0
+    }
+
+    pub fn is_suspended(&self, i: u32) -> bool {
+        self.flags[i as usize] & FLAG_SUSPENDED != 0
+    }
+
+    pub fn wallet_open(&self, i: u32) -> bool {
+        self.flags[i as usize] & FLAG_WALLET != 0
+    }
+
+    pub fn insutype(&self, i: u32) -> Insutype {
+        if self.is_resident(i) {
+            Insutype::Resident
+        } else {
+            Insutype::Employee
+        }
+    }
+
+    fn push(&mut self, psn_no: &str, certno: u64, name: &str, insutype: Insutype, admdvs: u32) {
+        let i = self.len() as u32;
+        self.psn_no_bytes.extend_from_slice(psn_no.as_bytes());
+        self.psn_no_end.push(self.psn_no_bytes.len() as u32);
+        self.name_bytes.extend_from_slice(name.as_bytes());
+        self.name_end.push(self.name_bytes.len() as u32);
+        let hash = hash_bytes(psn_no.as_bytes());
+        let (bytes, ends) = (&self.psn_no_bytes, &self.psn_no_end);
+        self.index.insert_unique(hash, i, |&j| {
+            hash_bytes(arena_str(bytes, ends, j).as_bytes())
+        });
+        self.certno_index.insert(certno, i);
+        self.certno.push(certno);
+        self.admdvs.push(admdvs);
+        self.flags.push(if insutype == Insutype::Resident {
+            FLAG_RESIDENT
+        } else {
+            0
+        });
+        self.acct.push(Fen::ZERO);
+        self.wallet.push(Fen::ZERO);
+        self.given_head.push(0);
+        self.received_head.push(0);
+        self.entry_head.push(0);
+        self.entry_tail.push(0);
+        self.wallet_day.push(0);
+        self.credit_last.push(0);
+        self.credit_mask.push(0);
+    }
+
+    pub fn credited(&self, i: u32, period: Period) -> bool {
+        let (last, p) = (self.credit_last[i as usize], period.0);
+        if last == 0 || p > last {
+            false
+        } else if p == last {
+            true
+        } else if last - p <= CREDIT_MASK_MONTHS {
+            self.credit_mask[i as usize] & (1u64 << (last - p - 1)) != 0
+        } else {
+            self.credit_overflow.contains(&(i, p))
+        }
+    }
+
+    pub fn mark_credited(&mut self, i: u32, period: Period) {
+        let (last, p) = (self.credit_last[i as usize], period.0);
+        let mask = self.credit_mask[i as usize];
+        if last == 0 {
+            self.credit_last[i as usize] = p;
+        } else if p > last {
+            let shift = p - last;
+            // Bits that fall off the mask are kept exactly in the overflow set.
+            for k in 0..CREDIT_MASK_MONTHS {
+                if mask & (1u64 << k) != 0 && k + shift >= CREDIT_MASK_MONTHS {
+                    self.credit_overflow.insert((i, last - 1 - k));
+                }
+            }
+            let shifted = if shift >= 64 { 0 } else { mask << shift };
+            let old_last_bit = if shift <= 64 { 1u64 << (shift - 1) } else { 0 };
+            if shift > 64 {
+                self.credit_overflow.insert((i, last));
+            }
+            self.credit_mask[i as usize] = shifted | old_last_bit;
+            self.credit_last[i as usize] = p;
+        } else if last - p <= CREDIT_MASK_MONTHS {
+            self.credit_mask[i as usize] = mask | (1u64 << (last - p - 1));
+        } else {
+            self.credit_overflow.insert((i, p));
+        }
+    }
+}
+
+fn arena_str<'a>(bytes: &'a [u8], ends: &[u32], i: u32) -> &'a str {
+    let end = ends[i as usize] as usize;
+    let start = if i == 0 {
+        0
+    } else {
+        ends[i as usize - 1] as usize
+    };
+    std::str::from_utf8(&bytes[start..end]).expect("arena holds UTF-8")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Institution {
+    pub code: InstCode,
+    pub name: String,
+    pub kind: InstType,
+    pub admdvs: u32,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Institutions {
+    pub index: FxHashMap<InstCode, u32>,
+    pub list: Vec<Institution>,
+}
+
+impl Institutions {
+    pub fn find(&self, code: &str) -> Option<u32> {
+        InstCode::from(code)
+            .ok()
+            .and_then(|c| self.index.get(&c).copied())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Token {
+    pub hash: [u8; 32],
+    pub role: Role,
+    /// Institution index or person index for scoped roles.
+    pub scope: u32,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Tokens {
+    pub index: FxHashMap<[u8; 32], u32>,
+    pub list: Vec<Token>,
+}
+
+impl State {
+    pub(crate) fn person_index(&self, psn_no: &str) -> Result<u32, Rejection> {
+        self.persons
+            .find(psn_no)
+            .ok_or(Rejection::new(ErrCode::PersonNotFound))
+    }
+
+    pub(crate) fn institution_index(&self, code: &str) -> Result<u32, Rejection> {
+        self.insts
+            .find(code)
+            .ok_or(Rejection::new(ErrCode::InstitutionNotFound))
+    }
+
+    pub(super) fn enrol(
+        &mut self,
+        psn_no: &PsnNo,
+        certno: &str,
+        name: &str,
+        insutype: Insutype,
+        admdvs: u32,
+    ) -> Result<Reply, Rejection> {
+        let packed = certno_pack(certno).ok_or(Rejection::new(ErrCode::InvalidCertno))?;
+        if self.persons.find(psn_no).is_some() {
+            return Err(Rejection::with(ErrCode::PersonExists, "psn_no is enrolled"));
+        }
+        if self.persons.certno_index.contains_key(&packed) {
+            return Err(Rejection::with(ErrCode::PersonExists, "certno is enrolled"));
+        }
+        self.persons.push(psn_no, packed, name, insutype, admdvs);
+        let i = self.persons.len() as u32 - 1;
+        Ok(Reply::Person(Box::new(self.person_view(i))))
+    }
+
+    pub(super) fn set_status(
+        &mut self,
+        psn_no: &PsnNo,
+        status: PersonStatus,
+    ) -> Result<Reply, Rejection> {
+        let i = self.person_index(psn_no)?;
+        let flags = &mut self.persons.flags[i as usize];
+        match status {
+            PersonStatus::Active => *flags &= !FLAG_SUSPENDED,
+            PersonStatus::Suspended => *flags |= FLAG_SUSPENDED,
+        }
+        Ok(Reply::Person(Box::new(self.person_view(i))))
+    }
+
+    pub(super) fn open_wallet(&mut self, psn_no: &PsnNo) -> Result<Reply, Rejection> {
+        let i = self.person_index(psn_no)?;
+        self.persons.flags[i as usize] |= FLAG_WALLET;
+        Ok(Reply::Person(Box::new(self.person_view(i))))
+    }
+
+    pub(super) fn register_institution(
+        &mut self,
+        code: &InstCode,
+        name: &str,
+        kind: InstType,
+        admdvs: u32,
+    ) -> Result<Reply, Rejection> {
+        if self.insts.index.contains_key(code) {
+            return Err(Rejection::new(ErrCode::InstitutionExists));
+        }
+        let i = self.insts.list.len() as u32;
+        self.insts.index.insert(*code, i);
+        self.insts.list.push(Institution {
+            code: *code,
+            name: name.to_owned(),
+            kind,
+            admdvs,
+        });
+        Ok(Reply::Institution(Box::new(self.institution_view(i))))
+    }
+
+    pub(super) fn create_token(
+        &mut self,
+        hash: [u8; 32],
+        role: Role,
+        fixmedins_code: &Option<InstCode>,
+        psn_no: &Option<PsnNo>,
+    ) -> Result<Reply, Rejection> {
+        let scope = match role {
+            Role::Admin => 0,
+            Role::Institution => {
+                self.institution_index(fixmedins_code.as_deref().unwrap_or_default())?
+            }
+            Role::Person => self.person_index(psn_no.as_deref().unwrap_or_default())?,
+        };
+        if self.tokens.index.contains_key(&hash) {
+            // Two raw tokens with one blake3 hash: not a thing that happens; refuse anyway.
+            return Err(Rejection::with(ErrCode::BadRequest, "token already exists"));
+        }
+        let i = self.tokens.list.len() as u32;
+        self.tokens.index.insert(hash, i);
+        self.tokens.list.push(Token {
+            hash,
+            role,
+            scope,
+            revoked: false,
+        });
+        Ok(Reply::TokenCreated {
+            token_id: u64::from(i) + 1,
+        })
+    }
+
+    pub(super) fn revoke_token(&mut self, token_id: u64) -> Result<Reply, Rejection> {
+        let i = id_to_index(token_id, self.tokens.list.len()).ok_or(ErrCode::NotFound)?;
+        self.tokens.list[i].revoked = true;
+        Ok(Reply::TokenRevoked { token_id })
+    }
+
+    /// The person as the API shows it: identity masked, balances, active bindings.
+    pub fn person_view(&self, i: u32) -> PersonView {
+        let p = &self.persons;
+        PersonView {
+            psn_no: p.psn_no_array(i),
+            certno_masked: mask_certno(&certno_unpack(p.certno[i as usize])),
+            psn_name_masked: mask_name(p.name(i)),
+            insutype: p.insutype(i),
+            admdvs: p.admdvs[i as usize],
+            status: if p.is_suspended(i) {
+                PersonStatus::Suspended
+            } else {
+                PersonStatus::Active
+            },
+            acct_balc: p.acct[i as usize],
+            wallet_open: p.wallet_open(i),
+            wallet_balc: p.wallet[i as usize],
+            bindings_given: self.given_views(i),
+            bindings_received: self.received_views(i),
+        }
+    }
+
+    pub(crate) fn institution_view(&self, i: u32) -> InstitutionView {
+        let inst = &self.insts.list[i as usize];
+        InstitutionView {
+            fixmedins_code: inst.code,
+            fixmedins_name: inst.name.clone(),
+            fixmedins_type: inst.kind,
+            admdvs: inst.admdvs,
+        }
+    }
+}
+
+/// Wire ids are 1-based; record indexes 0-based.
+pub(crate) fn id_to_index(id: u64, len: usize) -> Option<usize> {
+    let i = usize::try_from(id.checked_sub(1)?).ok()?;
+    (i < len).then_some(i)
+}

@@ -1,0 +1,291 @@
+//! Read views: plain data the HTTP layer renders. Queries never change the state.
+
+use super::counters::{Cell, ReconTotals};
+use super::ledger::{Counterparty, EntryKind, EntryRef};
+use super::{Scope, State, TransferStatus};
+use crate::command::{Actor, InstCode, InstType, Insutype, PersonStatus, PsnNo, Relation, Role};
+use crate::reply::{ErrCode, Rejection, Reply};
+use crate::time::Period;
+use crate::{Fen, TransferSource};
+
+pub use super::counters::Cell as StatsCell;
+pub use super::ledger::{Counterparty as EntryCounterparty, EntryKind as Kind};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonView {
+    pub psn_no: PsnNo,
+    pub certno_masked: String,
+    pub psn_name_masked: String,
+    pub insutype: Insutype,
+    pub admdvs: u32,
+    pub status: PersonStatus,
+    pub acct_balc: Fen,
+    pub wallet_open: bool,
+    pub wallet_balc: Fen,
+    pub bindings_given: Vec<BindingView>,
+    pub bindings_received: Vec<BindingView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingView {
+    pub binding_id: u64,
+    pub giver_psn_no: PsnNo,
+    pub receiver_psn_no: PsnNo,
+    pub relation: Relation,
+    pub scope: Scope,
+    /// 1 for the receiver's first active giver; 0 once revoked.
+    pub priority: u32,
+    pub active: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstitutionView {
+    pub fixmedins_code: InstCode,
+    pub fixmedins_name: String,
+    pub fixmedins_type: InstType,
+    pub admdvs: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettlementView {
+    pub setl_id: u64,
+    pub psn_no: PsnNo,
+    pub fixmedins_code: InstCode,
+    pub setl_time: i64,
+    pub medfee_sumamt: Fen,
+    pub fund_pay_sumamt: Fen,
+    pub psn_part_amt: Fen,
+    pub acct_pay: Fen,
+    pub wallet_pay: Fen,
+    pub acct_mulaid_pay: Fen,
+    pub psn_cash_pay: Fen,
+    pub mulaid_details: Vec<(PsnNo, Fen)>,
+    pub acct_balc: Fen,
+    pub wallet_balc: Fen,
+    pub cancelled: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferView {
+    pub transfer_id: u64,
+    pub from_psn_no: PsnNo,
+    pub to_psn_no: PsnNo,
+    pub amount: Fen,
+    pub source: TransferSource,
+    pub cross_province: bool,
+    pub status: TransferStatus,
+    pub created: i64,
+    pub expires_at: i64,
+    /// The sender's (account, wallet) balances after the hold: only in a creation's reply.
+    pub sender_balances: Option<(Fen, Fen)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContributionView {
+    pub contribution_id: u64,
+    pub payer_psn_no: PsnNo,
+    pub psn_no: PsnNo,
+    pub year: u16,
+    pub amount: Fen,
+    pub acct_balc: Fen,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryView {
+    pub entry_id: u64,
+    pub time: i64,
+    pub kind: EntryKind,
+    /// Signed fen: negative leaves the account or wallet.
+    pub amount: i64,
+    pub wallet: bool,
+    pub balc: Fen,
+    pub counterparty: Option<String>,
+    pub reference: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsView {
+    pub total: Cell,
+    pub account_draw: Cell,
+    pub same_pool: Cell,
+    pub cross_pool: Cell,
+    pub wallet_transfer: Cell,
+    pub in_province: Cell,
+    pub cross_province: Cell,
+}
+
+pub type ReconView = ReconTotals;
+
+/// Largest page of entries.
+pub const ENTRIES_LIMIT_MAX: u32 = 1_000;
+
+impl State {
+    pub fn person(&self, psn_no: &str) -> Result<PersonView, Rejection> {
+        Ok(self.person_view(self.person_index(psn_no)?))
+    }
+
+    pub fn institution(&self, code: &str) -> Result<InstitutionView, Rejection> {
+        Ok(self.institution_view(self.institution_index(code)?))
+    }
+
+    pub fn settlement(&self, setl_id: u64) -> Result<SettlementView, Rejection> {
+        Ok(self.settlement_view(self.settlement_index(setl_id)?))
+    }
+
+    pub fn settlement_view(&self, s: u32) -> SettlementView {
+        let setl = &self.setls[s as usize];
+        let start = setl.details_start as usize;
+        let details = &self.details[start..start + usize::from(setl.details_len)];
+        SettlementView {
+            setl_id: u64::from(s) + 1,
+            psn_no: self.persons.psn_no_array(setl.psn),
+            fixmedins_code: self.insts.list[setl.inst as usize].code,
+            setl_time: setl.time,
+            medfee_sumamt: setl.medfee,
+            fund_pay_sumamt: setl.fund_pay,
+            psn_part_amt: setl.psn_part(),
+            acct_pay: setl.acct_pay,
+            wallet_pay: setl.wallet_pay,
+            acct_mulaid_pay: setl.mulaid,
+            psn_cash_pay: setl.cash,
+            mulaid_details: details
+                .iter()
+                .map(|d| (self.persons.psn_no_array(d.giver), d.amount))
+                .collect(),
+            acct_balc: setl.acct_balc,
+            wallet_balc: setl.wallet_balc,
+            cancelled: setl.cancelled,
+        }
+    }
+
+    pub fn transfer(&self, transfer_id: u64) -> Result<TransferView, Rejection> {
+        Ok(self.transfer_view(self.transfer_index(transfer_id)?, false))
+    }
+
+    pub fn binding(&self, binding_id: u64) -> Result<BindingView, Rejection> {
+        Ok(self.binding_view(self.binding_index(binding_id)?))
+    }
+
+    /// A person's entries, oldest first, after entry `after` (exclusive), at most `limit`.
+    /// Returns the page and the id to pass as `after` for the next page, if there is one.
+    pub fn entries(
+        &self,
+        psn_no: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<(Vec<EntryView>, Option<u64>), Rejection> {
+        let psn = self.person_index(psn_no)?;
+        assert!((1..=ENTRIES_LIMIT_MAX).contains(&limit));
+        let mut at = match after {
+            None => self.persons.entry_head[psn as usize],
+            Some(id) => {
+                let i = super::persons::id_to_index(id, self.entries.len())
+                    .filter(|&i| self.entries[i].psn == psn)
+                    .ok_or(Rejection::with(
+                        ErrCode::BadRequest,
+                        "after is not this person's entry",
+                    ))?;
+                self.entries[i].next
+            }
+        };
+        let mut page = Vec::new();
+        while at != 0 && page.len() < limit as usize {
+            page.push(self.entry_view(at));
+            at = self.entries[at as usize - 1].next;
+        }
+        let next = if at != 0 {
+            page.last().map(|e| e.entry_id)
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    fn entry_view(&self, id: u32) -> EntryView {
+        let e = &self.entries[id as usize - 1];
+        EntryView {
+            entry_id: u64::from(id),
+            time: e.time,
+            kind: e.kind,
+            amount: e.amount,
+            wallet: e.wallet,
+            balc: e.balc,
+            counterparty: match e.counterparty {
+                Counterparty::None => None,
+                Counterparty::Person(p) => Some(self.persons.psn_no(p).to_owned()),
+                Counterparty::Institution(i) => {
+                    Some(self.insts.list[i as usize].code.as_str().to_owned())
+                }
+            },
+            reference: match e.reference {
+                EntryRef::Settlement(id) | EntryRef::Transfer(id) | EntryRef::Contribution(id) => {
+                    id.to_string()
+                }
+                EntryRef::Period(p) => Period(p).to_string(),
+            },
+        }
+    }
+
+    /// The statistics table over `from..=to`, for one province or all (rule 17).
+    pub fn stats(&self, from: Period, to: Period, province: Option<u8>) -> StatsView {
+        let [same_pool, cross_pool, in_province, cross_province] =
+            self.stats.sum(from, to, province);
+        let account_draw = same_pool.plus(cross_pool);
+        let wallet_transfer = in_province.plus(cross_province);
+        StatsView {
+            total: account_draw.plus(wallet_transfer),
+            account_draw,
+            same_pool,
+            cross_pool,
+            wallet_transfer,
+            in_province,
+            cross_province,
+        }
+    }
+
+    /// An institution's totals for a CST day (rule 18).
+    pub fn reconciliation(&self, code: &str, day: i32) -> Result<ReconView, Rejection> {
+        let inst = self.institution_index(code)?;
+        Ok(self.recon.get(&(inst, day)).copied().unwrap_or_default())
+    }
+
+    /// The actor a token stands for, if the token is known and not revoked.
+    pub fn token_actor(&self, token_hash: &[u8; 32]) -> Option<(u64, Actor)> {
+        let &i = self.tokens.index.get(token_hash)?;
+        let token = &self.tokens.list[i as usize];
+        if token.revoked {
+            return None;
+        }
+        let actor = match token.role {
+            Role::Admin => Actor::Admin,
+            Role::Institution => Actor::Institution(self.insts.list[token.scope as usize].code),
+            Role::Person => Actor::Person(self.persons.psn_no_array(token.scope)),
+        };
+        Some((u64::from(i) + 1, actor))
+    }
+
+    pub fn token_count(&self) -> usize {
+        self.tokens.list.len()
+    }
+
+    /// The reply of a cancellation: what went back to each source.
+    pub fn cancel_view(&self, s: u32) -> SettlementView {
+        self.settlement_view(s)
+    }
+
+    /// Whether a msgid is remembered (applied or blocked).
+    pub fn msgid_known(&self, msgid: &str) -> bool {
+        self.msgids.get(super::msgids::msgid_key(msgid)).is_some()
+    }
+
+    /// The remembered reply of an applied msgid.
+    pub fn reply_of(&self, msgid: &str) -> Option<&Reply> {
+        self.msgids
+            .get(super::msgids::msgid_key(msgid))
+            .and_then(|r| r.reply.as_ref())
+    }
+
+    pub fn msgid_count(&self) -> usize {
+        self.msgids.len()
+    }
+}
