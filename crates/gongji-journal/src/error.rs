@@ -14,8 +14,13 @@ pub enum RecordDefect {
     /// Fewer bytes left in the file than the header or body needs.
     Truncated,
     Header(HeaderDefect),
-    BodyTooLarge { body_len: u32 },
-    BodyCrc { stored: u32, computed: u32 },
+    BodyTooLarge {
+        body_len: u32,
+    },
+    BodyCrc {
+        stored: u32,
+        computed: u32,
+    },
 }
 
 impl fmt::Display for RecordDefect {
@@ -26,7 +31,10 @@ impl fmt::Display for RecordDefect {
             Self::Header(defect) => write!(f, "record header: {defect}"),
             Self::BodyTooLarge { body_len } => write!(f, "body_len {body_len} exceeds maximum"),
             Self::BodyCrc { stored, computed } => {
-                write!(f, "body crc32c mismatch (stored {stored:#010x}, computed {computed:#010x})")
+                write!(
+                    f,
+                    "body crc32c mismatch (stored {stored:#010x}, computed {computed:#010x})"
+                )
             }
         }
     }
@@ -36,29 +44,59 @@ impl fmt::Display for RecordDefect {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DamageKind {
     SegmentHeader(HeaderDefect),
-    SegmentNameMismatch { name_op: u64, header_op: u64 },
+    SegmentNameMismatch {
+        name_op: u64,
+        header_op: u64,
+    },
     /// An invalid record with a valid record after it in the same segment.
-    RecordMidFile { defect: RecordDefect, valid_record_at: u64 },
+    RecordMidFile {
+        defect: RecordDefect,
+        valid_record_at: u64,
+    },
     /// An invalid record in a segment that is not the last one.
-    RecordInSealedSegment { defect: RecordDefect },
+    RecordInSealedSegment {
+        defect: RecordDefect,
+    },
     /// A well-formed record with the wrong op number (gap or repeat).
-    OpMismatch { expected: u64, found: u64 },
+    OpMismatch {
+        expected: u64,
+        found: u64,
+    },
     /// A well-formed record whose stored chain hash is not the computed one.
-    ChainMismatch { op: u64 },
+    ChainMismatch {
+        op: u64,
+    },
     /// A segment starting at the wrong op: a missing segment (gap) or an overlap.
-    SegmentOpMismatch { expected_first_op: u64, found_first_op: u64 },
+    SegmentOpMismatch {
+        expected_first_op: u64,
+        found_first_op: u64,
+    },
     /// A segment header's previous-chain hash does not match the chain so far.
-    SegmentChainMismatch { first_op: u64 },
+    SegmentChainMismatch {
+        first_op: u64,
+    },
     /// No anchor given, but the journal does not start at op 1 from the genesis hash.
-    NotFromGenesis { first_op: u64 },
+    NotFromGenesis {
+        first_op: u64,
+    },
     /// The journal starts after `anchor_op + 1`: records between snapshot and journal are lost.
-    AnchorGap { anchor_op: u64, first_op: u64 },
+    AnchorGap {
+        anchor_op: u64,
+        first_op: u64,
+    },
     /// The chain at the anchor op differs from the anchor's chain hash.
-    AnchorChainMismatch { anchor_op: u64 },
+    AnchorChainMismatch {
+        anchor_op: u64,
+    },
     /// The journal ends before the anchor op.
-    EndsBeforeAnchor { anchor_op: u64, last_op: u64 },
+    EndsBeforeAnchor {
+        anchor_op: u64,
+        last_op: u64,
+    },
     /// Records changed on storage between `open` and `replay`.
-    ChangedSinceOpen { expected_op: u64 },
+    ChangedSinceOpen {
+        expected_op: u64,
+    },
 }
 
 impl fmt::Display for DamageKind {
@@ -66,35 +104,65 @@ impl fmt::Display for DamageKind {
         match self {
             Self::SegmentHeader(d) => write!(f, "segment header: {d}"),
             Self::SegmentNameMismatch { name_op, header_op } => {
-                write!(f, "file name says first op {name_op}, header says {header_op}")
+                write!(
+                    f,
+                    "file name says first op {name_op}, header says {header_op}"
+                )
             }
-            Self::RecordMidFile { defect, valid_record_at } => {
-                write!(f, "{defect}, but a valid record follows at offset {valid_record_at}")
+            Self::RecordMidFile {
+                defect,
+                valid_record_at,
+            } => {
+                write!(
+                    f,
+                    "{defect}, but a valid record follows at offset {valid_record_at}"
+                )
             }
             Self::RecordInSealedSegment { defect } => write!(f, "{defect} in a non-last segment"),
             Self::OpMismatch { expected, found } => {
                 write!(f, "op {found} where op {expected} was expected")
             }
             Self::ChainMismatch { op } => write!(f, "hash chain broken at op {op}"),
-            Self::SegmentOpMismatch { expected_first_op, found_first_op } => write!(
+            Self::SegmentOpMismatch {
+                expected_first_op,
+                found_first_op,
+            } => write!(
                 f,
                 "segment starts at op {found_first_op}, expected {expected_first_op} \
                  (missing or overlapping segment)"
             ),
             Self::SegmentChainMismatch { first_op } => {
-                write!(f, "segment header chain hash before op {first_op} does not match")
+                write!(
+                    f,
+                    "segment header chain hash before op {first_op} does not match"
+                )
             }
             Self::NotFromGenesis { first_op } => {
-                write!(f, "journal starts at op {first_op} but no snapshot anchor was given")
+                write!(
+                    f,
+                    "journal starts at op {first_op} but no snapshot anchor was given"
+                )
             }
-            Self::AnchorGap { anchor_op, first_op } => {
-                write!(f, "journal starts at op {first_op}, after snapshot op {anchor_op} + 1")
+            Self::AnchorGap {
+                anchor_op,
+                first_op,
+            } => {
+                write!(
+                    f,
+                    "journal starts at op {first_op}, after snapshot op {anchor_op} + 1"
+                )
             }
             Self::AnchorChainMismatch { anchor_op } => {
-                write!(f, "chain hash at snapshot op {anchor_op} does not match the snapshot")
+                write!(
+                    f,
+                    "chain hash at snapshot op {anchor_op} does not match the snapshot"
+                )
             }
             Self::EndsBeforeAnchor { anchor_op, last_op } => {
-                write!(f, "journal ends at op {last_op}, before snapshot op {anchor_op}")
+                write!(
+                    f,
+                    "journal ends at op {last_op}, before snapshot op {anchor_op}"
+                )
             }
             Self::ChangedSinceOpen { expected_op } => {
                 write!(f, "record for op {expected_op} changed since open")
@@ -113,7 +181,11 @@ pub struct Damage {
 
 impl fmt::Display for Damage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "journal damaged: {} at offset {}: {}", self.file, self.offset, self.kind)
+        write!(
+            f,
+            "journal damaged: {} at offset {}: {}",
+            self.file, self.offset, self.kind
+        )
     }
 }
 
@@ -124,14 +196,27 @@ pub enum JournalError {
     Damage(Damage),
     /// An earlier write or sync failed; the process must stop and recover.
     Poisoned,
-    InvalidConfig { reason: &'static str },
-    BodyTooLarge { body_len: usize, body_bytes_max: u32 },
+    InvalidConfig {
+        reason: &'static str,
+    },
+    BodyTooLarge {
+        body_len: usize,
+        body_bytes_max: u32,
+    },
     /// The record does not fit in the current batch; call `sync` and append again.
-    BatchFull { batch_bytes: u64, record_bytes: u64, batch_bytes_max: u64 },
+    BatchFull {
+        batch_bytes: u64,
+        record_bytes: u64,
+        batch_bytes_max: u64,
+    },
     /// `replay` needs every appended record synced first.
     UnsyncedAppends,
     /// `replay` asked for records the journal no longer (or never) held.
-    ReplayRange { after_op: u64, first_op: u64, head_op: u64 },
+    ReplayRange {
+        after_op: u64,
+        first_op: u64,
+        head_op: u64,
+    },
 }
 
 impl fmt::Display for JournalError {
@@ -141,16 +226,30 @@ impl fmt::Display for JournalError {
             Self::Damage(d) => d.fmt(f),
             Self::Poisoned => write!(f, "journal poisoned by an earlier write or sync failure"),
             Self::InvalidConfig { reason } => write!(f, "invalid journal config: {reason}"),
-            Self::BodyTooLarge { body_len, body_bytes_max } => {
-                write!(f, "record body of {body_len} bytes exceeds {body_bytes_max}")
+            Self::BodyTooLarge {
+                body_len,
+                body_bytes_max,
+            } => {
+                write!(
+                    f,
+                    "record body of {body_len} bytes exceeds {body_bytes_max}"
+                )
             }
-            Self::BatchFull { batch_bytes, record_bytes, batch_bytes_max } => write!(
+            Self::BatchFull {
+                batch_bytes,
+                record_bytes,
+                batch_bytes_max,
+            } => write!(
                 f,
                 "batch of {batch_bytes} bytes cannot take a {record_bytes}-byte record \
                  (max {batch_bytes_max})"
             ),
             Self::UnsyncedAppends => write!(f, "replay with unsynced appends"),
-            Self::ReplayRange { after_op, first_op, head_op } => write!(
+            Self::ReplayRange {
+                after_op,
+                first_op,
+                head_op,
+            } => write!(
                 f,
                 "cannot replay after op {after_op}: journal holds ops {first_op}..={head_op}"
             ),

@@ -103,7 +103,13 @@ impl Inode {
             (mode, self.pending.get(kept))
         {
             let cut = rng.upto(data.len());
-            apply(&mut content, &FileOp::Write { offset: *offset, data: data[..cut].to_vec() });
+            apply(
+                &mut content,
+                &FileOp::Write {
+                    offset: *offset,
+                    data: data[..cut].to_vec(),
+                },
+            );
         }
         content
     }
@@ -138,7 +144,9 @@ impl FaultStorage {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not hide the state from the next assertion.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The `n`-th `write_at` call (1-based, counted since creation) and everything after it
@@ -189,11 +197,22 @@ impl FaultStorage {
             .iter()
             .map(|inode| {
                 let content = inode.recovered(mode, &mut rng);
-                Inode { durable: content.clone(), current: content, pending: Vec::new() }
+                Inode {
+                    durable: content.clone(),
+                    current: content,
+                    pending: Vec::new(),
+                }
             })
             .collect();
-        let fresh = State { inodes, names_durable: names.clone(), names, ..State::default() };
-        FaultStorage { state: Arc::new(Mutex::new(fresh)) }
+        let fresh = State {
+            inodes,
+            names_durable: names.clone(),
+            names,
+            ..State::default()
+        };
+        FaultStorage {
+            state: Arc::new(Mutex::new(fresh)),
+        }
     }
 
     /// Flips bit `bit` (0..8) of byte `offset` in `name`, durably (simulated media damage).
@@ -206,7 +225,13 @@ impl FaultStorage {
     /// Overwrites bytes at `offset` in `name`, durably (for crafted-damage tests).
     pub fn overwrite(&self, name: &str, offset: u64, data: &[u8]) {
         self.edit_durably(name, |content| {
-            apply(content, &FileOp::Write { offset, data: data.to_vec() });
+            apply(
+                content,
+                &FileOp::Write {
+                    offset,
+                    data: data.to_vec(),
+                },
+            );
         });
     }
 
@@ -235,7 +260,10 @@ impl FaultStorage {
 
     fn edit_durably(&self, name: &str, edit: impl Fn(&mut Vec<u8>)) {
         let mut state = self.lock();
-        let ino = *state.names.get(name).unwrap_or_else(|| panic!("{name} does not exist"));
+        let ino = *state
+            .names
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} does not exist"));
         let inode = &mut state.inodes[ino];
         edit(&mut inode.durable);
         edit(&mut inode.current);
@@ -253,7 +281,10 @@ impl State {
     fn ino(&self, name: &str) -> Result<usize, StorageError> {
         self.check()?;
         check_name(name)?;
-        self.names.get(name).copied().ok_or_else(|| StorageError::NotFound { name: name.into() })
+        self.names
+            .get(name)
+            .copied()
+            .ok_or_else(|| StorageError::NotFound { name: name.into() })
     }
 
     /// Applies `op` as an unsynced change of `name`.
@@ -282,7 +313,9 @@ impl Storage for FaultStorage {
         state.check()?;
         check_name(name)?;
         if state.names.contains_key(name) {
-            return Err(StorageError::AlreadyExists { name: name.to_owned() });
+            return Err(StorageError::AlreadyExists {
+                name: name.to_owned(),
+            });
         }
         state.inodes.push(Inode::default());
         let ino = state.inodes.len() - 1;
@@ -296,7 +329,13 @@ impl Storage for FaultStorage {
         state.ino(name)?;
         state.writes_total += 1;
         let crash = state.crash_at_write == Some(state.writes_total);
-        state.push_op(name, FileOp::Write { offset, data: data.to_vec() })?;
+        state.push_op(
+            name,
+            FileOp::Write {
+                offset,
+                data: data.to_vec(),
+            },
+        )?;
         if crash {
             state.crashed = true;
             return Err(StorageError::Crashed);
@@ -372,7 +411,9 @@ impl Storage for FaultStorage {
         check_name(to)?;
         state.names.remove(from);
         state.names.insert(to.to_owned(), ino);
-        state.dir_pending.push(DirOp::Rename(from.to_owned(), to.to_owned()));
+        state
+            .dir_pending
+            .push(DirOp::Rename(from.to_owned(), to.to_owned()));
         Ok(())
     }
 }
@@ -394,7 +435,10 @@ mod tests {
         fault.create("b").unwrap();
         let after = fault.after_crash(CrashMode::DropUnsynced);
         assert_eq!(after.read_all("a").unwrap(), b"hello");
-        assert!(matches!(after.read_all("b"), Err(StorageError::NotFound { .. })));
+        assert!(matches!(
+            after.read_all("b"),
+            Err(StorageError::NotFound { .. })
+        ));
         let kept = fault.after_crash(CrashMode::KeepUnsynced);
         assert_eq!(kept.read_all("a").unwrap(), b"hello world");
         assert_eq!(kept.read_all("b").unwrap(), b"");
@@ -413,7 +457,10 @@ mod tests {
         fault.write_at("a", 8, b"89ab").unwrap();
         let mut lengths = std::collections::BTreeSet::new();
         for seed in 0..64 {
-            let content = fault.after_crash(CrashMode::Torn { seed }).read_all("a").unwrap();
+            let content = fault
+                .after_crash(CrashMode::Torn { seed })
+                .read_all("a")
+                .unwrap();
             assert!(b"0123456789ab".starts_with(&content) && content.len() >= 4);
             lengths.insert(content.len());
         }
@@ -429,6 +476,9 @@ mod tests {
         fault.sync("a").unwrap();
         assert!(matches!(fault.sync_dir(), Err(StorageError::Crashed)));
         assert!(matches!(fault.read_all("a"), Err(StorageError::Crashed)));
-        assert!(matches!(fault.write_at("a", 0, b"x"), Err(StorageError::Crashed)));
+        assert!(matches!(
+            fault.write_at("a", 0, b"x"),
+            Err(StorageError::Crashed)
+        ));
     }
 }

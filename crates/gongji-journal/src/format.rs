@@ -46,7 +46,10 @@ impl fmt::Display for HeaderDefect {
             Self::TooShort { len_bytes } => write!(f, "header truncated ({len_bytes} bytes)"),
             Self::BadMagic { found } => write!(f, "bad magic {found:#010x}"),
             Self::BadCrc { stored, computed } => {
-                write!(f, "header crc32c mismatch (stored {stored:#010x}, computed {computed:#010x})")
+                write!(
+                    f,
+                    "header crc32c mismatch (stored {stored:#010x}, computed {computed:#010x})"
+                )
             }
             Self::BadVersion { found } => write!(f, "unsupported format version {found}"),
             Self::NonZeroReserved { found } => write!(f, "reserved field is {found:#06x}"),
@@ -72,7 +75,10 @@ struct Writer<const N: usize> {
 
 impl<const N: usize> Writer<N> {
     fn new() -> Self {
-        Self { buf: [0; N], pos: 0 }
+        Self {
+            buf: [0; N],
+            pos: 0,
+        }
     }
     fn put(&mut self, bytes: &[u8]) {
         self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
@@ -95,7 +101,9 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take<const K: usize>(&mut self) -> [u8; K] {
-        let out: [u8; K] = self.bytes[self.pos..self.pos + K].try_into().expect("length checked");
+        let out: [u8; K] = self.bytes[self.pos..self.pos + K]
+            .try_into()
+            .expect("length checked");
         self.pos += K;
         out
     }
@@ -117,9 +125,14 @@ impl<'a> Reader<'a> {
 /// positioned after the magic.
 fn open_header(bytes: &[u8], size: usize, magic: u32) -> Result<Reader<'_>, HeaderDefect> {
     if bytes.len() < size {
-        return Err(HeaderDefect::TooShort { len_bytes: bytes.len() });
+        return Err(HeaderDefect::TooShort {
+            len_bytes: bytes.len(),
+        });
     }
-    let mut reader = Reader { bytes: &bytes[..size], pos: 0 };
+    let mut reader = Reader {
+        bytes: &bytes[..size],
+        pos: 0,
+    };
     let found = reader.u32();
     if found != magic {
         return Err(HeaderDefect::BadMagic { found });
@@ -167,7 +180,10 @@ impl SegmentHeader {
     pub fn decode(bytes: &[u8]) -> Result<Self, HeaderDefect> {
         let mut r = open_header(bytes, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC)?;
         check_version(&mut r)?;
-        Ok(Self { first_op: r.u64(), prev_chain_hash: r.take() })
+        Ok(Self {
+            first_op: r.u64(),
+            prev_chain_hash: r.take(),
+        })
     }
 }
 
@@ -256,7 +272,12 @@ impl SnapshotHeader {
     pub fn decode(bytes: &[u8]) -> Result<Self, HeaderDefect> {
         let mut r = open_header(bytes, SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC)?;
         check_version(&mut r)?;
-        Ok(Self { op: r.u64(), chain_hash: r.take(), body_len: r.u64(), body_hash: r.take() })
+        Ok(Self {
+            op: r.u64(),
+            chain_hash: r.take(),
+            body_len: r.u64(),
+            body_hash: r.take(),
+        })
     }
 }
 
@@ -275,7 +296,10 @@ mod tests {
     #[test]
     fn segment_header_bytes_are_pinned() {
         // Proves the segment header layout (field order, widths, endianness, CRC) is stable.
-        let header = SegmentHeader { first_op: 0x0102, prev_chain_hash: counting_hash(0x10) };
+        let header = SegmentHeader {
+            first_op: 0x0102,
+            prev_chain_hash: counting_hash(0x10),
+        };
         let bytes = header.encode();
         let crc = crc32c::crc32c(&bytes[..48]);
         let expected = format!(
@@ -295,7 +319,10 @@ mod tests {
         // Proves the record header layout and the chain/CRC definitions on a known record.
         let header = RecordHeader::for_body(&GENESIS_CHAIN_HASH, 1, -2, b"abc");
         let bytes = header.encode();
-        assert_eq!(header.body_crc, 0x364b_3fb7, "crc32c(\"abc\") reference value");
+        assert_eq!(
+            header.body_crc, 0x364b_3fb7,
+            "crc32c(\"abc\") reference value"
+        );
         let mut pre = Vec::new();
         pre.extend_from_slice(&[0; 32]);
         pre.extend_from_slice(&1u64.to_le_bytes());
@@ -312,7 +339,10 @@ mod tests {
         );
         assert_eq!(hex(&bytes[..28]), expected_prefix);
         assert_eq!(&bytes[28..60], &chain);
-        assert_eq!(hex(&bytes[60..]), hex(&crc32c::crc32c(&bytes[..60]).to_le_bytes()));
+        assert_eq!(
+            hex(&bytes[60..]),
+            hex(&crc32c::crc32c(&bytes[..60]).to_le_bytes())
+        );
         assert_eq!(RecordHeader::decode(&bytes), Ok(header));
     }
 
@@ -338,21 +368,34 @@ mod tests {
     #[test]
     fn header_defects_are_named() {
         // Proves truncation, magic, CRC and version defects are told apart.
-        let good = SegmentHeader { first_op: 1, prev_chain_hash: GENESIS_CHAIN_HASH }.encode();
+        let good = SegmentHeader {
+            first_op: 1,
+            prev_chain_hash: GENESIS_CHAIN_HASH,
+        }
+        .encode();
         assert_eq!(
             SegmentHeader::decode(&good[..10]),
             Err(HeaderDefect::TooShort { len_bytes: 10 })
         );
         let mut bad = good;
         bad[0] ^= 1;
-        assert!(matches!(SegmentHeader::decode(&bad), Err(HeaderDefect::BadMagic { .. })));
+        assert!(matches!(
+            SegmentHeader::decode(&bad),
+            Err(HeaderDefect::BadMagic { .. })
+        ));
         let mut bad = good;
         bad[20] ^= 1;
-        assert!(matches!(SegmentHeader::decode(&bad), Err(HeaderDefect::BadCrc { .. })));
+        assert!(matches!(
+            SegmentHeader::decode(&bad),
+            Err(HeaderDefect::BadCrc { .. })
+        ));
         let mut bad = good;
         bad[4] = 9;
         let crc = crc32c::crc32c(&bad[..48]);
         bad[48..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(SegmentHeader::decode(&bad), Err(HeaderDefect::BadVersion { found: 9 }));
+        assert_eq!(
+            SegmentHeader::decode(&bad),
+            Err(HeaderDefect::BadVersion { found: 9 })
+        );
     }
 }

@@ -21,7 +21,10 @@ pub struct Anchor {
 
 impl Anchor {
     /// Before op 1.
-    pub const GENESIS: Anchor = Anchor { op: 0, chain_hash: GENESIS_CHAIN_HASH };
+    pub const GENESIS: Anchor = Anchor {
+        op: 0,
+        chain_hash: GENESIS_CHAIN_HASH,
+    };
 }
 
 /// Unacknowledged bytes found after the last valid record of the last segment.
@@ -58,7 +61,9 @@ pub fn segment_file_name(first_op: u64) -> String {
 
 /// Inverse of [`segment_file_name`]; `None` for any other file.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(SEGMENT_PREFIX)?.strip_suffix(SEGMENT_SUFFIX)?;
+    let digits = name
+        .strip_prefix(SEGMENT_PREFIX)?
+        .strip_suffix(SEGMENT_SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -80,7 +85,11 @@ pub(crate) fn list_segments(storage: &impl Storage) -> Result<Vec<(u64, String)>
 pub(crate) enum Parsed<'a> {
     /// Only zero bytes remain: the end of data in a preallocated segment.
     End,
-    Record { header: RecordHeader, body: &'a [u8], end: usize },
+    Record {
+        header: RecordHeader,
+        body: &'a [u8],
+        end: usize,
+    },
     Bad(RecordDefect),
 }
 
@@ -91,7 +100,11 @@ pub(crate) fn parse_record_at(data: &[u8], pos: usize, body_bytes_max: u32) -> P
         if rest.iter().all(|&b| b == 0) {
             return Parsed::End;
         }
-        return Parsed::Bad(if rest.len() < 4 { RecordDefect::Truncated } else { RecordDefect::BadMagic });
+        return Parsed::Bad(if rest.len() < 4 {
+            RecordDefect::Truncated
+        } else {
+            RecordDefect::BadMagic
+        });
     }
     if rest.len() < RECORD_HEADER_BYTES {
         return Parsed::Bad(RecordDefect::Truncated);
@@ -101,7 +114,9 @@ pub(crate) fn parse_record_at(data: &[u8], pos: usize, body_bytes_max: u32) -> P
         Err(defect) => return Parsed::Bad(RecordDefect::Header(defect)),
     };
     if header.body_len > body_bytes_max {
-        return Parsed::Bad(RecordDefect::BodyTooLarge { body_len: header.body_len });
+        return Parsed::Bad(RecordDefect::BodyTooLarge {
+            body_len: header.body_len,
+        });
     }
     let end = pos + RECORD_HEADER_BYTES + header.body_len as usize;
     if end > data.len() {
@@ -110,7 +125,10 @@ pub(crate) fn parse_record_at(data: &[u8], pos: usize, body_bytes_max: u32) -> P
     let body = &data[pos + RECORD_HEADER_BYTES..end];
     let computed = crc32c::crc32c(body);
     if computed != header.body_crc {
-        return Parsed::Bad(RecordDefect::BodyCrc { stored: header.body_crc, computed });
+        return Parsed::Bad(RecordDefect::BodyCrc {
+            stored: header.body_crc,
+            computed,
+        });
     }
     Parsed::Record { header, body, end }
 }
@@ -121,7 +139,10 @@ fn find_valid_record(data: &[u8], from: usize, body_bytes_max: u32) -> Option<us
     let last_start = data.len().checked_sub(RECORD_HEADER_BYTES)?;
     (from..=last_start).find(|&p| {
         data[p..p + 4] == magic
-            && matches!(parse_record_at(data, p, body_bytes_max), Parsed::Record { .. })
+            && matches!(
+                parse_record_at(data, p, body_bytes_max),
+                Parsed::Record { .. }
+            )
     })
 }
 
@@ -131,7 +152,11 @@ fn nonzero_end(data: &[u8]) -> usize {
 }
 
 fn damage(file: &str, offset: usize, kind: DamageKind) -> Damage {
-    Damage { file: file.to_owned(), offset: offset as u64, kind }
+    Damage {
+        file: file.to_owned(),
+        offset: offset as u64,
+        kind,
+    }
 }
 
 /// One verified segment.
@@ -156,7 +181,11 @@ pub(crate) struct Scan {
 impl Scan {
     pub fn recovery(&self) -> Recovery {
         let records_total = self.segments.iter().map(|s| s.records).sum();
-        let first_op = self.segments.iter().find(|s| s.records > 0).map(|s| s.first_op);
+        let first_op = self
+            .segments
+            .iter()
+            .find(|s| s.records > 0)
+            .map(|s| s.first_op);
         Recovery {
             records_total,
             first_op,
@@ -174,31 +203,49 @@ pub(crate) fn scan(
     start: Option<Anchor>,
 ) -> Result<Scan, JournalError> {
     let names = list_segments(storage)?;
-    let mut result = Scan { segments: Vec::new(), head: start.unwrap_or(Anchor::GENESIS), torn_tail: None };
+    let mut result = Scan {
+        segments: Vec::new(),
+        head: start.unwrap_or(Anchor::GENESIS),
+        torn_tail: None,
+    };
     for (index, (name_op, name)) in names.iter().enumerate() {
         let is_last = index + 1 == names.len();
         let data = storage.read_all(name)?;
-        let expected_first_op = result.head.op + 1;
         let header = match SegmentHeader::decode(&data) {
             Ok(header) => header,
             Err(defect) => {
+                // Only a segment whose creation never completed may lack a valid header.
                 let salvageable = is_last
-                    && *name_op == expected_first_op
+                    && *name_op == result.head.op + 1
                     && find_valid_record(&data, 0, config.body_bytes_max).is_none();
                 if !salvageable {
                     return Err(damage(name, 0, DamageKind::SegmentHeader(defect)).into());
                 }
                 let bytes = nonzero_end(&data) as u64;
-                result.torn_tail = Some(TornTail { file: name.clone(), offset: 0, bytes, whole_file: true });
+                let file = name.clone();
+                result.torn_tail = Some(TornTail {
+                    file,
+                    offset: 0,
+                    bytes,
+                    whole_file: true,
+                });
                 break;
             }
         };
-        if header.first_op != *name_op {
-            let kind = DamageKind::SegmentNameMismatch { name_op: *name_op, header_op: header.first_op };
-            return Err(damage(name, 0, kind).into());
-        }
-        check_segment_start(name, &header, result.segments.is_empty(), result.head, start)?;
-        let walk = Walk { file: name, data: &data, body_bytes_max: config.body_bytes_max, anchor: start };
+        check_segment_name(name, *name_op, &header, result.head)?;
+        check_segment_start(
+            name,
+            &header,
+            result.segments.is_empty(),
+            result.head,
+            start,
+        )?;
+        let walk = Walk {
+            file: name,
+            data: &data,
+            body_bytes_max: config.body_bytes_max,
+            anchor: start,
+        };
         let (segment, head, torn) = walk.run(&header, is_last)?;
         result.head = head;
         result.segments.push(segment);
@@ -206,6 +253,30 @@ pub(crate) fn scan(
     }
     check_end(&result, start)?;
     Ok(result)
+}
+
+/// The header's first op must match the file name and be a real op number.
+fn check_segment_name(
+    file: &str,
+    name_op: u64,
+    header: &SegmentHeader,
+    head: Anchor,
+) -> Result<(), Damage> {
+    if header.first_op == 0 {
+        let kind = DamageKind::SegmentOpMismatch {
+            expected_first_op: head.op + 1,
+            found_first_op: 0,
+        };
+        return Err(damage(file, 0, kind));
+    }
+    if header.first_op != name_op {
+        let kind = DamageKind::SegmentNameMismatch {
+            name_op,
+            header_op: header.first_op,
+        };
+        return Err(damage(file, 0, kind));
+    }
+    Ok(())
 }
 
 /// Continuity of a segment header with what precedes it (previous segment, anchor, genesis).
@@ -236,14 +307,19 @@ fn check_segment_start(
         }
         (true, Some(anchor)) => {
             if first_op > anchor.op + 1 {
-                let kind = DamageKind::AnchorGap { anchor_op: anchor.op, first_op };
+                let kind = DamageKind::AnchorGap {
+                    anchor_op: anchor.op,
+                    first_op,
+                };
                 return Err(damage(file, 0, kind));
             }
             if first_op <= anchor.op {
                 // The anchor is checked when its record is walked.
                 return Ok(());
             }
-            DamageKind::AnchorChainMismatch { anchor_op: anchor.op }
+            DamageKind::AnchorChainMismatch {
+                anchor_op: anchor.op,
+            }
         }
     };
     if header.prev_chain_hash != head.chain_hash {
@@ -258,8 +334,15 @@ fn check_end(result: &Scan, start: Option<Anchor>) -> Result<(), Damage> {
         return Ok(());
     };
     if result.head.op < anchor.op {
-        let kind = DamageKind::EndsBeforeAnchor { anchor_op: anchor.op, last_op: result.head.op };
-        return Err(Damage { file: last.name.clone(), offset: last.end_offset, kind });
+        let kind = DamageKind::EndsBeforeAnchor {
+            anchor_op: anchor.op,
+            last_op: result.head.op,
+        };
+        return Err(Damage {
+            file: last.name.clone(),
+            offset: last.end_offset,
+            kind,
+        });
     }
     Ok(())
 }
@@ -279,12 +362,19 @@ impl Walk<'_> {
         is_last: bool,
     ) -> Result<(SegmentScan, Anchor, Option<TornTail>), Damage> {
         let mut pos = SEGMENT_HEADER_BYTES;
-        let mut head = Anchor { op: header.first_op - 1, chain_hash: header.prev_chain_hash };
+        let mut head = Anchor {
+            op: header.first_op - 1,
+            chain_hash: header.prev_chain_hash,
+        };
         let mut torn = None;
         loop {
             match parse_record_at(self.data, pos, self.body_bytes_max) {
                 Parsed::End => break,
-                Parsed::Record { header: record, body, end } => {
+                Parsed::Record {
+                    header: record,
+                    body,
+                    end,
+                } => {
                     head = self.check_record(pos, head, &record, body)?;
                     pos = end;
                 }
@@ -314,7 +404,10 @@ impl Walk<'_> {
     ) -> Result<Anchor, Damage> {
         let op = prev.op + 1;
         if record.op != op {
-            let kind = DamageKind::OpMismatch { expected: op, found: record.op };
+            let kind = DamageKind::OpMismatch {
+                expected: op,
+                found: record.op,
+            };
             return Err(damage(self.file, pos, kind));
         }
         let chain_hash = chain_next(&prev.chain_hash, op, record.time, body);
@@ -331,16 +424,33 @@ impl Walk<'_> {
     }
 
     /// A framing failure is a torn tail only at the end of the last segment.
-    fn classify_bad(&self, pos: usize, defect: RecordDefect, is_last: bool) -> Result<TornTail, Damage> {
+    fn classify_bad(
+        &self,
+        pos: usize,
+        defect: RecordDefect,
+        is_last: bool,
+    ) -> Result<TornTail, Damage> {
         if let Some(valid) = find_valid_record(self.data, pos + 1, self.body_bytes_max) {
-            let kind = DamageKind::RecordMidFile { defect, valid_record_at: valid as u64 };
+            let kind = DamageKind::RecordMidFile {
+                defect,
+                valid_record_at: valid as u64,
+            };
             return Err(damage(self.file, pos, kind));
         }
         if !is_last {
-            return Err(damage(self.file, pos, DamageKind::RecordInSealedSegment { defect }));
+            return Err(damage(
+                self.file,
+                pos,
+                DamageKind::RecordInSealedSegment { defect },
+            ));
         }
         let bytes = (nonzero_end(self.data) - pos) as u64;
-        Ok(TornTail { file: self.file.to_owned(), offset: pos as u64, bytes, whole_file: false })
+        Ok(TornTail {
+            file: self.file.to_owned(),
+            offset: pos as u64,
+            bytes,
+            whole_file: false,
+        })
     }
 }
 
@@ -352,9 +462,15 @@ mod tests {
     fn segment_names_round_trip() {
         // Proves segment names are zero-padded to 20 digits and only exact matches parse.
         assert_eq!(segment_file_name(42), "journal-00000000000000000042.seg");
-        assert_eq!(parse_segment_name("journal-00000000000000000042.seg"), Some(42));
+        assert_eq!(
+            parse_segment_name("journal-00000000000000000042.seg"),
+            Some(42)
+        );
         assert_eq!(parse_segment_name("journal-42.seg"), None);
         assert_eq!(parse_segment_name("journal-0000000000000000004x.seg"), None);
-        assert_eq!(parse_segment_name("snapshot-00000000000000000042.snap"), None);
+        assert_eq!(
+            parse_segment_name("snapshot-00000000000000000042.snap"),
+            None
+        );
     }
 }

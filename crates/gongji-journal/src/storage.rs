@@ -12,12 +12,27 @@ use std::path::{Path, PathBuf};
 pub enum StorageError {
     /// Injected by `FaultStorage`: this call and every later one fails.
     Crashed,
-    NotFound { name: String },
-    AlreadyExists { name: String },
+    NotFound {
+        name: String,
+    },
+    AlreadyExists {
+        name: String,
+    },
     /// Names must be plain file names (no separators, not `.`/`..`, not empty).
-    InvalidName { name: String },
-    ShortRead { name: String, offset: u64, len_bytes: usize, file_len_bytes: u64 },
-    Io { op: &'static str, name: String, source: io::Error },
+    InvalidName {
+        name: String,
+    },
+    ShortRead {
+        name: String,
+        offset: u64,
+        len_bytes: usize,
+        file_len_bytes: u64,
+    },
+    Io {
+        op: &'static str,
+        name: String,
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for StorageError {
@@ -27,7 +42,12 @@ impl fmt::Display for StorageError {
             Self::NotFound { name } => write!(f, "{name}: not found"),
             Self::AlreadyExists { name } => write!(f, "{name}: already exists"),
             Self::InvalidName { name } => write!(f, "{name:?}: invalid file name"),
-            Self::ShortRead { name, offset, len_bytes, file_len_bytes } => write!(
+            Self::ShortRead {
+                name,
+                offset,
+                len_bytes,
+                file_len_bytes,
+            } => write!(
                 f,
                 "{name}: read of {len_bytes} bytes at offset {offset} past end ({file_len_bytes})"
             ),
@@ -75,7 +95,9 @@ pub trait Storage: Send {
 pub(crate) fn check_name(name: &str) -> Result<(), StorageError> {
     let bad = name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']);
     if bad {
-        return Err(StorageError::InvalidName { name: name.to_owned() });
+        return Err(StorageError::InvalidName {
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }
@@ -90,9 +112,17 @@ pub struct FsStorage {
 
 fn io_err(op: &'static str, name: &str, source: io::Error) -> StorageError {
     match source.kind() {
-        io::ErrorKind::NotFound => StorageError::NotFound { name: name.to_owned() },
-        io::ErrorKind::AlreadyExists => StorageError::AlreadyExists { name: name.to_owned() },
-        _ => StorageError::Io { op, name: name.to_owned(), source },
+        io::ErrorKind::NotFound => StorageError::NotFound {
+            name: name.to_owned(),
+        },
+        io::ErrorKind::AlreadyExists => StorageError::AlreadyExists {
+            name: name.to_owned(),
+        },
+        _ => StorageError::Io {
+            op,
+            name: name.to_owned(),
+            source,
+        },
     }
 }
 
@@ -102,7 +132,10 @@ impl FsStorage {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)
             .map_err(|e| io_err("create_dir_all", &dir.display().to_string(), e))?;
-        Ok(Self { dir, handles: HashMap::new() })
+        Ok(Self {
+            dir,
+            handles: HashMap::new(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -142,7 +175,9 @@ impl Storage for FsStorage {
     }
 
     fn write_at(&mut self, name: &str, offset: u64, data: &[u8]) -> Result<(), StorageError> {
-        self.handle(name)?.write_all_at(data, offset).map_err(|e| io_err("write", name, e))
+        self.handle(name)?
+            .write_all_at(data, offset)
+            .map_err(|e| io_err("write", name, e))
     }
 
     fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
@@ -157,7 +192,8 @@ impl Storage for FsStorage {
                 file_len_bytes,
             });
         }
-        file.read_exact_at(buf, offset).map_err(|e| io_err("read", name, e))
+        file.read_exact_at(buf, offset)
+            .map_err(|e| io_err("read", name, e))
     }
 
     fn read_all(&self, name: &str) -> Result<Vec<u8>, StorageError> {
@@ -170,17 +206,22 @@ impl Storage for FsStorage {
     }
 
     fn set_len(&mut self, name: &str, len_bytes: u64) -> Result<(), StorageError> {
-        self.handle(name)?.set_len(len_bytes).map_err(|e| io_err("set_len", name, e))
+        self.handle(name)?
+            .set_len(len_bytes)
+            .map_err(|e| io_err("set_len", name, e))
     }
 
     fn sync(&mut self, name: &str) -> Result<(), StorageError> {
-        self.handle(name)?.sync_data().map_err(|e| io_err("fdatasync", name, e))
+        self.handle(name)?
+            .sync_data()
+            .map_err(|e| io_err("fdatasync", name, e))
     }
 
     fn sync_dir(&mut self) -> Result<(), StorageError> {
         let dir_name = self.dir.display().to_string();
         let dir = File::open(&self.dir).map_err(|e| io_err("open dir", &dir_name, e))?;
-        dir.sync_all().map_err(|e| io_err("fsync dir", &dir_name, e))
+        dir.sync_all()
+            .map_err(|e| io_err("fsync dir", &dir_name, e))
     }
 
     fn list(&self) -> Result<Vec<String>, StorageError> {
