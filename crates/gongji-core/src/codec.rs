@@ -442,3 +442,267 @@ fn decode_body(d: &mut Dec<'_>) -> Result<Body, DecodeError> {
         _ => return d.err("body tag"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{InstCode, Msgid, PsnNo};
+
+    /// 2025-05-20 10:00:00 CST.
+    const T: i64 = 1_747_706_400;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    fn enc(op: &Op) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_op(op, &mut out);
+        out
+    }
+
+    fn psn(s: &str) -> PsnNo {
+        PsnNo::from(s).expect("fits")
+    }
+
+    fn inst(s: &str) -> InstCode {
+        InstCode::from(s).expect("fits")
+    }
+
+    fn settle_op() -> Op {
+        Op::Write(Command {
+            msgid: Msgid::from("M1").expect("fits"),
+            time: T,
+            actor: Actor::Institution(inst("H1")),
+            body: Body::Settle {
+                fixmedins_code: inst("H1"),
+                psn_no: psn("P1"),
+                medfee_sumamt: Fen(1230),
+                fund_pay_sumamt: Fen(230),
+                acct_used: true,
+            },
+        })
+    }
+
+    const TICK_HEX: &str = "010020e22b6800000000";
+    const SETTLE_HEX: &str = concat!(
+        "01",               // format version
+        "01",               // write
+        "024d31",           // msgid "M1"
+        "20e22b6800000000", // time, i64 LE
+        "01024831",         // actor: institution "H1"
+        "09",               // body: settle
+        "024831",           // fixmedins_code "H1"
+        "025031",           // psn_no "P1"
+        "ce04000000000000", // medfee 1230 fen
+        "e600000000000000", // fund 230 fen
+        "01",               // acct_used
+    );
+
+    #[test]
+    fn tick_bytes_pinned() {
+        // Proves the version-1 encoding of a tick, byte for byte, and its decoding.
+        let op = Op::Tick { time: T };
+        assert_eq!(hex(&enc(&op)), TICK_HEX);
+        assert_eq!(decode_op(&unhex(TICK_HEX)), Ok(op));
+    }
+
+    #[test]
+    fn settle_bytes_pinned() {
+        // Proves the version-1 encoding of a settlement write, byte for byte, and that the
+        // fingerprint bytes are exactly the body part (no version, msgid, time or actor).
+        let op = settle_op();
+        let bytes = enc(&op);
+        assert_eq!(hex(&bytes), SETTLE_HEX);
+        assert_eq!(decode_op(&bytes), Ok(op.clone()));
+        let Op::Write(command) = &op else {
+            unreachable!()
+        };
+        let mut fp = Vec::new();
+        encode_body_for_fingerprint(&command.body, &mut fp);
+        assert_eq!(hex(&fp), SETTLE_HEX[2 * 17..]);
+    }
+
+    #[test]
+    fn decode_truncated() {
+        // Proves every strict prefix of a valid op is refused as truncated, at its end.
+        for bytes in [unhex(TICK_HEX), unhex(SETTLE_HEX)] {
+            for n in 0..bytes.len() {
+                let err = decode_op(&bytes[..n]).expect_err("a prefix");
+                assert_eq!((err.what, err.offset <= n), ("truncated", true), "{n}");
+            }
+        }
+        assert_eq!(
+            decode_op(&[]),
+            Err(DecodeError {
+                offset: 0,
+                what: "truncated"
+            })
+        );
+    }
+
+    #[test]
+    fn decode_unknown_version_and_trailing_bytes() {
+        // Proves a version other than 1 and bytes after a complete op are refused, and the
+        // other malformed tags and values are named.
+        for version in [0u8, 2, 0xff] {
+            let mut bytes = unhex(SETTLE_HEX);
+            bytes[0] = version;
+            let err = decode_op(&bytes).unwrap_err();
+            assert_eq!((err.offset, err.what), (1, "unknown format version"));
+        }
+        let mut bytes = unhex(SETTLE_HEX);
+        bytes.push(0);
+        let err = decode_op(&bytes).unwrap_err();
+        assert_eq!((err.offset, err.what), (bytes.len() - 1, "trailing bytes"));
+        let mut bytes = unhex(TICK_HEX);
+        bytes.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(decode_op(&bytes).unwrap_err().what, "trailing bytes");
+
+        let bad = |at: usize, value: u8| {
+            let mut bytes = unhex(SETTLE_HEX);
+            bytes[at] = value;
+            decode_op(&bytes).unwrap_err().what
+        };
+        assert_eq!(bad(1, 2), "op tag");
+        assert_eq!(bad(13, 3), "actor tag");
+        assert_eq!(bad(17, 0), "body tag");
+        assert_eq!(bad(17, 17), "body tag");
+        assert_eq!(bad(40, 2), "enum value");
+        assert_eq!(bad(3, 0xff), "utf-8");
+        // A msgid longer than 64 bytes does not fit.
+        let mut long = vec![1, 1, 65];
+        long.extend_from_slice(&[b'a'; 65]);
+        assert_eq!(decode_op(&long).unwrap_err().what, "string too long");
+        // A credit batch above the item limit is refused before any allocation.
+        let mut credit = vec![1, 1, 1, b'C'];
+        credit.extend_from_slice(&T.to_le_bytes());
+        credit.extend_from_slice(&[0, 6]);
+        credit.extend_from_slice(&(2025u32 * 12 + 4).to_le_bytes());
+        credit.extend_from_slice(&10_001u32.to_le_bytes());
+        assert_eq!(
+            decode_op(&credit).unwrap_err().what,
+            "too many credit items"
+        );
+    }
+
+    #[test]
+    fn round_trip_every_body_kind() {
+        // Proves encode then decode gives back the op for one op of every body kind and both
+        // ticks extremes, and re-encoding gives the same bytes.
+        let bodies = vec![
+            Body::CreateToken {
+                token_hash: [0xab; 32],
+                role: Role::Person,
+                fixmedins_code: None,
+                psn_no: Some(psn("P1")),
+            },
+            Body::RevokeToken { token_id: u64::MAX },
+            Body::Enrol {
+                psn_no: psn("P1"),
+                certno: ArrayString::from("11010519491231002X").expect("fits"),
+                psn_name: "张三丰".into(),
+                insutype: Insutype::Resident,
+                admdvs: 110_101,
+            },
+            Body::SetStatus {
+                psn_no: psn("P1"),
+                status: PersonStatus::Suspended,
+            },
+            Body::RegisterInstitution {
+                fixmedins_code: inst("H44010600001"),
+                fixmedins_name: "x".repeat(200),
+                fixmedins_type: InstType::Pharmacy,
+                admdvs: 440_106,
+            },
+            Body::Credit {
+                period: Period(2025 * 12 + 4),
+                items: vec![
+                    CreditItem {
+                        psn_no: psn("P1"),
+                        amount: Fen(1),
+                    },
+                    CreditItem {
+                        psn_no: psn("P2"),
+                        amount: Fen::INPUT_MAX,
+                    },
+                ],
+            },
+            Body::Bind {
+                giver_psn_no: psn("G"),
+                receiver_psn_no: psn("R"),
+                relation: Relation::MaternalGrandchild,
+            },
+            Body::Revoke { binding_id: 7 },
+            match settle_op() {
+                Op::Write(c) => c.body,
+                Op::Tick { .. } => unreachable!(),
+            },
+            Body::Cancel { setl_id: 1 },
+            Body::Reverse {
+                omsgid: Msgid::from("H44010600001202505201000000001").expect("fits"),
+            },
+            Body::OpenWallet { psn_no: psn("P1") },
+            Body::TransferCreate {
+                from_psn_no: psn("A"),
+                to_psn_no: psn("B"),
+                amount: Fen(200_000),
+                source: TransferSource::Wallet,
+            },
+            Body::TransferAccept { transfer_id: 2 },
+            Body::TransferDecline { transfer_id: 3 },
+            Body::Contribute {
+                payer_psn_no: psn("A"),
+                psn_no: psn("B"),
+                year: 2026,
+                amount: Fen(38_000),
+            },
+        ];
+        let actors = [
+            Actor::Admin,
+            Actor::Institution(inst("H1")),
+            Actor::Person(psn("P1")),
+        ];
+        let mut ops: Vec<Op> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(n, body)| {
+                Op::Write(Command {
+                    msgid: Msgid::from(&format!("m{n}")).expect("fits"),
+                    time: T + n as i64,
+                    actor: actors[n % 3].clone(),
+                    body,
+                })
+            })
+            .collect();
+        ops.extend([Op::Tick { time: i64::MIN }, Op::Tick { time: i64::MAX }]);
+        let mut tags = std::collections::BTreeSet::new();
+        for op in &ops {
+            let bytes = enc(op);
+            if let Op::Write(_) = op {
+                let Op::Write(c) = op else { unreachable!() };
+                let skip = 3
+                    + c.msgid.len()
+                    + 8
+                    + 1
+                    + match &c.actor {
+                        Actor::Admin => 0,
+                        Actor::Institution(s) => 1 + s.len(),
+                        Actor::Person(s) => 1 + s.len(),
+                    };
+                tags.insert(bytes[skip]);
+            }
+            let back = decode_op(&bytes).expect("decodes");
+            assert_eq!(&back, op);
+            assert_eq!(enc(&back), bytes);
+        }
+        assert_eq!(tags, (1..=16).collect());
+    }
+}

@@ -4,7 +4,7 @@
 //! that identify things are inline [`ArrayString`]s so that a settlement command carries no heap
 //! allocation.
 
-use arrayvec::ArrayString;
+pub use arrayvec::ArrayString;
 
 use crate::money::Fen;
 use crate::time::Period;

@@ -28,4 +28,4 @@ pub use money::Fen;
 pub use params::Params;
 pub use reply::{ErrCode, Rejection, Reply};
 pub use state::views;
-pub use state::{Applied, State};
+pub use state::{validate as validate_command, Applied, SnapshotDecodeError, State};

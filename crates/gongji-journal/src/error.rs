@@ -196,6 +196,8 @@ pub enum JournalError {
     Damage(Damage),
     /// An earlier write or sync failed; the process must stop and recover.
     Poisoned,
+    /// The journal was opened read-only.
+    ReadOnly,
     InvalidConfig {
         reason: &'static str,
     },
@@ -225,6 +227,7 @@ impl fmt::Display for JournalError {
             Self::Storage(e) => write!(f, "journal storage: {e}"),
             Self::Damage(d) => d.fmt(f),
             Self::Poisoned => write!(f, "journal poisoned by an earlier write or sync failure"),
+            Self::ReadOnly => write!(f, "journal opened read-only"),
             Self::InvalidConfig { reason } => write!(f, "invalid journal config: {reason}"),
             Self::BodyTooLarge {
                 body_len,

@@ -111,6 +111,8 @@ pub struct Journal<S: Storage> {
     batch_bytes: u64,
     batch_records: u64,
     poisoned: bool,
+    /// Opened by `open_read_only`: appends are refused.
+    read_only: bool,
     stats: JournalStats,
 }
 
@@ -130,13 +132,32 @@ impl<S: Storage> Journal<S> {
     /// tail (zeroing it durably so it cannot be mistaken for data later) and positions for
     /// appending. Damage anywhere else is an error naming file and offset.
     pub fn open(
-        mut storage: S,
+        storage: S,
         config: JournalConfig,
         start: Option<Anchor>,
     ) -> Result<(Self, Recovery), JournalError> {
+        Self::open_with(storage, config, start, true)
+    }
+
+    /// Like [`Self::open`] but changes nothing on storage: a torn tail is reported, not cut,
+    /// and the journal refuses appends. For `verify` and other readers of a data directory.
+    pub fn open_read_only(
+        storage: S,
+        config: JournalConfig,
+        start: Option<Anchor>,
+    ) -> Result<(Self, Recovery), JournalError> {
+        Self::open_with(storage, config, start, false)
+    }
+
+    fn open_with(
+        mut storage: S,
+        config: JournalConfig,
+        start: Option<Anchor>,
+        writable: bool,
+    ) -> Result<(Self, Recovery), JournalError> {
         config.validate()?;
         let scan = scan::scan(&storage, &config, start)?;
-        if let Some(torn) = &scan.torn_tail {
+        if let (Some(torn), true) = (&scan.torn_tail, writable) {
             cut_torn_tail(&mut storage, torn)?;
         }
         let (tail_offset, tail_capacity_bytes) = match scan.segments.last() {
@@ -167,6 +188,7 @@ impl<S: Storage> Journal<S> {
             batch_bytes: 0,
             batch_records: 0,
             poisoned: false,
+            read_only: !writable,
             stats: JournalStats::default(),
         };
         Ok((journal, scan.recovery()))
@@ -183,6 +205,9 @@ impl<S: Storage> Journal<S> {
     /// `BodyTooLarge` and `BatchFull` leave the journal unchanged and usable.
     pub fn append(&mut self, time: i64, body: &[u8]) -> Result<u64, JournalError> {
         self.check_poisoned()?;
+        if self.read_only {
+            return Err(JournalError::ReadOnly);
+        }
         if body.len() > self.config.body_bytes_max as usize {
             let body_bytes_max = self.config.body_bytes_max;
             return Err(JournalError::BodyTooLarge {

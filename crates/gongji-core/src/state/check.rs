@@ -258,9 +258,12 @@ impl State {
         if active != linked {
             return Err(format!("{active} active bindings but {linked} linked"));
         }
+        let mut queued = vec![false; self.transfers.len()];
+        for &(_, q) in &self.expiry_queue {
+            queued[q as usize] = true;
+        }
         for (t, transfer) in self.transfers.iter().enumerate() {
-            let queued = self.expiry_queue.iter().any(|&(_, q)| q as usize == t);
-            if transfer.status == TransferStatus::Pending && !queued {
+            if transfer.status == TransferStatus::Pending && !queued[t] {
                 return Err(format!(
                     "pending transfer {} not in the expiry queue",
                     t + 1

@@ -9,6 +9,7 @@ mod ledger;
 mod msgids;
 mod persons;
 mod settle;
+mod snapshot;
 mod validate;
 pub mod views;
 mod wallet;
@@ -29,6 +30,7 @@ pub(crate) use persons::{Institutions, Persons, Tokens};
 pub(crate) use settle::{Detail, Settlement};
 pub(crate) use wallet::{Transfer, TransferStatus};
 
+pub use snapshot::SnapshotDecodeError;
 pub use validate::validate;
 
 /// A write that was applied, or replayed from its msgid.
@@ -77,7 +79,8 @@ pub struct State {
     /// Scratch buffer for fingerprints: reused so that the hot path does not allocate.
     scratch: Vec<u8>,
     /// Transfers returned by the expiry pass of the write in progress, with the sender's entry
-    /// tail before the return entry, so that a rejected write can undo them.
+    /// tail before the return entry (or `NOT_RETURNED` for a dropped queue item of a transfer
+    /// no longer pending), so that a rejected write can undo them.
     expired_scratch: Vec<(u32, u32)>,
 }
 

@@ -29,11 +29,11 @@ const CREDIT_MASK_MONTHS: u32 = 64;
 
 #[derive(Debug, Default)]
 pub(crate) struct Persons {
-    index: HashTable<u32>,
-    psn_no_bytes: Vec<u8>,
-    psn_no_end: Vec<u32>,
-    name_bytes: Vec<u8>,
-    name_end: Vec<u32>,
+    pub(crate) index: HashTable<u32>,
+    pub(crate) psn_no_bytes: Vec<u8>,
+    pub(crate) psn_no_end: Vec<u32>,
+    pub(crate) name_bytes: Vec<u8>,
+    pub(crate) name_end: Vec<u32>,
     pub certno_index: FxHashMap<u64, u32>,
     pub certno: Vec<u64>,
     pub admdvs: Vec<u32>,
@@ -55,7 +55,7 @@ pub(crate) struct Persons {
     pub credit_overflow: BTreeSet<(u32, u32)>,
 }
 
-fn hash_bytes(bytes: &[u8]) -> u64 {
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     FxBuildHasher.hash_one(bytes)
 }
 

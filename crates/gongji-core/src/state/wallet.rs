@@ -42,6 +42,10 @@ pub(crate) struct Transfer {
     pub expires_at: i64,
 }
 
+/// Marks an `expired_scratch` record of a queue item that was dropped without a return (the
+/// transfer had been accepted or declined): undoing it only puts the item back in the queue.
+const NOT_RETURNED: u32 = u32::MAX;
+
 impl State {
     fn source_side(t: &Transfer) -> LedgerSide {
         match t.source {
@@ -196,6 +200,8 @@ impl State {
             }
             self.expiry_queue.pop_front();
             if self.transfers[t as usize].status != TransferStatus::Pending {
+                // Recorded too: a rejected write must put the queue back exactly as it was.
+                self.expired_scratch.push((t, NOT_RETURNED));
                 continue;
             }
             let from = self.transfers[t as usize].from;
@@ -212,6 +218,10 @@ impl State {
     pub(super) fn unexpire(&mut self) {
         while let Some((t, tail)) = self.expired_scratch.pop() {
             let transfer = self.transfers[t as usize].clone();
+            if tail == NOT_RETURNED {
+                self.expiry_queue.push_front((transfer.expires_at, t));
+                continue;
+            }
             let amount = transfer.amount;
             let (balance, total) = match transfer.source {
                 TransferSource::Acct => (

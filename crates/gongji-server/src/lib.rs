@@ -1,0 +1,422 @@
+//! `gongji-server`: the single writer that owns the engine's state.
+//!
+//! [`Engine`] is the handle the HTTP layer, the simulator and the benchmarks share. Writes are
+//! [`Engine::submit`]ted as [`WriteRequest`]s into a bounded queue; the writer thread drains up
+//! to `batch_op_count_max` ops, applies them to the [`gongji_core::State`], appends the applied
+//! ones to the [`gongji_journal::Journal`], makes the batch durable with one sync, and only then
+//! releases the replies. Rejected writes and replays are not journaled. Reads go through
+//! [`Engine::read`] and never enter the journal path.
+//!
+//! Snapshots are written by a shadow thread that keeps its own copy of the state by applying
+//! the same journaled ops (see `shadow.rs` and ARCHITECTURE.md), so the writer never stops for
+//! one. Recovery ([`Engine::open`]) loads the newest snapshot that verifies, replays the
+//! journal suffix and checks the state.
+
+mod recover;
+mod shadow;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use gongji_core::{Actor, Applied, Body, Msgid, Params, Rejection, State};
+use gongji_journal::{FsStorage, JournalConfig, JournalError, SnapshotError, Storage};
+
+pub use recover::{inspect, OpenReport};
+
+/// Largest number of ops one submission (an HTTP `/v1/batch`) may carry.
+pub const SUBMISSION_OP_COUNT_MAX: usize = 8_190;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub params: Params,
+    pub journal: JournalConfig,
+    /// Ops the writer applies and syncs together at most (more when one submission is larger).
+    pub batch_op_count_max: usize,
+    /// Ops waiting in the queue at most; beyond it `submit` answers `Overloaded`.
+    pub queue_op_count_max: usize,
+    /// The shadow writes a snapshot after this many ops since the last one.
+    pub snapshot_interval_ops: u64,
+    /// Seconds without writes after which the writer moves the clock to its own time.
+    pub idle_tick_seconds: u64,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            params: Params::default(),
+            journal: JournalConfig::default(),
+            batch_op_count_max: 8_190,
+            queue_op_count_max: 65_536,
+            snapshot_interval_ops: 5_000_000,
+            idle_tick_seconds: 1,
+        }
+    }
+
+    pub fn journal_dir(&self) -> PathBuf {
+        self.data_dir.join("journal")
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.data_dir.join("admin.token")
+    }
+}
+
+/// A write as the HTTP layer hands it over: the time is the writer's to choose unless an admin
+/// gave `inf_time`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteRequest {
+    pub msgid: Msgid,
+    pub inf_time: Option<i64>,
+    pub actor: Actor,
+    pub body: Body,
+}
+
+pub type WriteResult = Result<Applied, Rejection>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full: answer 503 and let the client retry with the same msgid.
+    Overloaded,
+    /// The writer has stopped (shutdown, or a fatal storage error).
+    Stopped,
+}
+
+#[derive(Debug)]
+pub enum ServerError {
+    Journal(JournalError),
+    Snapshot(SnapshotError),
+    Io(std::io::Error),
+    /// The data on disk is inconsistent with itself (names the op or file).
+    Corrupt(String),
+    /// Another process holds the data directory.
+    InUse(PathBuf),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Journal(e) => write!(f, "journal: {e}"),
+            ServerError::Snapshot(e) => write!(f, "snapshot: {e:?}"),
+            ServerError::Io(e) => write!(f, "io: {e}"),
+            ServerError::Corrupt(what) => write!(f, "data directory is damaged: {what}"),
+            ServerError::InUse(dir) => {
+                write!(f, "{} is in use by another gongji process", dir.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<JournalError> for ServerError {
+    fn from(e: JournalError) -> Self {
+        ServerError::Journal(e)
+    }
+}
+
+impl From<SnapshotError> for ServerError {
+    fn from(e: SnapshotError) -> Self {
+        ServerError::Snapshot(e)
+    }
+}
+
+impl From<std::io::Error> for ServerError {
+    fn from(e: std::io::Error) -> Self {
+        ServerError::Io(e)
+    }
+}
+
+pub(crate) struct Submission {
+    pub requests: Vec<WriteRequest>,
+    pub reply: tokio::sync::oneshot::Sender<Vec<WriteResult>>,
+}
+
+pub(crate) enum Message {
+    Write(Submission),
+    Stop,
+}
+
+/// Figures the writer keeps for `/metrics` and the benchmarks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub batches_total: AtomicU64,
+    pub ops_applied_total: AtomicU64,
+    pub ops_rejected_total: AtomicU64,
+    pub sync_nanos_total: AtomicU64,
+    pub journal_bytes_total: AtomicU64,
+    pub journal_head_op: AtomicU64,
+    pub queue_ops: AtomicUsize,
+    pub snapshot_op: AtomicU64,
+    /// The snapshot before the newest: journal segments before it may go.
+    pub snapshot_op_previous: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub state: RwLock<State>,
+    pub counters: Counters,
+    pub stopped: AtomicBool,
+}
+
+/// The engine: state, writer thread, shadow snapshot thread. See the crate documentation.
+pub struct Engine {
+    shared: Arc<Shared>,
+    tx: SyncSender<Message>,
+    queue_op_count_max: usize,
+    threads: Mutex<Vec<JoinHandle<Result<(), ServerError>>>>,
+    head_hash: Arc<Mutex<[u8; 32]>>,
+    /// The data directory's lock file, held while the engine lives: one writer per directory.
+    lock: Option<std::fs::File>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens the data directory on the real file system (creating it), recovers, starts the
+    /// writer and the shadow, and creates the admin token on first start.
+    pub fn open(config: Config) -> Result<(Engine, OpenReport), ServerError> {
+        std::fs::create_dir_all(config.journal_dir())?;
+        let lock = lock_data_dir(&config.data_dir)?;
+        let journal_storage = FsStorage::open(config.journal_dir()).map_err(io_err)?;
+        let snapshot_storage = FsStorage::open(config.journal_dir()).map_err(io_err)?;
+        let (mut engine, mut report) =
+            Self::open_on(config.clone(), journal_storage, snapshot_storage)?;
+        engine.lock = Some(lock);
+        report.admin_token_created = engine.ensure_admin_token(&config.admin_token_path())?;
+        Ok((engine, report))
+    }
+
+    /// Opens on any storage (tests use the fault-injecting one). `snapshot_storage` must be
+    /// the same directory seen through a second handle.
+    pub fn open_on<S: Storage + 'static>(
+        config: Config,
+        journal_storage: S,
+        snapshot_storage: S,
+    ) -> Result<(Engine, OpenReport), ServerError> {
+        recover::open(config, journal_storage, snapshot_storage)
+    }
+
+    /// Queues a group of writes; they are applied in order and made durable together. The
+    /// receiver yields one result per request.
+    pub fn submit(
+        &self,
+        requests: Vec<WriteRequest>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Vec<WriteResult>>, SubmitError> {
+        assert!(!requests.is_empty() && requests.len() <= SUBMISSION_OP_COUNT_MAX);
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(SubmitError::Stopped);
+        }
+        let n = requests.len();
+        let queued = self
+            .shared
+            .counters
+            .queue_ops
+            .fetch_add(n, Ordering::AcqRel);
+        if queued + n > self.queue_op_count_max {
+            self.shared
+                .counters
+                .queue_ops
+                .fetch_sub(n, Ordering::AcqRel);
+            return Err(SubmitError::Overloaded);
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        match self
+            .tx
+            .try_send(Message::Write(Submission { requests, reply }))
+        {
+            Ok(()) => Ok(rx),
+            Err(e) => {
+                self.shared
+                    .counters
+                    .queue_ops
+                    .fetch_sub(n, Ordering::AcqRel);
+                Err(match e {
+                    TrySendError::Full(_) => SubmitError::Overloaded,
+                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                })
+            }
+        }
+    }
+
+    /// `submit` and wait, for callers outside an async runtime.
+    pub fn submit_wait(
+        &self,
+        requests: Vec<WriteRequest>,
+    ) -> Result<Vec<WriteResult>, SubmitError> {
+        let rx = self.submit(requests)?;
+        rx.blocking_recv().map_err(|_| SubmitError::Stopped)
+    }
+
+    /// Runs `f` on the current state (a read lock; the writer waits at most one read).
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.shared.state.read().expect("state lock"))
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// Whether the writer is still running (false after shutdown or a fatal error).
+    pub fn is_running(&self) -> bool {
+        !self.shared.stopped.load(Ordering::Acquire)
+    }
+
+    /// Chain hash after the newest durable op.
+    pub fn head_hash(&self) -> [u8; 32] {
+        *self.head_hash.lock().expect("head hash lock")
+    }
+
+    /// Stops accepting, lets the writer finish and sync what is queued, waits for the shadow
+    /// to write its final snapshot, and joins both threads. Returns the first error any of
+    /// them stopped with.
+    pub fn shutdown(&self) -> Result<(), ServerError> {
+        // A full queue still takes the stop message once the writer drains it.
+        let _ = self.tx.send(Message::Stop);
+        let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
+        let mut first_error = None;
+        for thread in threads {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => first_error = first_error.or(Some(e)),
+                Err(_) => {
+                    first_error =
+                        first_error.or(Some(ServerError::Corrupt("thread panicked".into())))
+                }
+            }
+        }
+        self.shared.stopped.store(true, Ordering::Release);
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Creates the admin token on first start (no token in the state yet): a random token,
+    /// written alone on one line to `path` with mode 0600, its hash applied as an op.
+    fn ensure_admin_token(&self, path: &Path) -> Result<bool, ServerError> {
+        if self.read(|s| s.token_count()) > 0 {
+            return Ok(false);
+        }
+        let token = new_token();
+        let request = WriteRequest {
+            msgid: Msgid::from("gongji-bootstrap-admin-token").expect("short msgid"),
+            inf_time: None,
+            actor: Actor::Admin,
+            body: Body::CreateToken {
+                token_hash: token_hash(&token),
+                role: gongji_core::Role::Admin,
+                fixmedins_code: None,
+                psn_no: None,
+            },
+        };
+        let results = self.submit_wait(vec![request]).map_err(|e| {
+            ServerError::Corrupt(format!("could not create the admin token: {e:?}"))
+        })?;
+        if let Err(rejection) = &results[0] {
+            return Err(ServerError::Corrupt(format!(
+                "admin token refused: {rejection:?}"
+            )));
+        }
+        write_secret_file(path, &format!("{token}\n"))?;
+        Ok(true)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// A new random token: 32 bytes from the OS, hex.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("OS randomness");
+    format!("gj_{}", hex::encode(bytes))
+}
+
+/// The hash under which a token is stored: the raw token never enters the state or a log.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    *blake3::hash(token.as_bytes()).as_bytes()
+}
+
+fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Takes the data directory's exclusive lock, so that a second process (a second `serve`, or
+/// `gongji token` while serving) cannot write the same journal.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::InUse(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+fn io_err(e: gongji_journal::StorageError) -> ServerError {
+    ServerError::Corrupt(format!("storage: {e}"))
+}
+
+/// Seconds since the epoch by the machine's clock: the writer's own time.
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Verifies every record and the hash chain of the journal in `dir`, without changing it.
+/// When early segments were removed after a snapshot, the chain is checked from the oldest
+/// segment present, whose header carries the chain hash before it.
+pub fn verify_journal_dir(
+    dir: &Path,
+    config: &JournalConfig,
+) -> Result<gongji_journal::Recovery, JournalError> {
+    let storage = FsStorage::open(dir)?;
+    let oldest = storage
+        .list()?
+        .iter()
+        .filter_map(|name| gongji_journal::parse_segment_name(name).map(|op| (op, name.clone())))
+        .min();
+    let start = match oldest {
+        Some((first_op, name)) if first_op > 1 => {
+            let mut bytes = vec![0u8; gongji_journal::format::SEGMENT_HEADER_BYTES];
+            storage.read_at(&name, 0, &mut bytes)?;
+            let header = gongji_journal::format::SegmentHeader::decode(&bytes).map_err(|d| {
+                JournalError::Damage(gongji_journal::Damage {
+                    file: name.clone(),
+                    offset: 0,
+                    kind: gongji_journal::DamageKind::SegmentHeader(d),
+                })
+            })?;
+            Some(gongji_journal::Anchor {
+                op: first_op - 1,
+                chain_hash: header.prev_chain_hash,
+            })
+        }
+        _ => None,
+    };
+    gongji_journal::verify(&storage, config, start)
+}

@@ -1,0 +1,193 @@
+//! The writer thread: queue → batch → apply → journal → one sync → replies.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gongji_core::codec::encode_op;
+use gongji_core::{Command, Op, State};
+use gongji_journal::{Journal, Storage};
+
+use crate::shadow::{ShadowBatch, ShadowMessage};
+use crate::{now_unix, Config, Message, ServerError, Shared, Submission, WriteResult};
+
+pub(crate) fn spawn<S: Storage + 'static>(
+    config: Config,
+    shared: Arc<Shared>,
+    journal: Journal<S>,
+    rx: Receiver<Message>,
+    shadow: Sender<ShadowMessage>,
+    head_hash: Arc<Mutex<[u8; 32]>>,
+) -> Result<JoinHandle<Result<(), ServerError>>, ServerError> {
+    let mut writer = Writer {
+        config,
+        shared,
+        journal,
+        shadow,
+        head_hash,
+        removed_before: 0,
+    };
+    let thread = std::thread::Builder::new()
+        .name("gongji-writer".into())
+        .spawn(move || {
+            let result = writer.run(&rx);
+            if let Err(e) = &result {
+                // A failed write or sync cannot be retried safely: stop, and recover on restart.
+                tracing::error!(error = %e, "writer stopped");
+            }
+            writer.shared.stopped.store(true, Ordering::Release);
+            let _ = writer.shadow.send(ShadowMessage::Stop);
+            result
+        })?;
+    Ok(thread)
+}
+
+struct Writer<S: Storage> {
+    config: Config,
+    shared: Arc<Shared>,
+    journal: Journal<S>,
+    shadow: Sender<ShadowMessage>,
+    head_hash: Arc<Mutex<[u8; 32]>>,
+    removed_before: u64,
+}
+
+impl<S: Storage> Writer<S> {
+    fn run(&mut self, rx: &Receiver<Message>) -> Result<(), ServerError> {
+        let idle = Duration::from_secs(self.config.idle_tick_seconds.max(1));
+        loop {
+            let first = match rx.recv_timeout(idle) {
+                Ok(Message::Write(submission)) => submission,
+                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.idle_tick()?;
+                    continue;
+                }
+            };
+            let mut ops = first.requests.len();
+            let mut batch = vec![first];
+            let mut stop = false;
+            while ops < self.config.batch_op_count_max {
+                match rx.try_recv() {
+                    Ok(Message::Write(submission)) => {
+                        ops += submission.requests.len();
+                        batch.push(submission);
+                    }
+                    Ok(Message::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch, ops)?;
+            if stop {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Applies a batch, makes it durable with one sync, then replies.
+    fn commit(&mut self, batch: Vec<Submission>, ops: usize) -> Result<(), ServerError> {
+        let mut encoded = Vec::new();
+        let mut results: Vec<Vec<WriteResult>> = Vec::with_capacity(batch.len());
+        {
+            let shared = self.shared.clone();
+            let mut state = shared.state.write().expect("state lock");
+            for submission in &batch {
+                let mut replies = Vec::with_capacity(submission.requests.len());
+                for request in &submission.requests {
+                    let time = request
+                        .inf_time
+                        .unwrap_or_else(|| now_unix().max(state.clock()));
+                    let op = Op::Write(Command {
+                        msgid: request.msgid,
+                        time,
+                        actor: request.actor.clone(),
+                        body: request.body.clone(),
+                    });
+                    let result = state.apply(&op);
+                    if matches!(result, Ok(ref a) if !a.replayed) {
+                        self.append(&op, &mut encoded)?;
+                    }
+                    replies.push(result);
+                }
+                results.push(replies);
+            }
+        }
+        let applied = encoded.len() as u64;
+        self.sync(encoded)?;
+        let c = &self.shared.counters;
+        c.batches_total.fetch_add(1, Ordering::Relaxed);
+        c.ops_applied_total.fetch_add(applied, Ordering::Relaxed);
+        c.ops_rejected_total
+            .fetch_add(ops as u64 - applied, Ordering::Relaxed);
+        c.queue_ops.fetch_sub(ops, Ordering::AcqRel);
+        metrics::histogram!("gongji_batch_ops").record(ops as f64);
+        for (submission, replies) in batch.into_iter().zip(results) {
+            // A client that went away does not stop the others.
+            let _ = submission.reply.send(replies);
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, op: &Op, encoded: &mut Vec<Vec<u8>>) -> Result<(), ServerError> {
+        let mut bytes = Vec::with_capacity(128);
+        encode_op(op, &mut bytes);
+        self.journal.append(op.time(), &bytes)?;
+        encoded.push(bytes);
+        Ok(())
+    }
+
+    /// One sync for everything appended; then the shadow gets the ops and old segments go.
+    fn sync(&mut self, encoded: Vec<Vec<u8>>) -> Result<(), ServerError> {
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let stats = self.journal.sync()?;
+        let nanos = started.elapsed().as_nanos() as u64;
+        metrics::histogram!("gongji_fsync_seconds").record(nanos as f64 / 1e9);
+        let c = &self.shared.counters;
+        c.sync_nanos_total.fetch_add(nanos, Ordering::Relaxed);
+        c.journal_bytes_total
+            .fetch_add(stats.bytes_written, Ordering::Relaxed);
+        let head = self.journal.head();
+        c.journal_head_op.store(head.op, Ordering::Release);
+        *self.head_hash.lock().expect("head hash lock") = head.chain_hash;
+        // The shadow may be gone only if it failed; its error is reported at shutdown.
+        let _ = self
+            .shadow
+            .send(ShadowMessage::Batch(ShadowBatch { ops: encoded, head }));
+        let previous = c.snapshot_op_previous.load(Ordering::Acquire);
+        if previous > self.removed_before {
+            self.journal.remove_segments_before(previous + 1)?;
+            self.removed_before = previous;
+        }
+        Ok(())
+    }
+
+    /// With no writes for a while, the clock follows the writer's own time, so that pending
+    /// wallet transfers expire while the server is idle.
+    fn idle_tick(&mut self) -> Result<(), ServerError> {
+        let shared = self.shared.clone();
+        let mut state = shared.state.write().expect("state lock");
+        let now = now_unix();
+        if now <= state.clock() {
+            return Ok(());
+        }
+        let op = Op::Tick { time: now };
+        apply_tick(&mut state, &op);
+        drop(state);
+        let mut encoded = Vec::new();
+        self.append(&op, &mut encoded)?;
+        self.sync(encoded)
+    }
+}
+
+fn apply_tick(state: &mut State, op: &Op) {
+    state
+        .apply(op)
+        .expect("a tick at or after the clock applies");
+}

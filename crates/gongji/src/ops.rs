@@ -1,0 +1,159 @@
+//! Operator commands on a data directory: `verify`, `report`, `token`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use gongji_core::time::parse_period;
+use gongji_core::{Actor, Body, Msgid, Role};
+use gongji_server::{Config, Engine, WriteRequest};
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DataArgs {
+    /// Data directory.
+    #[arg(long, default_value = "./gongji-data")]
+    pub data: PathBuf,
+}
+
+pub fn verify(args: DataArgs) -> Result<()> {
+    let config = Config::new(&args.data);
+    if !config.journal_dir().is_dir() {
+        bail!("{} is not a gongji data directory", args.data.display());
+    }
+    let chain = gongji_server::verify_journal_dir(&config.journal_dir(), &config.journal)
+        .context("journal verification failed")?;
+    println!(
+        "journal: {} records verified, head op {}",
+        chain.records_total, chain.head.op
+    );
+    if let Some(torn) = &chain.torn_tail {
+        println!(
+            "torn tail: {} bytes at {} offset {} (never acknowledged; cut at next start)",
+            torn.bytes, torn.file, torn.offset
+        );
+    }
+    let (state, head, report) = gongji_server::inspect(&config).context("replay failed")?;
+    println!(
+        "replay: snapshot at op {}, {} ops replayed, {} persons, state check ok ({} ms)",
+        report
+            .snapshot_op
+            .map_or("none".to_owned(), |op| op.to_string()),
+        report.replayed_ops,
+        state.person_count(),
+        report.elapsed.as_millis()
+    );
+    for skipped in &report.skipped_snapshots {
+        println!("snapshot skipped: {} ({:?})", skipped.file, skipped.defect);
+    }
+    println!("head op {} hash {}", head.op, hex::encode(head.chain_hash));
+    println!("state hash {}", hex::encode(state.state_hash()));
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    #[arg(long, default_value = "./gongji-data")]
+    pub data: PathBuf,
+    /// First month, YYYY-MM.
+    #[arg(long)]
+    pub from: String,
+    /// Last month, YYYY-MM.
+    #[arg(long)]
+    pub to: String,
+    /// Province code (two digits), or all.
+    #[arg(long)]
+    pub prov: Option<u8>,
+}
+
+pub fn report(args: ReportArgs) -> Result<()> {
+    let from = parse_period(&args.from).context("--from must be YYYY-MM")?;
+    let to = parse_period(&args.to).context("--to must be YYYY-MM")?;
+    let (state, _, _) = gongji_server::inspect(&Config::new(&args.data))?;
+    let s = state.stats(from, to, args.prov);
+    let scope = args
+        .prov
+        .map_or("all provinces".to_owned(), |p| format!("province {p}"));
+    println!("Family mutual aid, {from} to {to}, {scope}");
+    println!("{:<44} {:>14} {:>18}", "", "count", "amount (yuan)");
+    let rows = [
+        ("all family mutual aid", s.total),
+        ("instant call of a bound giver's account", s.account_draw),
+        ("  same pooling area", s.same_pool),
+        ("  another pooling area", s.cross_pool),
+        ("medical-insurance wallet transfers", s.wallet_transfer),
+        ("  in province", s.in_province),
+        ("  cross province", s.cross_province),
+    ];
+    for (label, cell) in rows {
+        println!(
+            "{label:<44} {:>14} {:>18}",
+            cell.count,
+            cell.amount.to_string()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    #[arg(long, default_value = "./gongji-data")]
+    pub data: PathBuf,
+    /// admin, institution or person.
+    #[arg(long)]
+    pub role: String,
+    #[arg(long)]
+    pub fixmedins_code: Option<String>,
+    #[arg(long)]
+    pub psn_no: Option<String>,
+}
+
+pub fn token(args: TokenArgs) -> Result<()> {
+    let role = match args.role.as_str() {
+        "admin" => Role::Admin,
+        "institution" => Role::Institution,
+        "person" => Role::Person,
+        other => bail!("unknown role {other}"),
+    };
+    let short = |s: &Option<String>| -> Result<_> {
+        s.as_deref()
+            .map(gongji_core::command::ArrayString::from)
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("code too long"))
+    };
+    let (engine, _) = Engine::open(Config::new(&args.data))?;
+    let token = gongji_server::new_token();
+    let msgid = format!("offline-token-{}", &gongji_server::new_token()[3..27]);
+    let request = WriteRequest {
+        msgid: Msgid::from(&msgid).expect("short msgid"),
+        inf_time: None,
+        actor: Actor::Admin,
+        body: Body::CreateToken {
+            token_hash: gongji_server::token_hash(&token),
+            role,
+            fixmedins_code: short(&args.fixmedins_code)?,
+            psn_no: short(&args.psn_no)?,
+        },
+    };
+    let results = engine
+        .submit_wait(vec![request])
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    engine.shutdown()?;
+    match &results[0] {
+        Ok(applied) => {
+            if let gongji_core::Reply::TokenCreated { token_id } = applied.reply {
+                eprintln!("token_id {token_id}");
+            }
+            println!("{token}");
+            Ok(())
+        }
+        Err(rejection) => bail!("refused: {}", rejection.message()),
+    }
+}

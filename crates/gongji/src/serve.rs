@@ -1,0 +1,105 @@
+//! `gongji serve`: recover the data directory, start the writer, serve the HTTP API until
+//! SIGTERM or Ctrl-C, then finish the batch in flight, snapshot and exit 0.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use gongji_server::{Config, Engine, OpenReport};
+
+use crate::config::ConfigFile;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Data directory (journal, snapshots, admin.token); created when missing.
+    #[arg(long, default_value = "./gongji-data")]
+    pub data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// A TOML file with province parameters and server limits (see README).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let mut config = Config::new(&args.data);
+    if let Some(path) = &args.config {
+        ConfigFile::load(path)?.apply(&mut config)?;
+    }
+    let (engine, report) = Engine::open(config.clone())
+        .with_context(|| format!("cannot start on {}", args.data.display()))?;
+    log_report(&report, &config);
+    let engine = Arc::new(engine);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(address = %listener.local_addr()?, "listening");
+        let app = Arc::new(gongji_http::App {
+            engine: engine.clone(),
+            journal_dir: config.journal_dir(),
+            journal_config: config.journal,
+        });
+        gongji_http::serve(listener, app, shutdown_signal())
+            .await
+            .context("serving")
+    });
+    tracing::info!("stopping: finishing the batch in flight and writing a snapshot");
+    let stopped = engine.shutdown();
+    served?;
+    stopped.context("shutdown")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn log_report(report: &OpenReport, config: &Config) {
+    for skipped in &report.skipped_snapshots {
+        tracing::warn!(file = %skipped.file, defect = ?skipped.defect, "snapshot skipped");
+    }
+    if let Some(torn) = &report.torn_tail {
+        tracing::warn!(
+            file = %torn.file,
+            offset = torn.offset,
+            bytes = torn.bytes,
+            "cut a torn tail: {} bytes of a write that was never acknowledged",
+            torn.bytes
+        );
+    }
+    tracing::info!(
+        snapshot_op = report.snapshot_op,
+        replayed_ops = report.replayed_ops,
+        head_op = report.head_op,
+        persons = report.persons,
+        millis = report.elapsed.as_millis() as u64,
+        "recovered"
+    );
+    if report.admin_token_created {
+        let path = config.admin_token_path();
+        tracing::info!(path = %path.display(), "created the admin token");
+        println!("admin token written to {}", path.display());
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
