@@ -8,7 +8,9 @@
 //! Everything is deterministic for a seed: the generator uses its own splitmix64, and the
 //! engine takes time from the commands.
 
+mod durable;
 mod gen;
+mod httpload;
 mod plan;
 mod rng;
 mod sys;
@@ -25,7 +27,9 @@ use gongji_core::{
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+pub use durable::{durable_bench, DurableOptions};
 use gen::{set_transfer_id, Fix, Generator, Kind, Meta, KINDS};
+pub use httpload::{http_bench, HttpOptions};
 use plan::{certno, name, psn_no, Plan};
 pub use rng::SplitMix64;
 pub use sys::{mib, Machine, Rss};

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
@@ -19,6 +20,22 @@ use crate::wire::{self, bad, parse_write, Obj};
 use crate::{render, App, BODY_BYTES_MAX};
 
 type AppState = State<Arc<App>>;
+
+/// A path segment; one that does not decode (bad percent-encoding, not UTF-8) names nothing,
+/// so the lookup answers the envelope's not-found code instead of axum's plain-text 400.
+type Segment = Result<Path<String>, PathRejection>;
+
+fn segment(path: Segment) -> String {
+    path.map(|Path(s)| s).unwrap_or_default()
+}
+
+/// A known path with a method it does not take: the failure envelope, as for an unknown path.
+pub(crate) async fn not_found() -> Response {
+    fail(Rejection::with(
+        ErrCode::NotFound,
+        "no such endpoint for this method",
+    ))
+}
 
 fn json_response(status: StatusCode, value: &Value) -> Response {
     let body = serde_json::to_vec(value).expect("JSON renders");
@@ -41,8 +58,10 @@ fn actor(app: &App, headers: &HeaderMap) -> Result<Actor, Rejection> {
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        // The auth scheme is case-insensitive (RFC 9110 §11.1): `bearer` works too.
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or(unauthorized)?;
     let hash = gongji_server::token_hash(token);
@@ -182,12 +201,33 @@ fn query(raw: Option<String>) -> Vec<(String, String)> {
         .filter(|kv| !kv.is_empty())
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (
-                k.to_owned(),
-                v.replace("%2D", "-").replace("%3A", ":").replace('+', " "),
-            )
+            (percent_decode(k), percent_decode(v))
         })
         .collect()
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte. A malformed
+/// escape is kept as it is; bytes that are not UTF-8 become U+FFFD (and then match nothing).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -205,11 +245,8 @@ fn respond(result: Result<Value, Rejection>) -> Response {
     }
 }
 
-pub(crate) async fn person(
-    State(app): AppState,
-    Path(psn_no): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+pub(crate) async fn person(State(app): AppState, psn_no: Segment, headers: HeaderMap) -> Response {
+    let psn_no = segment(psn_no);
     respond((|| {
         let actor = actor(&app, &headers)?;
         if matches!(&actor, Actor::Person(me) if me.as_str() != psn_no) {
@@ -222,10 +259,11 @@ pub(crate) async fn person(
 
 pub(crate) async fn entries(
     State(app): AppState,
-    Path(psn_no): Path<String>,
+    psn_no: Segment,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let psn_no = segment(psn_no);
     respond((|| {
         let actor = actor(&app, &headers)?;
         let q = query(raw);
@@ -256,9 +294,10 @@ pub(crate) async fn entries(
 
 pub(crate) async fn settlement(
     State(app): AppState,
-    Path(setl_id): Path<String>,
+    setl_id: Segment,
     headers: HeaderMap,
 ) -> Response {
+    let setl_id = segment(setl_id);
     respond((|| {
         let actor = actor(&app, &headers)?;
         let id = setl_id
@@ -279,9 +318,10 @@ pub(crate) async fn settlement(
 
 pub(crate) async fn transfer(
     State(app): AppState,
-    Path(transfer_id): Path<String>,
+    transfer_id: Segment,
     headers: HeaderMap,
 ) -> Response {
+    let transfer_id = segment(transfer_id);
     respond((|| {
         let actor = actor(&app, &headers)?;
         let not_found = Rejection::with(ErrCode::NotFound, "no such transfer");
@@ -452,14 +492,13 @@ pub(crate) async fn metrics(State(app): AppState) -> Response {
 
 /// Counts requests by endpoint and status and times them.
 pub(crate) async fn observe(request: Request, next: Next) -> Response {
-    let endpoint = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_owned(),
-        |p| p.as_str().to_owned(),
-    );
-    let endpoint = if endpoint.starts_with("/v1/") || endpoint.starts_with("/healthz") {
-        endpoint
-    } else {
-        "other".to_owned()
+    // Route templates only: a label per psn_no or setl_id would grow without bound.
+    let endpoint = match request.extensions().get::<MatchedPath>() {
+        Some(p) => p.as_str().to_owned(),
+        None if request.method() == Method::POST => wire::write_route(request.uri().path())
+            .unwrap_or("other")
+            .to_owned(),
+        None => "other".to_owned(),
     };
     let started = Instant::now();
     let response = next.run(request).await;
@@ -469,4 +508,18 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
     metrics::histogram!("gongji_http_request_seconds", "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_decoding() {
+        // Proves query values are decoded as browsers and curl encode them.
+        assert_eq!(super::percent_decode("2025-05"), "2025-05");
+        assert_eq!(super::percent_decode("2025%2d05%2D20"), "2025-05-20");
+        assert_eq!(super::percent_decode("a+b%3Ac"), "a b:c");
+        assert_eq!(super::percent_decode("50%"), "50%");
+        assert_eq!(super::percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(super::percent_decode("%FF"), "\u{FFFD}");
+    }
 }

@@ -69,6 +69,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(handlers::transfer),
         )
         .fallback(handlers::write_or_not_found)
+        .method_not_allowed_fallback(handlers::not_found)
         .layer(axum::middleware::from_fn(handlers::observe))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -174,9 +174,34 @@ fn target(path: &str) -> Result<Target, Rejection> {
     })
 }
 
-/// Whether `path` is one of the write endpoints (for routing and `/v1/batch`).
+/// The route template of a write path, whatever ids it names (`/v1/settlements/{setl_id}/cancel`):
+/// the routing decision and the `endpoint` label of the metrics (bounded, no ids in it).
+pub(crate) fn write_route(path: &str) -> Option<&'static str> {
+    Some(match segments(path)?.as_slice() {
+        ["tokens"] => "/v1/tokens",
+        ["tokens", _, "revoke"] => "/v1/tokens/{token_id}/revoke",
+        ["persons"] => "/v1/persons",
+        ["persons", _, "status"] => "/v1/persons/{psn_no}/status",
+        ["persons", _, "wallet"] => "/v1/persons/{psn_no}/wallet",
+        ["institutions"] => "/v1/institutions",
+        ["credits"] => "/v1/credits",
+        ["bindings"] => "/v1/bindings",
+        ["bindings", _, "revoke"] => "/v1/bindings/{binding_id}/revoke",
+        ["settlements"] => "/v1/settlements",
+        ["settlements", _, "cancel"] => "/v1/settlements/{setl_id}/cancel",
+        ["reversals"] => "/v1/reversals",
+        ["wallet", "transfers"] => "/v1/wallet/transfers",
+        ["wallet", "transfers", _, "accept"] => "/v1/wallet/transfers/{transfer_id}/accept",
+        ["wallet", "transfers", _, "decline"] => "/v1/wallet/transfers/{transfer_id}/decline",
+        ["contributions"] => "/v1/contributions",
+        _ => return None,
+    })
+}
+
+/// Whether `path` has the shape of a write endpoint. An id in it that names nothing
+/// (`/v1/settlements/abc/cancel`) is answered later with that resource's not-found code.
 pub(crate) fn is_write_path(path: &str) -> bool {
-    target(path).is_ok()
+    write_route(path).is_some()
 }
 
 /// A parsed write, and the raw token when it creates one (shown once).
@@ -224,8 +249,10 @@ pub(crate) fn parse_write(
     Ok(ParsedWrite { request, raw_token })
 }
 
+/// A `psn_no` in a write's path: malformed (too long) is a 400 like the same value in a body
+/// (the check order puts 400 before 403 and 404); the core checks its characters.
 fn path_psn(s: &str) -> Result<gongji_core::PsnNo, Rejection> {
-    gongji_core::PsnNo::from(s).map_err(|_| Rejection::new(ErrCode::PersonNotFound))
+    gongji_core::PsnNo::from(s).map_err(|_| bad("psn_no must be 1 to 30 of [0-9A-Za-z]"))
 }
 
 fn parse_body(t: Target, o: &mut Obj, raw_token: &mut Option<String>) -> Result<Body, Rejection> {

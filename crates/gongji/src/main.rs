@@ -42,6 +42,42 @@ enum Cmd {
 
 #[derive(Debug, Subcommand)]
 enum BenchCmd {
+    /// Durable settlements through the real writer (fsync on) at several numbers of concurrent
+    /// clients, beside the PostgreSQL peer run in the same invocation.
+    Durable {
+        #[arg(long, default_value_t = 1_000_000)]
+        persons: u32,
+        /// Comma-separated numbers of concurrent clients.
+        #[arg(long, default_value = "1,16,256", value_delimiter = ',')]
+        clients: Vec<usize>,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Directory for the temporary data directory.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+        /// Run the peer: `pg` (../shared/peers/pg/bench.sh) or a path to a bench.sh.
+        #[arg(long)]
+        peer: Option<String>,
+    },
+    /// A real `gongji serve` under HTTP load: single settlements over many connections, then
+    /// batched through /v1/batch, beside the PostgreSQL peer.
+    Http {
+        #[arg(long, default_value_t = 100_000)]
+        persons: u32,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Settlements per /v1/batch request in the batched run.
+        #[arg(long, default_value_t = 1_000)]
+        batch_ops: usize,
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 18_480)]
+        port: u16,
+        #[arg(long)]
+        peer: Option<String>,
+    },
     /// The in-memory state machine alone: build a population, apply mixed commands, time them.
     Core {
         /// Persons enrolled before the run.
@@ -75,6 +111,52 @@ fn main() -> Result<()> {
         Cmd::Demo => demo::run(),
         Cmd::Bench {
             what:
+                BenchCmd::Durable {
+                    persons,
+                    clients,
+                    seconds,
+                    dir,
+                    peer,
+                },
+        } => {
+            let opts = gongji_bench::DurableOptions {
+                persons,
+                clients,
+                seconds,
+                dir,
+                peer: peer_script(peer)?,
+            };
+            let (_, text) = gongji_bench::durable_bench(&opts);
+            print!("{text}");
+            Ok(())
+        }
+        Cmd::Bench {
+            what:
+                BenchCmd::Http {
+                    persons,
+                    connections,
+                    seconds,
+                    batch_ops,
+                    dir,
+                    port,
+                    peer,
+                },
+        } => {
+            let opts = gongji_bench::HttpOptions {
+                exe: std::env::current_exe()?,
+                persons,
+                connections,
+                seconds,
+                batch_ops,
+                dir,
+                port,
+                peer: peer_script(peer)?,
+            };
+            print!("{}", gongji_bench::http_bench(&opts));
+            Ok(())
+        }
+        Cmd::Bench {
+            what:
                 BenchCmd::Core {
                     persons,
                     commands,
@@ -101,4 +183,18 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `pg` names the peer beside the repository; anything else is a path to its bench.sh.
+fn peer_script(peer: Option<String>) -> Result<Option<std::path::PathBuf>> {
+    let Some(peer) = peer else { return Ok(None) };
+    let path = if peer == "pg" {
+        std::path::PathBuf::from("../shared/peers/pg/bench.sh")
+    } else {
+        std::path::PathBuf::from(peer)
+    };
+    if !path.exists() {
+        bail!("peer script {} not found", path.display());
+    }
+    Ok(Some(path))
 }

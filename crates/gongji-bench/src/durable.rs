@@ -1,0 +1,336 @@
+//! The durable benchmark: settlements through the real writer (queue → batch → journal →
+//! fdatasync → reply) on a real file system, at several numbers of concurrent clients, beside
+//! the PostgreSQL peer (`../shared/peers/pg/bench.sh`) run in the same invocation.
+//!
+//! The population has the peer's shape: N employees, every third bound to the two before it,
+//! balances 500.00 to 5,499.99 yuan; each settlement picks a random person and a personally
+//! borne part of 1.00 to 600.00 yuan, as `settle.pgbench` does.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gongji_core::certno::certno_with_check;
+use gongji_core::time::parse_period;
+use gongji_core::{
+    Actor, Body, CreditItem, Fen, InstCode, InstType, Insutype, Msgid, PsnNo, Relation,
+};
+use gongji_server::{Config, Engine, WriteRequest, SUBMISSION_OP_COUNT_MAX};
+
+use crate::{thousands, Machine, SplitMix64};
+
+#[derive(Clone, Debug)]
+pub struct DurableOptions {
+    pub persons: u32,
+    pub clients: Vec<usize>,
+    pub seconds: u64,
+    /// Where the data directory is made (removed afterwards).
+    pub dir: PathBuf,
+    /// Path of the peer's bench.sh, when the peer should run.
+    pub peer: Option<PathBuf>,
+}
+
+/// One measured run at a number of clients.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub clients: usize,
+    pub settlements: u64,
+    pub per_second: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub batches: u64,
+    pub sync_ms_mean: f64,
+    pub peer_tps: Option<f64>,
+    pub peer_latency_ms: Option<f64>,
+}
+
+fn psn(i: u32) -> PsnNo {
+    PsnNo::from(&format!("P{i}")).expect("short")
+}
+
+mod arrayvec_string {
+    pub type Certno = gongji_core::command::ArrayString<18>;
+}
+
+fn admin(msgid: String, body: Body) -> WriteRequest {
+    WriteRequest {
+        msgid: Msgid::from(&msgid).expect("short"),
+        inf_time: None,
+        actor: Actor::Admin,
+        body,
+    }
+}
+
+fn submit_all(engine: &Engine, requests: Vec<WriteRequest>) {
+    for chunk in requests.chunks(SUBMISSION_OP_COUNT_MAX) {
+        let results = engine.submit_wait(chunk.to_vec()).expect("engine running");
+        if let Some(Err(rejection)) = results.iter().find(|r| r.is_err()) {
+            panic!("setup op refused: {rejection:?}");
+        }
+    }
+}
+
+/// Enrols the peer-shaped population: institutions, persons, bindings, credits.
+fn populate(engine: &Engine, persons: u32) {
+    let mut rng = SplitMix64::new(7);
+    let hospital = Body::RegisterInstitution {
+        fixmedins_code: InstCode::from("H11010500001").expect("short"),
+        fixmedins_name: "Benchmark hospital".into(),
+        fixmedins_type: InstType::Medical,
+        admdvs: 110_105,
+    };
+    submit_all(engine, vec![admin("setup-inst".into(), hospital)]);
+    // Certnos must be unique: the sequence number carries the person's index.
+    let enrol: Vec<_> = (1..=persons)
+        .map(|i| {
+            let body = Body::Enrol {
+                psn_no: psn(i),
+                certno: unique_certno(i),
+                psn_name: "张三".into(),
+                insutype: Insutype::Employee,
+                admdvs: 110_000 + (i % 31) * 100 + 5,
+            };
+            admin(format!("setup-e{i}"), body)
+        })
+        .collect();
+    submit_all(engine, enrol);
+    let mut binds = Vec::new();
+    for g in (3..=persons).step_by(3) {
+        for (k, giver) in [g - 1, g - 2].into_iter().enumerate() {
+            let body = Body::Bind {
+                giver_psn_no: psn(giver),
+                receiver_psn_no: psn(g),
+                relation: Relation::Child,
+            };
+            binds.push(admin(format!("setup-b{g}-{k}"), body));
+        }
+    }
+    submit_all(engine, binds);
+    let period = parse_period("2025-01").expect("period");
+    let credits: Vec<_> = (1..=persons)
+        .collect::<Vec<_>>()
+        .chunks(10_000)
+        .enumerate()
+        .map(|(n, chunk)| {
+            let items = chunk
+                .iter()
+                .map(|&i| CreditItem {
+                    psn_no: psn(i),
+                    amount: Fen(rng.range(50_000, 550_000)),
+                })
+                .collect();
+            admin(format!("setup-c{n}"), Body::Credit { period, items })
+        })
+        .collect();
+    submit_all(engine, credits);
+}
+
+/// 18-character IDs that differ for every index below 10^7: area 110105, birth 1980-01-01 plus
+/// up to 9,999 days, a 3-digit sequence, the check character.
+fn unique_certno(i: u32) -> arrayvec_string::Certno {
+    let day = i / 1000;
+    let (y, rest) = (1950 + day / 336, day % 336);
+    let (m, d) = (1 + rest / 28, 1 + rest % 28);
+    let first17 = format!("110105{y:04}{m:02}{d:02}{:03}", i % 1000);
+    arrayvec_string::Certno::from(&certno_with_check(&first17).expect("17 digits")).expect("18")
+}
+
+/// Runs `clients` threads submitting one settlement each at a time for `seconds`.
+fn measure(engine: &Arc<Engine>, persons: u32, clients: usize, seconds: u64, round: usize) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let batches_before = engine.counters().batches_total.load(Ordering::Relaxed);
+    let sync_before = engine.counters().sync_nanos_total.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut rng = SplitMix64::new((round * 100_000 + c) as u64 + 1);
+                let mut latencies_us = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let part = rng.range(100, 60_000);
+                    let body = Body::Settle {
+                        fixmedins_code: InstCode::from("H11010500001").expect("short"),
+                        psn_no: psn(rng.range(1, u64::from(persons)) as u32),
+                        medfee_sumamt: Fen(part),
+                        fund_pay_sumamt: Fen(0),
+                        acct_used: true,
+                    };
+                    let request = admin(format!("r{round}-c{c}-{n}"), body);
+                    let t = Instant::now();
+                    let result = engine.submit_wait(vec![request]).expect("engine running");
+                    assert!(result[0].is_ok(), "settlement refused: {:?}", result[0]);
+                    latencies_us.push(t.elapsed().as_micros() as u64);
+                    n += 1;
+                }
+                latencies_us
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("client"))
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
+    let batches = engine.counters().batches_total.load(Ordering::Relaxed) - batches_before;
+    let sync_nanos = engine.counters().sync_nanos_total.load(Ordering::Relaxed) - sync_before;
+    Run {
+        clients,
+        settlements: latencies.len() as u64,
+        per_second: latencies.len() as f64 / elapsed,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        max_us: *latencies.last().unwrap_or(&0),
+        batches,
+        sync_ms_mean: sync_nanos as f64 / 1e6 / batches.max(1) as f64,
+        peer_tps: None,
+        peer_latency_ms: None,
+    }
+}
+
+/// Runs the peer's bench.sh and reads pgbench's tps and mean latency.
+fn peer(script: &Path, persons: u32, clients: usize, seconds: u64) -> Option<(f64, f64)> {
+    let out = Process::new("bash")
+        .arg(script)
+        .args([
+            persons.to_string(),
+            clients.to_string(),
+            seconds.to_string(),
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        eprintln!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let number = |prefix: &str| {
+        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| {
+            l.split(['=', ' '])
+                .filter_map(|w| w.parse::<f64>().ok())
+                .next()
+        })
+    };
+    Some((number("tps")?, number("latency average")?))
+}
+
+pub fn durable_bench(opts: &DurableOptions) -> (Vec<Run>, String) {
+    let dir = opts
+        .dir
+        .join(format!("gongji-durable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = Config::new(&dir);
+    config.snapshot_interval_ops = u64::MAX / 2;
+    let (engine, _) = Engine::open(config.clone()).expect("engine opens");
+    let engine = Arc::new(engine);
+    let setup = Instant::now();
+    populate(&engine, opts.persons);
+    let setup_s = setup.elapsed().as_secs_f64();
+    let mut runs = Vec::new();
+    for (round, &clients) in opts.clients.iter().enumerate() {
+        let mut run = measure(&engine, opts.persons, clients, opts.seconds, round);
+        if let Some(script) = &opts.peer {
+            if let Some((tps, ms)) = peer(script, opts.persons, clients, opts.seconds) {
+                run.peer_tps = Some(tps);
+                run.peer_latency_ms = Some(ms);
+            }
+        }
+        runs.push(run);
+    }
+    let journal_bytes = engine
+        .counters()
+        .journal_bytes_total
+        .load(Ordering::Relaxed);
+    let ops = engine.counters().journal_head_op.load(Ordering::Relaxed);
+    engine.shutdown().expect("clean shutdown");
+    drop(engine);
+    let snapshot_bytes = dir_bytes(&config.journal_dir(), ".snap");
+    let recovery = Instant::now();
+    let (engine, report) = Engine::open(config).expect("recovers");
+    let recovery_s = recovery.elapsed().as_secs_f64();
+    engine.shutdown().expect("clean shutdown");
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let mut out = String::new();
+    let _ = writeln!(out, "machine: {}", Machine::detect());
+    let _ = writeln!(
+        out,
+        "population: {} persons (every third bound to the two before), setup {setup_s:.1} s",
+        thousands(u64::from(opts.persons))
+    );
+    let _ = writeln!(
+        out,
+        "{:>8} {:>14} {:>9} {:>9} {:>9} {:>10} {:>9} {:>14} {:>9} {:>7}",
+        "clients",
+        "settlements/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "ops/batch",
+        "fsync ms",
+        "peer tps",
+        "peer ms",
+        "ratio"
+    );
+    for r in &runs {
+        let peer_tps = r.peer_tps.map_or("-".into(), |t| format!("{t:.0}"));
+        let peer_ms = r.peer_latency_ms.map_or("-".into(), |t| format!("{t:.2}"));
+        let ratio = r
+            .peer_tps
+            .map_or("-".into(), |t| format!("{:.1}x", r.per_second / t));
+        let _ = writeln!(
+            out,
+            "{:>8} {:>14.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {:>9.2} {:>14} {:>9} {:>7}",
+            r.clients,
+            r.per_second,
+            r.p50_us as f64 / 1000.0,
+            r.p99_us as f64 / 1000.0,
+            r.max_us as f64 / 1000.0,
+            r.settlements as f64 / r.batches.max(1) as f64,
+            r.sync_ms_mean,
+            peer_tps,
+            peer_ms,
+            ratio
+        );
+    }
+    let settlements: u64 = runs.iter().map(|r| r.settlements).sum();
+    let _ = writeln!(
+        out,
+        "journal: {} ops, {} bytes written, {:.0} bytes per op",
+        ops,
+        thousands(journal_bytes),
+        journal_bytes as f64 / ops.max(1) as f64
+    );
+    let _ = writeln!(
+        out,
+        "snapshot: {} bytes, {:.0} bytes per person",
+        thousands(snapshot_bytes),
+        snapshot_bytes as f64 / f64::from(opts.persons.max(1))
+    );
+    let _ = writeln!(out, "recovery: {recovery_s:.2} s to start ({} ops replayed after snapshot op {:?}; {settlements} settlements measured)", report.replayed_ops, report.snapshot_op);
+    (runs, out)
+}
+
+fn dir_bytes(dir: &Path, suffix: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,284 @@
+//! The HTTP load generator: starts a real `gongji serve` (this same binary) on a temporary data
+//! directory with fsync on, loads the peer-shaped population through `/v1/batch`, then measures
+//! single-settlement requests over many connections and batched settlements through
+//! `/v1/batch`, beside the PostgreSQL peer in the same invocation.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::{thousands, Machine, SplitMix64};
+
+/// Connections the peer's throwaway cluster can take (max_connections = 64, 3 reserved).
+const PEER_CLIENTS_MAX: usize = 48;
+
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    /// The gongji binary to start (`serve`).
+    pub exe: PathBuf,
+    pub persons: u32,
+    pub connections: usize,
+    pub seconds: u64,
+    /// Settlements per `/v1/batch` request in the batched run.
+    pub batch_ops: usize,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub peer: Option<PathBuf>,
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    token: String,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(opts: &HttpOptions) -> Server {
+    let dir = opts
+        .dir
+        .join(format!("gongji-http-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let listen = format!("127.0.0.1:{}", opts.port);
+    let child = Process::new(&opts.exe)
+        .args([
+            "serve",
+            "--data",
+            &dir.to_string_lossy(),
+            "--listen",
+            &listen,
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start gongji serve");
+    let token_path = dir.join("admin.token");
+    let started = Instant::now();
+    while !token_path.exists() || std::net::TcpStream::connect(&listen).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let token = std::fs::read_to_string(&token_path)
+        .expect("token")
+        .trim()
+        .to_owned();
+    Server {
+        child,
+        base: format!("http://{listen}"),
+        token,
+        dir,
+    }
+}
+
+async fn post(client: &reqwest::Client, s: &(String, String), path: &str, body: &Value) -> Value {
+    let response = client
+        .post(format!("{}{path}", s.0))
+        .bearer_auth(&s.1)
+        .body(serde_json::to_vec(body).expect("json"))
+        .send()
+        .await
+        .expect("request");
+    let bytes = response.bytes().await.expect("body");
+    serde_json::from_slice(&bytes).expect("json reply")
+}
+
+fn certno(i: u32) -> String {
+    let day = i / 1000;
+    let (y, rest) = (1950 + day / 336, day % 336);
+    let first17 = format!(
+        "110105{y:04}{:02}{:02}{:03}",
+        1 + rest / 28,
+        1 + rest % 28,
+        i % 1000
+    );
+    gongji_core::certno::certno_with_check(&first17).expect("17 digits")
+}
+
+async fn batch(client: &reqwest::Client, s: &(String, String), ops: Vec<Value>) {
+    for chunk in ops.chunks(8_000) {
+        let reply = post(client, s, "/v1/batch", &json!({"ops": chunk})).await;
+        let results = reply["output"]["results"].as_array().expect("results");
+        if let Some(bad) = results.iter().find(|r| r["infcode"] != 0) {
+            panic!("setup op refused: {bad}");
+        }
+    }
+}
+
+async fn populate(client: &reqwest::Client, s: &(String, String), persons: u32) {
+    let inst = json!({"path": "/v1/institutions", "body": {"msgid": "setup-inst",
+        "fixmedins_code": "H11010500001", "fixmedins_name": "Bench", "fixmedins_type": "1",
+        "admdvs": "110105"}});
+    batch(client, s, vec![inst]).await;
+    let enrol = (1..=persons)
+        .map(|i| {
+            json!({"path": "/v1/persons", "body": {"msgid": format!("setup-e{i}"),
+            "psn_no": format!("P{i}"), "certno": certno(i), "psn_name": "张三", "insutype": "310",
+            "admdvs": format!("{}", 110_000 + (i % 31) * 100 + 5)}})
+        })
+        .collect();
+    batch(client, s, enrol).await;
+    let mut binds = Vec::new();
+    for g in (3..=persons).step_by(3) {
+        for giver in [g - 1, g - 2] {
+            binds.push(
+                json!({"path": "/v1/bindings", "body": {"msgid": format!("setup-b{g}-{giver}"),
+                "giver_psn_no": format!("P{giver}"), "receiver_psn_no": format!("P{g}"),
+                "relation": "child"}}),
+            );
+        }
+    }
+    batch(client, s, binds).await;
+    let mut rng = SplitMix64::new(7);
+    let ids: Vec<u32> = (1..=persons).collect();
+    let credits = ids
+        .chunks(10_000)
+        .enumerate()
+        .map(|(n, chunk)| {
+            let items: Vec<Value> = chunk
+                .iter()
+                .map(|i| {
+                    let fen = rng.range(50_000, 550_000);
+                    json!({"psn_no": format!("P{i}"), "amount": format!("{}.{:02}", fen / 100, fen % 100)})
+                })
+                .collect();
+            json!({"path": "/v1/credits", "body": {"msgid": format!("setup-c{n}"),
+                "period": "2025-01", "items": items}})
+        })
+        .collect();
+    batch(client, s, credits).await;
+}
+
+fn settle_body(rng: &mut SplitMix64, persons: u32, msgid: String) -> Value {
+    let part = rng.range(100, 60_000);
+    json!({"msgid": msgid, "fixmedins_code": "H11010500001",
+        "psn_no": format!("P{}", rng.range(1, u64::from(persons))),
+        "medfee_sumamt": format!("{}.{:02}", part / 100, part % 100), "fund_pay_sumamt": "0"})
+}
+
+/// `connections` tasks, each sending one request at a time; returns (settlements, latencies µs).
+async fn load(
+    s: Arc<(String, String)>,
+    opts: &HttpOptions,
+    ops_per_request: usize,
+    tag: &str,
+) -> (u64, Vec<u64>, f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..opts.connections {
+        let (s, stop, persons, tag) = (s.clone(), stop.clone(), opts.persons, tag.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut rng = SplitMix64::new(c as u64 + 11);
+            let (mut n, mut latencies) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if ops_per_request == 1 {
+                    let body = settle_body(&mut rng, persons, format!("{tag}-{c}-{n}"));
+                    let reply = post(&client, &s, "/v1/settlements", &body).await;
+                    assert_eq!(reply["infcode"], 0, "{reply}");
+                } else {
+                    let ops: Vec<Value> = (0..ops_per_request)
+                        .map(|k| {
+                            json!({"path": "/v1/settlements",
+                            "body": settle_body(&mut rng, persons, format!("{tag}-{c}-{n}-{k}"))})
+                        })
+                        .collect();
+                    let reply = post(&client, &s, "/v1/batch", &json!({"ops": ops})).await;
+                    assert_eq!(reply["infcode"], 0, "{reply}");
+                }
+                latencies.push(t.elapsed().as_micros() as u64);
+                n += 1;
+            }
+            (n * ops_per_request as u64, latencies)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(opts.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut total, mut all) = (0, Vec::new());
+    for task in tasks {
+        let (n, latencies) = task.await.expect("task");
+        total += n;
+        all.extend(latencies);
+    }
+    all.sort_unstable();
+    (total, all, started.elapsed().as_secs_f64())
+}
+
+fn peer(script: &Path, persons: u32, clients: usize, seconds: u64) -> Option<f64> {
+    let out = Process::new("bash")
+        .arg(script)
+        .args([
+            persons.to_string(),
+            clients.to_string(),
+            seconds.to_string(),
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().find(|l| l.starts_with("tps")).and_then(|l| {
+        l.split(['=', ' '])
+            .filter_map(|w| w.parse::<f64>().ok())
+            .next()
+    })
+}
+
+pub fn http_bench(opts: &HttpOptions) -> String {
+    let server = start(opts);
+    let s = Arc::new((server.base.clone(), server.token.clone()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut out = String::new();
+    let _ = writeln!(out, "machine: {}", Machine::detect());
+    runtime.block_on(async {
+        let setup = Instant::now();
+        populate(&reqwest::Client::new(), &s, opts.persons).await;
+        let _ = writeln!(out, "population: {} persons loaded through /v1/batch in {:.1} s",
+            thousands(u64::from(opts.persons)), setup.elapsed().as_secs_f64());
+        for (label, ops) in [("single", 1), ("batched", opts.batch_ops)] {
+            let (n, lat, secs) = load(s.clone(), opts, ops, label).await;
+            let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "{label:>8}: {} connections, {} settlements per request: {:.0} settlements/s, request p50 {:.2} ms, p99 {:.2} ms",
+                opts.connections, ops, n as f64 / secs, pct(0.5), pct(0.99)
+            );
+        }
+    });
+    drop(server);
+    if let Some(script) = &opts.peer {
+        // The peer's cluster allows 64 connections, a few of them reserved.
+        let clients = opts.connections.min(PEER_CLIENTS_MAX);
+        match peer(script, opts.persons, clients, opts.seconds) {
+            Some(tps) => {
+                let _ = writeln!(out, "    peer: PostgreSQL settle() under pgbench, {clients} clients: {tps:.0} settlements/s");
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "    peer: did not run (is the postgresql package installed?)"
+                );
+            }
+        }
+    }
+    out
+}
