@@ -239,7 +239,9 @@ pub fn durable_bench(opts: &DurableOptions) -> (Vec<Run>, String) {
     for (round, &clients) in opts.clients.iter().enumerate() {
         let mut run = measure(&engine, opts.persons, clients, opts.seconds, round);
         if let Some(script) = &opts.peer {
-            if let Some((tps, ms)) = peer(script, opts.persons, clients, opts.seconds) {
+            // The peer's throwaway cluster takes 64 connections, a few reserved.
+            let peer_clients = clients.min(crate::httpload::PEER_CLIENTS_MAX);
+            if let Some((tps, ms)) = peer(script, opts.persons, peer_clients, opts.seconds) {
                 run.peer_tps = Some(tps);
                 run.peer_latency_ms = Some(ms);
             }
@@ -270,7 +272,7 @@ pub fn durable_bench(opts: &DurableOptions) -> (Vec<Run>, String) {
     );
     let _ = writeln!(
         out,
-        "{:>8} {:>14} {:>9} {:>9} {:>9} {:>10} {:>9} {:>14} {:>9} {:>7}",
+        "{:>8} {:>14} {:>9} {:>9} {:>9} {:>10} {:>9} {:>14} {:>9} {:>7}  (peer clients: at most 48)",
         "clients",
         "settlements/s",
         "p50 ms",
@@ -333,4 +335,97 @@ fn dir_bytes(dir: &Path, suffix: &str) -> u64 {
                 .unwrap_or(0)
         })
         .unwrap_or(0)
+}
+
+#[derive(Clone, Debug)]
+pub struct RecoveryOptions {
+    pub persons: u32,
+    /// Settlements journaled after the population.
+    pub settlements: u64,
+    pub dir: PathBuf,
+}
+
+/// Journals a population and `settlements` settlements through the real writer, then times
+/// start-up twice: from the shutdown snapshot (nothing to replay), and with every snapshot but
+/// the first removed, so that the whole journal is replayed (the worst case: a crash long
+/// after the last snapshot).
+pub fn recovery_bench(opts: &RecoveryOptions) -> String {
+    let dir = opts
+        .dir
+        .join(format!("gongji-recovery-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = Config::new(&dir);
+    config.snapshot_interval_ops = u64::MAX / 2;
+    let (engine, _) = Engine::open(config.clone()).expect("engine opens");
+    let started = Instant::now();
+    populate(&engine, opts.persons);
+    let mut rng = SplitMix64::new(3);
+    let mut n = 0u64;
+    while n < opts.settlements {
+        let count = (opts.settlements - n).min(SUBMISSION_OP_COUNT_MAX as u64);
+        let requests = (0..count)
+            .map(|k| {
+                let part = rng.range(100, 60_000);
+                let body = Body::Settle {
+                    fixmedins_code: InstCode::from("H11010500001").expect("short"),
+                    psn_no: psn(rng.range(1, u64::from(opts.persons)) as u32),
+                    medfee_sumamt: Fen(part),
+                    fund_pay_sumamt: Fen(0),
+                    acct_used: true,
+                };
+                admin(format!("rec-{}", n + k), body)
+            })
+            .collect();
+        submit_all(&engine, requests);
+        n += count;
+    }
+    let load_s = started.elapsed().as_secs_f64();
+    let ops = engine.counters().journal_head_op.load(Ordering::Relaxed);
+    let journal_bytes = engine
+        .counters()
+        .journal_bytes_total
+        .load(Ordering::Relaxed);
+    engine.shutdown().expect("clean shutdown");
+    drop(engine);
+    let time_open = |config: &Config| {
+        let t = Instant::now();
+        let (engine, report) = Engine::open(config.clone()).expect("recovers");
+        let secs = t.elapsed().as_secs_f64();
+        let persons = engine.read(|s| s.person_count());
+        engine.shutdown().expect("clean shutdown");
+        (secs, report.replayed_ops, persons)
+    };
+    let (with_snapshot_s, replayed_a, _) = time_open(&config);
+    // Keep only the genesis snapshot: the next start replays every op.
+    for entry in std::fs::read_dir(config.journal_dir())
+        .expect("journal dir")
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".snap") && gongji_journal::parse_snapshot_name(&name) != Some(0) {
+            std::fs::remove_file(entry.path()).expect("remove snapshot");
+        }
+    }
+    let (replay_s, replayed_b, persons) = time_open(&config);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut out = String::new();
+    let _ = writeln!(out, "machine: {}", Machine::detect());
+    let _ = writeln!(
+        out,
+        "journaled {} ops ({} bytes) for {} persons and {} settlements in {load_s:.1} s",
+        thousands(ops),
+        thousands(journal_bytes),
+        thousands(u64::from(persons as u32)),
+        thousands(opts.settlements)
+    );
+    let _ = writeln!(
+        out,
+        "start from the shutdown snapshot: {with_snapshot_s:.2} s ({replayed_a} ops replayed)"
+    );
+    let _ = writeln!(
+        out,
+        "start from the journal alone:     {replay_s:.2} s ({} ops replayed)",
+        thousands(replayed_b)
+    );
+    out
 }

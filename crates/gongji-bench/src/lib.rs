@@ -27,7 +27,7 @@ use gongji_core::{
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub use durable::{durable_bench, DurableOptions};
+pub use durable::{durable_bench, recovery_bench, DurableOptions, RecoveryOptions};
 use gen::{set_transfer_id, Fix, Generator, Kind, Meta, KINDS};
 pub use httpload::{http_bench, HttpOptions};
 use plan::{certno, name, psn_no, Plan};
@@ -93,10 +93,15 @@ pub struct MemoryFigures {
     /// After the population plan is made, before anything is applied.
     pub before_population: Rss,
     pub after_population: Rss,
-    /// `(after − before) / persons`, from VmRSS.
+    /// `(after_population − before) / persons`, from VmRSS: the population's state together
+    /// with the build's msgid records (one per enrolment, binding, credit batch and wallet).
     pub bytes_per_person: u64,
-    /// After a tick past the msgid retention window (the enrolment replies are forgotten).
+    /// After a tick past the msgid retention window: the build's msgid records are forgotten
+    /// and their tables shrunk.
     pub after_retention: Rss,
+    /// `(after_retention − before) / persons`: the population's state alone (plus whatever
+    /// freed heap the allocator keeps instead of returning it).
+    pub bytes_per_person_after_retention: u64,
     pub after_run: Rss,
     /// Size of one generated `Op` and of a chunk of them (part of the RSS after the run).
     pub op_size: usize,
@@ -348,6 +353,12 @@ pub fn core_bench(opts: CoreBenchOptions) -> CoreBenchReport {
         .apply(&Op::Tick { time: start })
         .expect("the clock moves forward");
     mem.after_retention = Rss::now();
+    mem.bytes_per_person_after_retention = mem
+        .after_retention
+        .rss_kib
+        .saturating_sub(mem.before_population.rss_kib)
+        * 1024
+        / u64::from(opts.persons);
 
     // 3. The mixed run: generate a chunk, apply it timed, repeat.
     let mut run = RunFigures {
@@ -580,16 +591,24 @@ impl fmt::Display for CoreBenchReport {
         writeln!(f, "  after population      {}", m.after_population)?;
         writeln!(
             f,
-            "  bytes per person      {} = (VmRSS after - before) / persons; includes the {} \
-             msgid records of the build (enrolment, binding, wallet replies, kept 30 days)",
+            "  bytes per person      {} = (VmRSS after population - before) / persons; includes \
+             the {} msgid records of the build (enrolment, binding, credit, wallet replies, kept \
+             30 days)",
             th(m.bytes_per_person),
             th(m.msgids_after_population as u64)
         )?;
         writeln!(
             f,
-            "  after retention tick  {} (those replies forgotten; freed memory stays with the \
-             allocator)",
+            "  after retention tick  {} (the run's first op, a month later: those records \
+             forgotten, their tables shrunk)",
             m.after_retention
+        )?;
+        writeln!(
+            f,
+            "  bytes per person      {} = (VmRSS after retention tick - before) / persons: the \
+             population's state without msgid records, plus freed memory the allocator has not \
+             returned yet (mimalloc returns it lazily; MIMALLOC_PURGE_DELAY=0 returns it at once)",
+            th(m.bytes_per_person_after_retention)
         )?;
         writeln!(
             f,

@@ -1,8 +1,6 @@
 //! What `apply` answers: a [`Reply`] (kept for idempotent replay) or a [`Rejection`].
 
-use crate::state::views::{
-    BindingView, ContributionView, InstitutionView, PersonView, TransferView,
-};
+use crate::state::views::{ContributionView, InstitutionView, PersonView, TransferView};
 use crate::Fen;
 
 /// The stable `err_code`s of the API. A closed set: rejections are data, not errors.
@@ -190,13 +188,24 @@ pub enum Reply {
     TokenRevoked {
         token_id: u64,
     },
+    /// An enrolment: the index of the person enrolled. The reply is the person as enrolled
+    /// (active, zero balances, no wallet, no bindings), which the person's immutable fields
+    /// determine: see [`crate::State::enrolled_view`].
+    Enrolled(u32),
+    /// A status change or a wallet opening: the person as it was right after.
     Person(Box<PersonView>),
     Institution(Box<InstitutionView>),
     Credited {
         count: u32,
         sum: Fen,
     },
-    Binding(Box<BindingView>),
+    /// A binding made or revoked: the binding's index, its priority at that moment and whether
+    /// it is active. The other fields are immutable: see [`crate::State::bound_view`].
+    Bound {
+        binding: u32,
+        priority: u32,
+        active: bool,
+    },
     /// Index of the settlement record (setl_id − 1).
     Settled(u32),
     /// Index of the cancelled settlement record.

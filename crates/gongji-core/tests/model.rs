@@ -1990,6 +1990,9 @@ fn code_of(r: &Result<gongji_core::Applied, gongji_core::Rejection>) -> Result<b
 fn compare_reply(state: &State, m: &Model, reply: &Reply, out: &MOut) -> Result<(), String> {
     let fail = |what: &str| Err(format!("{what}: engine {reply:?} model {out:?}"));
     match (reply, out) {
+        (Reply::Enrolled(i), MOut::Person(p)) if state.enrolled_view(*i).psn_no.as_str() == p => {
+            Ok(())
+        }
         (Reply::Person(v), MOut::Person(p)) if v.psn_no.as_str() == p => Ok(()),
         (Reply::Institution(v), MOut::Institution(c)) if v.fixmedins_code.as_str() == c => Ok(()),
         (Reply::Credited { count, sum }, MOut::Credited { count: c, sum: s })
@@ -1998,7 +2001,11 @@ fn compare_reply(state: &State, m: &Model, reply: &Reply, out: &MOut) -> Result<
             Ok(())
         }
         (
-            Reply::Binding(v),
+            Reply::Bound {
+                binding,
+                priority: bound_priority,
+                active: bound_active,
+            },
             MOut::Binding {
                 id,
                 in_province,
@@ -2006,6 +2013,7 @@ fn compare_reply(state: &State, m: &Model, reply: &Reply, out: &MOut) -> Result<
                 active,
             },
         ) => {
+            let v = state.bound_view(*binding, *bound_priority, *bound_active);
             let scope = if *in_province {
                 "in_province"
             } else {

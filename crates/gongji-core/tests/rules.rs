@@ -8,7 +8,9 @@ use gongji_core::codec::{decode_op, encode_body_for_fingerprint, encode_op};
 use gongji_core::params::DrawSource;
 use gongji_core::reply::ReversalResult;
 use gongji_core::time::{cst_day, parse_cst, parse_date, parse_period, Period};
-use gongji_core::views::{EntryKind as Kind, PersonView, SettlementView, StatsView, TransferView};
+use gongji_core::views::{
+    BindingView, EntryKind as Kind, PersonView, SettlementView, StatsView, TransferView,
+};
 use gongji_core::{
     Actor, Applied, Body, Command, CreditItem, ErrCode, Fen, InstCode, InstType, Insutype, Msgid,
     Op, Params, PersonStatus, PsnNo, Rejection, Relation, Reply, Role, State, TransferSource,
@@ -245,7 +247,7 @@ impl World {
         self.certs += 1;
         let cert = certno(self.certs);
         match self.admin(enrol_body(p, &cert, insutype, admdvs)) {
-            Reply::Person(v) => *v,
+            Reply::Enrolled(i) => self.s.enrolled_view(i),
             other => panic!("{other:?}"),
         }
     }
@@ -285,7 +287,11 @@ impl World {
 
     fn bind(&mut self, giver: &str, receiver: &str) -> u64 {
         match self.admin(bind_body(giver, receiver, Relation::Parent)) {
-            Reply::Binding(v) => v.binding_id,
+            Reply::Bound {
+                binding,
+                priority,
+                active,
+            } => self.s.bound_view(binding, priority, active).binding_id,
             other => panic!("{other:?}"),
         }
     }
@@ -376,7 +382,7 @@ fn rule_01_person_identity() {
     let mut w = World::new();
     let cert = certno(1);
     let v = match w.admin(enrol_body("P1", &cert, Insutype::Employee, 440106)) {
-        Reply::Person(v) => *v,
+        Reply::Enrolled(i) => w.s.enrolled_view(i),
         other => panic!("{other:?}"),
     };
     assert_eq!(v.psn_no.as_str(), "P1");
@@ -677,9 +683,15 @@ fn rule_06_giver_must_be_employee_insured() {
     w.resident("R");
     // A binding's reply.
     let reply = w.ok_as(person_actor("G"), bind_body("G", "R", Relation::Child));
-    let Reply::Binding(v) = reply else {
+    let Reply::Bound {
+        binding,
+        priority,
+        active,
+    } = reply
+    else {
         panic!("{reply:?}")
     };
+    let v = w.s.bound_view(binding, priority, active);
     assert_eq!(
         (v.giver_psn_no.as_str(), v.receiver_psn_no.as_str()),
         ("G", "R")
@@ -826,7 +838,11 @@ fn rule_08_either_side_revokes() {
     assert_eq!(w.err(revoke(99)), BindingNotFound);
     // The receiver revokes one, the giver the other.
     match w.ok_as(person_actor("A"), revoke(ga)) {
-        Reply::Binding(v) => assert!(!v.active),
+        Reply::Bound {
+            binding,
+            priority,
+            active,
+        } => assert!(!w.s.bound_view(binding, priority, active).active),
         other => panic!("{other:?}"),
     }
     w.ok_as(person_actor("G"), revoke(gb));
@@ -1724,7 +1740,7 @@ fn rule_20_identity_masked() {
         110101,
     ));
     match &x {
-        Reply::Person(v) => assert_eq!(v.certno_masked, "1101**********002X"),
+        Reply::Enrolled(i) => assert_eq!(w.s.enrolled_view(*i).certno_masked, "1101**********002X"),
         other => panic!("{other:?}"),
     }
     let dup = w.rejection(enrol_body("P3", cert, Insutype::Employee, 440106));
@@ -2165,7 +2181,14 @@ fn edge_replay_after_state_change() {
     assert!(again.replayed);
     assert_eq!(again.reply, first.reply);
     match &again.reply {
-        Reply::Binding(v) => assert_eq!((v.active, v.priority), (true, 1)),
+        Reply::Bound {
+            binding,
+            priority,
+            active,
+        } => {
+            let v = w.s.bound_view(*binding, *priority, *active);
+            assert_eq!((v.active, v.priority), (true, 1));
+        }
         other => panic!("{other:?}"),
     }
     // A transfer replayed after acceptance: still the creation's reply.
@@ -2341,5 +2364,65 @@ fn edge_tokens_roles_and_clock() {
     assert_eq!(w.err(status_body("A", PersonStatus::Active)), InvalidTime);
     w.at(T0);
     w.admin(status_body("A", PersonStatus::Active));
+    w.done();
+}
+
+#[test]
+fn compact_replies_are_the_views_of_their_moment() {
+    // Proves: an enrolment's reply (`Reply::Enrolled`) renders the person exactly as
+    // `person_view` showed it right after the enrolment, and stays so after the person's
+    // balances, wallet, status and bindings change; a binding's and a revocation's reply
+    // (`Reply::Bound`) render the binding as it was at that moment, whatever happens later.
+    let mut w = World::new();
+    w.inst(H1);
+    for (p, insutype, admdvs) in [
+        ("G", Insutype::Employee, 440106),
+        ("A", Insutype::Employee, 440106),
+        ("R", Insutype::Resident, 110101),
+    ] {
+        w.certs += 1;
+        let cert = certno(w.certs);
+        let Reply::Enrolled(i) = w.admin(enrol_body(p, &cert, insutype, admdvs)) else {
+            panic!("enrolment reply")
+        };
+        let enrolled = w.s.enrolled_view(i);
+        assert_eq!(enrolled, w.s.person(p).unwrap(), "{p}");
+    }
+    let views: Vec<PersonView> = ["G", "A", "R"]
+        .iter()
+        .map(|p| w.s.person(p).unwrap())
+        .collect();
+    let bound = |w: &World, reply: &Reply| match *reply {
+        Reply::Bound {
+            binding,
+            priority,
+            active,
+        } => w.s.bound_view(binding, priority, active),
+        ref other => panic!("{other:?}"),
+    };
+    let r1 = w.admin(bind_body("G", "R", Relation::Child));
+    assert_eq!(bound(&w, &r1), w.s.binding(1).unwrap());
+    let r2 = w.admin(bind_body("A", "R", Relation::Child));
+    assert_eq!(bound(&w, &r2), w.s.binding(2).unwrap());
+    assert_eq!(bound(&w, &r2).priority, 2);
+    let before_revoke = w.s.binding(1).unwrap();
+    let r3 = w.admin(Body::Revoke { binding_id: 1 });
+    assert_eq!(
+        bound(&w, &r3),
+        BindingView {
+            active: false,
+            ..before_revoke.clone()
+        }
+    );
+    // Later changes leave the remembered replies as they were.
+    w.fund("G", 10_000);
+    w.open_wallet("R");
+    w.admin(status_body("A", PersonStatus::Suspended));
+    assert_eq!(bound(&w, &r1), before_revoke);
+    assert_eq!(bound(&w, &r2).priority, 2);
+    assert_eq!(w.s.binding(2).unwrap().priority, 1);
+    for (i, v) in views.iter().enumerate() {
+        assert_eq!(&w.s.enrolled_view(i as u32), v);
+    }
     w.done();
 }

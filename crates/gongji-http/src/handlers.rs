@@ -89,10 +89,14 @@ async fn submit(app: &App, requests: Vec<WriteRequest>) -> Result<Vec<WriteResul
 }
 
 /// The envelope of one write's result, with the raw token added to a fresh token creation.
-fn write_envelope(app: &App, result: &WriteResult, raw_token: Option<&str>) -> (u16, Value) {
+fn write_envelope(
+    state: &gongji_core::State,
+    result: &WriteResult,
+    raw_token: Option<&str>,
+) -> (u16, Value) {
     match result {
         Ok(applied) => {
-            let mut output = app.engine.read(|s| render::reply(s, &applied.reply));
+            let mut output = render::reply(state, &applied.reply);
             if let (Some(token), false) = (raw_token, applied.replayed) {
                 output["token"] = json!(token);
             }
@@ -118,11 +122,11 @@ pub(crate) async fn write_or_not_found(
         let value = read_json(body).await?;
         let parsed = parse_write(uri.path(), value, &actor)?;
         let results = submit(&app, vec![parsed.request]).await?;
-        Ok::<_, Rejection>(write_envelope(
-            &app,
-            &results[0],
-            parsed.raw_token.as_deref(),
-        ))
+        let raw_token = parsed.raw_token.as_deref();
+        Ok::<_, Rejection>(
+            app.engine
+                .read(|state| write_envelope(state, &results[0], raw_token)),
+        )
     }
     .await;
     match result {
@@ -163,20 +167,23 @@ pub(crate) async fn batch(State(app): AppState, headers: HeaderMap, body: Body) 
             submit(&app, requests).await?
         }
         .into_iter();
-        let envelopes: Vec<Value> = parsed
-            .iter()
-            .map(|p| {
-                let (status, mut v) = match p {
-                    Ok(p) => {
-                        let result = results.next().expect("one result per request");
-                        write_envelope(&app, &result, p.raw_token.as_deref())
-                    }
-                    Err(rejection) => (rejection.code.http_status(), render::error(rejection)),
-                };
-                v["status"] = json!(status);
-                v
-            })
-            .collect();
+        // One read lock renders every result: the writer waits for it once, not per op.
+        let envelopes: Vec<Value> = app.engine.read(|state| {
+            parsed
+                .iter()
+                .map(|p| {
+                    let (status, mut v) = match p {
+                        Ok(p) => {
+                            let result = results.next().expect("one result per request");
+                            write_envelope(state, &result, p.raw_token.as_deref())
+                        }
+                        Err(rejection) => (rejection.code.http_status(), render::error(rejection)),
+                    };
+                    v["status"] = json!(status);
+                    v
+                })
+                .collect()
+        });
         Ok(json!({"results": envelopes}))
     }
     .await;

@@ -37,12 +37,17 @@ pub(crate) fn reply(state: &State, reply: &Reply) -> Value {
         Reply::TokenRevoked { token_id } => {
             json!({"token_id": token_id.to_string(), "status": "revoked"})
         }
+        Reply::Enrolled(i) => person(&state.enrolled_view(*i)),
         Reply::Person(p) => person(p),
         Reply::Institution(i) => institution(i),
         Reply::Credited { count, sum } => {
             json!({"credited_count": count, "credited_sumamt": money(*sum)})
         }
-        Reply::Binding(b) => binding(b),
+        Reply::Bound {
+            binding: b,
+            priority,
+            active,
+        } => binding(&state.bound_view(*b, *priority, *active)),
         Reply::Settled(s) => settlement(&state.settlement_view(*s), false),
         Reply::Cancelled(s) => cancellation(&state.settlement_view(*s)),
         Reply::Reversal { omsgid, result } => json!({

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gongji_core::codec::encode_op;
 use gongji_core::{Command, Op, State};
-use gongji_journal::{Journal, Storage};
+use gongji_journal::{Journal, JournalError, Storage};
 
 use crate::shadow::{ShadowBatch, ShadowMessage};
 use crate::{now_unix, Config, Message, ServerError, Shared, Submission, WriteResult};
@@ -135,7 +135,17 @@ impl<S: Storage> Writer<S> {
     fn append(&mut self, op: &Op, encoded: &mut Vec<Vec<u8>>) -> Result<(), ServerError> {
         let mut bytes = Vec::with_capacity(128);
         encode_op(op, &mut bytes);
-        self.journal.append(op.time(), &bytes)?;
+        match self.journal.append(op.time(), &bytes) {
+            Err(JournalError::BatchFull { .. }) => {
+                // A batch of large ops (crediting batches) outgrew the journal's buffer: make
+                // what is buffered durable now; the replies still wait for the final sync.
+                self.journal.sync()?;
+                self.journal.append(op.time(), &bytes)?;
+            }
+            result => {
+                result?;
+            }
+        }
         encoded.push(bytes);
         Ok(())
     }

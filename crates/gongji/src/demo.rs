@@ -324,8 +324,13 @@ pub fn run() -> Result<()> {
                 relation,
             },
         )?;
-        if let Reply::Binding(b) = reply {
-            d.print_binding(&b);
+        if let Reply::Bound {
+            binding,
+            priority,
+            active,
+        } = reply
+        {
+            d.print_binding(&d.state.bound_view(binding, priority, active));
         }
     }
     println!(

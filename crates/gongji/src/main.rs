@@ -1,9 +1,15 @@
 //! `gongji`: the command. Thin glue over the library crates.
 
 mod config;
+mod crashtest;
 mod demo;
 mod ops;
 mod serve;
+
+/// The HTTP path builds and drops many small JSON values per request; glibc's malloc was a
+/// third of the server's profile under batched load. mimalloc is made for this pattern.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
@@ -33,6 +39,9 @@ enum Cmd {
     /// Walk one family through enrolment, binding, mutual-aid settlement, a wallet transfer,
     /// a cancellation, the statistics and the reconciliation (in memory, deterministic).
     Demo,
+    /// Kill -9 a real `gongji serve` under concurrent HTTP load at random moments, restart it
+    /// and check every acknowledged write against the clients' log (temporary data directory).
+    CrashTest(crashtest::CrashTestArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -59,6 +68,16 @@ enum BenchCmd {
         #[arg(long)]
         peer: Option<String>,
     },
+    /// Start-up time after journaling a population and many settlements: from the shutdown
+    /// snapshot, and from the journal alone.
+    Recovery {
+        #[arg(long, default_value_t = 1_000_000)]
+        persons: u32,
+        #[arg(long, default_value_t = 10_000_000)]
+        settlements: u64,
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+    },
     /// A real `gongji serve` under HTTP load: single settlements over many connections, then
     /// batched through /v1/batch, beside the PostgreSQL peer.
     Http {
@@ -73,7 +92,8 @@ enum BenchCmd {
         batch_ops: usize,
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
-        #[arg(long, default_value_t = 18_480)]
+        /// 0: any free port.
+        #[arg(long, default_value_t = 0)]
         port: u16,
         #[arg(long)]
         peer: Option<String>,
@@ -100,15 +120,14 @@ enum BenchCmd {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    ops::init_logging();
     match cli.command {
-        Cmd::Serve(args) => {
-            ops::init_logging();
-            serve::run(args)
-        }
+        Cmd::Serve(args) => serve::run(args),
         Cmd::Verify(args) => ops::verify(args),
         Cmd::Report(args) => ops::report(args),
         Cmd::Token(args) => ops::token(args),
         Cmd::Demo => demo::run(),
+        Cmd::CrashTest(args) => crashtest::run(args),
         Cmd::Bench {
             what:
                 BenchCmd::Durable {
@@ -128,6 +147,22 @@ fn main() -> Result<()> {
             };
             let (_, text) = gongji_bench::durable_bench(&opts);
             print!("{text}");
+            Ok(())
+        }
+        Cmd::Bench {
+            what:
+                BenchCmd::Recovery {
+                    persons,
+                    settlements,
+                    dir,
+                },
+        } => {
+            let opts = gongji_bench::RecoveryOptions {
+                persons,
+                settlements,
+                dir,
+            };
+            print!("{}", gongji_bench::recovery_bench(&opts));
             Ok(())
         }
         Cmd::Bench {

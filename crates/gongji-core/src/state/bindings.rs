@@ -77,7 +77,7 @@ impl State {
 
     /// Active bindings the person receives, in priority order.
     pub(crate) fn received(&self, psn: u32) -> BindingIter<'_> {
-        let at = self.persons.received_head[psn as usize];
+        let at = self.persons.hot[psn as usize].received_head;
         BindingIter {
             bindings: &self.bindings,
             at,
@@ -132,8 +132,8 @@ impl State {
                 "receiver has the most givers",
             ));
         }
-        let same_province = admdvs_province(p.admdvs[giver as usize])
-            == admdvs_province(p.admdvs[receiver as usize]);
+        let same_province = admdvs_province(p.hot[giver as usize].admdvs)
+            == admdvs_province(p.hot[receiver as usize].admdvs);
         let scope = if same_province {
             Scope::InProvince
         } else {
@@ -150,7 +150,13 @@ impl State {
             next_received: 0,
         });
         self.link(b);
-        Ok(Reply::Binding(Box::new(self.binding_view(b))))
+        // Appended at the tail of the receiver's list: its priority is the list's length.
+        let priority = self.received(receiver).count() as u32;
+        Ok(Reply::Bound {
+            binding: b,
+            priority,
+            active: true,
+        })
     }
 
     /// Appends binding `b` to the tails of its giver's and receiver's lists.
@@ -164,7 +170,7 @@ impl State {
             Some(tail) => self.bindings[tail as usize].next_given = b + 1,
         }
         match self.received(receiver).last() {
-            None => self.persons.received_head[receiver as usize] = b + 1,
+            None => self.persons.hot[receiver as usize].received_head = b + 1,
             Some(tail) => self.bindings[tail as usize].next_received = b + 1,
         }
     }
@@ -188,7 +194,7 @@ impl State {
             .received(receiver)
             .find(|&x| self.bindings[x as usize].next_received == b + 1)
         {
-            None => self.persons.received_head[receiver as usize] = next_received,
+            None => self.persons.hot[receiver as usize].received_head = next_received,
             Some(prev) => self.bindings[prev as usize].next_received = next_received,
         }
         let binding = &mut self.bindings[b as usize];
@@ -202,11 +208,14 @@ impl State {
             return Err(ErrCode::AlreadyRevoked.into());
         }
         // The priority shown is the one the binding had while active.
-        let mut view = self.binding_view(b);
+        let priority = self.binding_priority(b);
         self.unlink(b);
         self.bindings[b as usize].active = false;
-        view.active = false;
-        Ok(Reply::Binding(Box::new(view)))
+        Ok(Reply::Bound {
+            binding: b,
+            priority,
+            active: false,
+        })
     }
 
     pub(crate) fn binding_index(&self, binding_id: u64) -> Result<u32, Rejection> {
@@ -219,13 +228,26 @@ impl State {
     /// givers (0 when revoked).
     pub(crate) fn binding_view(&self, b: u32) -> BindingView {
         let binding = &self.bindings[b as usize];
-        let priority = if binding.active {
+        let priority = self.binding_priority(b);
+        self.bound_view(b, priority, binding.active)
+    }
+
+    /// Binding `b`'s place among its receiver's active givers (1-based; 0 when revoked).
+    fn binding_priority(&self, b: u32) -> u32 {
+        let binding = &self.bindings[b as usize];
+        if binding.active {
             self.received(binding.receiver)
                 .position(|x| x == b)
                 .map_or(0, |p| p as u32 + 1)
         } else {
             0
-        };
+        }
+    }
+
+    /// Binding `b` as the API shows it, with the priority and status given: the fields of a
+    /// binding's reply ([`Reply::Bound`]) that are not immutable.
+    pub fn bound_view(&self, b: u32, priority: u32, active: bool) -> BindingView {
+        let binding = &self.bindings[b as usize];
         BindingView {
             binding_id: u64::from(b) + 1,
             giver_psn_no: self.persons.psn_no_array(binding.giver),
@@ -233,7 +255,7 @@ impl State {
             relation: binding.relation,
             scope: binding.scope,
             priority,
-            active: binding.active,
+            active,
         }
     }
 

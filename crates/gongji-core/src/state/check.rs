@@ -40,14 +40,14 @@ impl State {
                 p.psn_no(i),
                 p.name(i),
                 p.certno[u],
-                p.admdvs[u],
-                p.flags[u],
-                p.acct[u],
-                p.wallet[u],
+                p.hot[u].admdvs,
+                p.hot[u].flags,
+                p.hot[u].acct,
+                p.hot[u].wallet,
                 p.given_head[u],
-                p.received_head[u],
+                p.hot[u].received_head,
                 p.entry_head[u],
-                p.entry_tail[u],
+                p.hot[u].entry_tail,
                 p.wallet_day[u],
                 p.credit_last[u],
                 p.credit_mask[u],
@@ -68,9 +68,9 @@ impl State {
         let mut paid: Vec<_> = self.contributions_paid.iter().collect();
         paid.sort_unstable();
         let _ = write!(w, "{paid:?}");
-        let mut msgids: Vec<_> = self.msgids.map.iter().collect();
-        msgids.sort_unstable_by_key(|(k, _)| **k);
-        let _ = write!(w, "{msgids:?}{:?}", self.msgids.fifo);
+        let msgids = self.msgids.sorted_by_key();
+        let fifo: Vec<(i64, u128)> = self.msgids.iter().map(|(t, k, _)| (t, k)).collect();
+        let _ = write!(w, "{msgids:?}{fifo:?}");
         let _ = write!(w, "{:?}", self.stats.months);
         let mut recon: Vec<_> = self
             .recon
@@ -113,10 +113,10 @@ impl State {
     }
 
     fn recompute_ledger(&self) -> Ledger {
-        let sum = |v: &[Fen]| v.iter().map(|f| f.0).sum::<u64>();
+        let hot = &self.persons.hot;
         let mut l = Ledger {
-            acct_total: sum(&self.persons.acct),
-            wallet_total: sum(&self.persons.wallet),
+            acct_total: hot.iter().map(|h| h.acct.0).sum::<u64>(),
+            wallet_total: hot.iter().map(|h| h.wallet.0).sum::<u64>(),
             ..Ledger::default()
         };
         for t in self
@@ -144,7 +144,7 @@ impl State {
         type Key = (Period, u8, usize);
         let mut stats: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
         let mut recon: BTreeMap<(u32, i32), ReconTotals> = BTreeMap::new();
-        let admdvs = &self.persons.admdvs;
+        let hot = &self.persons.hot;
         for s in self.setls.iter().filter(|s| !s.cancelled) {
             recon
                 .entry((s.inst, cst_day(s.time)))
@@ -158,7 +158,7 @@ impl State {
                 };
                 let key = (
                     period_of(s.time),
-                    admdvs_province(admdvs[s.psn as usize]),
+                    admdvs_province(hot[s.psn as usize].admdvs),
                     channel as usize,
                 );
                 let cell = stats.entry(key).or_default();
@@ -166,7 +166,7 @@ impl State {
             }
         }
         for c in &self.contributions {
-            let (pa, pb) = (admdvs[c.payer as usize], admdvs[c.psn as usize]);
+            let (pa, pb) = (hot[c.payer as usize].admdvs, hot[c.psn as usize].admdvs);
             let channel = if admdvs_pool(pa) == admdvs_pool(pb) {
                 Channel::DrawSamePool
             } else {
@@ -193,7 +193,7 @@ impl State {
             };
             let key = (
                 period_of(e.time),
-                admdvs_province(admdvs[t.from as usize]),
+                admdvs_province(hot[t.from as usize].admdvs),
                 channel as usize,
             );
             let cell = stats.entry(key).or_default();
@@ -245,8 +245,8 @@ impl State {
                 }
                 balc
             };
-            if last(false) != self.persons.acct[psn as usize]
-                || last(true) != self.persons.wallet[psn as usize]
+            if last(false) != self.persons.hot[psn as usize].acct
+                || last(true) != self.persons.hot[psn as usize].wallet
             {
                 return Err(format!("person {psn}: entries do not end at the balance"));
             }

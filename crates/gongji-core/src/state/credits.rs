@@ -85,7 +85,7 @@ impl State {
         if self.contributions_paid.contains(&(psn, year)) {
             return Err(ErrCode::AlreadyPaid.into());
         }
-        if self.persons.acct[payer as usize] < amount {
+        if self.persons.hot[payer as usize].acct < amount {
             return Err(ErrCode::InsufficientBalance.into());
         }
         let c = self.contributions.len() as u32;
@@ -102,7 +102,7 @@ impl State {
             memo,
         );
         self.contributions_paid.insert((psn, year));
-        let acct_balc = self.persons.acct[payer as usize];
+        let acct_balc = self.persons.hot[payer as usize].acct;
         self.contributions.push(Contribution {
             payer,
             psn,
@@ -112,8 +112,8 @@ impl State {
             acct_balc,
         });
         let (payer_admdvs, psn_admdvs) = (
-            self.persons.admdvs[payer as usize],
-            self.persons.admdvs[psn as usize],
+            self.persons.hot[payer as usize].admdvs,
+            self.persons.hot[psn as usize].admdvs,
         );
         let channel = if admdvs_pool(payer_admdvs) == admdvs_pool(psn_admdvs) {
             Channel::DrawSamePool

@@ -133,14 +133,14 @@ impl State {
         let l = &mut self.ledger;
         match side {
             LedgerSide::Acct(i) => {
-                let balc = &mut self.persons.acct[i as usize];
+                let balc = &mut self.persons.hot[i as usize].acct;
                 *balc = balc.checked_sub(amount).expect("account overdrawn");
                 l.acct_total -= a;
                 let balc = *balc;
                 self.record(i, false, -(a as i64), balc, memo);
             }
             LedgerSide::Wallet(i) => {
-                let balc = &mut self.persons.wallet[i as usize];
+                let balc = &mut self.persons.hot[i as usize].wallet;
                 *balc = balc.checked_sub(amount).expect("wallet overdrawn");
                 l.wallet_total -= a;
                 let balc = *balc;
@@ -158,14 +158,14 @@ impl State {
         let l = &mut self.ledger;
         match side {
             LedgerSide::Acct(i) => {
-                let balc = &mut self.persons.acct[i as usize];
+                let balc = &mut self.persons.hot[i as usize].acct;
                 *balc = balc.checked_add(amount).expect("balance overflow");
                 l.acct_total += a;
                 let balc = *balc;
                 self.record(i, false, a as i64, balc, memo);
             }
             LedgerSide::Wallet(i) => {
-                let balc = &mut self.persons.wallet[i as usize];
+                let balc = &mut self.persons.hot[i as usize].wallet;
                 *balc = balc.checked_add(amount).expect("balance overflow");
                 l.wallet_total += a;
                 let balc = *balc;
@@ -191,13 +191,13 @@ impl State {
             counterparty: memo.counterparty,
             reference: memo.reference,
         });
-        let tail = self.persons.entry_tail[psn as usize];
+        let tail = self.persons.hot[psn as usize].entry_tail;
         if tail == 0 {
             self.persons.entry_head[psn as usize] = id;
         } else {
             self.entries[tail as usize - 1].next = id;
         }
-        self.persons.entry_tail[psn as usize] = id;
+        self.persons.hot[psn as usize].entry_tail = id;
     }
 
     /// Removes the newest entry, which belongs to `psn` and followed `previous_tail`. Used
@@ -205,7 +205,7 @@ impl State {
     pub(crate) fn pop_entry(&mut self, psn: u32, previous_tail: u32) {
         let entry = self.entries.pop().expect("an entry to pop");
         assert_eq!(entry.psn, psn);
-        self.persons.entry_tail[psn as usize] = previous_tail;
+        self.persons.hot[psn as usize].entry_tail = previous_tail;
         if previous_tail == 0 {
             self.persons.entry_head[psn as usize] = 0;
         } else {

@@ -88,7 +88,7 @@ impl State {
             }
             match source {
                 DrawSource::OwnAcct => {
-                    acct_pay = self.persons.acct[psn as usize].min(rest);
+                    acct_pay = self.persons.hot[psn as usize].acct.min(rest);
                     self.post(
                         LedgerSide::Acct(psn),
                         LedgerSide::Institutions,
@@ -98,7 +98,7 @@ impl State {
                     rest = rest.checked_sub(acct_pay).expect("draw within rest");
                 }
                 DrawSource::OwnWallet => {
-                    wallet_pay = self.persons.wallet[psn as usize].min(rest);
+                    wallet_pay = self.persons.hot[psn as usize].wallet.min(rest);
                     self.post(
                         LedgerSide::Wallet(psn),
                         LedgerSide::Institutions,
@@ -126,8 +126,8 @@ impl State {
             wallet_pay,
             mulaid,
             cash: rest,
-            acct_balc: self.persons.acct[psn as usize],
-            wallet_balc: self.persons.wallet[psn as usize],
+            acct_balc: self.persons.hot[psn as usize].acct,
+            wallet_balc: self.persons.hot[psn as usize].wallet,
             details_start,
             details_len: u8::try_from(details_len).expect("givers fit in u8"),
             cross_pool,
@@ -146,9 +146,9 @@ impl State {
             counterparty: Counterparty::Person(psn),
             ..memo
         };
-        let pool = admdvs_pool(self.persons.admdvs[psn as usize]);
+        let pool = admdvs_pool(self.persons.hot[psn as usize].admdvs);
         let (mut paid, mut cross) = (Fen::ZERO, false);
-        let mut at = self.persons.received_head[psn as usize];
+        let mut at = self.persons.hot[psn as usize].received_head;
         while at != 0 && !rest.is_zero() {
             let b = &self.bindings[at as usize - 1];
             at = b.next_received;
@@ -156,7 +156,7 @@ impl State {
             if b.scope != Scope::InProvince || self.persons.is_suspended(giver) {
                 continue;
             }
-            let amount = self.persons.acct[giver as usize].min(rest);
+            let amount = self.persons.hot[giver as usize].acct.min(rest);
             if amount.is_zero() {
                 continue;
             }
@@ -167,7 +167,7 @@ impl State {
                 memo,
             );
             self.details.push(super::Detail { giver, amount });
-            cross |= admdvs_pool(self.persons.admdvs[giver as usize]) != pool;
+            cross |= admdvs_pool(self.persons.hot[giver as usize].admdvs) != pool;
             paid = paid.checked_add(amount).expect("draw within rest");
             rest = rest.checked_sub(amount).expect("draw within rest");
         }
@@ -178,7 +178,7 @@ impl State {
     fn count_settlement(&mut self, s: u32, add: bool) {
         let setl = &self.setls[s as usize];
         if !setl.mulaid.is_zero() {
-            let province = admdvs_province(self.persons.admdvs[setl.psn as usize]);
+            let province = admdvs_province(self.persons.hot[setl.psn as usize].admdvs);
             let channel = if setl.cross_pool {
                 Channel::DrawCrossPool
             } else {

@@ -36,6 +36,10 @@
 //! recon         n u64; (inst u32, day i32, setl_count u64, 6×u64 amounts) ascending by key
 //! ```
 //!
+//! A reply is a tag and its fields (see `encode_reply`). Enrolment and binding replies are
+//! indexes (tags 13, 14); tag 6, the whole binding view an earlier encoder wrote, is still read
+//! (checked against the binding) and written back as tag 14.
+//!
 //! Person data goes column by column, so both directions are bulk loops and decoding allocates
 //! one vector per column, never one per person. Hash maps and sets are written sorted by key,
 //! so the encoding is canonical: decoding and re-encoding gives back the same bytes. Derived
@@ -59,7 +63,9 @@ use super::bindings::{Binding, Scope};
 use super::counters::{Cell, ReconTotals, Stats, PROVINCES};
 use super::ledger::{Counterparty, Entry, EntryKind, EntryRef, Ledger};
 use super::msgids::{MsgRecord, Msgids};
-use super::persons::{hash_bytes, Institution, Institutions, Persons, Token, Tokens};
+use super::persons::{
+    hash_bytes, hash_certno, Hot, Institution, Institutions, Persons, Token, Tokens,
+};
 use super::settle::{Detail, Settlement};
 use super::views::{BindingView, ContributionView, InstitutionView, PersonView, TransferView};
 use super::wallet::{Transfer, TransferStatus};
@@ -516,16 +522,15 @@ impl State {
         for entry in &self.entries {
             encode_entry(entry, &mut e);
         }
-        let mut msgids: Vec<(&u128, &MsgRecord)> = self.msgids.map.iter().collect();
-        msgids.sort_unstable_by_key(|(k, _)| **k);
+        let msgids = self.msgids.sorted_by_key();
         e.count(msgids.len());
         for (key, record) in msgids {
-            e.put(*key);
+            e.put(key);
             e.put(record.fingerprint);
             encode_reply(record.reply.as_ref(), &mut e);
         }
-        e.count(self.msgids.fifo.len());
-        for &(time, key) in &self.msgids.fifo {
+        e.count(self.msgids.len());
+        for (time, key, _) in self.msgids.iter() {
             e.put(time);
             e.put(key);
         }
@@ -575,14 +580,15 @@ impl State {
             e.0.extend_from_slice(bytes);
         }
         e.col(&p.certno);
-        e.col(&p.admdvs);
-        e.col(&p.flags);
-        e.col(&p.acct);
-        e.col(&p.wallet);
+        let hot = &p.hot;
+        e.col(&hot.iter().map(|h| h.admdvs).collect::<Vec<u32>>());
+        e.col(&hot.iter().map(|h| h.flags).collect::<Vec<u8>>());
+        e.col(&hot.iter().map(|h| h.acct).collect::<Vec<Fen>>());
+        e.col(&hot.iter().map(|h| h.wallet).collect::<Vec<Fen>>());
         e.col(&p.given_head);
-        e.col(&p.received_head);
+        e.col(&hot.iter().map(|h| h.received_head).collect::<Vec<u32>>());
         e.col(&p.entry_head);
-        e.col(&p.entry_tail);
+        e.col(&hot.iter().map(|h| h.entry_tail).collect::<Vec<u32>>());
         e.col(&p.wallet_day);
         e.col(&p.credit_last);
         e.col(&p.credit_mask);
@@ -783,7 +789,12 @@ impl State {
         })?;
         check_entry_lists(&persons, &entries, &heads, entries_at)?;
 
-        let msgids = decode_msgids(&mut d, setls.len())?;
+        let limits = ReplyLimits {
+            persons: &persons,
+            bindings: &bindings,
+            setls: setls.len(),
+        };
+        let msgids = decode_msgids(&mut d, &limits)?;
         let stats = decode_stats(&mut d)?;
         let recon = decode_recon(&mut d, n_insts)?;
         if d.pos != bytes.len() {
@@ -827,9 +838,9 @@ impl State {
         fn add(a: u64, b: u64) -> Result<u64, &'static str> {
             a.checked_add(b).ok_or("amounts overflow")
         }
-        let sum = |v: &[Fen]| v.iter().try_fold(0, |a, f| add(a, f.0));
-        sum(&self.persons.acct)?;
-        sum(&self.persons.wallet)?;
+        let hot = &self.persons.hot;
+        hot.iter().try_fold(0, |a, h| add(a, h.acct.0))?;
+        hot.iter().try_fold(0, |a, h| add(a, h.wallet.0))?;
         let mut held = 0;
         for t in &self.transfers {
             if t.status == TransferStatus::Pending {
@@ -977,13 +988,23 @@ fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt)> {
     if let Some(i) = flags.iter().position(|&f| f & !FLAGS_ALL != 0) {
         return fail(at + i, "person flags");
     }
-    let acct = d.col(n)?;
-    let wallet = d.col(n)?;
+    let acct: Vec<Fen> = d.col(n)?;
+    let wallet: Vec<Fen> = d.col(n)?;
     let heads_at = d.pos;
     let given_head = d.col(n)?;
-    let received_head = d.col(n)?;
+    let received_head: Vec<u32> = d.col(n)?;
     let entry_head = d.col(n)?;
-    let entry_tail = d.col(n)?;
+    let entry_tail: Vec<u32> = d.col(n)?;
+    let hot = (0..n)
+        .map(|i| Hot {
+            acct: acct[i],
+            wallet: wallet[i],
+            admdvs: admdvs[i],
+            received_head: received_head[i],
+            entry_tail: entry_tail[i],
+            flags: flags[i],
+        })
+        .collect();
     let wallet_day = d.col(n)?;
     let credit_last: Vec<u32> = d.col(n)?;
     let at = d.pos;
@@ -1022,10 +1043,18 @@ fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt)> {
         }
         start += key.len();
     }
-    let mut certno_index = FxHashMap::with_capacity_and_hasher(n, Default::default());
+    let mut certno_index = HashTable::with_capacity(n);
     for (i, &c) in certno.iter().enumerate() {
-        if certno_index.insert(c, i as u32).is_some() {
-            return fail(certno_at + i * 8, "duplicate certno");
+        let found = certno_index.entry(
+            hash_certno(c),
+            |&j: &u32| certno[j as usize] == c,
+            |&j: &u32| hash_certno(certno[j as usize]),
+        );
+        match found {
+            TableEntry::Occupied(_) => return fail(certno_at + i * 8, "duplicate certno"),
+            TableEntry::Vacant(v) => {
+                v.insert(i as u32);
+            }
         }
     }
     let heads = HeadsAt {
@@ -1042,14 +1071,9 @@ fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt)> {
         name_end,
         certno_index,
         certno,
-        admdvs,
-        flags,
-        acct,
-        wallet,
+        hot,
         given_head,
-        received_head,
         entry_head,
-        entry_tail,
         wallet_day,
         credit_last,
         credit_mask,
@@ -1143,7 +1167,7 @@ fn check_binding_lists(persons: &Persons, bindings: &[Binding], at: &HeadsAt) ->
             given += 1;
             b = binding.next_given;
         }
-        let mut b = persons.received_head[p];
+        let mut b = persons.hot[p].received_head;
         if b as usize > count {
             return fail(at.received + p * 4, "received list head");
         }
@@ -1267,7 +1291,7 @@ fn check_entry_lists(
         if t == 0 && persons.entry_head[p] != 0 {
             return fail(heads.entry_head + p * 4, "entry list head");
         }
-        if persons.entry_tail[p] != t {
+        if persons.hot[p].entry_tail != t {
             return fail(heads.entry_tail + p * 4, "entry list tail");
         }
         if t != 0 && entries[t as usize - 1].next != 0 {
@@ -1280,46 +1304,46 @@ fn check_entry_lists(
     Ok(())
 }
 
-fn decode_msgids(d: &mut Dec<'_>, setls: usize) -> Res<Msgids> {
+fn decode_msgids(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Msgids> {
     let count = d.count(16 + 8 + 1, "msgid count")?;
-    let mut map = FxHashMap::with_capacity_and_hasher(count, Default::default());
-    let mut prev = None;
+    // Ascending by key, so the fifo finds its records by binary search; each is taken once.
+    let mut records: Vec<(u128, Option<MsgRecord>)> = Vec::with_capacity(count);
     for _ in 0..count {
         let at = d.pos;
         let key: u128 = d.get()?;
-        if prev.is_some_and(|prev| prev >= key) {
+        if records.last().is_some_and(|&(prev, _)| prev >= key) {
             return fail(at, "msgids not ascending");
         }
-        prev = Some(key);
         let fingerprint = d.get()?;
-        let reply = decode_reply(d, setls)?;
-        map.insert(key, MsgRecord { fingerprint, reply });
+        let reply = decode_reply(d, limits)?;
+        records.push((key, Some(MsgRecord { fingerprint, reply })));
     }
     let fifo_at = d.pos + 8;
     let count = d.count(FIFO_BYTES, "msgid fifo count")?;
     let mut prev = i64::MIN;
-    let fifo = d.records(count, FIFO_BYTES, |_, r| {
+    let mut msgids = Msgids::default();
+    let mut repeated = false;
+    d.records(count, FIFO_BYTES, |_, r| {
         let time: i64 = r.get();
         if time < prev {
             return Err("msgid fifo out of order");
         }
         prev = time;
         let key: u128 = r.get();
-        if !map.contains_key(&key) {
+        let Ok(at) = records.binary_search_by_key(&key, |&(k, _)| k) else {
             return Err("msgid fifo key not recorded");
+        };
+        match records[at].1.take() {
+            Some(MsgRecord { fingerprint, reply }) => msgids.insert(key, fingerprint, reply, time),
+            None => repeated = true,
         }
-        Ok((time, key))
+        Ok(())
     })?;
     // Every recorded msgid is in the fifo exactly once.
-    let mut keys: Vec<u128> = fifo.iter().map(|&(_, k)| k).collect();
-    keys.sort_unstable();
-    if keys.len() != map.len() || keys.windows(2).any(|w| w[0] == w[1]) {
+    if repeated || count != records.len() {
         return fail(fifo_at, "msgid fifo does not match the records");
     }
-    Ok(Msgids {
-        map,
-        fifo: VecDeque::from(fifo),
-    })
+    Ok(msgids)
 }
 
 fn decode_stats(d: &mut Dec<'_>) -> Res<Stats> {
@@ -1382,13 +1406,24 @@ const REPLY_TOKEN_REVOKED: u8 = 2;
 const REPLY_PERSON: u8 = 3;
 const REPLY_INSTITUTION: u8 = 4;
 const REPLY_CREDITED: u8 = 5;
-const REPLY_BINDING: u8 = 6;
+/// A whole binding view, as the first encoder wrote binding replies. No longer written;
+/// decoded into [`Reply::Bound`] after checking that its immutable fields are the binding's.
+const REPLY_BINDING_VIEW: u8 = 6;
 const REPLY_SETTLED: u8 = 7;
 const REPLY_CANCELLED: u8 = 8;
 const REPLY_REVERSAL: u8 = 9;
 const REPLY_TRANSFER: u8 = 10;
 const REPLY_CONTRIBUTION: u8 = 11;
 const REPLY_TICK: u8 = 12;
+const REPLY_ENROLLED: u8 = 13;
+const REPLY_BOUND: u8 = 14;
+
+/// What a decoded reply may refer to.
+struct ReplyLimits<'a> {
+    persons: &'a Persons,
+    bindings: &'a [Binding],
+    setls: usize,
+}
 
 fn encode_reply(reply: Option<&Reply>, e: &mut Enc<'_>) {
     let Some(reply) = reply else {
@@ -1403,6 +1438,10 @@ fn encode_reply(reply: Option<&Reply>, e: &mut Enc<'_>) {
         Reply::TokenRevoked { token_id } => {
             e.put(REPLY_TOKEN_REVOKED);
             e.put(*token_id);
+        }
+        Reply::Enrolled(i) => {
+            e.put(REPLY_ENROLLED);
+            e.put(*i);
         }
         Reply::Person(v) => {
             e.put(REPLY_PERSON);
@@ -1434,9 +1473,15 @@ fn encode_reply(reply: Option<&Reply>, e: &mut Enc<'_>) {
             e.put(*count);
             e.put(*sum);
         }
-        Reply::Binding(v) => {
-            e.put(REPLY_BINDING);
-            encode_binding_view(v, e);
+        Reply::Bound {
+            binding,
+            priority,
+            active,
+        } => {
+            e.put(REPLY_BOUND);
+            e.put(*binding);
+            e.put(*priority);
+            e.bool(*active);
         }
         Reply::Settled(s) => {
             e.put(REPLY_SETTLED);
@@ -1509,17 +1554,18 @@ fn decode_binding_view(d: &mut Dec<'_>) -> Res<BindingView> {
     })
 }
 
-fn decode_reply(d: &mut Dec<'_>, setls: usize) -> Res<Option<Reply>> {
+fn decode_reply(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Option<Reply>> {
     let at = d.pos;
-    let settlement = |d: &mut Dec<'_>| {
+    let index = |d: &mut Dec<'_>, len: usize, what: &'static str| {
         let at = d.pos;
-        let s: u32 = d.get()?;
-        if (s as usize) < setls {
-            Ok(s)
+        let i: u32 = d.get()?;
+        if (i as usize) < len {
+            Ok(i)
         } else {
-            fail(at, "reply settlement")
+            fail(at, what)
         }
     };
+    let settlement = |d: &mut Dec<'_>| index(d, limits.setls, "reply settlement");
     Ok(Some(match d.get::<u8>()? {
         REPLY_NONE => return Ok(None),
         REPLY_TOKEN_CREATED => Reply::TokenCreated { token_id: d.get()? },
@@ -1562,7 +1608,31 @@ fn decode_reply(d: &mut Dec<'_>, setls: usize) -> Res<Option<Reply>> {
             count: d.get()?,
             sum: d.fen()?,
         },
-        REPLY_BINDING => Reply::Binding(Box::new(decode_binding_view(d)?)),
+        REPLY_ENROLLED => Reply::Enrolled(index(d, limits.persons.len(), "reply person")?),
+        REPLY_BOUND => Reply::Bound {
+            binding: index(d, limits.bindings.len(), "reply binding")?,
+            priority: d.get()?,
+            active: d.bool()?,
+        },
+        REPLY_BINDING_VIEW => {
+            let v = decode_binding_view(d)?;
+            let b = v.binding_id.wrapping_sub(1);
+            let p = limits.persons;
+            let same = limits.bindings.get(b as usize).is_some_and(|binding| {
+                p.psn_no(binding.giver) == v.giver_psn_no.as_str()
+                    && p.psn_no(binding.receiver) == v.receiver_psn_no.as_str()
+                    && binding.relation == v.relation
+                    && binding.scope == v.scope
+            });
+            if !same {
+                return fail(at, "reply binding");
+            }
+            Reply::Bound {
+                binding: b as u32,
+                priority: v.priority,
+                active: v.active,
+            }
+        }
         REPLY_SETTLED => Reply::Settled(settlement(d)?),
         REPLY_CANCELLED => Reply::Cancelled(settlement(d)?),
         REPLY_REVERSAL => Reply::Reversal {
@@ -1687,7 +1757,11 @@ mod tests {
                 receiver_psn_no: psn(receiver),
                 relation: Relation::Child,
             }) {
-                Reply::Binding(v) => v.binding_id,
+                Reply::Bound {
+                    binding,
+                    priority,
+                    active,
+                } => self.state.bound_view(binding, priority, active).binding_id,
                 r => panic!("{r:?}"),
             }
         }
@@ -1846,7 +1920,7 @@ mod tests {
             ]
         );
         assert!(s.setls.iter().any(|s| s.cancelled) && !s.details.is_empty());
-        assert!(s.msgids.map.values().any(|r| r.reply.is_none()));
+        assert!(s.msgids.iter().any(|(_, _, r)| r.reply.is_none()));
         assert!(!s.recon.is_empty() && !s.stats.months.is_empty());
         s.check().unwrap();
         b
@@ -2069,12 +2143,12 @@ mod tests {
         assert_eq!(e.what, "entry link");
         let e = mutate(&|s| s.persons.given_head[0] = 4);
         assert!(e.what.contains("list"), "{e}");
-        let e = mutate(&|s| s.persons.acct[0] = Fen(u64::MAX));
+        let e = mutate(&|s| s.persons.hot[0].acct = Fen(u64::MAX));
         assert_eq!(e.what, "amounts overflow");
         let e = mutate(&|s| s.ledger.acct_total += 1);
         assert_eq!(e.what, "ledger does not conserve money");
         let e = mutate(&|s| {
-            s.persons.acct[0] = Fen(s.persons.acct[0].0 + 1);
+            s.persons.hot[0].acct = Fen(s.persons.hot[0].acct.0 + 1);
             s.ledger.acct_total += 1;
             s.ledger.credited += 1;
         });
@@ -2086,11 +2160,72 @@ mod tests {
         assert_eq!(e.what, "expiry queue not in transfer order");
         let e = mutate(&|s| s.expiry_queue.back_mut().unwrap().0 -= 1);
         assert_eq!(e.what, "expiry queue time");
-        let e = mutate(&|s| {
-            let (time, key) = s.msgids.fifo[0];
-            s.msgids.fifo.push_back((time.max(s.clock), key));
-        });
-        assert_eq!(e.what, "msgid fifo does not match the records");
+
+        // A fifo that repeats its first msgid at the end. The queue of a state cannot hold a
+        // repeat, so the bytes are patched: the fifo ends where statistics and recon begin.
+        let s = State::decode_snapshot(&bytes).unwrap();
+        let tail = 8 + s.stats.months.len() * MONTH_BYTES + 8 + s.recon.len() * RECON_BYTES;
+        let fifo_end = bytes.len() - tail;
+        let fifo_at = fifo_end - s.msgids.len() * FIFO_BYTES - 8;
+        let first_key = &bytes[fifo_at + 8 + 8..fifo_at + 8 + FIFO_BYTES];
+        let last_time = &bytes[fifo_end - FIFO_BYTES..fifo_end - 16];
+        let mut bad = bytes[..fifo_end].to_vec();
+        bad[fifo_at..fifo_at + 8].copy_from_slice(&(s.msgids.len() as u64 + 1).to_le_bytes());
+        bad.extend_from_slice(last_time);
+        bad.extend_from_slice(first_key);
+        bad.extend_from_slice(&bytes[fifo_end..]);
+        assert_eq!(refuse(&bad), "msgid fifo does not match the records");
+    }
+
+    #[test]
+    fn legacy_binding_view_replies_are_read_as_bound() {
+        // Proves: a binding reply written as a whole view (tag 6, the first encoder's form)
+        // decodes to the same `Reply::Bound` as the index form, which re-encodes to the bytes
+        // of today's encoder; a view that does not match its binding is refused.
+        let b = rich_state();
+        let mut bytes = Vec::new();
+        b.state.encode_snapshot(&mut bytes);
+        // m24 made binding 1 (0 → 1) with priority 1; it has not been revoked.
+        let key = super::super::msgids::msgid_key("m24");
+        let reply = b.state.msgids.get(key).unwrap().reply.clone().unwrap();
+        let Reply::Bound {
+            binding,
+            priority,
+            active,
+        } = reply
+        else {
+            panic!("m24 is not a binding: {reply:?}")
+        };
+        let view = b.state.bound_view(binding, priority, active);
+        let at = bytes
+            .windows(16)
+            .position(|w| w == key.to_le_bytes())
+            .unwrap()
+            + 16
+            + 8;
+        assert_eq!(bytes[at], REPLY_BOUND);
+        let legacy = |view: &BindingView| {
+            let mut tail = Vec::new();
+            let mut e = Enc(&mut tail);
+            e.put(REPLY_BINDING_VIEW);
+            encode_binding_view(view, &mut e);
+            let mut out = bytes[..at].to_vec();
+            out.extend_from_slice(&tail);
+            out.extend_from_slice(&bytes[at + 1 + 4 + 4 + 1..]);
+            out
+        };
+        let decoded = State::decode_snapshot(&legacy(&view)).unwrap();
+        assert_eq!(decoded.msgids.get(key).unwrap().reply, Some(reply));
+        let mut again = Vec::new();
+        decoded.encode_snapshot(&mut again);
+        assert_eq!(again, bytes);
+        let wrong = BindingView {
+            relation: Relation::Spouse,
+            ..view.clone()
+        };
+        assert_ne!(wrong.relation, view.relation);
+        let e = State::decode_snapshot(&legacy(&wrong)).unwrap_err();
+        assert_eq!(e.what, "reply binding");
     }
 
     #[test]

@@ -99,14 +99,14 @@ impl State {
             return Err(ErrCode::WalletDailyLimit.into());
         }
         let balance = match source {
-            TransferSource::Acct => p.acct[from as usize],
-            TransferSource::Wallet => p.wallet[from as usize],
+            TransferSource::Acct => p.hot[from as usize].acct,
+            TransferSource::Wallet => p.hot[from as usize].wallet,
         };
         if balance < amount {
             return Err(ErrCode::InsufficientBalance.into());
         }
-        let cross_province =
-            admdvs_province(p.admdvs[from as usize]) != admdvs_province(p.admdvs[to as usize]);
+        let cross_province = admdvs_province(p.hot[from as usize].admdvs)
+            != admdvs_province(p.hot[to as usize].admdvs);
         self.persons.wallet_day[from as usize] = (day << 8) | (count_today + 1);
         let t = self.transfers.len() as u32;
         let expires_at = day_start(cst_day(time) + 1) + i64::from(self.params.wallet_expiry_second);
@@ -159,7 +159,7 @@ impl State {
         } else {
             Channel::WalletInProvince
         };
-        let province = admdvs_province(self.persons.admdvs[transfer.from as usize]);
+        let province = admdvs_province(self.persons.hot[transfer.from as usize].admdvs);
         self.stats
             .add(period_of(time), province, channel, transfer.amount);
         Ok(Reply::Transfer(Box::new(self.transfer_view(t, false))))
@@ -205,7 +205,7 @@ impl State {
                 continue;
             }
             let from = self.transfers[t as usize].from;
-            let tail = self.persons.entry_tail[from as usize];
+            let tail = self.persons.hot[from as usize].entry_tail;
             // The return happens at the moment of expiry, not at the time of the op.
             self.return_transfer(t, TransferStatus::Returned, expires_at);
             self.expired_scratch.push((t, tail));
@@ -225,11 +225,11 @@ impl State {
             let amount = transfer.amount;
             let (balance, total) = match transfer.source {
                 TransferSource::Acct => (
-                    &mut self.persons.acct[transfer.from as usize],
+                    &mut self.persons.hot[transfer.from as usize].acct,
                     &mut self.ledger.acct_total,
                 ),
                 TransferSource::Wallet => (
-                    &mut self.persons.wallet[transfer.from as usize],
+                    &mut self.persons.hot[transfer.from as usize].wallet,
                     &mut self.ledger.wallet_total,
                 ),
             };
@@ -258,7 +258,7 @@ impl State {
             created: transfer.created,
             expires_at: transfer.expires_at,
             sender_balances: with_balances
-                .then(|| (self.persons.acct[from], self.persons.wallet[from])),
+                .then(|| (self.persons.hot[from].acct, self.persons.hot[from].wallet)),
         }
     }
 }
