@@ -3,6 +3,7 @@
 
 mod bindings;
 mod check;
+mod chunked;
 mod counters;
 mod credits;
 mod ledger;
@@ -23,6 +24,7 @@ use crate::reply::{ErrCode, Rejection, Reply};
 use crate::{Fen, Params};
 
 pub(crate) use bindings::{Binding, Scope};
+pub(crate) use chunked::Chunked;
 pub(crate) use counters::{ReconTotals, Stats};
 pub(crate) use ledger::{Entry, Ledger};
 pub(crate) use msgids::Msgids;
@@ -61,7 +63,7 @@ pub struct State {
     pub(crate) insts: Institutions,
     pub(crate) tokens: Tokens,
     pub(crate) bindings: Vec<Binding>,
-    pub(crate) setls: Vec<Settlement>,
+    pub(crate) setls: Chunked<Settlement>,
     pub(crate) details: Vec<Detail>,
     pub(crate) transfers: Vec<Transfer>,
     /// Pending transfers by expiry time. Transfers are made in clock order and expire at a
@@ -69,7 +71,7 @@ pub struct State {
     pub(crate) expiry_queue: VecDeque<(i64, u32)>,
     pub(crate) contributions: Vec<Contribution>,
     pub(crate) contributions_paid: FxHashSet<(u32, u16)>,
-    pub(crate) entries: Vec<Entry>,
+    pub(crate) entries: Chunked<Entry>,
     pub(crate) msgids: Msgids,
     pub(crate) stats: Stats,
     pub(crate) recon: FxHashMap<(u32, i32), ReconTotals>,
@@ -94,13 +96,13 @@ impl State {
             insts: Institutions::default(),
             tokens: Tokens::default(),
             bindings: Vec::new(),
-            setls: Vec::new(),
+            setls: Chunked::default(),
             details: Vec::new(),
             transfers: Vec::new(),
             expiry_queue: VecDeque::new(),
             contributions: Vec::new(),
             contributions_paid: FxHashSet::default(),
-            entries: Vec::new(),
+            entries: Chunked::default(),
             msgids: Msgids::default(),
             stats: Stats::default(),
             recon: FxHashMap::default(),

@@ -1,9 +1,10 @@
 //! Persons in flat arrays indexed by a dense `u32`, institutions and tokens.
 //!
 //! A person's resident state is about a hundred bytes: the psn_no and name in shared byte
-//! arenas, the certno packed into a `u64`, balances, flags and list heads in parallel vectors.
-//! The psn_no index is a `hashbrown::HashTable<u32>` whose keys live in the arena, so the index
-//! costs a few bytes a person instead of a heap string each.
+//! arenas, the certno packed into a `u64`, and the fields a settlement touches (balances, flags,
+//! area, list ends) together in one 32-byte [`Hot`] record; the rest in parallel vectors. The
+//! psn_no and certno indexes are `hashbrown::HashTable<u32>`s whose keys live in the arena and
+//! the certno vector, so each costs a few bytes a person instead of a heap string or a copy.
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
