@@ -198,7 +198,12 @@ fn measure(engine: &Arc<Engine>, persons: u32, clients: usize, seconds: u64, rou
 }
 
 /// Runs the peer's bench.sh and reads pgbench's tps and mean latency.
-fn peer(script: &Path, persons: u32, clients: usize, seconds: u64) -> Option<(f64, f64)> {
+pub(crate) fn peer(
+    script: &Path,
+    persons: u32,
+    clients: usize,
+    seconds: u64,
+) -> Option<(f64, f64)> {
     let out = Process::new("bash")
         .arg(script)
         .args([

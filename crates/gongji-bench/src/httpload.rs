@@ -4,7 +4,7 @@
 //! `/v1/batch`, beside the PostgreSQL peer in the same invocation.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -268,24 +268,6 @@ async fn load(
     (total, all, started.elapsed().as_secs_f64())
 }
 
-fn peer(script: &Path, persons: u32, clients: usize, seconds: u64) -> Option<f64> {
-    let out = Process::new("bash")
-        .arg(script)
-        .args([
-            persons.to_string(),
-            clients.to_string(),
-            seconds.to_string(),
-        ])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines().find(|l| l.starts_with("tps")).and_then(|l| {
-        l.split(['=', ' '])
-            .filter_map(|w| w.parse::<f64>().ok())
-            .next()
-    })
-}
-
 pub fn http_bench(opts: &HttpOptions) -> String {
     let server = start(opts);
     let s = Arc::new((server.base.clone(), server.token.clone()));
@@ -315,8 +297,8 @@ pub fn http_bench(opts: &HttpOptions) -> String {
     if let Some(script) = &opts.peer {
         // The peer's cluster allows 64 connections, a few of them reserved.
         let clients = opts.connections.min(PEER_CLIENTS_MAX);
-        match peer(script, opts.persons, clients, opts.seconds) {
-            Some(tps) => {
+        match crate::durable::peer(script, opts.persons, clients, opts.seconds) {
+            Some((tps, _)) => {
                 let _ = writeln!(out, "    peer: PostgreSQL settle() under pgbench, {clients} clients: {tps:.0} settlements/s");
             }
             None => {

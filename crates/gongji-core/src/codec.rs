@@ -351,18 +351,6 @@ pub fn decode_op(buf: &[u8]) -> Result<Op, DecodeError> {
 }
 
 fn decode_body(d: &mut Dec<'_>) -> Result<Body, DecodeError> {
-    use Relation::*;
-    const RELATIONS: [Relation; 9] = [
-        Spouse,
-        Parent,
-        Child,
-        Sibling,
-        PaternalGrandparent,
-        MaternalGrandparent,
-        PaternalGrandchild,
-        MaternalGrandchild,
-        Other,
-    ];
     Ok(match d.u8()? {
         1 => Body::CreateToken {
             token_hash: d.take(32)?.try_into().expect("32 bytes"),
@@ -406,7 +394,7 @@ fn decode_body(d: &mut Dec<'_>) -> Result<Body, DecodeError> {
         7 => Body::Bind {
             giver_psn_no: d.arr()?,
             receiver_psn_no: d.arr()?,
-            relation: d.pick(&RELATIONS)?,
+            relation: d.pick(&Relation::ALL)?,
         },
         8 => Body::Revoke {
             binding_id: d.u64()?,

@@ -116,6 +116,20 @@ impl Relation {
         Relation::MaternalGrandchild,
     ];
 
+    /// Every variant in declaration order: the position is the encoded tag (journal and
+    /// snapshot formats).
+    pub const ALL: [Relation; 9] = [
+        Relation::Spouse,
+        Relation::Parent,
+        Relation::Child,
+        Relation::Sibling,
+        Relation::PaternalGrandparent,
+        Relation::MaternalGrandparent,
+        Relation::PaternalGrandchild,
+        Relation::MaternalGrandchild,
+        Relation::Other,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Relation::Spouse => "spouse",

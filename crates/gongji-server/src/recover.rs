@@ -55,9 +55,12 @@ fn load<S: Storage>(
     report.torn_tail = recovery.torn_tail.clone();
     let after_op = anchor.map_or(0, |a| a.op);
     report.replayed_ops = replay(&journal, &mut state, after_op)?;
-    state
-        .check()
-        .map_err(|e| ServerError::Corrupt(format!("state check after recovery: {e}")))?;
+    // A decoded snapshot has passed the full check already; ops replayed on it need another.
+    if anchor.is_none() || report.replayed_ops > 0 {
+        state
+            .check()
+            .map_err(|e| ServerError::Corrupt(format!("state check after recovery: {e}")))?;
+    }
     report.head_op = journal.head().op;
     report.persons = state.person_count();
     Ok((state, journal, loaded))
@@ -108,14 +111,15 @@ pub(crate) fn open<S: Storage + 'static>(
     // The shadow starts from the recovered state. When ops were replayed, or on the first
     // start, the recovered state is written as a snapshot first: the next start replays
     // nothing twice, and the parameters are on disk from the first op on.
-    let shadow_state = match (&loaded, report.replayed_ops) {
-        (Some(snapshot), 0) => State::decode_snapshot(&snapshot.body).expect("decoded once"),
+    // The shadow decodes its copy on its own thread, so serving starts without waiting.
+    let shadow_bytes = match (loaded, report.replayed_ops) {
+        (Some(snapshot), 0) => snapshot.body,
         _ => {
             let mut bytes = Vec::new();
             state.encode_snapshot(&mut bytes);
             write_snapshot(&mut snapshot_storage, head, &bytes)?;
             prune_snapshots(&mut snapshot_storage, crate::shadow::SNAPSHOTS_KEPT)?;
-            State::decode_snapshot(&bytes).expect("fresh snapshot decodes")
+            bytes
         }
     };
 
@@ -130,7 +134,7 @@ pub(crate) fn open<S: Storage + 'static>(
         .store(head.op, std::sync::atomic::Ordering::Release);
     let head_hash = Arc::new(Mutex::new(head.chain_hash));
     let (shadow_tx, shadow_thread) = shadow::spawn(
-        shadow_state,
+        shadow_bytes,
         snapshot_storage,
         head.op,
         config.clone(),

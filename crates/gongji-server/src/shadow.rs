@@ -35,7 +35,7 @@ pub(crate) enum ShadowMessage {
 pub(crate) type ThreadHandle = JoinHandle<Result<(), ServerError>>;
 
 pub(crate) fn spawn<S: Storage + 'static>(
-    state: State,
+    snapshot: Vec<u8>,
     storage: S,
     snapshot_op: u64,
     config: Config,
@@ -48,7 +48,13 @@ pub(crate) fn spawn<S: Storage + 'static>(
         .store(snapshot_op, Ordering::Release);
     let thread = std::thread::Builder::new()
         .name("gongji-shadow".into())
-        .spawn(move || run(state, storage, snapshot_op, config, shared, rx))?;
+        .spawn(move || {
+            // The same bytes the writer's state came from (or was just written as): they
+            // decoded once already, so a failure here is a bug.
+            let state = State::decode_snapshot(&snapshot).expect("the snapshot decodes again");
+            drop(snapshot);
+            run(state, storage, snapshot_op, config, shared, rx)
+        })?;
     Ok((tx, thread))
 }
 

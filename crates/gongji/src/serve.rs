@@ -46,7 +46,22 @@ pub fn run(args: ServeArgs) -> Result<()> {
             journal_dir: config.journal_dir(),
             journal_config: config.journal,
         });
-        gongji_http::serve(listener, app, shutdown_signal())
+        // A writer that stopped on a storage error cannot be trusted to go on: stop serving
+        // too, so that the process exits and recovers on restart.
+        let writer = engine.clone();
+        let writer_stopped = async move {
+            while writer.is_running() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            tracing::error!("the writer stopped; shutting down");
+        };
+        let shutdown = async move {
+            tokio::select! {
+                () = shutdown_signal() => {},
+                () = writer_stopped => {},
+            }
+        };
+        gongji_http::serve(listener, app, shutdown)
             .await
             .context("serving")
     });

@@ -91,17 +91,7 @@ const INSUTYPES: [Insutype; 2] = [Insutype::Employee, Insutype::Resident];
 const STATUSES: [PersonStatus; 2] = [PersonStatus::Active, PersonStatus::Suspended];
 const INST_TYPES: [InstType; 2] = [InstType::Medical, InstType::Pharmacy];
 const ROLES: [Role; 3] = [Role::Admin, Role::Institution, Role::Person];
-const RELATIONS: [Relation; 9] = [
-    Relation::Spouse,
-    Relation::Parent,
-    Relation::Child,
-    Relation::Sibling,
-    Relation::PaternalGrandparent,
-    Relation::MaternalGrandparent,
-    Relation::PaternalGrandchild,
-    Relation::MaternalGrandchild,
-    Relation::Other,
-];
+const RELATIONS: [Relation; 9] = Relation::ALL;
 const SCOPES: [Scope; 2] = [Scope::InProvince, Scope::WalletOnly];
 const SOURCES: [TransferSource; 2] = [TransferSource::Acct, TransferSource::Wallet];
 const TRANSFER_STATUSES: [TransferStatus; 4] = [
