@@ -105,16 +105,16 @@ pub enum Relation {
 }
 
 impl Relation {
-    pub const ELIGIBLE: [Relation; 8] = [
-        Relation::Spouse,
-        Relation::Parent,
-        Relation::Child,
-        Relation::Sibling,
-        Relation::PaternalGrandparent,
-        Relation::MaternalGrandparent,
-        Relation::PaternalGrandchild,
-        Relation::MaternalGrandchild,
-    ];
+    /// The eight close-relative kinds: every variant but `Other`.
+    pub const ELIGIBLE: [Relation; 8] = {
+        let mut out = [Relation::Other; 8];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = Relation::ALL[i];
+            i += 1;
+        }
+        out
+    };
 
     /// Every variant in declaration order: the position is the encoded tag (journal and
     /// snapshot formats).
