@@ -25,6 +25,10 @@ st_major() { st --version 2>/dev/null | grep -oE '[0-9]+' | head -n1; }
 if ! command -v st >/dev/null 2>&1 || [ "$(st_major)" != "4" ]; then
   echo "== installing schemathesis"
   python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
+  # pip puts the `st` script beside the interpreter; pyenv needs a rehash to shim it.
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+  export PATH
   hash -r
 fi
 st --version
