@@ -143,6 +143,11 @@ impl State {
     fn check_counters(&self) -> Result<(), String> {
         type Key = (Period, u8, usize);
         let mut stats: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
+        // One person-time (or transfer) of `amount` in a cell.
+        let count = |stats: &mut BTreeMap<Key, (u64, u64)>, key: Key, amount: Fen| {
+            let cell = stats.entry(key).or_default();
+            *cell = (cell.0 + 1, cell.1 + amount.0);
+        };
         let mut recon: BTreeMap<(u32, i32), ReconTotals> = BTreeMap::new();
         let hot = &self.persons.hot;
         for s in self.setls.iter().filter(|s| !s.cancelled) {
@@ -161,8 +166,7 @@ impl State {
                     admdvs_province(hot[s.psn as usize].admdvs),
                     channel as usize,
                 );
-                let cell = stats.entry(key).or_default();
-                *cell = (cell.0 + 1, cell.1 + s.mulaid.0);
+                count(&mut stats, key, s.mulaid);
             }
         }
         for c in &self.contributions {
@@ -172,10 +176,8 @@ impl State {
             } else {
                 Channel::DrawCrossPool
             };
-            let cell = stats
-                .entry((period_of(c.time), admdvs_province(pb), channel as usize))
-                .or_default();
-            *cell = (cell.0 + 1, cell.1 + c.amount.0);
+            let key = (period_of(c.time), admdvs_province(pb), channel as usize);
+            count(&mut stats, key, c.amount);
         }
         let accepted = self
             .entries
@@ -196,8 +198,7 @@ impl State {
                 admdvs_province(hot[t.from as usize].admdvs),
                 channel as usize,
             );
-            let cell = stats.entry(key).or_default();
-            *cell = (cell.0 + 1, cell.1 + t.amount.0);
+            count(&mut stats, key, t.amount);
         }
         for (period, month) in &self.stats.months {
             for (slot, cells) in month.iter().enumerate() {

@@ -88,24 +88,12 @@ impl State {
             }
             match source {
                 DrawSource::OwnAcct => {
-                    acct_pay = self.persons.hot[psn as usize].acct.min(rest);
-                    self.post(
-                        LedgerSide::Acct(psn),
-                        LedgerSide::Institutions,
-                        acct_pay,
-                        memo,
-                    );
-                    rest = rest.checked_sub(acct_pay).expect("draw within rest");
+                    let balance = self.persons.hot[psn as usize].acct;
+                    acct_pay = self.draw_own(LedgerSide::Acct(psn), balance, &mut rest, memo);
                 }
                 DrawSource::OwnWallet => {
-                    wallet_pay = self.persons.hot[psn as usize].wallet.min(rest);
-                    self.post(
-                        LedgerSide::Wallet(psn),
-                        LedgerSide::Institutions,
-                        wallet_pay,
-                        memo,
-                    );
-                    rest = rest.checked_sub(wallet_pay).expect("draw within rest");
+                    let balance = self.persons.hot[psn as usize].wallet;
+                    wallet_pay = self.draw_own(LedgerSide::Wallet(psn), balance, &mut rest, memo);
                 }
                 DrawSource::Givers => {
                     let (paid, cross) = self.draw_givers(psn, rest, memo);
@@ -135,6 +123,15 @@ impl State {
         });
         self.count_settlement(s, true);
         Ok(Reply::Settled(s))
+    }
+
+    /// Draws what `side` (the person's own account or wallet, holding `balance`) can give of
+    /// `rest`, and takes it off `rest`.
+    fn draw_own(&mut self, side: LedgerSide, balance: Fen, rest: &mut Fen, memo: Memo) -> Fen {
+        let amount = balance.min(*rest);
+        self.post(side, LedgerSide::Institutions, amount, memo);
+        *rest = rest.checked_sub(amount).expect("draw within rest");
+        amount
     }
 
     /// Draws on the person's active in-province givers in priority order, skipping suspended
