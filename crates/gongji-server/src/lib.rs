@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use gongji_core::{Actor, Applied, Body, Msgid, Params, Rejection, State};
 use gongji_journal::{FsStorage, JournalConfig, JournalError, SnapshotError, Storage};
 
-pub use recover::{inspect, OpenReport};
+pub use recover::{inspect, replay_from_genesis, OpenReport};
 
 /// Largest number of ops one submission (an HTTP `/v1/batch`) may carry.
 pub const SUBMISSION_OP_COUNT_MAX: usize = 8_190;

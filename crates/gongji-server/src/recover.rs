@@ -85,6 +85,34 @@ pub fn inspect(config: &Config) -> Result<(State, Anchor, OpenReport), ServerErr
     Ok((state, journal.head(), report))
 }
 
+/// Replays the whole journal from op 1 into a fresh state under `params`, read-only, when no
+/// segment has been removed yet (`None` otherwise). `gongji verify` compares the result with the
+/// snapshot-based recovery: a snapshot that disagrees with its journal is found this way.
+pub fn replay_from_genesis(
+    config: &Config,
+    params: gongji_core::Params,
+) -> Result<Option<(State, Anchor)>, ServerError> {
+    let storage =
+        FsStorage::open(config.journal_dir()).map_err(|e| ServerError::Corrupt(format!("{e}")))?;
+    let names = storage
+        .list()
+        .map_err(|e| ServerError::Corrupt(format!("{e}")))?;
+    let first = names
+        .iter()
+        .filter_map(|n| gongji_journal::parse_segment_name(n))
+        .min();
+    if first.is_some_and(|op| op > 1) {
+        return Ok(None);
+    }
+    let (journal, _) = Journal::open_read_only(storage, config.journal, None)?;
+    let mut state = State::new(params);
+    replay(&journal, &mut state, 0)?;
+    state
+        .check()
+        .map_err(|e| ServerError::Corrupt(format!("state check after replay from op 1: {e}")))?;
+    Ok(Some((state, journal.head())))
+}
+
 pub(crate) fn open<S: Storage + 'static>(
     config: Config,
     journal_storage: S,

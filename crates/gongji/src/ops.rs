@@ -57,7 +57,24 @@ pub fn verify(args: DataArgs) -> Result<()> {
         println!("snapshot skipped: {} ({:?})", skipped.file, skipped.defect);
     }
     println!("head op {} hash {}", head.op, hex::encode(head.chain_hash));
-    println!("state hash {}", hex::encode(state.state_hash()));
+    let state_hash = state.state_hash();
+    println!("state hash {}", hex::encode(state_hash));
+    // The snapshot must agree with its journal: replay every op from op 1 and compare.
+    match gongji_server::replay_from_genesis(&config, state.params().clone())
+        .context("replay from op 1 failed")?
+    {
+        Some((genesis, genesis_head)) => {
+            if genesis_head != head || genesis.state_hash() != state_hash {
+                bail!(
+                    "the snapshot disagrees with the journal: replay from op 1 gives state hash {} at op {}",
+                    hex::encode(genesis.state_hash()),
+                    genesis_head.op
+                );
+            }
+            println!("replay from op 1: {} ops, same state hash", genesis_head.op);
+        }
+        None => println!("replay from op 1: not possible, early segments were removed"),
+    }
     Ok(())
 }
 
