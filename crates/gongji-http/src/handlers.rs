@@ -75,6 +75,7 @@ async fn read_json(body: Body) -> Result<Value, Rejection> {
     let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
         .await
         .map_err(|_| Rejection::with(ErrCode::TooLarge, "the body is over 1 MiB"))?;
+    crate::wire::reject_duplicate_keys(&bytes)?;
     serde_json::from_slice(&bytes).map_err(|_| bad("malformed JSON"))
 }
 

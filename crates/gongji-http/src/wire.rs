@@ -378,3 +378,99 @@ fn credits(o: &mut Obj) -> Result<Body, Rejection> {
     }
     Ok(Body::Credit { period, items: out })
 }
+
+/// Refuses a body in which any object names a key twice (`{"amount":1,"amount":1000}`): a JSON
+/// parser keeps one of them silently, and a proxy or log may read the other. A validating pass
+/// over the text that builds nothing; a body that is not JSON at all is left to the parser.
+pub(crate) fn reject_duplicate_keys(bytes: &[u8]) -> Result<(), Rejection> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match NoDuplicateKeys.deserialize(&mut de) {
+        Err(e) if e.to_string().starts_with(DUPLICATE_KEY) => {
+            Err(bad("an object names the same key twice"))
+        }
+        _ => Ok(()),
+    }
+}
+
+const DUPLICATE_KEY: &str = "duplicate key";
+
+struct NoDuplicateKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for NoDuplicateKeys {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(NoDuplicateKeys)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys = std::collections::BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !keys.insert(key) {
+                return Err(serde::de::Error::custom(DUPLICATE_KEY));
+            }
+            map.next_value_seed(NoDuplicateKeys)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reject_duplicate_keys;
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        // Proves a repeated key is refused in the body and in nested objects, and that
+        // numbers, arrays and distinct keys pass.
+        assert!(reject_duplicate_keys(br#"{"a":1,"b":[1,2.50,{"c":"x"}],"d":null}"#).is_ok());
+        assert!(reject_duplicate_keys(br#"{"amount":1,"amount":1000}"#).is_err());
+        assert!(reject_duplicate_keys(br#"{"ops":[{"body":{"m":1,"m":2}}]}"#).is_err());
+        assert!(
+            reject_duplicate_keys(b"not json").is_ok(),
+            "left to the parser"
+        );
+    }
+}
