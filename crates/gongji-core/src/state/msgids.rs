@@ -6,6 +6,10 @@
 //! `hashbrown::HashTable<u32>` of queue positions, hashed by the key's low 64 bits (the key is
 //! already a hash): 4 bytes and a control byte a slot, where a map of key to record would hold
 //! the 48-byte record itself in every slot and the queue a second copy of the key.
+//!
+//! The queue is stored in fixed-size chunks ([`Queue`]): growing never copies (and faults in
+//! again) what is already queued, and a chunk emptied at the front is kept to be refilled at
+//! the back, so a queue in its steady state touches no fresh memory.
 
 use std::collections::VecDeque;
 
@@ -32,12 +36,109 @@ struct Slot {
 /// Queues at least this long are never shrunk.
 const SHRINK_MIN: usize = 1 << 12;
 
+/// Elements per chunk of the queue (a power of two).
+const SHIFT: u32 = 16;
+const CHUNK: usize = 1 << SHIFT;
+const MASK: usize = CHUNK - 1;
+
+/// A FIFO queue in chunks of at most [`CHUNK`] elements: every chunk but the first and the
+/// last is full, so position `p` is found by arithmetic. The only chunk grows like a `Vec`
+/// up to [`CHUNK`], so a small queue stays small.
+#[derive(Debug)]
+struct Queue<T> {
+    chunks: VecDeque<VecDeque<T>>,
+    len: usize,
+    /// An emptied chunk kept for the next push that needs one.
+    spare: Option<VecDeque<T>>,
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Queue<T> {
+        Queue {
+            chunks: VecDeque::new(),
+            len: 0,
+            spare: None,
+        }
+    }
+}
+
+impl<T> Queue<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn get(&self, p: usize) -> &T {
+        assert!(p < self.len, "position {p} out of {}", self.len);
+        let first = self.chunks[0].len();
+        if p < first {
+            &self.chunks[0][p]
+        } else {
+            let q = p - first;
+            &self.chunks[1 + (q >> SHIFT)][q & MASK]
+        }
+    }
+
+    fn front(&self) -> Option<&T> {
+        self.chunks.front().and_then(VecDeque::front)
+    }
+
+    fn back(&self) -> Option<&T> {
+        self.chunks.back().and_then(VecDeque::back)
+    }
+
+    fn push_back(&mut self, value: T) {
+        if self.chunks.back().is_none_or(|c| c.len() >= CHUNK) {
+            let chunk = match self.spare.take() {
+                Some(c) => c,
+                None if self.chunks.is_empty() => VecDeque::new(),
+                None => VecDeque::with_capacity(CHUNK),
+            };
+            self.chunks.push_back(chunk);
+        }
+        self.chunks.back_mut().expect("a chunk").push_back(value);
+        self.len += 1;
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        let first = self.chunks.front_mut()?;
+        let value = first.pop_front()?;
+        if first.is_empty() {
+            let chunk = self.chunks.pop_front().expect("a chunk");
+            if chunk.capacity() >= CHUNK {
+                self.spare = Some(chunk);
+            }
+        }
+        self.len -= 1;
+        Some(value)
+    }
+
+    /// Room for elements without allocating, the spare chunk included.
+    fn capacity(&self) -> usize {
+        self.chunks.iter().map(VecDeque::capacity).sum::<usize>()
+            + self.spare.as_ref().map_or(0, VecDeque::capacity)
+    }
+
+    /// Gives back the spare chunk, and the room of a lone chunk beyond `room`.
+    fn shrink_to(&mut self, room: usize) {
+        self.spare = None;
+        if self.chunks.len() == 1 {
+            // A power of two, so that growing by doubling stops at exactly `CHUNK`.
+            self.chunks[0].shrink_to(room.next_power_of_two().min(CHUNK));
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.chunks.iter().flatten()
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Msgids {
     /// Sequence numbers of the records (see `base`), hashed by the key's low word.
     index: HashTable<u32>,
     /// The records, oldest first.
-    records: VecDeque<Slot>,
+    records: Queue<Slot>,
     /// The sequence number of `records[0]`; sequence numbers wrap, and the queue holds far
     /// fewer than 2³² records.
     base: u32,
@@ -66,15 +167,19 @@ impl Msgids {
         let base = self.base;
         self.index
             .find(key[0], |&seq| {
-                records[seq.wrapping_sub(base) as usize].key == key
+                records.get(seq.wrapping_sub(base) as usize).key == key
             })
-            .map(|&seq| &records[self.position(seq)].record)
+            .map(|&seq| &records.get(self.position(seq)).record)
     }
 
     /// Records `key`, made at `time` (not before the newest record's time).
     pub fn insert(&mut self, key: u128, fingerprint: u64, reply: Option<Reply>, time: i64) {
-        assert!(self.get(key).is_none(), "msgid recorded twice");
-        debug_assert!(self.records.back().is_none_or(|s| s.time <= time));
+        // Every caller has just looked the key up; a second probe would cost a cache miss.
+        debug_assert!(self.get(key).is_none(), "msgid recorded twice");
+        assert!(
+            self.records.back().is_none_or(|s| s.time <= time),
+            "msgid records out of time order"
+        );
         let key = split(key);
         let seq = self.base.wrapping_add(self.records.len() as u32);
         self.records.push_back(Slot {
@@ -84,7 +189,7 @@ impl Msgids {
         });
         let (records, base) = (&self.records, self.base);
         self.index.insert_unique(key[0], seq, |&s| {
-            records[s.wrapping_sub(base) as usize].key[0]
+            records.get(s.wrapping_sub(base) as usize).key[0]
         });
     }
 
@@ -107,7 +212,13 @@ impl Msgids {
             self.base = base.wrapping_add(1);
             forgot = true;
         }
-        if forgot && self.records.capacity() > SHRINK_MIN.max(4 * self.records.len()) {
+        let len = self.records.len();
+        // A queue of several chunks gives its memory back a chunk at a time as it empties;
+        // a lone chunk, and the index, are shrunk (to a size the test here no longer meets).
+        if forgot
+            && (self.records.chunks.len() <= 1 && self.records.capacity() > SHRINK_MIN.max(4 * len)
+                || self.index.capacity() > SHRINK_MIN.max(8 * len))
+        {
             self.shrink();
         }
     }
@@ -117,7 +228,7 @@ impl Msgids {
         self.records.shrink_to(room);
         let (records, base) = (&self.records, self.base);
         self.index
-            .shrink_to(room, |&s| records[s.wrapping_sub(base) as usize].key[0]);
+            .shrink_to(room, |&s| records.get(s.wrapping_sub(base) as usize).key[0]);
     }
 
     pub fn len(&self) -> usize {
@@ -164,5 +275,35 @@ mod tests {
         assert_eq!(m.get(key(1)).map(|r| r.fingerprint), Some(7));
         let times: Vec<i64> = m.iter().map(|(t, _, _)| t).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn queue_behaves_like_a_vecdeque_across_chunks() {
+        // Proves: positions, front, back, iteration and length agree with a VecDeque while
+        // the queue grows over several chunks, empties at the front and refills at the back.
+        let mut q = Queue::default();
+        let mut v = VecDeque::new();
+        let mut next = 0u64;
+        for round in 0..6 {
+            for _ in 0..(CHUNK + 3_001 * round) {
+                q.push_back(next);
+                v.push_back(next);
+                next += 1;
+            }
+            for _ in 0..(CHUNK / 2 + 777 * round) {
+                assert_eq!(q.pop_front(), v.pop_front());
+            }
+            assert_eq!(q.len(), v.len());
+            assert_eq!(q.front(), v.front());
+            assert_eq!(q.back(), v.back());
+            for p in (0..v.len()).step_by(997).chain([v.len() - 1]) {
+                assert_eq!(q.get(p), &v[p], "{p}");
+            }
+        }
+        assert!(q.iter().eq(v.iter()));
+        while q.pop_front().is_some() {}
+        assert_eq!(q.len(), 0);
+        q.push_back(1);
+        assert_eq!(q.get(0), &1);
     }
 }
