@@ -373,11 +373,6 @@ impl State {
     pub fn person_view(&self, i: u32) -> PersonView {
         let p = &self.persons;
         PersonView {
-            psn_no: p.psn_no_array(i),
-            certno_masked: mask_certno(&certno_unpack(p.certno[i as usize])),
-            psn_name_masked: mask_name(p.name(i)),
-            insutype: p.insutype(i),
-            admdvs: p.hot[i as usize].admdvs,
             status: if p.is_suspended(i) {
                 PersonStatus::Suspended
             } else {
@@ -388,6 +383,8 @@ impl State {
             wallet_balc: p.hot[i as usize].wallet,
             bindings_given: self.given_views(i),
             bindings_received: self.received_views(i),
+            // The identity fields never change: the enrolment view is their one source.
+            ..self.enrolled_view(i)
         }
     }
 
