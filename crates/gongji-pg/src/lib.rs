@@ -1,0 +1,47 @@
+//! PostgreSQL for sites that run on it: the journal and snapshots as a store
+//! (`gongji serve --store postgres://…`), the SQL projection for analysts
+//! (`--projection postgres://…`, `gongji project --rebuild`), and the versioned migrations both
+//! apply on start.
+//!
+//! Everything here talks to a real server through `postgres`, the blocking client built on
+//! `tokio-postgres`: the writer thread and the projector are plain threads, and a blocking
+//! client keeps them so.
+
+pub mod migrate;
+pub mod testkit;
+
+pub use migrate::{migrate, Migration, MIGRATIONS};
+
+/// Connects without TLS: the engine and its database sit on one host or a private network.
+pub fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
+    postgres::Client::connect(url, postgres::NoTls)
+}
+
+/// Masks a connection string's password for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((auth, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://gj:secret@db:5432/x"),
+            "postgres://gj:***@db:5432/x"
+        );
+        assert_eq!(redact("postgres://gj@db/x"), "postgres://gj@db/x");
+        assert_eq!(redact("host=/tmp user=x"), "host=/tmp user=x");
+    }
+}
