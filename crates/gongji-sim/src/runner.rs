@@ -117,6 +117,31 @@ pub fn engine_config(data_dir: PathBuf) -> Config {
     config
 }
 
+/// Opens the engine on the data directory without `Engine::open`'s admin-token bootstrap:
+/// that write would carry the wall clock (today), after which no write of 2025 could be
+/// applied (`INVALID_TIME`). The directory is locked as `Engine::open` locks it; `gongji
+/// serve` creates the admin token when it first starts on the directory.
+fn open_for_history(
+    config: &Config,
+) -> Result<(Engine, gongji_server::OpenReport, std::fs::File), String> {
+    let io = |e: std::io::Error| format!("{}: {e}", config.data_dir.display());
+    std::fs::create_dir_all(config.journal_dir()).map_err(io)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(config.data_dir.join("lock"))
+        .map_err(io)?;
+    lock.try_lock()
+        .map_err(|_| format!("{} is in use by another gongji process", config.data_dir.display()))?;
+    let storage = |_| {
+        gongji_journal::FsStorage::open(config.journal_dir()).map_err(|e| e.to_string())
+    };
+    let (engine, report) = Engine::open_on(config.clone(), storage(0)?, storage(1)?)
+        .map_err(|e| e.to_string())?;
+    Ok((engine, report, lock))
+}
+
 pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
     let first = Period(2025 * 12);
     let last = Period(2025 * 12 + 11);
@@ -140,7 +165,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
         }
     };
     let config = engine_config(data_dir.clone());
-    let (engine, report) = Engine::open(config.clone()).map_err(|e| e.to_string())?;
+    let (engine, report, _lock) = open_for_history(&config)?;
     if report.replayed_ops > 0 || engine.read(|s| s.person_count()) > 0 {
         return Err(format!(
             "{} already holds data: simulate into an empty directory",

@@ -794,7 +794,8 @@ impl Generator {
         }
         let mean = need.amount.0 as f64 / need.count as f64;
         let raw: Vec<f64> = (0..k).map(|_| dist::lognormal(&mut self.rng, 1.0, 0.6)).collect();
-        let amounts: Vec<u64> = if days_left == 1 {
+        // The month's last transfers take exactly what the month still needs.
+        let amounts: Vec<u64> = if k == need.count {
             dist::apportion(need.amount.0, &raw, &vec![cap; k as usize]).0
         } else {
             let norm = dist::lognormal_mean(1.0, 0.6);
@@ -816,8 +817,15 @@ impl Generator {
             if pairs_len == 0 {
                 return;
             }
-            for _ in 0..200 {
-                let i = self.rng.random_range(0..pairs_len);
+            // Random pairs first, then every pair from a random start: a large amount may
+            // need one of the few senders who hold it.
+            let start = self.rng.random_range(0..pairs_len);
+            for attempt in 0..200 + pairs_len {
+                let i = if attempt < 200 {
+                    self.rng.random_range(0..pairs_len)
+                } else {
+                    (start + attempt - 200) % pairs_len
+                };
                 let (from, to) = if cross { self.pairs_cross[i] } else { self.pairs_in[i] };
                 if self.is_touched(from, day) || self.is_touched(to, day) || self.suspended[from as usize] {
                     continue;
