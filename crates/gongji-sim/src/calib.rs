@@ -194,6 +194,32 @@ fn split_halves(jan_may: u64, full: u64, shape: &[f64; 12]) -> [u64; 12] {
     out
 }
 
+/// The cross-province part of a wallet amount: `share` of it, unless one side has no
+/// transfers (an amount without a transfer to carry it could never be reached).
+fn cross_share_fen(total_fen: u64, share: f64, cross_count: u64, all_count: u64) -> u64 {
+    if cross_count == 0 {
+        0
+    } else if cross_count == all_count {
+        total_fen
+    } else {
+        (total_fen as f64 * share).round() as u64
+    }
+}
+
+/// Splits the two halves' wallet amounts over the months in proportion to the months'
+/// transfers, so that every month's amount has transfers to carry it (at small scales a
+/// month may have none).
+fn follow_counts(jan_may: u64, full: u64, counts: &[u64; 12]) -> [u64; 12] {
+    let weights: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+    let first = split(jan_may, &weights[..5]);
+    let second = split(full.saturating_sub(jan_may), &weights[5..]);
+    let mut out = [0; 12];
+    for (o, v) in out.iter_mut().zip(first.into_iter().chain(second)) {
+        *o = v;
+    }
+    out
+}
+
 /// The twelve months of 2025 at population factor `scale`.
 pub fn plan_2025(scale: f64) -> Vec<MonthPlan> {
     let jm = JAN_MAY_2025;
@@ -222,25 +248,28 @@ pub fn plan_2025(scale: f64) -> Vec<MonthPlan> {
     // share (42 % of transfers, 42 % of the amount).
     let jm_wallet_count = scaled_count(jm_wallet.count, scale);
     let jm_wallet_fen = scaled_fen(jm_wallet.amount_yuan, scale);
-    let jm_cross_count =
-        (jm_wallet_count as f64 * fy_cross.count / fy_wallet.count).round() as u64;
-    let jm_cross_fen =
-        (jm_wallet_fen as f64 * fy_cross.amount_yuan / fy_wallet.amount_yuan).round() as u64;
+    let jm_cross_count = (jm_wallet_count as f64 * fy_cross.count / fy_wallet.count).round() as u64;
+    let jm_cross_fen = cross_share_fen(
+        jm_wallet_fen,
+        fy_cross.amount_yuan / fy_wallet.amount_yuan,
+        jm_cross_count,
+        jm_wallet_count,
+    );
     let fy_wallet_count = scaled_count(fy_wallet.count, scale);
     let fy_wallet_fen = scaled_fen(fy_wallet.amount_yuan, scale);
     let fy_cross_count = scaled_count(fy_cross.count, scale);
     let fy_cross_fen = scaled_fen(fy_cross.amount_yuan, scale);
     let cross_count = split_halves(jm_cross_count, fy_cross_count, &WALLET_SHAPE);
-    let cross_fen = split_halves(jm_cross_fen, fy_cross_fen, &WALLET_SHAPE);
+    let cross_fen = follow_counts(jm_cross_fen, fy_cross_fen, &cross_count);
     let in_count = split_halves(
         jm_wallet_count - jm_cross_count,
         fy_wallet_count.saturating_sub(fy_cross_count),
         &WALLET_SHAPE,
     );
-    let in_fen = split_halves(
+    let in_fen = follow_counts(
         jm_wallet_fen - jm_cross_fen,
         fy_wallet_fen.saturating_sub(fy_cross_fen),
-        &WALLET_SHAPE,
+        &in_count,
     );
     let first = parse_period("2025-01").expect("period");
     (0..12)
@@ -310,6 +339,13 @@ mod tests {
         assert_eq!(wallet_in.1 + wallet_cross.1, 75_000_000);
         assert_eq!(draw.0 + 1_121, 464_000);
         assert_eq!(draw.1 + 75_000_000, 6_877_000_000);
+        for scale in [0.001, 0.00001, 0.000002] {
+            for m in plan_2025(scale) {
+                for t in [m.wallet_in_province, m.wallet_cross_province] {
+                    assert!(t.count > 0 || t.amount.is_zero(), "{scale} {m:?}");
+                }
+            }
+        }
         for m in &plan {
             assert!(m.contributions * RESIDENT_CONTRIBUTION.0 < m.draw.amount.0);
         }

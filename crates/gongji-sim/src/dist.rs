@@ -97,7 +97,11 @@ pub fn apportion(total: u64, raw: &[f64], cap: &[u64]) -> (Vec<u64>, u64) {
     }
     let mut left = total - placed;
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| (cap[b] - parts[b]).cmp(&(cap[a] - parts[a])).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        (cap[b] - parts[b])
+            .cmp(&(cap[a] - parts[a]))
+            .then(a.cmp(&b))
+    });
     // Spread the rest evenly over those with room, then top up in order of room.
     let with_room = order.iter().filter(|&&i| cap[i] > parts[i]).count() as u64;
     if with_room > 0 {

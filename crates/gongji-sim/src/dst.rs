@@ -71,6 +71,8 @@ pub struct DstOutcome {
     pub in_flight_lost: u64,
     pub replays_checked: u64,
     pub ops: u64,
+    /// The generator's requests refused, by `err_code` (chaos writes are meant to be).
+    pub rejected: std::collections::BTreeMap<&'static str, u64>,
     pub elapsed: Duration,
 }
 
@@ -79,7 +81,8 @@ impl std::fmt::Display for DstOutcome {
         write!(
             f,
             "seed {}: {} requests in {} submissions, {} ops, {} crashes ({} kept part of the \
-             unanswered submission, {} lost it), {} clean restarts, {} replays checked, {:.1} s",
+             unanswered submission, {} lost it), {} clean restarts, {} replays checked, {:.1} s; \
+             refused: {:?}",
             self.seed,
             self.requests,
             self.submissions,
@@ -89,7 +92,8 @@ impl std::fmt::Display for DstOutcome {
             self.in_flight_lost,
             self.clean_restarts,
             self.replays_checked,
-            self.elapsed.as_secs_f64()
+            self.elapsed.as_secs_f64(),
+            self.rejected
         )
     }
 }
@@ -163,7 +167,7 @@ impl DstTarget {
             match self.engine().submit_wait(chunk.clone()) {
                 Ok(results) => {
                     self.compare(&chunk, &results);
-                    if self.rng.random_bool(self.opts.restart_chance) {
+                    if !self.armed && self.rng.random_bool(self.opts.restart_chance) {
                         self.clean_restart();
                     }
                     return results;
@@ -238,19 +242,16 @@ impl DstTarget {
             .unwrap_or_else(|e| panic!("state check after a crash ({mode:?}): {e}"));
         if self.opts.sabotage_reference && !self.sabotaged {
             self.sabotaged = true;
-            let psn_no = self
-                .acked
-                .iter()
-                .find_map(|(r, _)| match &r.body {
-                    gongji_core::Body::Enrol { psn_no, .. } => Some(*psn_no),
-                    _ => None,
-                })
-                .expect("someone enrolled");
             let extra = WriteRequest {
                 msgid: gongji_core::Msgid::from("dst-sabotage").expect("msgid"),
                 inf_time: Some(self.reference.clock()),
                 actor: gongji_core::Actor::Admin,
-                body: gongji_core::Body::OpenWallet { psn_no },
+                body: gongji_core::Body::RegisterInstitution {
+                    fixmedins_code: gongji_core::InstCode::from("X11010500001").expect("code"),
+                    fixmedins_name: "never sent to the engine".into(),
+                    fixmedins_type: gongji_core::InstType::Medical,
+                    admdvs: 110105,
+                },
             };
             let _ = self.reference.apply(&op_of(&extra));
         }
@@ -410,11 +411,16 @@ pub fn run_seed(opts: &DstOptions) -> Result<DstOutcome, String> {
         // The end: no crash pending, a clean shutdown, a restart, the same state.
         target.storage.set_crash_at_write(u64::MAX);
         target.storage.set_crash_at_sync(u64::MAX);
+        if target.storage.is_crashed() {
+            // The armed crash struck a snapshot write after the last answered submission.
+            target.recover(&[]);
+        }
         target.clean_restart();
         let engine = target.engine.take().expect("an engine");
         engine.shutdown().expect("final shutdown");
         let mut outcome = target.outcome;
         outcome.ops = target.reference.op_count();
+        outcome.rejected = gen.tally.rejected.clone();
         outcome
     }));
     match result {

@@ -132,13 +132,16 @@ fn open_for_history(
         .write(true)
         .open(config.data_dir.join("lock"))
         .map_err(io)?;
-    lock.try_lock()
-        .map_err(|_| format!("{} is in use by another gongji process", config.data_dir.display()))?;
-    let storage = |_| {
-        gongji_journal::FsStorage::open(config.journal_dir()).map_err(|e| e.to_string())
-    };
-    let (engine, report) = Engine::open_on(config.clone(), storage(0)?, storage(1)?)
-        .map_err(|e| e.to_string())?;
+    lock.try_lock().map_err(|_| {
+        format!(
+            "{} is in use by another gongji process",
+            config.data_dir.display()
+        )
+    })?;
+    let storage =
+        |_| gongji_journal::FsStorage::open(config.journal_dir()).map_err(|e| e.to_string());
+    let (engine, report) =
+        Engine::open_on(config.clone(), storage(0)?, storage(1)?).map_err(|e| e.to_string())?;
     Ok((engine, report, lock))
 }
 
@@ -146,9 +149,11 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
     let first = Period(2025 * 12);
     let last = Period(2025 * 12 + 11);
     if opts.from < first || opts.to > last || opts.from > opts.to {
-        return Err("the simulator is calibrated for the months of 2025: --from and --to must \
+        return Err(
+            "the simulator is calibrated for the months of 2025: --from and --to must \
                     lie in 2025-01..2025-12, --from not after --to"
-            .into());
+                .into(),
+        );
     }
     if !(opts.scale > 0.0 && opts.scale <= 0.01) {
         return Err("--scale must be in (0, 0.01]".into());
@@ -219,9 +224,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
     engine.shutdown().map_err(|e| e.to_string())?;
     let published = [calib::JAN_MAY_2025, calib::FULL_2025]
         .into_iter()
-        .find(|p| {
-            p.from == opts.from.to_string().as_str() && p.to == opts.to.to_string().as_str()
-        });
+        .find(|p| p.from == opts.from.to_string().as_str() && p.to == opts.to.to_string().as_str());
     Ok(SimulateReport {
         stats,
         published,
@@ -332,7 +335,9 @@ fn error_pct(got: f64, want: f64) -> (String, f64) {
         return ("—".into(), 0.0);
     }
     let e = (got - want) / want * 100.0;
-    (format!("{e:+.2} %"), e.abs())
+    // No "-0.00 %" for a difference far below the printed precision.
+    let shown = if e.abs() < 0.005 { 0.0 } else { e };
+    (format!("{shown:+.2} %"), e.abs())
 }
 
 /// The largest relative error over the published cells, in percent (None: nothing published).
@@ -407,7 +412,11 @@ impl std::fmt::Display for SimulateReport {
             Some(e) => writeln!(
                 f,
                 "largest error over published cells: {e:.2} % ({})",
-                if e <= 2.0 { "within 2 %" } else { "NOT within 2 %" }
+                if e <= 2.0 {
+                    "within 2 %"
+                } else {
+                    "NOT within 2 %"
+                }
             )?,
             None => {}
         }

@@ -252,7 +252,10 @@ impl Generator {
     /// A settlement's msgid in the national form: institution code, CST time, sequence.
     fn his_msgid(&mut self, code: &str, time: i64) -> Msgid {
         self.seq += 1;
-        let stamp: String = format_cst(time).chars().filter(char::is_ascii_digit).collect();
+        let stamp: String = format_cst(time)
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
         Msgid::from(&format!("{code}{stamp}{:06}", self.seq % 1_000_000)).expect("short msgid")
     }
 
@@ -289,7 +292,11 @@ impl Generator {
         self.tally.requests += 1;
         let applied = match result {
             Err(rejection) => {
-                *self.tally.rejected.entry(rejection.code.as_str()).or_default() += 1;
+                *self
+                    .tally
+                    .rejected
+                    .entry(rejection.code.as_str())
+                    .or_default() += 1;
                 return;
             }
             Ok(applied) => applied,
@@ -516,9 +523,12 @@ impl Generator {
                 msgid: None,
             });
         }
-        let days_in_month = f64::from(period_first_day(Period(period.0 + 1)) - period_first_day(period));
-        let revokes =
-            dist::round_random(&mut self.rng, self.active.len() as f64 * self.cfg.revoke_share_month / days_in_month);
+        let days_in_month =
+            f64::from(period_first_day(Period(period.0 + 1)) - period_first_day(period));
+        let revokes = dist::round_random(
+            &mut self.rng,
+            self.active.len() as f64 * self.cfg.revoke_share_month / days_in_month,
+        );
         for _ in 0..revokes {
             let (id, _, _) = self.active[self.rng.random_range(0..self.active.len())];
             let time = at(&mut self.rng);
@@ -623,7 +633,15 @@ impl Generator {
 
     /// A settlement whose personally borne part is `psn_part`: at a pharmacy the fund pays
     /// nothing; at a clinic the pooled outpatient fund pays about as much again.
-    fn settle_event(&mut self, psn: u32, day: i32, psn_part: Fen, pharmacy: bool, acct_used: bool, mutual: bool) -> Event {
+    fn settle_event(
+        &mut self,
+        psn: u32,
+        day: i32,
+        psn_part: Fen,
+        pharmacy: bool,
+        acct_used: bool,
+        mutual: bool,
+    ) -> Event {
         let fund = if pharmacy {
             Fen::ZERO
         } else {
@@ -662,7 +680,13 @@ impl Generator {
         let c_done_by = |d: i64| c_total * d / i64::from(days_in_month);
         let contrib_today = (c_done_by(dom + 1) - c_done_by(dom)) as u64;
         let contrib_left = (c_total - c_done_by(dom)) as u64;
-        self.contributions(state, day, contrib_today, plan.contribution_year, &mut events);
+        self.contributions(
+            state,
+            day,
+            contrib_today,
+            plan.contribution_year,
+            &mut events,
+        );
         for (quota, got, cross) in [
             (plan.wallet_in_province, stats.in_province, false),
             (plan.wallet_cross_province, stats.cross_province, true),
@@ -671,12 +695,13 @@ impl Generator {
             self.transfers(state, day, need, days_left, cross, &mut events);
         }
         let draw_need = Quota {
-            count: plan.draw.count.saturating_sub(stats.account_draw.count + contrib_left),
-            amount: Fen(plan
+            count: plan
                 .draw
-                .amount
-                .0
-                .saturating_sub(stats.account_draw.amount.0 + contrib_left * RESIDENT_CONTRIBUTION.0)),
+                .count
+                .saturating_sub(stats.account_draw.count + contrib_left),
+            amount: Fen(plan.draw.amount.0.saturating_sub(
+                stats.account_draw.amount.0 + contrib_left * RESIDENT_CONTRIBUTION.0,
+            )),
         };
         self.mutual_aid(state, day, draw_need, days_left, &mut events);
         if self.cfg.chaos {
@@ -685,7 +710,13 @@ impl Generator {
         events
     }
 
-    fn ordinary_visits(&mut self, state: &State, day: i32, days_in_month: f64, events: &mut Vec<Event>) {
+    fn ordinary_visits(
+        &mut self,
+        state: &State,
+        day: i32,
+        days_in_month: f64,
+        events: &mut Vec<Event>,
+    ) {
         let n_emp = dist::round_random(
             &mut self.rng,
             self.employees.len() as f64 * self.cfg.visits_per_employee_month / days_in_month,
@@ -740,12 +771,20 @@ impl Generator {
         }
     }
 
-    fn contributions(&mut self, state: &State, day: i32, count: u64, year: u16, events: &mut Vec<Event>) {
+    fn contributions(
+        &mut self,
+        state: &State,
+        day: i32,
+        count: u64,
+        year: u16,
+        events: &mut Vec<Event>,
+    ) {
         let mut made = 0;
         let mut tries = 0;
         while made < count && tries < count * 50 + 50 && !self.resident_pairs.is_empty() {
             tries += 1;
-            let (payer, psn) = self.resident_pairs[self.rng.random_range(0..self.resident_pairs.len())];
+            let (payer, psn) =
+                self.resident_pairs[self.rng.random_range(0..self.resident_pairs.len())];
             if self.is_touched(payer, day)
                 || self.is_touched(psn, day)
                 || self.suspended[payer as usize]
@@ -779,7 +818,15 @@ impl Generator {
 
     /// Today's wallet transfers on one channel: the quota's share (all of what is missing on
     /// the month's last day), plus some that will be declined or left to expire.
-    fn transfers(&mut self, state: &State, day: i32, need: Quota, days_left: i32, cross: bool, events: &mut Vec<Event>) {
+    fn transfers(
+        &mut self,
+        state: &State,
+        day: i32,
+        need: Quota,
+        days_left: i32,
+        cross: bool,
+        events: &mut Vec<Event>,
+    ) {
         if need.count == 0 {
             return;
         }
@@ -787,13 +834,16 @@ impl Generator {
         let k = if days_left == 1 {
             need.count
         } else {
-            dist::round_random(&mut self.rng, need.count as f64 / f64::from(days_left)).min(need.count)
+            dist::round_random(&mut self.rng, need.count as f64 / f64::from(days_left))
+                .min(need.count)
         };
         if k == 0 {
             return;
         }
         let mean = need.amount.0 as f64 / need.count as f64;
-        let raw: Vec<f64> = (0..k).map(|_| dist::lognormal(&mut self.rng, 1.0, 0.6)).collect();
+        let raw: Vec<f64> = (0..k)
+            .map(|_| dist::lognormal(&mut self.rng, 1.0, 0.6))
+            .collect();
         // The month's last transfers take exactly what the month still needs.
         let amounts: Vec<u64> = if k == need.count {
             dist::apportion(need.amount.0, &raw, &vec![cap; k as usize]).0
@@ -803,17 +853,33 @@ impl Generator {
                 .map(|r| ((mean * r / norm).round() as u64).clamp(100, cap))
                 .collect()
         };
-        let extra_decline = dist::round_random(&mut self.rng, k as f64 * self.cfg.transfer_decline_share);
-        let extra_expire = dist::round_random(&mut self.rng, k as f64 * self.cfg.transfer_expire_share);
-        let mut plans: Vec<(u64, Fate)> = amounts.into_iter().filter(|&a| a > 0).map(|a| (a, Fate::Accept)).collect();
+        let extra_decline =
+            dist::round_random(&mut self.rng, k as f64 * self.cfg.transfer_decline_share);
+        let extra_expire =
+            dist::round_random(&mut self.rng, k as f64 * self.cfg.transfer_expire_share);
+        let mut plans: Vec<(u64, Fate)> = amounts
+            .into_iter()
+            .filter(|&a| a > 0)
+            .map(|a| (a, Fate::Accept))
+            .collect();
         for _ in 0..extra_decline {
-            plans.push((dist::fen(dist::lognormal(&mut self.rng, 300.0, 0.6).min(2_000.0)).0, Fate::Decline));
+            plans.push((
+                dist::fen(dist::lognormal(&mut self.rng, 300.0, 0.6).min(2_000.0)).0,
+                Fate::Decline,
+            ));
         }
         for _ in 0..extra_expire {
-            plans.push((dist::fen(dist::lognormal(&mut self.rng, 300.0, 0.6).min(2_000.0)).0, Fate::Expire));
+            plans.push((
+                dist::fen(dist::lognormal(&mut self.rng, 300.0, 0.6).min(2_000.0)).0,
+                Fate::Expire,
+            ));
         }
         for (amount, fate) in plans {
-            let pairs_len = if cross { self.pairs_cross.len() } else { self.pairs_in.len() };
+            let pairs_len = if cross {
+                self.pairs_cross.len()
+            } else {
+                self.pairs_in.len()
+            };
             if pairs_len == 0 {
                 return;
             }
@@ -826,8 +892,15 @@ impl Generator {
                 } else {
                     (start + attempt - 200) % pairs_len
                 };
-                let (from, to) = if cross { self.pairs_cross[i] } else { self.pairs_in[i] };
-                if self.is_touched(from, day) || self.is_touched(to, day) || self.suspended[from as usize] {
+                let (from, to) = if cross {
+                    self.pairs_cross[i]
+                } else {
+                    self.pairs_in[i]
+                };
+                if self.is_touched(from, day)
+                    || self.is_touched(to, day)
+                    || self.suspended[from as usize]
+                {
                     continue;
                 }
                 let Some(sender) = view(state, &self.pop.persons[from as usize].psn_no) else {
@@ -868,14 +941,22 @@ impl Generator {
     /// Today's mutual-aid settlements: receivers whose in-province givers hold enough, each
     /// drawn for a planned amount; the amounts follow the visit mixture scaled to today's
     /// share of what the month still needs.
-    fn mutual_aid(&mut self, state: &State, day: i32, need: Quota, days_left: i32, events: &mut Vec<Event>) {
+    fn mutual_aid(
+        &mut self,
+        state: &State,
+        day: i32,
+        need: Quota,
+        days_left: i32,
+        events: &mut Vec<Event>,
+    ) {
         if need.count == 0 || need.amount.is_zero() || self.aided.is_empty() {
             return;
         }
         let k = if days_left == 1 {
             need.count
         } else {
-            dist::round_random(&mut self.rng, need.count as f64 / f64::from(days_left)).min(need.count)
+            dist::round_random(&mut self.rng, need.count as f64 / f64::from(days_left))
+                .min(need.count)
         };
         let amount_today = if days_left == 1 {
             need.amount.0
@@ -905,7 +986,11 @@ impl Generator {
             let mut givers = Vec::new();
             let mut capacity = 0u64;
             let mut usable = true;
-            for b in v.bindings_received.iter().filter(|b| b.active && b.scope == BindingScope::InProvince) {
+            for b in v
+                .bindings_received
+                .iter()
+                .filter(|b| b.active && b.scope == BindingScope::InProvince)
+            {
                 let g = index_of(&b.giver_psn_no);
                 if self.is_touched(g, day) {
                     usable = false;
@@ -1034,7 +1119,9 @@ fn credit_events(items: Vec<CreditItem>, period: Period, time: i64) -> Vec<Event
 
 /// The generator's psn_no ends in the person's index (8 digits).
 fn index_of(psn_no: &str) -> u32 {
-    psn_no[psn_no.len() - 8..].parse().expect("a generated psn_no")
+    psn_no[psn_no.len() - 8..]
+        .parse()
+        .expect("a generated psn_no")
 }
 
 fn view(state: &State, psn_no: &str) -> Option<PersonView> {
