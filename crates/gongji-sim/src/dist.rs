@@ -104,8 +104,7 @@ pub fn apportion(total: u64, raw: &[f64], cap: &[u64]) -> (Vec<u64>, u64) {
     });
     // Spread the rest evenly over those with room, then top up in order of room.
     let with_room = order.iter().filter(|&&i| cap[i] > parts[i]).count() as u64;
-    if with_room > 0 {
-        let each = left / with_room;
+    if let Some(each) = left.checked_div(with_room) {
         for &i in &order {
             let add = each.min(cap[i] - parts[i]);
             parts[i] += add;

@@ -133,7 +133,7 @@ const GIVEN: &[&str] = &[
 pub fn name_of(i: u32) -> String {
     let s = SURNAMES[i as usize % SURNAMES.len()];
     let g1 = GIVEN[(i as usize / 7) % GIVEN.len()];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         format!("{s}{g1}")
     } else {
         let g2 = GIVEN[(i as usize / 131) % GIVEN.len()];

@@ -107,6 +107,8 @@ pub struct SimulateReport {
     pub ops_journaled: u64,
     pub check: Result<(), String>,
     pub data_dir: PathBuf,
+    /// Months whose engine statistics missed the generator's quota (channel, got, wanted).
+    pub off_quota: Vec<String>,
 }
 
 /// The engine's configuration for history loading: every write carries its own `inf_time`,
@@ -217,6 +219,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
     let elapsed = started.elapsed();
     let stats = engine.read(|s| s.stats(opts.from, opts.to, None));
     let check = engine.read(|s| s.check());
+    let off_quota = engine.read(|s| off_quota(s, &gen));
     let ops_journaled = engine
         .counters()
         .ops_applied_total
@@ -237,7 +240,41 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
         ops_journaled,
         check,
         data_dir,
+        off_quota,
     })
+}
+
+/// The months whose statistics (read from the engine) differ from the quotas the generator
+/// steered for: a diagnostic of the steering, printed under the table.
+fn off_quota(state: &State, gen: &Generator) -> Vec<String> {
+    let mut out = Vec::new();
+    for day in gen.days() {
+        let period = gongji_core::time::period_of(gongji_core::time::day_start(day));
+        if crate::workload::period_first_day(period) != day {
+            continue;
+        }
+        let Some(plan) = gen.cfg.plan.iter().find(|m| m.period == period) else {
+            continue;
+        };
+        let s = state.stats(period, period, None);
+        for (name, got, want) in [
+            ("account draws", s.account_draw, plan.draw),
+            ("wallet in province", s.in_province, plan.wallet_in_province),
+            (
+                "wallet cross province",
+                s.cross_province,
+                plan.wallet_cross_province,
+            ),
+        ] {
+            if got.count != want.count || got.amount != want.amount {
+                out.push(format!(
+                    "{period} {name}: {} for {} yuan, quota {} for {} yuan",
+                    got.count, got.amount, want.count, want.amount
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// One row of the table: the engine's cell and, when published, the scaled figure.
@@ -318,7 +355,7 @@ fn thousands(v: u64) -> String {
     let s = v.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -408,8 +445,8 @@ impl std::fmt::Display for SimulateReport {
                 "* derived from published cells (total − wallet; wallet − cross-province)"
             )?;
         }
-        match worst_error_pct(self) {
-            Some(e) => writeln!(
+        if let Some(e) = worst_error_pct(self) {
+            writeln!(
                 f,
                 "largest error over published cells: {e:.2} % ({})",
                 if e <= 2.0 {
@@ -417,8 +454,13 @@ impl std::fmt::Display for SimulateReport {
                 } else {
                     "NOT within 2 %"
                 }
-            )?,
-            None => {}
+            )?;
+        }
+        if self.off_quota.is_empty() {
+            writeln!(f, "every month landed exactly on its quota")?;
+        }
+        for line in &self.off_quota {
+            writeln!(f, "off quota: {line}")?;
         }
         let secs = self.elapsed.as_secs_f64();
         writeln!(

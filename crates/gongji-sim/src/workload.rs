@@ -848,10 +848,21 @@ impl Generator {
         let amounts: Vec<u64> = if k == need.count {
             dist::apportion(need.amount.0, &raw, &vec![cap; k as usize]).0
         } else {
+            // Spread around the mean, but leave the month's later transfers at least half
+            // the mean each, so that the last one never faces an amount it cannot carry.
             let norm = dist::lognormal_mean(1.0, 0.6);
-            raw.iter()
-                .map(|r| ((mean * r / norm).round() as u64).clamp(100, cap))
-                .collect()
+            let high = (2.0 * mean).min(cap as f64);
+            let mut amounts: Vec<f64> = raw
+                .iter()
+                .map(|r| (mean * r / norm).clamp(0.3 * mean, high).max(100.0))
+                .collect();
+            let reserve = (need.count - k) as f64 * mean / 2.0;
+            let budget = (need.amount.0 as f64 - reserve).max(0.0);
+            let sum: f64 = amounts.iter().sum();
+            if sum > budget {
+                amounts.iter_mut().for_each(|a| *a *= budget / sum);
+            }
+            amounts.into_iter().map(|a| a.round() as u64).collect()
         };
         let extra_decline =
             dist::round_random(&mut self.rng, k as f64 * self.cfg.transfer_decline_share);
