@@ -7,7 +7,8 @@
 //! recovered state must be the acknowledged prefix (plus at most a prefix of the submission
 //! that was in flight, which was never answered), pass [`State::check`] (money conserved,
 //! counters recomputed), and answer a sample of acknowledged msgids with their first replies.
-//! Then the in-flight submission is resent, as a client would.
+//! Then the unanswered submissions are resent, as a client would. Up to three submissions
+//! are in flight at once, so that crashes also strike batches that group several of them.
 //!
 //! Reproducibility: the workload and every fault decision come from the seed. The shadow
 //! snapshot thread writes to the same storage concurrently, so the exact write a crash lands
@@ -50,7 +51,7 @@ impl DstOptions {
             seed,
             scale: 2e-6,
             days: 12,
-            crash_chance: 0.08,
+            crash_chance: 0.12,
             restart_chance: 0.01,
             submission_ops_max: 64,
             sabotage_reference: false,
@@ -160,22 +161,53 @@ impl DstTarget {
         self.armed = true;
     }
 
-    fn submit_one(&mut self, chunk: Vec<WriteRequest>) -> Vec<WriteResult> {
-        loop {
-            self.maybe_arm();
+    /// Submits several submissions at once (so the writer may commit them in one batch),
+    /// then waits for each in order. Answers come in order: once one submission is
+    /// unanswered (the writer stopped), none after it may be answered. The unanswered ones
+    /// are the in-flight writes of the crash; after recovery they are resent one by one.
+    fn submit_group(&mut self, chunks: Vec<Vec<WriteRequest>>) -> Vec<WriteResult> {
+        self.maybe_arm();
+        let mut receivers = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
             self.outcome.submissions += 1;
-            match self.engine().submit_wait(chunk.clone()) {
-                Ok(results) => {
-                    self.compare(&chunk, &results);
-                    if !self.armed && self.rng.random_bool(self.opts.restart_chance) {
-                        self.clean_restart();
-                    }
-                    return results;
-                }
-                Err(SubmitError::Stopped) => self.recover(&chunk),
+            receivers.push(match self.engine().submit(chunk.clone()) {
+                Ok(rx) => Some(rx),
+                Err(SubmitError::Stopped) => None,
                 Err(SubmitError::Overloaded) => panic!("one client cannot overload the queue"),
+            });
+        }
+        let mut out = Vec::new();
+        let mut unanswered = None;
+        for (i, rx) in receivers.into_iter().enumerate() {
+            match rx.and_then(|rx| rx.blocking_recv().ok()) {
+                Some(results) => {
+                    assert!(
+                        unanswered.is_none(),
+                        "submission {i} was answered after an earlier one was lost"
+                    );
+                    self.compare(&chunks[i], &results);
+                    out.extend(results);
+                }
+                None => {
+                    unanswered.get_or_insert(i);
+                }
             }
         }
+        match unanswered {
+            None => {
+                if !self.armed && self.rng.random_bool(self.opts.restart_chance) {
+                    self.clean_restart();
+                }
+            }
+            Some(first) => {
+                let in_flight: Vec<WriteRequest> = chunks[first..].concat();
+                self.recover(&in_flight);
+                for chunk in &chunks[first..] {
+                    out.extend(self.submit_group(vec![chunk.clone()]));
+                }
+            }
+        }
+        out
     }
 
     /// Every acknowledged reply equals the reference's for the same request.
@@ -331,13 +363,19 @@ impl Target for DstTarget {
         let mut out = Vec::with_capacity(requests.len());
         let mut rest = requests;
         while !rest.is_empty() {
-            let n = self
-                .rng
-                .random_range(1..=self.opts.submission_ops_max)
-                .min(rest.len());
-            let tail = rest.split_off(n);
-            let chunk = std::mem::replace(&mut rest, tail);
-            out.extend(self.submit_one(chunk));
+            let mut group = Vec::new();
+            for _ in 0..self.rng.random_range(1..=3) {
+                if rest.is_empty() {
+                    break;
+                }
+                let n = self
+                    .rng
+                    .random_range(1..=self.opts.submission_ops_max)
+                    .min(rest.len());
+                let tail = rest.split_off(n);
+                group.push(std::mem::replace(&mut rest, tail));
+            }
+            out.extend(self.submit_group(group));
         }
         out
     }

@@ -8,7 +8,7 @@ fn seeds() -> u64 {
     std::env::var("GONGJI_DST_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(16)
+        .unwrap_or(24)
 }
 
 #[test]
