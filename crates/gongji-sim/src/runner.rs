@@ -173,7 +173,9 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
     };
     let config = engine_config(data_dir.clone());
     let (engine, report, _lock) = open_for_history(&config)?;
-    if report.replayed_ops > 0 || engine.read(|s| s.person_count()) > 0 {
+    // Any op at all (even `gongji serve`'s admin token, written at today's clock) would
+    // refuse the history that follows.
+    if report.replayed_ops > 0 || engine.read(|s| s.op_count()) > 0 {
         return Err(format!(
             "{} already holds data: simulate into an empty directory",
             data_dir.display()
@@ -197,7 +199,16 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
         bar.set_message(what.to_owned());
         Some(bar)
     };
-    let setup_ops = gen.pop.persons.len() + gen.pop.institutions.len() + gen.pop.bindings.len();
+    let credited = gen
+        .pop
+        .persons
+        .iter()
+        .filter(|p| !p.opening.is_zero())
+        .count();
+    let setup_ops = gen.pop.persons.len()
+        + gen.pop.institutions.len()
+        + credited.div_ceil(gongji_core::command::CREDIT_ITEMS_MAX)
+        + gen.pop.bindings.iter().filter(|b| !b.later).count();
     target.progress = bar(setup_ops as u64, "population");
     gen.setup(&mut target);
     if let Some(p) = target.progress.take() {

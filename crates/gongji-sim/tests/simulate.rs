@@ -66,6 +66,14 @@ fn the_engine_statistics_land_on_the_monthly_quotas_and_survive_in_the_journal()
     // A directory that already holds data is refused.
     let again = simulate(&o).expect_err("a used directory is refused");
     assert!(again.contains("already holds data"), "{again}");
+    // So is one where `gongji serve` has only written its admin token (at today's clock).
+    let served = dir.path().join("served");
+    let (engine, _) = gongji_server::Engine::open(gongji_server::Config::new(&served)).unwrap();
+    engine.shutdown().unwrap();
+    drop(engine);
+    o.data = Some(served);
+    let err = simulate(&o).expect_err("a served directory is refused");
+    assert!(err.contains("already holds data"), "{err}");
 }
 
 #[test]
