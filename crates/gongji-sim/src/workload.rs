@@ -523,6 +523,20 @@ impl Generator {
                 msgid: None,
             });
         }
+        self.revocations_and_suspensions(period, t0, &mut events);
+        if let Some(later) = self.later.remove(&day) {
+            for i in later {
+                let mut e = self.bind_event(i, 0);
+                e.time = at(&mut self.rng);
+                events.push(e);
+            }
+        }
+        events
+    }
+
+    /// Some bindings revoked and some persons suspended (in chaos mode, some reactivated).
+    fn revocations_and_suspensions(&mut self, period: Period, t0: i64, events: &mut Vec<Event>) {
+        let at = |rng: &mut ChaCha8Rng| t0 + 60 + rng.random_range(0..3_000);
         let days_in_month =
             f64::from(period_first_day(Period(period.0 + 1)) - period_first_day(period));
         let revokes = dist::round_random(
@@ -562,14 +576,6 @@ impl Generator {
                 msgid: None,
             });
         }
-        if let Some(later) = self.later.remove(&day) {
-            for i in later {
-                let mut e = self.bind_event(i, 0);
-                e.time = at(&mut self.rng);
-                events.push(e);
-            }
-        }
-        events
     }
 
     fn wave_c(&mut self, day: i32) -> Vec<Event> {
@@ -830,7 +836,6 @@ impl Generator {
         if need.count == 0 {
             return;
         }
-        let cap = 200_000u64; // the national 2,000.00 yuan limit per transfer
         let k = if days_left == 1 {
             need.count
         } else {
@@ -840,30 +845,7 @@ impl Generator {
         if k == 0 {
             return;
         }
-        let mean = need.amount.0 as f64 / need.count as f64;
-        let raw: Vec<f64> = (0..k)
-            .map(|_| dist::lognormal(&mut self.rng, 1.0, 0.6))
-            .collect();
-        // The month's last transfers take exactly what the month still needs.
-        let amounts: Vec<u64> = if k == need.count {
-            dist::apportion(need.amount.0, &raw, &vec![cap; k as usize]).0
-        } else {
-            // Spread around the mean, but leave the month's later transfers at least half
-            // the mean each, so that the last one never faces an amount it cannot carry.
-            let norm = dist::lognormal_mean(1.0, 0.6);
-            let high = (2.0 * mean).min(cap as f64);
-            let mut amounts: Vec<f64> = raw
-                .iter()
-                .map(|r| (mean * r / norm).clamp(0.3 * mean, high).max(100.0))
-                .collect();
-            let reserve = (need.count - k) as f64 * mean / 2.0;
-            let budget = (need.amount.0 as f64 - reserve).max(0.0);
-            let sum: f64 = amounts.iter().sum();
-            if sum > budget {
-                amounts.iter_mut().for_each(|a| *a *= budget / sum);
-            }
-            amounts.into_iter().map(|a| a.round() as u64).collect()
-        };
+        let amounts = self.transfer_amounts(need, k);
         let extra_decline =
             dist::round_random(&mut self.rng, k as f64 * self.cfg.transfer_decline_share);
         let extra_expire =
@@ -886,67 +868,112 @@ impl Generator {
             ));
         }
         for (amount, fate) in plans {
-            let pairs_len = if cross {
-                self.pairs_cross.len()
-            } else {
-                self.pairs_in.len()
-            };
-            if pairs_len == 0 {
-                return;
+            self.place_transfer(state, day, amount, fate, cross, events);
+        }
+    }
+
+    /// Amounts of `k` accepted transfers out of what the month still `need`s: the month's
+    /// last ones take exactly the rest (within the 2,000.00 yuan limit).
+    fn transfer_amounts(&mut self, need: Quota, k: u64) -> Vec<u64> {
+        let cap = 200_000u64; // the national 2,000.00 yuan limit per transfer
+        let mean = need.amount.0 as f64 / need.count as f64;
+        let raw: Vec<f64> = (0..k)
+            .map(|_| dist::lognormal(&mut self.rng, 1.0, 0.6))
+            .collect();
+        // The month's last transfers take exactly what the month still needs.
+        if k == need.count {
+            dist::apportion(need.amount.0, &raw, &vec![cap; k as usize]).0
+        } else {
+            // Spread around the mean, but leave the month's later transfers at least half
+            // the mean each, so that the last one never faces an amount it cannot carry.
+            let norm = dist::lognormal_mean(1.0, 0.6);
+            let high = (2.0 * mean).min(cap as f64);
+            let mut amounts: Vec<f64> = raw
+                .iter()
+                .map(|r| (mean * r / norm).clamp(0.3 * mean, high).max(100.0))
+                .collect();
+            let reserve = (need.count - k) as f64 * mean / 2.0;
+            let budget = (need.amount.0 as f64 - reserve).max(0.0);
+            let sum: f64 = amounts.iter().sum();
+            if sum > budget {
+                amounts.iter_mut().for_each(|a| *a *= budget / sum);
             }
-            // Random pairs first, then every pair from a random start: a large amount may
-            // need one of the few senders who hold it.
-            let start = self.rng.random_range(0..pairs_len);
-            for attempt in 0..200 + pairs_len {
-                let i = if attempt < 200 {
-                    self.rng.random_range(0..pairs_len)
-                } else {
-                    (start + attempt - 200) % pairs_len
-                };
-                let (from, to) = if cross {
-                    self.pairs_cross[i]
-                } else {
-                    self.pairs_in[i]
-                };
-                if self.is_touched(from, day)
-                    || self.is_touched(to, day)
-                    || self.suspended[from as usize]
-                {
-                    continue;
-                }
-                let Some(sender) = view(state, &self.pop.persons[from as usize].psn_no) else {
-                    continue;
-                };
-                if sender.status != PersonStatus::Active || sender.acct_balc.0 < amount {
-                    continue;
-                }
-                self.touch(from, day);
-                self.touch(to, day);
-                let time = day_start(day) + self.rng.random_range(8 * 3600..20 * 3600);
-                if !self.wallet_open[to as usize] {
-                    events.push(Event {
-                        time,
-                        body: Body::OpenWallet {
-                            psn_no: self.pop.persons[to as usize].psn_no,
-                        },
-                        tag: Tag::OpenWallet(to),
-                        msgid: None,
-                    });
-                }
+            amounts.into_iter().map(|a| a.round() as u64).collect()
+        }
+    }
+
+    /// Finds a sender and receiver for one transfer (random pairs first, then every pair
+    /// from a random start: a large amount may need one of the few senders who hold it).
+    fn place_transfer(
+        &mut self,
+        state: &State,
+        day: i32,
+        amount: u64,
+        fate: Fate,
+        cross: bool,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        let pairs_len = if cross {
+            self.pairs_cross.len()
+        } else {
+            self.pairs_in.len()
+        };
+        if pairs_len == 0 {
+            return false;
+        }
+        // Random pairs first, then every pair from a random start: a large amount may
+        // need one of the few senders who hold it.
+        let start = self.rng.random_range(0..pairs_len);
+        for attempt in 0..200 + pairs_len {
+            let i = if attempt < 200 {
+                self.rng.random_range(0..pairs_len)
+            } else {
+                (start + attempt - 200) % pairs_len
+            };
+            let (from, to) = if cross {
+                self.pairs_cross[i]
+            } else {
+                self.pairs_in[i]
+            };
+            if self.is_touched(from, day)
+                || self.is_touched(to, day)
+                || self.suspended[from as usize]
+            {
+                continue;
+            }
+            let Some(sender) = view(state, &self.pop.persons[from as usize].psn_no) else {
+                continue;
+            };
+            if sender.status != PersonStatus::Active || sender.acct_balc.0 < amount {
+                continue;
+            }
+            self.touch(from, day);
+            self.touch(to, day);
+            let time = day_start(day) + self.rng.random_range(8 * 3600..20 * 3600);
+            if !self.wallet_open[to as usize] {
                 events.push(Event {
                     time,
-                    body: Body::TransferCreate {
-                        from_psn_no: sender.psn_no,
-                        to_psn_no: self.pop.persons[to as usize].psn_no,
-                        amount: Fen(amount),
-                        source: TransferSource::Acct,
+                    body: Body::OpenWallet {
+                        psn_no: self.pop.persons[to as usize].psn_no,
                     },
-                    tag: Tag::Transfer(fate),
+                    tag: Tag::OpenWallet(to),
                     msgid: None,
                 });
-                break;
             }
+            events.push(Event {
+                time,
+                body: Body::TransferCreate {
+                    from_psn_no: sender.psn_no,
+                    to_psn_no: self.pop.persons[to as usize].psn_no,
+                    amount: Fen(amount),
+                    source: TransferSource::Acct,
+                },
+                tag: Tag::Transfer(fate),
+                msgid: None,
+            });
+            return true;
         }
+        false
     }
 
     /// Today's mutual-aid settlements: receivers whose in-province givers hold enough, each
@@ -979,50 +1006,7 @@ impl Generator {
         let mut tries = 0u64;
         while (chosen.len() as u64) < k && tries < k * 40 + 100 {
             tries += 1;
-            let r = self.aided[self.rng.random_range(0..self.aided.len())];
-            if self.is_touched(r, day) || self.suspended[r as usize] {
-                continue;
-            }
-            let Some(v) = view(state, &self.pop.persons[r as usize].psn_no) else {
-                continue;
-            };
-            if v.status != PersonStatus::Active {
-                continue;
-            }
-            let own = v.acct_balc.checked_add(v.wallet_balc).expect("balances");
-            // Mutual aid comes after the own account: mostly those whose own is spent.
-            if own.0 > 30_000 && self.rng.random_bool(0.9) {
-                continue;
-            }
-            let mut givers = Vec::new();
-            let mut capacity = 0u64;
-            let mut usable = true;
-            for b in v
-                .bindings_received
-                .iter()
-                .filter(|b| b.active && b.scope == BindingScope::InProvince)
-            {
-                let g = index_of(&b.giver_psn_no);
-                if self.is_touched(g, day) {
-                    usable = false;
-                    break;
-                }
-                let Some(gv) = view(state, &b.giver_psn_no) else {
-                    continue;
-                };
-                if gv.status == PersonStatus::Active {
-                    capacity += gv.acct_balc.0;
-                }
-                givers.push(g);
-            }
-            if !usable || capacity < 100 {
-                continue;
-            }
-            self.touch(r, day);
-            for g in givers {
-                self.touch(g, day);
-            }
-            chosen.push((r, own, capacity));
+            chosen.extend(self.pick_receiver(state, day));
         }
         let mut raw = Vec::with_capacity(chosen.len());
         let mut pharmacy = Vec::with_capacity(chosen.len());
@@ -1040,6 +1024,49 @@ impl Generator {
             let psn_part = own.checked_add(Fen(part)).expect("small amounts");
             events.push(self.settle_event(r, day, psn_part, at_pharmacy, true, true));
         }
+    }
+
+    /// A receiver for a mutual-aid settlement, untouched today with untouched givers, and
+    /// what it holds itself and what its active in-province givers hold; marks them touched.
+    fn pick_receiver(&mut self, state: &State, day: i32) -> Option<(u32, Fen, u64)> {
+        let r = self.aided[self.rng.random_range(0..self.aided.len())];
+        if self.is_touched(r, day) || self.suspended[r as usize] {
+            return None;
+        }
+        let v = view(state, &self.pop.persons[r as usize].psn_no)?;
+        if v.status != PersonStatus::Active {
+            return None;
+        }
+        let own = v.acct_balc.checked_add(v.wallet_balc).expect("balances");
+        // Mutual aid comes after the own account: mostly those whose own is spent.
+        if own.0 > 30_000 && self.rng.random_bool(0.9) {
+            return None;
+        }
+        let mut givers = Vec::new();
+        let mut capacity = 0u64;
+        for b in v
+            .bindings_received
+            .iter()
+            .filter(|b| b.active && b.scope == BindingScope::InProvince)
+        {
+            let g = index_of(&b.giver_psn_no);
+            if self.is_touched(g, day) {
+                return None;
+            }
+            let gv = view(state, &b.giver_psn_no)?;
+            if gv.status == PersonStatus::Active {
+                capacity += gv.acct_balc.0;
+            }
+            givers.push(g);
+        }
+        if capacity < 100 {
+            return None;
+        }
+        self.touch(r, day);
+        for g in givers {
+            self.touch(g, day);
+        }
+        Some((r, own, capacity))
     }
 
     /// Writes meant to be refused or replayed, for simulation testing: a replay of a recent
