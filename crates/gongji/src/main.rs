@@ -5,6 +5,7 @@ mod crashtest;
 mod demo;
 mod ops;
 mod serve;
+mod simulate;
 
 /// The HTTP path builds and drops many small JSON values per request; glibc's malloc was a
 /// third of the server's profile under batched load. mimalloc is made for this pattern.
@@ -42,6 +43,11 @@ enum Cmd {
     /// Kill -9 a real `gongji serve` under concurrent HTTP load at random moments, restart it
     /// and check every acknowledged write against the clients' log (temporary data directory).
     CrashTest(crashtest::CrashTestArgs),
+    /// Simulate a calibrated year of mutual aid through the real engine and print the
+    /// statistics table beside the published figures (or, with --dst, simulation testing).
+    Simulate(simulate::SimulateArgs),
+    /// Deterministic simulation testing: seeded workloads with random crashes and restarts.
+    Dst(simulate::DstArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -128,6 +134,8 @@ fn main() -> Result<()> {
         Cmd::Token(args) => ops::token(args),
         Cmd::Demo => demo::run(),
         Cmd::CrashTest(args) => crashtest::run(args),
+        Cmd::Simulate(args) => simulate::run(args),
+        Cmd::Dst(args) => simulate::dst(args),
         Cmd::Bench {
             what:
                 BenchCmd::Durable {
