@@ -150,7 +150,7 @@ CREATE INDEX entries_psn ON gongji.entries (psn_id, entry_id);
 -- transfers in the month accepted (the sender's province), split in_province / cross_province.
 CREATE VIEW gongji.stats_cells (period, province, channel, count, amount_fen) AS
     SELECT period, province, CASE WHEN cross_pool THEN 'cross_pool' ELSE 'same_pool' END,
-           count(*), sum(amount)::bigint
+           count(*)::bigint, sum(amount)::bigint
     FROM (SELECT period, province, cross_pool, acct_mulaid_pay AS amount
             FROM gongji.settlements WHERE NOT cancelled AND acct_mulaid_pay > 0
           UNION ALL
@@ -159,32 +159,32 @@ CREATE VIEW gongji.stats_cells (period, province, channel, count, amount_fen) AS
     UNION ALL
     SELECT resolved_period, province,
            CASE WHEN cross_province THEN 'cross_province' ELSE 'in_province' END,
-           count(*), sum(amount_fen)::bigint
+           count(*)::bigint, sum(amount_fen)::bigint
     FROM gongji.wallet_transfers WHERE status = 'accepted'
     GROUP BY 1, 2, 3;
 
 CREATE VIEW gongji.stats_monthly AS
     SELECT period, province,
-           sum(count) AS total_count,
+           sum(count)::bigint AS total_count,
            sum(amount_fen)::bigint AS total_amount_fen,
-           coalesce(sum(count) FILTER (WHERE channel IN ('same_pool', 'cross_pool')), 0)
+           coalesce(sum(count) FILTER (WHERE channel IN ('same_pool', 'cross_pool')), 0)::bigint
                AS account_draw_count,
            coalesce(sum(amount_fen) FILTER (WHERE channel IN ('same_pool', 'cross_pool')), 0)::bigint
                AS account_draw_amount_fen,
-           coalesce(sum(count) FILTER (WHERE channel = 'same_pool'), 0) AS same_pool_count,
+           coalesce(sum(count) FILTER (WHERE channel = 'same_pool'), 0)::bigint AS same_pool_count,
            coalesce(sum(amount_fen) FILTER (WHERE channel = 'same_pool'), 0)::bigint
                AS same_pool_amount_fen,
-           coalesce(sum(count) FILTER (WHERE channel = 'cross_pool'), 0) AS cross_pool_count,
+           coalesce(sum(count) FILTER (WHERE channel = 'cross_pool'), 0)::bigint AS cross_pool_count,
            coalesce(sum(amount_fen) FILTER (WHERE channel = 'cross_pool'), 0)::bigint
                AS cross_pool_amount_fen,
-           coalesce(sum(count) FILTER (WHERE channel IN ('in_province', 'cross_province')), 0)
+           coalesce(sum(count) FILTER (WHERE channel IN ('in_province', 'cross_province')), 0)::bigint
                AS wallet_transfer_count,
            coalesce(sum(amount_fen) FILTER (WHERE channel IN ('in_province', 'cross_province')), 0)::bigint
                AS wallet_transfer_amount_fen,
-           coalesce(sum(count) FILTER (WHERE channel = 'in_province'), 0) AS in_province_count,
+           coalesce(sum(count) FILTER (WHERE channel = 'in_province'), 0)::bigint AS in_province_count,
            coalesce(sum(amount_fen) FILTER (WHERE channel = 'in_province'), 0)::bigint
                AS in_province_amount_fen,
-           coalesce(sum(count) FILTER (WHERE channel = 'cross_province'), 0)
+           coalesce(sum(count) FILTER (WHERE channel = 'cross_province'), 0)::bigint
                AS cross_province_count,
            coalesce(sum(amount_fen) FILTER (WHERE channel = 'cross_province'), 0)::bigint
                AS cross_province_amount_fen
@@ -194,18 +194,18 @@ CREATE VIEW gongji.stats_monthly AS
 -- The same for the whole country, by month.
 CREATE VIEW gongji.stats_monthly_national AS
     SELECT period,
-           sum(total_count) AS total_count, sum(total_amount_fen)::bigint AS total_amount_fen,
-           sum(account_draw_count) AS account_draw_count,
+           sum(total_count)::bigint AS total_count, sum(total_amount_fen)::bigint AS total_amount_fen,
+           sum(account_draw_count)::bigint AS account_draw_count,
            sum(account_draw_amount_fen)::bigint AS account_draw_amount_fen,
-           sum(same_pool_count) AS same_pool_count,
+           sum(same_pool_count)::bigint AS same_pool_count,
            sum(same_pool_amount_fen)::bigint AS same_pool_amount_fen,
-           sum(cross_pool_count) AS cross_pool_count,
+           sum(cross_pool_count)::bigint AS cross_pool_count,
            sum(cross_pool_amount_fen)::bigint AS cross_pool_amount_fen,
-           sum(wallet_transfer_count) AS wallet_transfer_count,
+           sum(wallet_transfer_count)::bigint AS wallet_transfer_count,
            sum(wallet_transfer_amount_fen)::bigint AS wallet_transfer_amount_fen,
-           sum(in_province_count) AS in_province_count,
+           sum(in_province_count)::bigint AS in_province_count,
            sum(in_province_amount_fen)::bigint AS in_province_amount_fen,
-           sum(cross_province_count) AS cross_province_count,
+           sum(cross_province_count)::bigint AS cross_province_count,
            sum(cross_province_amount_fen)::bigint AS cross_province_amount_fen
     FROM gongji.stats_monthly
     GROUP BY period;

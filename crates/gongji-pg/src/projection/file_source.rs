@@ -191,27 +191,36 @@ impl FileJournalSource {
                     continue;
                 }
                 place.buf.clear();
+                // A later segment but not the next one: the next was removed (the writer trims
+                // the journal after a snapshot) while this reader was behind.
+                let later = self
+                    .names()?
+                    .iter()
+                    .filter_map(|n| parse_segment_name(n))
+                    .filter(|&first_op| first_op > place.next_op)
+                    .min();
+                if let Some(first_op) = later {
+                    return Err(SourceError::Gone {
+                        after: place.next_op - 1,
+                        first_op,
+                    });
+                }
                 return Ok(None);
             }
             let Ok(header) = RecordHeader::decode(&head[..RECORD_HEADER_BYTES]) else {
-                // Being written: read again next time.
-                place.buf.clear();
-                return Ok(None);
+                return self.not_yet(place, "record header does not verify");
             };
             if header.body_len > self.body_bytes_max {
-                place.buf.clear();
-                return Ok(None);
+                return self.not_yet(place, "record longer than any body");
             }
             let total = RECORD_HEADER_BYTES + header.body_len as usize;
             if !Self::fill(place, at, total)? {
-                place.buf.clear();
-                return Ok(None);
+                return self.not_yet(place, "record cut short");
             }
             let start = (at - place.buf_offset) as usize;
             let body = &place.buf[start + RECORD_HEADER_BYTES..start + total];
             if crc32c::crc32c(body) != header.body_crc {
-                place.buf.clear();
-                return Ok(None);
+                return self.not_yet(place, "record body crc32c mismatch");
             }
             let damaged = |what: &str| {
                 SourceError::Damaged(format!(
@@ -232,6 +241,30 @@ impl FileJournalSource {
             place.offset = at + total as u64;
             return Ok(Some(record));
         }
+    }
+}
+
+impl FileJournalSource {
+    /// A record that does not verify at the reader's place: in the last segment it may be
+    /// one being written (read again next time); with a later segment present it is damage.
+    fn not_yet(
+        &self,
+        place: &mut Place,
+        what: &str,
+    ) -> Result<Option<(u64, Vec<u8>)>, SourceError> {
+        place.buf.clear();
+        let later = self
+            .names()?
+            .iter()
+            .filter_map(|n| parse_segment_name(n))
+            .any(|first_op| first_op > place.next_op);
+        if later {
+            return Err(SourceError::Damaged(format!(
+                "{} at offset {}: {what} (op {}), and later segments exist",
+                place.name, place.offset, place.next_op
+            )));
+        }
+        Ok(None)
     }
 }
 

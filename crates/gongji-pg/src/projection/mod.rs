@@ -92,9 +92,14 @@ impl std::fmt::Display for ProjectionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use ProjectionError::*;
         match self {
-            Connect { url, error } => write!(f, "cannot connect to {url}: {error}"),
+            Connect { url, error } => {
+                write!(f, "cannot connect to {url}: {}", pg_text(error))
+            }
+            Migrate(crate::migrate::MigrateError::Postgres(e)) => {
+                write!(f, "projection schema: {}", pg_text(e))
+            }
             Migrate(e) => write!(f, "projection schema: {e}"),
-            Postgres(e) => write!(f, "projection database: {e}"),
+            Postgres(e) => write!(f, "projection database: {}", pg_text(e)),
             Source(e) => write!(f, "{e}"),
             CursorAhead {
                 cursor,
@@ -126,6 +131,17 @@ impl std::fmt::Display for ProjectionError {
 }
 
 impl std::error::Error for ProjectionError {}
+
+/// A PostgreSQL error with the server's code and message, or the client's cause.
+fn pg_text(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
 
 impl From<postgres::Error> for ProjectionError {
     fn from(e: postgres::Error) -> Self {
@@ -376,6 +392,11 @@ impl<S: OpSource> Projector<S> {
             self.note_changes(&reply, &mut dirty)?;
         }
         let mut tx = self.db.transaction()?;
+        // Locks the cursor row: a second projector on this database waits here, then finds
+        // the cursor moved.
+        if read_cursor_in(&mut tx, true)? != Some(from) {
+            return Err(ProjectionError::Concurrent);
+        }
         let rows = write::write_changes(&mut tx, &self.replica, &before, &dirty)?;
         let moved = tx.execute(
             "UPDATE gongji.projection_cursor
@@ -530,10 +551,22 @@ impl<S: OpSource> Projector<S> {
 
 /// The stored cursor, if the database holds a projection.
 pub fn read_cursor(db: &mut postgres::Client) -> Result<Option<Cursor>, ProjectionError> {
-    let row = db.query_opt(
-        "SELECT op, chain_hash FROM gongji.projection_cursor WHERE id",
-        &[],
-    )?;
+    let mut tx = db.transaction()?;
+    let cursor = read_cursor_in(&mut tx, false)?;
+    tx.commit()?;
+    Ok(cursor)
+}
+
+fn read_cursor_in(
+    tx: &mut postgres::Transaction<'_>,
+    lock: bool,
+) -> Result<Option<Cursor>, ProjectionError> {
+    let sql = if lock {
+        "SELECT op, chain_hash FROM gongji.projection_cursor WHERE id FOR UPDATE"
+    } else {
+        "SELECT op, chain_hash FROM gongji.projection_cursor WHERE id"
+    };
+    let row = tx.query_opt(sql, &[])?;
     Ok(match row {
         None => None,
         Some(row) => {
