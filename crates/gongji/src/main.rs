@@ -4,6 +4,7 @@ mod config;
 mod crashtest;
 mod demo;
 mod ops;
+mod project;
 mod serve;
 
 /// The HTTP path builds and drops many small JSON values per request; glibc's malloc was a
@@ -34,6 +35,9 @@ enum Cmd {
     Verify(ops::DataArgs),
     /// Print the statistics table of a data directory for a range of months.
     Report(ops::ReportArgs),
+    /// Bring the SQL projection of a data directory up to date (or `--rebuild` it) and print
+    /// its rows and cursor.
+    Project(project::ProjectArgs),
     /// Issue a token offline (the server must not be running on the directory).
     Token(ops::TokenArgs),
     /// Walk one family through enrolment, binding, mutual-aid settlement, a wallet transfer,
@@ -126,6 +130,7 @@ fn main() -> Result<()> {
         Cmd::Verify(args) => ops::verify(args),
         Cmd::Report(args) => ops::report(args),
         Cmd::Token(args) => ops::token(args),
+        Cmd::Project(args) => project::run(args),
         Cmd::Demo => demo::run(),
         Cmd::CrashTest(args) => crashtest::run(args),
         Cmd::Bench {

@@ -544,7 +544,8 @@ impl<S: OpSource> Projector<S> {
             .map_or(Duration::ZERO, |&(_, at)| now - at);
         let head = self.seen.back().map_or(self.cursor.op, |s| s.0);
         metrics::gauge!("gongji_projection_cursor_op").set(self.cursor.op as f64);
-        metrics::gauge!("gongji_projection_lag_ops").set(head.saturating_sub(self.cursor.op) as f64);
+        metrics::gauge!("gongji_projection_lag_ops")
+            .set(head.saturating_sub(self.cursor.op) as f64);
         metrics::gauge!("gongji_projection_lag_seconds").set(lag.as_secs_f64());
     }
 }

@@ -14,7 +14,10 @@ pub struct SourceSnapshot {
 pub enum SourceError {
     /// Op `after + 1` is no longer held (the journal was trimmed after a snapshot); the oldest
     /// op held is `first_op`.
-    Gone { after: u64, first_op: u64 },
+    Gone {
+        after: u64,
+        first_op: u64,
+    },
     /// The source holds bytes that do not verify.
     Damaged(String),
     Io(String),

@@ -261,8 +261,16 @@ fn write_persons(
             let rows: Vec<_> = batch.iter().map(|&i| (i, state.person_row(i))).collect();
             vec![
                 Box::new(rows.iter().map(|(i, _)| id32(*i)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| r.psn_no.clone()).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| r.certno_masked.clone()).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.psn_no.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.certno_masked.clone())
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(
                     rows.iter()
                         .map(|(_, r)| r.psn_name_masked.clone())
@@ -273,10 +281,22 @@ fn write_persons(
                         .map(|(_, r)| insutype_str(r.insutype))
                         .collect::<Vec<_>>(),
                 ),
-                Box::new(rows.iter().map(|(_, r)| admdvs_i32(r.admdvs)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| province(r.admdvs)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| admdvs_i32(r.admdvs))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| province(r.admdvs))
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(rows.iter().map(|(_, r)| pool(r.admdvs)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| status_str(r.status)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| status_str(r.status))
+                        .collect::<Vec<_>>(),
+                ),
             ]
         },
     )
@@ -339,7 +359,10 @@ fn write_institutions(
          SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::int4[])",
         insts,
         |batch| {
-            let rows: Vec<_> = batch.iter().map(|&i| (i, state.institution_row(i))).collect();
+            let rows: Vec<_> = batch
+                .iter()
+                .map(|&i| (i, state.institution_row(i)))
+                .collect();
             vec![
                 Box::new(rows.iter().map(|(i, _)| id32(*i)).collect::<Vec<_>>()),
                 Box::new(
@@ -357,7 +380,11 @@ fn write_institutions(
                         .map(|(_, r)| inst_type_str(r.fixmedins_type))
                         .collect::<Vec<_>>(),
                 ),
-                Box::new(rows.iter().map(|(_, r)| admdvs_i32(r.admdvs)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| admdvs_i32(r.admdvs))
+                        .collect::<Vec<_>>(),
+                ),
             ]
         },
     )
@@ -382,9 +409,21 @@ fn write_bindings(
             vec![
                 Box::new(rows.iter().map(|(b, _)| id(*b)).collect::<Vec<_>>()),
                 Box::new(rows.iter().map(|(_, r)| id32(r.giver)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| id32(r.receiver)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| r.relation.as_str()).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| r.scope.as_str()).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| id32(r.receiver))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.relation.as_str())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.scope.as_str())
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(
                     rows.iter()
                         .map(|(_, r)| i32::try_from(r.priority).expect("small priority"))
@@ -426,24 +465,38 @@ fn write_settlements(
             vec![
                 Box::new(rows.iter().map(|(s, _, _)| id(*s)).collect::<Vec<_>>()),
                 Box::new(rows.iter().map(|(_, r, _)| id32(r.psn)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r, _)| id32(r.inst)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, _)| id32(r.inst))
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(rows.iter().map(|(_, r, _)| r.time).collect::<Vec<_>>()),
                 Box::new(
                     rows.iter()
                         .map(|(_, r, _)| period_of(r.time).to_string())
                         .collect::<Vec<_>>(),
                 ),
-                Box::new(rows.iter().map(|(_, _, a)| province(*a)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, _, a)| province(*a))
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(col(&|r| r.medfee)),
                 Box::new(col(&|r| r.fund_pay)),
-                Box::new(col(&|r| r.medfee.checked_sub(r.fund_pay).expect("fund ≤ medfee"))),
+                Box::new(col(&|r| {
+                    r.medfee.checked_sub(r.fund_pay).expect("fund ≤ medfee")
+                })),
                 Box::new(col(&|r| r.acct_pay)),
                 Box::new(col(&|r| r.wallet_pay)),
                 Box::new(col(&|r| r.mulaid)),
                 Box::new(col(&|r| r.cash)),
                 Box::new(col(&|r| r.acct_balc)),
                 Box::new(col(&|r| r.wallet_balc)),
-                Box::new(rows.iter().map(|(_, r, _)| r.cross_pool).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, _)| r.cross_pool)
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(rows.iter().map(|(_, r, _)| r.cancelled).collect::<Vec<_>>()),
             ]
         },
@@ -510,19 +563,43 @@ fn write_transfers(
                 .collect();
             vec![
                 Box::new(rows.iter().map(|(t, ..)| id(*t)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r, ..)| id32(r.from)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| id32(r.from))
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(rows.iter().map(|(_, r, ..)| id32(r.to)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r, ..)| fen(r.amount)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| fen(r.amount))
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(
                     rows.iter()
                         .map(|(_, r, ..)| source_str(r.source))
                         .collect::<Vec<_>>(),
                 ),
-                Box::new(rows.iter().map(|(_, r, ..)| r.cross_province).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, _, a, _)| province(*a)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r, ..)| r.status.as_str()).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| r.cross_province)
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, _, a, _)| province(*a))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| r.status.as_str())
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(rows.iter().map(|(_, r, ..)| r.created).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r, ..)| r.expires_at).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| r.expires_at)
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(rows.iter().map(|(.., at)| *at).collect::<Vec<_>>()),
                 Box::new(
                     rows.iter()
@@ -558,23 +635,43 @@ fn write_contributions(
                 .collect();
             vec![
                 Box::new(rows.iter().map(|(c, ..)| id(*c)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r, ..)| id32(r.payer)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r, ..)| id32(r.psn)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| id32(r.payer))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| id32(r.psn))
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(
                     rows.iter()
                         .map(|(_, r, ..)| i16::try_from(r.year).expect("years fit in i16"))
                         .collect::<Vec<_>>(),
                 ),
-                Box::new(rows.iter().map(|(_, r, ..)| fen(r.amount)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| fen(r.amount))
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(rows.iter().map(|(_, r, ..)| r.time).collect::<Vec<_>>()),
                 Box::new(
                     rows.iter()
                         .map(|(_, r, ..)| period_of(r.time).to_string())
                         .collect::<Vec<_>>(),
                 ),
-                Box::new(rows.iter().map(|(_, _, a, _)| province(*a)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, _, a, _)| province(*a))
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(rows.iter().map(|(.., cross)| *cross).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r, ..)| fen(r.acct_balc)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| fen(r.acct_balc))
+                        .collect::<Vec<_>>(),
+                ),
             ]
         },
     )
@@ -607,7 +704,11 @@ fn write_entries(
                 Box::new(rows.iter().map(|(e, _)| id(*e)).collect::<Vec<_>>()),
                 Box::new(rows.iter().map(|(_, r)| id32(r.psn)).collect::<Vec<_>>()),
                 Box::new(rows.iter().map(|(_, r)| r.wallet).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| r.kind.as_str()).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.kind.as_str())
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(rows.iter().map(|(_, r)| r.time).collect::<Vec<_>>()),
                 Box::new(rows.iter().map(|(_, r)| r.amount).collect::<Vec<_>>()),
                 Box::new(rows.iter().map(|(_, r)| fen(r.balc)).collect::<Vec<_>>()),

@@ -67,13 +67,19 @@ fn assert_same_tables(a: &TestDb, b: &TestDb) {
 fn assert_matches_engine(db: &TestDb, state: &State) {
     let mut c = db.client();
     let accounts: Vec<(i32, i64)> = c
-        .query("SELECT psn_id, balc_fen FROM gongji.accounts ORDER BY psn_id", &[])
+        .query(
+            "SELECT psn_id, balc_fen FROM gongji.accounts ORDER BY psn_id",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let wallets: Vec<(i32, i64)> = c
-        .query("SELECT psn_id, balc_fen FROM gongji.wallets ORDER BY psn_id", &[])
+        .query(
+            "SELECT psn_id, balc_fen FROM gongji.wallets ORDER BY psn_id",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -202,7 +208,10 @@ fn assert_matches_engine(db: &TestDb, state: &State) {
         );
     }
     let cancelled: i64 = c
-        .query_one("SELECT count(*) FROM gongji.settlements WHERE cancelled", &[])
+        .query_one(
+            "SELECT count(*) FROM gongji.settlements WHERE cancelled",
+            &[],
+        )
         .unwrap()
         .get(0);
     let want_cancelled = (0..state.settlement_count() as u32)
@@ -260,7 +269,10 @@ fn projection_equals_the_engine_and_rebuild_is_identical() {
         "contribute",
         "tick_expired",
     ] {
-        assert!(run.kinds.contains(kind), "the workload never applied {kind}");
+        assert!(
+            run.kinds.contains(kind),
+            "the workload never applied {kind}"
+        );
     }
     let expired = (0..run.state.transfer_count() as u32)
         .filter(|&t| run.state.transfer_row(t).status.as_str() == "returned")
@@ -477,7 +489,9 @@ fn hostile_inputs_are_refused_with_clear_errors() {
     assert!(matches!(err, ProjectionError::Concurrent), "{err}");
 
     // A damaged journal: one flipped byte in a record body of the first segment.
-    let seg = long.journal_dir().join(gongji_journal::segment_file_name(1));
+    let seg = long
+        .journal_dir()
+        .join(gongji_journal::segment_file_name(1));
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[52 + 64 + 3] ^= 0x40;
     std::fs::write(&seg, &bytes).unwrap();
@@ -493,7 +507,9 @@ fn hostile_inputs_are_refused_with_clear_errors() {
     // the last segment.
     let mut tail = Run::new("tail", 9);
     tail.drive(20);
-    let seg = tail.journal_dir().join(gongji_journal::segment_file_name(1));
+    let seg = tail
+        .journal_dir()
+        .join(gongji_journal::segment_file_name(1));
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[52 + 64 + 3] ^= 0x40;
     std::fs::write(&seg, &bytes).unwrap();

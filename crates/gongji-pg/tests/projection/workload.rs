@@ -169,7 +169,8 @@ impl Run {
         self.time += seconds;
         if self.rng.chance(30) {
             if let Some(Reply::Tick { expired }) = self.apply(Op::Tick { time: self.time }) {
-                self.kinds.insert(if expired > 0 { "tick_expired" } else { "tick" });
+                self.kinds
+                    .insert(if expired > 0 { "tick_expired" } else { "tick" });
             }
         }
     }
@@ -199,7 +200,12 @@ impl Run {
         for _ in 0..n {
             let k = self.persons.len();
             let area = AREAS[k % AREAS.len()];
-            let first17 = format!("{area}1970{:02}{:02}{:03}", k % 12 + 1, k % 28 + 1, k % 1000);
+            let first17 = format!(
+                "{area}1970{:02}{:02}{:03}",
+                k % 12 + 1,
+                k % 28 + 1,
+                k % 1000
+            );
             let certno = certno_with_check(&first17).unwrap();
             let psn_no = format!("P{k:06}");
             let insutype = if k % 4 == 3 {
@@ -311,8 +317,7 @@ impl Run {
             60..=62 if !self.setl_msgids.is_empty() => {
                 let k = self.rng.below(self.setl_msgids.len() as u64) as usize;
                 let omsgid = Msgid::from(&self.setl_msgids[k]).unwrap();
-                if let Some(Reply::Reversal { result, .. }) = self.write(Body::Reverse { omsgid })
-                {
+                if let Some(Reply::Reversal { result, .. }) = self.write(Body::Reverse { omsgid }) {
                     self.kinds.insert(match result {
                         ReversalResult::Cancelled => "reverse_cancelled",
                         ReversalResult::Blocked => "reverse_blocked",
@@ -323,8 +328,7 @@ impl Run {
                 // Reversal of a settlement that never came: blocks the msgid.
                 self.seq += 1;
                 let omsgid = Msgid::from(&format!("S{:08}", self.seq)).unwrap();
-                if let Some(Reply::Reversal { result, .. }) = self.write(Body::Reverse { omsgid })
-                {
+                if let Some(Reply::Reversal { result, .. }) = self.write(Body::Reverse { omsgid }) {
                     self.kinds.insert(match result {
                         ReversalResult::Cancelled => "reverse_cancelled",
                         ReversalResult::Blocked => "reverse_blocked",
