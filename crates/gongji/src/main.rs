@@ -5,6 +5,7 @@ mod crashtest;
 mod demo;
 mod ops;
 mod project;
+mod project_bench;
 mod serve;
 
 /// The HTTP path builds and drops many small JSON values per request; glibc's malloc was a

@@ -22,9 +22,25 @@ pub struct ProjectArgs {
     /// Empty the projection and load it again from the newest snapshot, then catch up.
     #[arg(long)]
     pub rebuild: bool,
+    /// Instead: measure the projection's lag behind a real writer (fsync on) under full load,
+    /// for this many seconds, in a temporary data directory under --data.
+    #[arg(long)]
+    pub bench_lag_seconds: Option<u64>,
+    /// Persons of the lag benchmark's population.
+    #[arg(long, default_value_t = 100_000)]
+    pub bench_persons: u32,
+    /// Client threads of the lag benchmark, each submitting batches of settlements.
+    #[arg(long, default_value_t = 8)]
+    pub bench_clients: usize,
+    /// Settlements per submission in the lag benchmark (1: one per request).
+    #[arg(long, default_value_t = 200)]
+    pub bench_batch: usize,
 }
 
 pub fn run(args: ProjectArgs) -> Result<()> {
+    if let Some(seconds) = args.bench_lag_seconds {
+        return crate::project_bench::run(&args, seconds);
+    }
     let started = Instant::now();
     let journal_dir = args.data.join("journal");
     let source = FileJournalSource::new(&journal_dir)?;
@@ -48,9 +64,7 @@ pub fn run(args: ProjectArgs) -> Result<()> {
         );
     }
     println!(
-        "projected ops {}..={} ({} ops) in {:.2} s",
-        opened + 1,
-        cursor.op,
+        "projected {} ops after op {opened} in {:.2} s",
         stats.ops_projected,
         started.elapsed().as_secs_f64()
     );
@@ -79,7 +93,7 @@ impl Running {
     }
 }
 
-fn open(
+pub(crate) fn open(
     url: &str,
     engine: &Arc<Engine>,
     journal_dir: &PathBuf,
