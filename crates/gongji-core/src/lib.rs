@@ -30,5 +30,6 @@ pub use reply::{ErrCode, Rejection, Reply};
 pub use state::views;
 pub use state::{validate as validate_command, Applied, SnapshotDecodeError, State};
 pub use state::{
-    BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonRow, SettlementRow, TransferRow,
+    BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, SettlementRow,
+    TransferRow,
 };

@@ -120,7 +120,16 @@ pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
         head(),
         started.elapsed().as_secs_f64()
     );
-    let mut projector = crate::project::open(&args.projection, &engine, &config.journal_dir())?;
+    // A fresh engine: the projection database is emptied and loaded from its first snapshot.
+    let writer = engine.clone();
+    let source = gongji_pg::projection::FileJournalSource::new(config.journal_dir())?
+        .with_durable_head(move || writer.counters().journal_head_op.load(Ordering::Acquire));
+    let mut projector = gongji_pg::projection::Projector::open(
+        &args.projection,
+        source,
+        gongji_pg::projection::ProjectorConfig::default(),
+        true,
+    )?;
     let caught = Instant::now();
     projector.catch_up()?;
     println!(
@@ -234,6 +243,11 @@ pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
         stats.ops_projected,
         stats.chunks,
         stats.ops_projected as f64 / stats.chunks.max(1) as f64
+    );
+    println!(
+        "projector time: applying ops to its replica {:.1} s, writing rows and committing {:.1} s",
+        stats.apply_time.as_secs_f64(),
+        stats.write_time.as_secs_f64()
     );
     let behind = samples.last().map_or(0, |s| s.1.saturating_sub(s.2));
     println!("ops not yet projected at the end of the load: {behind}");

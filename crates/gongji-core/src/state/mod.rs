@@ -34,7 +34,8 @@ pub(crate) use settle::{Detail, Settlement};
 pub(crate) use wallet::{Transfer, TransferStatus};
 
 pub use rows::{
-    BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonRow, SettlementRow, TransferRow,
+    BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, SettlementRow,
+    TransferRow,
 };
 pub use snapshot::SnapshotDecodeError;
 pub use validate::validate;

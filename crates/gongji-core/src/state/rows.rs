@@ -23,6 +23,16 @@ pub struct PersonRow {
     pub wallet_balc: Fen,
 }
 
+/// The fields of a person that change with money, without the identity strings: cheap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersonMoney {
+    pub insutype: Insutype,
+    pub admdvs: u32,
+    pub acct_balc: Fen,
+    pub wallet_open: bool,
+    pub wallet_balc: Fen,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstitutionRow {
     pub fixmedins_code: String,
@@ -153,6 +163,18 @@ impl State {
         }
     }
 
+    pub fn person_money(&self, i: u32) -> PersonMoney {
+        let p = &self.persons;
+        let hot = &p.hot[i as usize];
+        PersonMoney {
+            insutype: p.insutype(i),
+            admdvs: hot.admdvs,
+            acct_balc: hot.acct,
+            wallet_open: p.wallet_open(i),
+            wallet_balc: hot.wallet,
+        }
+    }
+
     pub fn institution_row(&self, i: u32) -> InstitutionRow {
         let inst = self.institution_view(i);
         InstitutionRow {
@@ -174,14 +196,6 @@ impl State {
             priority: view.priority,
             active: binding.active,
         }
-    }
-
-    /// Every binding the person has received, active or revoked, oldest first: the bindings
-    /// whose priority may change when one of them is made or revoked.
-    pub fn bindings_received_by(&self, psn: u32) -> Vec<u32> {
-        (0..self.bindings.len() as u32)
-            .filter(|&b| self.bindings[b as usize].receiver == psn)
-            .collect()
     }
 
     /// The receiver's active bindings in priority order.

@@ -168,15 +168,43 @@ impl FileJournalSource {
         Ok(got >= len)
     }
 
+    /// Whether a whole record with a valid header and body CRC starts at `at`.
+    fn verifies(place: &mut Place, at: u64) -> Result<bool, SourceError> {
+        let start = (at - place.buf_offset) as usize;
+        let Ok(header) = RecordHeader::decode(&place.buf[start..start + RECORD_HEADER_BYTES])
+        else {
+            return Ok(false);
+        };
+        let total = RECORD_HEADER_BYTES + header.body_len as usize;
+        if header.body_len > 64 * 1024 * 1024 || !Self::fill(place, at, total)? {
+            return Ok(false);
+        }
+        let start = (at - place.buf_offset) as usize;
+        let body = &place.buf[start + RECORD_HEADER_BYTES..start + total];
+        Ok(crc32c::crc32c(body) == header.body_crc)
+    }
+
     /// Reads and verifies the record at the reader's place; `None` when there is none (yet).
     /// Moves to the next segment at the end of one.
     fn next_record(&self, place: &mut Place) -> Result<Option<(u64, Vec<u8>)>, SourceError> {
+        // Bytes read ahead may predate the writer's latest write: before concluding that
+        // there is no valid record, read them again once.
+        let mut reread = false;
         loop {
             let at = place.offset;
             let whole = Self::fill(place, at, RECORD_HEADER_BYTES)?;
             let start = (at - place.buf_offset) as usize;
             let head = &place.buf[start..];
-            if !whole || head[..4].iter().all(|&b| b == 0) {
+            let end = !whole || head[..4].iter().all(|&b| b == 0);
+            let valid = !end && Self::verifies(place, at)?;
+            if !valid && !reread {
+                place.buf.clear();
+                reread = true;
+                continue;
+            }
+            let start = (at - place.buf_offset) as usize;
+            let head = &place.buf[start..];
+            if end {
                 // The end of the data in this segment: the writer may have moved on.
                 let next = segment_file_name(place.next_op);
                 if self.dir.join(&next).exists() {

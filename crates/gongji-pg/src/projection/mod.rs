@@ -172,6 +172,9 @@ pub struct ProjectorStats {
     pub ops_projected: u64,
     pub chunks: u64,
     pub rows: RowCounts,
+    /// Time spent applying ops to the replica, and writing rows and committing.
+    pub apply_time: Duration,
+    pub write_time: Duration,
     /// Largest time from an op being seen durable in the source to its commit in SQL (only
     /// when the source knows its head).
     pub delay_max: Duration,
@@ -235,6 +238,10 @@ impl<S: OpSource> Projector<S> {
             error,
         })?;
         crate::migrate(&mut db, crate::MIGRATIONS).map_err(ProjectionError::Migrate)?;
+        // The projection is rebuilt from the journal and its cursor commits with its rows, so a
+        // commit lost in a crash of the database server is simply projected again: commits
+        // need not wait for the WAL flush.
+        db.batch_execute("SET synchronous_commit = off")?;
         let stored = read_cursor(&mut db)?;
         let mut projector = Projector {
             source,
@@ -387,10 +394,13 @@ impl<S: OpSource> Projector<S> {
         let before = Marks::of(&self.replica);
         let from = self.cursor;
         let mut dirty = Dirty::default();
+        let started = Instant::now();
         for (op, bytes) in ops.iter().copied() {
             let reply = self.advance(*op, bytes)?;
             self.note_changes(&reply, &mut dirty)?;
         }
+        let applied = Instant::now();
+        self.stats.apply_time += applied - started;
         let mut tx = self.db.transaction()?;
         // Locks the cursor row: a second projector on this database waits here, then finds
         // the cursor moved.
@@ -414,6 +424,7 @@ impl<S: OpSource> Projector<S> {
             return Err(ProjectionError::Concurrent);
         }
         tx.commit()?;
+        self.stats.write_time += applied.elapsed();
         self.stats.ops_projected += ops.len() as u64;
         self.stats.chunks += 1;
         self.stats.rows.add(&rows);

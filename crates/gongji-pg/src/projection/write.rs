@@ -8,7 +8,8 @@ use gongji_core::certno::{admdvs_pool, admdvs_province};
 use gongji_core::time::period_of;
 use gongji_core::views::{EntryCounterparty, EntryKind, EntryRef, TransferState};
 use gongji_core::{Fen, InstType, Insutype, PersonStatus, State, TransferSource};
-use postgres::types::ToSql;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
 use postgres::Transaction;
 
 /// Rows per statement: bounds the size of one bind message on a full rebuild.
@@ -232,15 +233,13 @@ pub(crate) fn write_changes(
     counts.institutions = write_institutions(tx, state, &insts)?;
     let bindings = new_and_changed(before.bindings, now.bindings, &dirty.bindings);
     counts.bindings = write_bindings(tx, state, &bindings)?;
-    let setls = new_and_changed(before.setls, now.setls, &dirty.setls);
-    counts.settlements = write_settlements(tx, state, &setls)?;
+    counts.settlements = write_settlements(tx, state, before.setls..now.setls, &dirty.setls)?;
     counts.settlement_details = write_details(tx, state, before.setls..now.setls)?;
     let transfers = new_and_changed(before.transfers, now.transfers, &transfers);
     counts.wallet_transfers = write_transfers(tx, state, &transfers, &resolved)?;
     let contributions: Vec<u32> = (before.contributions..now.contributions).collect();
     counts.contributions = write_contributions(tx, state, &contributions)?;
-    let entries: Vec<u32> = (before.entries..now.entries).collect();
-    counts.entries = write_entries(tx, state, &entries)?;
+    counts.entries = write_entries(tx, state, before.entries..now.entries)?;
     Ok(counts)
 }
 
@@ -309,7 +308,7 @@ fn write_accounts(
 ) -> Result<u64, postgres::Error> {
     let rows: Vec<(i32, i64)> = persons
         .iter()
-        .map(|&i| (i, state.person_row(i)))
+        .map(|&i| (i, state.person_money(i)))
         .filter(|(_, r)| r.insutype == Insutype::Employee)
         .map(|(i, r)| (id32(i), fen(r.acct_balc)))
         .collect();
@@ -323,7 +322,7 @@ fn write_wallets(
 ) -> Result<u64, postgres::Error> {
     let rows: Vec<(i32, i64)> = persons
         .iter()
-        .map(|&i| (i, state.person_row(i)))
+        .map(|&i| (i, state.person_money(i)))
         .filter(|(_, r)| r.wallet_open)
         .map(|(i, r)| (id32(i), fen(r.wallet_balc)))
         .collect();
@@ -438,69 +437,73 @@ fn write_bindings(
 fn write_settlements(
     tx: &mut Transaction<'_>,
     state: &State,
-    setls: &[u32],
+    new: std::ops::Range<u32>,
+    cancelled: &BTreeSet<u32>,
 ) -> Result<u64, postgres::Error> {
-    exec(
-        tx,
-        "INSERT INTO gongji.settlements (setl_id, psn_id, inst_id, setl_time, period, province,
+    // Older settlements change only by cancellation.
+    let old: Vec<i64> = cancelled.range(..new.start).map(|&s| id(s)).collect();
+    let mut rows = 0;
+    if !old.is_empty() {
+        rows += tx.execute(
+            "UPDATE gongji.settlements SET cancelled = true WHERE setl_id = ANY($1)",
+            &[&old],
+        )?;
+    }
+    if new.is_empty() {
+        return Ok(rows);
+    }
+    let sink = tx.copy_in(
+        "COPY gongji.settlements (setl_id, psn_id, inst_id, setl_time, period, province,
              medfee_sumamt, fund_pay_sumamt, psn_part_amt, acct_pay, wallet_pay,
              acct_mulaid_pay, psn_cash_pay, acct_balc, wallet_balc, cross_pool, cancelled)
-         SELECT * FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int8[], $5::text[],
-             $6::int2[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
-             $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::bool[], $17::bool[])
-         ON CONFLICT (setl_id) DO UPDATE SET cancelled = EXCLUDED.cancelled",
-        setls,
-        |batch| {
-            let rows: Vec<_> = batch
-                .iter()
-                .map(|&s| {
-                    let r = state.settlement_row(s);
-                    let admdvs = state.person_row(r.psn).admdvs;
-                    (s, r, admdvs)
-                })
-                .collect();
-            let col = |f: &dyn Fn(&gongji_core::SettlementRow) -> Fen| {
-                rows.iter().map(|(_, r, _)| fen(f(r))).collect::<Vec<_>>()
-            };
-            vec![
-                Box::new(rows.iter().map(|(s, _, _)| id(*s)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r, _)| id32(r.psn)).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, _)| id32(r.inst))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(rows.iter().map(|(_, r, _)| r.time).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, _)| period_of(r.time).to_string())
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, _, a)| province(*a))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(col(&|r| r.medfee)),
-                Box::new(col(&|r| r.fund_pay)),
-                Box::new(col(&|r| {
-                    r.medfee.checked_sub(r.fund_pay).expect("fund ≤ medfee")
-                })),
-                Box::new(col(&|r| r.acct_pay)),
-                Box::new(col(&|r| r.wallet_pay)),
-                Box::new(col(&|r| r.mulaid)),
-                Box::new(col(&|r| r.cash)),
-                Box::new(col(&|r| r.acct_balc)),
-                Box::new(col(&|r| r.wallet_balc)),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, _)| r.cross_pool)
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(rows.iter().map(|(_, r, _)| r.cancelled).collect::<Vec<_>>()),
-            ]
-        },
-    )
+         FROM STDIN BINARY",
+    )?;
+    let (i8_, i4, i2, text, b) = (Type::INT8, Type::INT4, Type::INT2, Type::TEXT, Type::BOOL);
+    let types = [
+        i8_.clone(),
+        i4.clone(),
+        i4,
+        i8_.clone(),
+        text,
+        i2,
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_,
+        b.clone(),
+        b,
+    ];
+    let mut w = BinaryCopyInWriter::new(sink, &types);
+    for s in new {
+        let r = state.settlement_row(s);
+        let province = province(state.person_money(r.psn).admdvs);
+        let part = r.medfee.checked_sub(r.fund_pay).expect("fund ≤ medfee");
+        w.write(&[
+            &id(s),
+            &id32(r.psn),
+            &id32(r.inst),
+            &r.time,
+            &period_of(r.time).to_string(),
+            &province,
+            &fen(r.medfee),
+            &fen(r.fund_pay),
+            &fen(part),
+            &fen(r.acct_pay),
+            &fen(r.wallet_pay),
+            &fen(r.mulaid),
+            &fen(r.cash),
+            &fen(r.acct_balc),
+            &fen(r.wallet_balc),
+            &r.cross_pool,
+            &r.cancelled,
+        ])?;
+    }
+    Ok(rows + w.finish()?)
 }
 
 fn write_details(
@@ -508,27 +511,20 @@ fn write_details(
     state: &State,
     setls: std::ops::Range<u32>,
 ) -> Result<u64, postgres::Error> {
-    let mut rows: Vec<(i64, i16, i32, i64)> = Vec::new();
+    if setls.is_empty() {
+        return Ok(0);
+    }
+    let sink = tx.copy_in(
+        "COPY gongji.settlement_details (setl_id, seq, giver_psn_id, amount_fen) FROM STDIN BINARY",
+    )?;
+    let mut w = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT2, Type::INT4, Type::INT8]);
     for s in setls {
         for (seq, (giver, amount)) in state.settlement_row(s).details.into_iter().enumerate() {
             let seq = i16::try_from(seq + 1).expect("givers fit in i16");
-            rows.push((id(s), seq, id32(giver), fen(amount)));
+            w.write(&[&id(s), &seq, &id32(giver), &fen(amount)])?;
         }
     }
-    exec(
-        tx,
-        "INSERT INTO gongji.settlement_details (setl_id, seq, giver_psn_id, amount_fen)
-         SELECT * FROM unnest($1::int8[], $2::int2[], $3::int4[], $4::int8[])",
-        &rows,
-        |batch| {
-            vec![
-                Box::new(batch.iter().map(|r| r.0).collect::<Vec<_>>()),
-                Box::new(batch.iter().map(|r| r.1).collect::<Vec<_>>()),
-                Box::new(batch.iter().map(|r| r.2).collect::<Vec<_>>()),
-                Box::new(batch.iter().map(|r| r.3).collect::<Vec<_>>()),
-            ]
-        },
-    )
+    w.finish()
 }
 
 fn write_transfers(
@@ -555,7 +551,7 @@ fn write_transfers(
                 .iter()
                 .map(|&t| {
                     let r = state.transfer_row(t);
-                    let admdvs = state.person_row(r.from).admdvs;
+                    let admdvs = state.person_money(r.from).admdvs;
                     let at = resolved.get(&t).copied();
                     debug_assert_eq!(at.is_some(), r.status != TransferState::Pending);
                     (t, r, admdvs, at)
@@ -628,8 +624,8 @@ fn write_contributions(
                 .iter()
                 .map(|&c| {
                     let r = state.contribution_row(c);
-                    let payer = state.person_row(r.payer).admdvs;
-                    let psn = state.person_row(r.psn).admdvs;
+                    let payer = state.person_money(r.payer).admdvs;
+                    let psn = state.person_money(r.psn).admdvs;
                     (c, r, psn, admdvs_pool(payer) != admdvs_pool(psn))
                 })
                 .collect();
@@ -680,57 +676,55 @@ fn write_contributions(
 fn write_entries(
     tx: &mut Transaction<'_>,
     state: &State,
-    entries: &[u32],
+    entries: std::ops::Range<u32>,
 ) -> Result<u64, postgres::Error> {
-    exec(
-        tx,
-        "INSERT INTO gongji.entries (entry_id, psn_id, wallet, kind, entry_time, amount_fen,
-             balc_fen, counterparty_psn_id, counterparty_inst_id, ref_kind, ref_id)
-         SELECT * FROM unnest($1::int8[], $2::int4[], $3::bool[], $4::text[], $5::int8[],
-             $6::int8[], $7::int8[], $8::int4[], $9::int4[], $10::text[], $11::int8[])",
-        entries,
-        |batch| {
-            let rows: Vec<_> = batch.iter().map(|&e| (e, state.entry_row(e))).collect();
-            let refs: Vec<(&str, i64)> = rows
-                .iter()
-                .map(|(_, r)| match r.reference {
-                    EntryRef::Settlement(i) => ("settlement", i as i64),
-                    EntryRef::Transfer(i) => ("transfer", i as i64),
-                    EntryRef::Contribution(i) => ("contribution", i as i64),
-                    EntryRef::Period(p) => ("period", i64::from(p)),
-                })
-                .collect();
-            vec![
-                Box::new(rows.iter().map(|(e, _)| id(*e)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| id32(r.psn)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| r.wallet).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| r.kind.as_str())
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(rows.iter().map(|(_, r)| r.time).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| r.amount).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| fen(r.balc)).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| match r.counterparty {
-                            EntryCounterparty::Person(p) => Some(id32(p)),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| match r.counterparty {
-                            EntryCounterparty::Institution(i) => Some(id32(i)),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(refs.iter().map(|r| r.0).collect::<Vec<_>>()),
-                Box::new(refs.iter().map(|r| r.1).collect::<Vec<_>>()),
-            ]
-        },
-    )
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let sink = tx.copy_in(
+        "COPY gongji.entries (entry_id, psn_id, wallet, kind, entry_time, amount_fen, balc_fen,
+             counterparty_psn_id, counterparty_inst_id, ref_kind, ref_id) FROM STDIN BINARY",
+    )?;
+    let types = [
+        Type::INT8,
+        Type::INT4,
+        Type::BOOL,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT4,
+        Type::INT4,
+        Type::TEXT,
+        Type::INT8,
+    ];
+    let mut w = BinaryCopyInWriter::new(sink, &types);
+    for e in entries {
+        let r = state.entry_row(e);
+        let (ref_kind, ref_id) = match r.reference {
+            EntryRef::Settlement(i) => ("settlement", i as i64),
+            EntryRef::Transfer(i) => ("transfer", i as i64),
+            EntryRef::Contribution(i) => ("contribution", i as i64),
+            EntryRef::Period(p) => ("period", i64::from(p)),
+        };
+        let (cp_psn, cp_inst) = match r.counterparty {
+            EntryCounterparty::Person(p) => (Some(id32(p)), None),
+            EntryCounterparty::Institution(i) => (None, Some(id32(i))),
+            EntryCounterparty::None => (None, None),
+        };
+        w.write(&[
+            &id(e),
+            &id32(r.psn),
+            &r.wallet,
+            &r.kind.as_str(),
+            &r.time,
+            &r.amount,
+            &fen(r.balc),
+            &cp_psn,
+            &cp_inst,
+            &ref_kind,
+            &ref_id,
+        ])?;
+    }
+    w.finish()
 }

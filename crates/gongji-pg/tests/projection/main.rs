@@ -523,3 +523,60 @@ fn hostile_inputs_are_refused_with_clear_errors() {
     let err = gongji_pg::projection::OpSource::read(&mut s, 0, 5).unwrap_err();
     assert!(matches!(err, SourceError::Damaged(_)), "{err}");
 }
+
+/// The projection's migration (version 2) applies on a database with nothing, after the
+/// store's version 1, and before it (a database first used for the projection alone), and its
+/// tables stay in schema `gongji`, apart from the store's `public.gongji_*` tables.
+#[test]
+fn the_projection_migration_applies_alone_and_beside_the_store_migration() {
+    use gongji_pg::migrate::{migrate, Migration, MIGRATIONS};
+    let store = Migration {
+        version: 1,
+        name: "store (stand-in)",
+        sql: "CREATE TABLE gongji_journal (op bigint PRIMARY KEY, body bytea NOT NULL);",
+    };
+    let projection = *MIGRATIONS.iter().find(|m| m.version == 2).unwrap();
+    assert!(MIGRATIONS
+        .iter()
+        .all(|m| m.version != 1 || m.name != "projection"));
+
+    let alone = TestDb::new();
+    assert_eq!(
+        migrate(&mut alone.client(), &[projection]).unwrap(),
+        vec![2]
+    );
+    let before = TestDb::new();
+    assert_eq!(migrate(&mut before.client(), &[store]).unwrap(), vec![1]);
+    assert_eq!(
+        migrate(&mut before.client(), &[store, projection]).unwrap(),
+        vec![2]
+    );
+    assert_eq!(
+        migrate(&mut alone.client(), &[store, projection]).unwrap(),
+        vec![1]
+    );
+    for db in [&alone, &before] {
+        let tables: Vec<String> = db
+            .client()
+            .query(
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables
+                 WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+                 ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(
+            tables.contains(&"gongji.stats_monthly".to_string()),
+            "{tables:?}"
+        );
+        for t in &tables {
+            assert!(
+                t.starts_with("gongji.") || t.starts_with("public.gongji_"),
+                "{t}"
+            );
+        }
+    }
+}
