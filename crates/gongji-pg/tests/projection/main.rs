@@ -278,6 +278,23 @@ fn projection_equals_the_engine_and_rebuild_is_identical() {
         .filter(|&t| run.state.transfer_row(t).status.as_str() == "returned")
         .count();
     assert!(expired > 0);
+    let accepted: Vec<bool> = (0..run.state.transfer_count() as u32)
+        .map(|t| run.state.transfer_row(t))
+        .filter(|t| t.status.as_str() == "accepted")
+        .map(|t| t.cross_province)
+        .collect();
+    assert!(accepted.iter().filter(|&&c| c).count() >= 5, "{accepted:?}");
+    assert!(accepted.iter().filter(|&&c| !c).count() >= 5, "{accepted:?}");
+    assert!(run.state.contribution_count() >= 5);
+    let all = run.state.stats(Period(0), Period(u32::MAX), None);
+    for (channel, cell) in [
+        ("same_pool", all.same_pool),
+        ("cross_pool", all.cross_pool),
+        ("in_province", all.in_province),
+        ("cross_province", all.cross_province),
+    ] {
+        assert!(cell.count >= 3, "{channel}: {cell:?}");
+    }
 
     let db = TestDb::new();
     // A fresh database: loads the genesis snapshot, then follows the journal in chunks.

@@ -273,7 +273,7 @@ impl Run {
             .filter(|(k, _)| k % 4 != 3)
             .map(|(k, p)| CreditItem {
                 psn_no: PsnNo::from(p).unwrap(),
-                amount: Fen(20_000 + (k as u64 % 7) * 3_000),
+                amount: Fen(200_000 + (k as u64 % 7) * 30_000),
             })
             .collect();
         self.write(Body::Credit { period, items });
@@ -342,13 +342,28 @@ impl Run {
                 } else {
                     TransferSource::Wallet
                 };
-                let amount = Fen(100 + self.rng.below(30_000));
-                self.write(Body::TransferCreate {
+                let amount = Fen(100 + self.rng.below(5_000));
+                let created = self.write(Body::TransferCreate {
                     from_psn_no,
                     to_psn_no,
                     amount,
                     source,
                 });
+                // Half are accepted at once (an hour later), some declined, the rest left to
+                // be accepted later or to expire.
+                if let Some(Reply::Transfer(view)) = created {
+                    let transfer_id = view.transfer_id;
+                    self.tick(600);
+                    match self.rng.below(100) {
+                        0..=49 => {
+                            self.write(Body::TransferAccept { transfer_id });
+                        }
+                        50..=59 => {
+                            self.write(Body::TransferDecline { transfer_id });
+                        }
+                        _ => {}
+                    }
+                }
             }
             76..=81 if n_tr > 0 => {
                 let transfer_id = n_tr - self.rng.below(n_tr.min(5));
