@@ -35,6 +35,10 @@ pub struct ProjectArgs {
     /// Settlements per submission in the lag benchmark (1: one per request).
     #[arg(long, default_value_t = 200)]
     pub bench_batch: usize,
+    /// Settlements per second the lag benchmark's clients hold together (0: as fast as the
+    /// writer takes them).
+    #[arg(long, default_value_t = 0)]
+    pub bench_rate: u64,
 }
 
 pub fn run(args: ProjectArgs) -> Result<()> {

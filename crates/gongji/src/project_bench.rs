@@ -157,9 +157,18 @@ pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
         .map(|c| {
             let (engine, stop, settled) = (engine.clone(), stop.clone(), settled.clone());
             let (batch, persons) = (args.bench_batch.max(1), args.bench_persons);
+            let rate_per_client = args.bench_rate as f64 / args.bench_clients.max(1) as f64;
             std::thread::spawn(move || {
                 let mut n: u64 = 0;
+                let started = Instant::now();
                 while !stop.load(Ordering::Acquire) {
+                    if rate_per_client > 0.0 {
+                        // Hold the rate: wait until this client's next batch is due.
+                        let due = Duration::from_secs_f64(n as f64 / rate_per_client);
+                        if let Some(wait) = due.checked_sub(started.elapsed()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
                     let requests: Vec<WriteRequest> = (0..batch)
                         .map(|_| {
                             n += 1;

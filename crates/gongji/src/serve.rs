@@ -74,7 +74,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     });
     tracing::info!("stopping: finishing the batch in flight and writing a snapshot");
     let stopped = engine.shutdown();
-    projector.map(crate::project::Running::stop);
+    if let Some(projector) = projector {
+        projector.stop();
+    }
     served?;
     stopped.context("shutdown")?;
     tracing::info!("stopped");

@@ -284,7 +284,10 @@ fn projection_equals_the_engine_and_rebuild_is_identical() {
         .map(|t| t.cross_province)
         .collect();
     assert!(accepted.iter().filter(|&&c| c).count() >= 5, "{accepted:?}");
-    assert!(accepted.iter().filter(|&&c| !c).count() >= 5, "{accepted:?}");
+    assert!(
+        accepted.iter().filter(|&&c| !c).count() >= 5,
+        "{accepted:?}"
+    );
     assert!(run.state.contribution_count() >= 5);
     let all = run.state.stats(Period(0), Period(u32::MAX), None);
     for (channel, cell) in [
