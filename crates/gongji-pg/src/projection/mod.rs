@@ -391,6 +391,19 @@ impl<S: OpSource> Projector<S> {
         if ops.is_empty() {
             return Ok(RowCounts::default());
         }
+        // Checked before any op touches the replica: a gap is the caller's error, not a
+        // reason to leave the replica ahead of the tables.
+        if let Some(gap) = ops
+            .iter()
+            .zip(self.cursor.op + 1..)
+            .find(|((op, _), want)| op != want)
+        {
+            return Err(ProjectionError::Journal(format!(
+                "op {} where op {} was due: ops must come in sequence",
+                (gap.0).0,
+                gap.1
+            )));
+        }
         let before = Marks::of(&self.replica);
         let from = self.cursor;
         let mut dirty = Dirty::default();

@@ -381,8 +381,16 @@ fn restart_kill_and_refeed_give_identical_tables() {
     assert_eq!(rows, Default::default());
     assert_same_tables(&straight, &db);
 
-    // More ops later: the projection follows.
+    // Ops with a gap are refused before anything is applied; the projector goes on.
     run.drive(300);
+    let mut fresh = FileJournalSource::new(run.journal_dir()).unwrap();
+    let mut later = gongji_pg::projection::OpSource::read(&mut fresh, head, 100).unwrap();
+    later.remove(1);
+    let err = p.project(&later).unwrap_err();
+    assert!(matches!(err, ProjectionError::Journal(_)), "{err}");
+    assert_eq!(p.cursor().op, head);
+
+    // More ops later: the projection follows.
     assert_eq!(p.catch_up().unwrap(), run.head() - head);
     assert_matches_engine(&db, &run.state);
 }
