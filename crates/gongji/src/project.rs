@@ -22,6 +22,9 @@ pub struct ProjectArgs {
     /// Empty the projection and load it again from the newest snapshot, then catch up.
     #[arg(long)]
     pub rebuild: bool,
+    /// Most ops written in one transaction.
+    #[arg(long, default_value_t = 20_000)]
+    pub chunk_ops: usize,
     /// Instead: measure the projection's lag behind a real writer (fsync on) under full load,
     /// for this many seconds, in a temporary data directory under --data.
     #[arg(long)]
@@ -48,12 +51,11 @@ pub fn run(args: ProjectArgs) -> Result<()> {
     let started = Instant::now();
     let journal_dir = args.data.join("journal");
     let source = FileJournalSource::new(&journal_dir)?;
-    let mut projector = Projector::open(
-        &args.projection,
-        source,
-        ProjectorConfig::default(),
-        args.rebuild,
-    )?;
+    let config = ProjectorConfig {
+        chunk_ops_max: args.chunk_ops.max(1),
+        ..ProjectorConfig::default()
+    };
+    let mut projector = Projector::open(&args.projection, source, config, args.rebuild)?;
     let opened = projector.cursor().op;
     projector.catch_up()?;
     let stats = projector.stats();
