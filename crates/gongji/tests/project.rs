@@ -330,7 +330,7 @@ fn enrol_many(i: u32) -> WriteRequest {
             psn_no: PsnNo::from(&format!("Q{i}")).expect("short"),
             certno: gongji_core::command::ArrayString::from(&certno).expect("18"),
             psn_name: "李四".into(),
-            insutype: if i % 4 == 0 {
+            insutype: if i.is_multiple_of(4) {
                 Insutype::Resident
             } else {
                 Insutype::Employee
