@@ -108,6 +108,7 @@ pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
         .data
         .join(format!("gongji-lag-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _cleanup = RemoveOnDrop(dir.clone());
     let config = Config::new(&dir);
     let (engine, _) = Engine::open(config.clone())?;
     let engine = Arc::new(engine);
@@ -261,7 +262,14 @@ pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
     let behind = samples.last().map_or(0, |s| s.1.saturating_sub(s.2));
     println!("ops not yet projected at the end of the load: {behind}");
     engine.shutdown()?;
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Removes the benchmark's data directory however the run ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
