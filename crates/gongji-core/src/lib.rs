@@ -29,3 +29,7 @@ pub use params::Params;
 pub use reply::{ErrCode, Rejection, Reply};
 pub use state::views;
 pub use state::{validate as validate_command, Applied, SnapshotDecodeError, State};
+pub use state::{
+    BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, SettlementRow,
+    TransferRow,
+};

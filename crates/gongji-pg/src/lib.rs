@@ -8,6 +8,7 @@
 //! client keeps them so.
 
 pub mod migrate;
+pub mod projection;
 pub mod testkit;
 
 pub use migrate::{migrate, Migration, MIGRATIONS};

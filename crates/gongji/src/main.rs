@@ -4,6 +4,8 @@ mod config;
 mod crashtest;
 mod demo;
 mod ops;
+mod project;
+mod project_bench;
 mod serve;
 mod simulate;
 
@@ -35,6 +37,9 @@ enum Cmd {
     Verify(ops::DataArgs),
     /// Print the statistics table of a data directory for a range of months.
     Report(ops::ReportArgs),
+    /// Bring the SQL projection of a data directory up to date (or `--rebuild` it) and print
+    /// its rows and cursor.
+    Project(project::ProjectArgs),
     /// Issue a token offline (the server must not be running on the directory).
     Token(ops::TokenArgs),
     /// Walk one family through enrolment, binding, mutual-aid settlement, a wallet transfer,
@@ -132,6 +137,7 @@ fn main() -> Result<()> {
         Cmd::Verify(args) => ops::verify(args),
         Cmd::Report(args) => ops::report(args),
         Cmd::Token(args) => ops::token(args),
+        Cmd::Project(args) => project::run(args),
         Cmd::Demo => demo::run(),
         Cmd::CrashTest(args) => crashtest::run(args),
         Cmd::Simulate(args) => simulate::run(args),

@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// A TOML file with province parameters and server limits (see README).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Keep the SQL projection in this PostgreSQL database (postgres://…) behind the writer.
+    #[arg(long)]
+    pub projection: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -31,6 +34,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot start on {}", args.data.display()))?;
     log_report(&report, &config);
     let engine = Arc::new(engine);
+    let projector = match &args.projection {
+        Some(url) => Some(crate::project::spawn(url, &engine, config.journal_dir())?),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -67,6 +74,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     });
     tracing::info!("stopping: finishing the batch in flight and writing a snapshot");
     let stopped = engine.shutdown();
+    if let Some(projector) = projector {
+        projector.stop();
+    }
     served?;
     stopped.context("shutdown")?;
     tracing::info!("stopped");

@@ -9,6 +9,7 @@ mod credits;
 mod ledger;
 mod msgids;
 mod persons;
+mod rows;
 mod settle;
 mod snapshot;
 mod validate;
@@ -32,6 +33,10 @@ pub(crate) use persons::{Institutions, Persons, Tokens};
 pub(crate) use settle::{Detail, Settlement};
 pub(crate) use wallet::{Transfer, TransferStatus};
 
+pub use rows::{
+    BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, SettlementRow,
+    TransferRow,
+};
 pub use snapshot::SnapshotDecodeError;
 pub use validate::validate;
 

@@ -1,7 +1,7 @@
 //! Read views: plain data the HTTP layer renders. Queries never change the state.
 
 use super::counters::{Cell, ReconTotals};
-use super::ledger::{Counterparty, EntryRef};
+use super::ledger::Counterparty;
 use super::{Scope, State, TransferStatus};
 use crate::command::{Actor, InstCode, InstType, Insutype, PersonStatus, PsnNo, Relation, Role};
 use crate::reply::{ErrCode, Rejection, Reply};
@@ -10,7 +10,10 @@ use crate::{Fen, TransferSource};
 
 pub use super::bindings::Scope as BindingScope;
 pub use super::counters::Cell as StatsCell;
+pub use super::ledger::Counterparty as EntryCounterparty;
 pub use super::ledger::EntryKind;
+pub use super::ledger::EntryRef;
+
 pub use super::wallet::TransferStatus as TransferState;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,282 @@
+//! Read-only access to every record by index, for the SQL projection (`gongji-pg`): it keeps
+//! a replica of the state, applies each journaled op and writes the records an op added or
+//! changed. Nothing here changes the state.
+
+use super::counters::{Cell, PROVINCES};
+use super::ledger::{Counterparty, EntryKind, EntryRef};
+use super::{Scope, State, TransferStatus};
+use crate::command::{InstType, Insutype, PersonStatus, Relation, TransferSource};
+use crate::time::Period;
+use crate::Fen;
+
+/// A person's current row: identity masked (DOMAIN.md rule 20), balances, flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonRow {
+    pub psn_no: String,
+    pub certno_masked: String,
+    pub psn_name_masked: String,
+    pub insutype: Insutype,
+    pub admdvs: u32,
+    pub status: PersonStatus,
+    pub acct_balc: Fen,
+    pub wallet_open: bool,
+    pub wallet_balc: Fen,
+}
+
+/// The fields of a person that change with money, without the identity strings: cheap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersonMoney {
+    pub insutype: Insutype,
+    pub admdvs: u32,
+    pub acct_balc: Fen,
+    pub wallet_open: bool,
+    pub wallet_balc: Fen,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstitutionRow {
+    pub fixmedins_code: String,
+    pub fixmedins_name: String,
+    pub fixmedins_type: InstType,
+    pub admdvs: u32,
+}
+
+/// A binding with person indexes; `priority` as in [`super::views::BindingView`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindingRow {
+    pub giver: u32,
+    pub receiver: u32,
+    pub relation: Relation,
+    pub scope: Scope,
+    pub priority: u32,
+    pub active: bool,
+}
+
+/// A settlement with person and institution indexes and the givers who paid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettlementRow {
+    pub psn: u32,
+    pub inst: u32,
+    pub time: i64,
+    pub medfee: Fen,
+    pub fund_pay: Fen,
+    pub acct_pay: Fen,
+    pub wallet_pay: Fen,
+    pub mulaid: Fen,
+    pub cash: Fen,
+    pub acct_balc: Fen,
+    pub wallet_balc: Fen,
+    /// Some paying giver is in another pooling area (the statistics' `cross_pool`).
+    pub cross_pool: bool,
+    pub cancelled: bool,
+    /// (giver index, amount) in the order drawn.
+    pub details: Vec<(u32, Fen)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferRow {
+    pub from: u32,
+    pub to: u32,
+    pub amount: Fen,
+    pub source: TransferSource,
+    pub cross_province: bool,
+    pub status: TransferStatus,
+    pub created: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContributionRow {
+    pub payer: u32,
+    pub psn: u32,
+    pub year: u16,
+    pub amount: Fen,
+    pub time: i64,
+    pub acct_balc: Fen,
+}
+
+/// One entry with its person index; counterparty and reference as recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryRow {
+    pub psn: u32,
+    pub wallet: bool,
+    pub kind: EntryKind,
+    pub time: i64,
+    pub amount: i64,
+    pub balc: Fen,
+    pub counterparty: Counterparty,
+    pub reference: EntryRef,
+}
+
+impl State {
+    pub fn institution_count(&self) -> usize {
+        self.insts.list.len()
+    }
+
+    pub fn binding_count(&self) -> usize {
+        self.bindings.len()
+    }
+
+    pub fn settlement_count(&self) -> usize {
+        self.setls.len()
+    }
+
+    pub fn transfer_count(&self) -> usize {
+        self.transfers.len()
+    }
+
+    pub fn contribution_count(&self) -> usize {
+        self.contributions.len()
+    }
+
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The index of the person with this psn_no.
+    pub fn person_index_of(&self, psn_no: &str) -> Option<u32> {
+        self.persons.find(psn_no)
+    }
+
+    /// The index of the institution with this code.
+    pub fn institution_index_of(&self, code: &str) -> Option<u32> {
+        self.insts.find(code)
+    }
+
+    pub fn person_row(&self, i: u32) -> PersonRow {
+        let p = &self.persons;
+        let enrolled = self.enrolled_view(i);
+        PersonRow {
+            psn_no: p.psn_no(i).to_owned(),
+            certno_masked: enrolled.certno_masked,
+            psn_name_masked: enrolled.psn_name_masked,
+            insutype: enrolled.insutype,
+            admdvs: enrolled.admdvs,
+            status: if p.is_suspended(i) {
+                PersonStatus::Suspended
+            } else {
+                PersonStatus::Active
+            },
+            acct_balc: p.hot[i as usize].acct,
+            wallet_open: p.wallet_open(i),
+            wallet_balc: p.hot[i as usize].wallet,
+        }
+    }
+
+    pub fn person_money(&self, i: u32) -> PersonMoney {
+        let p = &self.persons;
+        let hot = &p.hot[i as usize];
+        PersonMoney {
+            insutype: p.insutype(i),
+            admdvs: hot.admdvs,
+            acct_balc: hot.acct,
+            wallet_open: p.wallet_open(i),
+            wallet_balc: hot.wallet,
+        }
+    }
+
+    pub fn institution_row(&self, i: u32) -> InstitutionRow {
+        let inst = self.institution_view(i);
+        InstitutionRow {
+            fixmedins_code: inst.fixmedins_code.as_str().to_owned(),
+            fixmedins_name: inst.fixmedins_name,
+            fixmedins_type: inst.fixmedins_type,
+            admdvs: inst.admdvs,
+        }
+    }
+
+    pub fn binding_row(&self, b: u32) -> BindingRow {
+        let binding = &self.bindings[b as usize];
+        let view = self.binding_view(b);
+        BindingRow {
+            giver: binding.giver,
+            receiver: binding.receiver,
+            relation: binding.relation,
+            scope: binding.scope,
+            priority: view.priority,
+            active: binding.active,
+        }
+    }
+
+    /// The receiver's active bindings in priority order.
+    pub fn active_bindings_received_by(&self, psn: u32) -> Vec<u32> {
+        self.received(psn).collect()
+    }
+
+    pub fn settlement_row(&self, s: u32) -> SettlementRow {
+        let setl = &self.setls[s as usize];
+        let start = setl.details_start as usize;
+        SettlementRow {
+            psn: setl.psn,
+            inst: setl.inst,
+            time: setl.time,
+            medfee: setl.medfee,
+            fund_pay: setl.fund_pay,
+            acct_pay: setl.acct_pay,
+            wallet_pay: setl.wallet_pay,
+            mulaid: setl.mulaid,
+            cash: setl.cash,
+            acct_balc: setl.acct_balc,
+            wallet_balc: setl.wallet_balc,
+            cross_pool: setl.cross_pool,
+            cancelled: setl.cancelled,
+            details: self.details[start..start + usize::from(setl.details_len)]
+                .iter()
+                .map(|d| (d.giver, d.amount))
+                .collect(),
+        }
+    }
+
+    pub fn transfer_row(&self, t: u32) -> TransferRow {
+        let tr = &self.transfers[t as usize];
+        TransferRow {
+            from: tr.from,
+            to: tr.to,
+            amount: tr.amount,
+            source: tr.source,
+            cross_province: tr.cross_province,
+            status: tr.status,
+            created: tr.created,
+            expires_at: tr.expires_at,
+        }
+    }
+
+    pub fn contribution_row(&self, c: u32) -> ContributionRow {
+        let co = &self.contributions[c as usize];
+        ContributionRow {
+            payer: co.payer,
+            psn: co.psn,
+            year: co.year,
+            amount: co.amount,
+            time: co.time,
+            acct_balc: co.acct_balc,
+        }
+    }
+
+    /// Entry `e` (0-based: entry id − 1).
+    pub fn entry_row(&self, e: u32) -> EntryRow {
+        let en = &self.entries[e as usize];
+        EntryRow {
+            psn: en.psn,
+            wallet: en.wallet,
+            kind: en.kind,
+            time: en.time,
+            amount: en.amount,
+            balc: en.balc,
+            counterparty: en.counterparty,
+            reference: en.reference,
+        }
+    }
+
+    /// Every statistics cell kept, by month and province: `[same_pool, cross_pool,
+    /// in_province, cross_province]` (cells may be zero after cancellations).
+    pub fn stats_cells(&self) -> Vec<(Period, u8, [Cell; 4])> {
+        let mut out = Vec::new();
+        for (period, month) in &self.stats.months {
+            for (slot, cells) in month.iter().enumerate() {
+                out.push((*period, PROVINCES[slot], *cells));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,730 @@
+//! From a replica state to rows: which records a run of ops added or changed, and the SQL
+//! that writes them (one `INSERT … SELECT FROM unnest(arrays)` per table and batch, upserting
+//! where a record can change).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gongji_core::certno::{admdvs_pool, admdvs_province};
+use gongji_core::time::period_of;
+use gongji_core::views::{EntryCounterparty, EntryKind, EntryRef, TransferState};
+use gongji_core::{Fen, InstType, Insutype, PersonStatus, State, TransferSource};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+use postgres::Transaction;
+
+/// Rows per statement: bounds the size of one bind message on a full rebuild.
+const BATCH_ROWS_MAX: usize = 20_000;
+
+/// How many records of each kind the state held: records at or past a mark are new.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Marks {
+    pub persons: u32,
+    pub insts: u32,
+    pub bindings: u32,
+    pub setls: u32,
+    pub transfers: u32,
+    pub contributions: u32,
+    pub entries: u32,
+}
+
+impl Marks {
+    pub fn of(state: &State) -> Marks {
+        let n = |len: usize| u32::try_from(len).expect("record counts fit in u32");
+        Marks {
+            persons: n(state.person_count()),
+            insts: n(state.institution_count()),
+            bindings: n(state.binding_count()),
+            setls: n(state.settlement_count()),
+            transfers: n(state.transfer_count()),
+            contributions: n(state.contribution_count()),
+            entries: n(state.entry_count()),
+        }
+    }
+}
+
+/// Older records changed by the ops, as their replies tell. Balances and transfers are found
+/// from the new entries instead: every change of either makes an entry.
+#[derive(Debug, Default)]
+pub(crate) struct Dirty {
+    /// Status changed or wallet opened.
+    pub persons: BTreeSet<u32>,
+    /// Made or revoked, or a priority that moved with it.
+    pub bindings: BTreeSet<u32>,
+    /// Cancelled.
+    pub setls: BTreeSet<u32>,
+}
+
+/// Rows written per table, for the command's output and the tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    pub persons: u64,
+    pub accounts: u64,
+    pub wallets: u64,
+    pub institutions: u64,
+    pub bindings: u64,
+    pub settlements: u64,
+    pub settlement_details: u64,
+    pub wallet_transfers: u64,
+    pub contributions: u64,
+    pub entries: u64,
+}
+
+impl RowCounts {
+    pub fn add(&mut self, o: &RowCounts) {
+        self.persons += o.persons;
+        self.accounts += o.accounts;
+        self.wallets += o.wallets;
+        self.institutions += o.institutions;
+        self.bindings += o.bindings;
+        self.settlements += o.settlements;
+        self.settlement_details += o.settlement_details;
+        self.wallet_transfers += o.wallet_transfers;
+        self.contributions += o.contributions;
+        self.entries += o.entries;
+    }
+}
+
+impl std::fmt::Display for RowCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "persons {} accounts {} wallets {} institutions {} bindings {} settlements {} \
+             settlement_details {} wallet_transfers {} contributions {} entries {}",
+            self.persons,
+            self.accounts,
+            self.wallets,
+            self.institutions,
+            self.bindings,
+            self.settlements,
+            self.settlement_details,
+            self.wallet_transfers,
+            self.contributions,
+            self.entries
+        )
+    }
+}
+
+/// Every table the projector writes, in the order a rebuild empties them.
+pub(crate) const TABLES: [&str; 10] = [
+    "gongji.persons",
+    "gongji.accounts",
+    "gongji.wallets",
+    "gongji.institutions",
+    "gongji.bindings",
+    "gongji.settlements",
+    "gongji.settlement_details",
+    "gongji.wallet_transfers",
+    "gongji.contributions",
+    "gongji.entries",
+];
+
+fn fen(f: Fen) -> i64 {
+    i64::try_from(f.0).expect("amounts fit in i64")
+}
+
+fn id(index: u32) -> i64 {
+    i64::from(index) + 1
+}
+
+fn id32(index: u32) -> i32 {
+    i32::try_from(index + 1).expect("dense indexes fit in i32")
+}
+
+fn insutype_str(t: Insutype) -> &'static str {
+    match t {
+        Insutype::Employee => "310",
+        Insutype::Resident => "390",
+    }
+}
+
+fn status_str(s: PersonStatus) -> &'static str {
+    match s {
+        PersonStatus::Active => "active",
+        PersonStatus::Suspended => "suspended",
+    }
+}
+
+fn inst_type_str(t: InstType) -> &'static str {
+    match t {
+        InstType::Medical => "1",
+        InstType::Pharmacy => "2",
+    }
+}
+
+fn source_str(s: TransferSource) -> &'static str {
+    match s {
+        TransferSource::Acct => "acct",
+        TransferSource::Wallet => "wallet",
+    }
+}
+
+fn province(admdvs: u32) -> i16 {
+    i16::from(admdvs_province(admdvs))
+}
+
+fn pool(admdvs: u32) -> i16 {
+    i16::try_from(admdvs_pool(admdvs)).expect("pools have four digits")
+}
+
+fn admdvs_i32(admdvs: u32) -> i32 {
+    i32::try_from(admdvs).expect("admdvs has six digits")
+}
+
+/// Runs `sql` once per batch of `items`, with the parameters `build` makes of the batch.
+fn exec<T>(
+    tx: &mut Transaction<'_>,
+    sql: &str,
+    items: &[T],
+    build: impl Fn(&[T]) -> Vec<Box<dyn ToSql + Sync>>,
+) -> Result<u64, postgres::Error> {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let statement = tx.prepare(sql)?;
+    let mut rows = 0;
+    for batch in items.chunks(BATCH_ROWS_MAX) {
+        let params = build(batch);
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+        rows += tx.execute(&statement, &refs)?;
+    }
+    Ok(rows)
+}
+
+/// `(start..end)` followed by the members of `extra` below `start`.
+fn new_and_changed(start: u32, end: u32, extra: &BTreeSet<u32>) -> Vec<u32> {
+    let mut out: Vec<u32> = extra.range(..start).copied().collect();
+    out.extend(start..end);
+    out
+}
+
+/// Writes every record the state gained or changed since `before`. With `before` all zero
+/// (a rebuild) that is every record.
+pub(crate) fn write_changes(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    before: &Marks,
+    dirty: &Dirty,
+) -> Result<RowCounts, postgres::Error> {
+    let now = Marks::of(state);
+    // Balances and transfers changed by the new entries; when a transfer was resolved.
+    let mut balances = BTreeSet::new();
+    let mut transfers = BTreeSet::new();
+    let mut resolved: BTreeMap<u32, i64> = BTreeMap::new();
+    for e in before.entries..now.entries {
+        let entry = state.entry_row(e);
+        balances.insert(entry.psn);
+        if let EntryRef::Transfer(tid) = entry.reference {
+            let t = u32::try_from(tid - 1).expect("transfer ids fit in u32");
+            transfers.insert(t);
+            if matches!(entry.kind, EntryKind::WalletIn | EntryKind::WalletReturn) {
+                resolved.insert(t, entry.time);
+            }
+        }
+    }
+    let mut counts = RowCounts::default();
+    let persons = new_and_changed(before.persons, now.persons, &dirty.persons);
+    counts.persons = write_persons(tx, state, &persons)?;
+    let mut touched: BTreeSet<u32> = balances.range(..before.persons).copied().collect();
+    touched.extend(dirty.persons.range(..before.persons));
+    let touched = new_and_changed(before.persons, now.persons, &touched);
+    counts.accounts = write_accounts(tx, state, &touched)?;
+    counts.wallets = write_wallets(tx, state, &touched)?;
+    let insts: Vec<u32> = (before.insts..now.insts).collect();
+    counts.institutions = write_institutions(tx, state, &insts)?;
+    let bindings = new_and_changed(before.bindings, now.bindings, &dirty.bindings);
+    counts.bindings = write_bindings(tx, state, &bindings)?;
+    counts.settlements = write_settlements(tx, state, before.setls..now.setls, &dirty.setls)?;
+    counts.settlement_details = write_details(tx, state, before.setls..now.setls)?;
+    let transfers = new_and_changed(before.transfers, now.transfers, &transfers);
+    counts.wallet_transfers = write_transfers(tx, state, &transfers, &resolved)?;
+    let contributions: Vec<u32> = (before.contributions..now.contributions).collect();
+    counts.contributions = write_contributions(tx, state, &contributions)?;
+    counts.entries = write_entries(tx, state, before.entries..now.entries)?;
+    Ok(counts)
+}
+
+fn write_persons(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    persons: &[u32],
+) -> Result<u64, postgres::Error> {
+    exec(
+        tx,
+        "INSERT INTO gongji.persons (psn_id, psn_no, certno_masked, psn_name_masked, insutype,
+             admdvs, province, pool, status)
+         SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::text[],
+             $6::int4[], $7::int2[], $8::int2[], $9::text[])
+         ON CONFLICT (psn_id) DO UPDATE SET status = EXCLUDED.status",
+        persons,
+        |batch| {
+            let rows: Vec<_> = batch.iter().map(|&i| (i, state.person_row(i))).collect();
+            vec![
+                Box::new(rows.iter().map(|(i, _)| id32(*i)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.psn_no.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.certno_masked.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.psn_name_masked.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| insutype_str(r.insutype))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| admdvs_i32(r.admdvs))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| province(r.admdvs))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(rows.iter().map(|(_, r)| pool(r.admdvs)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| status_str(r.status))
+                        .collect::<Vec<_>>(),
+                ),
+            ]
+        },
+    )
+}
+
+fn write_accounts(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    persons: &[u32],
+) -> Result<u64, postgres::Error> {
+    let rows: Vec<(i32, i64)> = persons
+        .iter()
+        .map(|&i| (i, state.person_money(i)))
+        .filter(|(_, r)| r.insutype == Insutype::Employee)
+        .map(|(i, r)| (id32(i), fen(r.acct_balc)))
+        .collect();
+    upsert_balances(tx, "gongji.accounts", &rows)
+}
+
+fn write_wallets(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    persons: &[u32],
+) -> Result<u64, postgres::Error> {
+    let rows: Vec<(i32, i64)> = persons
+        .iter()
+        .map(|&i| (i, state.person_money(i)))
+        .filter(|(_, r)| r.wallet_open)
+        .map(|(i, r)| (id32(i), fen(r.wallet_balc)))
+        .collect();
+    upsert_balances(tx, "gongji.wallets", &rows)
+}
+
+fn upsert_balances(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    rows: &[(i32, i64)],
+) -> Result<u64, postgres::Error> {
+    let sql = format!(
+        "INSERT INTO {table} (psn_id, balc_fen) SELECT * FROM unnest($1::int4[], $2::int8[])
+         ON CONFLICT (psn_id) DO UPDATE SET balc_fen = EXCLUDED.balc_fen"
+    );
+    exec(tx, &sql, rows, |batch| {
+        vec![
+            Box::new(batch.iter().map(|r| r.0).collect::<Vec<_>>()),
+            Box::new(batch.iter().map(|r| r.1).collect::<Vec<_>>()),
+        ]
+    })
+}
+
+fn write_institutions(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    insts: &[u32],
+) -> Result<u64, postgres::Error> {
+    exec(
+        tx,
+        "INSERT INTO gongji.institutions (inst_id, fixmedins_code, fixmedins_name,
+             fixmedins_type, admdvs)
+         SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::int4[])",
+        insts,
+        |batch| {
+            let rows: Vec<_> = batch
+                .iter()
+                .map(|&i| (i, state.institution_row(i)))
+                .collect();
+            vec![
+                Box::new(rows.iter().map(|(i, _)| id32(*i)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.fixmedins_code.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.fixmedins_name.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| inst_type_str(r.fixmedins_type))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| admdvs_i32(r.admdvs))
+                        .collect::<Vec<_>>(),
+                ),
+            ]
+        },
+    )
+}
+
+fn write_bindings(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    bindings: &[u32],
+) -> Result<u64, postgres::Error> {
+    exec(
+        tx,
+        "INSERT INTO gongji.bindings (binding_id, giver_psn_id, receiver_psn_id, relation,
+             scope, priority, active)
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::text[], $5::text[],
+             $6::int4[], $7::bool[])
+         ON CONFLICT (binding_id) DO UPDATE
+             SET priority = EXCLUDED.priority, active = EXCLUDED.active",
+        bindings,
+        |batch| {
+            let rows: Vec<_> = batch.iter().map(|&b| (b, state.binding_row(b))).collect();
+            vec![
+                Box::new(rows.iter().map(|(b, _)| id(*b)).collect::<Vec<_>>()),
+                Box::new(rows.iter().map(|(_, r)| id32(r.giver)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| id32(r.receiver))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.relation.as_str())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| r.scope.as_str())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r)| i32::try_from(r.priority).expect("small priority"))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(rows.iter().map(|(_, r)| r.active).collect::<Vec<_>>()),
+            ]
+        },
+    )
+}
+
+fn write_settlements(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    new: std::ops::Range<u32>,
+    cancelled: &BTreeSet<u32>,
+) -> Result<u64, postgres::Error> {
+    // Older settlements change only by cancellation.
+    let old: Vec<i64> = cancelled.range(..new.start).map(|&s| id(s)).collect();
+    let mut rows = 0;
+    if !old.is_empty() {
+        rows += tx.execute(
+            "UPDATE gongji.settlements SET cancelled = true WHERE setl_id = ANY($1)",
+            &[&old],
+        )?;
+    }
+    if new.is_empty() {
+        return Ok(rows);
+    }
+    let sink = tx.copy_in(
+        "COPY gongji.settlements (setl_id, psn_id, inst_id, setl_time, period, province,
+             medfee_sumamt, fund_pay_sumamt, psn_part_amt, acct_pay, wallet_pay,
+             acct_mulaid_pay, psn_cash_pay, acct_balc, wallet_balc, cross_pool, cancelled)
+         FROM STDIN BINARY",
+    )?;
+    let (i8_, i4, i2, text, b) = (Type::INT8, Type::INT4, Type::INT2, Type::TEXT, Type::BOOL);
+    let types = [
+        i8_.clone(),
+        i4.clone(),
+        i4,
+        i8_.clone(),
+        text,
+        i2,
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_.clone(),
+        i8_,
+        b.clone(),
+        b,
+    ];
+    let mut w = BinaryCopyInWriter::new(sink, &types);
+    for s in new {
+        let r = state.settlement_row(s);
+        let province = province(state.person_money(r.psn).admdvs);
+        let part = r.medfee.checked_sub(r.fund_pay).expect("fund ≤ medfee");
+        w.write(&[
+            &id(s),
+            &id32(r.psn),
+            &id32(r.inst),
+            &r.time,
+            &period_of(r.time).to_string(),
+            &province,
+            &fen(r.medfee),
+            &fen(r.fund_pay),
+            &fen(part),
+            &fen(r.acct_pay),
+            &fen(r.wallet_pay),
+            &fen(r.mulaid),
+            &fen(r.cash),
+            &fen(r.acct_balc),
+            &fen(r.wallet_balc),
+            &r.cross_pool,
+            &r.cancelled,
+        ])?;
+    }
+    Ok(rows + w.finish()?)
+}
+
+fn write_details(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    setls: std::ops::Range<u32>,
+) -> Result<u64, postgres::Error> {
+    if setls.is_empty() {
+        return Ok(0);
+    }
+    let sink = tx.copy_in(
+        "COPY gongji.settlement_details (setl_id, seq, giver_psn_id, amount_fen) FROM STDIN BINARY",
+    )?;
+    let mut w = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT2, Type::INT4, Type::INT8]);
+    for s in setls {
+        for (seq, (giver, amount)) in state.settlement_row(s).details.into_iter().enumerate() {
+            let seq = i16::try_from(seq + 1).expect("givers fit in i16");
+            w.write(&[&id(s), &seq, &id32(giver), &fen(amount)])?;
+        }
+    }
+    w.finish()
+}
+
+fn write_transfers(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    transfers: &[u32],
+    resolved: &BTreeMap<u32, i64>,
+) -> Result<u64, postgres::Error> {
+    exec(
+        tx,
+        "INSERT INTO gongji.wallet_transfers (transfer_id, from_psn_id, to_psn_id, amount_fen,
+             source, cross_province, province, status, created, expires_at, resolved_at,
+             resolved_period)
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int8[], $5::text[],
+             $6::bool[], $7::int2[], $8::text[], $9::int8[], $10::int8[], $11::int8[],
+             $12::text[])
+         ON CONFLICT (transfer_id) DO UPDATE SET status = EXCLUDED.status,
+             resolved_at = coalesce(EXCLUDED.resolved_at, wallet_transfers.resolved_at),
+             resolved_period = coalesce(EXCLUDED.resolved_period,
+                 wallet_transfers.resolved_period)",
+        transfers,
+        |batch| {
+            let rows: Vec<_> = batch
+                .iter()
+                .map(|&t| {
+                    let r = state.transfer_row(t);
+                    let admdvs = state.person_money(r.from).admdvs;
+                    let at = resolved.get(&t).copied();
+                    debug_assert_eq!(at.is_some(), r.status != TransferState::Pending);
+                    (t, r, admdvs, at)
+                })
+                .collect();
+            vec![
+                Box::new(rows.iter().map(|(t, ..)| id(*t)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| id32(r.from))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(rows.iter().map(|(_, r, ..)| id32(r.to)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| fen(r.amount))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| source_str(r.source))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| r.cross_province)
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, _, a, _)| province(*a))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| r.status.as_str())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(rows.iter().map(|(_, r, ..)| r.created).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| r.expires_at)
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(rows.iter().map(|(.., at)| *at).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(.., at)| at.map(|t| period_of(t).to_string()))
+                        .collect::<Vec<_>>(),
+                ),
+            ]
+        },
+    )
+}
+
+fn write_contributions(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    contributions: &[u32],
+) -> Result<u64, postgres::Error> {
+    exec(
+        tx,
+        "INSERT INTO gongji.contributions (contribution_id, payer_psn_id, psn_id, year,
+             amount_fen, paid_at, period, province, cross_pool, acct_balc)
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int2[], $5::int8[],
+             $6::int8[], $7::text[], $8::int2[], $9::bool[], $10::int8[])",
+        contributions,
+        |batch| {
+            let rows: Vec<_> = batch
+                .iter()
+                .map(|&c| {
+                    let r = state.contribution_row(c);
+                    let payer = state.person_money(r.payer).admdvs;
+                    let psn = state.person_money(r.psn).admdvs;
+                    (c, r, psn, admdvs_pool(payer) != admdvs_pool(psn))
+                })
+                .collect();
+            vec![
+                Box::new(rows.iter().map(|(c, ..)| id(*c)).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| id32(r.payer))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| id32(r.psn))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| i16::try_from(r.year).expect("years fit in i16"))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| fen(r.amount))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(rows.iter().map(|(_, r, ..)| r.time).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| period_of(r.time).to_string())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, _, a, _)| province(*a))
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(rows.iter().map(|(.., cross)| *cross).collect::<Vec<_>>()),
+                Box::new(
+                    rows.iter()
+                        .map(|(_, r, ..)| fen(r.acct_balc))
+                        .collect::<Vec<_>>(),
+                ),
+            ]
+        },
+    )
+}
+
+fn write_entries(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    entries: std::ops::Range<u32>,
+) -> Result<u64, postgres::Error> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let sink = tx.copy_in(
+        "COPY gongji.entries (entry_id, psn_id, wallet, kind, entry_time, amount_fen, balc_fen,
+             counterparty_psn_id, counterparty_inst_id, ref_kind, ref_id) FROM STDIN BINARY",
+    )?;
+    let types = [
+        Type::INT8,
+        Type::INT4,
+        Type::BOOL,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT4,
+        Type::INT4,
+        Type::TEXT,
+        Type::INT8,
+    ];
+    let mut w = BinaryCopyInWriter::new(sink, &types);
+    for e in entries {
+        let r = state.entry_row(e);
+        let (ref_kind, ref_id) = match r.reference {
+            EntryRef::Settlement(i) => ("settlement", i as i64),
+            EntryRef::Transfer(i) => ("transfer", i as i64),
+            EntryRef::Contribution(i) => ("contribution", i as i64),
+            EntryRef::Period(p) => ("period", i64::from(p)),
+        };
+        let (cp_psn, cp_inst) = match r.counterparty {
+            EntryCounterparty::Person(p) => (Some(id32(p)), None),
+            EntryCounterparty::Institution(i) => (None, Some(id32(i))),
+            EntryCounterparty::None => (None, None),
+        };
+        w.write(&[
+            &id(e),
+            &id32(r.psn),
+            &r.wallet,
+            &r.kind.as_str(),
+            &r.time,
+            &r.amount,
+            &fen(r.balc),
+            &cp_psn,
+            &cp_inst,
+            &ref_kind,
+            &ref_id,
+        ])?;
+    }
+    w.finish()
+}

@@ -1,0 +1,163 @@
+//! `gongji project` (one-shot catch-up of the SQL projection from a data directory) and the
+//! projector thread of `gongji serve --projection URL`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use gongji_pg::projection::{FileJournalSource, Projector, ProjectorConfig};
+use gongji_server::Engine;
+
+#[derive(Debug, clap::Args)]
+pub struct ProjectArgs {
+    /// Data directory whose journal to project.
+    #[arg(long, default_value = "./gongji-data")]
+    pub data: PathBuf,
+    /// PostgreSQL connection string of the projection database.
+    #[arg(long)]
+    pub projection: String,
+    /// Empty the projection and load it again from the newest snapshot, then catch up.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Most ops written in one transaction.
+    #[arg(long, default_value_t = 20_000)]
+    pub chunk_ops: usize,
+    /// Instead: measure the projection's lag behind a real writer (fsync on) under full load,
+    /// for this many seconds, in a temporary data directory under --data.
+    #[arg(long)]
+    pub bench_lag_seconds: Option<u64>,
+    /// Persons of the lag benchmark's population.
+    #[arg(long, default_value_t = 100_000)]
+    pub bench_persons: u32,
+    /// Client threads of the lag benchmark, each submitting batches of settlements.
+    #[arg(long, default_value_t = 8)]
+    pub bench_clients: usize,
+    /// Settlements per submission in the lag benchmark (1: one per request).
+    #[arg(long, default_value_t = 200)]
+    pub bench_batch: usize,
+    /// Settlements per second the lag benchmark's clients hold together (0: as fast as the
+    /// writer takes them).
+    #[arg(long, default_value_t = 0)]
+    pub bench_rate: u64,
+}
+
+pub fn run(args: ProjectArgs) -> Result<()> {
+    if let Some(seconds) = args.bench_lag_seconds {
+        return crate::project_bench::run(&args, seconds);
+    }
+    let started = Instant::now();
+    let journal_dir = args.data.join("journal");
+    let source = FileJournalSource::new(&journal_dir)?;
+    let config = ProjectorConfig {
+        chunk_ops_max: args.chunk_ops.max(1),
+        ..ProjectorConfig::default()
+    };
+    let mut projector = Projector::open(&args.projection, source, config, args.rebuild)?;
+    let opened = projector.cursor().op;
+    projector.catch_up()?;
+    let stats = projector.stats();
+    let cursor = projector.cursor();
+    if let Some(op) = stats.rebuilt_from {
+        println!("loaded from the snapshot at op {op}");
+    }
+    if stats.replayed_at_open > 0 {
+        println!(
+            "replayed {} ops already projected to rebuild the replica",
+            stats.replayed_at_open
+        );
+    }
+    println!(
+        "projected {} ops after op {opened} in {:.2} s",
+        stats.ops_projected,
+        started.elapsed().as_secs_f64()
+    );
+    println!("rows written: {}", stats.rows);
+    println!(
+        "cursor: op {} chain {}",
+        cursor.op,
+        hex::encode(cursor.chain_hash)
+    );
+    Ok(())
+}
+
+/// The projector beside a running engine: follows the journal behind the writer.
+#[derive(Debug)]
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Running {
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        if self.thread.join().is_err() {
+            tracing::error!("the projector thread panicked");
+        }
+    }
+}
+
+pub(crate) fn open(
+    url: &str,
+    engine: &Arc<Engine>,
+    journal_dir: &PathBuf,
+) -> Result<Projector<FileJournalSource>> {
+    let writer = engine.clone();
+    let source = FileJournalSource::new(journal_dir)?
+        .with_durable_head(move || writer.counters().journal_head_op.load(Ordering::Acquire));
+    Ok(Projector::open(
+        url,
+        source,
+        ProjectorConfig::default(),
+        false,
+    )?)
+}
+
+/// Opens the projection (errors stop the start: a bad URL or a foreign projection is the
+/// operator's to fix) and follows the journal on a thread. A database error later reopens the
+/// projector with backoff (its replica may be ahead of the tables after a failed commit).
+pub fn spawn(url: &str, engine: &Arc<Engine>, journal_dir: PathBuf) -> Result<Running> {
+    let projector = open(url, engine, &journal_dir).context("cannot start the SQL projection")?;
+    tracing::info!(
+        cursor = projector.cursor().op,
+        url = %gongji_pg::redact(url),
+        "projection opened"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (url, engine, flag) = (url.to_string(), engine.clone(), stop.clone());
+    let thread = std::thread::Builder::new()
+        .name("projector".into())
+        .spawn(move || follow(projector, &url, &engine, &journal_dir, &flag))
+        .context("projector thread")?;
+    Ok(Running { stop, thread })
+}
+
+fn follow(
+    mut projector: Projector<FileJournalSource>,
+    url: &str,
+    engine: &Arc<Engine>,
+    journal_dir: &PathBuf,
+    stop: &AtomicBool,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match projector.follow(stop) {
+            Ok(()) => return,
+            Err(e) => tracing::error!("projection stopped: {e}; reopening"),
+        }
+        projector = loop {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            match open(url, engine, journal_dir) {
+                Ok(p) => break p,
+                Err(e) => tracing::error!("projection cannot reopen: {e:#}"),
+            }
+        };
+        backoff = Duration::from_millis(100);
+    }
+}

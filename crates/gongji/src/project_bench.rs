@@ -1,0 +1,275 @@
+//! `gongji project --bench-lag-seconds N`: the SQL projection's lag behind a real writer
+//! (fsync on, in-process `Engine`) under full load. A sampler reads the writer's durable head
+//! and the projector's committed cursor every 5 ms; an op's lag is the time from the first
+//! sample where it is durable to the first where it is projected.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use gongji_core::certno::certno_with_check;
+use gongji_core::{
+    Actor, Body, CreditItem, Fen, InstCode, InstType, Insutype, Msgid, PsnNo, Relation,
+};
+use gongji_server::{Config, Engine, WriteRequest};
+
+use crate::project::ProjectArgs;
+
+fn request(msgid: String, body: Body) -> WriteRequest {
+    WriteRequest {
+        msgid: Msgid::from(&msgid).expect("short msgid"),
+        inf_time: None,
+        actor: Actor::Admin,
+        body,
+    }
+}
+
+fn submit_all(engine: &Engine, requests: Vec<WriteRequest>) -> Result<()> {
+    for chunk in requests.chunks(4_000) {
+        let results = loop {
+            match engine.submit_wait(chunk.to_vec()) {
+                Ok(r) => break r,
+                Err(gongji_server::SubmitError::Overloaded) => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => bail!("writer: {e:?}"),
+            }
+        };
+        if let Some(bad) = results.iter().find(|r| r.is_err()) {
+            bail!("setup op refused: {bad:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Persons (every third person a receiver bound to the two before it), one institution,
+/// a credit for every person.
+fn populate(engine: &Engine, persons: u32) -> Result<()> {
+    let inst = Body::RegisterInstitution {
+        fixmedins_code: InstCode::from("H4401060001").expect("short"),
+        fixmedins_name: "医院".into(),
+        fixmedins_type: InstType::Medical,
+        admdvs: 440_106,
+    };
+    let mut setup = vec![request("setup-inst".into(), inst)];
+    for i in 0..persons {
+        let day = i / 1000;
+        let first17 = format!(
+            "440106{:04}{:02}{:02}{:03}",
+            1950 + day / 336,
+            1 + (day % 336) / 28,
+            1 + day % 28,
+            i % 1000
+        );
+        let certno = certno_with_check(&first17).expect("17 digits");
+        setup.push(request(
+            format!("setup-e{i}"),
+            Body::Enrol {
+                psn_no: PsnNo::from(&format!("P{i}")).expect("short"),
+                certno: gongji_core::command::ArrayString::from(&certno).expect("18"),
+                psn_name: "张三".into(),
+                insutype: Insutype::Employee,
+                admdvs: if i % 2 == 0 { 440_106 } else { 440_305 },
+            },
+        ));
+    }
+    for r in (2..persons).step_by(3) {
+        for g in [r - 2, r - 1] {
+            setup.push(request(
+                format!("setup-b{g}-{r}"),
+                Body::Bind {
+                    giver_psn_no: PsnNo::from(&format!("P{g}")).expect("short"),
+                    receiver_psn_no: PsnNo::from(&format!("P{r}")).expect("short"),
+                    relation: Relation::Parent,
+                },
+            ));
+        }
+    }
+    for (n, chunk) in (0..persons).collect::<Vec<_>>().chunks(4_000).enumerate() {
+        let items = chunk
+            .iter()
+            .map(|i| CreditItem {
+                psn_no: PsnNo::from(&format!("P{i}")).expect("short"),
+                amount: Fen(if i % 3 == 2 { 100 } else { 5_000_000 }),
+            })
+            .collect();
+        let period = gongji_core::time::period_of(1_748_000_000);
+        setup.push(request(
+            format!("setup-c{n}"),
+            Body::Credit { period, items },
+        ));
+    }
+    submit_all(engine, setup)
+}
+
+pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
+    let dir = args
+        .data
+        .join(format!("gongji-lag-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let config = Config::new(&dir);
+    let (engine, _) = Engine::open(config.clone())?;
+    let engine = Arc::new(engine);
+    let started = Instant::now();
+    populate(&engine, args.bench_persons)?;
+    let head = || engine.counters().journal_head_op.load(Ordering::Acquire);
+    println!(
+        "population: {} persons, {} ops in {:.1} s",
+        args.bench_persons,
+        head(),
+        started.elapsed().as_secs_f64()
+    );
+    // A fresh engine: the projection database is emptied and loaded from its first snapshot.
+    let writer = engine.clone();
+    let source = gongji_pg::projection::FileJournalSource::new(config.journal_dir())?
+        .with_durable_head(move || writer.counters().journal_head_op.load(Ordering::Acquire));
+    let mut projector = gongji_pg::projection::Projector::open(
+        &args.projection,
+        source,
+        gongji_pg::projection::ProjectorConfig::default(),
+        true,
+    )?;
+    let caught = Instant::now();
+    projector.catch_up()?;
+    println!(
+        "projection of the population: cursor {} in {:.1} s",
+        projector.cursor().op,
+        caught.elapsed().as_secs_f64()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let cursor = Arc::new(AtomicU64::new(projector.cursor().op));
+    let projector_thread = {
+        let (stop, cursor) = (stop.clone(), cursor.clone());
+        std::thread::spawn(move || -> Result<gongji_pg::projection::ProjectorStats> {
+            while !stop.load(Ordering::Acquire) {
+                if projector.step()? == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                cursor.store(projector.cursor().op, Ordering::Release);
+            }
+            Ok(projector.stats())
+        })
+    };
+    let settled = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..args.bench_clients)
+        .map(|c| {
+            let (engine, stop, settled) = (engine.clone(), stop.clone(), settled.clone());
+            let (batch, persons) = (args.bench_batch.max(1), args.bench_persons);
+            let rate_per_client = args.bench_rate as f64 / args.bench_clients.max(1) as f64;
+            std::thread::spawn(move || {
+                let mut n: u64 = 0;
+                let started = Instant::now();
+                while !stop.load(Ordering::Acquire) {
+                    if rate_per_client > 0.0 {
+                        // Hold the rate: wait until this client's next batch is due.
+                        let due = Duration::from_secs_f64(n as f64 / rate_per_client);
+                        if let Some(wait) = due.checked_sub(started.elapsed()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    let requests: Vec<WriteRequest> = (0..batch)
+                        .map(|_| {
+                            n += 1;
+                            let receiver = (n * 3 + 2) % u64::from(persons.max(3));
+                            request(
+                                format!("s{c}-{n}"),
+                                Body::Settle {
+                                    fixmedins_code: InstCode::from("H4401060001").expect("short"),
+                                    psn_no: PsnNo::from(&format!("P{receiver}")).expect("short"),
+                                    medfee_sumamt: Fen(12_000),
+                                    fund_pay_sumamt: Fen(4_000),
+                                    acct_used: true,
+                                },
+                            )
+                        })
+                        .collect();
+                    if let Ok(results) = engine.submit_wait(requests) {
+                        settled.fetch_add(
+                            results.iter().filter(|r| r.is_ok()).count() as u64,
+                            Ordering::Relaxed,
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Sample (time, durable head, projected cursor).
+    let load_started = Instant::now();
+    let first_op = head();
+    let mut samples: Vec<(Duration, u64, u64)> = Vec::new();
+    while load_started.elapsed() < Duration::from_secs(seconds) {
+        samples.push((
+            load_started.elapsed(),
+            head(),
+            cursor.load(Ordering::Acquire),
+        ));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let load_secs = load_started.elapsed().as_secs_f64();
+    let last_head = head();
+    stop.store(true, Ordering::Release);
+    for c in clients {
+        let _ = c.join();
+    }
+    let stats = projector_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("projector panicked"))??;
+    // Lag of each sampled head: until the first sample whose cursor reaches it.
+    let mut lags: Vec<f64> = Vec::new();
+    let mut j = 0;
+    for &(t, h, _) in &samples {
+        while j < samples.len() && samples[j].2 < h {
+            j += 1;
+        }
+        if j == samples.len() {
+            break;
+        }
+        lags.push(samples[j].0.saturating_sub(t).as_secs_f64() * 1000.0);
+    }
+    lags.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lags[((lags.len() - 1) as f64 * p) as usize];
+    let ops = last_head - first_op;
+    println!(
+        "load: {} clients x {} settlements per submission for {load_secs:.1} s: {:.0} settlements/s \
+         durable ({ops} ops)",
+        args.bench_clients,
+        args.bench_batch,
+        settled.load(Ordering::Relaxed) as f64 / load_secs,
+    );
+    if lags.is_empty() {
+        bail!("the projection never caught up with a sampled head");
+    }
+    println!(
+        "projection lag (durable → committed in SQL), {} samples: p50 {:.0} ms, p99 {:.0} ms, \
+         max {:.0} ms; projector: {} ops in {} chunks ({:.0} ops/chunk)",
+        lags.len(),
+        pct(0.5),
+        pct(0.99),
+        lags[lags.len() - 1],
+        stats.ops_projected,
+        stats.chunks,
+        stats.ops_projected as f64 / stats.chunks.max(1) as f64
+    );
+    println!(
+        "projector time: applying ops to its replica {:.1} s, writing rows and committing {:.1} s",
+        stats.apply_time.as_secs_f64(),
+        stats.write_time.as_secs_f64()
+    );
+    let behind = samples.last().map_or(0, |s| s.1.saturating_sub(s.2));
+    println!("ops not yet projected at the end of the load: {behind}");
+    engine.shutdown()?;
+    Ok(())
+}
+
+/// Removes the benchmark's data directory however the run ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
