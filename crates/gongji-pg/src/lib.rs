@@ -8,9 +8,14 @@
 //! client keeps them so.
 
 pub mod migrate;
+pub mod store;
 pub mod testkit;
 
 pub use migrate::{migrate, Migration, MIGRATIONS};
+pub use store::{
+    connect_store, journal_first_op, journal_head, read_journal, verify_journal, JournalRecord,
+    PgStore, PgStoreOptions,
+};
 
 /// Connects without TLS: the engine and its database sit on one host or a private network.
 pub fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {

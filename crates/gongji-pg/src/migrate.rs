@@ -18,7 +18,11 @@ pub struct Migration {
 
 /// The migrations of this build, in version order. Add new files at the end; never edit one
 /// that has shipped.
-pub const MIGRATIONS: &[Migration] = &[];
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "store",
+    sql: include_str!("../migrations/0001_store.sql"),
+}];
 
 /// The advisory lock key that serializes migrations (`'gongji'` as bytes).
 const LOCK_KEY: i64 = 0x67_6f_6e_67_6a_69;
