@@ -111,7 +111,7 @@ impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ServerError::Journal(e) => write!(f, "journal: {e}"),
-            ServerError::Snapshot(e) => write!(f, "snapshot: {e:?}"),
+            ServerError::Snapshot(e) => write!(f, "{e}"),
             ServerError::Io(e) => write!(f, "io: {e}"),
             ServerError::Corrupt(what) => write!(f, "data directory is damaged: {what}"),
             ServerError::InUse(dir) => {
