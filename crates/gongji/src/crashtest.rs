@@ -41,6 +41,9 @@ pub struct CrashTestArgs {
     /// Parent of the temporary data directory (kept when the test fails).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run the server with `--store` (e.g. a `postgres://…` URL of an empty database).
+    #[arg(long)]
+    pub store: Option<String>,
 }
 
 const INSTITUTIONS: [&str; 3] = ["H44010600001", "H44030000002", "P44010600003"];
@@ -56,8 +59,12 @@ pub fn run(args: CrashTestArgs) -> Result<()> {
             .map_or(1, |d| d.as_nanos() as u64)
     });
     println!(
-        "crash-test: {} cycles, {} clients, seed {seed}",
-        args.cycles, args.clients
+        "crash-test: {} cycles, {} clients, seed {seed}, store {}",
+        args.cycles,
+        args.clients,
+        args.store
+            .as_deref()
+            .map_or("files".into(), gongji_pg::redact)
     );
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = parent.join(format!("gongji-crash-{}-{seed}", std::process::id()));
@@ -78,8 +85,12 @@ pub fn run(args: CrashTestArgs) -> Result<()> {
         Err(e) => {
             eprintln!(
                 "crash-test FAILED with seed {seed} (rerun: gongji crash-test --cycles {} \
-                 --seed {seed}); data directory kept at {}",
+                 --seed {seed}{}); data directory kept at {}",
                 args.cycles,
+                args.store.as_deref().map_or(String::new(), |s| format!(
+                    " --store {}",
+                    gongji_pg::redact(s)
+                )),
                 dir.display()
             );
             Err(e.context(format!("crash-test seed {seed}")))
@@ -303,9 +314,14 @@ fn strip_ansi(line: &str) -> String {
 impl Server {
     /// Starts `gongji serve` on `data`, listening on a free loopback port the server picks,
     /// and waits until it says where it listens and answers `/healthz`.
-    fn start(exe: &Path, data: &Path, config: &Path) -> Result<Server> {
-        let mut child = Command::new(exe)
-            .arg("serve")
+    fn start(exe: &Path, data: &Path, config: &Path, store: Option<&str>) -> Result<Server> {
+        let mut command = Command::new(exe);
+        if let Some(store) = store {
+            command.arg("serve").arg("--store").arg(store);
+        } else {
+            command.arg("serve");
+        }
+        let mut child = command
             .arg("--data")
             .arg(data)
             .arg("--listen")
@@ -749,6 +765,7 @@ struct Run {
     exe: PathBuf,
     data: PathBuf,
     config: PathBuf,
+    store: Option<String>,
     seed: u64,
     cycles: u32,
     clients: usize,
@@ -792,6 +809,7 @@ impl Run {
             exe,
             data,
             config,
+            store: args.store.clone(),
             seed,
             cycles: args.cycles,
             clients: args.clients.max(1),
@@ -818,7 +836,12 @@ impl Run {
     }
 
     fn start(&mut self) -> Result<()> {
-        self.server = Some(Server::start(&self.exe, &self.data, &self.config)?);
+        self.server = Some(Server::start(
+            &self.exe,
+            &self.data,
+            &self.config,
+            self.store.as_deref(),
+        )?);
         Ok(())
     }
 

@@ -5,6 +5,7 @@ mod crashtest;
 mod demo;
 mod ops;
 mod serve;
+mod store;
 
 /// The HTTP path builds and drops many small JSON values per request; glibc's malloc was a
 /// third of the server's profile under batched load. mimalloc is made for this pattern.

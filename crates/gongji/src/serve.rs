@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use gongji_server::{Config, Engine, OpenReport};
+use gongji_server::{Config, OpenReport};
 
 use crate::config::ConfigFile;
 
@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// A TOML file with province parameters and server limits (see README).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Where the journal and snapshots live: `files` (the data directory) or a
+    /// `postgres://…` URL.
+    #[arg(long)]
+    pub store: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -27,8 +31,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if let Some(path) = &args.config {
         ConfigFile::load(path)?.apply(&mut config)?;
     }
-    let (engine, report) = Engine::open(config.clone())
-        .with_context(|| format!("cannot start on {}", args.data.display()))?;
+    let (engine, report) = crate::store::open_engine(config.clone(), args.store.as_deref())?;
     log_report(&report, &config);
     let engine = Arc::new(engine);
     let runtime = tokio::runtime::Builder::new_multi_thread()
