@@ -22,6 +22,11 @@ pub fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
     postgres::Client::connect(url, postgres::NoTls)
 }
 
+/// The URL `url` with its database replaced by `database` (`postgres://…/database?…`).
+pub fn database_url(url: &str, database: &str) -> String {
+    testkit::with_database(url, database)
+}
+
 /// Masks a connection string's password for logs and errors.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -87,7 +87,18 @@ impl std::fmt::Debug for PgStore {
 }
 
 fn pg_err(what: &str, e: postgres::Error) -> ServerError {
-    ServerError::Store(format!("postgresql: {what}: {e}"))
+    ServerError::Store(format!("postgresql: {what}: {}", describe(&e)))
+}
+
+/// A client error with the server's message and SQLSTATE when it has them (the plain
+/// `Display` says only "db error").
+pub fn describe(e: &postgres::Error) -> String {
+    use std::error::Error as _;
+    match (e.as_db_error(), e.source()) {
+        (Some(db), _) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        (None, Some(source)) => format!("{e}: {source}"),
+        (None, None) => e.to_string(),
+    }
 }
 
 /// Connects to `url` (a `postgres://` URL or a key=value string), with a connect timeout.
@@ -98,9 +109,18 @@ pub fn connect_store(url: &str) -> Result<Client, ServerError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(CONNECT_TIMEOUT_SECONDS));
     }
-    config
-        .connect(postgres::NoTls)
-        .map_err(|e| ServerError::Store(format!("cannot connect to {}: {e}", redact(url))))
+    let mut client = config.connect(postgres::NoTls).map_err(|e| {
+        ServerError::Store(format!(
+            "cannot connect to {}: {}",
+            redact(url),
+            describe(&e)
+        ))
+    })?;
+    // Notices such as "already exists, skipping" from the migrations are not news.
+    client
+        .batch_execute("SET client_min_messages = warning")
+        .map_err(|e| pg_err("setting up the session", e))?;
+    Ok(client)
 }
 
 impl PgStore {
@@ -622,7 +642,8 @@ impl Log for PgLog {
             Err(e) => {
                 return Err(self.poison(ServerError::Store(format!(
                     "postgresql: committing ops {first}..={last} failed (not acknowledged; \
-                     restart recovers from what PostgreSQL holds): {e}"
+                     restart recovers from what PostgreSQL holds): {}",
+                    describe(&e)
                 ))))
             }
         }

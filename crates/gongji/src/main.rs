@@ -68,6 +68,10 @@ enum BenchCmd {
         /// Run the peer: `pg` (../shared/peers/pg/bench.sh) or a path to a bench.sh.
         #[arg(long)]
         peer: Option<String>,
+        /// Also run on the PostgreSQL store: a `postgres://…` server on which the benchmark
+        /// creates (and drops) its own database.
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Start-up time after journaling a population and many settlements: from the shutdown
     /// snapshot, and from the journal alone.
@@ -137,6 +141,7 @@ fn main() -> Result<()> {
                     seconds,
                     dir,
                     peer,
+                    store,
                 },
         } => {
             let opts = gongji_bench::DurableOptions {
@@ -145,6 +150,7 @@ fn main() -> Result<()> {
                 seconds,
                 dir,
                 peer: peer_script(peer)?,
+                store: store::postgres_url(store.as_deref())?.map(str::to_owned),
             };
             let (_, text) = gongji_bench::durable_bench(&opts);
             print!("{text}");
