@@ -685,7 +685,7 @@ impl Log for PgLog {
     fn replay(
         &mut self,
         after_op: u64,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), String>,
+        visit: &mut gongji_server::store::Visit<'_>,
     ) -> Result<u64, ServerError> {
         self.check_usable()?;
         if !self.batch.ops.is_empty() {

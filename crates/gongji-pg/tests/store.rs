@@ -378,8 +378,11 @@ fn bad_urls_and_unreachable_servers_are_clear_errors() {
     assert!(err.to_string().contains("holds no gongji store"), "{err}");
 }
 
+/// A change made to a populated database.
+type Damage = dyn Fn(&mut postgres::Client);
+
 /// Populates a fresh database, applies `damage`, and returns what opening it gives.
-fn open_damaged(damage: &dyn Fn(&mut postgres::Client)) -> Result<(Engine, OpenReport), String> {
+fn open_damaged(damage: &Damage) -> Result<(Engine, OpenReport), String> {
     let db = TestDb::new();
     populate(&db.url);
     damage(&mut db.client());
@@ -398,7 +401,7 @@ fn damaged_histories_are_refused_with_the_op_named() {
     let no_snapshots = |c: &mut postgres::Client| {
         c.batch_execute("DELETE FROM gongji_snapshot").unwrap();
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut postgres::Client)>, &str)> = vec![
+    let cases: Vec<(&str, Box<Damage>, &str)> = vec![
         (
             "edited body",
             Box::new(move |c| {

@@ -29,7 +29,7 @@ use gongji_journal::{FsStorage, JournalConfig, JournalError, SnapshotError, Stor
 pub use recover::{
     inspect, inspect_store, replay_from_genesis, replay_from_genesis_store, OpenReport,
 };
-pub use store::{Appended, Auditor, FileStore, Log, SnapshotStore, Store};
+pub use store::{Appended, Auditor, FileStore, Log, SnapshotStore, Store, Visit};
 
 /// Largest number of ops one submission (an HTTP `/v1/batch`) may carry.
 pub const SUBMISSION_OP_COUNT_MAX: usize = 8_190;

@@ -24,6 +24,9 @@ pub struct OpenReport {
     pub elapsed: Duration,
 }
 
+/// The recovered state, the open log, and the snapshot it started from.
+type Loaded = (State, Box<dyn Log>, Option<LoadedSnapshot>);
+
 /// Loads the newest verifying snapshot and replays the journal after it. A writable open may
 /// repair (cut a torn tail); a read-only one only reports it.
 fn load(
@@ -31,7 +34,7 @@ fn load(
     store: &mut dyn Store,
     writable: bool,
     report: &mut OpenReport,
-) -> Result<(State, Box<dyn Log>, Option<LoadedSnapshot>), ServerError> {
+) -> Result<Loaded, ServerError> {
     let loaded = store.load_snapshot()?;
     let (mut state, anchor) = match &loaded {
         Some(snapshot) => {

@@ -29,6 +29,9 @@ pub enum Appended {
     BatchFull,
 }
 
+/// A replay visitor: gets `(op, body)`; an `Err` stops the replay and names the problem.
+pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), String> + 'a;
+
 /// A full check of a store's journal, read-only: `(records checked, head)`.
 pub type Auditor = Arc<dyn Fn() -> Result<(u64, Anchor), String> + Send + Sync>;
 
@@ -47,11 +50,7 @@ pub trait Log: Send {
     fn remove_before(&mut self, op: u64) -> Result<(), ServerError>;
     /// Visits every record after `after_op` in order as `(op, body)`, re-verifying op numbers
     /// and the chain; returns how many it visited. Needs every append synced.
-    fn replay(
-        &mut self,
-        after_op: u64,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), String>,
-    ) -> Result<u64, ServerError>;
+    fn replay(&mut self, after_op: u64, visit: &mut Visit<'_>) -> Result<u64, ServerError>;
 }
 
 /// Snapshot writing, for the shadow thread (and recovery's first snapshot).
@@ -161,11 +160,7 @@ impl<S: Storage> Log for FileLog<S> {
         Ok(())
     }
 
-    fn replay(
-        &mut self,
-        after_op: u64,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), String>,
-    ) -> Result<u64, ServerError> {
+    fn replay(&mut self, after_op: u64, visit: &mut Visit<'_>) -> Result<u64, ServerError> {
         match self
             .0
             .replay(after_op, |record| visit(record.op, record.body))
