@@ -314,7 +314,7 @@ fn the_advisory_lock_refuses_a_second_serving_process() {
         ..PgStoreOptions::default()
     };
     let (a, _) = open_pg(&db.url, short.clone());
-    let err = try_open_pg(&db.url, short.clone()).unwrap_err();
+    let err = try_open_pg(&db.url, short).unwrap_err();
     assert!(
         err.to_string().contains("in use by another gongji process"),
         "{err}"
@@ -324,7 +324,6 @@ fn the_advisory_lock_refuses_a_second_serving_process() {
     // The ended session's lock goes when its backend exits: allow it a moment.
     let (b, _) = open_pg(&db.url, PgStoreOptions::default());
     b.shutdown().unwrap();
-    drop(short);
 }
 
 #[test]
