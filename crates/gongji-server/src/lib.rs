@@ -7,6 +7,11 @@
 //! releases the replies. Rejected writes and replays are not journaled. Reads go through
 //! [`Engine::read`] and never enter the journal path.
 //!
+//! Where the journal and snapshots live is the [`Store`] seam (`store.rs`): files in the data
+//! directory ([`FileStore`], used by [`Engine::open`] and [`Engine::open_on`]) or PostgreSQL
+//! (`gongji_pg::PgStore`, through [`Engine::open_with`]); the writer sees a [`Log`] (append,
+//! one durable `sync` per batch), the shadow a [`SnapshotStore`].
+//!
 //! Snapshots are written by a shadow thread that keeps its own copy of the state by applying
 //! the same journaled ops (see `shadow.rs` and ARCHITECTURE.md), so the writer never stops for
 //! one. Recovery ([`Engine::open`]) loads the newest snapshot that verifies, replays the
