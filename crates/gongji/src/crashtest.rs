@@ -66,6 +66,9 @@ pub fn run(args: CrashTestArgs) -> Result<()> {
             .as_deref()
             .map_or("files".into(), gongji_pg::redact)
     );
+    if let Some(url) = crate::store::postgres_url(args.store.as_deref())? {
+        ensure_empty_store(url)?;
+    }
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = parent.join(format!("gongji-crash-{}-{seed}", std::process::id()));
     if dir.exists() {
@@ -96,6 +99,21 @@ pub fn run(args: CrashTestArgs) -> Result<()> {
             Err(e.context(format!("crash-test seed {seed}")))
         }
     }
+}
+
+/// The checker's model starts from nothing: a store holding a journal already is refused.
+fn ensure_empty_store(url: &str) -> Result<()> {
+    let mut client = gongji_pg::connect_store(url)?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('gongji_journal') IS NOT NULL", &[])?
+        .get(0);
+    if exists && gongji_pg::journal_head(&mut client)?.is_some() {
+        bail!(
+            "{} holds a journal already: crash-test needs an empty database",
+            gongji_pg::redact(url)
+        );
+    }
+    Ok(())
 }
 
 /// splitmix64: a seeded stream for the load and the kill moments.

@@ -156,3 +156,18 @@ fn serve_with_a_bad_store_fails_clearly() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn crash_test_refuses_a_store_that_holds_a_journal() {
+    // Proves: the crash test's model starts from nothing, so a used database is refused up
+    // front rather than checked against the wrong history.
+    let db = TestDb::new();
+    let dir = populated("crash", &db);
+    let (ok, text) = gongji(&["crash-test", "--cycles", "1", "--store", &db.url]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("crash-test needs an empty database"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
