@@ -31,6 +31,9 @@ pub struct DurableOptions {
     pub dir: PathBuf,
     /// Path of the peer's bench.sh, when the peer should run.
     pub peer: Option<PathBuf>,
+    /// A PostgreSQL server (`postgres://…`) on which to also run the engine with its journal
+    /// in PostgreSQL (`--store`), in a database the benchmark creates and drops.
+    pub store: Option<String>,
 }
 
 /// One measured run at a number of clients.
@@ -46,6 +49,8 @@ pub struct Run {
     pub sync_ms_mean: f64,
     pub peer_tps: Option<f64>,
     pub peer_latency_ms: Option<f64>,
+    /// The same run on the PostgreSQL store, when asked.
+    pub pg_store: Option<Box<Run>>,
 }
 
 fn psn(i: u32) -> PsnNo {
@@ -75,7 +80,7 @@ fn submit_all(engine: &Engine, requests: Vec<WriteRequest>) {
 }
 
 /// Enrols the peer-shaped population: institutions, persons, bindings, credits.
-fn populate(engine: &Engine, persons: u32) {
+pub(crate) fn populate(engine: &Engine, persons: u32) {
     let mut rng = SplitMix64::new(7);
     let hospital = Body::RegisterInstitution {
         fixmedins_code: InstCode::from("H11010500001").expect("short"),
@@ -140,7 +145,13 @@ fn unique_certno(i: u32) -> arrayvec_string::Certno {
 }
 
 /// Runs `clients` threads submitting one settlement each at a time for `seconds`.
-fn measure(engine: &Arc<Engine>, persons: u32, clients: usize, seconds: u64, round: usize) -> Run {
+pub(crate) fn measure(
+    engine: &Arc<Engine>,
+    persons: u32,
+    clients: usize,
+    seconds: u64,
+    round: usize,
+) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let batches_before = engine.counters().batches_total.load(Ordering::Relaxed);
     let sync_before = engine.counters().sync_nanos_total.load(Ordering::Relaxed);
@@ -194,6 +205,7 @@ fn measure(engine: &Arc<Engine>, persons: u32, clients: usize, seconds: u64, rou
         sync_ms_mean: sync_nanos as f64 / 1e6 / batches.max(1) as f64,
         peer_tps: None,
         peer_latency_ms: None,
+        pg_store: None,
     }
 }
 
@@ -240,9 +252,22 @@ pub fn durable_bench(opts: &DurableOptions) -> (Vec<Run>, String) {
     let setup = Instant::now();
     populate(&engine, opts.persons);
     let setup_s = setup.elapsed().as_secs_f64();
+    let mut pg = opts
+        .store
+        .as_deref()
+        .map(|url| crate::durable_pg::PgEngine::start(url, &config, opts.persons));
     let mut runs = Vec::new();
     for (round, &clients) in opts.clients.iter().enumerate() {
         let mut run = measure(&engine, opts.persons, clients, opts.seconds, round);
+        if let Some(pg) = &pg {
+            run.pg_store = Some(Box::new(measure(
+                &pg.engine,
+                opts.persons,
+                clients,
+                opts.seconds,
+                round,
+            )));
+        }
         if let Some(script) = &opts.peer {
             // The peer's throwaway cluster takes 64 connections, a few reserved.
             let peer_clients = clients.min(crate::httpload::PEER_CLIENTS_MAX);
@@ -309,6 +334,9 @@ pub fn durable_bench(opts: &DurableOptions) -> (Vec<Run>, String) {
             peer_ms,
             ratio
         );
+    }
+    if let Some(pg) = pg.take() {
+        out.push_str(&pg.finish(&runs));
     }
     let settlements: u64 = runs.iter().map(|r| r.settlements).sum();
     let _ = writeln!(

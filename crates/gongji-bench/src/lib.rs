@@ -9,6 +9,7 @@
 //! engine takes time from the commands.
 
 mod durable;
+mod durable_pg;
 mod gen;
 mod httpload;
 mod plan;

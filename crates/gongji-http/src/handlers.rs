@@ -468,17 +468,23 @@ pub(crate) async fn audit_verify(State(app): AppState, headers: HeaderMap) -> Re
         return fail(forbidden());
     }
     let (dir, config) = (app.journal_dir.clone(), app.journal_config);
-    let report =
-        tokio::task::spawn_blocking(move || gongji_server::verify_journal_dir(&dir, &config))
-            .await
-            .expect("verify task");
+    let engine = app.engine.clone();
+    // A store other than files (PostgreSQL) checks its own journal; files: the directory.
+    let report = tokio::task::spawn_blocking(move || match engine.verify_store() {
+        Some(result) => result.map(|(_, head)| head),
+        None => gongji_server::verify_journal_dir(&dir, &config)
+            .map(|recovery| recovery.head)
+            .map_err(|e| e.to_string()),
+    })
+    .await
+    .expect("verify task");
     ok(match report {
-        Ok(recovery) => json!({
+        Ok(head) => json!({
             "ok": true,
-            "op_count": recovery.head.op,
-            "head_hash": hex::encode(recovery.head.chain_hash),
+            "op_count": head.op,
+            "head_hash": hex::encode(head.chain_hash),
         }),
-        Err(e) => json!({"ok": false, "op_count": null, "head_hash": null, "error": e.to_string()}),
+        Err(e) => json!({"ok": false, "op_count": null, "head_hash": null, "error": e}),
     })
 }
 

@@ -9,13 +9,23 @@
 
 pub mod migrate;
 pub mod projection;
+pub mod store;
 pub mod testkit;
 
 pub use migrate::{migrate, Migration, MIGRATIONS};
+pub use store::{
+    connect_store, journal_first_op, journal_head, read_journal, verify_journal, JournalRecord,
+    PgStore, PgStoreOptions,
+};
 
 /// Connects without TLS: the engine and its database sit on one host or a private network.
 pub fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
     postgres::Client::connect(url, postgres::NoTls)
+}
+
+/// The URL `url` with its database replaced by `database` (`postgres://…/database?…`).
+pub fn database_url(url: &str, database: &str) -> String {
+    testkit::with_database(url, database)
 }
 
 /// Masks a connection string's password for logs and errors.

@@ -20,11 +20,18 @@ pub struct Migration {
 /// that has shipped.
 /// Version 1 is the store's (the journal and snapshots in PostgreSQL); version 2 the
 /// projection's (schema `gongji`). Either applies without the other.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 2,
-    name: "projection",
-    sql: include_str!("../migrations/0002_projection.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "store",
+        sql: include_str!("../migrations/0001_store.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "projection",
+        sql: include_str!("../migrations/0002_projection.sql"),
+    },
+];
 
 /// The advisory lock key that serializes migrations (`'gongji'` as bytes).
 const LOCK_KEY: i64 = 0x67_6f_6e_67_6a_69;

@@ -75,7 +75,7 @@ impl Drop for TestDb {
 }
 
 /// Replaces the database of a `postgres://…/db?…` URL.
-fn with_database(url: &str, db: &str) -> String {
+pub(crate) fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),

@@ -7,6 +7,11 @@
 //! releases the replies. Rejected writes and replays are not journaled. Reads go through
 //! [`Engine::read`] and never enter the journal path.
 //!
+//! Where the journal and snapshots live is the [`Store`] seam (`store.rs`): files in the data
+//! directory ([`FileStore`], used by [`Engine::open`] and [`Engine::open_on`]) or PostgreSQL
+//! (`gongji_pg::PgStore`, through [`Engine::open_with`]); the writer sees a [`Log`] (append,
+//! one durable `sync` per batch), the shadow a [`SnapshotStore`].
+//!
 //! Snapshots are written by a shadow thread that keeps its own copy of the state by applying
 //! the same journaled ops (see `shadow.rs` and ARCHITECTURE.md), so the writer never stops for
 //! one. Recovery ([`Engine::open`]) loads the newest snapshot that verifies, replays the
@@ -14,6 +19,7 @@
 
 mod recover;
 mod shadow;
+pub mod store;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +31,10 @@ use std::thread::JoinHandle;
 use gongji_core::{Actor, Applied, Body, Msgid, Params, Rejection, State};
 use gongji_journal::{FsStorage, JournalConfig, JournalError, SnapshotError, Storage};
 
-pub use recover::{inspect, replay_from_genesis, OpenReport};
+pub use recover::{
+    inspect, inspect_store, replay_from_genesis, replay_from_genesis_store, OpenReport,
+};
+pub use store::{Appended, Auditor, FileStore, Log, SnapshotStore, Store, Visit};
 
 /// Largest number of ops one submission (an HTTP `/v1/batch`) may carry.
 pub const SUBMISSION_OP_COUNT_MAX: usize = 8_190;
@@ -96,18 +105,28 @@ pub enum ServerError {
     Corrupt(String),
     /// Another process holds the data directory.
     InUse(PathBuf),
+    /// The journal store (PostgreSQL) failed or refused; the text says what and where.
+    Store(String),
+    /// Another writer committed ops this one does not hold (fencing): this writer stops, and
+    /// nothing of the batch it was committing is acknowledged.
+    Fenced(String),
 }
 
 impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ServerError::Journal(e) => write!(f, "journal: {e}"),
-            ServerError::Snapshot(e) => write!(f, "snapshot: {e:?}"),
+            ServerError::Snapshot(e) => write!(f, "{e}"),
             ServerError::Io(e) => write!(f, "io: {e}"),
             ServerError::Corrupt(what) => write!(f, "data directory is damaged: {what}"),
             ServerError::InUse(dir) => {
                 write!(f, "{} is in use by another gongji process", dir.display())
             }
+            ServerError::Store(what) => write!(f, "store: {what}"),
+            ServerError::Fenced(what) => write!(
+                f,
+                "fenced: {what}; another writer owns this journal, this one stops"
+            ),
         }
     }
 }
@@ -172,6 +191,8 @@ pub struct Engine {
     head_hash: Arc<Mutex<[u8; 32]>>,
     /// The data directory's lock file, held while the engine lives: one writer per directory.
     lock: Option<std::fs::File>,
+    /// The store's own journal check (PostgreSQL); `None` for files.
+    auditor: Option<Auditor>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -186,6 +207,7 @@ impl Engine {
     pub fn open(config: Config) -> Result<(Engine, OpenReport), ServerError> {
         std::fs::create_dir_all(config.journal_dir())?;
         let lock = lock_data_dir(&config.data_dir)?;
+        check_store_marker(&config.data_dir, STORE_FILES)?;
         let journal_storage = FsStorage::open(config.journal_dir()).map_err(io_err)?;
         let snapshot_storage = FsStorage::open(config.journal_dir()).map_err(io_err)?;
         let (mut engine, mut report) =
@@ -202,7 +224,43 @@ impl Engine {
         journal_storage: S,
         snapshot_storage: S,
     ) -> Result<(Engine, OpenReport), ServerError> {
-        recover::open(config, journal_storage, snapshot_storage)
+        recover::open(
+            config,
+            Box::new(FileStore::new(journal_storage, snapshot_storage)),
+        )
+    }
+
+    /// Opens on the data directory (admin token, lock) with the journal and snapshots in
+    /// `store` (e.g. PostgreSQL), recovers, starts the writer and the shadow, and creates the
+    /// admin token on first start. `kind` names the store in the directory's `store` file
+    /// (e.g. `postgres`), so that the directory is never later opened on another store.
+    pub fn open_with(
+        config: Config,
+        kind: &str,
+        store: Box<dyn Store>,
+    ) -> Result<(Engine, OpenReport), ServerError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let lock = lock_data_dir(&config.data_dir)?;
+        check_store_marker(&config.data_dir, kind)?;
+        let (mut engine, mut report) = Self::open_store(config.clone(), store)?;
+        engine.lock = Some(lock);
+        report.admin_token_created = engine.ensure_admin_token(&config.admin_token_path())?;
+        Ok((engine, report))
+    }
+
+    /// Opens on any store, without the data directory (no lock, no admin token): for tests
+    /// and benchmarks that bring their own store.
+    pub fn open_store(
+        config: Config,
+        store: Box<dyn Store>,
+    ) -> Result<(Engine, OpenReport), ServerError> {
+        recover::open(config, store)
+    }
+
+    /// The store's own check of its journal, for stores other than files (`None` for files,
+    /// whose journal directory the caller verifies): `(records checked, head)`.
+    pub fn verify_store(&self) -> Option<Result<(u64, gongji_journal::Anchor), String>> {
+        self.auditor.as_ref().map(|audit| audit())
     }
 
     /// Queues a group of writes; they are applied in order and made durable together. The
@@ -374,6 +432,39 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
         Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::InUse(dir.to_owned())),
         Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
     }
+}
+
+/// The store a data directory's journal lives in, by the `store` file (files when absent).
+const STORE_FILES: &str = "files";
+
+/// Refuses a data directory made for another store: its journal is elsewhere, and opening it
+/// here would start a second, empty history. Records `kind` on first use.
+fn check_store_marker(dir: &Path, kind: &str) -> Result<(), ServerError> {
+    let path = dir.join("store");
+    let recorded = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let journal_used = std::fs::read_dir(dir.join("journal"))
+                .map(|mut entries| entries.next().is_some())
+                .unwrap_or(false);
+            if kind == STORE_FILES || !journal_used {
+                if kind != STORE_FILES {
+                    write_secret_file(&path, &format!("{kind}\n"))?;
+                }
+                return Ok(());
+            }
+            STORE_FILES.to_owned()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if recorded != kind {
+        return Err(ServerError::Store(format!(
+            "{} keeps its journal in {recorded}, not {kind}: start it with the same store \
+             (--store), or use another data directory",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn io_err(e: gongji_journal::StorageError) -> ServerError {

@@ -6,11 +6,9 @@ use std::time::{Duration, Instant};
 
 use gongji_core::codec::decode_op;
 use gongji_core::State;
-use gongji_journal::{
-    load_latest_snapshot, prune_snapshots, write_snapshot, Anchor, FsStorage, Journal,
-    LoadedSnapshot, ReplayError, SkippedSnapshot, Storage, TornTail,
-};
+use gongji_journal::{Anchor, FsStorage, LoadedSnapshot, SkippedSnapshot, Storage, TornTail};
 
+use crate::store::{FileStore, Log, Store};
 use crate::{shadow, writer, Config, Counters, Engine, ServerError, Shared};
 
 /// What recovery found and did, for the start-up log.
@@ -26,16 +24,18 @@ pub struct OpenReport {
     pub elapsed: Duration,
 }
 
-/// Loads the newest verifying snapshot and replays the journal after it. A writable open cuts
-/// a torn tail; a read-only one only reports it.
-fn load<S: Storage>(
+/// The recovered state, the open log, and the snapshot it started from.
+type Loaded = (State, Box<dyn Log>, Option<LoadedSnapshot>);
+
+/// Loads the newest verifying snapshot and replays the journal after it. A writable open may
+/// repair (cut a torn tail); a read-only one only reports it.
+fn load(
     config: &Config,
-    journal_storage: S,
-    snapshot_storage: &S,
+    store: &mut dyn Store,
     writable: bool,
     report: &mut OpenReport,
-) -> Result<(State, Journal<S>, Option<LoadedSnapshot>), ServerError> {
-    let loaded = load_latest_snapshot(snapshot_storage)?;
+) -> Result<Loaded, ServerError> {
+    let loaded = store.load_snapshot()?;
     let (mut state, anchor) = match &loaded {
         Some(snapshot) => {
             let state = State::decode_snapshot(&snapshot.body).map_err(|e| {
@@ -47,23 +47,19 @@ fn load<S: Storage>(
         }
         None => (State::new(config.params.clone()), None),
     };
-    let (journal, recovery) = if writable {
-        Journal::open(journal_storage, config.journal, anchor)?
-    } else {
-        Journal::open_read_only(journal_storage, config.journal, anchor)?
-    };
-    report.torn_tail = recovery.torn_tail.clone();
+    let (mut log, torn_tail) = store.open_log(config, anchor, writable)?;
+    report.torn_tail = torn_tail;
     let after_op = anchor.map_or(0, |a| a.op);
-    report.replayed_ops = replay(&journal, &mut state, after_op)?;
+    report.replayed_ops = replay(log.as_mut(), &mut state, after_op)?;
     // A decoded snapshot has passed the full check already; ops replayed on it need another.
     if anchor.is_none() || report.replayed_ops > 0 {
         state
             .check()
             .map_err(|e| ServerError::Corrupt(format!("state check after recovery: {e}")))?;
     }
-    report.head_op = journal.head().op;
+    report.head_op = log.head().op;
     report.persons = state.person_count();
-    Ok((state, journal, loaded))
+    Ok((state, log, loaded))
 }
 
 /// Recovers a data directory read-only (nothing on disk changes) and returns the state with
@@ -71,18 +67,44 @@ fn load<S: Storage>(
 pub fn inspect(config: &Config) -> Result<(State, Anchor, OpenReport), ServerError> {
     let started = Instant::now();
     let storage = |dir| FsStorage::open(dir).map_err(|e| ServerError::Corrupt(format!("{e}")));
-    let journal_storage = storage(config.journal_dir())?;
-    let snapshot_storage = storage(config.journal_dir())?;
+    let mut store = FileStore::new(
+        storage(config.journal_dir())?,
+        storage(config.journal_dir())?,
+    );
+    inspect_store(config, &mut store).map(|(state, head, mut report)| {
+        report.elapsed = started.elapsed();
+        (state, head, report)
+    })
+}
+
+/// [`inspect`] on any store: recovers read-only and returns the state with the journal head.
+pub fn inspect_store(
+    config: &Config,
+    store: &mut dyn Store,
+) -> Result<(State, Anchor, OpenReport), ServerError> {
+    let started = Instant::now();
     let mut report = OpenReport::default();
-    let (state, journal, _) = load(
-        config,
-        journal_storage,
-        &snapshot_storage,
-        false,
-        &mut report,
-    )?;
+    let (state, log, _) = load(config, store, false, &mut report)?;
     report.elapsed = started.elapsed();
-    Ok((state, journal.head(), report))
+    Ok((state, log.head(), report))
+}
+
+/// [`replay_from_genesis`] on any store: `None` when the store no longer holds op 1.
+pub fn replay_from_genesis_store(
+    config: &Config,
+    store: &mut dyn Store,
+    params: gongji_core::Params,
+) -> Result<Option<(State, Anchor)>, ServerError> {
+    let (mut log, _) = store.open_log(config, None, false)?;
+    if log.first_op() > 1 {
+        return Ok(None);
+    }
+    let mut state = State::new(params);
+    replay(log.as_mut(), &mut state, 0)?;
+    state
+        .check()
+        .map_err(|e| ServerError::Corrupt(format!("state check after replay from op 1: {e}")))?;
+    Ok(Some((state, log.head())))
 }
 
 /// Replays the whole journal from op 1 into a fresh state under `params`, read-only, when no
@@ -104,30 +126,25 @@ pub fn replay_from_genesis(
     if first.is_some_and(|op| op > 1) {
         return Ok(None);
     }
-    let (journal, _) = Journal::open_read_only(storage, config.journal, None)?;
-    let mut state = State::new(params);
-    replay(&journal, &mut state, 0)?;
-    state
-        .check()
-        .map_err(|e| ServerError::Corrupt(format!("state check after replay from op 1: {e}")))?;
-    Ok(Some((state, journal.head())))
+    let snapshot_storage =
+        FsStorage::open(config.journal_dir()).map_err(|e| ServerError::Corrupt(format!("{e}")))?;
+    replay_from_genesis_store(
+        config,
+        &mut FileStore::new(storage, snapshot_storage),
+        params,
+    )
 }
 
-pub(crate) fn open<S: Storage + 'static>(
+pub(crate) fn open(
     config: Config,
-    journal_storage: S,
-    mut snapshot_storage: S,
+    mut store: Box<dyn Store>,
 ) -> Result<(Engine, OpenReport), ServerError> {
     let started = Instant::now();
     let mut report = OpenReport::default();
-    let (state, journal, loaded) = load(
-        &config,
-        journal_storage,
-        &snapshot_storage,
-        true,
-        &mut report,
-    )?;
-    let head = journal.head();
+    let (state, log, loaded) = load(&config, store.as_mut(), true, &mut report)?;
+    let head = log.head();
+    let mut snapshots = store.snapshots()?;
+    let auditor = store.auditor();
 
     if state.params() != &config.params {
         // Province parameters are part of the state: they are fixed when the data directory
@@ -145,8 +162,8 @@ pub(crate) fn open<S: Storage + 'static>(
         _ => {
             let mut bytes = Vec::new();
             state.encode_snapshot(&mut bytes);
-            write_snapshot(&mut snapshot_storage, head, &bytes)?;
-            prune_snapshots(&mut snapshot_storage, crate::shadow::SNAPSHOTS_KEPT)?;
+            snapshots.write(head, &bytes)?;
+            snapshots.prune(crate::shadow::SNAPSHOTS_KEPT)?;
             bytes
         }
     };
@@ -163,7 +180,7 @@ pub(crate) fn open<S: Storage + 'static>(
     let head_hash = Arc::new(Mutex::new(head.chain_hash));
     let (shadow_tx, shadow_thread) = shadow::spawn(
         shadow_bytes,
-        snapshot_storage,
+        snapshots,
         head.op,
         config.clone(),
         shared.clone(),
@@ -173,7 +190,7 @@ pub(crate) fn open<S: Storage + 'static>(
     let writer_thread = writer::spawn(
         config.clone(),
         shared.clone(),
-        journal,
+        log,
         rx,
         shadow_tx,
         head_hash.clone(),
@@ -186,32 +203,22 @@ pub(crate) fn open<S: Storage + 'static>(
         threads: Mutex::new(vec![writer_thread, shadow_thread]),
         head_hash,
         lock: None,
+        auditor,
     };
     Ok((engine, report))
 }
 
 /// Applies every journaled op after `after_op`. Each was applied once before, so each must
 /// apply again, and not as a replay: anything else means the journal and the engine disagree.
-fn replay<S: Storage>(
-    journal: &Journal<S>,
-    state: &mut State,
-    after_op: u64,
-) -> Result<u64, ServerError> {
-    let visited = journal.replay(after_op, |record| {
-        let op =
-            decode_op(record.body).map_err(|e| format!("op {} does not decode: {e}", record.op))?;
+fn replay(log: &mut dyn Log, state: &mut State, after_op: u64) -> Result<u64, ServerError> {
+    log.replay(after_op, &mut |op_number, body| {
+        let op = decode_op(body).map_err(|e| format!("op {op_number} does not decode: {e}"))?;
         match state.apply(&op) {
             Ok(applied) if !applied.replayed => Ok(()),
-            Ok(_) => Err(format!("op {} replays an earlier msgid", record.op)),
+            Ok(_) => Err(format!("op {op_number} replays an earlier msgid")),
             Err(rejection) => Err(format!(
-                "op {} is rejected on replay: {rejection:?}",
-                record.op
+                "op {op_number} is rejected on replay: {rejection:?}"
             )),
         }
-    });
-    match visited {
-        Ok(n) => Ok(n),
-        Err(ReplayError::Journal(e)) => Err(e.into()),
-        Err(ReplayError::Visitor(what)) => Err(ServerError::Corrupt(what)),
-    }
+    })
 }

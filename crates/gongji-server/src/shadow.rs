@@ -13,7 +13,9 @@ use std::thread::JoinHandle;
 
 use gongji_core::codec::decode_op;
 use gongji_core::State;
-use gongji_journal::{prune_snapshots, write_snapshot, Anchor, Storage};
+use gongji_journal::Anchor;
+
+use crate::store::SnapshotStore;
 
 use crate::{Config, ServerError, Shared};
 
@@ -34,9 +36,9 @@ pub(crate) enum ShadowMessage {
 
 pub(crate) type ThreadHandle = JoinHandle<Result<(), ServerError>>;
 
-pub(crate) fn spawn<S: Storage + 'static>(
+pub(crate) fn spawn(
     snapshot: Vec<u8>,
-    storage: S,
+    storage: Box<dyn SnapshotStore>,
     snapshot_op: u64,
     config: Config,
     shared: Arc<Shared>,
@@ -58,9 +60,9 @@ pub(crate) fn spawn<S: Storage + 'static>(
     Ok((tx, thread))
 }
 
-fn run<S: Storage>(
+fn run(
     mut state: State,
-    mut storage: S,
+    mut storage: Box<dyn SnapshotStore>,
     mut snapshot_op: u64,
     config: Config,
     shared: Arc<Shared>,
@@ -78,13 +80,13 @@ fn run<S: Storage>(
                 }
                 head = Some(batch.head);
                 if batch.head.op - snapshot_op >= config.snapshot_interval_ops {
-                    snapshot(&state, &mut storage, batch.head, &shared)?;
+                    snapshot(&state, storage.as_mut(), batch.head, &shared)?;
                     snapshot_op = batch.head.op;
                 }
             }
             ShadowMessage::Stop => {
                 if let Some(head) = head.filter(|h| h.op > snapshot_op) {
-                    snapshot(&state, &mut storage, head, &shared)?;
+                    snapshot(&state, storage.as_mut(), head, &shared)?;
                 }
                 return Ok(());
             }
@@ -92,17 +94,17 @@ fn run<S: Storage>(
     }
 }
 
-fn snapshot<S: Storage>(
+fn snapshot(
     state: &State,
-    storage: &mut S,
+    storage: &mut dyn SnapshotStore,
     head: Anchor,
     shared: &Shared,
 ) -> Result<(), ServerError> {
     let started = std::time::Instant::now();
     let mut bytes = Vec::new();
     state.encode_snapshot(&mut bytes);
-    let file = write_snapshot(storage, head, &bytes)?;
-    prune_snapshots(storage, SNAPSHOTS_KEPT)?;
+    let file = storage.write(head, &bytes)?;
+    storage.prune(SNAPSHOTS_KEPT)?;
     let previous = shared.counters.snapshot_op.swap(head.op, Ordering::AcqRel);
     shared
         .counters

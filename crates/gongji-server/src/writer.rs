@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 
 use gongji_core::codec::encode_op;
 use gongji_core::{Command, Op, State};
-use gongji_journal::{Journal, JournalError, Storage};
 
 use crate::shadow::{ShadowBatch, ShadowMessage};
+use crate::store::{Appended, Log};
 use crate::{now_unix, Config, Message, ServerError, Shared, Submission, WriteResult};
 
-pub(crate) fn spawn<S: Storage + 'static>(
+pub(crate) fn spawn(
     config: Config,
     shared: Arc<Shared>,
-    journal: Journal<S>,
+    journal: Box<dyn Log>,
     rx: Receiver<Message>,
     shadow: Sender<ShadowMessage>,
     head_hash: Arc<Mutex<[u8; 32]>>,
@@ -44,16 +44,16 @@ pub(crate) fn spawn<S: Storage + 'static>(
     Ok(thread)
 }
 
-struct Writer<S: Storage> {
+struct Writer {
     config: Config,
     shared: Arc<Shared>,
-    journal: Journal<S>,
+    journal: Box<dyn Log>,
     shadow: Sender<ShadowMessage>,
     head_hash: Arc<Mutex<[u8; 32]>>,
     removed_before: u64,
 }
 
-impl<S: Storage> Writer<S> {
+impl Writer {
     fn run(&mut self, rx: &Receiver<Message>) -> Result<(), ServerError> {
         let idle = Duration::from_secs(self.config.idle_tick_seconds.max(1));
         loop {
@@ -135,15 +135,15 @@ impl<S: Storage> Writer<S> {
     fn append(&mut self, op: &Op, encoded: &mut Vec<Vec<u8>>) -> Result<(), ServerError> {
         let mut bytes = Vec::with_capacity(128);
         encode_op(op, &mut bytes);
-        match self.journal.append(op.time(), &bytes) {
-            Err(JournalError::BatchFull { .. }) => {
-                // A batch of large ops (crediting batches) outgrew the journal's buffer: make
-                // what is buffered durable now; the replies still wait for the final sync.
-                self.journal.sync()?;
-                self.journal.append(op.time(), &bytes)?;
-            }
-            result => {
-                result?;
+        if self.journal.append(op.time(), &bytes)? == Appended::BatchFull {
+            // A batch of large ops (crediting batches) outgrew the journal's buffer: make
+            // what is buffered durable now; the replies still wait for the final sync.
+            self.journal.sync()?;
+            if self.journal.append(op.time(), &bytes)? == Appended::BatchFull {
+                return Err(ServerError::Corrupt(format!(
+                    "an op of {} bytes does not fit an empty batch",
+                    bytes.len()
+                )));
             }
         }
         encoded.push(bytes);
@@ -156,13 +156,13 @@ impl<S: Storage> Writer<S> {
             return Ok(());
         }
         let started = Instant::now();
-        let stats = self.journal.sync()?;
+        let bytes_written = self.journal.sync()?;
         let nanos = started.elapsed().as_nanos() as u64;
         metrics::histogram!("gongji_fsync_seconds").record(nanos as f64 / 1e9);
         let c = &self.shared.counters;
         c.sync_nanos_total.fetch_add(nanos, Ordering::Relaxed);
         c.journal_bytes_total
-            .fetch_add(stats.bytes_written, Ordering::Relaxed);
+            .fetch_add(bytes_written, Ordering::Relaxed);
         let head = self.journal.head();
         c.journal_head_op.store(head.op, Ordering::Release);
         *self.head_hash.lock().expect("head hash lock") = head.chain_hash;
@@ -172,7 +172,7 @@ impl<S: Storage> Writer<S> {
             .send(ShadowMessage::Batch(ShadowBatch { ops: encoded, head }));
         let previous = c.snapshot_op_previous.load(Ordering::Acquire);
         if previous > self.removed_before {
-            self.journal.remove_segments_before(previous + 1)?;
+            self.journal.remove_before(previous + 1)?;
             self.removed_before = previous;
         }
         Ok(())

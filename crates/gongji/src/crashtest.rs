@@ -41,6 +41,9 @@ pub struct CrashTestArgs {
     /// Parent of the temporary data directory (kept when the test fails).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run the server with `--store` (e.g. a `postgres://…` URL of an empty database).
+    #[arg(long)]
+    pub store: Option<String>,
 }
 
 const INSTITUTIONS: [&str; 3] = ["H44010600001", "H44030000002", "P44010600003"];
@@ -56,9 +59,16 @@ pub fn run(args: CrashTestArgs) -> Result<()> {
             .map_or(1, |d| d.as_nanos() as u64)
     });
     println!(
-        "crash-test: {} cycles, {} clients, seed {seed}",
-        args.cycles, args.clients
+        "crash-test: {} cycles, {} clients, seed {seed}, store {}",
+        args.cycles,
+        args.clients,
+        args.store
+            .as_deref()
+            .map_or("files".into(), gongji_pg::redact)
     );
+    if let Some(url) = crate::store::postgres_url(args.store.as_deref())? {
+        ensure_empty_store(url)?;
+    }
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = parent.join(format!("gongji-crash-{}-{seed}", std::process::id()));
     if dir.exists() {
@@ -78,13 +88,32 @@ pub fn run(args: CrashTestArgs) -> Result<()> {
         Err(e) => {
             eprintln!(
                 "crash-test FAILED with seed {seed} (rerun: gongji crash-test --cycles {} \
-                 --seed {seed}); data directory kept at {}",
+                 --seed {seed}{}); data directory kept at {}",
                 args.cycles,
+                args.store.as_deref().map_or(String::new(), |s| format!(
+                    " --store {}",
+                    gongji_pg::redact(s)
+                )),
                 dir.display()
             );
             Err(e.context(format!("crash-test seed {seed}")))
         }
     }
+}
+
+/// The checker's model starts from nothing: a store holding a journal already is refused.
+fn ensure_empty_store(url: &str) -> Result<()> {
+    let mut client = gongji_pg::connect_store(url)?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('gongji_journal') IS NOT NULL", &[])?
+        .get(0);
+    if exists && gongji_pg::journal_head(&mut client)?.is_some() {
+        bail!(
+            "{} holds a journal already: crash-test needs an empty database",
+            gongji_pg::redact(url)
+        );
+    }
+    Ok(())
 }
 
 /// splitmix64: a seeded stream for the load and the kill moments.
@@ -303,9 +332,14 @@ fn strip_ansi(line: &str) -> String {
 impl Server {
     /// Starts `gongji serve` on `data`, listening on a free loopback port the server picks,
     /// and waits until it says where it listens and answers `/healthz`.
-    fn start(exe: &Path, data: &Path, config: &Path) -> Result<Server> {
-        let mut child = Command::new(exe)
-            .arg("serve")
+    fn start(exe: &Path, data: &Path, config: &Path, store: Option<&str>) -> Result<Server> {
+        let mut command = Command::new(exe);
+        if let Some(store) = store {
+            command.arg("serve").arg("--store").arg(store);
+        } else {
+            command.arg("serve");
+        }
+        let mut child = command
             .arg("--data")
             .arg(data)
             .arg("--listen")
@@ -749,6 +783,7 @@ struct Run {
     exe: PathBuf,
     data: PathBuf,
     config: PathBuf,
+    store: Option<String>,
     seed: u64,
     cycles: u32,
     clients: usize,
@@ -792,6 +827,7 @@ impl Run {
             exe,
             data,
             config,
+            store: args.store.clone(),
             seed,
             cycles: args.cycles,
             clients: args.clients.max(1),
@@ -818,7 +854,12 @@ impl Run {
     }
 
     fn start(&mut self) -> Result<()> {
-        self.server = Some(Server::start(&self.exe, &self.data, &self.config)?);
+        self.server = Some(Server::start(
+            &self.exe,
+            &self.data,
+            &self.config,
+            self.store.as_deref(),
+        )?);
         Ok(())
     }
 

@@ -8,6 +8,7 @@ mod project;
 mod project_bench;
 mod serve;
 mod simulate;
+mod store;
 
 /// The HTTP path builds and drops many small JSON values per request; glibc's malloc was a
 /// third of the server's profile under batched load. mimalloc is made for this pattern.
@@ -78,6 +79,10 @@ enum BenchCmd {
         /// Run the peer: `pg` (../shared/peers/pg/bench.sh) or a path to a bench.sh.
         #[arg(long)]
         peer: Option<String>,
+        /// Also run on the PostgreSQL store: a `postgres://…` server on which the benchmark
+        /// creates (and drops) its own database.
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Start-up time after journaling a population and many settlements: from the shutdown
     /// snapshot, and from the journal alone.
@@ -150,6 +155,7 @@ fn main() -> Result<()> {
                     seconds,
                     dir,
                     peer,
+                    store,
                 },
         } => {
             let opts = gongji_bench::DurableOptions {
@@ -158,6 +164,7 @@ fn main() -> Result<()> {
                 seconds,
                 dir,
                 peer: peer_script(peer)?,
+                store: store::postgres_url(store.as_deref())?.map(str::to_owned),
             };
             let (_, text) = gongji_bench::durable_bench(&opts);
             print!("{text}");

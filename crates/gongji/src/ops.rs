@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use gongji_core::time::parse_period;
 use gongji_core::{Actor, Body, Msgid, Role};
-use gongji_server::{Config, Engine, WriteRequest};
+use gongji_server::{Config, WriteRequest};
 
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -24,10 +24,16 @@ pub struct DataArgs {
     /// Data directory.
     #[arg(long, default_value = "./gongji-data")]
     pub data: PathBuf,
+    /// `files` or a `postgres://…` URL (see `serve --store`).
+    #[arg(long)]
+    pub store: Option<String>,
 }
 
 pub fn verify(args: DataArgs) -> Result<()> {
     let config = Config::new(&args.data);
+    if let Some(url) = crate::store::postgres_url(args.store.as_deref())? {
+        return crate::store::verify_postgres(url, &config);
+    }
     if !config.journal_dir().is_dir() {
         bail!("{} is not a gongji data directory", args.data.display());
     }
@@ -91,12 +97,15 @@ pub struct ReportArgs {
     /// Province code (two digits), or all.
     #[arg(long)]
     pub prov: Option<u8>,
+    /// `files` or a `postgres://…` URL (see `serve --store`).
+    #[arg(long)]
+    pub store: Option<String>,
 }
 
 pub fn report(args: ReportArgs) -> Result<()> {
     let from = parse_period(&args.from).context("--from must be YYYY-MM")?;
     let to = parse_period(&args.to).context("--to must be YYYY-MM")?;
-    let (state, _, _) = gongji_server::inspect(&Config::new(&args.data))?;
+    let (state, _, _) = crate::store::inspect(&Config::new(&args.data), args.store.as_deref())?;
     let s = state.stats(from, to, args.prov);
     let scope = args
         .prov
@@ -133,6 +142,9 @@ pub struct TokenArgs {
     pub fixmedins_code: Option<String>,
     #[arg(long)]
     pub psn_no: Option<String>,
+    /// `files` or a `postgres://…` URL (see `serve --store`).
+    #[arg(long)]
+    pub store: Option<String>,
 }
 
 pub fn token(args: TokenArgs) -> Result<()> {
@@ -148,7 +160,7 @@ pub fn token(args: TokenArgs) -> Result<()> {
             .transpose()
             .map_err(|_| anyhow::anyhow!("code too long"))
     };
-    let (engine, _) = Engine::open(Config::new(&args.data))?;
+    let (engine, _) = crate::store::open_engine(Config::new(&args.data), args.store.as_deref())?;
     let token = gongji_server::new_token();
     let msgid = format!("offline-token-{}", &gongji_server::new_token()[3..27]);
     let request = WriteRequest {

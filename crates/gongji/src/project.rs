@@ -1,14 +1,16 @@
 //! `gongji project` (one-shot catch-up of the SQL projection from a data directory) and the
 //! projector thread of `gongji serve --projection URL`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use gongji_pg::projection::{FileJournalSource, Projector, ProjectorConfig};
+use gongji_pg::projection::{
+    FileJournalSource, OpSource, PgJournalSource, Projector, ProjectorConfig,
+};
 use gongji_server::Engine;
 
 #[derive(Debug, clap::Args)]
@@ -16,6 +18,10 @@ pub struct ProjectArgs {
     /// Data directory whose journal to project.
     #[arg(long, default_value = "./gongji-data")]
     pub data: PathBuf,
+    /// Where the journal is: `files` (the data directory) or the `postgres://…` URL the server
+    /// was started with as `--store`.
+    #[arg(long)]
+    pub store: Option<String>,
     /// PostgreSQL connection string of the projection database.
     #[arg(long)]
     pub projection: String,
@@ -50,7 +56,7 @@ pub fn run(args: ProjectArgs) -> Result<()> {
     }
     let started = Instant::now();
     let journal_dir = args.data.join("journal");
-    let source = FileJournalSource::new(&journal_dir)?;
+    let source = source(args.store.as_deref(), &journal_dir, None)?;
     let config = ProjectorConfig {
         chunk_ops_max: args.chunk_ops.max(1),
         ..ProjectorConfig::default()
@@ -99,14 +105,38 @@ impl Running {
     }
 }
 
+/// The journal the projector follows: the data directory's files (read only up to the
+/// writer's durable head when `engine` runs beside it), or the PostgreSQL store's table, whose
+/// rows are visible only once committed.
+pub(crate) fn source(
+    store: Option<&str>,
+    journal_dir: &Path,
+    engine: Option<&Arc<Engine>>,
+) -> Result<Box<dyn OpSource>> {
+    Ok(match crate::store::postgres_url(store)? {
+        Some(url) => Box::new(PgJournalSource::new(url)?),
+        None => {
+            let source = FileJournalSource::new(journal_dir)?;
+            match engine {
+                Some(engine) => {
+                    let writer = engine.clone();
+                    Box::new(source.with_durable_head(move || {
+                        writer.counters().journal_head_op.load(Ordering::Acquire)
+                    }))
+                }
+                None => Box::new(source),
+            }
+        }
+    })
+}
+
 pub(crate) fn open(
     url: &str,
+    store: Option<&str>,
     engine: &Arc<Engine>,
-    journal_dir: &PathBuf,
-) -> Result<Projector<FileJournalSource>> {
-    let writer = engine.clone();
-    let source = FileJournalSource::new(journal_dir)?
-        .with_durable_head(move || writer.counters().journal_head_op.load(Ordering::Acquire));
+    journal_dir: &Path,
+) -> Result<Projector<Box<dyn OpSource>>> {
+    let source = source(store, journal_dir, Some(engine))?;
     Ok(Projector::open(
         url,
         source,
@@ -118,27 +148,48 @@ pub(crate) fn open(
 /// Opens the projection (errors stop the start: a bad URL or a foreign projection is the
 /// operator's to fix) and follows the journal on a thread. A database error later reopens the
 /// projector with backoff (its replica may be ahead of the tables after a failed commit).
-pub fn spawn(url: &str, engine: &Arc<Engine>, journal_dir: PathBuf) -> Result<Running> {
-    let projector = open(url, engine, &journal_dir).context("cannot start the SQL projection")?;
+pub fn spawn(
+    url: &str,
+    store: Option<&str>,
+    engine: &Arc<Engine>,
+    journal_dir: PathBuf,
+) -> Result<Running> {
+    let projector =
+        open(url, store, engine, &journal_dir).context("cannot start the SQL projection")?;
     tracing::info!(
         cursor = projector.cursor().op,
         url = %gongji_pg::redact(url),
         "projection opened"
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let (url, engine, flag) = (url.to_string(), engine.clone(), stop.clone());
+    let (url, store, engine, flag) = (
+        url.to_string(),
+        store.map(str::to_owned),
+        engine.clone(),
+        stop.clone(),
+    );
     let thread = std::thread::Builder::new()
         .name("projector".into())
-        .spawn(move || follow(projector, &url, &engine, &journal_dir, &flag))
+        .spawn(move || {
+            follow(
+                projector,
+                &url,
+                store.as_deref(),
+                &engine,
+                &journal_dir,
+                &flag,
+            )
+        })
         .context("projector thread")?;
     Ok(Running { stop, thread })
 }
 
 fn follow(
-    mut projector: Projector<FileJournalSource>,
+    mut projector: Projector<Box<dyn OpSource>>,
     url: &str,
+    store: Option<&str>,
     engine: &Arc<Engine>,
-    journal_dir: &PathBuf,
+    journal_dir: &Path,
     stop: &AtomicBool,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -153,7 +204,7 @@ fn follow(
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(30));
-            match open(url, engine, journal_dir) {
+            match open(url, store, engine, journal_dir) {
                 Ok(p) => break p,
                 Err(e) => tracing::error!("projection cannot reopen: {e:#}"),
             }

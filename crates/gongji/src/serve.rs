@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use gongji_server::{Config, Engine, OpenReport};
+use gongji_server::{Config, OpenReport};
 
 use crate::config::ConfigFile;
 
@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Keep the SQL projection in this PostgreSQL database (postgres://…) behind the writer.
     #[arg(long)]
     pub projection: Option<String>,
+    /// Where the journal and snapshots live: `files` (the data directory) or a
+    /// `postgres://…` URL.
+    #[arg(long)]
+    pub store: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -30,12 +34,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if let Some(path) = &args.config {
         ConfigFile::load(path)?.apply(&mut config)?;
     }
-    let (engine, report) = Engine::open(config.clone())
-        .with_context(|| format!("cannot start on {}", args.data.display()))?;
+    let (engine, report) = crate::store::open_engine(config.clone(), args.store.as_deref())?;
     log_report(&report, &config);
     let engine = Arc::new(engine);
     let projector = match &args.projection {
-        Some(url) => Some(crate::project::spawn(url, &engine, config.journal_dir())?),
+        Some(url) => Some(crate::project::spawn(
+            url,
+            args.store.as_deref(),
+            &engine,
+            config.journal_dir(),
+        )?),
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -126,8 +126,24 @@ fn post(addr: &str, token: &str, path: &str, body: &str) -> String {
 fn serve_with_projection_follows_the_writer() {
     // Proves `serve --projection` keeps the tables up to date behind the writer, and that the
     // server refuses to start on a bad projection URL.
-    let dir = temp_dir("serve");
+    serve_with_projection(None);
+}
+
+#[test]
+fn serve_on_the_postgres_store_with_projection_follows_the_writer() {
+    // The same with the journal in PostgreSQL (`--store`): the projector reads the store's
+    // table, and `gongji project --store` afterwards builds identical tables elsewhere.
+    let store = TestDb::new();
+    serve_with_projection(Some(&store));
+}
+
+fn serve_with_projection(store: Option<&TestDb>) {
+    let dir = temp_dir(if store.is_some() { "serve-pg" } else { "serve" });
     let db = TestDb::new();
+    let store_args: Vec<String> = match store {
+        Some(store) => vec!["--store".into(), store.url.clone()],
+        None => Vec::new(),
+    };
     let bad = Command::new(env!("CARGO_BIN_EXE_gongji"))
         .args([
             "serve",
@@ -136,6 +152,7 @@ fn serve_with_projection_follows_the_writer() {
             "--listen",
             "127.0.0.1:0",
         ])
+        .args(&store_args)
         .args(["--projection", "postgres://nobody@127.0.0.1:1/x"])
         .output()
         .expect("runs");
@@ -150,6 +167,7 @@ fn serve_with_projection_follows_the_writer() {
     let addr = format!("127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_gongji"))
         .args(["serve", "--data", &dir.to_string_lossy(), "--listen", &addr])
+        .args(&store_args)
         .args(["--projection", &db.url])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -215,6 +233,28 @@ fn serve_with_projection_follows_the_writer() {
     );
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     assert!(child.wait().unwrap().success());
+    if store.is_some() {
+        // Nothing of the journal is in the data directory: the one-shot command reads the
+        // store, and a second projection database comes out identical to the live one.
+        assert!(!dir
+            .join("journal")
+            .join("journal-00000000000000000001.seg")
+            .exists());
+        let again = TestDb::new();
+        let out = Command::new(env!("CARGO_BIN_EXE_gongji"))
+            .args(["project", "--data", &dir.to_string_lossy()])
+            .args(&store_args)
+            .args(["--projection", &again.url])
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(dump(&again), dump(&db));
+        assert!(dump(&db).len() > 4);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -22,6 +22,7 @@
 //! newest snapshot, as a rebuild does.
 
 mod file_source;
+mod pg_source;
 mod source;
 mod write;
 
@@ -35,6 +36,7 @@ use gongji_core::{Reply, State};
 use gongji_journal::format::{chain_next, GENESIS_CHAIN_HASH};
 
 pub use file_source::FileJournalSource;
+pub use pg_source::PgJournalSource;
 pub use source::{OpSource, SourceError, SourceSnapshot};
 pub use write::RowCounts;
 

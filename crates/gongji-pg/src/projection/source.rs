@@ -53,3 +53,18 @@ pub trait OpSource: Send {
     /// The newest snapshot with op ≤ `at_most`, if the source has one.
     fn snapshot(&mut self, at_most: u64) -> Result<Option<SourceSnapshot>, SourceError>;
 }
+
+/// A boxed source is a source, so that a command picks the journal's store at run time.
+impl<S: OpSource + ?Sized> OpSource for Box<S> {
+    fn read(&mut self, after: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, SourceError> {
+        (**self).read(after, max)
+    }
+
+    fn head(&mut self) -> Result<Option<u64>, SourceError> {
+        (**self).head()
+    }
+
+    fn snapshot(&mut self, at_most: u64) -> Result<Option<SourceSnapshot>, SourceError> {
+        (**self).snapshot(at_most)
+    }
+}

@@ -1,0 +1,187 @@
+//! The seam between the engine and where it keeps its journal and snapshots: files in the data
+//! directory ([`FileStore`], the journal of `gongji-journal`), or PostgreSQL (`gongji-pg`).
+//!
+//! A store gives recovery the newest snapshot that verifies ([`Store::load_snapshot`]), opens
+//! the journal after it ([`Store::open_log`]: everything after the snapshot is verified,
+//! reading it again in [`Log::replay`] re-verifies op numbers and the blake3 chain), and hands
+//! the shadow thread a [`SnapshotStore`]. The writer appends to the [`Log`] (buffered) and makes
+//! each batch durable with one [`Log::sync`]; any error there stops the writer, and nothing
+//! of that batch is acknowledged.
+//!
+//! Every store keeps the same chain hash per record (`chain_next` of `gongji-journal`), so the
+//! same ops give the same head hash on every store.
+
+use std::sync::Arc;
+
+use gongji_journal::{
+    load_latest_snapshot, prune_snapshots, write_snapshot, Anchor, Journal, JournalError,
+    LoadedSnapshot, ReplayError, Storage, TornTail,
+};
+
+use crate::{Config, ServerError};
+
+/// What [`Log::append`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Buffered as this op.
+    Op(u64),
+    /// The buffer is full: [`Log::sync`] first, then append again. Nothing was buffered.
+    BatchFull,
+}
+
+/// A replay visitor: gets `(op, body)`; an `Err` stops the replay and names the problem.
+pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), String> + 'a;
+
+/// A full check of a store's journal, read-only: `(records checked, head)`.
+pub type Auditor = Arc<dyn Fn() -> Result<(u64, Anchor), String> + Send + Sync>;
+
+/// The journal as the writer and recovery see it.
+pub trait Log: Send {
+    /// Buffers a record after the head; nothing is durable before [`Log::sync`].
+    fn append(&mut self, time: i64, body: &[u8]) -> Result<Appended, ServerError>;
+    /// Makes everything appended durable, all or nothing, in one commit; returns the bytes
+    /// written. After an error the log refuses every further call: restart and recover.
+    fn sync(&mut self) -> Result<u64, ServerError>;
+    /// The last appended record (durable after the next successful `sync`).
+    fn head(&self) -> Anchor;
+    /// The oldest op still held (`head().op + 1` when none is).
+    fn first_op(&self) -> u64;
+    /// May forget records before `op` (the writer passes the older kept snapshot's op + 1).
+    fn remove_before(&mut self, op: u64) -> Result<(), ServerError>;
+    /// Visits every record after `after_op` in order as `(op, body)`, re-verifying op numbers
+    /// and the chain; returns how many it visited. Needs every append synced.
+    fn replay(&mut self, after_op: u64, visit: &mut Visit<'_>) -> Result<u64, ServerError>;
+}
+
+/// Snapshot writing, for the shadow thread (and recovery's first snapshot).
+pub trait SnapshotStore: Send {
+    /// Writes a snapshot durably; returns a name for the log.
+    fn write(&mut self, anchor: Anchor, body: &[u8]) -> Result<String, ServerError>;
+    /// Keeps the newest `keep` snapshots and removes older ones.
+    fn prune(&mut self, keep: usize) -> Result<(), ServerError>;
+}
+
+/// Where an engine keeps its journal and snapshots.
+pub trait Store: Send {
+    /// The newest snapshot that verifies (with newer ones skipped); `None` when there is none.
+    fn load_snapshot(&mut self) -> Result<Option<LoadedSnapshot>, ServerError>;
+    /// Opens the journal after `start` (a snapshot's anchor; `None` = genesis). A writable
+    /// open may repair (cut a torn tail, which it reports); a read-only one changes nothing.
+    fn open_log(
+        &mut self,
+        config: &Config,
+        start: Option<Anchor>,
+        writable: bool,
+    ) -> Result<(Box<dyn Log>, Option<TornTail>), ServerError>;
+    /// The snapshot writer for the shadow thread; called once, after `open_log`.
+    fn snapshots(&mut self) -> Result<Box<dyn SnapshotStore>, ServerError>;
+    /// For `GET /v1/audit/verify`: a full check of this store's journal. `None` for files
+    /// (the HTTP layer verifies the journal directory itself).
+    fn auditor(&self) -> Option<Auditor> {
+        None
+    }
+}
+
+/// The journal and snapshots as files, through two handles on one directory.
+#[derive(Debug)]
+pub struct FileStore<S: Storage> {
+    journal: Option<S>,
+    snapshots: Option<S>,
+}
+
+impl<S: Storage + 'static> FileStore<S> {
+    /// `snapshot_storage` must be the same directory seen through a second handle.
+    pub fn new(journal_storage: S, snapshot_storage: S) -> FileStore<S> {
+        FileStore {
+            journal: Some(journal_storage),
+            snapshots: Some(snapshot_storage),
+        }
+    }
+}
+
+fn taken(what: &str) -> ServerError {
+    ServerError::Corrupt(format!("the file store's {what} handle was already taken"))
+}
+
+impl<S: Storage + 'static> Store for FileStore<S> {
+    fn load_snapshot(&mut self) -> Result<Option<LoadedSnapshot>, ServerError> {
+        let storage = self.snapshots.as_ref().ok_or_else(|| taken("snapshot"))?;
+        Ok(load_latest_snapshot(storage)?)
+    }
+
+    fn open_log(
+        &mut self,
+        config: &Config,
+        start: Option<Anchor>,
+        writable: bool,
+    ) -> Result<(Box<dyn Log>, Option<TornTail>), ServerError> {
+        let storage = self.journal.take().ok_or_else(|| taken("journal"))?;
+        let (journal, recovery) = if writable {
+            Journal::open(storage, config.journal, start)?
+        } else {
+            Journal::open_read_only(storage, config.journal, start)?
+        };
+        Ok((Box::new(FileLog(journal)), recovery.torn_tail))
+    }
+
+    fn snapshots(&mut self) -> Result<Box<dyn SnapshotStore>, ServerError> {
+        let storage = self.snapshots.take().ok_or_else(|| taken("snapshot"))?;
+        Ok(Box::new(FileSnapshots(storage)))
+    }
+}
+
+/// [`Log`] over the segment files of [`Journal`].
+#[derive(Debug)]
+struct FileLog<S: Storage>(Journal<S>);
+
+impl<S: Storage> Log for FileLog<S> {
+    fn append(&mut self, time: i64, body: &[u8]) -> Result<Appended, ServerError> {
+        match self.0.append(time, body) {
+            Ok(op) => Ok(Appended::Op(op)),
+            Err(JournalError::BatchFull { .. }) => Ok(Appended::BatchFull),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn sync(&mut self) -> Result<u64, ServerError> {
+        Ok(self.0.sync()?.bytes_written)
+    }
+
+    fn head(&self) -> Anchor {
+        self.0.head()
+    }
+
+    fn first_op(&self) -> u64 {
+        self.0.first_op()
+    }
+
+    fn remove_before(&mut self, op: u64) -> Result<(), ServerError> {
+        self.0.remove_segments_before(op)?;
+        Ok(())
+    }
+
+    fn replay(&mut self, after_op: u64, visit: &mut Visit<'_>) -> Result<u64, ServerError> {
+        match self
+            .0
+            .replay(after_op, |record| visit(record.op, record.body))
+        {
+            Ok(n) => Ok(n),
+            Err(ReplayError::Journal(e)) => Err(e.into()),
+            Err(ReplayError::Visitor(what)) => Err(ServerError::Corrupt(what)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FileSnapshots<S: Storage>(S);
+
+impl<S: Storage> SnapshotStore for FileSnapshots<S> {
+    fn write(&mut self, anchor: Anchor, body: &[u8]) -> Result<String, ServerError> {
+        Ok(write_snapshot(&mut self.0, anchor, body)?)
+    }
+
+    fn prune(&mut self, keep: usize) -> Result<(), ServerError> {
+        prune_snapshots(&mut self.0, keep)?;
+        Ok(())
+    }
+}
