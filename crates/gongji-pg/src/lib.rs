@@ -23,6 +23,14 @@ pub fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
     postgres::Client::connect(url, postgres::NoTls)
 }
 
+/// Checks that `url` is a connection string at all (nothing is contacted), so that a typo is
+/// refused at start while an unreachable server is waited for.
+pub fn check_url(url: &str) -> Result<(), String> {
+    url.parse::<postgres::Config>()
+        .map(|_| ())
+        .map_err(|e| format!("{}: {e}", redact(url)))
+}
+
 /// The URL `url` with its database replaced by `database` (`postgres://…/database?…`).
 pub fn database_url(url: &str, database: &str) -> String {
     testkit::with_database(url, database)

@@ -145,22 +145,38 @@ pub(crate) fn open(
     )?)
 }
 
-/// Opens the projection (errors stop the start: a bad URL or a foreign projection is the
-/// operator's to fix) and follows the journal on a thread. A database error later reopens the
-/// projector with backoff (its replica may be ahead of the tables after a failed commit).
+/// Follows the journal on a thread. Only a malformed URL stops the start; a database that
+/// cannot be opened, or an error later, reopens the projector with backoff (its replica may be
+/// ahead of the tables after a failed commit).
 pub fn spawn(
     url: &str,
     store: Option<&str>,
     engine: &Arc<Engine>,
     journal_dir: PathBuf,
 ) -> Result<Running> {
-    let projector =
-        open(url, store, engine, &journal_dir).context("cannot start the SQL projection")?;
-    tracing::info!(
-        cursor = projector.cursor().op,
-        url = %gongji_pg::redact(url),
-        "projection opened"
-    );
+    gongji_pg::check_url(url)
+        .map_err(anyhow::Error::msg)
+        .context("--projection is not a PostgreSQL connection string")?;
+    // Payments never wait for the analysts' database: when it cannot be opened now (down,
+    // unreachable, or refusing this journal), the server starts anyway, says why, exports
+    // `gongji_projection_up 0`, and the thread retries with backoff.
+    gongji_http::prometheus(); // installs the recorder, so the gauge below is not lost
+    let projector = match open(url, store, engine, &journal_dir) {
+        Ok(projector) => {
+            metrics::gauge!("gongji_projection_up").set(1.0);
+            tracing::info!(
+                cursor = projector.cursor().op,
+                url = %gongji_pg::redact(url),
+                "projection opened"
+            );
+            Some(projector)
+        }
+        Err(e) => {
+            metrics::gauge!("gongji_projection_up").set(0.0);
+            tracing::error!("the SQL projection cannot open: {e:#}; serving without it, retrying");
+            None
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let (url, store, engine, flag) = (
         url.to_string(),
@@ -185,7 +201,7 @@ pub fn spawn(
 }
 
 fn follow(
-    mut projector: Projector<Box<dyn OpSource>>,
+    mut projector: Option<Projector<Box<dyn OpSource>>>,
     url: &str,
     store: Option<&str>,
     engine: &Arc<Engine>,
@@ -194,21 +210,26 @@ fn follow(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match projector.follow(stop) {
-            Ok(()) => return,
-            Err(e) => tracing::error!("projection stopped: {e}; reopening"),
+        if let Some(mut open) = projector.take() {
+            metrics::gauge!("gongji_projection_up").set(1.0);
+            backoff = Duration::from_millis(100);
+            match open.follow(stop) {
+                Ok(()) => return,
+                Err(e) => tracing::error!("projection stopped: {e}; reopening"),
+            }
         }
-        projector = loop {
-            if stop.load(Ordering::Acquire) {
-                return;
+        metrics::gauge!("gongji_projection_up").set(0.0);
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        match open(url, store, engine, journal_dir) {
+            Ok(p) => {
+                tracing::info!(cursor = p.cursor().op, "projection reopened");
+                projector = Some(p);
             }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-            match open(url, store, engine, journal_dir) {
-                Ok(p) => break p,
-                Err(e) => tracing::error!("projection cannot reopen: {e:#}"),
-            }
-        };
-        backoff = Duration::from_millis(100);
+            Err(e) => tracing::error!("projection cannot open: {e:#}"),
+        }
     }
 }

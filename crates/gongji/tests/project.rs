@@ -122,6 +122,18 @@ fn post(addr: &str, token: &str, path: &str, body: &str) -> String {
     out
 }
 
+fn get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
 #[test]
 fn serve_with_projection_follows_the_writer() {
     // Proves `serve --projection` keeps the tables up to date behind the writer, and that the
@@ -153,7 +165,7 @@ fn serve_with_projection(store: Option<&TestDb>) {
             "127.0.0.1:0",
         ])
         .args(&store_args)
-        .args(["--projection", "postgres://nobody@127.0.0.1:1/x"])
+        .args(["--projection", "postgres://nobody@127.0.0.1:notaport/x"])
         .output()
         .expect("runs");
     assert!(!bad.status.success());
@@ -165,6 +177,28 @@ fn serve_with_projection(store: Option<&TestDb>) {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
+    // Payments never wait for the analysts' database: with the projection unreachable the
+    // server starts, serves, and says so in its metrics.
+    let mut down = Command::new(env!("CARGO_BIN_EXE_gongji"))
+        .args(["serve", "--data", &dir.to_string_lossy(), "--listen", &addr])
+        .args(&store_args)
+        .args(["--projection", "postgres://nobody@127.0.0.1:1/x"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no server without projection"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(get(&addr, "/metrics").contains("gongji_projection_up 0"));
+    let _ = Command::new("kill").arg(down.id().to_string()).status();
+    assert!(down.wait().unwrap().success());
+
     let mut child = Command::new(env!("CARGO_BIN_EXE_gongji"))
         .args(["serve", "--data", &dir.to_string_lossy(), "--listen", &addr])
         .args(&store_args)
@@ -216,21 +250,12 @@ fn serve_with_projection(store: Option<&TestDb>) {
         assert!(started.elapsed() < Duration::from_secs(20), "not projected");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let metrics = {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
+    let metrics = get(&addr, "/metrics");
     assert!(
         metrics.contains("gongji_projection_lag_seconds"),
         "{metrics}"
     );
+    assert!(metrics.contains("gongji_projection_up 1"), "{metrics}");
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     assert!(child.wait().unwrap().success());
     if store.is_some() {
