@@ -131,7 +131,7 @@ fn populate(engine: &Engine, persons: u32) {
 
 /// 18-character IDs that differ for every index below 10^7: area 110105, birth 1980-01-01 plus
 /// up to 9,999 days, a 3-digit sequence, the check character.
-fn unique_certno(i: u32) -> arrayvec_string::Certno {
+pub(crate) fn unique_certno(i: u32) -> arrayvec_string::Certno {
     let day = i / 1000;
     let (y, rest) = (1950 + day / 336, day % 336);
     let (m, d) = (1 + rest / 28, 1 + rest % 28);

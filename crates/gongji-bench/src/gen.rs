@@ -24,6 +24,8 @@ pub(crate) enum Kind {
     TransferAccept = 3,
     TransferDecline = 4,
     Contribute = 5,
+    /// Only in the end-to-end mix (`bind_per_mille > 0`).
+    Bind = 6,
 }
 
 pub(crate) const KINDS: [Kind; 6] = [
@@ -44,6 +46,7 @@ impl Kind {
             Kind::TransferAccept => "transfer_accept",
             Kind::TransferDecline => "transfer_decline",
             Kind::Contribute => "contribute",
+            Kind::Bind => "bind",
         }
     }
 }
@@ -54,8 +57,13 @@ pub(crate) enum Fix {
     None,
     /// A transfer creation: remember the transfer id in this slot.
     Record(u32),
-    /// An accept or decline of the transfer in this slot (skipped if its creation was refused).
-    Use(u32),
+    /// An accept (or decline) by `receiver` of the transfer in `slot` (skipped if its creation
+    /// was refused).
+    Use {
+        slot: u32,
+        receiver: u32,
+        accept: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -97,6 +105,10 @@ pub(crate) struct Generator {
     inst_codes: Vec<InstCode>,
     stamp_time: i64,
     stamp: String,
+    /// Per mille of commands that bind two persons (0 in the core bench).
+    pub bind_per_mille: u64,
+    /// Employees (possible givers) and everyone, for new bindings.
+    employees: Vec<u32>,
 }
 
 impl Generator {
@@ -154,6 +166,10 @@ impl Generator {
             inst_codes,
             stamp_time: i64::MIN,
             stamp: String::new(),
+            bind_per_mille: 0,
+            employees: (0..n as u32)
+                .filter(|&i| !plan.persons[i as usize].resident)
+                .collect(),
         }
     }
 
@@ -228,6 +244,9 @@ impl Generator {
         }
         if (50..70).contains(&r) && self.contribution_next < self.contributions.len() {
             return self.contribute();
+        }
+        if (70..70 + self.bind_per_mille).contains(&r) && !self.employees.is_empty() {
+            return self.bind();
         }
         self.settle()
     }
@@ -324,6 +343,41 @@ impl Generator {
         None
     }
 
+    /// Puts an accept or decline back, `delay` commands later: its transfer's creation has not
+    /// been answered yet (the end-to-end bench has batches in flight).
+    pub fn postpone(&mut self, fix: Fix, delay: u64) {
+        if let Fix::Use {
+            slot,
+            receiver,
+            accept,
+        } = fix
+        {
+            self.follow_ups
+                .push(Reverse((self.count + delay, slot, receiver, accept)));
+        }
+    }
+
+    /// A new binding: an employee binds another person as a sibling (the engine cannot know
+    /// who is related; a pair bound already or a full list is refused, as it would be).
+    fn bind(&mut self) -> (Op, Meta) {
+        let giver = self.employees[self.rng.below(self.employees.len() as u64) as usize];
+        let mut receiver = self.rng.below(self.person_pool.len() as u64) as u32;
+        if receiver == giver {
+            receiver = (receiver + 1) % self.person_pool.len() as u32;
+        }
+        let giver_no = psn_no(giver);
+        let op = self.write(
+            self.app_msgid('B'),
+            Actor::Person(giver_no),
+            Body::Bind {
+                giver_psn_no: giver_no,
+                receiver_psn_no: psn_no(receiver),
+                relation: gongji_core::Relation::Sibling,
+            },
+        );
+        (op, meta(Kind::Bind, Fix::None))
+    }
+
     fn follow_up(&mut self, slot: u32, receiver: u32, accept: bool) -> (Op, Meta) {
         // The id is filled in by the apply loop from the creation's reply.
         let (body, kind) = if accept {
@@ -338,7 +392,12 @@ impl Generator {
             )
         };
         let op = self.write(self.app_msgid('A'), Actor::Person(psn_no(receiver)), body);
-        (op, meta(kind, Fix::Use(slot)))
+        let fix = Fix::Use {
+            slot,
+            receiver,
+            accept,
+        };
+        (op, meta(kind, fix))
     }
 
     fn contribute(&mut self) -> (Op, Meta) {

@@ -9,6 +9,7 @@
 //! engine takes time from the commands.
 
 mod durable;
+mod e2e;
 mod gen;
 mod httpload;
 mod plan;
@@ -28,6 +29,7 @@ use gongji_core::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub use durable::{durable_bench, recovery_bench, DurableOptions, RecoveryOptions};
+pub use e2e::{e2e_bench, E2eOptions, E2eReport};
 use gen::{set_transfer_id, Fix, Generator, Kind, Meta, KINDS};
 pub use httpload::{http_bench, HttpOptions};
 use plan::{certno, name, psn_no, Plan};
@@ -479,7 +481,7 @@ fn apply_chunk(
             run_start = now;
             run_kind = meta.kind;
         }
-        if let Fix::Use(slot) = meta.fix {
+        if let Fix::Use { slot, .. } = meta.fix {
             match slots[slot as usize] {
                 0 => {
                     run.skipped += 1;

@@ -1,5 +1,6 @@
 //! `gongji`: the command. Thin glue over the library crates.
 
+mod bench;
 mod config;
 mod crashtest;
 mod demo;
@@ -42,10 +43,13 @@ enum Cmd {
     /// Kill -9 a real `gongji serve` under concurrent HTTP load at random moments, restart it
     /// and check every acknowledged write against the clients' log (temporary data directory).
     CrashTest(crashtest::CrashTestArgs),
-    /// Benchmarks.
+    /// Benchmarks. Without a subcommand: the end-to-end benchmark (see `bench.rs`).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
-        what: BenchCmd,
+        what: Option<BenchCmd>,
+        #[command(flatten)]
+        e2e: bench::E2eArgs,
     },
 }
 
@@ -128,15 +132,17 @@ fn main() -> Result<()> {
         Cmd::Token(args) => ops::token(args),
         Cmd::Demo => demo::run(),
         Cmd::CrashTest(args) => crashtest::run(args),
+        Cmd::Bench { what: None, e2e } => bench::run(e2e, peer_script),
         Cmd::Bench {
             what:
-                BenchCmd::Durable {
+                Some(BenchCmd::Durable {
                     persons,
                     clients,
                     seconds,
                     dir,
                     peer,
-                },
+                }),
+            ..
         } => {
             let opts = gongji_bench::DurableOptions {
                 persons,
@@ -151,11 +157,12 @@ fn main() -> Result<()> {
         }
         Cmd::Bench {
             what:
-                BenchCmd::Recovery {
+                Some(BenchCmd::Recovery {
                     persons,
                     settlements,
                     dir,
-                },
+                }),
+            ..
         } => {
             let opts = gongji_bench::RecoveryOptions {
                 persons,
@@ -167,7 +174,7 @@ fn main() -> Result<()> {
         }
         Cmd::Bench {
             what:
-                BenchCmd::Http {
+                Some(BenchCmd::Http {
                     persons,
                     connections,
                     seconds,
@@ -175,7 +182,8 @@ fn main() -> Result<()> {
                     dir,
                     port,
                     peer,
-                },
+                }),
+            ..
         } => {
             let opts = gongji_bench::HttpOptions {
                 exe: std::env::current_exe()?,
@@ -192,13 +200,14 @@ fn main() -> Result<()> {
         }
         Cmd::Bench {
             what:
-                BenchCmd::Core {
+                Some(BenchCmd::Core {
                     persons,
                     commands,
                     seed,
                     pure_settlements,
                     institutions,
-                },
+                }),
+            ..
         } => {
             if persons == 0 || institutions == 0 {
                 bail!("--persons and --institutions must be at least 1");
