@@ -287,7 +287,10 @@ fn build(
     for (i, p) in plan.persons.iter().enumerate() {
         let body = Body::Enrol {
             psn_no: psn_no(i as u32),
-            certno: certno(i as u32, p).as_str().try_into().expect("18 characters"),
+            certno: certno(i as u32, p)
+                .as_str()
+                .try_into()
+                .expect("18 characters"),
             psn_name: name(p),
             insutype: if p.resident {
                 Insutype::Resident
@@ -538,7 +541,9 @@ pub struct CreditFigures {
 /// then credits every account in atomic batches of 10,000 items, `clients` batches in flight,
 /// and times the crediting alone.
 fn credit_test(opts: &E2eOptions, times: Times) -> CreditFigures {
-    let dir = opts.dir.join(format!("gongji-credit-{}", std::process::id()));
+    let dir = opts
+        .dir
+        .join(format!("gongji-credit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (engine, _) = Engine::open(Config::new(&dir)).expect("engine opens");
     let build = times.build;
@@ -684,7 +689,9 @@ pub fn e2e_bench(opts: &E2eOptions) -> E2eReport {
     let times = Times::from_now();
     let mut rng = SplitMix64::new(opts.seed);
     let plan = Plan::make(opts.persons, opts.institutions, &mut rng);
-    let dir = opts.dir.join(format!("gongji-bench-{}", std::process::id()));
+    let dir = opts
+        .dir
+        .join(format!("gongji-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let config = Config::new(&dir);
     {
@@ -797,11 +804,7 @@ impl std::fmt::Display for E2eReport {
         let mut lat = t.batch_latency_us.clone();
         lat.sort_unstable();
         for q in [1.0, 50.0, 99.0, 100.0] {
-            writeln!(
-                f,
-                "batch latency p{q} = {:.2} ms",
-                ms(pct(&lat, q))
-            )?;
+            writeln!(f, "batch latency p{q} = {:.2} ms", ms(pct(&lat, q)))?;
         }
         writeln!(
             f,

@@ -6,12 +6,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::fmt::Write as _;
 
 use gongji_core::time::{cst_day, cst_second_of_day, day_start, format_cst};
 use gongji_core::{Actor, Body, Command, Fen, InstCode, Msgid, Op, TransferSource};
 
-use crate::plan::{area_pool, inst_code, psn_no, Plan};
+use crate::plan::{area_pool, inst_code, psn_no, put_digits, Plan};
 use crate::rng::SplitMix64;
 
 /// Kinds of generated commands, for counting and timing.
@@ -190,15 +189,18 @@ impl Generator {
             self.stamp = format_cst(self.time).replace(['-', ' ', ':'], "");
         }
         let mut m = Msgid::new();
-        let code = self.inst_codes[inst as usize];
-        write!(m, "{code}{}{:04}", self.stamp, self.count % 10_000).expect("fits");
+        m.push_str(&self.inst_codes[inst as usize]);
+        m.push_str(&self.stamp);
+        let mut seq = [0u8; 4];
+        put_digits(&mut seq, self.count % 10_000);
+        m.push_str(std::str::from_utf8(&seq).expect("ASCII"));
         m
     }
 
-    fn app_msgid(&self, prefix: char) -> Msgid {
-        let mut m = Msgid::new();
-        write!(m, "{prefix}{:012}", self.count).expect("fits");
-        m
+    fn app_msgid(&self, prefix: u8) -> Msgid {
+        let mut bytes = [prefix; 13];
+        put_digits(&mut bytes[1..], self.count);
+        Msgid::from(std::str::from_utf8(&bytes).expect("ASCII")).expect("fits")
     }
 
     fn write(&self, msgid: Msgid, actor: Actor, body: Body) -> Op {
@@ -329,7 +331,7 @@ impl Generator {
             }
             let from_no = psn_no(from);
             let op = self.write(
-                self.app_msgid('T'),
+                self.app_msgid(b'T'),
                 Actor::Person(from_no),
                 Body::TransferCreate {
                     from_psn_no: from_no,
@@ -367,7 +369,7 @@ impl Generator {
         }
         let giver_no = psn_no(giver);
         let op = self.write(
-            self.app_msgid('B'),
+            self.app_msgid(b'B'),
             Actor::Person(giver_no),
             Body::Bind {
                 giver_psn_no: giver_no,
@@ -391,7 +393,7 @@ impl Generator {
                 Kind::TransferDecline,
             )
         };
-        let op = self.write(self.app_msgid('A'), Actor::Person(psn_no(receiver)), body);
+        let op = self.write(self.app_msgid(b'A'), Actor::Person(psn_no(receiver)), body);
         let fix = Fix::Use {
             slot,
             receiver,
@@ -405,7 +407,7 @@ impl Generator {
         self.contribution_next += 1;
         let payer_no = psn_no(payer);
         let op = self.write(
-            self.app_msgid('C'),
+            self.app_msgid(b'C'),
             Actor::Person(payer_no),
             Body::Contribute {
                 payer_psn_no: payer_no,

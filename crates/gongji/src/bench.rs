@@ -53,7 +53,10 @@ pub fn run(
         bail!("--persons must be at least 10, --institutions and --clients at least 1");
     }
     if !(1..=gongji_server::SUBMISSION_OP_COUNT_MAX).contains(&args.batch_ops) {
-        bail!("--batch-ops must be 1 to {}", gongji_server::SUBMISSION_OP_COUNT_MAX);
+        bail!(
+            "--batch-ops must be 1 to {}",
+            gongji_server::SUBMISSION_OP_COUNT_MAX
+        );
     }
     if !(1..=48).contains(&args.peer_clients) {
         bail!("--peer-clients must be 1 to 48");
