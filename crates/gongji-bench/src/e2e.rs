@@ -22,7 +22,7 @@ use gongji_server::{Config, Engine, SubmitError, WriteRequest, WriteResult};
 
 use crate::gen::{Fix, Generator, Kind, Meta};
 use crate::plan::{self, certno, name, psn_no, Plan};
-use crate::{mib, thousands, Machine, Rss, SplitMix64};
+use crate::{mib, thousands, CpuSample, Machine, Rss, SplitMix64};
 
 const CREDIT_PERIOD: &str = "2024-12";
 
@@ -360,6 +360,9 @@ pub struct RunFigures {
     pub person_query_ns: Vec<u64>,
     pub stats_query_ns: Vec<u64>,
     pub snapshots_written: u64,
+    /// CPU seconds of each thread name during the run, and the load average before and after.
+    pub cpu: Vec<(String, f64)>,
+    pub loadavg: (f64, f64),
 }
 
 fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -> RunFigures {
@@ -380,6 +383,7 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
         c.ops_applied_total.load(Ordering::Relaxed),
     );
     let snapshot_before = c.snapshot_op.load(Ordering::Relaxed);
+    let cpu_before = CpuSample::now();
     let started = Instant::now();
     // Each client's share of the offered load, as the interval between its batches.
     let interval = opts.load.map(|load| {
@@ -389,18 +393,24 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
         .map(|k| {
             let (engine, feed, stop, offered) =
                 (engine.clone(), feed.clone(), stop.clone(), offered.clone());
-            std::thread::spawn(move || {
-                client(&engine, &feed, &stop, &offered, interval, started, k)
-            })
+            std::thread::Builder::new()
+                .name("bench-client".into())
+                .spawn(move || client(&engine, &feed, &stop, &offered, interval, started, k))
+                .expect("client thread")
         })
         .collect();
     let queries = {
         let (engine, stop) = (engine.clone(), stop.clone());
         let (persons, rate, seed) = (opts.persons, opts.query_rate, opts.seed);
         let months = times.five_months();
-        std::thread::spawn(move || query_loop(&engine, &stop, persons, rate, seed, months))
+        std::thread::Builder::new()
+            .name("bench-query".into())
+            .spawn(move || query_loop(&engine, &stop, persons, rate, seed, months))
+            .expect("query thread")
     };
     std::thread::sleep(Duration::from_secs(opts.seconds));
+    // Sampled before the clients stop: an ended thread leaves /proc/self/task.
+    let cpu_after = CpuSample::now();
     stop.store(true, Ordering::Relaxed);
     let mut tally = Tally::default();
     for client in clients {
@@ -420,6 +430,8 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
         person_query_ns,
         stats_query_ns,
         snapshots_written: u64::from(snapshot_after != snapshot_before),
+        cpu: cpu_after.since(&cpu_before),
+        loadavg: (cpu_before.loadavg_1m, cpu_after.loadavg_1m),
     }
 }
 
@@ -862,6 +874,39 @@ impl std::fmt::Display for E2eReport {
             "client time making batches = {:.2} s of {:.1} s",
             t.generation.as_secs_f64(),
             secs
+        )?;
+        let named = |name: &str| {
+            r.cpu
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, s)| s)
+                .sum::<f64>()
+        };
+        let total: f64 = r.cpu.iter().map(|(_, s)| s).sum();
+        let (writer, shadow) = (named("gongji-writer"), named("gongji-shadow"));
+        let (clients, queries) = (named("bench-client"), named("bench-query"));
+        writeln!(
+            f,
+            "cpu during the run = {:.2} of {} cores for this process: writer {:.0}%, snapshot \
+             shadow {:.0}%, clients {:.0}%, queries {:.0}%, other {:.0}% of one core; machine \
+             load average {:.1} before, {:.1} after (other work shares these cores)",
+            total / secs,
+            self.machine.cpus,
+            100.0 * writer / secs,
+            100.0 * shadow / secs,
+            100.0 * clients / secs,
+            100.0 * queries / secs,
+            100.0 * (total - writer - shadow - clients - queries) / secs,
+            r.loadavg.0,
+            r.loadavg.1
+        )?;
+        writeln!(
+            f,
+            "cpu per command answered = writer {:.2} us, snapshot shadow {:.2} us, clients {:.2} \
+             us (thread CPU time / commands: what the figures above would be with a core each)",
+            1e6 * writer / attempted.max(1) as f64,
+            1e6 * shadow / attempted.max(1) as f64,
+            1e6 * clients / attempted.max(1) as f64
         )?;
         writeln!(f, "rss after population = {}", self.rss_after_population)?;
         writeln!(

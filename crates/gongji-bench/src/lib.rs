@@ -34,7 +34,7 @@ use gen::{set_transfer_id, Fix, Generator, Kind, Meta, KINDS};
 pub use httpload::{http_bench, HttpOptions};
 use plan::{certno, name, psn_no, Plan};
 pub use rng::SplitMix64;
-pub use sys::{mib, Machine, Rss};
+pub use sys::{mib, CpuSample, Machine, Rss};
 
 /// Items per crediting batch (the API's largest).
 const CREDIT_BATCH: usize = 10_000;
