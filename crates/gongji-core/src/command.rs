@@ -284,7 +284,8 @@ fn word_in_class(word: u64, msgid: bool) -> bool {
     if word & HIGH != 0 {
         return false;
     }
-    let mut class = bytes_between(word, b'0', b'9') | bytes_between(word | ONES * 0x20, b'a', b'z');
+    let mut class =
+        bytes_between(word, b'0', b'9') | bytes_between(word | (ONES * 0x20), b'a', b'z');
     if msgid {
         class |= bytes_between(word, b'_', b'_') | bytes_between(word, b'-', b'-');
     }
