@@ -204,15 +204,25 @@ pub(crate) fn peer(
     clients: usize,
     seconds: u64,
 ) -> Option<(f64, f64)> {
-    let out = Process::new("bash")
-        .arg(script)
-        .args([
-            persons.to_string(),
-            clients.to_string(),
-            seconds.to_string(),
-        ])
-        .output()
-        .ok()?;
+    peer_on_port(script, persons, clients, seconds, None)
+}
+
+/// [`peer`] with the port of the peer's throwaway cluster (`None`: bench.sh's default, 55432,
+/// which another benchmark on the machine may be using).
+pub(crate) fn peer_on_port(
+    script: &Path,
+    persons: u32,
+    clients: usize,
+    seconds: u64,
+    port: Option<u16>,
+) -> Option<(f64, f64)> {
+    let mut args = vec![
+        persons.to_string(),
+        clients.to_string(),
+        seconds.to_string(),
+    ];
+    args.extend(port.map(|p| p.to_string()));
+    let out = Process::new("bash").arg(script).args(args).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         eprintln!("peer failed: {}", String::from_utf8_lossy(&out.stderr));

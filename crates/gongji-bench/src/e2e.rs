@@ -745,7 +745,19 @@ pub fn e2e_bench(opts: &E2eOptions) -> E2eReport {
         report.credit = Some(credit_test(opts, times));
     }
     if let Some(script) = &opts.peer {
-        report.peer = crate::durable::peer(script, opts.persons, opts.peer_clients, opts.seconds);
+        // A port free right now, so that a peer another benchmark runs on the default port
+        // does not make this one fail.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .ok();
+        report.peer = crate::durable::peer_on_port(
+            script,
+            opts.persons,
+            opts.peer_clients,
+            opts.seconds,
+            port,
+        );
     }
     report
 }
