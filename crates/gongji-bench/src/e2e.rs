@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gongji_core::command::CREDIT_ITEMS_MAX;
 use gongji_core::time::{cst_day, day_start, parse_period, period_of, Period};
 use gongji_core::{Actor, Body, Command, CreditItem, Fen, InstType, Insutype, Msgid, Op, Reply};
 use gongji_server::{Config, Engine, SubmitError, WriteRequest, WriteResult};
@@ -52,8 +53,6 @@ impl Times {
         (from, Period(from.0 + 4))
     }
 }
-/// Items in one crediting batch: the API's largest.
-pub const CREDIT_ITEMS_MAX: usize = 10_000;
 /// Kinds of the mix, indexed by `Kind as usize`.
 const MIX_KINDS: [Kind; 7] = [
     Kind::Settle,
@@ -359,7 +358,6 @@ pub struct RunFigures {
     pub sync_nanos: u64,
     pub person_query_ns: Vec<u64>,
     pub stats_query_ns: Vec<u64>,
-    pub snapshots_written: u64,
     /// CPU seconds of each thread name during the run, and the load average before and after.
     pub cpu: Vec<(String, f64)>,
     pub loadavg: (f64, f64),
@@ -382,7 +380,6 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
         c.sync_nanos_total.load(Ordering::Relaxed),
         c.ops_applied_total.load(Ordering::Relaxed),
     );
-    let snapshot_before = c.snapshot_op.load(Ordering::Relaxed);
     let cpu_before = CpuSample::now();
     let started = Instant::now();
     // Each client's share of the offered load, as the interval between its batches.
@@ -419,7 +416,6 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
     let elapsed = started.elapsed();
     let (person_query_ns, stats_query_ns) = queries.join().expect("query thread");
     let c = engine.counters();
-    let snapshot_after = c.snapshot_op.load(Ordering::Relaxed);
     RunFigures {
         elapsed,
         offered_ops: offered.load(Ordering::Relaxed),
@@ -429,7 +425,6 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
         tally,
         person_query_ns,
         stats_query_ns,
-        snapshots_written: u64::from(snapshot_after != snapshot_before),
         cpu: cpu_after.since(&cpu_before),
         loadavg: (cpu_before.loadavg_1m, cpu_after.loadavg_1m),
     }

@@ -106,7 +106,7 @@ pub(crate) struct Generator {
     stamp: String,
     /// Per mille of commands that bind two persons (0 in the core bench).
     pub bind_per_mille: u64,
-    /// Employees (possible givers) and everyone, for new bindings.
+    /// Employees: the possible givers of new bindings.
     employees: Vec<u32>,
 }
 
