@@ -111,8 +111,8 @@ impl Default for E2eOptions {
 /// Per-kind tallies of the run.
 #[derive(Clone, Debug, Default)]
 pub struct Tally {
-    pub attempted: [u64; 7],
-    pub applied: [u64; 7],
+    pub attempted: [u64; MIX_KINDS.len()],
+    pub applied: [u64; MIX_KINDS.len()],
     /// (kind, err_code) → count.
     pub rejections: std::collections::BTreeMap<(&'static str, &'static str), u64>,
     /// Accepts and declines not sent: their transfer's creation was refused.
@@ -126,7 +126,7 @@ pub struct Tally {
 
 impl Tally {
     fn merge(&mut self, other: Tally) {
-        for k in 0..7 {
+        for k in 0..MIX_KINDS.len() {
             self.attempted[k] += other.attempted[k];
             self.applied[k] += other.applied[k];
         }
