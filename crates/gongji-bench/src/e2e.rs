@@ -86,6 +86,8 @@ pub struct E2eOptions {
     pub dir: PathBuf,
     pub peer: Option<PathBuf>,
     pub peer_clients: usize,
+    /// The engine's `snapshot_interval_ops` in the mixed run (the product's default unless set).
+    pub snapshot_interval_ops: u64,
 }
 
 impl Default for E2eOptions {
@@ -104,6 +106,7 @@ impl Default for E2eOptions {
             dir: PathBuf::from("."),
             peer: None,
             peer_clients: 16,
+            snapshot_interval_ops: Config::new(".").snapshot_interval_ops,
         }
     }
 }
@@ -700,7 +703,8 @@ pub fn e2e_bench(opts: &E2eOptions) -> E2eReport {
         .dir
         .join(format!("gongji-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let config = Config::new(&dir);
+    let mut config = Config::new(&dir);
+    config.snapshot_interval_ops = opts.snapshot_interval_ops;
     {
         let (engine, _) = Engine::open(config.clone()).expect("engine opens");
         let engine = Arc::new(engine);
@@ -769,7 +773,7 @@ impl std::fmt::Display for E2eReport {
         writeln!(
             f,
             "options = --persons {} --seconds {} --batch-ops {} --clients {} --load {} \
-             --query-rate {} --credit-accounts {} --seed {}",
+             --query-rate {} --credit-accounts {} --seed {} --snapshot-interval-ops {}",
             o.persons,
             o.seconds,
             o.batch_ops,
@@ -777,7 +781,8 @@ impl std::fmt::Display for E2eReport {
             o.load.map_or("max".into(), |l| l.to_string()),
             o.query_rate,
             o.credit_accounts,
-            o.seed
+            o.seed,
+            o.snapshot_interval_ops
         )?;
         let p = &self.population;
         writeln!(

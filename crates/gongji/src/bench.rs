@@ -43,6 +43,9 @@ pub struct E2eArgs {
     /// pgbench clients of the peer (its throwaway cluster takes 64 connections).
     #[arg(long, default_value_t = 16)]
     peer_clients: usize,
+    /// Ops between snapshots in the mixed run (default: the engine's default).
+    #[arg(long)]
+    snapshot_interval_ops: Option<u64>,
 }
 
 pub fn run(
@@ -58,9 +61,13 @@ pub fn run(
             gongji_server::SUBMISSION_OP_COUNT_MAX
         );
     }
+    if args.snapshot_interval_ops == Some(0) {
+        bail!("--snapshot-interval-ops must be at least 1");
+    }
     if !(1..=48).contains(&args.peer_clients) {
         bail!("--peer-clients must be 1 to 48");
     }
+    let defaults = gongji_bench::E2eOptions::default();
     let opts = gongji_bench::E2eOptions {
         persons: args.persons,
         institutions: args.institutions,
@@ -75,6 +82,9 @@ pub fn run(
         dir: args.dir,
         peer: peer_script(args.peer)?,
         peer_clients: args.peer_clients,
+        snapshot_interval_ops: args
+            .snapshot_interval_ops
+            .unwrap_or(defaults.snapshot_interval_ops),
     };
     let report = gongji_bench::e2e_bench(&opts);
     print!("{report}");
