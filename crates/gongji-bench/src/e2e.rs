@@ -908,7 +908,7 @@ impl std::fmt::Display for E2eReport {
             100.0 * shadow / secs,
             100.0 * clients / secs,
             100.0 * queries / secs,
-            100.0 * (total - writer - shadow - clients - queries) / secs,
+            (100.0 * (total - writer - shadow - clients - queries) / secs).max(0.0),
             r.loadavg.0,
             r.loadavg.1
         )?;
