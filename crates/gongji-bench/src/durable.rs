@@ -136,7 +136,7 @@ pub(crate) fn populate(engine: &Engine, persons: u32) {
 
 /// 18-character IDs that differ for every index below 10^7: area 110105, birth 1980-01-01 plus
 /// up to 9,999 days, a 3-digit sequence, the check character.
-fn unique_certno(i: u32) -> arrayvec_string::Certno {
+pub(crate) fn unique_certno(i: u32) -> arrayvec_string::Certno {
     let day = i / 1000;
     let (y, rest) = (1950 + day / 336, day % 336);
     let (m, d) = (1 + rest / 28, 1 + rest % 28);
@@ -216,15 +216,25 @@ pub(crate) fn peer(
     clients: usize,
     seconds: u64,
 ) -> Option<(f64, f64)> {
-    let out = Process::new("bash")
-        .arg(script)
-        .args([
-            persons.to_string(),
-            clients.to_string(),
-            seconds.to_string(),
-        ])
-        .output()
-        .ok()?;
+    peer_on_port(script, persons, clients, seconds, None)
+}
+
+/// [`peer`] with the port of the peer's throwaway cluster (`None`: bench.sh's default, 55432,
+/// which another benchmark on the machine may be using).
+pub(crate) fn peer_on_port(
+    script: &Path,
+    persons: u32,
+    clients: usize,
+    seconds: u64,
+    port: Option<u16>,
+) -> Option<(f64, f64)> {
+    let mut args = vec![
+        persons.to_string(),
+        clients.to_string(),
+        seconds.to_string(),
+    ];
+    args.extend(port.map(|p| p.to_string()));
+    let out = Process::new("bash").arg(script).args(args).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         eprintln!("peer failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -6,12 +6,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::fmt::Write as _;
 
 use gongji_core::time::{cst_day, cst_second_of_day, day_start, format_cst};
 use gongji_core::{Actor, Body, Command, Fen, InstCode, Msgid, Op, TransferSource};
 
-use crate::plan::{area_pool, inst_code, psn_no, Plan};
+use crate::plan::{area_pool, inst_code, psn_no, put_digits, Plan};
 use crate::rng::SplitMix64;
 
 /// Kinds of generated commands, for counting and timing.
@@ -24,6 +23,8 @@ pub(crate) enum Kind {
     TransferAccept = 3,
     TransferDecline = 4,
     Contribute = 5,
+    /// Only in the end-to-end mix (`bind_per_mille > 0`).
+    Bind = 6,
 }
 
 pub(crate) const KINDS: [Kind; 6] = [
@@ -44,6 +45,7 @@ impl Kind {
             Kind::TransferAccept => "transfer_accept",
             Kind::TransferDecline => "transfer_decline",
             Kind::Contribute => "contribute",
+            Kind::Bind => "bind",
         }
     }
 }
@@ -54,8 +56,13 @@ pub(crate) enum Fix {
     None,
     /// A transfer creation: remember the transfer id in this slot.
     Record(u32),
-    /// An accept or decline of the transfer in this slot (skipped if its creation was refused).
-    Use(u32),
+    /// An accept (or decline) by `receiver` of the transfer in `slot` (skipped if its creation
+    /// was refused).
+    Use {
+        slot: u32,
+        receiver: u32,
+        accept: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -97,6 +104,10 @@ pub(crate) struct Generator {
     inst_codes: Vec<InstCode>,
     stamp_time: i64,
     stamp: String,
+    /// Per mille of commands that bind two persons (0 in the core bench).
+    pub bind_per_mille: u64,
+    /// Employees: the possible givers of new bindings.
+    employees: Vec<u32>,
 }
 
 impl Generator {
@@ -154,6 +165,10 @@ impl Generator {
             inst_codes,
             stamp_time: i64::MIN,
             stamp: String::new(),
+            bind_per_mille: 0,
+            employees: (0..n as u32)
+                .filter(|&i| !plan.persons[i as usize].resident)
+                .collect(),
         }
     }
 
@@ -174,15 +189,18 @@ impl Generator {
             self.stamp = format_cst(self.time).replace(['-', ' ', ':'], "");
         }
         let mut m = Msgid::new();
-        let code = self.inst_codes[inst as usize];
-        write!(m, "{code}{}{:04}", self.stamp, self.count % 10_000).expect("fits");
+        m.push_str(&self.inst_codes[inst as usize]);
+        m.push_str(&self.stamp);
+        let mut seq = [0u8; 4];
+        put_digits(&mut seq, self.count % 10_000);
+        m.push_str(std::str::from_utf8(&seq).expect("ASCII"));
         m
     }
 
-    fn app_msgid(&self, prefix: char) -> Msgid {
-        let mut m = Msgid::new();
-        write!(m, "{prefix}{:012}", self.count).expect("fits");
-        m
+    fn app_msgid(&self, prefix: u8) -> Msgid {
+        let mut bytes = [prefix; 13];
+        put_digits(&mut bytes[1..], self.count);
+        Msgid::from(std::str::from_utf8(&bytes).expect("ASCII")).expect("fits")
     }
 
     fn write(&self, msgid: Msgid, actor: Actor, body: Body) -> Op {
@@ -228,6 +246,9 @@ impl Generator {
         }
         if (50..70).contains(&r) && self.contribution_next < self.contributions.len() {
             return self.contribute();
+        }
+        if (70..70 + self.bind_per_mille).contains(&r) && !self.employees.is_empty() {
+            return self.bind();
         }
         self.settle()
     }
@@ -310,7 +331,7 @@ impl Generator {
             }
             let from_no = psn_no(from);
             let op = self.write(
-                self.app_msgid('T'),
+                self.app_msgid(b'T'),
                 Actor::Person(from_no),
                 Body::TransferCreate {
                     from_psn_no: from_no,
@@ -322,6 +343,41 @@ impl Generator {
             return Some((op, meta(Kind::TransferCreate, Fix::Record(slot))));
         }
         None
+    }
+
+    /// Puts an accept or decline back, `delay` commands later: its transfer's creation has not
+    /// been answered yet (the end-to-end bench has batches in flight).
+    pub fn postpone(&mut self, fix: Fix, delay: u64) {
+        if let Fix::Use {
+            slot,
+            receiver,
+            accept,
+        } = fix
+        {
+            self.follow_ups
+                .push(Reverse((self.count + delay, slot, receiver, accept)));
+        }
+    }
+
+    /// A new binding: an employee binds another person as a sibling (the engine cannot know
+    /// who is related; a pair bound already or a full list is refused, as it would be).
+    fn bind(&mut self) -> (Op, Meta) {
+        let giver = self.employees[self.rng.below(self.employees.len() as u64) as usize];
+        let mut receiver = self.rng.below(self.person_pool.len() as u64) as u32;
+        if receiver == giver {
+            receiver = (receiver + 1) % self.person_pool.len() as u32;
+        }
+        let giver_no = psn_no(giver);
+        let op = self.write(
+            self.app_msgid(b'B'),
+            Actor::Person(giver_no),
+            Body::Bind {
+                giver_psn_no: giver_no,
+                receiver_psn_no: psn_no(receiver),
+                relation: gongji_core::Relation::Sibling,
+            },
+        );
+        (op, meta(Kind::Bind, Fix::None))
     }
 
     fn follow_up(&mut self, slot: u32, receiver: u32, accept: bool) -> (Op, Meta) {
@@ -337,8 +393,13 @@ impl Generator {
                 Kind::TransferDecline,
             )
         };
-        let op = self.write(self.app_msgid('A'), Actor::Person(psn_no(receiver)), body);
-        (op, meta(kind, Fix::Use(slot)))
+        let op = self.write(self.app_msgid(b'A'), Actor::Person(psn_no(receiver)), body);
+        let fix = Fix::Use {
+            slot,
+            receiver,
+            accept,
+        };
+        (op, meta(kind, fix))
     }
 
     fn contribute(&mut self) -> (Op, Meta) {
@@ -346,7 +407,7 @@ impl Generator {
         self.contribution_next += 1;
         let payer_no = psn_no(payer);
         let op = self.write(
-            self.app_msgid('C'),
+            self.app_msgid(b'C'),
             Actor::Person(payer_no),
             Body::Contribute {
                 payer_psn_no: payer_no,

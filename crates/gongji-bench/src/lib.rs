@@ -10,6 +10,7 @@
 
 mod durable;
 mod durable_pg;
+mod e2e;
 mod gen;
 mod httpload;
 mod plan;
@@ -29,11 +30,12 @@ use gongji_core::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub use durable::{durable_bench, recovery_bench, DurableOptions, RecoveryOptions};
+pub use e2e::{e2e_bench, E2eOptions, E2eReport};
 use gen::{set_transfer_id, Fix, Generator, Kind, Meta, KINDS};
 pub use httpload::{http_bench, HttpOptions};
 use plan::{certno, name, psn_no, Plan};
 pub use rng::SplitMix64;
-pub use sys::{mib, Machine, Rss};
+pub use sys::{mib, CpuSample, Machine, Rss};
 
 /// Items per crediting batch (the API's largest).
 const CREDIT_BATCH: usize = 10_000;
@@ -480,7 +482,7 @@ fn apply_chunk(
             run_start = now;
             run_kind = meta.kind;
         }
-        if let Fix::Use(slot) = meta.fix {
+        if let Fix::Use { slot, .. } = meta.fix {
             match slots[slot as usize] {
                 0 => {
                     run.skipped += 1;

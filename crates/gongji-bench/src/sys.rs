@@ -80,6 +80,69 @@ impl fmt::Display for Rss {
     }
 }
 
+/// CPU time used so far by each thread of this process, by thread name, in clock ticks
+/// (`utime + stime` of `/proc/self/task/*/stat`; threads of the same name are summed), and the
+/// machine's 1-minute load average. Empty where `/proc` is not available.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CpuSample {
+    pub threads: std::collections::BTreeMap<String, u64>,
+    pub loadavg_1m: f64,
+}
+
+/// Clock ticks per second of `/proc` stat times (`USER_HZ`, 100 on Linux).
+pub const TICKS_PER_SECOND: f64 = 100.0;
+
+impl CpuSample {
+    pub fn now() -> CpuSample {
+        let mut threads = std::collections::BTreeMap::new();
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for task in tasks.flatten() {
+                let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                    continue;
+                };
+                if let Some((name, ticks)) = parse_stat(&stat) {
+                    *threads.entry(name).or_default() += ticks;
+                }
+            }
+        }
+        let loadavg_1m = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        CpuSample {
+            threads,
+            loadavg_1m,
+        }
+    }
+
+    /// Seconds of CPU each thread name used between `earlier` and `self`.
+    pub fn since(&self, earlier: &CpuSample) -> Vec<(String, f64)> {
+        self.threads
+            .iter()
+            .map(|(name, &t)| {
+                let before = earlier.threads.get(name).copied().unwrap_or(0);
+                (
+                    name.clone(),
+                    t.saturating_sub(before) as f64 / TICKS_PER_SECOND,
+                )
+            })
+            .collect()
+    }
+}
+
+/// `(comm, utime + stime)` of a `/proc/…/stat` line; the name is in parentheses and may hold
+/// spaces, so fields are counted after the last `)`.
+fn parse_stat(stat: &str) -> Option<(String, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // After the name: state(0) ppid(1) … utime(11) stime(12).
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
 /// `12345 KiB` as `"12.1 MiB"`.
 pub fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
@@ -105,6 +168,13 @@ mod tests {
         assert_eq!(field_kib(s, "VmRSS:"), Some(1024));
         assert_eq!(field_kib(s, "VmHWM:"), Some(2048));
         assert_eq!(field_kib(s, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn parses_thread_stat() {
+        let line = "4242 (gongji writer) S 1 2 3 4 5 6 7 8 9 10 250 30 0 0 20 0 1 0";
+        assert_eq!(parse_stat(line), Some(("gongji writer".to_owned(), 280)));
+        assert_eq!(parse_stat("4242 (x) S 1"), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `gongji`: the command. Thin glue over the library crates.
 
+mod bench;
 mod config;
 mod crashtest;
 mod demo;
@@ -54,10 +55,13 @@ enum Cmd {
     Simulate(simulate::SimulateArgs),
     /// Deterministic simulation testing: seeded workloads with random crashes and restarts.
     Dst(simulate::DstArgs),
-    /// Benchmarks.
+    /// Benchmarks. Without a subcommand: the end-to-end benchmark (see `bench.rs`).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
-        what: BenchCmd,
+        what: Option<BenchCmd>,
+        #[command(flatten)]
+        e2e: bench::E2eArgs,
     },
 }
 
@@ -147,16 +151,18 @@ fn main() -> Result<()> {
         Cmd::CrashTest(args) => crashtest::run(args),
         Cmd::Simulate(args) => simulate::run(args),
         Cmd::Dst(args) => simulate::dst(args),
+        Cmd::Bench { what: None, e2e } => bench::run(e2e, peer_script),
         Cmd::Bench {
             what:
-                BenchCmd::Durable {
+                Some(BenchCmd::Durable {
                     persons,
                     clients,
                     seconds,
                     dir,
                     peer,
                     store,
-                },
+                }),
+            ..
         } => {
             let opts = gongji_bench::DurableOptions {
                 persons,
@@ -172,11 +178,12 @@ fn main() -> Result<()> {
         }
         Cmd::Bench {
             what:
-                BenchCmd::Recovery {
+                Some(BenchCmd::Recovery {
                     persons,
                     settlements,
                     dir,
-                },
+                }),
+            ..
         } => {
             let opts = gongji_bench::RecoveryOptions {
                 persons,
@@ -188,7 +195,7 @@ fn main() -> Result<()> {
         }
         Cmd::Bench {
             what:
-                BenchCmd::Http {
+                Some(BenchCmd::Http {
                     persons,
                     connections,
                     seconds,
@@ -196,7 +203,8 @@ fn main() -> Result<()> {
                     dir,
                     port,
                     peer,
-                },
+                }),
+            ..
         } => {
             let opts = gongji_bench::HttpOptions {
                 exe: std::env::current_exe()?,
@@ -213,13 +221,14 @@ fn main() -> Result<()> {
         }
         Cmd::Bench {
             what:
-                BenchCmd::Core {
+                Some(BenchCmd::Core {
                     persons,
                     commands,
                     seed,
                     pure_settlements,
                     institutions,
-                },
+                }),
+            ..
         } => {
             if persons == 0 || institutions == 0 {
                 bail!("--persons and --institutions must be at least 1");

@@ -69,6 +69,22 @@ pub(crate) struct Hot {
     pub flags: u8,
 }
 
+/// Byte equality without a call to `memcmp` for the short keys of the psn_no index (8 to 16
+/// bytes: two overlapping 8-byte words).
+#[inline]
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        let word =
+            |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
+}
+
 pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     FxBuildHasher.hash_one(bytes)
 }
@@ -95,7 +111,7 @@ impl Persons {
         // Bytes, not `str`: the comparison needs no UTF-8 check of the arena's slice.
         self.index
             .find(hash, |&i| {
-                arena_bytes(&self.psn_no_bytes, &self.psn_no_end, i) == psn_no
+                bytes_eq(arena_bytes(&self.psn_no_bytes, &self.psn_no_end, i), psn_no)
             })
             .copied()
     }
@@ -266,6 +282,16 @@ impl State {
             .ok_or(Rejection::new(ErrCode::PersonNotFound))
     }
 
+    /// [`State::institution_index`] for a code already parsed (a settlement's): no copy
+    /// into a new `InstCode` before the lookup.
+    pub(crate) fn institution_of_code(&self, code: &InstCode) -> Result<u32, Rejection> {
+        self.insts
+            .index
+            .get(code)
+            .copied()
+            .ok_or(Rejection::new(ErrCode::InstitutionNotFound))
+    }
+
     pub(crate) fn institution_index(&self, code: &str) -> Result<u32, Rejection> {
         self.insts
             .find(code)
@@ -423,4 +449,25 @@ impl State {
 pub(crate) fn id_to_index(id: u64, len: usize) -> Option<usize> {
     let i = usize::try_from(id.checked_sub(1)?).ok()?;
     (i < len).then_some(i)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The word-wise comparison agrees with `==` for equal and unequal slices of every length
+    /// up to 20, differing at every position, and for slices of different lengths.
+    #[test]
+    fn bytes_eq_agrees_with_slice_equality() {
+        for len in 0..=20usize {
+            let a: Vec<u8> = (0..len as u8).map(|k| b'0' + k).collect();
+            assert!(super::bytes_eq(&a, &a.clone()));
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 1;
+                assert!(!super::bytes_eq(&a, &b), "len {len} at {at}");
+            }
+            if len > 0 {
+                assert!(!super::bytes_eq(&a, &a[..len - 1]), "len {len}");
+            }
+        }
+    }
 }

@@ -61,7 +61,7 @@ impl State {
         acct_used: bool,
         time: i64,
     ) -> Result<Reply, Rejection> {
-        let inst = self.institution_index(fixmedins_code)?;
+        let inst = self.institution_of_code(fixmedins_code)?;
         let psn = self.person_index(psn_no)?;
         if self.persons.is_suspended(psn) {
             return Err(ErrCode::PersonSuspended.into());
