@@ -3,17 +3,15 @@
 //! of a second writer by the primary key, a database changed under a running writer, hostile
 //! URLs and damaged histories, chunked snapshots, and the journal reader.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{op_of, script, Sub};
 use gongji_core::{Actor, Body, Fen, InstCode, Msgid, Params, PsnNo, State};
 use gongji_journal::{Anchor, FsStorage, JournalConfig};
 use gongji_pg::testkit::TestDb;
 use gongji_pg::{read_journal, verify_journal, PgStore, PgStoreOptions};
+use gongji_server::scenario::{op_of, script, Sub};
 use gongji_server::{
     inspect_store, replay_from_genesis_store, Config, Engine, OpenReport, ServerError, Store,
     SubmitError, WriteRequest, WriteResult,

@@ -18,6 +18,7 @@
 //! journal suffix and checks the state.
 
 mod recover;
+pub mod scenario;
 mod shadow;
 pub mod store;
 mod writer;

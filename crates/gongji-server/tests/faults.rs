@@ -5,67 +5,11 @@
 //! by applying exactly the acknowledged ops (plus a prefix of the in-flight submission) to a
 //! fresh [`State`]. Also: media damage in a journal record and in the newest snapshot.
 
-use gongji_core::certno::certno_with_check;
-use gongji_core::time::{parse_cst, parse_period};
-use gongji_core::{
-    Actor, Applied, Body, Command, CreditItem, Fen, InstCode, InstType, Insutype, Msgid, Op,
-    Params, PersonStatus, PsnNo, Relation, State, TransferSource,
-};
+use gongji_core::{Actor, Applied, Body, InstCode, Msgid, Params, Role, State};
 use gongji_journal::format::{RecordHeader, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use gongji_journal::{parse_snapshot_name, CrashMode, FaultStorage, JournalConfig, Storage};
+use gongji_server::scenario::{op_of, script, Sub};
 use gongji_server::{Config, Engine, OpenReport, SubmitError, WriteRequest, WriteResult};
-
-/// One submission of the script: its requests, and whether each must apply on a clean run.
-struct Sub {
-    requests: Vec<WriteRequest>,
-    expect_ok: Vec<bool>,
-}
-
-fn psn(s: &str) -> PsnNo {
-    PsnNo::from(s).unwrap()
-}
-
-fn inst(s: &str) -> InstCode {
-    InstCode::from(s).unwrap()
-}
-
-fn yuan(y: u64) -> Fen {
-    Fen(y * 100)
-}
-
-const H1: &str = "H44010600001";
-const P1: &str = "P44010600002";
-
-struct Script {
-    subs: Vec<Sub>,
-    seq: u32,
-    t0: i64,
-    day2: i64,
-}
-
-impl Script {
-    /// Appends a submission of admin writes at the next minute (of the first or second day).
-    fn add(&mut self, ops: Vec<(Body, bool)>, day2: bool) {
-        let i = self.subs.len() as i64;
-        let time = if day2 { self.day2 } else { self.t0 } + i * 60;
-        let mut requests = Vec::new();
-        let mut expect_ok = Vec::new();
-        for (body, ok) in ops {
-            self.seq += 1;
-            requests.push(WriteRequest {
-                msgid: Msgid::from(&format!("f-{:04}", self.seq)).unwrap(),
-                inf_time: Some(time),
-                actor: Actor::Admin,
-                body,
-            });
-            expect_ok.push(ok);
-        }
-        self.subs.push(Sub {
-            requests,
-            expect_ok,
-        });
-    }
-}
 
 fn config(snapshot_interval_ops: u64) -> Config {
     let mut config = Config::new("/nonexistent/gongji-fault-test");
@@ -89,222 +33,6 @@ fn open(storage: &FaultStorage, snapshot_interval_ops: u64) -> (Engine, OpenRepo
         storage.clone(),
     )
     .unwrap_or_else(|e| panic!("open failed: {e}"))
-}
-
-/// Builds the script: enrolment, credits, bindings, wallets, settlements, transfers, accept,
-/// decline, cancel, reversals, a contribution, a revocation, rejected writes, an in-batch
-/// replay and a day change that returns a pending transfer.
-fn script() -> Vec<Sub> {
-    let mut script = Script {
-        subs: Vec::new(),
-        seq: 0,
-        t0: parse_cst("2030-05-20 09:00:00").unwrap(),
-        day2: parse_cst("2030-05-21 10:00:00").unwrap(),
-    };
-    let institution = |code: &str, t: InstType| Body::RegisterInstitution {
-        fixmedins_code: inst(code),
-        fixmedins_name: format!("institution {code}"),
-        fixmedins_type: t,
-        admdvs: 440100,
-    };
-    let enrol = |p: &str, seq: u32, insutype: Insutype, admdvs: u32| Body::Enrol {
-        psn_no: psn(p),
-        certno: gongji_core::command::ArrayString::from(
-            &certno_with_check(&format!("44010619800101{seq:03}")).unwrap(),
-        )
-        .unwrap(),
-        psn_name: format!("测试{seq}"),
-        insutype,
-        admdvs,
-    };
-    let bind = |g: &str, r: &str, relation: Relation| Body::Bind {
-        giver_psn_no: psn(g),
-        receiver_psn_no: psn(r),
-        relation,
-    };
-    let settle = |code: &str, p: &str, medfee: u64, fund: u64, acct_used: bool| Body::Settle {
-        fixmedins_code: inst(code),
-        psn_no: psn(p),
-        medfee_sumamt: yuan(medfee),
-        fund_pay_sumamt: yuan(fund),
-        acct_used,
-    };
-    let transfer =
-        |from: &str, to: &str, amount: u64, source: TransferSource| Body::TransferCreate {
-            from_psn_no: psn(from),
-            to_psn_no: psn(to),
-            amount: yuan(amount),
-            source,
-        };
-    let wallet = |p: &str| Body::OpenWallet { psn_no: psn(p) };
-    use Insutype::{Employee, Resident};
-    use TransferSource::{Acct, Wallet};
-
-    script.add(
-        vec![
-            (institution(H1, InstType::Medical), true),
-            (institution(P1, InstType::Pharmacy), true),
-        ],
-        false,
-    );
-    script.add(
-        vec![
-            (enrol("F01", 1, Employee, 440100), true),
-            (enrol("F02", 2, Employee, 440100), true),
-            (enrol("F03", 3, Employee, 440100), true),
-        ],
-        false,
-    );
-    script.add(vec![(enrol("F04", 4, Employee, 440300), true)], false);
-    script.add(
-        vec![
-            (enrol("F05", 5, Resident, 440100), true),
-            (enrol("F06", 6, Employee, 110100), true),
-        ],
-        false,
-    );
-    let credit = |period: &str, items: &[(&str, u64)]| Body::Credit {
-        period: parse_period(period).unwrap(),
-        items: items
-            .iter()
-            .map(|(p, y)| CreditItem {
-                psn_no: psn(p),
-                amount: yuan(*y),
-            })
-            .collect(),
-    };
-    script.add(
-        vec![(
-            credit(
-                "2030-05",
-                &[
-                    ("F01", 500),
-                    ("F02", 300),
-                    ("F03", 50),
-                    ("F04", 800),
-                    ("F06", 400),
-                ],
-            ),
-            true,
-        )],
-        false,
-    );
-    script.add(vec![(bind("F01", "F03", Relation::Child), true)], false);
-    script.add(
-        vec![
-            (bind("F02", "F03", Relation::Child), true),
-            (bind("F04", "F03", Relation::Sibling), true),
-        ],
-        false,
-    );
-    script.add(
-        vec![
-            (bind("F01", "F05", Relation::Parent), true),
-            (bind("F01", "F06", Relation::Sibling), true),
-        ],
-        false,
-    );
-    script.add(
-        vec![
-            (wallet("F03"), true),
-            (wallet("F05"), true),
-            (wallet("F06"), true),
-        ],
-        false,
-    );
-    // setl 1: 200.00 borne, 50.00 own account, then the givers in priority order.
-    script.add(vec![(settle(H1, "F03", 300, 100, true), true)], false);
-    // setl 2: a resident, drawn from F01.
-    script.add(vec![(settle(H1, "F05", 120, 20, true), true)], false);
-    // transfer 1: cross-province, left pending until the next day returns it.
-    script.add(vec![(transfer("F01", "F06", 50, Acct), true)], false);
-    // transfer 2 and setl 3 (cash only).
-    script.add(
-        vec![
-            (transfer("F01", "F03", 20, Acct), true),
-            (settle(P1, "F03", 80, 0, false), true),
-        ],
-        false,
-    );
-    script.subs[12].requests[1].msgid = Msgid::from("f-setl3").unwrap();
-    script.add(vec![(Body::TransferAccept { transfer_id: 2 }, true)], false);
-    script.add(vec![(Body::Cancel { setl_id: 1 }, true)], false);
-    // A rejected write, and a replay of setl 2's msgid inside a batch.
-    let replay = script.subs[10].requests[0].clone();
-    script.add(vec![(settle(H1, "NOPE", 10, 0, true), false)], false);
-    let last = script.subs.last_mut().unwrap();
-    last.requests.push(replay);
-    last.expect_ok.push(true);
-    script.add(
-        vec![(
-            Body::Contribute {
-                payer_psn_no: psn("F01"),
-                psn_no: psn("F05"),
-                year: 2031,
-                amount: yuan(30),
-            },
-            true,
-        )],
-        false,
-    );
-    script.add(vec![(Body::Revoke { binding_id: 2 }, true)], false);
-    script.add(
-        vec![(
-            Body::Reverse {
-                omsgid: Msgid::from("ghost-1").unwrap(),
-            },
-            true,
-        )],
-        false,
-    );
-    // The next day: the pending transfer 1 is returned before this settlement applies.
-    script.add(vec![(settle(H1, "F03", 40, 0, true), true)], true);
-    script.add(
-        vec![
-            (transfer("F03", "F01", 10, Wallet), false),
-            (wallet("F01"), true),
-            (transfer("F03", "F01", 10, Wallet), true),
-        ],
-        true,
-    );
-    script.add(vec![(Body::TransferDecline { transfer_id: 3 }, true)], true);
-    script.add(
-        vec![(
-            Body::SetStatus {
-                psn_no: psn("F02"),
-                status: PersonStatus::Suspended,
-            },
-            true,
-        )],
-        true,
-    );
-    script.add(
-        vec![
-            (credit("2030-06", &[("F01", 100), ("F02", 100)]), true),
-            (settle(H1, "F03", 500, 100, true), true),
-        ],
-        true,
-    );
-    // The reversal of a settlement that was applied cancels it.
-    script.add(
-        vec![(
-            Body::Reverse {
-                omsgid: Msgid::from("f-setl3").unwrap(),
-            },
-            true,
-        )],
-        true,
-    );
-    script.subs
-}
-
-fn op_of(request: &WriteRequest) -> Op {
-    Op::Write(Command {
-        msgid: request.msgid,
-        time: request.inf_time.expect("every scripted write has a time"),
-        actor: request.actor.clone(),
-        body: request.body.clone(),
-    })
 }
 
 #[derive(Debug)]
@@ -576,6 +304,22 @@ fn journal_only_storage() -> FaultStorage {
     let (engine, _) = open(&fault, u64::MAX / 2);
     for sub in script() {
         engine.submit_wait(sub.requests).unwrap();
+    }
+    // A few more records, so that the last segment holds several whatever the script's length.
+    for i in 0..4u8 {
+        let fill = WriteRequest {
+            msgid: Msgid::from(&format!("fill-{i}")).unwrap(),
+            inf_time: None,
+            actor: Actor::Admin,
+            body: Body::CreateToken {
+                token_hash: [100 + i; 32],
+                role: Role::Institution,
+                fixmedins_code: Some(InstCode::from("H44010600001").unwrap()),
+                psn_no: None,
+            },
+        };
+        let replies = engine.submit_wait(vec![fill]).unwrap();
+        assert!(replies[0].is_ok(), "{replies:?}");
     }
     fault.set_crash_at_write(fault.writes_total() + 1);
     fault.set_crash_at_sync(fault.syncs_total() + 1);

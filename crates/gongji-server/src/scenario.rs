@@ -1,18 +1,19 @@
-//! The scripted workload shared by the store tests: every command kind (institutions,
+//! A scripted workload for tests of stores and recovery: every command kind (institutions,
 //! enrolment, credits, bindings, wallets, settlements, transfers with accept/decline/return,
 //! cancel, reversals, contribution, revocation, status, tokens), rejected writes and an in-batch
-//! replay, over two days. Adapted from `gongji-server/tests/faults.rs`.
-#![allow(dead_code)]
+//! replay, over two days. The fault-injection tests of this crate and the PostgreSQL store's
+//! tests run the same script, so both stores are held to the same replies.
 
+use crate::WriteRequest;
 use gongji_core::certno::certno_with_check;
 use gongji_core::time::{parse_cst, parse_period};
 use gongji_core::{
     Actor, Body, Command, CreditItem, Fen, InstCode, InstType, Insutype, Msgid, Op, PersonStatus,
     PsnNo, Relation, Role, TransferSource,
 };
-use gongji_server::WriteRequest;
 
 /// One submission of the script: its requests, and whether each must apply on a clean run.
+#[derive(Debug)]
 pub struct Sub {
     pub requests: Vec<WriteRequest>,
     pub expect_ok: Vec<bool>,
@@ -297,6 +298,7 @@ pub fn script() -> Vec<Sub> {
     script.subs
 }
 
+/// The op the writer makes of a scripted request (every scripted write carries its time).
 pub fn op_of(request: &WriteRequest) -> Op {
     Op::Write(Command {
         msgid: request.msgid,
