@@ -170,6 +170,11 @@ fn admdvs_i32(admdvs: u32) -> i32 {
     i32::try_from(admdvs).expect("admdvs has six digits")
 }
 
+/// One parameter of an `unnest` statement: the column `f` makes of every row.
+fn col<R, T: ToSql + Sync + 'static>(rows: &[R], f: impl Fn(&R) -> T) -> Box<dyn ToSql + Sync> {
+    Box::new(rows.iter().map(f).collect::<Vec<T>>())
+}
+
 /// Runs `sql` once per batch of `items`, with the parameters `build` makes of the batch.
 fn exec<T>(
     tx: &mut Transaction<'_>,
@@ -259,43 +264,15 @@ fn write_persons(
         |batch| {
             let rows: Vec<_> = batch.iter().map(|&i| (i, state.person_row(i))).collect();
             vec![
-                Box::new(rows.iter().map(|(i, _)| id32(*i)).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| r.psn_no.clone())
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| r.certno_masked.clone())
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| r.psn_name_masked.clone())
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| insutype_str(r.insutype))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| admdvs_i32(r.admdvs))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| province(r.admdvs))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(rows.iter().map(|(_, r)| pool(r.admdvs)).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| status_str(r.status))
-                        .collect::<Vec<_>>(),
-                ),
+                col(&rows, |(i, _)| id32(*i)),
+                col(&rows, |(_, r)| r.psn_no.clone()),
+                col(&rows, |(_, r)| r.certno_masked.clone()),
+                col(&rows, |(_, r)| r.psn_name_masked.clone()),
+                col(&rows, |(_, r)| insutype_str(r.insutype)),
+                col(&rows, |(_, r)| admdvs_i32(r.admdvs)),
+                col(&rows, |(_, r)| province(r.admdvs)),
+                col(&rows, |(_, r)| pool(r.admdvs)),
+                col(&rows, |(_, r)| status_str(r.status)),
             ]
         },
     )
@@ -339,10 +316,7 @@ fn upsert_balances(
          ON CONFLICT (psn_id) DO UPDATE SET balc_fen = EXCLUDED.balc_fen"
     );
     exec(tx, &sql, rows, |batch| {
-        vec![
-            Box::new(batch.iter().map(|r| r.0).collect::<Vec<_>>()),
-            Box::new(batch.iter().map(|r| r.1).collect::<Vec<_>>()),
-        ]
+        vec![col(batch, |r| r.0), col(batch, |r| r.1)]
     })
 }
 
@@ -363,27 +337,11 @@ fn write_institutions(
                 .map(|&i| (i, state.institution_row(i)))
                 .collect();
             vec![
-                Box::new(rows.iter().map(|(i, _)| id32(*i)).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| r.fixmedins_code.clone())
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| r.fixmedins_name.clone())
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| inst_type_str(r.fixmedins_type))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| admdvs_i32(r.admdvs))
-                        .collect::<Vec<_>>(),
-                ),
+                col(&rows, |(i, _)| id32(*i)),
+                col(&rows, |(_, r)| r.fixmedins_code.clone()),
+                col(&rows, |(_, r)| r.fixmedins_name.clone()),
+                col(&rows, |(_, r)| inst_type_str(r.fixmedins_type)),
+                col(&rows, |(_, r)| admdvs_i32(r.admdvs)),
             ]
         },
     )
@@ -406,29 +364,15 @@ fn write_bindings(
         |batch| {
             let rows: Vec<_> = batch.iter().map(|&b| (b, state.binding_row(b))).collect();
             vec![
-                Box::new(rows.iter().map(|(b, _)| id(*b)).collect::<Vec<_>>()),
-                Box::new(rows.iter().map(|(_, r)| id32(r.giver)).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| id32(r.receiver))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| r.relation.as_str())
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| r.scope.as_str())
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r)| i32::try_from(r.priority).expect("small priority"))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(rows.iter().map(|(_, r)| r.active).collect::<Vec<_>>()),
+                col(&rows, |(b, _)| id(*b)),
+                col(&rows, |(_, r)| id32(r.giver)),
+                col(&rows, |(_, r)| id32(r.receiver)),
+                col(&rows, |(_, r)| r.relation.as_str()),
+                col(&rows, |(_, r)| r.scope.as_str()),
+                col(&rows, |(_, r)| {
+                    i32::try_from(r.priority).expect("small priority")
+                }),
+                col(&rows, |(_, r)| r.active),
             ]
         },
     )
@@ -558,50 +502,18 @@ fn write_transfers(
                 })
                 .collect();
             vec![
-                Box::new(rows.iter().map(|(t, ..)| id(*t)).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| id32(r.from))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(rows.iter().map(|(_, r, ..)| id32(r.to)).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| fen(r.amount))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| source_str(r.source))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| r.cross_province)
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, _, a, _)| province(*a))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| r.status.as_str())
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(rows.iter().map(|(_, r, ..)| r.created).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| r.expires_at)
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(rows.iter().map(|(.., at)| *at).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(.., at)| at.map(|t| period_of(t).to_string()))
-                        .collect::<Vec<_>>(),
-                ),
+                col(&rows, |(t, ..)| id(*t)),
+                col(&rows, |(_, r, ..)| id32(r.from)),
+                col(&rows, |(_, r, ..)| id32(r.to)),
+                col(&rows, |(_, r, ..)| fen(r.amount)),
+                col(&rows, |(_, r, ..)| source_str(r.source)),
+                col(&rows, |(_, r, ..)| r.cross_province),
+                col(&rows, |(_, _, a, _)| province(*a)),
+                col(&rows, |(_, r, ..)| r.status.as_str()),
+                col(&rows, |(_, r, ..)| r.created),
+                col(&rows, |(_, r, ..)| r.expires_at),
+                col(&rows, |(.., at)| *at),
+                col(&rows, |(.., at)| at.map(|t| period_of(t).to_string())),
             ]
         },
     )
@@ -630,44 +542,18 @@ fn write_contributions(
                 })
                 .collect();
             vec![
-                Box::new(rows.iter().map(|(c, ..)| id(*c)).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| id32(r.payer))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| id32(r.psn))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| i16::try_from(r.year).expect("years fit in i16"))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| fen(r.amount))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(rows.iter().map(|(_, r, ..)| r.time).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| period_of(r.time).to_string())
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, _, a, _)| province(*a))
-                        .collect::<Vec<_>>(),
-                ),
-                Box::new(rows.iter().map(|(.., cross)| *cross).collect::<Vec<_>>()),
-                Box::new(
-                    rows.iter()
-                        .map(|(_, r, ..)| fen(r.acct_balc))
-                        .collect::<Vec<_>>(),
-                ),
+                col(&rows, |(c, ..)| id(*c)),
+                col(&rows, |(_, r, ..)| id32(r.payer)),
+                col(&rows, |(_, r, ..)| id32(r.psn)),
+                col(&rows, |(_, r, ..)| {
+                    i16::try_from(r.year).expect("years fit in i16")
+                }),
+                col(&rows, |(_, r, ..)| fen(r.amount)),
+                col(&rows, |(_, r, ..)| r.time),
+                col(&rows, |(_, r, ..)| period_of(r.time).to_string()),
+                col(&rows, |(_, _, a, _)| province(*a)),
+                col(&rows, |(.., cross)| *cross),
+                col(&rows, |(_, r, ..)| fen(r.acct_balc)),
             ]
         },
     )
