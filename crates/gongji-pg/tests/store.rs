@@ -11,7 +11,7 @@ use gongji_core::{Actor, Body, Fen, InstCode, Msgid, Params, PsnNo, State};
 use gongji_journal::{Anchor, FsStorage, JournalConfig};
 use gongji_pg::testkit::TestDb;
 use gongji_pg::{read_journal, verify_journal, PgStore, PgStoreOptions};
-use gongji_server::scenario::{op_of, script, Sub};
+use gongji_server::scenario::{filler, op_of, script, Sub};
 use gongji_server::{
     inspect_store, replay_from_genesis_store, Config, Engine, OpenReport, ServerError, Store,
     SubmitError, WriteRequest, WriteResult,
@@ -592,14 +592,26 @@ fn journal_pruning_keeps_what_the_older_snapshot_needs() {
     for sub in script() {
         submit(&engine, &sub);
     }
+    // The shadow writes snapshots on its own thread, and the writer prunes at its first sync
+    // after the second one lands: write on until that has happened.
+    let mut c = db.client();
+    let first_op = |c: &mut postgres::Client| -> i64 {
+        c.query_one("SELECT min(op) FROM gongji_journal", &[])
+            .unwrap()
+            .get(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut i = 0;
+    while first_op(&mut c) == 1 && std::time::Instant::now() < deadline {
+        let replies = engine.submit_wait(vec![filler(i)]).expect("engine runs");
+        assert!(replies[0].is_ok(), "{replies:?}");
+        i += 1;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let end = hashes(&engine);
     engine.shutdown().unwrap();
     drop(engine);
-    let mut c = db.client();
-    let first: i64 = c
-        .query_one("SELECT min(op) FROM gongji_journal", &[])
-        .unwrap()
-        .get(0);
+    let first = first_op(&mut c);
     let older: i64 = c
         .query_one("SELECT min(op) FROM gongji_snapshot", &[])
         .unwrap()

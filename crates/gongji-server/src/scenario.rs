@@ -298,6 +298,24 @@ pub fn script() -> Vec<Sub> {
     script.subs
 }
 
+/// A write that applies after the script (or any time after the institution `H1` exists): an
+/// institution token, distinct for each `i`, at the writer's own time.
+pub fn filler(i: u32) -> WriteRequest {
+    let mut token_hash = [0xA5; 32];
+    token_hash[..4].copy_from_slice(&i.to_le_bytes());
+    WriteRequest {
+        msgid: Msgid::from(&format!("fill-{i}")).unwrap(),
+        inf_time: None,
+        actor: Actor::Admin,
+        body: Body::CreateToken {
+            token_hash,
+            role: Role::Institution,
+            fixmedins_code: Some(inst(H1)),
+            psn_no: None,
+        },
+    }
+}
+
 /// The op the writer makes of a scripted request (every scripted write carries its time).
 pub fn op_of(request: &WriteRequest) -> Op {
     Op::Write(Command {

@@ -5,11 +5,11 @@
 //! by applying exactly the acknowledged ops (plus a prefix of the in-flight submission) to a
 //! fresh [`State`]. Also: media damage in a journal record and in the newest snapshot.
 
-use gongji_core::{Actor, Applied, Body, InstCode, Msgid, Params, Role, State};
+use gongji_core::{Applied, Params, State};
 use gongji_journal::format::{RecordHeader, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use gongji_journal::{parse_snapshot_name, CrashMode, FaultStorage, JournalConfig, Storage};
-use gongji_server::scenario::{op_of, script, Sub};
-use gongji_server::{Config, Engine, OpenReport, SubmitError, WriteRequest, WriteResult};
+use gongji_server::scenario::{filler, op_of, script, Sub};
+use gongji_server::{Config, Engine, OpenReport, SubmitError, WriteResult};
 
 fn config(snapshot_interval_ops: u64) -> Config {
     let mut config = Config::new("/nonexistent/gongji-fault-test");
@@ -306,18 +306,8 @@ fn journal_only_storage() -> FaultStorage {
         engine.submit_wait(sub.requests).unwrap();
     }
     // A few more records, so that the last segment holds several whatever the script's length.
-    for i in 0..4u8 {
-        let fill = WriteRequest {
-            msgid: Msgid::from(&format!("fill-{i}")).unwrap(),
-            inf_time: None,
-            actor: Actor::Admin,
-            body: Body::CreateToken {
-                token_hash: [100 + i; 32],
-                role: Role::Institution,
-                fixmedins_code: Some(InstCode::from("H44010600001").unwrap()),
-                psn_no: None,
-            },
-        };
+    for i in 0..4 {
+        let fill = filler(i);
         let replies = engine.submit_wait(vec![fill]).unwrap();
         assert!(replies[0].is_ok(), "{replies:?}");
     }
