@@ -50,6 +50,15 @@ pub fn verify(args: DataArgs) -> Result<()> {
         );
     }
     let (state, head, report) = gongji_server::inspect(&config).context("replay failed")?;
+    print_recovery(&state, &report);
+    let genesis = gongji_server::replay_from_genesis(&config, state.params().clone())
+        .context("replay from op 1 failed")?;
+    compare_with_genesis(&state, head, genesis, "segments")
+}
+
+/// What `verify` recovered: from which snapshot, how much was replayed, which snapshots were
+/// passed over.
+pub(crate) fn print_recovery(state: &gongji_core::State, report: &gongji_server::OpenReport) {
     println!(
         "replay: snapshot at op {}, {} ops replayed, {} persons, state check ok ({} ms)",
         report
@@ -60,15 +69,23 @@ pub fn verify(args: DataArgs) -> Result<()> {
         report.elapsed.as_millis()
     );
     for skipped in &report.skipped_snapshots {
-        println!("snapshot skipped: {} ({:?})", skipped.file, skipped.defect);
+        println!("snapshot skipped: {} ({})", skipped.file, skipped.defect);
     }
+}
+
+/// Prints the head and state hash of the recovered `state`, and refuses a snapshot that
+/// disagrees with its journal: `genesis` is the replay of every op from op 1 (`None` when the
+/// journal's early `removed` were removed after a snapshot).
+pub(crate) fn compare_with_genesis(
+    state: &gongji_core::State,
+    head: gongji_journal::Anchor,
+    genesis: Option<(gongji_core::State, gongji_journal::Anchor)>,
+    removed: &str,
+) -> Result<()> {
     println!("head op {} hash {}", head.op, hex::encode(head.chain_hash));
     let state_hash = state.state_hash();
     println!("state hash {}", hex::encode(state_hash));
-    // The snapshot must agree with its journal: replay every op from op 1 and compare.
-    match gongji_server::replay_from_genesis(&config, state.params().clone())
-        .context("replay from op 1 failed")?
-    {
+    match genesis {
         Some((genesis, genesis_head)) => {
             if genesis_head != head || genesis.state_hash() != state_hash {
                 bail!(
@@ -79,7 +96,7 @@ pub fn verify(args: DataArgs) -> Result<()> {
             }
             println!("replay from op 1: {} ops, same state hash", genesis_head.op);
         }
-        None => println!("replay from op 1: not possible, early segments were removed"),
+        None => println!("replay from op 1: not possible, early {removed} were removed"),
     }
     Ok(())
 }

@@ -56,18 +56,7 @@ pub fn verify_postgres(url: &str, config: &Config) -> Result<()> {
         chain_head.op
     );
     let (state, head, report) = inspect(config, Some(url)).context("replay failed")?;
-    println!(
-        "replay: snapshot at op {}, {} ops replayed, {} persons, state check ok ({} ms)",
-        report
-            .snapshot_op
-            .map_or("none".to_owned(), |op| op.to_string()),
-        report.replayed_ops,
-        state.person_count(),
-        report.elapsed.as_millis()
-    );
-    for skipped in &report.skipped_snapshots {
-        println!("snapshot skipped: {} ({})", skipped.file, skipped.defect);
-    }
+    crate::ops::print_recovery(&state, &report);
     if head != chain_head {
         bail!(
             "recovery ends at op {} but the journal's head is op {}",
@@ -75,24 +64,9 @@ pub fn verify_postgres(url: &str, config: &Config) -> Result<()> {
             chain_head.op
         );
     }
-    println!("head op {} hash {}", head.op, hex::encode(head.chain_hash));
-    let state_hash = state.state_hash();
-    println!("state hash {}", hex::encode(state_hash));
     let mut store = PgStore::open_read_only(url)?;
-    match gongji_server::replay_from_genesis_store(config, &mut store, state.params().clone())
-        .context("replay from op 1 failed")?
-    {
-        Some((genesis, genesis_head)) => {
-            if genesis_head != head || genesis.state_hash() != state_hash {
-                bail!(
-                    "the snapshot disagrees with the journal: replay from op 1 gives state hash {} at op {}",
-                    hex::encode(genesis.state_hash()),
-                    genesis_head.op
-                );
-            }
-            println!("replay from op 1: {} ops, same state hash", genesis_head.op);
-        }
-        None => println!("replay from op 1: not possible, early rows were removed"),
-    }
-    Ok(())
+    let genesis =
+        gongji_server::replay_from_genesis_store(config, &mut store, state.params().clone())
+            .context("replay from op 1 failed")?;
+    crate::ops::compare_with_genesis(&state, head, genesis, "rows")
 }
