@@ -1,7 +1,10 @@
 //! `gongji project` and `gongji serve --projection` against a real PostgreSQL server.
 
+mod common;
+use common::{enrol, gongji, temp_dir};
+
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,28 +12,6 @@ use gongji_core::certno::certno_with_check;
 use gongji_core::{Actor, Body, Insutype, Msgid, PsnNo};
 use gongji_pg::testkit::TestDb;
 use gongji_server::{Config, Engine, WriteRequest};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gongji-project-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn enrol(i: u32) -> WriteRequest {
-    let certno = certno_with_check(&format!("44010619900101{i:03}")).expect("17 digits");
-    WriteRequest {
-        msgid: Msgid::from(&format!("e{i}")).expect("short"),
-        inf_time: Some(1_900_000_000 + i64::from(i)),
-        actor: Actor::Admin,
-        body: Body::Enrol {
-            psn_no: PsnNo::from(&format!("P{i}")).expect("short"),
-            certno: gongji_core::command::ArrayString::from(&certno).expect("18"),
-            psn_name: "张三".into(),
-            insutype: Insutype::Employee,
-            admdvs: 440_106,
-        },
-    }
-}
 
 fn project_args(dir: &Path, url: &str, rebuild: bool) -> Vec<String> {
     let mut args = vec![
@@ -47,16 +28,7 @@ fn project_args(dir: &Path, url: &str, rebuild: bool) -> Vec<String> {
 }
 
 fn project(dir: &Path, url: &str, rebuild: bool) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gongji"))
-        .args(project_args(dir, url, rebuild))
-        .output()
-        .expect("runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    gongji(&project_args(dir, url, rebuild))
 }
 
 fn count(db: &TestDb, sql: &str) -> i64 {
@@ -67,7 +39,7 @@ fn count(db: &TestDb, sql: &str) -> i64 {
 fn project_command_catches_up_rebuilds_and_refuses_a_bad_url() {
     // Proves the one-shot command projects a data directory, that --rebuild gives the same
     // rows, and that a bad URL is a clear non-zero exit that hides the password.
-    let dir = temp_dir("cli");
+    let dir = temp_dir("project", "cli");
     let (engine, _) = Engine::open(Config::new(&dir)).expect("opens");
     for i in 1..=5 {
         assert!(engine.submit_wait(vec![enrol(i)]).expect("running")[0].is_ok());
@@ -150,7 +122,10 @@ fn serve_on_the_postgres_store_with_projection_follows_the_writer() {
 }
 
 fn serve_with_projection(store: Option<&TestDb>) {
-    let dir = temp_dir(if store.is_some() { "serve-pg" } else { "serve" });
+    let dir = temp_dir(
+        "project",
+        if store.is_some() { "serve-pg" } else { "serve" },
+    );
     let db = TestDb::new();
     let store_args: Vec<String> = match store {
         Some(store) => vec!["--store".into(), store.url.clone()],
@@ -320,7 +295,7 @@ fn dump(db: &TestDb) -> Vec<String> {
 fn project_killed_mid_way_resumes_to_identical_tables() {
     // Proves a `gongji project` killed with SIGKILL between or inside its transactions
     // resumes from its committed cursor to the same tables as an uninterrupted run.
-    let dir = temp_dir("kill");
+    let dir = temp_dir("project", "kill");
     let (engine, _) = Engine::open(Config::new(&dir)).expect("opens");
     let requests: Vec<WriteRequest> = (1..=3_000).map(enrol_many).collect();
     for chunk in requests.chunks(500) {

@@ -2,40 +2,18 @@
 //! and `report` read the PostgreSQL journal, a damaged row makes `verify` fail, a data
 //! directory refuses to be opened on another store, and bad URLs are clear errors.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::{enrol, gongji, temp_dir};
 
-use gongji_core::certno::certno_with_check;
-use gongji_core::{Actor, Body, Insutype, Msgid, PsnNo};
+use std::path::{Path, PathBuf};
+
 use gongji_pg::testkit::TestDb;
 use gongji_pg::{PgStore, PgStoreOptions};
-use gongji_server::{Config, Engine, WriteRequest};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gongji-store-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn enrol(i: u32) -> WriteRequest {
-    let certno = certno_with_check(&format!("44010619900101{i:03}")).expect("17 digits");
-    WriteRequest {
-        msgid: Msgid::from(&format!("e{i}")).expect("short"),
-        inf_time: Some(1_900_000_000 + i64::from(i)),
-        actor: Actor::Admin,
-        body: Body::Enrol {
-            psn_no: PsnNo::from(&format!("P{i}")).expect("short"),
-            certno: gongji_core::command::ArrayString::from(&certno).expect("18"),
-            psn_name: "张三".into(),
-            insutype: Insutype::Employee,
-            admdvs: 440_106,
-        },
-    }
-}
+use gongji_server::{Config, Engine};
 
 /// A data directory on a PostgreSQL store with a few ops, shut down cleanly.
 fn populated(tag: &str, db: &TestDb) -> PathBuf {
-    let dir = temp_dir(tag);
+    let dir = temp_dir("store", tag);
     let store = PgStore::open(&db.url, PgStoreOptions::default()).expect("store");
     let (engine, report) =
         Engine::open_with(Config::new(&dir), "postgres", Box::new(store)).expect("opens");
@@ -51,19 +29,6 @@ fn populated(tag: &str, db: &TestDb) -> PathBuf {
         "no file journal beside the store"
     );
     dir
-}
-
-fn gongji(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gongji"))
-        .args(args)
-        .output()
-        .expect("runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 fn s(p: &Path) -> String {
@@ -114,7 +79,7 @@ fn a_data_directory_is_never_opened_on_another_store() {
     let (ok, text) = gongji(&["token", "--data", &s(&dir), "--role", "admin"]);
     assert!(!ok, "{text}");
     assert!(text.contains("keeps its journal in postgres"), "{text}");
-    let files = temp_dir("marker-files");
+    let files = temp_dir("store", "marker-files");
     let (engine, _) = Engine::open(Config::new(&files)).expect("files");
     engine.shutdown().unwrap();
     drop(engine);
@@ -133,7 +98,7 @@ fn a_data_directory_is_never_opened_on_another_store() {
 fn serve_with_a_bad_store_fails_clearly() {
     // Proves: an unknown scheme, a malformed URL and an unreachable server stop `serve` at
     // start with the reason, and never print the password.
-    let dir = temp_dir("bad");
+    let dir = temp_dir("store", "bad");
     let data = s(&dir);
     let cases = [
         ("mysql://u:pw@h/x", "expected files or a postgres"),

@@ -1,39 +1,17 @@
 //! `gongji verify` on real data directories: a sound one passes, a flipped journal byte and a
 //! snapshot that disagrees with its journal are both refused with a non-zero exit.
 
+mod common;
+use common::{enrol, gongji, temp_dir};
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use gongji_core::certno::certno_with_check;
-use gongji_core::{Actor, Body, Insutype, Msgid, PsnNo, State};
-use gongji_server::{Config, Engine, WriteRequest};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gongji-verify-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn enrol(i: u32) -> WriteRequest {
-    let first17 = format!("44010619900101{i:03}");
-    let certno = certno_with_check(&first17).expect("17 digits");
-    WriteRequest {
-        msgid: Msgid::from(&format!("e{i}")).expect("short"),
-        inf_time: Some(1_900_000_000 + i64::from(i)),
-        actor: Actor::Admin,
-        body: Body::Enrol {
-            psn_no: PsnNo::from(&format!("P{i}")).expect("short"),
-            certno: gongji_core::command::ArrayString::from(&certno).expect("18"),
-            psn_name: "张三".into(),
-            insutype: Insutype::Employee,
-            admdvs: 440_106,
-        },
-    }
-}
+use gongji_core::State;
+use gongji_server::{Config, Engine};
 
 /// A data directory with a few ops, shut down cleanly (so a snapshot sits at the head).
 fn populated(tag: &str) -> PathBuf {
-    let dir = temp_dir(tag);
+    let dir = temp_dir("verify", tag);
     let (engine, _) = Engine::open(Config::new(&dir)).expect("opens");
     for i in 1..=5 {
         let results = engine.submit_wait(vec![enrol(i)]).expect("running");
@@ -44,16 +22,7 @@ fn populated(tag: &str) -> PathBuf {
 }
 
 fn verify(dir: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gongji"))
-        .args(["verify", "--data", &dir.to_string_lossy()])
-        .output()
-        .expect("runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    gongji(&["verify", "--data", &dir.to_string_lossy()])
 }
 
 fn segment(dir: &Path) -> PathBuf {
