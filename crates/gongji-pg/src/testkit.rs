@@ -5,7 +5,8 @@
 //! database, which `.ci/run` starts and exports); without it, the first call starts a throwaway
 //! cluster with Debian's PostgreSQL binaries in a temporary directory on a free loopback port,
 //! as a non-root user, and a watchdog shell stops and removes it when the test process exits.
-//! So `cargo test --workspace` needs only `apt-get install postgresql`.
+//! When the binaries are missing and the tests run as root, it installs Debian's `postgresql`
+//! package first, so `cargo test --workspace` needs nothing installed by hand.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -123,6 +124,31 @@ fn bin_dir() -> Result<PathBuf, String> {
     })
 }
 
+/// On a fresh machine the server package is missing: as root, install Debian's `postgresql`
+/// (what `.ci/run` does too), so that `cargo test --workspace` needs nothing installed by hand.
+fn install_server(missing: &str) -> Result<(), String> {
+    if !is_root() {
+        return Err(format!(
+            "{missing}; run as root to have the tests install it"
+        ));
+    }
+    eprintln!("gongji-pg tests: {missing}; installing Debian's postgresql package");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "postgresql"]) {
+        Ok(())
+    } else {
+        Err(format!("{missing}; apt-get install postgresql failed"))
+    }
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -154,7 +180,13 @@ fn as_owner(user: Option<&str>, program: &Path, args: &[&str]) -> Command {
 }
 
 fn start_throwaway() -> Result<String, String> {
-    let bin = bin_dir()?;
+    let bin = match bin_dir() {
+        Ok(bin) => bin,
+        Err(missing) => {
+            install_server(&missing)?;
+            bin_dir()?
+        }
+    };
     let user = if is_root() {
         let user = "gongjitest";
         let exists = Command::new("id")
