@@ -196,9 +196,22 @@ fn encode_body(body: &Body, e: &mut Enc<'_>, fingerprint: bool) {
             e.u8(10);
             e.u64(*setl_id);
         }
-        Body::Reverse { omsgid } => {
+        // Tag 11 is a reversal in the caller's own scope (the only kind before scopes); tag 17
+        // names the institution whose scope an admin reverses in.
+        Body::Reverse {
+            omsgid,
+            fixmedins_code: None,
+        } => {
             e.u8(11);
             e.str8(omsgid);
+        }
+        Body::Reverse {
+            omsgid,
+            fixmedins_code: Some(code),
+        } => {
+            e.u8(17);
+            e.str8(omsgid);
+            e.str8(code);
         }
         Body::OpenWallet { psn_no } => {
             e.u8(12);
@@ -407,7 +420,14 @@ fn decode_body(d: &mut Dec<'_>) -> Result<Body, DecodeError> {
             acct_used: d.pick(&[false, true])?,
         },
         10 => Body::Cancel { setl_id: d.u64()? },
-        11 => Body::Reverse { omsgid: d.arr()? },
+        11 => Body::Reverse {
+            omsgid: d.arr()?,
+            fixmedins_code: None,
+        },
+        17 => Body::Reverse {
+            omsgid: d.arr()?,
+            fixmedins_code: Some(d.arr()?),
+        },
         12 => Body::OpenWallet { psn_no: d.arr()? },
         13 => Body::TransferCreate {
             from_psn_no: d.arr()?,
@@ -562,7 +582,7 @@ mod tests {
         assert_eq!(bad(1, 2), "op tag");
         assert_eq!(bad(13, 3), "actor tag");
         assert_eq!(bad(17, 0), "body tag");
-        assert_eq!(bad(17, 17), "body tag");
+        assert_eq!(bad(17, 18), "body tag");
         assert_eq!(bad(40, 2), "enum value");
         assert_eq!(bad(3, 0xff), "utf-8");
         // A msgid longer than 64 bytes does not fit.
@@ -636,6 +656,11 @@ mod tests {
             Body::Cancel { setl_id: 1 },
             Body::Reverse {
                 omsgid: Msgid::from("H44010600001202505201000000001").expect("fits"),
+                fixmedins_code: None,
+            },
+            Body::Reverse {
+                omsgid: Msgid::from("H44010600001202505201000000001").expect("fits"),
+                fixmedins_code: Some(inst("H44010600001")),
             },
             Body::OpenWallet { psn_no: psn("P1") },
             Body::TransferCreate {
@@ -691,6 +716,6 @@ mod tests {
             assert_eq!(&back, op);
             assert_eq!(enc(&back), bytes);
         }
-        assert_eq!(tags, (1..=16).collect());
+        assert_eq!(tags, (1..=17).collect());
     }
 }

@@ -60,6 +60,26 @@ pub enum Actor {
     Person(PsnNo),
 }
 
+impl Actor {
+    /// The msgid scope of this actor's writes (API.md, Idempotency).
+    pub fn msgid_scope(&self) -> MsgidScope<'_> {
+        match self {
+            Actor::Admin => MsgidScope::Admin,
+            Actor::Institution(code) => MsgidScope::Institution(code),
+            Actor::Person(psn_no) => MsgidScope::Person(psn_no),
+        }
+    }
+}
+
+/// Whose msgid namespace a msgid belongs to: an institution's code, a person's `psn_no`, or the
+/// one scope all admin tokens share. The same msgid in two scopes is two unrelated requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MsgidScope<'a> {
+    Admin,
+    Institution(&'a str),
+    Person(&'a str),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Admin,
@@ -217,8 +237,11 @@ pub enum Body {
     Cancel {
         setl_id: u64,
     },
+    /// Reversal of `omsgid`, looked up in the caller's own msgid scope, or (admin only) in
+    /// the scope of the institution `fixmedins_code`.
     Reverse {
         omsgid: Msgid,
+        fixmedins_code: Option<InstCode>,
     },
     OpenWallet {
         psn_no: PsnNo,

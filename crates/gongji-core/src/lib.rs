@@ -21,8 +21,8 @@ mod state;
 pub mod time;
 
 pub use command::{
-    Actor, Body, Command, CreditItem, InstCode, InstType, Insutype, Msgid, Op, PersonStatus, PsnNo,
-    Relation, Role, TransferSource,
+    Actor, Body, Command, CreditItem, InstCode, InstType, Insutype, Msgid, MsgidScope, Op,
+    PersonStatus, PsnNo, Relation, Role, TransferSource,
 };
 pub use money::Fen;
 pub use params::Params;

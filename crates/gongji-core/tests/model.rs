@@ -13,6 +13,9 @@
 //! year, balance); a binding pair is ordered (A→B and B→A may both be active); ownership checks
 //! that need a record (an institution's cancel, a person's revoke/accept/decline) answer the
 //! record's 404 first; msgids are forgotten once older than the retention window at an applied op.
+//! msgids are keyed by (scope, msgid) as API.md says: the scope is the institution's code, the
+//! person's psn_no, or one admin scope; a reversal looks its omsgid up in the caller's scope, or
+//! (admin only) in the scope of the institution it names.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -187,6 +190,21 @@ struct MContribution {
     time: i64,
 }
 
+/// A msgid with its scope: `("A", msgid)` for admins, `("I:code", …)`, `("P:psn_no", …)`.
+type MsgKey = (String, String);
+
+fn scope_of(actor: &Actor) -> String {
+    match actor {
+        Actor::Admin => "A".to_string(),
+        Actor::Institution(code) => format!("I:{code}"),
+        Actor::Person(psn_no) => format!("P:{psn_no}"),
+    }
+}
+
+fn msg_key(actor: &Actor, msgid: &str) -> MsgKey {
+    (scope_of(actor), msgid.to_string())
+}
+
 /// What a msgid is remembered as.
 #[derive(Clone, Debug)]
 struct MMsg {
@@ -201,7 +219,7 @@ struct MMsg {
 /// The model's answer to an applied op: the numbers that the engine's reply must match.
 #[derive(Clone, Debug)]
 enum MOut {
-    Replay(String),
+    Replay(MsgKey),
     Person(String),
     Institution(String),
     Credited {
@@ -243,7 +261,7 @@ struct Model {
     setls: Vec<MSetl>,
     transfers: Vec<MTransfer>,
     contributions: Vec<MContribution>,
-    msgids: BTreeMap<String, MMsg>,
+    msgids: BTreeMap<MsgKey, MMsg>,
     credited: u64,
     paid_institutions: u64,
     returned: u64,
@@ -356,10 +374,11 @@ impl Model {
     fn apply_write(&mut self, c: &Command) -> MResult {
         self.validate(c)?;
         self.authorize(c)?;
-        if let Some(m) = self.msgids.get(c.msgid.as_str()) {
+        let key = msg_key(&c.actor, &c.msgid);
+        if let Some(m) = self.msgids.get(&key) {
             return match &m.body {
                 None => Err(ErrCode::Reversed),
-                Some(b) if *b == c.body => Ok(MOut::Replay(c.msgid.to_string())),
+                Some(b) if *b == c.body => Ok(MOut::Replay(key)),
                 Some(_) => Err(ErrCode::MsgidConflict),
             };
         }
@@ -376,7 +395,7 @@ impl Model {
                     _ => None,
                 };
                 self.msgids.insert(
-                    c.msgid.to_string(),
+                    key,
                     MMsg {
                         body: Some(c.body.clone()),
                         settlement,
@@ -465,7 +484,24 @@ impl Model {
                 money(*medfee_sumamt)?;
                 money(*fund_pay_sumamt)
             }
-            Body::Reverse { omsgid } => bad(msgid_ok(omsgid) && *omsgid != c.msgid, BadRequest),
+            Body::Reverse {
+                omsgid,
+                fixmedins_code,
+            } => {
+                bad(
+                    fixmedins_code.as_ref().is_none_or(|f| code_ok(f)),
+                    BadRequest,
+                )?;
+                let own_scope = match (fixmedins_code, &c.actor) {
+                    (None, _) => true,
+                    (Some(f), Actor::Institution(me)) => f == me,
+                    (Some(_), _) => false,
+                };
+                bad(
+                    msgid_ok(omsgid) && !(own_scope && *omsgid == c.msgid),
+                    BadRequest,
+                )
+            }
             Body::TransferCreate {
                 from_psn_no,
                 to_psn_no,
@@ -506,7 +542,9 @@ impl Model {
                     let s = self.setl(*setl_id)?;
                     self.insts[self.setls[s].inst] == me.as_str()
                 }
-                Body::Reverse { omsgid } => omsgid.starts_with(me.as_str()),
+                Body::Reverse { fixmedins_code, .. } => {
+                    fixmedins_code.as_ref().is_none_or(|f| f == me)
+                }
                 _ => false,
             },
             (Actor::Person(me), body) => match body {
@@ -676,8 +714,19 @@ impl Model {
                 self.cancel(s, time);
                 Ok(MOut::Cancelled(s))
             }
-            Body::Reverse { omsgid } => {
-                let known = self.msgids.get(omsgid.as_str()).cloned();
+            Body::Reverse {
+                omsgid,
+                fixmedins_code,
+            } => {
+                let scope = match fixmedins_code {
+                    Some(f) => {
+                        self.find_inst(f)?;
+                        format!("I:{f}")
+                    }
+                    None => scope_of(&c.actor),
+                };
+                let okey = (scope, omsgid.to_string());
+                let known = self.msgids.get(&okey).cloned();
                 match known {
                     Some(MMsg {
                         settlement: Some(s),
@@ -692,7 +741,7 @@ impl Model {
                     Some(MMsg { body: None, .. }) => Ok(MOut::Reversal { cancelled: false }),
                     None => {
                         self.msgids.insert(
-                            omsgid.to_string(),
+                            okey,
                             MMsg {
                                 body: None,
                                 settlement: None,
@@ -1182,9 +1231,27 @@ impl Model {
                 e.insert("transfer_from_wallet");
             }
         }
-        for m in self.msgids.values() {
+        for ((scope, msgid), m) in &self.msgids {
             if m.body.is_none() {
                 e.insert("reversal_blocked");
+            }
+            if m.body.is_some() && self.msgids.keys().any(|(s, id)| id == msgid && s != scope) {
+                e.insert("msgid_in_two_scopes");
+            }
+            if matches!(
+                m.body,
+                Some(Body::Reverse {
+                    fixmedins_code: Some(_),
+                    ..
+                })
+            ) && matches!(
+                m.first_reply,
+                Some(Reply::Reversal {
+                    result: ReversalResult::Cancelled,
+                    ..
+                })
+            ) {
+                e.insert("reversal_in_named_scope");
             }
             if matches!(m.body, Some(Body::Reverse { .. }))
                 && matches!(
@@ -1859,7 +1926,23 @@ impl Builder<'_> {
             .iter()
             .find(|c| omsgid.starts_with(**c))
             .map(|c| Actor::Institution(InstCode::from(c).unwrap()));
-        (Body::Reverse { omsgid }, natural)
+        // Now and then the reversal names an institution's scope (admin: allowed; another
+        // institution: 403; an unknown code: 404), usually the one whose msgid it carries.
+        let fixmedins_code = match pick % 8 {
+            0..=2 => natural.as_ref().and_then(|a| match a {
+                Actor::Institution(code) => Some(*code),
+                _ => None,
+            }),
+            3 => Some(InstCode::from(INSTS[usize::from(pick / 8) % INSTS.len()]).unwrap()),
+            _ => None,
+        };
+        (
+            Body::Reverse {
+                omsgid,
+                fixmedins_code,
+            },
+            natural,
+        )
     }
 
     fn actor(&self, sel: u8, natural: Option<Actor>) -> Actor {
@@ -2380,8 +2463,11 @@ fn run(case: &Case) -> Result<BTreeSet<String>, TestCaseError> {
                     compare_reply(&state, &model, &applied.reply, out)
                         .map_err(|e| TestCaseError::fail(format!("{}: {e}", ctx())))?;
                     if let Op::Write(c) = &op {
-                        model.msgids.get_mut(c.msgid.as_str()).unwrap().first_reply =
-                            Some(applied.reply.clone());
+                        model
+                            .msgids
+                            .get_mut(&msg_key(&c.actor, &c.msgid))
+                            .unwrap()
+                            .first_reply = Some(applied.reply.clone());
                     }
                 }
             }
@@ -2516,6 +2602,8 @@ fn generator_reaches_every_outcome() {
         "transfer_from_wallet",
         "reversal_cancelled",
         "reversal_blocked",
+        "reversal_in_named_scope",
+        "msgid_in_two_scopes",
         "msgid_forgotten",
         "far_credit",
     ];

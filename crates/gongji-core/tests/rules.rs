@@ -13,7 +13,8 @@ use gongji_core::views::{
 };
 use gongji_core::{
     Actor, Applied, Body, Command, CreditItem, ErrCode, Fen, InstCode, InstType, Insutype, Msgid,
-    Op, Params, PersonStatus, PsnNo, Rejection, Relation, Reply, Role, State, TransferSource,
+    MsgidScope, Op, Params, PersonStatus, PsnNo, Rejection, Relation, Reply, Role, State,
+    TransferSource,
 };
 
 use ErrCode::*;
@@ -128,6 +129,15 @@ fn status_body(p: &str, status: PersonStatus) -> Body {
 fn reverse_body(omsgid: &str) -> Body {
     Body::Reverse {
         omsgid: mid(omsgid),
+        fixmedins_code: None,
+    }
+}
+
+/// A reversal in the msgid scope of institution `inst` (an admin's, or the institution's own).
+fn reverse_in(omsgid: &str, inst: &str) -> Body {
+    Body::Reverse {
+        omsgid: mid(omsgid),
+        fixmedins_code: Some(code(inst)),
     }
 }
 
@@ -1102,7 +1112,7 @@ fn rule_12_cancellation_returns_each_source() {
 fn rule_13_reversal() {
     // Proves reversal by original msgid cancels an applied settlement (again: still cancelled,
     // nothing returned twice), blocks an unknown msgid so its late copy is REVERSED, refuses
-    // other kinds (NOT_REVERSIBLE), and limits an institution to its own msgid prefix.
+    // other kinds (NOT_REVERSIBLE), and looks omsgid up in the caller's own msgid scope.
     let mut w = World::new();
     w.inst(H1);
     w.employee("A");
@@ -1141,9 +1151,12 @@ fn rule_13_reversal() {
     }
     let late = w.op_with(&m2, inst_actor(H1), settle_body(H1, "A", 3_000, 0));
     assert_eq!(w.apply(&late).unwrap_err().code, Reversed);
-    let late = w.op_with(&m2, Actor::Admin, status_body("A", PersonStatus::Active));
+    let late = w.op_with(&m2, inst_actor(H1), settle_body(H1, "A", 10, 0));
     assert_eq!(w.apply(&late).unwrap_err().code, Reversed);
-    match w.ok_as(Actor::Admin, reverse_body(&m2)) {
+    // In the admin scope the same text is another msgid.
+    let admin = w.op_with(&m2, Actor::Admin, status_body("A", PersonStatus::Active));
+    assert!(!w.apply(&admin).unwrap().replayed);
+    match w.ok_as(Actor::Admin, reverse_in(&m2, H1)) {
         Reply::Reversal { result, .. } => assert_eq!(result, ReversalResult::Blocked),
         other => panic!("{other:?}"),
     }
@@ -1164,11 +1177,11 @@ fn rule_13_reversal() {
     );
     w.apply(&cancel).unwrap();
     assert_eq!(w.err(reverse_body("CANCEL1")), NotReversible);
-    // Roles: an institution names only its own msgids; a person never reverses.
+    // Roles: an institution reverses only in its own scope; a person never reverses.
     assert_eq!(
         w.err_as(
             inst_actor(H1),
-            reverse_body("H44010600002202505201000000001")
+            reverse_in("H44010600002202505201000000001", H2)
         ),
         Forbidden
     );
@@ -1683,7 +1696,8 @@ fn rule_19_journal_codec_and_fingerprint() {
         fp(&settle_body(H1, "A", 101, 0))
     );
 
-    // In the engine: the same msgid and body from another actor at another time replays.
+    // In the engine: the same msgid and body in the same scope (another token of the same
+    // institution is the same actor) at another time replays.
     let mut w = World::new();
     w.inst(H1);
     w.employee("A");
@@ -1697,7 +1711,7 @@ fn rule_19_journal_codec_and_fingerprint() {
     let later = Op::Write(Command {
         msgid: mid(&m),
         time: t("2025-05-20 09:00:00"),
-        actor: Actor::Admin,
+        actor: inst_actor(H1),
         body: settle_body(H1, "A", 300, 0),
     });
     let replay = w.apply(&later).unwrap();
@@ -1705,7 +1719,7 @@ fn rule_19_journal_codec_and_fingerprint() {
     assert_eq!(replay.reply, first.reply);
     assert_eq!(w.hash(), h);
     // A different body under the msgid is MSGID_CONFLICT.
-    let other = w.op_with(&m, Actor::Admin, settle_body(H1, "A", 301, 0));
+    let other = w.op_with(&m, inst_actor(H1), settle_body(H1, "A", 301, 0));
     assert_eq!(w.apply(&other).unwrap_err().code, MsgidConflict);
     // A token's replay with another hash (a new random token) returns the first token_id.
     let tok = w.op_with("TOK1", Actor::Admin, token(1));
@@ -2135,13 +2149,107 @@ fn edge_reversal_before_and_after_settlement() {
     }
     assert_eq!(w.acct("A"), 1_000);
     assert_eq!(w.err(Body::Cancel { setl_id: s.setl_id }), AlreadyCancelled);
-    // Not reversible: a credit; an institution naming another's msgid is FORBIDDEN even
-    // when it does not exist.
+    // Not reversible: a credit. An institution naming the admin's msgid, or another
+    // institution's, finds nothing in its own scope: it blocks that text there and touches
+    // nothing else.
     let c = w.op_with("CREDIT1", Actor::Admin, credit_body("2025-05", &[("A", 1)]));
     w.apply(&c).unwrap();
     assert_eq!(w.err(reverse_body("CREDIT1")), NotReversible);
-    assert_eq!(w.err_as(inst_actor(H1), reverse_body("CREDIT1")), Forbidden);
-    assert_eq!(w.err_as(inst_actor(H2), reverse_body(&m3)), Forbidden);
+    for (actor, omsgid) in [(inst_actor(H1), "CREDIT1"), (inst_actor(H2), m3.as_str())] {
+        match w.ok_as(actor, reverse_body(omsgid)) {
+            Reply::Reversal { result, .. } => assert_eq!(result, ReversalResult::Blocked),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(w.acct("A"), 1_001);
+    assert_eq!(w.err(reverse_body("CREDIT1")), NotReversible);
+    w.done();
+}
+
+#[test]
+fn msgid_scopes() {
+    // Proves API.md's msgid scopes: an institution whose code is a prefix of another's can
+    // neither cancel nor block the other's settlements; a person's msgid does not use up an
+    // institution's; two institutions may use the same msgid; replays and MSGID_CONFLICT hold
+    // within a scope; an admin reverses in an institution's scope by naming it (an unknown code
+    // is 404), and an institution may not name another's.
+    let mut w = World::new();
+    const SHORT: &str = "H4401";
+    for c in [SHORT, H1, H2] {
+        w.inst(c);
+    }
+    w.employee("A");
+    w.fund("A", 10_000);
+    let m1 = format!("{H1}202612070800000099");
+    let settle = w.op_with(&m1, inst_actor(H1), settle_body(H1, "A", 1_000, 0));
+    let first = w.apply(&settle).unwrap().reply;
+    assert_eq!(w.acct("A"), 9_000);
+    // The prefix-coded institution reverses "the same" msgid: only its own scope is touched.
+    match w.ok_as(inst_actor(SHORT), reverse_body(&m1)) {
+        Reply::Reversal { result, .. } => assert_eq!(result, ReversalResult::Blocked),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.acct("A"), 9_000);
+    assert!(!w.s.settlement(1).unwrap().cancelled);
+    // …and blocking an unseen msgid of H1's in its own scope does not block H1.
+    let m2 = format!("{H1}202612070800000100");
+    w.ok_as(inst_actor(SHORT), reverse_body(&m2));
+    let next = w.op_with(&m2, inst_actor(H1), settle_body(H1, "A", 500, 0));
+    assert!(!w.apply(&next).unwrap().replayed);
+    assert_eq!(w.acct("A"), 8_500);
+    // A person's write with an institution's msgid is another request.
+    let m3 = format!("{H1}202612070900000078");
+    let wallet = w.op_with(
+        &m3,
+        person_actor("A"),
+        Body::OpenWallet { psn_no: psn("A") },
+    );
+    w.apply(&wallet).unwrap();
+    let his = w.op_with(&m3, inst_actor(H1), settle_body(H1, "A", 100, 0));
+    assert!(!w.apply(&his).unwrap().replayed);
+    assert!(w.s.msgid_known(MsgidScope::Person("A"), &m3));
+    assert!(w.s.msgid_known(MsgidScope::Institution(H1), &m3));
+    assert!(!w.s.msgid_known(MsgidScope::Admin, &m3));
+    // Two institutions, one msgid, two settlements; each replays its own.
+    let h2 = w.op_with(&m1, inst_actor(H2), settle_body(H2, "A", 200, 0));
+    let h2_first = w.apply(&h2).unwrap();
+    assert!(!h2_first.replayed);
+    assert_ne!(h2_first.reply, first);
+    let again = w.apply(&settle).unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.reply, first);
+    // Within a scope, another body under the same msgid is a conflict.
+    let other = w.op_with(&m1, inst_actor(H1), settle_body(H1, "A", 999, 0));
+    assert_eq!(w.apply(&other).unwrap_err().code, MsgidConflict);
+    // An admin cancels H1's settlement by naming H1; its own scope does not hold m1.
+    match w.ok_as(Actor::Admin, reverse_body(&m1)) {
+        Reply::Reversal { result, .. } => assert_eq!(result, ReversalResult::Blocked),
+        other => panic!("{other:?}"),
+    }
+    assert!(!w.s.settlement(1).unwrap().cancelled);
+    match w.ok_as(Actor::Admin, reverse_in(&m1, H1)) {
+        Reply::Reversal { result, .. } => assert_eq!(result, ReversalResult::Cancelled),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.s.settlement(1).unwrap().cancelled);
+    // H2's settlement under the same msgid stands.
+    assert!(!w.s.settlement(4).unwrap().cancelled);
+    assert_eq!(
+        w.err_as(Actor::Admin, reverse_in(&m1, "H9")),
+        InstitutionNotFound
+    );
+    assert_eq!(w.err_as(inst_actor(H2), reverse_in(&m1, H1)), Forbidden);
+    assert_eq!(w.err_as(Actor::Admin, reverse_in(&m1, "H-1")), BadRequest);
+    // An institution may name its own scope; the reversal may then not name itself.
+    match w.ok_as(inst_actor(H2), reverse_in(&m1, H2)) {
+        Reply::Reversal { result, .. } => assert_eq!(result, ReversalResult::Cancelled),
+        other => panic!("{other:?}"),
+    }
+    let own = w.op_with("SELF2", inst_actor(H2), reverse_in("SELF2", H2));
+    assert_eq!(w.apply(&own).unwrap_err().code, BadRequest);
+    // An admin naming H2 may reuse the text of its own msgid: another scope, another msgid.
+    let cross = w.op_with("SELF3", Actor::Admin, reverse_in("SELF3", H2));
+    assert!(!w.apply(&cross).unwrap().replayed);
     w.done();
 }
 
@@ -2205,10 +2313,10 @@ fn edge_replay_after_state_change() {
     // A rejected write does not consume its msgid: the corrected request reuses it.
     let bad = w.op_with("FIX1", Actor::Admin, settle_body(H1, "A", 100, 200));
     assert_eq!(w.apply(&bad).unwrap_err().code, FundExceedsMedfee);
-    assert!(!w.s.msgid_known("FIX1"));
+    assert!(!w.s.msgid_known(MsgidScope::Admin, "FIX1"));
     let good = w.op_with("FIX1", Actor::Admin, settle_body(H1, "A", 200, 100));
     assert!(!w.apply(&good).unwrap().replayed);
-    assert!(w.s.msgid_known("FIX1"));
+    assert!(w.s.msgid_known(MsgidScope::Admin, "FIX1"));
     // …and the rejected body under it is now a conflict.
     assert_eq!(w.apply(&bad).unwrap_err().code, MsgidConflict);
     w.done();

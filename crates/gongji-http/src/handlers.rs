@@ -71,6 +71,27 @@ fn actor(app: &App, headers: &HeaderMap) -> Result<Actor, Rejection> {
         .ok_or(unauthorized)
 }
 
+/// A request whose declared `Content-Length` is over the limit: `413 TOO_LARGE` at once, for
+/// every path and with or without a token, before a byte of the body is read. (A body sent
+/// without a length is cut off at the limit while it is read.)
+pub(crate) async fn refuse_declared_too_large(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
+        let mut response = fail(Rejection::with(ErrCode::TooLarge, "the body is over 1 MiB"));
+        // The unread body stays on the connection: close it rather than read it.
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
 async fn read_json(body: Body) -> Result<Value, Rejection> {
     let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
         .await
@@ -502,6 +523,28 @@ pub(crate) async fn metrics(State(app): AppState) -> Response {
     metrics::gauge!("gongji_batches").set(c.batches_total.load(Relaxed) as f64);
     let text = crate::prometheus().render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// A request not done within `limit` of its headers (a body trickled in, say): `408` with
+/// the envelope, and the connection closed. A write already handed to the writer may still
+/// apply; its msgid makes the client's retry safe.
+pub(crate) async fn deadline(limit: std::time::Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let body = json!({
+                "infcode": -1,
+                "err_code": "REQUEST_TIMEOUT",
+                "err_msg": format!("the request was not complete within {} s", limit.as_secs()),
+            });
+            let mut response = json_response(StatusCode::REQUEST_TIMEOUT, &body);
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
 }
 
 /// Counts requests by endpoint and status and times them.

@@ -330,6 +330,7 @@ fn parse_body(t: Target, o: &mut Obj, raw_token: &mut Option<String>) -> Result<
         Target::SettlementCancel(setl_id) => Body::Cancel { setl_id },
         Target::Reversal => Body::Reverse {
             omsgid: o.short("omsgid")?,
+            fixmedins_code: o.opt_short("fixmedins_code")?,
         },
         Target::Transfer => Body::TransferCreate {
             from_psn_no: o.short("from_psn_no")?,

@@ -1071,9 +1071,11 @@ async fn errors_409() {
         .await
         .err(409, "REVERSED");
     blocked["medfee_sumamt"] = json!(2);
-    w.s.post(&w.admin, "/v1/settlements", blocked)
+    w.s.post(&w.h1, "/v1/settlements", blocked.clone())
         .await
         .err(409, "REVERSED");
+    // The block is in H1's msgid scope: in the admin's the same text is another msgid.
+    w.s.post(&w.admin, "/v1/settlements", blocked).await.ok();
 
     w.s.open_wallet("PB").await;
     let t =
@@ -1414,8 +1416,11 @@ async fn role_matrix_writes() {
         &json!({}),
     )
     .await;
-    let reverse_h1 = json!({"omsgid": format!("{H1}0001")});
+    // Reversals: an institution in its own msgid scope only (naming another's is 403); a
+    // person never.
+    let reverse_h1 = json!({"omsgid": format!("{H1}0001"), "fixmedins_code": H1});
     deny(srv, &[h2, pa], "/v1/reversals", &reverse_h1).await;
+    deny(srv, &[pa], "/v1/reversals", &json!({"omsgid": "x1"})).await;
     allow(srv, h1, "/v1/reversals", &reverse_h1).await;
     allow(
         srv,
@@ -1614,11 +1619,15 @@ async fn msgid_replay_conflict_and_reuse() {
     assert_eq!(replay.output_bytes(), first.output_bytes());
     assert_eq!(replay.bytes, first.bytes);
     assert_eq!(w.s.state_hash(), hash, "a replay changes nothing");
-    // The admin may make the request too; another institution may not, even as a replay.
+    // Another token of the same institution replays it (one msgid scope per institution);
+    // another institution may not make the request at all.
     let same = json!({"msgid": msgid, "fixmedins_code": H1, "psn_no": "PB",
         "medfee_sumamt": "112.30", "fund_pay_sumamt": 0});
-    let by_admin = w.s.post(&w.admin, "/v1/settlements", same.clone()).await;
-    assert_eq!(by_admin.bytes, first.bytes);
+    let h1_again = w.s.token("institution", Some(("fixmedins_code", H1))).await;
+    let hash = w.s.state_hash();
+    let by_twin = w.s.post(&h1_again, "/v1/settlements", same.clone()).await;
+    assert_eq!(by_twin.bytes, first.bytes);
+    assert_eq!(w.s.state_hash(), hash, "a replay changes nothing");
     w.s.post(&w.h2, "/v1/settlements", same.clone())
         .await
         .err(403, "FORBIDDEN");
@@ -1633,8 +1642,9 @@ async fn msgid_replay_conflict_and_reuse() {
     w.s.post(&w.h1, "/v1/settlements", flag)
         .await
         .err(409, "MSGID_CONFLICT");
-    // One namespace: the msgid of a settlement is taken for any other write.
-    w.s.post(&w.admin, "/v1/persons/PE/wallet", json!({"msgid": msgid}))
+    // One namespace per scope: within H1's, the msgid of a settlement is taken for any other
+    // write (here a cancellation).
+    w.s.post(&w.h1, "/v1/settlements/1/cancel", json!({"msgid": msgid}))
         .await
         .err(409, "MSGID_CONFLICT");
     assert_eq!(w.s.state_hash(), hash);

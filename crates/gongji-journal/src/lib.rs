@@ -18,6 +18,7 @@
 //! missing segment is detected, not only bit rot.
 
 pub mod format;
+pub mod private;
 
 mod error;
 mod fault;

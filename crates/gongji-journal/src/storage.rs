@@ -130,7 +130,7 @@ impl FsStorage {
     /// Opens (creating if missing) the directory `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)
+        crate::private::create_private_dir(&dir)
             .map_err(|e| io_err("create_dir_all", &dir.display().to_string(), e))?;
         Ok(Self {
             dir,
@@ -164,12 +164,13 @@ impl FsStorage {
 impl Storage for FsStorage {
     fn create(&mut self, name: &str) -> Result<(), StorageError> {
         let path = self.path(name)?;
-        let file = OpenOptions::new()
+        let file = crate::private::private_options()
             .read(true)
             .write(true)
             .create_new(true)
             .open(path)
             .map_err(|e| io_err("create", name, e))?;
+        crate::private::restrict(&file).map_err(|e| io_err("chmod", name, e))?;
         self.handles.insert(name.to_owned(), file);
         Ok(())
     }

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use gongji_core::{Actor, Applied, Body, Msgid, Params, Rejection, State};
+use gongji_journal::private::{create_private_dir, private_options, restrict};
 use gongji_journal::{FsStorage, JournalConfig, JournalError, SnapshotError, Storage};
 
 pub use recover::{
@@ -206,7 +207,7 @@ impl Engine {
     /// Opens the data directory on the real file system (creating it), recovers, starts the
     /// writer and the shadow, and creates the admin token on first start.
     pub fn open(config: Config) -> Result<(Engine, OpenReport), ServerError> {
-        std::fs::create_dir_all(config.journal_dir())?;
+        create_private_dir(&config.data_dir)?;
         let lock = lock_data_dir(&config.data_dir)?;
         check_store_marker(&config.data_dir, STORE_FILES)?;
         let journal_storage = FsStorage::open(config.journal_dir()).map_err(io_err)?;
@@ -240,7 +241,7 @@ impl Engine {
         kind: &str,
         store: Box<dyn Store>,
     ) -> Result<(Engine, OpenReport), ServerError> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        create_private_dir(&config.data_dir)?;
         let lock = lock_data_dir(&config.data_dir)?;
         check_store_marker(&config.data_dir, kind)?;
         let (mut engine, mut report) = Self::open_store(config.clone(), store)?;
@@ -407,14 +408,13 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 
 fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
+    let mut file = private_options()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
         .open(&tmp)?;
+    restrict(&file)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -422,12 +422,13 @@ fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
 
 /// Takes the data directory's exclusive lock, so that a second process (a second `serve`, or
 /// `gongji token` while serving) cannot write the same journal.
-fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
-    let file = std::fs::OpenOptions::new()
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
+    let file = private_options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(dir.join("lock"))?;
+    restrict(&file)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::InUse(dir.to_owned())),

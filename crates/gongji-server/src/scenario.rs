@@ -226,6 +226,7 @@ pub fn script() -> Vec<Sub> {
         vec![(
             Body::Reverse {
                 omsgid: Msgid::from("ghost-1").unwrap(),
+                fixmedins_code: None,
             },
             true,
         )],
@@ -264,6 +265,7 @@ pub fn script() -> Vec<Sub> {
         vec![(
             Body::Reverse {
                 omsgid: Msgid::from("f-setl3").unwrap(),
+                fixmedins_code: None,
             },
             true,
         )],

@@ -127,19 +127,8 @@ fn open_for_history(
     config: &Config,
 ) -> Result<(Engine, gongji_server::OpenReport, std::fs::File), String> {
     let io = |e: std::io::Error| format!("{}: {e}", config.data_dir.display());
-    std::fs::create_dir_all(config.journal_dir()).map_err(io)?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(config.data_dir.join("lock"))
-        .map_err(io)?;
-    lock.try_lock().map_err(|_| {
-        format!(
-            "{} is in use by another gongji process",
-            config.data_dir.display()
-        )
-    })?;
+    gongji_journal::private::create_private_dir(&config.data_dir).map_err(io)?;
+    let lock = gongji_server::lock_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
     let storage =
         |_| gongji_journal::FsStorage::open(config.journal_dir()).map_err(|e| e.to_string());
     let (engine, report) =

@@ -26,8 +26,12 @@ use std::collections::BTreeMap;
 use gongji_core::time::{cst_day, day_start, format_cst, parse_date, period_of, Period};
 use gongji_core::views::{BindingScope, PersonView};
 use gongji_core::{
-    Actor, Body, CreditItem, Fen, InstType, Msgid, PersonStatus, Reply, State, TransferSource,
+    Actor, Body, CreditItem, Fen, InstCode, InstType, Msgid, PersonStatus, Reply, State,
+    TransferSource,
 };
+
+/// The digits after the institution code in a national-form msgid: 14 of time, 6 of sequence.
+const HIS_MSGID_SUFFIX_LEN: usize = 20;
 use gongji_server::{WriteRequest, WriteResult};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -256,10 +260,15 @@ impl Generator {
             .chars()
             .filter(char::is_ascii_digit)
             .collect();
-        Msgid::from(&format!("{code}{stamp}{:06}", self.seq % 1_000_000)).expect("short msgid")
+        let msgid = format!("{code}{stamp}{:06}", self.seq % 1_000_000);
+        debug_assert_eq!(msgid.len(), code.len() + HIS_MSGID_SUFFIX_LEN);
+        Msgid::from(&msgid).expect("short msgid")
     }
 
-    /// Sends events in time order (stable), handles each result, returns them.
+    /// Sends events in time order (stable), handles each result, returns them. Settlements
+    /// and their reversals come from the institution's HIS, in its msgid scope; everything else
+    /// from the platform (admin). History carries `inf_time` for every request, which the HTTP
+    /// API allows admins only; the engine below it judges time the same for every actor.
     fn send<T: Target>(&mut self, target: &mut T, mut events: Vec<Event>) -> Vec<WriteResult> {
         if events.is_empty() {
             return Vec::new();
@@ -268,6 +277,7 @@ impl Generator {
         let mut requests = Vec::with_capacity(events.len());
         let mut tags = Vec::with_capacity(events.len());
         for e in events {
+            let actor = his_actor(&e.body).unwrap_or(Actor::Admin);
             let msgid = match e.msgid {
                 Some(m) => m,
                 None => self.msgid(),
@@ -275,7 +285,7 @@ impl Generator {
             requests.push(WriteRequest {
                 msgid,
                 inf_time: Some(e.time),
-                actor: Actor::Admin,
+                actor,
                 body: e.body,
             });
             tags.push(e.tag);
@@ -509,7 +519,10 @@ impl Generator {
                 continue;
             }
             let body = if self.rng.random_bool(self.cfg.reversal_share_of_cancels) {
-                Body::Reverse { omsgid: rec.msgid }
+                Body::Reverse {
+                    omsgid: rec.msgid,
+                    fixmedins_code: None,
+                }
             } else {
                 Body::Cancel {
                     setl_id: rec.setl_id,
@@ -768,6 +781,7 @@ impl Generator {
                 time: late.time,
                 body: Body::Reverse {
                     omsgid: late.msgid.expect("his msgid"),
+                    fixmedins_code: None,
                 },
                 tag: Tag::None,
                 msgid: None,
@@ -1176,4 +1190,29 @@ fn own_balances(state: &State, psn_no: &str) -> Fen {
 /// The CST day of an instant (re-exported for the runner).
 pub fn day_of(unix: i64) -> i32 {
     cst_day(unix)
+}
+
+/// The HIS that sends `body`, when an institution's system sends it: a settlement comes from
+/// its institution, and a reversal of a national-form msgid (code, 14-digit time, 6-digit
+/// sequence; see `his_msgid`) from the institution whose code leads it.
+fn his_actor(body: &Body) -> Option<Actor> {
+    match body {
+        Body::Settle { fixmedins_code, .. } => Some(Actor::Institution(*fixmedins_code)),
+        Body::Reverse {
+            omsgid,
+            fixmedins_code: None,
+        } => {
+            let code = omsgid
+                .len()
+                .checked_sub(HIS_MSGID_SUFFIX_LEN)
+                .filter(|&n| n > 0)?;
+            let (code, suffix) = omsgid.split_at(code);
+            suffix
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| InstCode::from(code).ok().map(Actor::Institution))
+                .flatten()
+        }
+        _ => None,
+    }
 }

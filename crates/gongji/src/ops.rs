@@ -31,6 +31,7 @@ pub struct DataArgs {
 
 pub fn verify(args: DataArgs) -> Result<()> {
     let config = Config::new(&args.data);
+    warn_if_exposed(&args.data);
     if let Some(url) = crate::store::postgres_url(args.store.as_deref())? {
         return crate::store::verify_postgres(url, &config);
     }
@@ -54,6 +55,28 @@ pub fn verify(args: DataArgs) -> Result<()> {
     let genesis = gongji_server::replay_from_genesis(&config, state.params().clone())
         .context("replay from op 1 failed")?;
     compare_with_genesis(&state, head, genesis, "segments")
+}
+
+/// Warns (on stderr, without failing: the data itself may be sound) about every path in the
+/// data directory that others than its owner may read, write or enter: it holds identities in
+/// full, and API.md wants it 0700 with files 0600.
+fn warn_if_exposed(dir: &std::path::Path) {
+    match gongji_journal::private::exposed(dir) {
+        Ok(paths) => {
+            for (path, mode) in paths {
+                eprintln!(
+                    "warning: {} is mode {mode:04o}: others may read it (want 0700 for \
+                     directories, 0600 for files: chmod -R go-rwx {})",
+                    path.display(),
+                    dir.display()
+                );
+            }
+        }
+        Err(e) => eprintln!(
+            "warning: cannot check the permissions of {}: {e}",
+            dir.display()
+        ),
+    }
 }
 
 /// What `verify` recovered: from which snapshot, how much was replayed, which snapshots were

@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::command::{Body, Command, Op};
+use crate::command::{Body, Command, MsgidScope, Op};
 use crate::reply::{ErrCode, Rejection, Reply};
 use crate::{Fen, Params};
 
@@ -179,7 +179,7 @@ impl State {
     fn apply_write(&mut self, command: &Command) -> Result<Applied, Rejection> {
         validate(command)?;
         self.authorize(&command.actor, &command.body)?;
-        let key = msgids::msgid_key(&command.msgid);
+        let key = msgids::msgid_key(command.actor.msgid_scope(), &command.msgid);
         let fingerprint = self.fingerprint(&command.body);
         if let Some(record) = self.msgids.get(key) {
             return match &record.reply {
@@ -274,7 +274,19 @@ impl State {
                 time,
             ),
             Body::Cancel { setl_id } => self.cancel(*setl_id, time),
-            Body::Reverse { omsgid } => self.reverse(omsgid, time),
+            Body::Reverse {
+                omsgid,
+                fixmedins_code,
+            } => {
+                let scope = match fixmedins_code {
+                    Some(code) => {
+                        self.insts.find(code).ok_or(ErrCode::InstitutionNotFound)?;
+                        MsgidScope::Institution(code)
+                    }
+                    None => command.actor.msgid_scope(),
+                };
+                self.reverse(scope, omsgid, time)
+            }
             Body::OpenWallet { psn_no } => self.open_wallet(psn_no),
             Body::TransferCreate {
                 from_psn_no,

@@ -1,5 +1,6 @@
-//! Idempotency: every applied write's msgid, as a 128-bit hash, maps to its request
-//! fingerprint and its reply. Records are forgotten after the retention window, oldest first.
+//! Idempotency: every applied write's (scope, msgid), as a 128-bit hash, maps to its request
+//! fingerprint and its reply. The scope (an institution's code, a person's `psn_no`, or the
+//! admin scope) is hashed into the key, so scoping costs no memory per record. Records are forgotten after the retention window, oldest first.
 //!
 //! The records live in one queue in the order they were made (which is time order: the clock
 //! only moves forward), so forgetting is a pop at the front. The index is a
@@ -15,7 +16,7 @@ use std::collections::VecDeque;
 
 use hashbrown::HashTable;
 
-use crate::Reply;
+use crate::{MsgidScope, Reply};
 
 /// `reply: None` marks a msgid blocked by a reversal: a late copy is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,8 +145,32 @@ pub(crate) struct Msgids {
     base: u32,
 }
 
-pub(crate) fn msgid_key(msgid: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(msgid.as_bytes())
+/// The key of `msgid` in `scope`: a hash of a tag byte, the scope's code, a separator that no
+/// code contains, and the msgid; so two scopes never share a key (short of a 128-bit collision).
+pub(crate) fn msgid_key(scope: MsgidScope<'_>, msgid: &str) -> u128 {
+    let (tag, code) = match scope {
+        MsgidScope::Admin => (b'A', ""),
+        MsgidScope::Institution(code) => (b'I', code),
+        MsgidScope::Person(psn_no) => (b'P', psn_no),
+    };
+    // Codes are at most 30 bytes and msgids at most 64; a longer input (which validation
+    // refuses before any lookup) is hashed on the heap rather than cut.
+    let mut buf = arrayvec::ArrayVec::<u8, 128>::new();
+    let len = 2 + code.len() + msgid.len();
+    if len <= buf.capacity() {
+        buf.push(tag);
+        buf.try_extend_from_slice(code.as_bytes()).expect("fits");
+        buf.push(b'/');
+        buf.try_extend_from_slice(msgid.as_bytes()).expect("fits");
+        xxhash_rust::xxh3::xxh3_128(&buf)
+    } else {
+        let mut v = Vec::with_capacity(len);
+        v.push(tag);
+        v.extend_from_slice(code.as_bytes());
+        v.push(b'/');
+        v.extend_from_slice(msgid.as_bytes());
+        xxhash_rust::xxh3::xxh3_128(&v)
+    }
 }
 
 fn split(key: u128) -> [u64; 2] {
@@ -275,6 +300,50 @@ mod tests {
         assert_eq!(m.get(key(1)).map(|r| r.fingerprint), Some(7));
         let times: Vec<i64> = m.iter().map(|(t, _, _)| t).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn scopes_never_share_a_key() {
+        // Proves: the same msgid in the admin scope, an institution's, a person's, and a scope
+        // whose code is a prefix of another's gives distinct keys (also when the code and msgid
+        // split the same text differently), and the key's encoding is the documented one.
+        let keys = [
+            msgid_key(MsgidScope::Admin, "H44010600001202612070800000099"),
+            msgid_key(
+                MsgidScope::Institution("H4401"),
+                "H44010600001202612070800000099",
+            ),
+            msgid_key(
+                MsgidScope::Institution("H44010600001"),
+                "H44010600001202612070800000099",
+            ),
+            msgid_key(
+                MsgidScope::Person("H44010600001"),
+                "H44010600001202612070800000099",
+            ),
+            msgid_key(
+                MsgidScope::Institution("H4401"),
+                "0600001202612070800000099",
+            ),
+            msgid_key(
+                MsgidScope::Institution("H44010"),
+                "600001202612070800000099",
+            ),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // The encoding is part of the snapshot format: tag, code, '/', msgid.
+        assert_eq!(
+            keys[1],
+            xxhash_rust::xxh3::xxh3_128(b"IH4401/H44010600001202612070800000099")
+        );
+        assert_eq!(
+            keys[0],
+            xxhash_rust::xxh3::xxh3_128(b"A/H44010600001202612070800000099")
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::ledger::{Counterparty, EntryKind, EntryRef, LedgerSide, Memo};
 use super::msgids::msgid_key;
 use super::{Scope, State};
 use crate::certno::{admdvs_pool, admdvs_province};
-use crate::command::{InstCode, Msgid, PsnNo};
+use crate::command::{InstCode, Msgid, MsgidScope, PsnNo};
 use crate::params::DrawSource;
 use crate::reply::{ErrCode, Rejection, Reply, ReversalResult};
 use crate::time::{cst_day, period_of};
@@ -247,8 +247,14 @@ impl State {
     }
 
     /// Reversal (冲正) by original msgid (rule 13).
-    pub(super) fn reverse(&mut self, omsgid: &Msgid, time: i64) -> Result<Reply, Rejection> {
-        let key = msgid_key(omsgid);
+    /// `omsgid` is looked up in `scope`, the caller's own or the institution an admin names.
+    pub(super) fn reverse(
+        &mut self,
+        scope: MsgidScope<'_>,
+        omsgid: &Msgid,
+        time: i64,
+    ) -> Result<Reply, Rejection> {
+        let key = msgid_key(scope, omsgid);
         let result = match self.msgids.get(key).map(|r| &r.reply) {
             Some(Some(Reply::Settled(s))) => {
                 let s = *s;

@@ -1,9 +1,10 @@
-//! A versioned binary snapshot of the whole [`State`] (snapshot format version 1).
+//! A versioned binary snapshot of the whole [`State`] (snapshot format version 2).
 //!
 //! Hand-written and little-endian, like [`crate::codec`]. The layout:
 //!
 //! ```text
-//! magic "GJSNAPST", version u32 = 1
+//! magic "GJSNAPST", version u32 = 2 (1 was before msgid scopes: its msgid keys hash the
+//! msgid alone, so it is refused and recovery replays the journal instead)
 //! params        receivers u8, givers u8, wallet_amount_max u64, daily_count u8,
 //!               closed_from u32, closed_until u32, expiry_second u32, draw_order 3×u8,
 //!               msgid_retention_days u32
@@ -385,7 +386,7 @@ fn code_bytes_valid(s: &[u8]) -> bool {
 
 impl State {
     /// The snapshot format version [`State::encode_snapshot`] writes.
-    pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+    pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
     /// Appends a snapshot of the whole state to `out` (see `state/snapshot.rs` for the
     /// format). Canonical: the same state gives the same bytes.
@@ -1860,9 +1861,11 @@ mod tests {
         let settled = format!("m{}", b.seq);
         b.ok(Body::Reverse {
             omsgid: Msgid::from(&settled).unwrap(),
+            fixmedins_code: None,
         });
         b.ok(Body::Reverse {
             omsgid: Msgid::from("never-applied").unwrap(),
+            fixmedins_code: None,
         });
         // Contributions (resident receivers of in-province givers).
         b.ok(Body::Contribute {
@@ -2100,9 +2103,12 @@ mod tests {
         let mut bad = bytes.clone();
         bad[0] = b'X';
         assert_eq!(refuse(&bad), "not a gongji snapshot");
-        let mut bad = bytes.clone();
-        bad[8] = 2;
-        assert_eq!(refuse(&bad), "unknown snapshot format version");
+        // Version 1 (msgid keys without scopes) and any other version are refused.
+        for version in [1, 3] {
+            let mut bad = bytes.clone();
+            bad[8] = version;
+            assert_eq!(refuse(&bad), "unknown snapshot format version");
+        }
         // The person count follows the header, params, clock, op count and ledger.
         let persons_at = 8 + 4 + 30 + 8 + 8 + 7 * 8;
         assert_eq!(
@@ -2176,7 +2182,7 @@ mod tests {
         let mut bytes = Vec::new();
         b.state.encode_snapshot(&mut bytes);
         // m24 made binding 1 (0 → 1) with priority 1; it has not been revoked.
-        let key = super::super::msgids::msgid_key("m24");
+        let key = super::super::msgids::msgid_key(crate::MsgidScope::Admin, "m24");
         let reply = b.state.msgids.get(key).unwrap().reply.clone().unwrap();
         let Reply::Bound {
             binding,

@@ -140,8 +140,20 @@ pub fn validate(command: &Command) -> Result<(), Rejection> {
             amount(*medfee_sumamt)?;
             amount(*fund_pay_sumamt)
         }
-        Body::Reverse { omsgid } => {
-            if !msgid_valid(omsgid) || omsgid == &command.msgid {
+        Body::Reverse {
+            omsgid,
+            fixmedins_code,
+        } => {
+            if let Some(c) = fixmedins_code {
+                code(c, "fixmedins_code")?;
+            }
+            // A reversal cannot name itself; in another scope the same text is another msgid.
+            let own_scope = match (fixmedins_code, &command.actor) {
+                (None, _) => true,
+                (Some(c), Actor::Institution(me)) => c == me,
+                (Some(_), _) => false,
+            };
+            if !msgid_valid(omsgid) || (own_scope && omsgid == &command.msgid) {
                 return Err(bad("omsgid must be a msgid other than the reversal's own"));
             }
             Ok(())
@@ -201,7 +213,10 @@ impl State {
                     let s = self.settlement_index(*setl_id)?;
                     self.insts.list[self.setls[s as usize].inst as usize].code == *code
                 }
-                Body::Reverse { omsgid } => omsgid.starts_with(code.as_str()),
+                // An institution reverses in its own msgid scope only.
+                Body::Reverse { fixmedins_code, .. } => {
+                    fixmedins_code.as_ref().is_none_or(|c| c == code)
+                }
                 _ => false,
             },
             (Actor::Person(me), body) => match body {

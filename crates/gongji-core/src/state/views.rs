@@ -3,7 +3,9 @@
 use super::counters::{Cell, ReconTotals};
 use super::ledger::Counterparty;
 use super::{Scope, State, TransferStatus};
-use crate::command::{Actor, InstCode, InstType, Insutype, PersonStatus, PsnNo, Relation, Role};
+use crate::command::{
+    Actor, InstCode, InstType, Insutype, MsgidScope, PersonStatus, PsnNo, Relation, Role,
+};
 use crate::reply::{ErrCode, Rejection, Reply};
 use crate::time::Period;
 use crate::{Fen, TransferSource};
@@ -278,15 +280,17 @@ impl State {
         self.settlement_view(s)
     }
 
-    /// Whether a msgid is remembered (applied or blocked).
-    pub fn msgid_known(&self, msgid: &str) -> bool {
-        self.msgids.get(super::msgids::msgid_key(msgid)).is_some()
+    /// Whether a msgid is remembered in `scope` (applied or blocked).
+    pub fn msgid_known(&self, scope: MsgidScope<'_>, msgid: &str) -> bool {
+        self.msgids
+            .get(super::msgids::msgid_key(scope, msgid))
+            .is_some()
     }
 
-    /// The remembered reply of an applied msgid.
-    pub fn reply_of(&self, msgid: &str) -> Option<&Reply> {
+    /// The remembered reply of a msgid applied in `scope`.
+    pub fn reply_of(&self, scope: MsgidScope<'_>, msgid: &str) -> Option<&Reply> {
         self.msgids
-            .get(super::msgids::msgid_key(msgid))
+            .get(super::msgids::msgid_key(scope, msgid))
             .and_then(|r| r.reply.as_ref())
     }
 

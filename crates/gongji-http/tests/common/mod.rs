@@ -159,6 +159,19 @@ impl Server {
 
     /// A server over `dir` (created on first start, recovered after), `tune` adjusting the config.
     pub async fn open(dir: Arc<TempDir>, tune: impl FnOnce(&mut Config)) -> Server {
+        Server::open_with(dir, tune, gongji_http::Limits::default()).await
+    }
+
+    /// A fresh data directory and a server with these connection limits.
+    pub async fn start_with(limits: gongji_http::Limits) -> Server {
+        Server::open_with(Arc::new(TempDir::new()), |_| {}, limits).await
+    }
+
+    pub async fn open_with(
+        dir: Arc<TempDir>,
+        tune: impl FnOnce(&mut Config),
+        limits: gongji_http::Limits,
+    ) -> Server {
         let mut config = Config::new(&dir.0);
         tune(&mut config);
         let journal_dir = config.journal_dir();
@@ -183,7 +196,7 @@ impl Server {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(gongji_http::serve(listener, app, async {
+        let task = tokio::spawn(gongji_http::serve_with(listener, app, limits, async {
             let _ = rx.await;
         }));
         Server {

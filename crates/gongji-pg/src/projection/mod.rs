@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use gongji_core::codec::decode_op;
 use gongji_core::reply::ReversalResult;
-use gongji_core::{Reply, State};
+use gongji_core::{Body, Command, MsgidScope, Op, Reply, State};
 use gongji_journal::format::{chain_next, GENESIS_CHAIN_HASH};
 
 pub use file_source::FileJournalSource;
@@ -207,11 +207,16 @@ fn hex32(h: &[u8; 32]) -> String {
 }
 
 /// Decodes and applies one journaled op; it must apply as new, as it did in the engine.
-fn apply_journaled(state: &mut State, op_no: u64, bytes: &[u8]) -> Result<Reply, ProjectionError> {
+/// Applies one journaled op to `state`; the reply comes back with the op it answers.
+fn apply_journaled(
+    state: &mut State,
+    op_no: u64,
+    bytes: &[u8],
+) -> Result<(Reply, Op), ProjectionError> {
     let op = decode_op(bytes)
         .map_err(|e| ProjectionError::Journal(format!("op {op_no} does not decode: {e}")))?;
     match state.apply(&op) {
-        Ok(applied) if !applied.replayed => Ok(applied.reply),
+        Ok(applied) if !applied.replayed => Ok((applied.reply, op)),
         Ok(_) => Err(ProjectionError::Journal(format!(
             "op {op_no} replays an earlier msgid"
         ))),
@@ -221,8 +226,19 @@ fn apply_journaled(state: &mut State, op_no: u64, bytes: &[u8]) -> Result<Reply,
     }
 }
 
-fn op_time(bytes: &[u8]) -> i64 {
-    decode_op(bytes).map(|op| op.time()).unwrap_or(0)
+/// The msgid scope a reversal op looked its `omsgid` up in.
+fn reversal_scope(op: &Op) -> Option<MsgidScope<'_>> {
+    match op {
+        Op::Write(Command {
+            actor,
+            body: Body::Reverse { fixmedins_code, .. },
+            ..
+        }) => Some(match fixmedins_code {
+            Some(code) => MsgidScope::Institution(code),
+            None => actor.msgid_scope(),
+        }),
+        _ => None,
+    }
 }
 
 impl<S: OpSource> Projector<S> {
@@ -370,19 +386,19 @@ impl<S: OpSource> Projector<S> {
     }
 
     /// Applies op `op` to the replica and moves the in-memory cursor past it.
-    fn advance(&mut self, op: u64, bytes: &[u8]) -> Result<Reply, ProjectionError> {
+    fn advance(&mut self, op: u64, bytes: &[u8]) -> Result<(Reply, Op), ProjectionError> {
         if op != self.cursor.op + 1 {
             return Err(ProjectionError::Journal(format!(
                 "op {op} follows op {}: ops must come in sequence",
                 self.cursor.op
             )));
         }
-        let reply = apply_journaled(&mut self.replica, op, bytes)?;
+        let (reply, decoded) = apply_journaled(&mut self.replica, op, bytes)?;
         self.cursor = Cursor {
             op,
-            chain_hash: chain_next(&self.cursor.chain_hash, op, op_time(bytes), bytes),
+            chain_hash: chain_next(&self.cursor.chain_hash, op, decoded.time(), bytes),
         };
-        Ok(reply)
+        Ok((reply, decoded))
     }
 
     /// Projects the ops given, in one transaction with the new cursor. Ops at or before the
@@ -411,8 +427,8 @@ impl<S: OpSource> Projector<S> {
         let mut dirty = Dirty::default();
         let started = Instant::now();
         for (op, bytes) in ops.iter().copied() {
-            let reply = self.advance(*op, bytes)?;
-            self.note_changes(&reply, &mut dirty)?;
+            let (reply, decoded) = self.advance(*op, bytes)?;
+            self.note_changes(&reply, &decoded, &mut dirty)?;
         }
         let applied = Instant::now();
         self.stats.apply_time += applied - started;
@@ -448,8 +464,13 @@ impl<S: OpSource> Projector<S> {
         Ok(rows)
     }
 
-    /// Records what a reply says changed among older records.
-    fn note_changes(&self, reply: &Reply, dirty: &mut Dirty) -> Result<(), ProjectionError> {
+    /// Records what a reply (to `op`) says changed among older records.
+    fn note_changes(
+        &self,
+        reply: &Reply,
+        op: &Op,
+        dirty: &mut Dirty,
+    ) -> Result<(), ProjectionError> {
         let state = &self.replica;
         match reply {
             Reply::Person(view) => {
@@ -472,7 +493,7 @@ impl<S: OpSource> Projector<S> {
             Reply::Reversal {
                 omsgid,
                 result: ReversalResult::Cancelled,
-            } => match state.reply_of(omsgid) {
+            } => match reversal_scope(op).and_then(|scope| state.reply_of(scope, omsgid)) {
                 Some(Reply::Settled(s)) => {
                     dirty.setls.insert(*s);
                 }

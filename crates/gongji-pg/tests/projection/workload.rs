@@ -317,7 +317,10 @@ impl Run {
             60..=62 if !self.setl_msgids.is_empty() => {
                 let k = self.rng.below(self.setl_msgids.len() as u64) as usize;
                 let omsgid = Msgid::from(&self.setl_msgids[k]).unwrap();
-                if let Some(Reply::Reversal { result, .. }) = self.write(Body::Reverse { omsgid }) {
+                if let Some(Reply::Reversal { result, .. }) = self.write(Body::Reverse {
+                    omsgid,
+                    fixmedins_code: None,
+                }) {
                     self.kinds.insert(match result {
                         ReversalResult::Cancelled => "reverse_cancelled",
                         ReversalResult::Blocked => "reverse_blocked",
@@ -328,7 +331,10 @@ impl Run {
                 // Reversal of a settlement that never came: blocks the msgid.
                 self.seq += 1;
                 let omsgid = Msgid::from(&format!("S{:08}", self.seq)).unwrap();
-                if let Some(Reply::Reversal { result, .. }) = self.write(Body::Reverse { omsgid }) {
+                if let Some(Reply::Reversal { result, .. }) = self.write(Body::Reverse {
+                    omsgid,
+                    fixmedins_code: None,
+                }) {
                     self.kinds.insert(match result {
                         ReversalResult::Cancelled => "reverse_cancelled",
                         ReversalResult::Blocked => "reverse_blocked",
