@@ -36,18 +36,70 @@ pub fn database_url(url: &str, database: &str) -> String {
     testkit::with_database(url, database)
 }
 
-/// Masks a connection string's password for logs and errors.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+/// A connection string as it may appear in a log or an error: the password masked, in both
+/// forms PostgreSQL takes (`postgres://user:pw@host/db?password=pw` and `key=value` pairs such
+/// as `host=db password='p w'`). A string that parses as neither is hidden whole: nobody can
+/// tell where its secret is.
+pub fn redact(conn: &str) -> String {
+    let url_form = ["postgres://", "postgresql://"]
+        .iter()
+        .any(|p| conn.len() >= p.len() && conn[..p.len()].eq_ignore_ascii_case(p));
+    let redacted = if url_form {
+        redact_url(conn)
+    } else {
+        redact_key_values(conn)
     };
-    let Some((auth, host)) = rest.split_once('@') else {
-        return url.to_string();
-    };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    redacted.unwrap_or_else(|| "<connection string hidden: it does not parse>".to_owned())
+}
+
+const MASK: &str = "***";
+
+fn redact_url(conn: &str) -> Option<String> {
+    let mut url = url::Url::parse(conn).ok()?;
+    if url.password().is_some() {
+        url.set_password(Some(MASK)).ok()?;
     }
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    if pairs.iter().any(|(k, _)| k == "password") {
+        let mut query = url.query_pairs_mut();
+        query.clear();
+        for (k, v) in &pairs {
+            query.append_pair(k, if k == "password" { MASK } else { v });
+        }
+    }
+    Some(url.to_string())
+}
+
+/// libpq's `key = value` form: values bare or single-quoted with `\` escapes.
+fn redact_key_values(conn: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let mut rest = conn.trim_start();
+    while !rest.is_empty() {
+        let eq = rest.find('=')?;
+        let key = rest[..eq].trim();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return None;
+        }
+        rest = rest[eq + 1..].trim_start();
+        let value_len = if let Some(quoted) = rest.strip_prefix('\'') {
+            let mut escaped = false;
+            let close = quoted.char_indices().find(|&(_, c)| {
+                let end = c == '\'' && !escaped;
+                escaped = c == '\\' && !escaped;
+                end
+            })?;
+            close.0 + 2
+        } else {
+            rest.find(char::is_whitespace).unwrap_or(rest.len())
+        };
+        let value = &rest[..value_len];
+        out.push(format!(
+            "{key}={}",
+            if key == "password" { MASK } else { value }
+        ));
+        rest = rest[value_len..].trim_start();
+    }
+    Some(out.join(" "))
 }
 
 #[cfg(test)]
@@ -56,11 +108,51 @@ mod tests {
 
     #[test]
     fn redact_hides_only_the_password() {
+        // Proves: the password is masked in the URL's user info and query and in key=value
+        // strings (bare, quoted, with escapes and spaces), everything else is kept, and a
+        // string that parses as neither form is hidden whole.
         assert_eq!(
             redact("postgres://gj:secret@db:5432/x"),
             "postgres://gj:***@db:5432/x"
         );
         assert_eq!(redact("postgres://gj@db/x"), "postgres://gj@db/x");
+        assert_eq!(
+            redact("postgresql://gj@db/x?password=secret&sslmode=disable"),
+            "postgresql://gj@db/x?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact("postgres://gj:p%40ss@db/x?connect_timeout=3"),
+            "postgres://gj:***@db/x?connect_timeout=3"
+        );
         assert_eq!(redact("host=/tmp user=x"), "host=/tmp user=x");
+        assert_eq!(
+            redact("host=db password=secret user=gj"),
+            "host=db password=*** user=gj"
+        );
+        assert_eq!(
+            redact("host = db  password = 'se cr\\'et' dbname=x"),
+            "host=db password=*** dbname=x"
+        );
+        for hostile in [
+            "password='unterminated",
+            "postgres://[bad",
+            "just words",
+            "=x",
+        ] {
+            let r = redact(hostile);
+            assert_eq!(
+                r, "<connection string hidden: it does not parse>",
+                "{hostile}"
+            );
+        }
+        for conn in [
+            "postgres://gj:secret@db/x",
+            "postgres://gj@db/x?password=secret",
+            "password=secret",
+            "password='secret'",
+            "host=db password = secret",
+        ] {
+            assert!(!redact(conn).contains("secret"), "{conn}");
+        }
     }
 }
