@@ -1121,7 +1121,10 @@ impl Run {
     fn progress(&mut self, cycle: u32) {
         let (at, last) = self.progress_at;
         let step = (self.cycles / 25).max(1);
-        if cycle % step != 0 && cycle != self.cycles && at.elapsed() < Duration::from_secs(30) {
+        if !cycle.is_multiple_of(step)
+            && cycle != self.cycles
+            && at.elapsed() < Duration::from_secs(30)
+        {
             return;
         }
         let n = f64::from(cycle - last).max(1.0);
@@ -1413,7 +1416,7 @@ impl Run {
             "replays of acknowledged writes journaled ops {}..={head_after}",
             head + 1
         );
-        if cycle % AUDIT_EVERY == 0 {
+        if cycle.is_multiple_of(AUDIT_EVERY) {
             self.audit(&http)?;
         }
         while self
@@ -1583,36 +1586,17 @@ impl Run {
                     (now.saturating_sub(RECON_DAYS - 1).max(1)..=now).collect(),
                 ),
             };
-        let sample = |ids: Vec<u64>, rng: &mut Rng| -> Vec<u64> {
-            let Some(&max) = ids.last() else {
-                return Vec::new();
-            };
-            (0..samples).map(|_| rng.range(1, max)).collect()
-        };
-        let setl_keys: Vec<u64> = self
-            .model
-            .settlements
-            .keys()
-            .next_back()
-            .into_iter()
-            .copied()
-            .collect();
-        for id in sample(setl_keys, rng) {
-            if let Some((&id, _)) = self.model.settlements.range(id..).next() {
-                settlements.push(id);
+        // Seeded samples of the whole history: a random id, then the next one the model has.
+        if let Some(&max) = self.model.settlements.keys().next_back() {
+            for _ in 0..samples {
+                let id = rng.range(1, max);
+                settlements.extend(self.model.settlements.range(id..).next().map(|(id, _)| *id));
             }
         }
-        let transfer_keys: Vec<u64> = self
-            .model
-            .transfers
-            .keys()
-            .next_back()
-            .into_iter()
-            .copied()
-            .collect();
-        for id in sample(transfer_keys, rng) {
-            if let Some((&id, _)) = self.model.transfers.range(id..).next() {
-                transfers.push(id);
+        if let Some(&max) = self.model.transfers.keys().next_back() {
+            for _ in 0..samples {
+                let id = rng.range(1, max);
+                transfers.extend(self.model.transfers.range(id..).next().map(|(id, _)| *id));
             }
         }
         for id in settlements {
