@@ -5,15 +5,27 @@
 //! their acceptances/declines, and log every request with its exact reply; at a seeded random
 //! moment (20–300 ms into the load) the server gets SIGKILL. After the restart the checker
 //! resends every request that got no reply (same msgid, same body: it may or may not have
-//! applied before the kill), replays every acknowledged request and demands the byte-identical
-//! reply, and compares every person's balances with a model built from the acknowledged
-//! replies alone (credits − draws + returns), every settlement and transfer with its
-//! acknowledged form and status, and `GET /v1/audit/verify`. Balances must not move across the
-//! replays. Every write carries an admin `inf_time` (10:00 CST on day `cycle` after the
-//! start), so the run does not depend on the machine's clock and pending transfers of one cycle
-//! are returned at the start of the next.
+//! applied before the kill), then checks the server's lasting state against a model built from
+//! the acknowledged replies alone: every person's balances (credits − draws + returns), this
+//! cycle's settlements and transfers and a seeded sample of older ones with their acknowledged
+//! form and status, the reconciliation totals of this day and of a sampled older day, and
+//! (every `AUDIT_EVERY` cycles) `GET /v1/audit/verify`. Then it replays this cycle's
+//! acknowledged requests and a sample of older ones and demands the byte-identical reply while
+//! the msgid is inside `msgid_retention_days` of engine time; older msgids are forgotten by
+//! rule (DOMAIN.md), so their replay may only be refused (`INVALID_TIME`: they cannot apply
+//! again) or answer the first reply. Replays must move neither a balance nor the journal head.
+//! A write lost after its msgid was forgotten still shows in the balances, statuses and
+//! reconciliation totals, so it fails the run (the hidden `--lose-write-after-cycle` drill
+//! proves it). Every write carries an admin `inf_time` (10:00 CST on day `cycle` after the
+//! start), so the run does not depend on the machine's clock, pending transfers of one cycle
+//! are returned at the start of the next, and the engine clock moves one day per cycle.
+//!
+//! The checker keeps only the acknowledged requests of the retention window (plus a few
+//! cycles of forgotten ones to replay) and checks a bounded amount per cycle, so a cycle costs
+//! the same at cycle 1,000 as at cycle 10. A progress line is printed every few cycles
+//! (plain lines, the same on a terminal or not).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -29,12 +41,13 @@ use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
 pub struct CrashTestArgs {
-    /// Kill/restart cycles.
+    /// Kill/restart cycles (each moves the engine clock one day).
     #[arg(long, default_value_t = 20)]
     pub cycles: u32,
-    /// Seed of the load and of the kill moments (default: from the clock; printed).
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// Seed of the load, the kill moments and the checker's samples: a number, or `random` for
+    /// one from the clock (printed either way, with the command that reruns it).
+    #[arg(long, default_value = "1", value_parser = parse_seed)]
+    pub seed: Seed,
     /// Concurrent client threads.
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
@@ -44,6 +57,30 @@ pub struct CrashTestArgs {
     /// Run the server with `--store` (e.g. a `postgres://…` URL of an empty database).
     #[arg(long)]
     pub store: Option<String>,
+    /// The server's `msgid_retention_days` (engine days; one cycle is one day).
+    #[arg(long, default_value_t = 30)]
+    pub retention_days: u32,
+    /// Drill for the checker's own test: after this cycle's check, acknowledge one cancellation
+    /// and then restore the data directory from the kill -9 image taken just before it, so the
+    /// server loses an acknowledged write. The run must then fail (files store only).
+    #[arg(long, hide = true)]
+    pub lose_write_after_cycle: Option<u32>,
+}
+
+/// `--seed`: a fixed number, or drawn from the clock.
+#[derive(Clone, Copy, Debug)]
+pub enum Seed {
+    Fixed(u64),
+    Random,
+}
+
+fn parse_seed(text: &str) -> Result<Seed, String> {
+    if text == "random" {
+        return Ok(Seed::Random);
+    }
+    text.parse()
+        .map(Seed::Fixed)
+        .map_err(|_| format!("{text:?} is neither a number nor `random`"))
 }
 
 const INSTITUTIONS: [&str; 3] = ["H44010600001", "H44030000002", "P44010600003"];
@@ -53,15 +90,17 @@ const MEMBERS: usize = 5;
 const T0: &str = "2030-06-01 09:00:00";
 
 pub fn run(args: CrashTestArgs) -> Result<()> {
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
+    let seed = match args.seed {
+        Seed::Fixed(seed) => seed,
+        Seed::Random => std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-    });
+            .map_or(1, |d| d.as_nanos() as u64),
+    };
     println!(
-        "crash-test: {} cycles, {} clients, seed {seed}, store {}",
+        "crash-test: {} cycles, {} clients, seed {seed}, msgid retention {} days, store {}",
         args.cycles,
         args.clients,
+        args.retention_days,
         args.store
             .as_deref()
             .map_or("files".into(), gongji_pg::redact)
@@ -88,8 +127,9 @@ pub fn run(args: CrashTestArgs) -> Result<()> {
         Err(e) => {
             eprintln!(
                 "crash-test FAILED with seed {seed} (rerun: gongji crash-test --cycles {} \
-                 --seed {seed}{}); data directory kept at {}",
+                 --seed {seed} --retention-days {}{}); data directory kept at {}",
                 args.cycles,
+                args.retention_days,
                 args.store.as_deref().map_or(String::new(), |s| format!(
                     " --store {}",
                     gongji_pg::redact(s)
@@ -207,6 +247,20 @@ impl Http {
             .with_context(|| format!("GET {path}: {}", String::from_utf8_lossy(&bytes)))?;
         ensure!(status == 200, "GET {path}: {status} {value}");
         Ok(value["output"].clone())
+    }
+
+    /// The journal head's op number from `/metrics` (set before any reply of a batch leaves):
+    /// a constant-cost read, unlike `/v1/audit/verify`, which rescans the journal.
+    fn head_op(&self) -> Result<u64> {
+        let (status, bytes) = self.call("GET", "/metrics", "").context("GET /metrics")?;
+        ensure!(status == 200, "GET /metrics: {status}");
+        let text = String::from_utf8_lossy(&bytes);
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix("gongji_journal_head_op "))
+            .ok_or_else(|| anyhow!("no gongji_journal_head_op in /metrics"))?;
+        let op: f64 = value.trim().parse().context("gongji_journal_head_op")?;
+        Ok(op as u64)
     }
 }
 
@@ -574,12 +628,25 @@ impl TransferStatus {
 
 #[derive(Debug)]
 struct Settlement {
-    output: Value,
+    /// The acknowledged `output`, as JSON text (kept compact: a run holds every settlement).
+    output: String,
     psn_no: String,
     acct_pay: i64,
     wallet_pay: i64,
     details: Vec<(String, i64)>,
     cancelled: bool,
+    /// The cycle whose load made it.
+    cycle: u32,
+    /// Reconciliation key: institution and CST day of `setl_time`.
+    day: (String, String),
+    /// Reconciliation amounts: medfee, fund, acct, wallet, mulaid, cash.
+    amounts: [i64; 6],
+}
+
+impl Settlement {
+    fn output(&self) -> Value {
+        serde_json::from_str(&self.output).expect("stored output is JSON")
+    }
 }
 
 #[derive(Debug)]
@@ -591,12 +658,28 @@ struct Transfer {
     status: TransferStatus,
 }
 
+/// Reconciliation totals of one institution and day: count, then the six amounts.
+type Recon = (u64, [i64; 6]);
+
+const RECON_KEYS: [&str; 6] = [
+    "medfee_sumamt",
+    "fund_pay_sumamt",
+    "acct_pay",
+    "wallet_pay",
+    "acct_mulaid_pay",
+    "psn_cash_pay",
+];
+
 #[derive(Debug, Default)]
 struct Model {
     /// psn_no → (account, wallet) in fen.
     balances: BTreeMap<String, (i64, i64)>,
     settlements: BTreeMap<u64, Settlement>,
     transfers: BTreeMap<u64, Transfer>,
+    /// Transfers still pending (returned at the next cycle's start).
+    pending: BTreeSet<u64>,
+    /// (institution, day) → settlements of that day not cancelled.
+    recon: BTreeMap<(String, String), Recon>,
 }
 
 impl Model {
@@ -620,8 +703,16 @@ impl Model {
         Ok(())
     }
 
+    fn recon_add(&mut self, day: &(String, String), amounts: &[i64; 6], sign: i64) {
+        let entry = self.recon.entry(day.clone()).or_default();
+        entry.0 = entry.0.wrapping_add_signed(sign);
+        for (total, amount) in entry.1.iter_mut().zip(amounts) {
+            *total += sign * amount;
+        }
+    }
+
     /// First pass: writes that create (settlements, transfers).
-    fn apply_create(&mut self, path: &str, output: &Value) -> Result<()> {
+    fn apply_create(&mut self, path: &str, output: &Value, cycle: u32) -> Result<()> {
         if path == "/v1/settlements" {
             let id = id_of(output, "setl_id")?;
             let psn_no = str_of(output, "psn_no")?.to_owned();
@@ -650,15 +741,28 @@ impl Model {
             for (giver, amount) in &details {
                 self.acct(giver, -amount)?;
             }
+            let setl_time = str_of(output, "setl_time")?;
+            let day = (
+                str_of(output, "fixmedins_code")?.to_owned(),
+                setl_time.get(..10).unwrap_or(setl_time).to_owned(),
+            );
+            let mut amounts = [0; 6];
+            for (amount, key) in amounts.iter_mut().zip(RECON_KEYS) {
+                *amount = fen_of(&output[key])?;
+            }
+            self.recon_add(&day, &amounts, 1);
             let previous = self.settlements.insert(
                 id,
                 Settlement {
-                    output: output.clone(),
+                    output: output.to_string(),
                     psn_no,
                     acct_pay,
                     wallet_pay,
                     details,
                     cancelled: false,
+                    cycle,
+                    day,
+                    amounts,
                 },
             );
             ensure!(previous.is_none(), "settlement {id} acknowledged twice");
@@ -678,6 +782,7 @@ impl Model {
             }
             let previous = self.transfers.insert(id, transfer);
             ensure!(previous.is_none(), "transfer {id} acknowledged twice");
+            self.pending.insert(id);
         }
         Ok(())
     }
@@ -691,22 +796,24 @@ impl Model {
                 .get_mut(&id)
                 .ok_or_else(|| anyhow!("cancel of unknown settlement {id}"))?;
             ensure!(!setl.cancelled, "settlement {id} cancelled twice");
+            let paid = setl.output();
             for key in ["acct_pay", "wallet_pay", "acct_mulaid_pay", "psn_cash_pay"] {
                 ensure!(
-                    output[key] == setl.output[key],
+                    output[key] == paid[key],
                     "cancel of {id} returns {key} {} but the settlement paid {}",
                     output[key],
-                    setl.output[key]
+                    paid[key]
                 );
             }
             setl.cancelled = true;
             let (psn_no, acct, wallet) = (setl.psn_no.clone(), setl.acct_pay, setl.wallet_pay);
-            let details = setl.details.clone();
+            let (details, day, amounts) = (setl.details.clone(), setl.day.clone(), setl.amounts);
             self.acct(&psn_no, acct)?;
             self.wallet(&psn_no, wallet)?;
             for (giver, amount) in details {
                 self.acct(&giver, amount)?;
             }
+            self.recon_add(&day, &amounts, -1);
         } else if path.ends_with("/accept") || path.ends_with("/decline") {
             let id = id_of(output, "transfer_id")?;
             let transfer = self
@@ -733,6 +840,7 @@ impl Model {
                 transfer.amount,
                 transfer.from_wallet,
             );
+            self.pending.remove(&id);
             if accept {
                 self.wallet(&to, amount)?;
             } else if from_wallet {
@@ -744,30 +852,41 @@ impl Model {
         Ok(())
     }
 
-    /// A new day: every pending transfer goes back to its sender's source.
-    fn return_pending(&mut self) -> Result<()> {
-        let pending: Vec<(String, i64, bool)> = self
-            .transfers
-            .values_mut()
-            .filter(|t| t.status == TransferStatus::Pending)
-            .map(|t| {
-                t.status = TransferStatus::Returned;
-                (t.from.clone(), t.amount, t.from_wallet)
-            })
-            .collect();
-        for (from, amount, from_wallet) in pending {
+    /// A new day: every pending transfer goes back to its sender's source. Returns their ids.
+    fn return_pending(&mut self) -> Result<Vec<u64>> {
+        let ids: Vec<u64> = std::mem::take(&mut self.pending).into_iter().collect();
+        for id in &ids {
+            let t = self.transfers.get_mut(id).expect("pending transfer known");
+            t.status = TransferStatus::Returned;
+            let (from, amount, from_wallet) = (t.from.clone(), t.amount, t.from_wallet);
             if from_wallet {
                 self.wallet(&from, amount)?;
             } else {
                 self.acct(&from, amount)?;
             }
         }
-        Ok(())
+        Ok(ids)
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The run.
+
+/// Every this many cycles (and at the end) `GET /v1/audit/verify`, which rescans the whole
+/// journal; in between, the journal head comes from `/metrics`.
+const AUDIT_EVERY: u32 = 50;
+/// Per cycle: acknowledged requests of earlier cycles inside the window replayed.
+const SAMPLE_REPLAYS: usize = 32;
+/// Per cycle: acknowledged requests already forgotten by rule replayed.
+const SAMPLE_FORGOTTEN: usize = 8;
+/// Per cycle: older settlements and older transfers each compared with the model.
+const SAMPLE_RECORDS: usize = 16;
+/// At the end: older settlements and transfers each compared with the model.
+const SAMPLE_RECORDS_FINAL: usize = 500;
+/// Cycles of forgotten requests kept (past the window) to replay.
+const FORGOTTEN_KEPT_CYCLES: u32 = 3;
+/// Reconciliation totals are kept at least this many days (DOMAIN.md).
+const RECON_DAYS: u32 = 400;
 
 #[derive(Debug, Default)]
 struct Totals {
@@ -775,7 +894,38 @@ struct Totals {
     rejected: usize,
     no_reply: usize,
     no_reply_applied_before_kill: usize,
+    /// Kills that left a durable write without its reply (it replayed on resend).
+    kills_mid_batch: usize,
+    /// Replays answered with the first reply, byte for byte.
     replays: usize,
+    /// Replays of msgids past the window refused: forgotten by rule, not applied again.
+    forgotten: usize,
+    /// Settlements and transfers read back and compared with the model.
+    records: usize,
+    /// Reconciliation (institution, day) totals compared with the model.
+    recon: usize,
+    audits: usize,
+}
+
+/// An acknowledged write: the cycle it was made in, the request and the exact reply.
+#[derive(Debug)]
+struct Acked {
+    cycle: u32,
+    request: Request,
+    bytes: Vec<u8>,
+}
+
+/// What `check_state` covers besides balances and its samples.
+enum Scope {
+    /// This cycle: settlements and transfers after these ids, and the transfers returned at
+    /// the cycle's start.
+    Cycle {
+        settlements_after: Option<u64>,
+        transfers_after: Option<u64>,
+        returned: Vec<u64>,
+    },
+    /// The end of the run: larger samples and every reconciliation day still kept.
+    Final,
 }
 
 #[derive(Debug)]
@@ -787,18 +937,49 @@ struct Run {
     seed: u64,
     cycles: u32,
     clients: usize,
+    retention: u32,
+    lose_write_after_cycle: Option<u32>,
     token: String,
     server: Option<Server>,
     shared: Arc<Shared>,
     model: Model,
-    /// Every acknowledged write so far: request and exact reply bytes.
-    acked: Vec<(Request, Vec<u8>)>,
+    /// Acknowledged writes of the retention window and `FORGOTTEN_KEPT_CYCLES` before it, in
+    /// cycle order; older ones are checked by their lasting effects only.
+    acked: VecDeque<Acked>,
     totals: Totals,
+    started: Instant,
+    /// Progress: when and at which cycle the last line was printed, and the time spent
+    /// restarting and checking since.
+    progress_at: (Instant, u32),
+    restart_time: Duration,
+    check_time: Duration,
 }
 
 fn time_of_cycle(cycle: u32) -> String {
     let t0 = parse_cst(T0).expect("T0 parses");
     format_cst(t0 + i64::from(cycle) * 86_400 + 3_600)
+}
+
+/// `1m05s`.
+fn minutes(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}m{:02}s", s / 60, s % 60)
+}
+
+/// Copies a data directory (the server is dead: a kill -9 image).
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copy {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 impl Run {
@@ -807,7 +988,13 @@ impl Run {
         let data = dir.join("data");
         let config = dir.join("crash-test.toml");
         // Snapshots every few hundred ops, so that kills also land during snapshot writes.
-        std::fs::write(&config, "snapshot_interval_ops = 300\n")?;
+        std::fs::write(
+            &config,
+            format!(
+                "snapshot_interval_ops = 300\nmsgid_retention_days = {}\n",
+                args.retention_days
+            ),
+        )?;
         let mut persons = Vec::new();
         let mut pairs = Vec::new();
         for f in 0..FAMILIES {
@@ -831,6 +1018,8 @@ impl Run {
             seed,
             cycles: args.cycles,
             clients: args.clients.max(1),
+            retention: args.retention_days,
+            lose_write_after_cycle: args.lose_write_after_cycle,
             token: String::new(),
             server: None,
             shared: Arc::new(Shared {
@@ -841,8 +1030,12 @@ impl Run {
                 stop: AtomicBool::new(false),
             }),
             model: Model::default(),
-            acked: Vec::new(),
+            acked: VecDeque::new(),
             totals: Totals::default(),
+            started: Instant::now(),
+            progress_at: (Instant::now(), 0),
+            restart_time: Duration::ZERO,
+            check_time: Duration::ZERO,
         })
     }
 
@@ -871,6 +1064,8 @@ impl Run {
     }
 
     fn all_cycles(&mut self) -> Result<String> {
+        self.started = Instant::now();
+        self.progress_at = (self.started, 0);
         self.start()?;
         let token = std::fs::read_to_string(self.data.join("admin.token"))
             .context("admin.token after the first start")?;
@@ -880,23 +1075,77 @@ impl Run {
             self.cycle(cycle)
                 .with_context(|| format!("cycle {cycle}"))
                 .map_err(|e| e.context(format!("server log:\n{}", self.server_log())))?;
+            if self.lose_write_after_cycle == Some(cycle) {
+                self.lose_a_write(cycle)
+                    .with_context(|| format!("lost-write drill after cycle {cycle}"))?;
+            }
+            self.progress(cycle);
         }
-        // Everything acknowledged in any cycle still replays byte for byte.
+        // The end: larger samples, every reconciliation day still kept, every request still
+        // held replayed (inside the window: the first reply; past it: at most refused).
         let http = self.http();
-        self.replay_acked(&http, 0)?;
-        self.check_state(&http, None, None)?;
+        let mut rng = Rng(self.seed ^ 0xF1A1);
+        let balances = self.check_state(&http, self.cycles, &mut rng, Scope::Final)?;
+        let head = http.head_op()?;
+        for index in 0..self.acked.len() {
+            self.replay(&http, self.cycles, index)?;
+        }
+        ensure!(
+            self.balances(&http)? == balances && http.head_op()? == head,
+            "replays of acknowledged writes changed balances or the journal"
+        );
+        self.audit(&http)?;
         let t = &self.totals;
         Ok(format!(
-            "{} acknowledged writes, {} rejected, {} without reply at a kill ({} of them had \
-             applied), {} replays byte-identical, {} settlements, {} transfers checked",
+            "{} cycles, {} acknowledged writes, {} rejected, {} without reply at a kill ({} of \
+             them had applied), {} kills mid-batch, {} replays byte-identical, {} replays of \
+             forgotten msgids refused, {} settlements and transfers read back, {} \
+             reconciliation days, {} audits; {} settlements, {} transfers in all",
+            self.cycles,
             t.acked,
             t.rejected,
             t.no_reply,
             t.no_reply_applied_before_kill,
+            t.kills_mid_batch,
             t.replays,
+            t.forgotten,
+            t.records,
+            t.recon,
+            t.audits,
             self.model.settlements.len(),
             self.model.transfers.len()
         ))
+    }
+
+    /// A progress line every 1/25 of the run or 30 s: plain text, terminal or not.
+    fn progress(&mut self, cycle: u32) {
+        let (at, last) = self.progress_at;
+        let step = (self.cycles / 25).max(1);
+        if !cycle.is_multiple_of(step)
+            && cycle != self.cycles
+            && at.elapsed() < Duration::from_secs(30)
+        {
+            return;
+        }
+        let n = f64::from(cycle - last).max(1.0);
+        let elapsed = self.started.elapsed();
+        let eta = elapsed.mul_f64(f64::from(self.cycles - cycle) / f64::from(cycle));
+        println!(
+            "crash-test: cycle {cycle}/{} | {} acknowledged writes | {} kills mid-batch | \
+             restart {:.0} ms, check {:.0} ms per cycle (cycles {}-{cycle}) | elapsed {} | \
+             ETA {}",
+            self.cycles,
+            self.totals.acked,
+            self.totals.kills_mid_batch,
+            self.restart_time.as_secs_f64() * 1e3 / n,
+            self.check_time.as_secs_f64() * 1e3 / n,
+            last + 1,
+            minutes(elapsed),
+            minutes(eta),
+        );
+        self.progress_at = (Instant::now(), cycle);
+        self.restart_time = Duration::ZERO;
+        self.check_time = Duration::ZERO;
     }
 
     /// Institutions, 50 persons in 10 families with bindings and open wallets, credits: one
@@ -1023,7 +1272,7 @@ impl Run {
         for (psn_no, amount) in credited {
             self.model.acct(&psn_no, amount)?;
         }
-        self.model.return_pending()?;
+        let returned = self.model.return_pending()?;
         self.shared.setl_ids.lock().expect("ids lock").clear();
         self.shared.transfer_ids.lock().expect("ids lock").clear();
         self.shared.stop.store(false, Ordering::Release);
@@ -1046,16 +1295,23 @@ impl Run {
             log.extend(thread.join().map_err(|_| anyhow!("client panicked"))?);
         }
 
+        let restart = Instant::now();
         self.start()?;
+        self.restart_time += restart.elapsed();
+        let checking = Instant::now();
         let http = self.http();
-        let ops_before = self.audit(&http)?;
+        let ops_before = http.head_op()?;
         let first = self.acked.len();
-        let settlements_before = self.model.settlements.keys().next_back().copied();
-        let transfers_before = self.model.transfers.keys().next_back().copied();
+        let settlements_after = self.model.settlements.keys().next_back().copied();
+        let transfers_after = self.model.transfers.keys().next_back().copied();
         let mut resend = Vec::new();
         for (request, fate) in log {
             match fate {
-                Fate::Replied { status: 200, bytes } => self.acked.push((request, bytes)),
+                Fate::Replied { status: 200, bytes } => self.acked.push_back(Acked {
+                    cycle,
+                    request,
+                    bytes,
+                }),
                 Fate::Replied {
                     status: 409 | 422, ..
                 } => self.totals.rejected += 1,
@@ -1077,7 +1333,11 @@ impl Run {
             match status {
                 200 => {
                     resent_ok += 1;
-                    self.acked.push((request, bytes));
+                    self.acked.push_back(Acked {
+                        cycle,
+                        request,
+                        bytes,
+                    });
                 }
                 409 | 422 => self.totals.rejected += 1,
                 _ => bail!(
@@ -1088,48 +1348,146 @@ impl Run {
                 ),
             }
         }
-        let applied_now = (self.audit(&http)? - ops_before) as usize;
+        let applied_now = (http.head_op()? - ops_before) as usize;
         ensure!(
             applied_now <= resent_ok,
             "resends applied more ops than they acknowledged"
         );
-        self.totals.no_reply_applied_before_kill += resent_ok - applied_now;
+        let applied_before_kill = resent_ok - applied_now;
+        self.totals.no_reply_applied_before_kill += applied_before_kill;
+        self.totals.kills_mid_batch += usize::from(applied_before_kill > 0);
         self.totals.acked += self.acked.len() - first;
 
         // The model from this cycle's acknowledged replies: creations first, then cancels and
         // answers (which only name what an acknowledged creation returned).
-        let acked: Vec<(String, Value)> = self.acked[first..]
-            .iter()
-            .map(|(request, bytes)| {
-                serde_json::from_slice::<Value>(bytes)
-                    .map(|v| (request.path.clone(), v["output"].clone()))
-                    .with_context(|| String::from_utf8_lossy(bytes).into_owned())
+        let acked: Vec<(String, Value)> = self
+            .acked
+            .range(first..)
+            .map(|a| {
+                serde_json::from_slice::<Value>(&a.bytes)
+                    .map(|v| (a.request.path.clone(), v["output"].clone()))
+                    .with_context(|| String::from_utf8_lossy(&a.bytes).into_owned())
             })
             .collect::<Result<_>>()?;
         for (path, output) in &acked {
-            self.model.apply_create(path, output)?;
+            self.model.apply_create(path, output, cycle)?;
         }
         for (path, output) in &acked {
             self.model.apply_change(path, output)?;
         }
 
-        let before = self.balances(&http)?;
-        self.replay_acked(&http, first)?;
+        // Lasting effects first: they hold whether or not a msgid is still remembered.
+        let mut rng =
+            Rng(self.seed ^ 0xC4EC ^ u64::from(cycle).wrapping_mul(0x9FB2_1C65_1E98_DF25));
+        let scope = Scope::Cycle {
+            settlements_after,
+            transfers_after,
+            returned,
+        };
+        let balances = self.check_state(&http, cycle, &mut rng, scope)?;
+        // Then replays: all of this cycle's, a sample of the window's older ones and of the
+        // forgotten ones kept.
+        let head = http.head_op()?;
+        let window = self
+            .acked
+            .partition_point(|a| a.cycle + self.retention < cycle);
+        for index in first..self.acked.len() {
+            self.replay(&http, cycle, index)?;
+        }
+        for (range, count) in [
+            (window..first, SAMPLE_REPLAYS),
+            (0..window, SAMPLE_FORGOTTEN),
+        ] {
+            if range.is_empty() {
+                continue;
+            }
+            for _ in 0..count {
+                let index = rng.range(range.start as u64, range.end as u64 - 1) as usize;
+                self.replay(&http, cycle, index)?;
+            }
+        }
         ensure!(
-            self.balances(&http)? == before,
+            self.balances(&http)? == balances,
             "replays of acknowledged writes changed balances"
         );
-        self.check_state(&http, settlements_before, transfers_before)
+        let head_after = http.head_op()?;
+        ensure!(
+            head_after == head,
+            "replays of acknowledged writes journaled ops {}..={head_after}",
+            head + 1
+        );
+        if cycle.is_multiple_of(AUDIT_EVERY) {
+            self.audit(&http)?;
+        }
+        while self
+            .acked
+            .front()
+            .is_some_and(|a| a.cycle + self.retention + FORGOTTEN_KEPT_CYCLES < cycle)
+        {
+            self.acked.pop_front();
+        }
+        self.check_time += checking.elapsed();
+        Ok(())
     }
 
-    /// Op count from `/v1/audit/verify`, which must be ok.
-    fn audit(&self, http: &Http) -> Result<u64> {
+    /// The drill of `--lose-write-after-cycle`: a cancellation is acknowledged, then the data
+    /// directory goes back to the kill -9 image taken just before it (as if the disk had lost
+    /// a flushed write). The checker must notice at the next cycle, although the msgid's
+    /// replay then answers like a forgotten one.
+    fn lose_a_write(&mut self, cycle: u32) -> Result<()> {
+        ensure!(
+            self.store.is_none(),
+            "the lost-write drill runs on the file store"
+        );
+        let id = self
+            .model
+            .settlements
+            .iter()
+            .rev()
+            .take_while(|(_, s)| s.cycle == cycle)
+            .find(|(_, s)| {
+                !s.cancelled
+                    && s.acct_pay + s.wallet_pay + s.details.iter().map(|d| d.1).sum::<i64>() > 0
+            })
+            .map(|(id, _)| *id)
+            .ok_or_else(|| anyhow!("no settlement of cycle {cycle} moved account money"))?;
+        let image = self.data.with_file_name("data-before-the-lost-write");
+        self.server.as_mut().expect("server").kill()?;
+        copy_dir(&self.data, &image)?;
+        self.start()?;
+        let request = Request {
+            path: format!("/v1/settlements/{id}/cancel"),
+            body: format!(
+                r#"{{"msgid":"lost-{cycle}","inf_time":"{}"}}"#,
+                time_of_cycle(cycle)
+            ),
+        };
+        let (status, bytes) = self.http().post(&request.path, &request.body)?;
+        let value: Value = serde_json::from_slice(&bytes)?;
+        ensure!(status == 200, "drill cancel: {status} {value}");
+        self.model.apply_change(&request.path, &value["output"])?;
+        println!(
+            "crash-test: drill: {} {} acknowledged, then the data directory restored from \
+             before it",
+            request.path, request.body
+        );
+        self.acked.push_back(Acked {
+            cycle,
+            request,
+            bytes,
+        });
+        self.server.as_mut().expect("server").kill()?;
+        std::fs::remove_dir_all(&self.data)?;
+        std::fs::rename(&image, &self.data)?;
+        self.start()
+    }
+
+    /// `GET /v1/audit/verify` must be ok.
+    fn audit(&mut self, http: &Http) -> Result<()> {
         let audit = http.get("/v1/audit/verify")?;
         ensure!(audit["ok"] == true, "audit: {audit}");
-        audit["op_count"]
-            .as_u64()
-            .or_else(|| audit["op_count"].as_str().and_then(|s| s.parse().ok()))
-            .ok_or_else(|| anyhow!("audit op_count: {audit}"))
+        self.totals.audits += 1;
+        Ok(())
     }
 
     fn balances(&self, http: &Http) -> Result<BTreeMap<String, (i64, i64)>> {
@@ -1144,32 +1502,49 @@ impl Run {
         Ok(out)
     }
 
-    /// Replays every acknowledged write from index `from` on: the same bytes, byte for byte.
-    fn replay_acked(&mut self, http: &Http, from: usize) -> Result<()> {
-        for (request, bytes) in &self.acked[from..] {
-            let (status, again) = http.post(&request.path, &request.body)?;
-            ensure!(
-                status == 200 && &again == bytes,
-                "replay of {} {} answered {status}:\n{}\nbut was acknowledged with:\n{}",
-                request.path,
-                request.body,
-                String::from_utf8_lossy(&again),
-                String::from_utf8_lossy(bytes)
-            );
+    /// Replays `acked[index]` in cycle `now`: the same bytes while its msgid is inside the
+    /// window; past it the first reply or the refusal of a forgotten msgid (its `inf_time` is
+    /// behind the engine clock, so it cannot apply again).
+    fn replay(&mut self, http: &Http, now: u32, index: usize) -> Result<()> {
+        let a = &self.acked[index];
+        let (status, again) = http.post(&a.request.path, &a.request.body)?;
+        if status == 200 && again == a.bytes {
             self.totals.replays += 1;
+            return Ok(());
         }
-        Ok(())
+        let forgotten = a.cycle + self.retention < now;
+        if forgotten && status == 400 {
+            let value: Value = serde_json::from_slice(&again).unwrap_or_default();
+            if value["err_code"] == "INVALID_TIME" {
+                self.totals.forgotten += 1;
+                return Ok(());
+            }
+        }
+        bail!(
+            "replay in cycle {now} of {} {} (acknowledged in cycle {}, {} the {}-day msgid \
+             window) answered {status}:\n{}\nbut was acknowledged with:\n{}",
+            a.request.path,
+            a.request.body,
+            a.cycle,
+            if forgotten { "past" } else { "inside" },
+            self.retention,
+            String::from_utf8_lossy(&again),
+            String::from_utf8_lossy(&a.bytes)
+        )
     }
 
-    /// Balances, settlements and transfers on the server equal the model; the audit is ok.
-    /// Settlements and transfers up to the given ids were checked in earlier cycles and are
-    /// not changed by later ones (clients cancel and answer only this cycle's).
+    /// Balances (every person), settlements, transfers and reconciliation totals on the
+    /// server equal the model; returns the balances. Per cycle: the cycle's new settlements
+    /// and transfers, the transfers returned at its start, a seeded sample of older ones
+    /// (their status is final: clients cancel and answer only the cycle's own), and the
+    /// reconciliation of this day and of a sampled older day.
     fn check_state(
-        &self,
+        &mut self,
         http: &Http,
-        settlements_after: Option<u64>,
-        transfers_after: Option<u64>,
-    ) -> Result<()> {
+        now: u32,
+        rng: &mut Rng,
+        scope: Scope,
+    ) -> Result<BTreeMap<String, (i64, i64)>> {
         let balances = self.balances(http)?;
         for (psn_no, want) in &self.model.balances {
             let got = balances[psn_no];
@@ -1179,38 +1554,108 @@ impl Run {
                  acknowledged replies"
             );
         }
-        let first_setl = settlements_after.map_or(0, |id| id + 1);
-        for (id, setl) in self.model.settlements.range(first_setl..) {
+        let (mut settlements, mut transfers, samples, days): (Vec<u64>, Vec<u64>, usize, Vec<u32>) =
+            match scope {
+                Scope::Cycle {
+                    settlements_after,
+                    transfers_after,
+                    returned,
+                } => {
+                    let from = |after: Option<u64>| after.map_or(0, |id| id + 1);
+                    let oldest_day = now.saturating_sub(RECON_DAYS - 1).max(1);
+                    (
+                        self.model
+                            .settlements
+                            .range(from(settlements_after)..)
+                            .map(|(id, _)| *id)
+                            .collect(),
+                        self.model
+                            .transfers
+                            .range(from(transfers_after)..)
+                            .map(|(id, _)| *id)
+                            .chain(returned)
+                            .collect(),
+                        SAMPLE_RECORDS,
+                        vec![now, rng.range(u64::from(oldest_day), u64::from(now)) as u32],
+                    )
+                }
+                Scope::Final => (
+                    Vec::new(),
+                    Vec::new(),
+                    SAMPLE_RECORDS_FINAL,
+                    (now.saturating_sub(RECON_DAYS - 1).max(1)..=now).collect(),
+                ),
+            };
+        // Seeded samples of the whole history: a random id, then the next one the model has.
+        if let Some(&max) = self.model.settlements.keys().next_back() {
+            for _ in 0..samples {
+                let id = rng.range(1, max);
+                settlements.extend(self.model.settlements.range(id..).next().map(|(id, _)| *id));
+            }
+        }
+        if let Some(&max) = self.model.transfers.keys().next_back() {
+            for _ in 0..samples {
+                let id = rng.range(1, max);
+                transfers.extend(self.model.transfers.range(id..).next().map(|(id, _)| *id));
+            }
+        }
+        for id in settlements {
+            let setl = &self.model.settlements[&id];
             let got = http.get(&format!("/v1/settlements/{id}"))?;
             let want_status = if setl.cancelled {
                 "cancelled"
             } else {
                 "settled"
             };
-            ensure!(got["status"] == want_status, "settlement {id}: {got}");
-            for (key, value) in setl.output.as_object().expect("output object") {
+            ensure!(
+                got["status"] == want_status,
+                "settlement {id} (cycle {}): {got}, acknowledged as {want_status}",
+                setl.cycle
+            );
+            for (key, value) in setl.output().as_object().expect("output object") {
                 ensure!(
                     &got[key] == value,
                     "settlement {id}: {key} is {} but was acknowledged as {value}",
                     got[key]
                 );
             }
+            self.totals.records += 1;
         }
-        // Transfers of the cycle before were returned at this cycle's start: check those too.
-        let first_transfer = transfers_after.map_or(0, |id| id + 1);
-        for (id, transfer) in &self.model.transfers {
-            if *id < first_transfer && transfer.status != TransferStatus::Returned {
-                continue;
-            }
+        for id in transfers {
+            let transfer = &self.model.transfers[&id];
             let got = http.get(&format!("/v1/wallet/transfers/{id}"))?;
             ensure!(
                 got["status"] == transfer.status.as_str(),
                 "transfer {id}: {got}, expected {}",
                 transfer.status.as_str()
             );
+            self.totals.records += 1;
         }
-        self.audit(http)?;
-        Ok(())
+        for cycle in days {
+            let day = time_of_cycle(cycle)[..10].to_owned();
+            for code in INSTITUTIONS {
+                let got = http.get(&format!(
+                    "/v1/reconciliation?fixmedins_code={code}&date={day}"
+                ))?;
+                let key = (code.to_owned(), day.clone());
+                let (count, amounts) = self.model.recon.get(&key).copied().unwrap_or_default();
+                ensure!(
+                    got["setl_count"].as_u64() == Some(count),
+                    "reconciliation {code} {day}: {got}, but the acknowledged replies make \
+                     {count} settlements"
+                );
+                for (want, name) in amounts.iter().zip(RECON_KEYS) {
+                    ensure!(
+                        fen_of(&got[name])? == *want,
+                        "reconciliation {code} {day}: {name} {got}, but the acknowledged \
+                         replies make {}",
+                        fen_text(*want)
+                    );
+                }
+                self.totals.recon += 1;
+            }
+        }
+        Ok(balances)
     }
 }
 
