@@ -23,6 +23,9 @@ use serde::{Deserialize, Serialize};
 pub const REPORT_SCORE_MIN: f32 = 0.5;
 /// A reporting/education/anti-bias cue keeps a single decisive term (0.9) below the threshold.
 pub const EXEMPT_FACTOR: f32 = 0.3;
+/// With an exemption cue, the model must clear its threshold plus this fraction of the rest of
+/// the way to 1. Chosen on COLD dev with `huyou bench cold --split dev --margin M` (never test).
+pub const EXEMPT_MODEL_MARGIN: f32 = 0.5;
 /// At most this many evidence spans per code.
 pub const EVIDENCE_PER_CODE_MAX: usize = 8;
 const MODEL_EVIDENCE_MAX: usize = 3;
@@ -71,6 +74,8 @@ pub struct Classifier {
     exempt_kinds: Vec<&'static str>,
     targets: AhoCorasick,
     model: Model,
+    /// Fraction of the distance from the model's threshold to 1 added when a text is exempt.
+    pub exempt_model_margin: f32,
 }
 
 impl std::fmt::Debug for Classifier {
@@ -143,6 +148,7 @@ impl Classifier {
             exempt_kinds,
             targets: automaton(&targets),
             model,
+            exempt_model_margin: EXEMPT_MODEL_MARGIN,
         }
     }
 
@@ -199,7 +205,11 @@ impl Classifier {
 
     fn model_hits(&self, norm: &Normalised, acc: &mut Accumulator) {
         let (p, top) = self.model.score(&norm.text, MODEL_EVIDENCE_MAX);
-        let t = self.model.threshold;
+        let mut t = self.model.threshold;
+        if acc.exempt.is_some() {
+            // A reporting, education or anti-bias cue raises the bar for the model as well.
+            t += (1.0 - t) * self.exempt_model_margin;
+        }
         if p < t {
             return;
         }

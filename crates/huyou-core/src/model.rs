@@ -257,7 +257,10 @@ fn best_threshold(model: &Model, dev: &[Example]) -> f32 {
     let f1s: Vec<(f32, f64)> = (1..100)
         .map(|step| {
             let t = step as f32 / 100.0;
-            (t, binary_macro_f1(scored.iter().map(|(p, y)| (*p >= t, *y))))
+            (
+                t,
+                binary_macro_f1(scored.iter().map(|(p, y)| (*p >= t, *y))),
+            )
         })
         .collect();
     let best = f1s.iter().map(|x| x.1).fold(f64::MIN, f64::max);

@@ -19,6 +19,12 @@ pub enum Which {
     Cold {
         #[arg(long, default_value = "../shared/data/cold")]
         cold: PathBuf,
+        /// `test` to report; `dev` to tune (the test split is never used for tuning).
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Override the exemption margin for the model (for tuning on dev).
+        #[arg(long)]
+        margin: Option<f32>,
     },
     Throughput {
         #[arg(long, default_value = "../shared/data/cold")]
@@ -37,7 +43,11 @@ pub enum Which {
 pub fn run(which: Which) -> Result<()> {
     println!("machine: {}", machine());
     match which {
-        Which::Cold { cold } => cold_f1(&cold),
+        Which::Cold {
+            cold,
+            split,
+            margin,
+        } => cold_f1(&cold, &split, margin),
         Which::Throughput { cold, items } => throughput(&cold, items),
         Which::Http { cold, requests } => http(&cold, requests),
     }
@@ -69,9 +79,19 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn cold_f1(cold: &Path) -> Result<()> {
-    let rows = crate::read_cold_split(cold, "test")?;
-    let classifier = Classifier::builtin();
+fn cold_f1(cold: &Path, split: &str, margin: Option<f32>) -> Result<()> {
+    if split == "train" {
+        bail!("the model was fitted on train; use dev or test");
+    }
+    let rows = crate::read_cold_split(cold, split)?;
+    let mut classifier = Classifier::builtin();
+    if let Some(m) = margin {
+        classifier.exempt_model_margin = m;
+    }
+    println!(
+        "exemption margin for the model: {}",
+        classifier.exempt_model_margin
+    );
     let offensive = |cats: &[huyou_core::Category]| {
         cats.iter()
             .any(|c| matches!(c.code, Code::CyberViolence | Code::InciteDiscrimination))
@@ -96,7 +116,7 @@ fn cold_f1(cold: &Path) -> Result<()> {
     let f1 = huyou_core::model::binary_macro_f1(pairs.iter().copied());
     let model_f1 = huyou_core::model::binary_macro_f1(model_pairs.iter().copied());
     let accuracy = pairs.iter().filter(|(p, y)| p == y).count() as f64 / pairs.len() as f64;
-    println!("COLD test split: {} rows (offensive vs safe; offensive = cyber_violence or incite_discrimination)", rows.len());
+    println!("COLD {split} split: {} rows (offensive vs safe; offensive = cyber_violence or incite_discrimination)", rows.len());
     println!(
         "huyou (normalise + lexicons + n-gram model): macro-F1 {:.2}, accuracy {:.2}",
         f1 * 100.0,

@@ -60,6 +60,13 @@ pub struct GoldItem {
     #[serde(default)]
     #[allow(dead_code)]
     pub note: String,
+    /// Codes the item is a hard negative for (checked by the tests; eval counts them as safe).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub not: Vec<Code>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub known_miss: bool,
 }
 
 #[derive(Debug, Serialize)]
