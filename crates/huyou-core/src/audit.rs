@@ -7,7 +7,8 @@
 //!
 //! Each line is a [`Record`]: `seq`, `prev` (the previous record's hash, 64 zeros for the first),
 //! the policy version, the item id, the BLAKE3 hash of the item's text (never the text: the
-//! policy logs no user content), the codes, the rules that fired and the decisions; `hash` is
+//! policy logs no user content), the codes, the rules that fired (their ids name lexicon terms,
+//! the rule's own text, never the user's) and the decisions; `hash` is
 //! BLAKE3 over `prev` and the record's JSON without `hash`.
 //!
 //! Rejected alternative: sharing `gongji-journal`. Its frames are binary with CRC32C and snapshots
