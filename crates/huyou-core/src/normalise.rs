@@ -134,7 +134,7 @@ impl Normaliser {
             .filter(|c| !c.is_whitespace())
             .collect();
         assert!(
-            chars.len() % 2 == 0,
+            chars.len().is_multiple_of(2),
             "traditional/simplified table must be pairs"
         );
         for pair in chars.chunks(2) {

@@ -59,6 +59,13 @@ enum Command {
         /// Do not write: retrain and fail unless the result equals OUT byte for byte.
         #[arg(long)]
         check: bool,
+        /// Hyperparameters, for sweeps on dev; the defaults made the committed model.
+        #[arg(long)]
+        bits: Option<u32>,
+        #[arg(long)]
+        ngram_max: Option<u32>,
+        #[arg(long)]
+        epochs: Option<u32>,
     },
     /// Score predictions against gold JSON lines `{"id","text","meta","codes":[...]}`.
     Eval {
@@ -103,7 +110,23 @@ fn main() -> Result<()> {
             let context = decide.then_some((audience, service));
             classify(input, &policy, context, audit)
         }
-        Command::Train { cold, out, check } => train(&cold, &out, check),
+        Command::Train {
+            cold,
+            out,
+            check,
+            bits,
+            ngram_max,
+            epochs,
+        } => {
+            let d = TrainConfig::default();
+            let config = TrainConfig {
+                bits: bits.unwrap_or(d.bits),
+                ngram_max: ngram_max.unwrap_or(d.ngram_max),
+                epochs: epochs.unwrap_or(d.epochs),
+                ..d
+            };
+            train(&cold, &out, check, config)
+        }
         Command::Eval { gold } => eval_gold(&gold),
         Command::Verify { dir } => {
             let path = dir.join("audit.jsonl");
@@ -176,7 +199,12 @@ fn read_cold_split(dir: &std::path::Path, split: &str) -> Result<Vec<eval::ColdR
     eval::read_cold(&csv).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-fn train(cold: &std::path::Path, out: &std::path::Path, check: bool) -> Result<()> {
+fn train(
+    cold: &std::path::Path,
+    out: &std::path::Path,
+    check: bool,
+    config: TrainConfig,
+) -> Result<()> {
     let norm = huyou_core::Normaliser::new();
     let examples = |rows: Vec<eval::ColdRow>| -> Vec<model::Example> {
         rows.into_iter()
@@ -186,7 +214,6 @@ fn train(cold: &std::path::Path, out: &std::path::Path, check: bool) -> Result<(
     // The test split is never read here: it is for reporting only (`huyou bench cold`).
     let train_set = examples(read_cold_split(cold, "train")?);
     let dev_set = examples(read_cold_split(cold, "dev")?);
-    let config = TrainConfig::default();
     let m = model::train(&config, &train_set, &dev_set);
     let bytes = m.to_bytes();
     let dev_f1 = model::binary_macro_f1(

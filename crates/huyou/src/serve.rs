@@ -149,18 +149,29 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
+/// A refused request, turned into its JSON error response at the handler's edge (small, unlike
+/// `Response`, so `Result`s that carry it stay cheap).
+#[derive(Debug)]
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
 /// Authenticates and parses a JSON body, or gives the error response.
 fn parse<T: serde::de::DeserializeOwned>(
     app: &App,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<T, Response> {
+) -> Result<T, ApiError> {
     app.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let reject = |status, message: String| {
         app.metrics
             .rejected_requests
             .fetch_add(1, Ordering::Relaxed);
-        error(status, message)
+        ApiError(status, message)
     };
     authorize(app, headers).map_err(|m| reject(StatusCode::UNAUTHORIZED, m))?;
     let body = body.map_err(|r| {
@@ -192,9 +203,9 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), String> {
     }
 }
 
-fn check_items(items: &[Item]) -> Result<(), Response> {
+fn check_items(items: &[Item]) -> Result<(), ApiError> {
     if items.len() > ITEMS_MAX {
-        return Err(error(
+        return Err(ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "{} items in one batch; items_max is {ITEMS_MAX}",
@@ -204,7 +215,7 @@ fn check_items(items: &[Item]) -> Result<(), Response> {
     }
     for item in items {
         item.check()
-            .map_err(|e| error(StatusCode::PAYLOAD_TOO_LARGE, e))?;
+            .map_err(|e| ApiError(StatusCode::PAYLOAD_TOO_LARGE, e))?;
     }
     Ok(())
 }
@@ -266,7 +277,7 @@ async fn run_batch(
     app: Arc<App>,
     items: Vec<Item>,
     context: Option<(Audience, Service)>,
-) -> Result<Vec<wire::Classified>, Response> {
+) -> Result<Vec<wire::Classified>, ApiError> {
     tokio::task::spawn_blocking(move || {
         let results: Vec<wire::Classified> = items
             .iter()
@@ -298,7 +309,7 @@ async fn run_batch(
     })
     .await
     .map_err(|e| {
-        error(
+        ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("classification failed: {e}"),
         )
@@ -327,15 +338,15 @@ async fn classify(
 ) -> Response {
     let req: ClassifyRequest = match parse(&app, &headers, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
-    if let Err(resp) = check_items(&req.items) {
-        return resp;
+    if let Err(e) = check_items(&req.items) {
+        return e.into_response();
     }
     let context = req.decide.map(|d| (d.audience, d.service));
     match run_batch(app, req.items, context).await {
         Ok(results) => Json(serde_json::json!({ "results": results })).into_response(),
-        Err(resp) => resp,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -370,10 +381,10 @@ async fn filter(
 ) -> Response {
     let req: FilterRequest = match parse(&app, &headers, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
-    if let Err(resp) = check_items(&req.candidates) {
-        return resp;
+    if let Err(e) = check_items(&req.candidates) {
+        return e.into_response();
     }
     let results = match run_batch(
         app.clone(),
@@ -383,7 +394,7 @@ async fn filter(
     .await
     {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let (mut kept, mut removed) = (Vec::new(), Vec::new());
     for r in results {
@@ -444,19 +455,19 @@ async fn genai_check(
 ) -> Response {
     let req: GenaiCheck = match parse(&app, &headers, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let items = vec![
         genai_item(format!("{}#prompt", req.id), req.prompt),
         genai_item(format!("{}#answer", req.id), req.answer),
     ];
-    if let Err(resp) = check_items(&items) {
-        return resp;
+    if let Err(e) = check_items(&items) {
+        return e.into_response();
     }
     let context = Some((req.audience, Service::GenerativeAi));
     let results = match run_batch(app, items, context).await {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let action = |r: &wire::Classified| {
         r.decisions
@@ -491,7 +502,7 @@ async fn genai_stream(
 ) -> Response {
     let req: StreamChunk = match parse(&app, &headers, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     if req.stream_id.len() > wire::ID_BYTES_MAX {
         return error(
@@ -532,7 +543,7 @@ async fn genai_stream(
     .await
     {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let r = &results[0];
     let action = r
