@@ -365,6 +365,12 @@ impl<'a> Accumulator<'a> {
             .filter(|(_, s)| s.score() >= REPORT_SCORE_MIN)
             .map(|(code, mut s)| {
                 s.evidence.sort_unstable();
+                // A span inside another span of the same code adds nothing for a reader.
+                let all = s.evidence.clone();
+                s.evidence.retain(|&(a, b)| {
+                    !all.iter()
+                        .any(|&(c, d)| c <= a && b <= d && (c, d) != (a, b))
+                });
                 s.evidence.truncate(EVIDENCE_PER_CODE_MAX);
                 let evidence = s
                     .evidence

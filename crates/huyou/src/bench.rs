@@ -5,7 +5,8 @@
 //! - `throughput`: items/s on one thread for 50-character texts (COLD dev comments cut or
 //!   repeated to 50 characters) through classify + decide for all nine surfaces; memory.
 //! - `http`: spawns `huyou serve` on 127.0.0.1:0 and times single-item `/v1/filter` requests on
-//!   one keep-alive connection (p50/p99), then 1,000-candidate requests (items/s).
+//!   one keep-alive connection (p50/p99), then on `--connections` at once (group commit), then
+//!   1,000-candidate requests (items/s).
 
 use crate::wire::{self, Item};
 use anyhow::{bail, Context, Result};
@@ -37,6 +38,9 @@ pub enum Which {
         cold: PathBuf,
         #[arg(long, default_value_t = 5_000)]
         requests: usize,
+        /// Connections for the concurrent run (each sends single-item requests).
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
     },
 }
 
@@ -49,7 +53,11 @@ pub fn run(which: Which) -> Result<()> {
             margin,
         } => cold_f1(&cold, &split, margin),
         Which::Throughput { cold, items } => throughput(&cold, items),
-        Which::Http { cold, requests } => http(&cold, requests),
+        Which::Http {
+            cold,
+            requests,
+            connections,
+        } => http(&cold, requests, connections),
     }
 }
 
@@ -279,14 +287,18 @@ fn filter_body(texts: &[String], from: usize, n: usize) -> Vec<u8> {
     .expect("json")
 }
 
-fn http(cold: &Path, requests: usize) -> Result<()> {
-    let texts = texts(cold, 50)?;
-    let server = spawn_server()?;
+/// Sends `requests` single-item filter requests on one connection; returns latencies in µs.
+fn single_item_run(
+    server: &Server,
+    texts: &[String],
+    from: usize,
+    requests: usize,
+) -> Result<Vec<u64>> {
     let mut conn = std::net::TcpStream::connect(&server.addr)?;
     conn.set_nodelay(true)?;
     let mut latencies_us = Vec::with_capacity(requests);
     for i in 0..requests {
-        let body = filter_body(&texts, i, 1);
+        let body = filter_body(texts, from + i, 1);
         let start = Instant::now();
         let (status, _) = request(&mut conn, "/v1/filter", &server.token, &body)?;
         latencies_us.push(start.elapsed().as_micros() as u64);
@@ -294,17 +306,56 @@ fn http(cold: &Path, requests: usize) -> Result<()> {
             bail!("status {status}");
         }
     }
+    Ok(latencies_us)
+}
+
+fn percentiles(mut latencies_us: Vec<u64>) -> String {
     latencies_us.sort_unstable();
     let pct = |p: f64| {
         latencies_us[((latencies_us.len() as f64 * p) as usize).min(latencies_us.len() - 1)]
     };
-    println!(
-        "HTTP /v1/filter, 1 candidate per request, one keep-alive connection, audit fsync per request: {} requests, p50 {} µs, p99 {} µs, max {} µs",
-        requests,
+    format!(
+        "p50 {} µs, p99 {} µs, max {} µs",
         pct(0.50),
         pct(0.99),
         latencies_us[latencies_us.len() - 1]
+    )
+}
+
+fn http(cold: &Path, requests: usize, connections: usize) -> Result<()> {
+    let texts = texts(cold, 50)?;
+    let server = spawn_server()?;
+    let latencies = single_item_run(&server, &texts, 0, requests)?;
+    println!(
+        "HTTP /v1/filter, 1 candidate per request, one keep-alive connection: {requests} requests, {}",
+        percentiles(latencies)
     );
+    let start = Instant::now();
+    let per_connection = requests / connections.max(1);
+    let latencies: Vec<u64> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..connections)
+            .map(|c| {
+                let (server, texts) = (&server, &texts);
+                scope.spawn(move || {
+                    single_item_run(server, texts, c * per_connection, per_connection)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for run in runs {
+            all.extend(run.join().expect("client thread")?);
+        }
+        Ok::<_, anyhow::Error>(all)
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "HTTP /v1/filter, 1 candidate per request, {connections} connections (audit group commit): {} requests in {:.2} s = {:.0} requests/s, {}",
+        latencies.len(),
+        secs,
+        latencies.len() as f64 / secs,
+        percentiles(latencies)
+    );
+    let mut conn = std::net::TcpStream::connect(&server.addr)?;
     let batches = 50;
     let start = Instant::now();
     for b in 0..batches {
@@ -320,7 +371,7 @@ fn http(cold: &Path, requests: usize) -> Result<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "HTTP /v1/filter, 1,000 candidates per request (one fsync each): {} items in {:.2} s = {:.0} items/s",
+        "HTTP /v1/filter, 1,000 candidates per request, one connection: {} items in {:.2} s = {:.0} items/s",
         batches * 1000,
         secs,
         (batches * 1000) as f64 / secs

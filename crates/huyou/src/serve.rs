@@ -6,8 +6,9 @@
 //!
 //! Bodies are read as bytes and parsed here, so that every malformed body (not JSON, not UTF-8,
 //! an unknown field, too large, too many items) gets a JSON `{"error": ...}` with a clear status
-//! instead of axum's plain-text rejections. CPU work and the audit append run in
-//! `spawn_blocking`; the reply leaves only after the batch's audit records are fsynced.
+//! instead of axum's plain-text rejections. Classification runs in `spawn_blocking`; its audit
+//! entries go to the audit writer thread, which appends every batch waiting, fsyncs once (group
+//! commit) and only then releases the replies. The writer is joined on shutdown.
 //!
 //! Limits: `BODY_BYTES_MAX`, `ITEMS_MAX` per batch, `wire::TEXT_BYTES_MAX` per text,
 //! `STREAMS_MAX` open generative-AI streams, `STREAM_BYTES_MAX` per stream.
@@ -70,7 +71,10 @@ struct Stream {
 pub struct App {
     classifier: Classifier,
     policy: Policy,
-    audit: Mutex<AuditLog>,
+    audit_tx: tokio::sync::mpsc::Sender<AuditJob>,
+    audit_path: PathBuf,
+    /// Bytes of the audit file that are fsynced: the export never shows a half-written line.
+    audit_durable_bytes: Arc<AtomicU64>,
     token_hash: blake3::Hash,
     metrics: Metrics,
     streams: Mutex<HashMap<String, Stream>>,
@@ -89,10 +93,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(p) => Policy::parse(&std::fs::read_to_string(p)?)
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
     };
+    let log = AuditLog::open(&args.data.join("audit"))?;
+    let audit_path = log.path().to_path_buf();
+    let audit_durable_bytes = Arc::new(AtomicU64::new(std::fs::metadata(&audit_path)?.len()));
+    let (audit_tx, audit_rx) = tokio::sync::mpsc::channel(AUDIT_QUEUE_MAX);
+    let durable = audit_durable_bytes.clone();
+    let writer = std::thread::Builder::new()
+        .name("huyou-audit".into())
+        .spawn(move || audit_writer(log, audit_rx, &durable))?;
     let app = Arc::new(App {
         classifier: Classifier::builtin(),
         policy,
-        audit: Mutex::new(AuditLog::open(&args.data.join("audit"))?),
+        audit_tx,
+        audit_path,
+        audit_durable_bytes,
         token_hash: blake3::hash(token.as_bytes()),
         metrics: Metrics::default(),
         streams: Mutex::new(HashMap::new()),
@@ -107,12 +121,82 @@ pub fn run(args: ServeArgs) -> Result<()> {
         axum::serve(listener, router(app))
             .with_graceful_shutdown(shutdown())
             .await?;
-        Ok(())
-    })
+        Ok::<(), anyhow::Error>(())
+    })?;
+    // The router and every clone of the audit sender are gone once the runtime has finished
+    // its blocking tasks; the writer then drains the queue and returns.
+    drop(runtime);
+    writer.join().expect("audit writer does not panic");
+    Ok(())
+}
+
+/// Batches waiting for the audit writer; a full queue makes handlers wait (backpressure).
+const AUDIT_QUEUE_MAX: usize = 4096;
+/// At most this many batches share one fsync.
+const AUDIT_GROUP_JOBS_MAX: usize = 1024;
+
+#[derive(Debug)]
+struct AuditJob {
+    entries: Vec<huyou_core::audit::Entry>,
+    durable: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Owns the audit log: appends every batch waiting, one fsync, then wakes their handlers.
+fn audit_writer(
+    mut log: AuditLog,
+    mut rx: tokio::sync::mpsc::Receiver<AuditJob>,
+    durable_bytes: &AtomicU64,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < AUDIT_GROUP_JOBS_MAX {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let entries = jobs
+            .iter_mut()
+            .flat_map(|j| std::mem::take(&mut j.entries))
+            .collect();
+        // A failed append or fsync is fatal (STYLE.md): the record may or may not be on disk,
+        // and an fsync cannot be retried safely. Stop; the chain is checked on restart.
+        if let Err(e) = log.append_batch(entries) {
+            eprintln!("huyou: audit log write failed, stopping: {e}");
+            std::process::exit(70);
+        }
+        match std::fs::metadata(log.path()) {
+            Ok(m) => durable_bytes.store(m.len(), Ordering::Release),
+            Err(e) => {
+                eprintln!("huyou: audit log stat failed, stopping: {e}");
+                std::process::exit(70);
+            }
+        }
+        for job in jobs {
+            let _ = job.durable.send(());
+        }
+    }
 }
 
 async fn shutdown() {
-    let _ = tokio::signal::ctrl_c().await;
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }
 
 fn load_or_create_token(path: &std::path::Path) -> Result<String> {
@@ -272,40 +356,25 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-/// Classifies, decides and audits a batch on a blocking thread; returns once the audit is durable.
+/// Classifies and decides a batch on a blocking thread, hands its audit entries to the writer,
+/// and returns once they are durable.
 async fn run_batch(
     app: Arc<App>,
     items: Vec<Item>,
     context: Option<(Audience, Service)>,
 ) -> Result<Vec<wire::Classified>, ApiError> {
-    tokio::task::spawn_blocking(move || {
+    let worker = app.clone();
+    let (results, entries) = tokio::task::spawn_blocking(move || {
         let results: Vec<wire::Classified> = items
             .iter()
-            .map(|i| wire::classify_item(&app.classifier, &app.policy, i, context))
+            .map(|i| wire::classify_item(&worker.classifier, &worker.policy, i, context))
             .collect();
-        let entries = items
+        let entries: Vec<_> = items
             .iter()
             .zip(&results)
-            .map(|(i, r)| wire::audit_entry(&app.policy, i, r))
+            .map(|(i, r)| wire::audit_entry(&worker.policy, i, r))
             .collect();
-        let mut log = app.audit.lock().expect("audit lock");
-        // A failed append or fsync is fatal (STYLE.md): the record may or may not be on disk,
-        // and an fsync cannot be retried safely. Stop; the chain is checked on restart.
-        if let Err(e) = log.append_batch(entries) {
-            eprintln!("huyou: audit log write failed, stopping: {e}");
-            std::process::exit(70);
-        }
-        app.metrics
-            .items_classified
-            .fetch_add(results.len() as u64, Ordering::Relaxed);
-        app.metrics
-            .audit_records
-            .fetch_add(results.len() as u64, Ordering::Relaxed);
-        let flagged = results.iter().filter(|r| !r.categories.is_empty()).count();
-        app.metrics
-            .items_flagged
-            .fetch_add(flagged as u64, Ordering::Relaxed);
-        results
+        (results, entries)
     })
     .await
     .map_err(|e| {
@@ -313,7 +382,27 @@ async fn run_batch(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("classification failed: {e}"),
         )
-    })
+    })?;
+    let unavailable = || {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit writer stopped".to_string(),
+        )
+    };
+    let (durable, wait) = tokio::sync::oneshot::channel();
+    app.audit_tx
+        .send(AuditJob { entries, durable })
+        .await
+        .map_err(|_| unavailable())?;
+    wait.await.map_err(|_| unavailable())?;
+    let m = &app.metrics;
+    m.items_classified
+        .fetch_add(results.len() as u64, Ordering::Relaxed);
+    m.audit_records
+        .fetch_add(results.len() as u64, Ordering::Relaxed);
+    let flagged = results.iter().filter(|r| !r.categories.is_empty()).count();
+    m.items_flagged.fetch_add(flagged as u64, Ordering::Relaxed);
+    Ok(results)
 }
 
 #[derive(Deserialize)]
@@ -510,7 +599,7 @@ async fn genai_stream(
             "stream_id longer than id_bytes_max",
         );
     }
-    let window = {
+    let (window_start, window) = {
         let mut streams = app.streams.lock().expect("streams lock");
         if !streams.contains_key(&req.stream_id) && streams.len() >= STREAMS_MAX {
             return error(
@@ -532,7 +621,7 @@ async fn genai_stream(
         }
         let window = format!("{}{}", &s.text[from..], req.chunk);
         s.text.push_str(&req.chunk);
-        window
+        (from, window)
     };
     let item = genai_item(format!("{}#stream", req.stream_id), window);
     let results = match run_batch(
@@ -571,6 +660,8 @@ async fn genai_stream(
     };
     Json(serde_json::json!({
         "stream_id": req.stream_id,
+        // Evidence offsets are into the window: add this to place them in the whole answer.
+        "window_start": window_start,
         "action": action,
         "stop": stop,
         "categories": r.categories,
@@ -584,9 +675,12 @@ async fn audit_export(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
     if let Err(m) = authorize(&app, &headers) {
         return error(StatusCode::UNAUTHORIZED, m);
     }
-    let path = app.audit.lock().expect("audit lock").path().to_path_buf();
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/x-ndjson")], bytes).into_response(),
+    let durable = app.audit_durable_bytes.load(Ordering::Acquire) as usize;
+    match tokio::fs::read(&app.audit_path).await {
+        Ok(mut bytes) => {
+            bytes.truncate(durable);
+            ([(header::CONTENT_TYPE, "application/x-ndjson")], bytes).into_response()
+        }
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("read audit log: {e}"),

@@ -302,6 +302,14 @@ fn genai_check_and_a_term_split_across_stream_chunks() {
     let v = r.json();
     assert_eq!(v["stop"], true, "{}", r.body);
     assert_eq!(v["codes_so_far"][0], "study_useless");
+    let full = "他们说读书无用，不如打工";
+    let ev = &v["categories"][0]["evidence"][0];
+    let at = v["window_start"].as_u64().unwrap() as usize;
+    let (start, end) = (
+        ev["start"].as_u64().unwrap() as usize,
+        ev["end"].as_u64().unwrap() as usize,
+    );
+    assert_eq!(&full[at + start..at + end], ev["text"].as_str().unwrap());
 }
 
 #[test]
