@@ -176,17 +176,7 @@ impl Normaliser {
         let mut folded = Normalised::default();
         for (i, c) in input.char_indices() {
             let end = i + c.len_utf8();
-            let mut out = [None; 8];
-            let mut n = 0;
-            self.fold_char(c, |d| {
-                if n < out.len() {
-                    out[n] = Some(d);
-                    n += 1;
-                }
-            });
-            for d in out.iter().take(n).flatten() {
-                folded.push(*d, i, end);
-            }
+            self.fold_char(c, |d| folded.push(d, i, end));
         }
         self.replace_variants(folded)
     }
