@@ -11,7 +11,8 @@
 //! commit) and only then releases the replies. The writer is joined on shutdown.
 //!
 //! Limits: `BODY_BYTES_MAX`, `ITEMS_MAX` per batch, `wire::TEXT_BYTES_MAX` per text,
-//! `STREAMS_MAX` open generative-AI streams, `STREAM_BYTES_MAX` per stream.
+//! `STREAMS_MAX` open generative-AI streams (idle ones dropped when full), `STREAM_BYTES_MAX`
+//! per stream; a stream keeps only its last 256 bytes.
 
 use crate::wire::{self, Item};
 use anyhow::{Context, Result};
@@ -34,7 +35,9 @@ use std::sync::{Arc, Mutex};
 pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub const ITEMS_MAX: usize = 10_000;
 pub const STREAMS_MAX: usize = 10_000;
-pub const STREAM_BYTES_MAX: usize = 256 * 1024;
+pub const STREAM_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// A stream without a chunk for this long may be dropped to make room for a new one.
+const STREAM_IDLE_MAX: std::time::Duration = std::time::Duration::from_secs(600);
 /// The tail of a stream re-read with each chunk, so a term split across chunks is still seen.
 const STREAM_OVERLAP_BYTES: usize = 256;
 
@@ -63,8 +66,11 @@ struct Metrics {
 
 #[derive(Debug, Default)]
 struct Stream {
-    text: String,
+    /// Only the last `STREAM_OVERLAP_BYTES` of the answer are kept, not the whole answer.
+    tail: String,
+    bytes_total: usize,
     codes: Vec<Code>,
+    last_seen: Option<std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -599,8 +605,22 @@ async fn genai_stream(
             "stream_id longer than id_bytes_max",
         );
     }
+    if req.chunk.len() > wire::TEXT_BYTES_MAX {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "chunk longer than text_bytes_max = {}",
+                wire::TEXT_BYTES_MAX
+            ),
+        );
+    }
     let (window_start, window) = {
         let mut streams = app.streams.lock().expect("streams lock");
+        let now = std::time::Instant::now();
+        if !streams.contains_key(&req.stream_id) && streams.len() >= STREAMS_MAX {
+            // Streams whose client went away without `done` would otherwise hold their slot.
+            streams.retain(|_, s| s.last_seen.is_some_and(|t| now - t < STREAM_IDLE_MAX));
+        }
         if !streams.contains_key(&req.stream_id) && streams.len() >= STREAMS_MAX {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -608,20 +628,23 @@ async fn genai_stream(
             );
         }
         let s = streams.entry(req.stream_id.clone()).or_default();
-        if s.text.len() + req.chunk.len() > STREAM_BYTES_MAX {
+        s.last_seen = Some(now);
+        if s.bytes_total + req.chunk.len() > STREAM_BYTES_MAX {
             streams.remove(&req.stream_id);
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("stream longer than stream_bytes_max = {STREAM_BYTES_MAX}"),
             );
         }
-        let mut from = s.text.len().saturating_sub(STREAM_OVERLAP_BYTES);
-        while !s.text.is_char_boundary(from) {
+        let window_start = s.bytes_total - s.tail.len();
+        let window = format!("{}{}", s.tail, req.chunk);
+        s.bytes_total += req.chunk.len();
+        let mut from = window.len().saturating_sub(STREAM_OVERLAP_BYTES);
+        while !window.is_char_boundary(from) {
             from += 1;
         }
-        let window = format!("{}{}", &s.text[from..], req.chunk);
-        s.text.push_str(&req.chunk);
-        (from, window)
+        s.tail = window[from..].to_string();
+        (window_start, window)
     };
     let item = genai_item(format!("{}#stream", req.stream_id), window);
     let results = match run_batch(

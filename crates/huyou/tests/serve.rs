@@ -290,9 +290,11 @@ fn genai_check_and_a_term_split_across_stream_chunks() {
     let v = r.json();
     assert_eq!(v["prompt"]["action"], "allow");
     assert_eq!(v["answer"]["action"], "deny");
+    // Longer than the 256-byte overlap, so the second window starts inside the answer.
+    let first = format!("{}他们说读书", "今天天气很好。".repeat(20));
     let r = s.post(
         "/v1/genai/stream",
-        serde_json::json!({"stream_id": "s1", "chunk": "他们说读书", "audience": "minor"}),
+        serde_json::json!({"stream_id": "s1", "chunk": first, "audience": "minor"}),
     );
     assert_eq!(r.json()["stop"], false, "{}", r.body);
     let r = s.post(
@@ -302,12 +304,16 @@ fn genai_check_and_a_term_split_across_stream_chunks() {
     let v = r.json();
     assert_eq!(v["stop"], true, "{}", r.body);
     assert_eq!(v["codes_so_far"][0], "study_useless");
-    let full = "他们说读书无用，不如打工";
+    let full = format!("{first}无用，不如打工");
     let ev = &v["categories"][0]["evidence"][0];
     let at = v["window_start"].as_u64().unwrap() as usize;
     let (start, end) = (
         ev["start"].as_u64().unwrap() as usize,
         ev["end"].as_u64().unwrap() as usize,
+    );
+    assert!(
+        at > 0,
+        "the window starts inside the answer: only the tail is kept"
     );
     assert_eq!(&full[at + start..at + end], ev["text"].as_str().unwrap());
 }
