@@ -73,6 +73,9 @@ impl AuditLog {
     pub fn open(dir: &Path) -> std::io::Result<AuditLog> {
         create_private_dir(dir)?;
         let path = dir.join("audit.jsonl");
+        if path.exists() {
+            cut_torn_tail(&path)?;
+        }
         let (seq_next, prev) = if path.exists() {
             match verify(&path) {
                 Ok(v) => (v.records, v.last_hash),
@@ -130,6 +133,24 @@ impl AuditLog {
         self.prev = prev;
         Ok(records)
     }
+}
+
+/// A last line without its newline was being written when the process died; its batch was
+/// never fsynced as a whole, so never acknowledged. Cut it, and say so.
+fn cut_torn_tail(path: &Path) -> std::io::Result<()> {
+    let bytes = std::fs::read(path)?;
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    eprintln!(
+        "huyou: {}: cut a torn last record ({} bytes) left by a crash",
+        path.display(),
+        bytes.len() - keep
+    );
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.set_len(keep as u64)?;
+    file.sync_all()
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -228,6 +249,25 @@ mod tests {
         assert!(verify(&path)
             .unwrap_err()
             .starts_with("line 2: hash mismatch"));
+    }
+
+    #[test]
+    fn a_torn_last_record_is_cut_on_open_and_the_chain_continues() {
+        // Proves a half-written last line (a crash inside write) is cut when the log is opened,
+        // and appending continues the chain from the last whole record.
+        let dir = tempfile::tempdir().unwrap();
+        let audit = dir.path().join("audit");
+        let mut log = AuditLog::open(&audit).unwrap();
+        log.append_batch(vec![entry("a"), entry("b")]).unwrap();
+        drop(log);
+        let path = audit.join("audit.jsonl");
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"seq\":2,\"prev\":\"ab").unwrap();
+        drop(file);
+        assert!(verify(&path).is_err());
+        let mut log = AuditLog::open(&audit).unwrap();
+        assert_eq!(log.append_batch(vec![entry("c")]).unwrap()[0].seq, 2);
+        assert_eq!(verify(&path).unwrap().records, 3);
     }
 
     #[cfg(unix)]
