@@ -159,6 +159,10 @@ fn load_policy(path: Option<PathBuf>) -> Result<Policy> {
     }
 }
 
+/// Lines classified between two audit appends: the output of a batch is written only after its
+/// audit records are fsynced, as the server does.
+const CLASSIFY_BATCH_LINES_MAX: usize = 1024;
+
 fn classify(
     input: Box<dyn BufRead>,
     policy: &Policy,
@@ -167,9 +171,22 @@ fn classify(
 ) -> Result<()> {
     let classifier = Classifier::builtin();
     let mut log = audit.map(|d| huyou_core::AuditLog::open(&d)).transpose()?;
+    let auditing = log.is_some();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut pending: Vec<u8> = Vec::new();
     let mut entries = Vec::new();
+    let mut flush = |pending: &mut Vec<u8>, entries: &mut Vec<_>| -> Result<()> {
+        if let Some(log) = &mut log {
+            log.append_batch(std::mem::take(entries))
+                .context("audit log")?;
+        }
+        out.write_all(pending)?;
+        out.flush()?;
+        pending.clear();
+        Ok(())
+    };
+    let mut lines = 0;
     for (n, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("line {}: not UTF-8", n + 1))?;
         if line.trim().is_empty() {
@@ -180,17 +197,17 @@ fn classify(
         item.check()
             .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
         let result = wire::classify_item(&classifier, policy, &item, context);
-        if log.is_some() {
+        if auditing {
             entries.push(wire::audit_entry(policy, &item, &result));
         }
-        serde_json::to_writer(&mut out, &result)?;
-        out.write_all(b"\n")?;
+        serde_json::to_writer(&mut pending, &result)?;
+        pending.push(b'\n');
+        lines += 1;
+        if lines % CLASSIFY_BATCH_LINES_MAX == 0 {
+            flush(&mut pending, &mut entries)?;
+        }
     }
-    out.flush()?;
-    if let Some(log) = &mut log {
-        log.append_batch(entries).context("audit log")?;
-    }
-    Ok(())
+    flush(&mut pending, &mut entries)
 }
 
 fn read_cold_split(dir: &std::path::Path, split: &str) -> Result<Vec<eval::ColdRow>> {
