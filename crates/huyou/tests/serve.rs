@@ -396,3 +396,70 @@ fn a_killed_server_loses_no_acknowledged_audit_record() {
     let export = restarted.send("GET", "/v1/audit/export", Some(&restarted.token), vec![]);
     assert_eq!(export.body.lines().count(), records);
 }
+
+/// A 2020-12 validator for the documented 200 (or `status`) response of `POST path`, with the
+/// document's components beside it so that `#/components/...` references resolve.
+fn assert_documented(
+    doc: &serde_json::Value,
+    path: &str,
+    status: &str,
+    instance: &serde_json::Value,
+) {
+    let schema =
+        &doc["paths"][path]["post"]["responses"][status]["content"]["application/json"]["schema"];
+    assert!(schema.is_object(), "{path} {status} undocumented");
+    let root = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [schema],
+    });
+    let validator = jsonschema::draft202012::new(&root).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{path} {status}: {instance} does not match: {errors:#?}"
+    );
+}
+
+#[test]
+fn responses_match_the_openapi_document() {
+    // Proves the replies of every POST route, and an error reply, match the schemas the
+    // OpenAPI document promises (so the document can fail when the code drifts).
+    let s = start();
+    let doc = s.send("GET", "/openapi.json", None, vec![]).json();
+    let item = serde_json::json!({"id": "1", "text": "你就是个ＳＢ，快去充值打赏", "medium": "video",
+        "meta": {"minor_appears": true}});
+    let r = s.post(
+        "/v1/classify",
+        serde_json::json!({"items": [item],
+        "decide": {"audience": "adult", "service": "ordinary"}}),
+    );
+    assert_documented(&doc, "/v1/classify", "200", &r.json());
+    let r = s.post(
+        "/v1/filter",
+        serde_json::json!({"surface": "feed", "audience": "adult",
+        "service": "ordinary", "candidates": [item, {"id": "2", "text": "你好"}]}),
+    );
+    assert_documented(&doc, "/v1/filter", "200", &r.json());
+    let r = s.post(
+        "/v1/genai/check",
+        serde_json::json!({"prompt": "a", "answer": "傻逼"}),
+    );
+    assert_documented(&doc, "/v1/genai/check", "200", &r.json());
+    let r = s.post(
+        "/v1/genai/stream",
+        serde_json::json!({"stream_id": "x", "chunk": "傻逼"}),
+    );
+    assert_documented(&doc, "/v1/genai/stream", "200", &r.json());
+    let r = s.post("/v1/classify", serde_json::json!({"itemz": []}));
+    assert_eq!(r.status, 400);
+    assert_documented(&doc, "/v1/classify", "400", &r.json());
+    // The control: a reply with a category score below the report threshold must not pass.
+    let bad = serde_json::json!({"results": [{"id": "1", "categories": [{"code": "vulgarity",
+        "score": 0.2, "evidence": [], "rules": []}]}]});
+    let outcome = std::panic::catch_unwind(|| assert_documented(&doc, "/v1/classify", "200", &bad));
+    assert!(outcome.is_err(), "the schema check accepts anything");
+}
