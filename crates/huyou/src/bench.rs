@@ -1,0 +1,380 @@
+//! `huyou bench`: benchmarks as commands; each prints its figures and the machine they came from.
+//!
+//! - `cold`: COLD test split, offensive (`cyber_violence` or `incite_discrimination`) vs safe,
+//!   macro-F1 beside the published RoBERTa detector's 82.39. The test split is read here only.
+//! - `throughput`: items/s on one thread for 50-character texts (COLD dev comments cut or
+//!   repeated to 50 characters) through classify + decide for all nine surfaces; memory.
+//! - `http`: spawns `huyou serve` on 127.0.0.1:0 and times single-item `/v1/filter` requests on
+//!   one keep-alive connection (p50/p99), then on `--connections` at once (group commit), then
+//!   1,000-candidate requests (items/s).
+
+use crate::wire::{self, Item};
+use anyhow::{bail, Context, Result};
+use huyou_core::{Audience, Classifier, Code, Medium, Meta, Policy, Service};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Which {
+    Cold {
+        #[arg(long, default_value = "../shared/data/cold")]
+        cold: PathBuf,
+        /// `test` to report; `dev` to tune (the test split is never used for tuning).
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Override the exemption margin for the model (for tuning on dev).
+        #[arg(long)]
+        margin: Option<f32>,
+    },
+    Throughput {
+        #[arg(long, default_value = "../shared/data/cold")]
+        cold: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        items: usize,
+    },
+    Http {
+        #[arg(long, default_value = "../shared/data/cold")]
+        cold: PathBuf,
+        #[arg(long, default_value_t = 5_000)]
+        requests: usize,
+        /// Connections for the concurrent run (each sends single-item requests).
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+    },
+}
+
+pub fn run(which: Which) -> Result<()> {
+    println!("machine: {}", machine());
+    match which {
+        Which::Cold {
+            cold,
+            split,
+            margin,
+        } => cold_f1(&cold, &split, margin),
+        Which::Throughput { cold, items } => throughput(&cold, items),
+        Which::Http {
+            cold,
+            requests,
+            connections,
+        } => http(&cold, requests, connections),
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{cpu}, {cores} cores available")
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn cold_f1(cold: &Path, split: &str, margin: Option<f32>) -> Result<()> {
+    if split == "train" {
+        bail!("the model was fitted on train; use dev or test");
+    }
+    let rows = crate::read_cold_split(cold, split)?;
+    let mut classifier = Classifier::builtin();
+    if let Some(m) = margin {
+        classifier.exempt_model_margin = m;
+    }
+    println!(
+        "exemption margin for the model: {}",
+        classifier.exempt_model_margin
+    );
+    let offensive = |cats: &[huyou_core::Category]| {
+        cats.iter()
+            .any(|c| matches!(c.code, Code::CyberViolence | Code::InciteDiscrimination))
+    };
+    let mut pairs = Vec::with_capacity(rows.len());
+    let mut model_pairs = Vec::with_capacity(rows.len());
+    let (mut anti_bias, mut anti_bias_flagged) = (0, 0);
+    let start = Instant::now();
+    for r in &rows {
+        let cats = classifier.classify(&r.text, &Meta::default());
+        let predicted = offensive(&cats);
+        pairs.push((predicted, r.offensive));
+        let norm = classifier.normaliser().normalise(&r.text);
+        let p = classifier.model().score(&norm.text, 0).0;
+        model_pairs.push((p >= classifier.model().threshold, r.offensive));
+        if r.fine == Some(3) {
+            anti_bias += 1;
+            anti_bias_flagged += usize::from(predicted);
+        }
+    }
+    let elapsed = start.elapsed();
+    let f1 = huyou_core::model::binary_macro_f1(pairs.iter().copied());
+    let model_f1 = huyou_core::model::binary_macro_f1(model_pairs.iter().copied());
+    let accuracy = pairs.iter().filter(|(p, y)| p == y).count() as f64 / pairs.len() as f64;
+    println!("COLD {split} split: {} rows (offensive vs safe; offensive = cyber_violence or incite_discrimination)", rows.len());
+    println!(
+        "huyou (normalise + lexicons + n-gram model): macro-F1 {:.2}, accuracy {:.2}",
+        f1 * 100.0,
+        accuracy * 100.0
+    );
+    println!(
+        "n-gram model alone:                          macro-F1 {:.2}",
+        model_f1 * 100.0
+    );
+    println!("published RoBERTa-base (Deng et al. 2022):   macro-F1 82.39, accuracy 82.75");
+    println!("anti-bias texts (fine-grained label 3) flagged offensive: {anti_bias_flagged} of {anti_bias}");
+    println!(
+        "time: {:.2} s for {} rows",
+        elapsed.as_secs_f64(),
+        rows.len()
+    );
+    Ok(())
+}
+
+/// COLD dev comments cut or repeated to exactly `chars` characters.
+fn texts(cold: &Path, chars: usize) -> Result<Vec<String>> {
+    let rows = crate::read_cold_split(cold, "dev")?;
+    Ok(rows
+        .iter()
+        .filter(|r| !r.text.is_empty())
+        .map(|r| r.text.chars().cycle().take(chars).collect())
+        .collect())
+}
+
+fn throughput(cold: &Path, items: usize) -> Result<()> {
+    let rss_before = rss_kib();
+    let classifier = Classifier::builtin();
+    let policy = Policy::builtin();
+    let rss_after = rss_kib();
+    println!(
+        "memory: classifier loaded, RSS +{} KiB (model weights {} KiB)",
+        rss_after.saturating_sub(rss_before),
+        classifier.model().weights_bytes() / 1024
+    );
+    let texts = texts(cold, 50)?;
+    let items: Vec<Item> = (0..items)
+        .map(|i| Item {
+            id: i.to_string(),
+            text: texts[i % texts.len()].clone(),
+            medium: Medium::Text,
+            meta: Meta::default(),
+        })
+        .collect();
+    let context = Some((Audience::Minor, Service::AlgorithmicPush));
+    let start = Instant::now();
+    let mut flagged = 0usize;
+    for item in &items {
+        let r = wire::classify_item(&classifier, &policy, item, context);
+        flagged += usize::from(!r.categories.is_empty());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "classify --decide (9 surfaces), one thread, 50-char texts: {} items in {:.2} s = {:.0} items/s per core ({} flagged)",
+        items.len(),
+        secs,
+        items.len() as f64 / secs,
+        flagged
+    );
+    Ok(())
+}
+
+struct Server {
+    child: std::process::Child,
+    addr: String,
+    token: String,
+    _dir: TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed on drop (the bench has no tempfile dependency outside tests).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn spawn_server() -> Result<Server> {
+    let dir = std::env::temp_dir().join(format!("huyou-bench-{}", std::process::id()));
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("spawn huyou serve")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("huyou listening on http://")
+        .context("no listening line")?
+        .to_string();
+    let token = std::fs::read_to_string(dir.join("token"))?
+        .trim()
+        .to_string();
+    Ok(Server {
+        child,
+        addr,
+        token,
+        _dir: TempDir(dir),
+    })
+}
+
+/// One request on a keep-alive connection; returns the status and body.
+pub fn request(
+    conn: &mut std::net::TcpStream,
+    path: &str,
+    token: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>)> {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(body)?;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte)? == 0 {
+            bail!("connection closed");
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let status: u16 = head.split(' ').nth(1).context("status")?.parse()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .context("content-length")?
+        .parse()?;
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body)?;
+    Ok((status, body))
+}
+
+fn filter_body(texts: &[String], from: usize, n: usize) -> Vec<u8> {
+    let candidates: Vec<serde_json::Value> = (0..n)
+        .map(|i| serde_json::json!({ "id": format!("c{}", from + i), "text": texts[(from + i) % texts.len()] }))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "surface": "recommendation", "audience": "minor", "service": "algorithmic_push", "candidates": candidates
+    }))
+    .expect("json")
+}
+
+/// Sends `requests` single-item filter requests on one connection; returns latencies in µs.
+fn single_item_run(
+    server: &Server,
+    texts: &[String],
+    from: usize,
+    requests: usize,
+) -> Result<Vec<u64>> {
+    let mut conn = std::net::TcpStream::connect(&server.addr)?;
+    conn.set_nodelay(true)?;
+    let mut latencies_us = Vec::with_capacity(requests);
+    for i in 0..requests {
+        let body = filter_body(texts, from + i, 1);
+        let start = Instant::now();
+        let (status, _) = request(&mut conn, "/v1/filter", &server.token, &body)?;
+        latencies_us.push(start.elapsed().as_micros() as u64);
+        if status != 200 {
+            bail!("status {status}");
+        }
+    }
+    Ok(latencies_us)
+}
+
+fn percentiles(mut latencies_us: Vec<u64>) -> String {
+    latencies_us.sort_unstable();
+    let pct = |p: f64| {
+        latencies_us[((latencies_us.len() as f64 * p) as usize).min(latencies_us.len() - 1)]
+    };
+    format!(
+        "p50 {} µs, p99 {} µs, max {} µs",
+        pct(0.50),
+        pct(0.99),
+        latencies_us[latencies_us.len() - 1]
+    )
+}
+
+fn http(cold: &Path, requests: usize, connections: usize) -> Result<()> {
+    let texts = texts(cold, 50)?;
+    let server = spawn_server()?;
+    let latencies = single_item_run(&server, &texts, 0, requests)?;
+    println!(
+        "HTTP /v1/filter, 1 candidate per request, one keep-alive connection: {requests} requests, {}",
+        percentiles(latencies)
+    );
+    let start = Instant::now();
+    let per_connection = requests / connections.max(1);
+    let latencies: Vec<u64> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..connections)
+            .map(|c| {
+                let (server, texts) = (&server, &texts);
+                scope.spawn(move || {
+                    single_item_run(server, texts, c * per_connection, per_connection)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for run in runs {
+            all.extend(run.join().expect("client thread")?);
+        }
+        Ok::<_, anyhow::Error>(all)
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "HTTP /v1/filter, 1 candidate per request, {connections} connections (audit group commit): {} requests in {:.2} s = {:.0} requests/s, {}",
+        latencies.len(),
+        secs,
+        latencies.len() as f64 / secs,
+        percentiles(latencies)
+    );
+    let mut conn = std::net::TcpStream::connect(&server.addr)?;
+    let batches = 50;
+    let start = Instant::now();
+    for b in 0..batches {
+        let (status, _) = request(
+            &mut conn,
+            "/v1/filter",
+            &server.token,
+            &filter_body(&texts, b * 1000, 1000),
+        )?;
+        if status != 200 {
+            bail!("status {status}");
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "HTTP /v1/filter, 1,000 candidates per request, one connection: {} items in {:.2} s = {:.0} items/s",
+        batches * 1000,
+        secs,
+        (batches * 1000) as f64 / secs
+    );
+    Ok(())
+}

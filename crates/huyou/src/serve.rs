@@ -1,0 +1,712 @@
+//! `huyou serve`: the HTTP JSON API (axum). OpenAPI 3.1 document at `/openapi.json`.
+//!
+//! Every `/v1` route needs `Authorization: Bearer <token>`; the token is read from
+//! `--token-file` (default `DATA/token`), created with 32 random bytes, mode 0600, on first start.
+//! `/healthz`, `/metrics` and `/openapi.json` are open.
+//!
+//! Bodies are read as bytes and parsed here, so that every malformed body (not JSON, not UTF-8,
+//! an unknown field, too large, too many items) gets a JSON `{"error": ...}` with a clear status
+//! instead of axum's plain-text rejections. Classification runs in `spawn_blocking`; its audit
+//! entries go to the audit writer thread, which appends every batch waiting, fsyncs once (group
+//! commit) and only then releases the replies. The writer is joined on shutdown.
+//!
+//! Limits: `BODY_BYTES_MAX`, `ITEMS_MAX` per batch, `wire::TEXT_BYTES_MAX` per text,
+//! `STREAMS_MAX` open generative-AI streams (idle ones dropped when full), `STREAM_BYTES_MAX`
+//! per stream; a stream keeps only its last 256 bytes.
+
+use crate::wire::{self, Item};
+use anyhow::{Context, Result};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use huyou_core::{
+    Action, Audience, AuditLog, Classifier, Code, Medium, Meta, Policy, Service, Surface,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+pub const ITEMS_MAX: usize = 10_000;
+pub const STREAMS_MAX: usize = 10_000;
+pub const STREAM_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// A stream without a chunk for this long may be dropped to make room for a new one.
+const STREAM_IDLE_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+/// The tail of a stream re-read with each chunk, so a term split across chunks is still seen.
+const STREAM_OVERLAP_BYTES: usize = 256;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8181")]
+    pub listen: String,
+    /// Directory for the token and the audit log (`DATA/audit`, mode 0700).
+    #[arg(long, default_value = "huyou-data")]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+struct Metrics {
+    requests: AtomicU64,
+    rejected_requests: AtomicU64,
+    items_classified: AtomicU64,
+    items_flagged: AtomicU64,
+    items_removed: AtomicU64,
+    audit_records: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Stream {
+    /// Only the last `STREAM_OVERLAP_BYTES` of the answer are kept, not the whole answer.
+    tail: String,
+    bytes_total: usize,
+    codes: Vec<Code>,
+    last_seen: Option<std::time::Instant>,
+}
+
+#[derive(Debug)]
+pub struct App {
+    classifier: Classifier,
+    policy: Policy,
+    audit_tx: tokio::sync::mpsc::Sender<AuditJob>,
+    audit_path: PathBuf,
+    /// Bytes of the audit file that are fsynced: the export never shows a half-written line.
+    audit_durable_bytes: Arc<AtomicU64>,
+    token_hash: blake3::Hash,
+    metrics: Metrics,
+    streams: Mutex<HashMap<String, Stream>>,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let token_file = args
+        .token_file
+        .clone()
+        .unwrap_or_else(|| args.data.join("token"));
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("create {}", args.data.display()))?;
+    let token = load_or_create_token(&token_file)?;
+    let policy = match &args.policy {
+        None => Policy::builtin(),
+        Some(p) => Policy::parse(&std::fs::read_to_string(p)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+    };
+    let log = AuditLog::open(&args.data.join("audit"))?;
+    let audit_path = log.path().to_path_buf();
+    let audit_durable_bytes = Arc::new(AtomicU64::new(std::fs::metadata(&audit_path)?.len()));
+    let (audit_tx, audit_rx) = tokio::sync::mpsc::channel(AUDIT_QUEUE_MAX);
+    let durable = audit_durable_bytes.clone();
+    let writer = std::thread::Builder::new()
+        .name("huyou-audit".into())
+        .spawn(move || audit_writer(log, audit_rx, &durable))?;
+    let app = Arc::new(App {
+        classifier: Classifier::builtin(),
+        policy,
+        audit_tx,
+        audit_path,
+        audit_durable_bytes,
+        token_hash: blake3::hash(token.as_bytes()),
+        metrics: Metrics::default(),
+        streams: Mutex::new(HashMap::new()),
+    });
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+        // Tests and scripts read this line to learn the port when --listen ends in :0.
+        println!("huyou listening on http://{}", listener.local_addr()?);
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        axum::serve(listener, router(app))
+            .with_graceful_shutdown(shutdown())
+            .await?;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    // The router and every clone of the audit sender are gone once the runtime has finished
+    // its blocking tasks; the writer then drains the queue and returns.
+    drop(runtime);
+    writer.join().expect("audit writer does not panic");
+    Ok(())
+}
+
+/// Batches waiting for the audit writer; a full queue makes handlers wait (backpressure).
+const AUDIT_QUEUE_MAX: usize = 4096;
+/// At most this many batches share one fsync.
+const AUDIT_GROUP_JOBS_MAX: usize = 1024;
+
+#[derive(Debug)]
+struct AuditJob {
+    entries: Vec<huyou_core::audit::Entry>,
+    durable: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Owns the audit log: appends every batch waiting, one fsync, then wakes their handlers.
+fn audit_writer(
+    mut log: AuditLog,
+    mut rx: tokio::sync::mpsc::Receiver<AuditJob>,
+    durable_bytes: &AtomicU64,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < AUDIT_GROUP_JOBS_MAX {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let entries = jobs
+            .iter_mut()
+            .flat_map(|j| std::mem::take(&mut j.entries))
+            .collect();
+        // A failed append or fsync is fatal (STYLE.md): the record may or may not be on disk,
+        // and an fsync cannot be retried safely. Stop; the chain is checked on restart.
+        if let Err(e) = log.append_batch(entries) {
+            eprintln!("huyou: audit log write failed, stopping: {e}");
+            std::process::exit(70);
+        }
+        match std::fs::metadata(log.path()) {
+            Ok(m) => durable_bytes.store(m.len(), Ordering::Release),
+            Err(e) => {
+                eprintln!("huyou: audit log stat failed, stopping: {e}");
+                std::process::exit(70);
+            }
+        }
+        for job in jobs {
+            let _ = job.durable.send(());
+        }
+    }
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn load_or_create_token(path: &std::path::Path) -> Result<String> {
+    if let Ok(t) = std::fs::read_to_string(path) {
+        return Ok(t.trim().to_string());
+    }
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("random token: {e}"))?;
+    let token = hex::encode(raw);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    use std::io::Write;
+    options.open(path)?.write_all(token.as_bytes())?;
+    Ok(token)
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/classify", post(classify))
+        .route("/v1/filter", post(filter))
+        .route("/v1/genai/check", post(genai_check))
+        .route("/v1/genai/stream", post(genai_stream))
+        .route("/v1/audit/export", get(audit_export))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(app)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// A refused request, turned into its JSON error response at the handler's edge (small, unlike
+/// `Response`, so `Result`s that carry it stay cheap).
+#[derive(Debug)]
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+/// Authenticates and parses a JSON body, or gives the error response.
+fn parse<T: serde::de::DeserializeOwned>(
+    app: &App,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let reject = |status, message: String| {
+        app.metrics
+            .rejected_requests
+            .fetch_add(1, Ordering::Relaxed);
+        ApiError(status, message)
+    };
+    authorize(app, headers).map_err(|m| reject(StatusCode::UNAUTHORIZED, m))?;
+    let body = body.map_err(|r| {
+        let status = r.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("body larger than body_bytes_max = {BODY_BYTES_MAX}")
+        } else {
+            r.body_text()
+        };
+        reject(status, message)
+    })?;
+    std::str::from_utf8(&body)
+        .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("body is not UTF-8: {e}")))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), String> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or("missing Authorization: Bearer <token>")?;
+    // Comparing hashes keeps the comparison's time independent of where the token differs.
+    if blake3::hash(given.as_bytes()) == app.token_hash {
+        Ok(())
+    } else {
+        Err("wrong token".into())
+    }
+}
+
+fn check_items(items: &[Item]) -> Result<(), ApiError> {
+    if items.len() > ITEMS_MAX {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} items in one batch; items_max is {ITEMS_MAX}",
+                items.len()
+            ),
+        ));
+    }
+    for item in items {
+        item.check()
+            .map_err(|e| ApiError(StatusCode::PAYLOAD_TOO_LARGE, e))?;
+    }
+    Ok(())
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    Json(serde_json::json!({ "status": "ok", "policy_version": app.policy.version }))
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let m = &app.metrics;
+    let mut out = String::new();
+    for (name, help, v) in [
+        ("huyou_requests_total", "API requests received", &m.requests),
+        (
+            "huyou_requests_rejected_total",
+            "API requests refused (auth, body, limits)",
+            &m.rejected_requests,
+        ),
+        (
+            "huyou_items_classified_total",
+            "items classified",
+            &m.items_classified,
+        ),
+        (
+            "huyou_items_flagged_total",
+            "items with at least one code",
+            &m.items_flagged,
+        ),
+        (
+            "huyou_items_removed_total",
+            "candidates removed by /v1/filter",
+            &m.items_removed,
+        ),
+        (
+            "huyou_audit_records_total",
+            "audit records fsynced",
+            &m.audit_records,
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+            v.load(Ordering::Relaxed)
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Classifies and decides a batch on a blocking thread, hands its audit entries to the writer,
+/// and returns once they are durable.
+async fn run_batch(
+    app: Arc<App>,
+    items: Vec<Item>,
+    context: Option<(Audience, Service)>,
+) -> Result<Vec<wire::Classified>, ApiError> {
+    let worker = app.clone();
+    let (results, entries) = tokio::task::spawn_blocking(move || {
+        let results: Vec<wire::Classified> = items
+            .iter()
+            .map(|i| wire::classify_item(&worker.classifier, &worker.policy, i, context))
+            .collect();
+        let entries: Vec<_> = items
+            .iter()
+            .zip(&results)
+            .map(|(i, r)| wire::audit_entry(&worker.policy, i, r))
+            .collect();
+        (results, entries)
+    })
+    .await
+    .map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("classification failed: {e}"),
+        )
+    })?;
+    let unavailable = || {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit writer stopped".to_string(),
+        )
+    };
+    let (durable, wait) = tokio::sync::oneshot::channel();
+    app.audit_tx
+        .send(AuditJob { entries, durable })
+        .await
+        .map_err(|_| unavailable())?;
+    wait.await.map_err(|_| unavailable())?;
+    let m = &app.metrics;
+    m.items_classified
+        .fetch_add(results.len() as u64, Ordering::Relaxed);
+    m.audit_records
+        .fetch_add(results.len() as u64, Ordering::Relaxed);
+    let flagged = results.iter().filter(|r| !r.categories.is_empty()).count();
+    m.items_flagged.fetch_add(flagged as u64, Ordering::Relaxed);
+    Ok(results)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassifyRequest {
+    items: Vec<Item>,
+    #[serde(default)]
+    decide: Option<DecideContext>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct DecideContext {
+    audience: Audience,
+    service: Service,
+}
+
+async fn classify(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: ClassifyRequest = match parse(&app, &headers, body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = check_items(&req.items) {
+        return e.into_response();
+    }
+    let context = req.decide.map(|d| (d.audience, d.service));
+    match run_batch(app, req.items, context).await {
+        Ok(results) => Json(serde_json::json!({ "results": results })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterRequest {
+    surface: Surface,
+    audience: Audience,
+    service: Service,
+    candidates: Vec<Item>,
+}
+
+#[derive(Serialize)]
+struct Kept {
+    id: String,
+    action: Action,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notice: Option<huyou_core::policy::Notice>,
+}
+
+#[derive(Serialize)]
+struct Removed {
+    id: String,
+    codes: Vec<Code>,
+    rules: Vec<String>,
+}
+
+async fn filter(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: FilterRequest = match parse(&app, &headers, body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = check_items(&req.candidates) {
+        return e.into_response();
+    }
+    let results = match run_batch(
+        app.clone(),
+        req.candidates,
+        Some((req.audience, req.service)),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let (mut kept, mut removed) = (Vec::new(), Vec::new());
+    for r in results {
+        let d = r
+            .decisions
+            .iter()
+            .find(|d| d.surface == req.surface)
+            .expect("every surface decided");
+        if d.action == Action::Deny {
+            removed.push(Removed {
+                id: r.id,
+                codes: r.categories.iter().map(|c| c.code).collect(),
+                rules: d.rules.clone(),
+            });
+        } else {
+            kept.push(Kept {
+                id: r.id,
+                action: d.action,
+                notice: d.notice.clone(),
+            });
+        }
+    }
+    app.metrics
+        .items_removed
+        .fetch_add(removed.len() as u64, Ordering::Relaxed);
+    Json(serde_json::json!({ "policy_version": app.policy.version, "kept": kept, "removed": removed })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenaiCheck {
+    #[serde(default)]
+    id: String,
+    prompt: String,
+    answer: String,
+    #[serde(default = "unknown_audience")]
+    audience: Audience,
+}
+
+fn unknown_audience() -> Audience {
+    Audience::Unknown
+}
+
+/// A generative-AI answer is shown on the answer page (`detail`) by a `generative_ai` service.
+fn genai_item(id: String, text: String) -> Item {
+    Item {
+        id,
+        text,
+        medium: Medium::Text,
+        meta: Meta::default(),
+    }
+}
+
+async fn genai_check(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: GenaiCheck = match parse(&app, &headers, body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let items = vec![
+        genai_item(format!("{}#prompt", req.id), req.prompt),
+        genai_item(format!("{}#answer", req.id), req.answer),
+    ];
+    if let Err(e) = check_items(&items) {
+        return e.into_response();
+    }
+    let context = Some((req.audience, Service::GenerativeAi));
+    let results = match run_batch(app, items, context).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let action = |r: &wire::Classified| {
+        r.decisions
+            .iter()
+            .find(|d| d.surface == Surface::Detail)
+            .map(|d| d.action)
+    };
+    Json(serde_json::json!({
+        "prompt": { "categories": results[0].categories, "action": action(&results[0]) },
+        "answer": { "categories": results[1].categories, "action": action(&results[1]) },
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamChunk {
+    stream_id: String,
+    chunk: String,
+    #[serde(default)]
+    done: bool,
+    #[serde(default = "unknown_audience")]
+    audience: Audience,
+}
+
+/// One chunk of a streaming answer: classifies the chunk with the tail of what came before, and
+/// says whether to stop the stream. The stream's state is dropped on `done` or on stop.
+async fn genai_stream(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: StreamChunk = match parse(&app, &headers, body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if req.stream_id.len() > wire::ID_BYTES_MAX {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "stream_id longer than id_bytes_max",
+        );
+    }
+    if req.chunk.len() > wire::TEXT_BYTES_MAX {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "chunk longer than text_bytes_max = {}",
+                wire::TEXT_BYTES_MAX
+            ),
+        );
+    }
+    let (window_start, window) = {
+        let mut streams = app.streams.lock().expect("streams lock");
+        let now = std::time::Instant::now();
+        if !streams.contains_key(&req.stream_id) && streams.len() >= STREAMS_MAX {
+            // Streams whose client went away without `done` would otherwise hold their slot.
+            streams.retain(|_, s| s.last_seen.is_some_and(|t| now - t < STREAM_IDLE_MAX));
+        }
+        if !streams.contains_key(&req.stream_id) && streams.len() >= STREAMS_MAX {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{STREAMS_MAX} streams open; streams_max reached"),
+            );
+        }
+        let s = streams.entry(req.stream_id.clone()).or_default();
+        s.last_seen = Some(now);
+        if s.bytes_total + req.chunk.len() > STREAM_BYTES_MAX {
+            streams.remove(&req.stream_id);
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("stream longer than stream_bytes_max = {STREAM_BYTES_MAX}"),
+            );
+        }
+        let window_start = s.bytes_total - s.tail.len();
+        let window = format!("{}{}", s.tail, req.chunk);
+        s.bytes_total += req.chunk.len();
+        let mut from = window.len().saturating_sub(STREAM_OVERLAP_BYTES);
+        while !window.is_char_boundary(from) {
+            from += 1;
+        }
+        s.tail = window[from..].to_string();
+        (window_start, window)
+    };
+    let item = genai_item(format!("{}#stream", req.stream_id), window);
+    let results = match run_batch(
+        app.clone(),
+        vec![item],
+        Some((req.audience, Service::GenerativeAi)),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let r = &results[0];
+    let action = r
+        .decisions
+        .iter()
+        .find(|d| d.surface == Surface::Detail)
+        .map(|d| d.action)
+        .unwrap_or(Action::Allow);
+    let stop = action == Action::Deny;
+    let codes_so_far = {
+        let mut streams = app.streams.lock().expect("streams lock");
+        let mut codes = Vec::new();
+        if let Some(s) = streams.get_mut(&req.stream_id) {
+            for c in &r.categories {
+                if !s.codes.contains(&c.code) {
+                    s.codes.push(c.code);
+                }
+            }
+            codes = s.codes.clone();
+        }
+        if stop || req.done {
+            streams.remove(&req.stream_id);
+        }
+        codes
+    };
+    Json(serde_json::json!({
+        "stream_id": req.stream_id,
+        // Evidence offsets are into the window: add this to place them in the whole answer.
+        "window_start": window_start,
+        "action": action,
+        "stop": stop,
+        "categories": r.categories,
+        "codes_so_far": codes_so_far,
+    }))
+    .into_response()
+}
+
+async fn audit_export(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    if let Err(m) = authorize(&app, &headers) {
+        return error(StatusCode::UNAUTHORIZED, m);
+    }
+    let durable = app.audit_durable_bytes.load(Ordering::Acquire) as usize;
+    match tokio::fs::read(&app.audit_path).await {
+        Ok(mut bytes) => {
+            bytes.truncate(durable);
+            ([(header::CONTENT_TYPE, "application/x-ndjson")], bytes).into_response()
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("read audit log: {e}"),
+        ),
+    }
+}

@@ -1,0 +1,465 @@
+//! The HTTP API against a real `huyou serve` process listening on 127.0.0.1:0: happy paths,
+//! hostile input, and a kill -9 that must not lose an acknowledged audit record.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    addr: String,
+    token: String,
+    dir: TestDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let tmp = tempfile::tempdir().unwrap();
+    start_at(tmp.path().to_path_buf(), Some(tmp))
+}
+
+/// Starts `huyou serve` on `dir`; `tmp`, when given, is removed when the server is dropped.
+fn start_at(dir: std::path::PathBuf, tmp: Option<tempfile::TempDir>) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_huyou"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("huyou listening on http://")
+        .expect(&line)
+        .to_string();
+    let token = std::fs::read_to_string(dir.join("token")).unwrap();
+    Server {
+        child,
+        addr,
+        token,
+        dir: TestDir(dir, tmp),
+    }
+}
+
+/// The server's data directory, and the temporary directory that owns it if any.
+struct TestDir(
+    std::path::PathBuf,
+    #[allow(dead_code)] Option<tempfile::TempDir>,
+);
+
+impl TestDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+struct Response {
+    status: u16,
+    body: String,
+}
+
+impl Response {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+impl Server {
+    /// Sends one request on a fresh connection (`Connection: close`) and reads the whole reply.
+    /// The body is written from another thread, so a server that refuses early (413) is seen.
+    fn send(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> Response {
+        let mut conn = TcpStream::connect(&self.addr).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let mut writer = conn.try_clone().unwrap();
+        let send = std::thread::spawn(move || {
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(&body);
+        });
+        let mut raw = Vec::new();
+        let _ = conn.read_to_end(&mut raw);
+        send.join().unwrap();
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        Response {
+            status,
+            body: body.to_string(),
+        }
+    }
+
+    fn post(&self, path: &str, body: serde_json::Value) -> Response {
+        self.send(
+            "POST",
+            path,
+            Some(&self.token),
+            serde_json::to_vec(&body).unwrap(),
+        )
+    }
+}
+
+#[test]
+fn health_openapi_metrics_and_token_auth() {
+    // Proves the open endpoints answer, the OpenAPI document is 3.1 and names every route, and
+    // /v1 routes refuse a missing or wrong token.
+    let s = start();
+    assert_eq!(s.send("GET", "/healthz", None, vec![]).status, 200);
+    let doc = s.send("GET", "/openapi.json", None, vec![]).json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/v1/classify",
+        "/v1/filter",
+        "/v1/genai/check",
+        "/v1/genai/stream",
+        "/v1/audit/export",
+        "/metrics",
+        "/healthz",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} undocumented");
+    }
+    let body = br#"{"items":[]}"#.to_vec();
+    assert_eq!(
+        s.send("POST", "/v1/classify", None, body.clone()).status,
+        401
+    );
+    assert_eq!(
+        s.send("POST", "/v1/classify", Some("wrong"), body.clone())
+            .status,
+        401
+    );
+    assert_eq!(
+        s.send("GET", "/v1/audit/export", Some("wrong"), vec![])
+            .status,
+        401
+    );
+    assert_eq!(
+        s.send("POST", "/v1/classify", Some(&s.token), body).status,
+        200
+    );
+    let metrics = s.send("GET", "/metrics", None, vec![]).body;
+    assert!(
+        metrics.contains("huyou_requests_rejected_total 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn classify_and_filter_a_ranked_list() {
+    // Proves classification with evidence over HTTP, and that the filter removes harmful
+    // candidates from a recommendation for a minor but keeps them, with a notice, in an
+    // adult's ordinary feed, in the order given.
+    let s = start();
+    let r = s.post(
+        "/v1/classify",
+        serde_json::json!({"items": [
+            {"id": "1", "text": "今晚约炮吗"},
+            {"id": "2", "text": "今天天气很好，我们去公园散步"},
+        ]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        v["results"][0]["categories"][0]["code"],
+        "sexual_suggestion"
+    );
+    assert_eq!(
+        v["results"][0]["categories"][0]["evidence"][0]["text"],
+        "约炮"
+    );
+    assert_eq!(v["results"][1]["categories"].as_array().unwrap().len(), 0);
+    let candidates = serde_json::json!([
+        {"id": "a", "text": "今天天气很好，我们去公园散步"},
+        {"id": "b", "text": "兄弟们今天拼酒，谁先倒谁买单"},
+        {"id": "c", "text": "图书馆新到了一批科普书", "medium": "video"},
+    ]);
+    let r = s.post(
+        "/v1/filter",
+        serde_json::json!({"surface": "recommendation", "audience": "minor",
+        "service": "algorithmic_push", "candidates": candidates}),
+    );
+    let v = r.json();
+    let kept: Vec<&str> = v["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, ["a", "c"]);
+    assert_eq!(v["removed"][0]["id"], "b");
+    assert_eq!(v["removed"][0]["codes"][0], "bad_habits");
+    let r = s.post(
+        "/v1/filter",
+        serde_json::json!({"surface": "feed", "audience": "adult",
+        "service": "ordinary", "candidates": candidates}),
+    );
+    let v = r.json();
+    assert_eq!(v["kept"].as_array().unwrap().len(), 3);
+    assert_eq!(v["kept"][1]["action"], "allow_with_notice");
+    assert_eq!(v["kept"][1]["notice"]["position"][0], "beginning");
+}
+
+#[test]
+fn hostile_input_gets_clear_errors_and_no_panic() {
+    // Proves malformed JSON, invalid UTF-8, unknown fields, wrong types, an oversized body, an
+    // oversized text and a 100,000-item batch each get a JSON error with a clear status, and the
+    // server still answers afterwards.
+    let s = start();
+    let t = Some(s.token.as_str());
+    let r = s.send("POST", "/v1/classify", t, b"{\"items\": [".to_vec());
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("invalid JSON"));
+    let r = s.send(
+        "POST",
+        "/v1/classify",
+        t,
+        b"{\"items\":[{\"id\":\"1\",\"text\":\"\xff\xfe\"}]}".to_vec(),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("not UTF-8"));
+    let r = s.post(
+        "/v1/classify",
+        serde_json::json!({"items": [{"id": "1", "text": "x", "colour": "red"}]}),
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("colour"),
+        "{}",
+        r.body
+    );
+    let r = s.post(
+        "/v1/filter",
+        serde_json::json!({"surface": "sidebar", "audience": "minor",
+        "service": "ordinary", "candidates": []}),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("sidebar"));
+    let r = s.send("POST", "/v1/classify", t, vec![b' '; 9 * 1024 * 1024]);
+    assert_eq!(r.status, 413);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("body_bytes_max"));
+    let long = "好".repeat(30_000);
+    let r = s.post(
+        "/v1/classify",
+        serde_json::json!({"items": [{"id": "1", "text": long}]}),
+    );
+    assert_eq!(r.status, 413);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("text_bytes_max"));
+    let items: Vec<serde_json::Value> = (0..100_000)
+        .map(|i| serde_json::json!({"id": i.to_string(), "text": "你好"}))
+        .collect();
+    let r = s.post("/v1/classify", serde_json::json!({ "items": items }));
+    assert_eq!(r.status, 413);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("items_max is 10000"));
+    let r = s.send("GET", "/healthz", None, vec![]);
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn genai_check_and_a_term_split_across_stream_chunks() {
+    // Proves the prompt/answer check denies a harmful answer to a minor, and that a term split
+    // across two chunks of a streaming answer stops the stream at the second chunk.
+    let s = start();
+    let r = s.post(
+        "/v1/genai/check",
+        serde_json::json!({"prompt": "讲个故事", "answer": "读书无用，早点辍学赚钱",
+        "audience": "minor"}),
+    );
+    let v = r.json();
+    assert_eq!(v["prompt"]["action"], "allow");
+    assert_eq!(v["answer"]["action"], "deny");
+    // Longer than the 256-byte overlap, so the second window starts inside the answer.
+    let first = format!("{}他们说读书", "今天天气很好。".repeat(20));
+    let r = s.post(
+        "/v1/genai/stream",
+        serde_json::json!({"stream_id": "s1", "chunk": first, "audience": "minor"}),
+    );
+    assert_eq!(r.json()["stop"], false, "{}", r.body);
+    let r = s.post(
+        "/v1/genai/stream",
+        serde_json::json!({"stream_id": "s1", "chunk": "无用，不如打工", "audience": "minor"}),
+    );
+    let v = r.json();
+    assert_eq!(v["stop"], true, "{}", r.body);
+    assert_eq!(v["codes_so_far"][0], "study_useless");
+    let full = format!("{first}无用，不如打工");
+    let ev = &v["categories"][0]["evidence"][0];
+    let at = v["window_start"].as_u64().unwrap() as usize;
+    let (start, end) = (
+        ev["start"].as_u64().unwrap() as usize,
+        ev["end"].as_u64().unwrap() as usize,
+    );
+    assert!(
+        at > 0,
+        "the window starts inside the answer: only the tail is kept"
+    );
+    assert_eq!(&full[at + start..at + end], ev["text"].as_str().unwrap());
+}
+
+/// One classify request for `id`; the status, or None once the server is gone.
+fn try_classify(addr: &str, token: &str, id: &str) -> Option<u16> {
+    let body = serde_json::to_vec(
+        &serde_json::json!({"items": [{"id": id, "text": "张小明你就是个傻逼"}]}),
+    )
+    .ok()?;
+    let mut conn = TcpStream::connect(addr).ok()?;
+    let head = format!(
+        "POST /v1/classify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).ok()?;
+    conn.write_all(&body).ok()?;
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).ok()?;
+    String::from_utf8_lossy(&raw)
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_killed_server_loses_no_acknowledged_audit_record() {
+    // Proves that with four clients writing concurrently, every item acknowledged before a
+    // kill -9 is in the audit log, the chain still verifies with `huyou verify`, the user's text
+    // is not in the log, and a restarted server exports the same records.
+    let mut s = start();
+    let (acks_tx, acks_rx) = std::sync::mpsc::channel::<String>();
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (addr, token, acks) = (s.addr.clone(), s.token.clone(), acks_tx.clone());
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let id = format!("c{c}-{i}");
+                    match try_classify(&addr, &token, &id) {
+                        Some(200) => acks.send(id).unwrap(),
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(acks_tx);
+    let mut acked: Vec<String> = acks_rx.iter().take(60).collect();
+    s.child.kill().unwrap(); // SIGKILL on Unix: no shutdown path runs.
+    s.child.wait().unwrap();
+    for client in clients {
+        client.join().unwrap();
+    }
+    acked.extend(acks_rx.iter());
+    let audit = s.dir.path().join("audit");
+    let log = std::fs::read_to_string(audit.join("audit.jsonl")).unwrap();
+    for id in &acked {
+        assert!(log.contains(&format!("\"item_id\":\"{id}\"")), "{id} lost");
+    }
+    // Rules name lexicon terms (the rule's own text); the user's text is only hashed.
+    assert!(
+        log.contains("lex:傻逼") && !log.contains("张小明"),
+        "user text must not be logged"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_huyou"))
+        .arg("verify")
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = log.lines().count();
+    assert!(records >= acked.len());
+    let restarted = start_at(s.dir.path().to_path_buf(), None);
+    let export = restarted.send("GET", "/v1/audit/export", Some(&restarted.token), vec![]);
+    assert_eq!(export.body.lines().count(), records);
+}
+
+/// A 2020-12 validator for the documented 200 (or `status`) response of `POST path`, with the
+/// document's components beside it so that `#/components/...` references resolve.
+fn assert_documented(
+    doc: &serde_json::Value,
+    path: &str,
+    status: &str,
+    instance: &serde_json::Value,
+) {
+    let schema =
+        &doc["paths"][path]["post"]["responses"][status]["content"]["application/json"]["schema"];
+    assert!(schema.is_object(), "{path} {status} undocumented");
+    let root = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [schema],
+    });
+    let validator = jsonschema::draft202012::new(&root).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{path} {status}: {instance} does not match: {errors:#?}"
+    );
+}
+
+#[test]
+fn responses_match_the_openapi_document() {
+    // Proves the replies of every POST route, and an error reply, match the schemas the
+    // OpenAPI document promises (so the document can fail when the code drifts).
+    let s = start();
+    let doc = s.send("GET", "/openapi.json", None, vec![]).json();
+    let item = serde_json::json!({"id": "1", "text": "你就是个ＳＢ，快去充值打赏", "medium": "video",
+        "meta": {"minor_appears": true}});
+    let r = s.post(
+        "/v1/classify",
+        serde_json::json!({"items": [item],
+        "decide": {"audience": "adult", "service": "ordinary"}}),
+    );
+    assert_documented(&doc, "/v1/classify", "200", &r.json());
+    let r = s.post(
+        "/v1/filter",
+        serde_json::json!({"surface": "feed", "audience": "adult",
+        "service": "ordinary", "candidates": [item, {"id": "2", "text": "你好"}]}),
+    );
+    assert_documented(&doc, "/v1/filter", "200", &r.json());
+    let r = s.post(
+        "/v1/genai/check",
+        serde_json::json!({"prompt": "a", "answer": "傻逼"}),
+    );
+    assert_documented(&doc, "/v1/genai/check", "200", &r.json());
+    let r = s.post(
+        "/v1/genai/stream",
+        serde_json::json!({"stream_id": "x", "chunk": "傻逼"}),
+    );
+    assert_documented(&doc, "/v1/genai/stream", "200", &r.json());
+    let r = s.post("/v1/classify", serde_json::json!({"itemz": []}));
+    assert_eq!(r.status, 400);
+    assert_documented(&doc, "/v1/classify", "400", &r.json());
+    // The control: a reply with a category score below the report threshold must not pass.
+    let bad = serde_json::json!({"results": [{"id": "1", "categories": [{"code": "vulgarity",
+        "score": 0.2, "evidence": [], "rules": []}]}]});
+    let outcome = std::panic::catch_unwind(|| assert_documented(&doc, "/v1/classify", "200", &bad));
+    assert!(outcome.is_err(), "the schema check accepts anything");
+}
