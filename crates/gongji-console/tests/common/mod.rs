@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod webdriver;
 
 use std::path::PathBuf;
@@ -68,16 +69,32 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server on the embedded store (files in a fresh data directory).
     pub async fn start() -> Server {
+        Server::start_with(|config| Engine::open(config).expect("engine opens").0).await
+    }
+
+    /// A server with its journal and snapshots in PostgreSQL at `url` (`serve --store`).
+    pub async fn start_postgres(url: String) -> Server {
+        Server::start_with(move |config| {
+            let store = gongji_pg::PgStore::open(&url, gongji_pg::PgStoreOptions::default())
+                .expect("postgres store");
+            Engine::open_with(config, "postgres", Box::new(store))
+                .expect("engine opens")
+                .0
+        })
+        .await
+    }
+
+    async fn start_with(open: impl FnOnce(Config) -> Engine + Send + 'static) -> Server {
         let dir = TempDir::new("data");
         let config = Config::new(&dir.0);
         let journal_dir = config.journal_dir();
         let journal_config = config.journal;
         let admin_path = config.admin_token_path();
-        let (engine, _) =
-            tokio::task::spawn_blocking(move || Engine::open(config).expect("engine opens"))
-                .await
-                .expect("open task");
+        let engine = tokio::task::spawn_blocking(move || open(config))
+            .await
+            .expect("open task");
         let engine = Arc::new(engine);
         let admin = std::fs::read_to_string(admin_path)
             .expect("admin.token")
