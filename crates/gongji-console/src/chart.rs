@@ -11,9 +11,9 @@ pub struct Series<'a> {
     pub values: Vec<u64>,
 }
 
-const WIDTH: u32 = 560;
-const HEIGHT: u32 = 260;
-const LEFT: u32 = 64;
+const WIDTH: u32 = 520;
+const HEIGHT: u32 = 240;
+const LEFT: u32 = 72;
 const BOTTOM: u32 = 40;
 const TOP: u32 = 28;
 
@@ -28,6 +28,19 @@ fn nice_max(max: u64) -> u64 {
         }
         step = step.saturating_mul(10);
     }
+}
+
+/// `1234567` → `1,234,567`, for axis labels.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `scale` divides values for the axis labels (100 turns fen into yuan).
@@ -70,7 +83,7 @@ pub fn stacked_bars(
                 @for tick in 0..=4u64 {
                     @let v = max * tick / 4;
                     line x1=(LEFT) x2=(WIDTH - 8) y1=(y(v)) y2=(y(v)) stroke="#e3e8ee" {}
-                    text x=(LEFT - 6) y=(y(v) + 4) text-anchor="end" font-size="11" fill="#5b6775" { (v / scale) }
+                    text x=(LEFT - 6) y=(y(v) + 4) text-anchor="end" font-size="11" fill="#5b6775" { (grouped(v / scale)) }
                 }
                 @for (cat, x, top, h, s, v) in &rects {
                     rect x=(x) y=(top) width=(bar) height=(h) fill=(s.color) {
@@ -107,6 +120,10 @@ mod tests {
         assert_eq!(nice_max(11), 20);
         assert_eq!(nice_max(500_001), 1_000_000);
         assert_eq!(nice_max(u64::MAX), u64::MAX);
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
+        assert_eq!(grouped(12_345_678), "12,345,678");
     }
 
     #[test]

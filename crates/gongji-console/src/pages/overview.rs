@@ -150,43 +150,53 @@ fn range_form(ctx: &Ctx, r: Option<Range>, q: &Pairs) -> Markup {
     }
 }
 
+/// Four charts: account draws and wallet transfers apart (wallet transfers are a thousandth
+/// of the draws and would vanish in one stack), counts and amounts.
 fn charts(ctx: &Ctx, months: &[(Period, StatsView)]) -> Markup {
     let lang = ctx.lang;
     let cats: Vec<String> = months.iter().map(|(p, _)| p.to_string()).collect();
-    let series = |amount: bool| -> Vec<Series<'static>> {
-        let pick = |f: fn(&StatsView) -> StatsCell| -> Vec<u64> {
-            months
-                .iter()
-                .map(|(_, v)| if amount { f(v).amount.0 } else { f(v).count })
-                .collect()
-        };
-        vec![
+    let pick = |f: fn(&StatsView) -> StatsCell, amount: bool| -> Vec<u64> {
+        months
+            .iter()
+            .map(|(_, v)| if amount { f(v).amount.0 } else { f(v).count })
+            .collect()
+    };
+    let draws = |amount: bool| {
+        [
             Series {
                 label: lang.t("same pool"),
                 color: "#0b5cad",
-                values: pick(|v| v.same_pool),
+                values: pick(|v| v.same_pool, amount),
             },
             Series {
                 label: lang.t("cross pool"),
                 color: "#6aa4e0",
-                values: pick(|v| v.cross_pool),
+                values: pick(|v| v.cross_pool, amount),
             },
+        ]
+    };
+    let wallets = |amount: bool| {
+        [
             Series {
                 label: lang.t("in province"),
                 color: "#1f7a3a",
-                values: pick(|v| v.in_province),
+                values: pick(|v| v.in_province, amount),
             },
             Series {
                 label: lang.t("cross province"),
                 color: "#8cc79c",
-                values: pick(|v| v.cross_province),
+                values: pick(|v| v.cross_province, amount),
             },
         ]
     };
+    let title =
+        |what: &'static str, unit: &'static str| format!("{} · {}", lang.t(what), lang.t(unit));
     html! {
         div.charts {
-            (stacked_bars("chart-count", lang.t("Mutual aid count by month"), &cats, &series(false), 1))
-            (stacked_bars("chart-amount", lang.t("Mutual aid amount by month (yuan)"), &cats, &series(true), 100))
+            (stacked_bars("chart-count", &title("Account draws (instant call)", "count"), &cats, &draws(false), 1))
+            (stacked_bars("chart-wallet-count", &title("Wallet transfers", "count"), &cats, &wallets(false), 1))
+            (stacked_bars("chart-amount", &title("Account draws (instant call)", "amount (yuan)"), &cats, &draws(true), 100))
+            (stacked_bars("chart-wallet-amount", &title("Wallet transfers", "amount (yuan)"), &cats, &wallets(true), 100))
         }
     }
 }
