@@ -2,6 +2,7 @@
 //! Chromium. It holds only the commands the console tests use; a full client (fantoccini)
 //! would add a dozen crates to build for the same few requests.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,7 +34,9 @@ fn free_port() -> u16 {
 impl Browser {
     pub async fn start(screenshots: &Path) -> Browser {
         let port = free_port();
+        // Its own process group, which Chromium joins: a failing test ends them all at once.
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -291,16 +294,18 @@ impl Browser {
         path
     }
 
-    pub async fn close(mut self) {
+    /// Quits Chromium through the session; dropping then ends chromedriver.
+    pub async fn close(self) {
         let _ = self.call("DELETE", "", None).await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
+    /// After a failure the session was never closed: end chromedriver's whole process group
+    /// (Chromium and its helpers), not chromedriver alone.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.wait();
     }
 }
