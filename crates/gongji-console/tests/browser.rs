@@ -319,21 +319,27 @@ async fn console_in_headless_chromium() {
     assert_eq!(t["status"], "pending");
     assert_eq!(s.ok(&admin, "GET", "/v1/persons/PB", None).await, before);
 
-    // Accepting the transfer on the page moves the money.
+    // The transfer waits on the receiver's page (and opens by id); accepting it there moves
+    // the money.
     b.goto(&format!("{base}/ui/persons/PB")).await;
+    assert!(
+        b.exists(&format!(
+            "#pending tr[data-transfer-id='{tid}'] #accept-{tid}"
+        ))
+        .await
+    );
     b.type_into("#transfer-lookup input[name=id]", &tid).await;
     b.click_navigate("#transfer-lookup button").await;
-    assert!(b
-        .wait_url(&format!("/ui/transfers/{tid}"))
-        .await
-        .ends_with(&format!("/ui/transfers/{tid}")));
+    assert!(b.url().await.ends_with(&format!("/ui/transfers/{tid}")));
     b.screenshot("transfer").await;
+    b.goto(&format!("{base}/ui/persons/PB")).await;
     b.click_navigate(&format!("#accept-{tid}")).await;
     b.wait_url("/ui/persons/PB?done=1").await;
     let after = s.ok(&c.pb, "GET", "/v1/persons/PB", None).await;
     assert_eq!(before["wallet_balc"], "0.00");
     assert_eq!(after["wallet_balc"], "100.00");
     assert_eq!(b.text("#wallet-balc").await, "100.00");
+    assert!(b.exists("#pending-none").await, "no longer waiting");
     let t = s
         .ok(&admin, "GET", &format!("/v1/wallet/transfers/{tid}"), None)
         .await;

@@ -72,7 +72,16 @@ async fn forged_forms_change_nothing() {
     // With the token the same form works, and the engine's rules still apply: a person may
     // not accept a transfer it did not receive.
     let pa = sign_in(&s, &c.pa).await;
-    let pa_csrf = hidden_csrf(&get(&s, &pa, "/ui/persons/PA").await.body);
+    let pa_page = get(&s, &pa, "/ui/persons/PA").await.body;
+    assert!(
+        pa_page.contains("id=\"pending-none\""),
+        "the sender has nothing waiting"
+    );
+    assert!(
+        pb_page.body.contains(&format!("id=\"accept-{tid}\"")),
+        "the receiver has it"
+    );
+    let pa_csrf = hidden_csrf(&pa_page);
     let r = send(
         &s,
         s.client

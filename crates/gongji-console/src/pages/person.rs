@@ -26,6 +26,8 @@ use crate::layout::{
 
 /// Entries per page.
 const ENTRY_PAGE_LIMIT: u32 = 50;
+/// Pending transfers to the person shown at most.
+const PENDING_SHOWN_MAX: usize = 20;
 
 fn may_read_person(actor: &Actor, psn_no: &str) -> bool {
     match actor {
@@ -72,6 +74,11 @@ pub async fn page(
         } else {
             (Vec::new(), None)
         };
+        let pending = if with_entries {
+            s.pending_transfers_to(&psn_no, PENDING_SHOWN_MAX)?
+        } else {
+            (Vec::new(), true)
+        };
         let ids: BTreeSet<u64> = entries
             .iter()
             .filter(|e| {
@@ -86,9 +93,9 @@ pub async fn page(
             .into_iter()
             .filter_map(|id| s.transfer(id).ok())
             .collect();
-        Ok::<_, gongji_core::Rejection>((person, entries, next, transfers))
+        Ok::<_, gongji_core::Rejection>((person, entries, next, transfers, pending))
     });
-    let (person, entries, next, transfers) = match read {
+    let (person, entries, next, transfers, (pending, pending_all)) = match read {
         Ok(r) => r,
         Err(_) => return not_found(&ctx, ctx.lang.t("No such person.")),
     };
@@ -99,6 +106,15 @@ pub async fn page(
         (bindings(&ctx, &person, lang.t("Bindings as giver"), &person.bindings_given, "given"))
         (bindings(&ctx, &person, lang.t("Bindings as receiver"), &person.bindings_received, "received"))
         @if with_entries {
+            h2 { (lang.t("Wallet transfers waiting for this person")) }
+            @if pending.is_empty() {
+                p.muted id="pending-none" { (lang.t("None.")) }
+            } @else {
+                div id="pending" { (transfer_table(&ctx, &pending)) }
+                @if !pending_all {
+                    p.muted { (lang.t("More are waiting; open them by id below.")) }
+                }
+            }
             (entry_table(lang, &person, &entries, after, next))
             @if !transfers.is_empty() {
                 h2 { (lang.t("Wallet transfers on this page")) }
