@@ -30,12 +30,10 @@ impl State {
     ) -> Result<(Vec<crate::views::TransferView>, bool), crate::Rejection> {
         let psn = self.person_index(psn_no)?;
         let mut found = Vec::new();
-        let mut examined = 0;
-        for &(expires_at, t) in &self.expiry_queue {
+        for (examined, &(expires_at, t)) in self.expiry_queue.iter().enumerate() {
             if examined == PENDING_SCAN_MAX || found.len() == limit {
                 return Ok((found, false));
             }
-            examined += 1;
             let transfer = &self.transfers[t as usize];
             // Items of answered transfers stay in the queue until their time; a transfer whose
             // time has come is returned by the next op, so it is no longer offered.
