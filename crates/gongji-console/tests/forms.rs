@@ -19,7 +19,6 @@ async fn forged_forms_change_nothing() {
 
     // Sign-in posted from elsewhere: no nonce cookie, or a nonce that does not match.
     let forged = send(
-        &s,
         s.client
             .post(format!("{}/ui/login", s.base))
             .form(&[("csrf", "x"), ("token", s.admin.as_str())]),
@@ -53,7 +52,6 @@ async fn forged_forms_change_nothing() {
             form.push(("csrf", t));
         }
         let r = send(
-            &s,
             s.client
                 .post(format!("{}{path}", s.base))
                 .header("cookie", format!("gj_session={pb}"))
@@ -83,7 +81,6 @@ async fn forged_forms_change_nothing() {
     );
     let pa_csrf = hidden_csrf(&pa_page);
     let r = send(
-        &s,
         s.client
             .post(format!("{}/ui/transfers/{tid}/accept", s.base))
             .header("cookie", format!("gj_session={pa}"))
@@ -94,7 +91,6 @@ async fn forged_forms_change_nothing() {
     assert!(r.location.ends_with("refused=FORBIDDEN"), "{}", r.location);
     assert_eq!(hash(), before);
     let r = send(
-        &s,
         s.client
             .post(format!("{}/ui/transfers/{tid}/decline", s.base))
             .header("cookie", format!("gj_session={pb}"))
@@ -115,7 +111,6 @@ async fn forged_forms_change_nothing() {
         .await;
     assert_eq!(t["status"], "declined");
     let r = send(
-        &s,
         s.client
             .post(format!("{}/ui/transfers/{tid}/accept", s.base))
             .header("cookie", format!("gj_session={pb}"))
@@ -182,7 +177,6 @@ async fn hostile_input_is_escaped_or_refused() {
         "/ui//evil.example",
     ] {
         let p = send(
-            &s,
             s.client
                 .get(format!("{}/ui/lang/en", s.base))
                 .query(&[("back", back)]),

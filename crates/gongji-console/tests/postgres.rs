@@ -31,7 +31,7 @@ async fn console_on_the_postgres_store() {
         .post(format!("{}/ui/transfers/{tid}/accept", s.base))
         .header("cookie", format!("gj_session={pb}"))
         .form(&[("csrf", csrf.as_str())]);
-    let r = send(&s, accept).await;
+    let r = send(accept).await;
     assert_eq!(
         (r.status, r.location.as_str()),
         (303, "/ui/persons/PB?done=1")
@@ -47,7 +47,7 @@ async fn console_on_the_postgres_store() {
         .post(format!("{}/ui/ops/verify", s.base))
         .header("cookie", format!("gj_session={admin}"))
         .form(&[("csrf", csrf.as_str())]);
-    let shown = send(&s, verify).await;
+    let shown = send(verify).await;
     let audit = s.ok(&s.admin, "GET", "/v1/audit/verify", None).await;
     assert_eq!(audit["ok"], true);
     let head = audit["head_hash"].as_str().expect("head hash");

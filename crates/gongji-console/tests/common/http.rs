@@ -9,8 +9,7 @@ pub struct Page {
     pub body: String,
 }
 
-pub async fn send(s: &Server, req: reqwest::RequestBuilder) -> Page {
-    let _ = s;
+pub async fn send(req: reqwest::RequestBuilder) -> Page {
     let r = req.send().await.expect("request");
     let header = |name: &str| -> Vec<String> {
         r.headers()
@@ -45,11 +44,10 @@ pub fn hidden_csrf(body: &str) -> String {
 
 /// Signs in over HTTP as a browser would; returns the session cookie's value.
 pub async fn sign_in(s: &Server, token: &str) -> String {
-    let form = send(s, s.client.get(format!("{}/ui/login", s.base))).await;
+    let form = send(s.client.get(format!("{}/ui/login", s.base))).await;
     let nonce = cookie_value(&form.set_cookies, "gj_login");
     assert_eq!(hidden_csrf(&form.body), nonce);
     let done = send(
-        s,
         s.client
             .post(format!("{}/ui/login", s.base))
             .header("cookie", format!("gj_login={nonce}"))
@@ -70,7 +68,6 @@ pub async fn sign_in(s: &Server, token: &str) -> String {
 
 pub async fn get(s: &Server, session: &str, path: &str) -> Page {
     send(
-        s,
         s.client
             .get(format!("{}{path}", s.base))
             .header("cookie", format!("gj_session={session}")),
