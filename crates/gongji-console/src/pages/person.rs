@@ -62,7 +62,7 @@ pub async fn page(
         None | Some("") => None,
         Some(a) => match a.parse::<u64>() {
             Ok(a) => Some(a),
-            Err(_) => return not_found(&ctx, ctx.lang.t("No entries.")),
+            Err(_) => return not_found(&ctx, ctx.lang.t("Not found")),
         },
     };
     let with_entries = may_read_entries(&ctx.actor, &psn_no);
@@ -97,7 +97,11 @@ pub async fn page(
     });
     let (person, entries, next, transfers, (pending, pending_all)) = match read {
         Ok(r) => r,
-        Err(_) => return not_found(&ctx, ctx.lang.t("No such person.")),
+        // No such person, or `after` is not one of this person's entries.
+        Err(r) if r.code == gongji_core::ErrCode::PersonNotFound => {
+            return not_found(&ctx, ctx.lang.t("No such person."))
+        }
+        Err(_) => return not_found(&ctx, ctx.lang.t("Not found")),
     };
     let lang = ctx.lang;
     let body = html! {
