@@ -5,6 +5,7 @@
 //! [`gongji_server::WriteRequest`]s and submitted to the single writer; reads take the state's
 //! read lock and render views in `render.rs`. This is the only crate that knows JSON.
 
+mod console;
 mod handlers;
 mod openapi;
 mod render;
@@ -99,6 +100,8 @@ fn router_with(app: Arc<App>, limits: Limits) -> Router {
             "/v1/wallet/transfers/{transfer_id}",
             get(handlers::transfer),
         )
+        // The web console (gongji-console) under /ui/.
+        .merge(console::router(&app))
         .fallback(handlers::write_or_not_found)
         .method_not_allowed_fallback(handlers::not_found)
         .layer(axum::middleware::from_fn(handlers::observe))

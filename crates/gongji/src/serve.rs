@@ -56,6 +56,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         tracing::info!(address = %listener.local_addr()?, "listening");
+        // The web console (gongji-console) shares the listener.
+        tracing::info!(url = %format!("http://{}/ui/", listener.local_addr()?), "web console");
         let app = Arc::new(gongji_http::App {
             engine: engine.clone(),
             journal_dir: config.journal_dir(),

@@ -7,6 +7,7 @@ mod chunked;
 mod counters;
 mod credits;
 mod ledger;
+mod lookup;
 mod msgids;
 mod persons;
 mod rows;

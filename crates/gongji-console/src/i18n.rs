@@ -1,0 +1,183 @@
+//! Interface language: Chinese (zh-CN) by default, English on request (`/ui/lang/en`).
+//!
+//! Texts are written in English at the call site and looked up here for Chinese; a text
+//! missing from the table shows in English rather than not at all.
+
+use axum::http::HeaderMap;
+
+use crate::session::{cookie, LANG_COOKIE};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl Lang {
+    pub fn of(headers: &HeaderMap) -> Lang {
+        match cookie(headers, LANG_COOKIE) {
+            Some("en") => Lang::En,
+            _ => Lang::Zh,
+        }
+    }
+
+    pub fn html_lang(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+
+    /// The text in this language.
+    pub fn t(self, en: &'static str) -> &'static str {
+        match self {
+            Lang::En => en,
+            Lang::Zh => zh(en).unwrap_or(en),
+        }
+    }
+}
+
+fn zh(en: &str) -> Option<&'static str> {
+    Some(match en {
+        "Gongji console" => "共济控制台",
+        "Overview" => "概览",
+        "Persons" => "参保人",
+        "Operations" => "运行",
+        "Sign in" => "登录",
+        "Sign out" => "退出",
+        "Token" => "令牌",
+        "Signed in as" => "当前身份",
+        "admin" => "管理员",
+        "institution" => "定点机构",
+        "person" => "参保人",
+        "The token is unknown or revoked." => "令牌无效或已撤销。",
+        "The form has expired; please try again." => "表单已失效，请重试。",
+        "Too many sessions; try again later." => "会话过多，请稍后再试。",
+        "You may not open this page." => "无权访问此页面。",
+        "Not found" => "未找到",
+        "Family mutual aid statistics" => "家庭共济统计",
+        "From" => "起",
+        "To" => "止",
+        "Province" => "省份",
+        "all" => "全部",
+        "Show" => "查询",
+        "Download CSV" => "下载 CSV",
+        "Month" => "月份",
+        "Total" => "合计",
+        "Range total" => "区间合计",
+        "count" => "人次",
+        "amount" => "金额",
+        "Account draws (instant call)" => "个账共济（即时调用）",
+        "same pool" => "统筹区内",
+        "cross pool" => "跨统筹区",
+        "Wallet transfers" => "钱包共济",
+        "in province" => "省内",
+        "cross province" => "跨省",
+        "amount (yuan)" => "金额（元）",
+        "Invalid range" => "查询范围无效",
+        "Search" => "查询",
+        "psn_no or certificate number" => "人员编号或身份证号",
+        "Search by masked certificate number is not supported: the engine indexes psn_no and the full certificate number only, and a masked number would need a scan of all persons." => "不支持按脱敏身份证号查询：引擎只索引人员编号和完整身份证号，脱敏号码需扫描全部人员。",
+        "No such person." => "查无此人。",
+        "Person" => "参保人",
+        "Name" => "姓名",
+        "Certificate" => "证件号",
+        "Insurance type" => "险种",
+        "Area" => "参保地",
+        "Status" => "状态",
+        "Account balance" => "个人账户余额",
+        "Wallet" => "医保钱包",
+        "Wallet balance" => "钱包余额",
+        "open" => "已开通",
+        "none" => "未开通",
+        "Bindings as giver" => "作为授权人的绑定",
+        "Bindings as receiver" => "作为被授权人的绑定",
+        "Binding" => "绑定",
+        "Giver" => "授权人",
+        "Receiver" => "被授权人",
+        "Relation" => "关系",
+        "Scope" => "范围",
+        "Priority" => "顺位",
+        "Revoke" => "解除",
+        "active" => "有效",
+        "revoked" => "已解除",
+        "Entries" => "账户流水",
+        "Time" => "时间",
+        "Kind" => "类型",
+        "Amount" => "金额",
+        "Ledger" => "账户",
+        "Balance" => "余额",
+        "Counterparty" => "对方",
+        "Reference" => "单号",
+        "Later entries" => "后续流水",
+        "First entries" => "最早流水",
+        "No entries." => "暂无流水。",
+        "Entries are shown to the person and to admins." => "流水仅本人和管理员可见。",
+        "Wallet transfers on this page" => "本页涉及的钱包转账",
+        "Wallet transfers waiting for this person" => "待本人接收的钱包转账",
+        "None." => "无。",
+        "More are waiting; open them by id below." => "还有更多待接收转账，请按编号查看。",
+        "Open a wallet transfer by its id" => "按转账编号查看钱包转账",
+        "Transfer" => "钱包转账",
+        "From person" => "转出人",
+        "To person" => "转入人",
+        "Source" => "来源",
+        "Expires at" => "过期时间",
+        "Accept" => "接收",
+        "Decline" => "拒收",
+        "pending" => "待接收",
+        "accepted" => "已接收",
+        "declined" => "已拒收",
+        "returned" => "已退回",
+        "Done." => "操作成功。",
+        "Refused" => "操作被拒绝",
+        "Institution" => "定点机构",
+        "Code" => "机构编码",
+        "Type" => "类型",
+        "Daily reconciliation" => "每日对账",
+        "Date" => "日期",
+        "Settlements" => "结算笔数",
+        "Medical fees" => "医疗费总额",
+        "Fund paid" => "基金支付",
+        "Account paid" => "个账支付",
+        "Wallet paid" => "钱包支付",
+        "Mutual aid paid" => "共济支付",
+        "Cash paid" => "现金支付",
+        "The engine keeps settlements by id and totals by institution and day; it has no per-institution list of settlements, so this page shows the day totals (a list would need a scan of history)." => "引擎按编号保存结算，按机构和日期累计总额，没有按机构的结算列表，因此本页只显示每日合计（列表需要扫描历史）。",
+        "Health" => "健康状态",
+        "running" => "运行中",
+        "stopped" => "已停止",
+        "Writer" => "写入线程",
+        "Ops applied" => "已应用操作",
+        "Ops rejected" => "已拒绝操作",
+        "Batches" => "批次",
+        "Queue depth (ops)" => "队列深度（操作）",
+        "Mean fsync per batch (ms)" => "每批平均 fsync（毫秒）",
+        "Journal head op" => "日志头部操作号",
+        "Journal bytes written" => "日志写入字节",
+        "Snapshot at op" => "快照操作号",
+        "Previous snapshot at op" => "上一快照操作号",
+        "Throughput" => "吞吐量",
+        "ops/s since the previous sample" => "自上次采样以来 操作/秒",
+        "Applied ops per second, sampled while this page is open (every 10 s)" => "每秒应用操作数，本页打开期间每 10 秒采样",
+        "HTTP latency" => "HTTP 延迟",
+        "Endpoint" => "接口",
+        "Requests" => "请求数",
+        "Mean (ms)" => "平均（毫秒）",
+        "p99 (ms)" => "p99（毫秒）",
+        "Projection" => "SQL 投影",
+        "not configured" => "未配置",
+        "lag (s)" => "延迟（秒）",
+        "lag (ops)" => "延迟（操作）",
+        "up" => "在线",
+        "Audit" => "审计",
+        "Verify the journal" => "校验日志",
+        "Verified: the hash chain is intact." => "校验通过：哈希链完整。",
+        "Verification failed" => "校验失败",
+        "Ops checked" => "已校验操作",
+        "Head hash" => "头部哈希",
+        "Engine clock" => "引擎时钟",
+        "Persons enrolled" => "在册人数",
+        _ => return None,
+    })
+}
