@@ -45,6 +45,28 @@ fn sound_directory_verifies_and_replays_from_op_1() {
 }
 
 #[test]
+fn a_directory_others_can_read_is_warned_about() {
+    // Proves: a data directory made by the engine is private (verify warns about nothing), and
+    // once a file and the directory are opened to others, verify names both and still passes
+    // (the data is sound; only its exposure is wrong).
+    use std::os::unix::fs::PermissionsExt;
+    let dir = populated("exposed");
+    let (ok, text) = verify(&dir);
+    assert!(ok, "{text}");
+    assert!(!text.contains("warning"), "{text}");
+    let token = dir.join("admin.token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (ok, text) = verify(&dir);
+    assert!(ok, "{text}");
+    for path in [&token, &dir] {
+        let line = format!("warning: {} is mode", path.display());
+        assert!(text.contains(&line), "{line} missing from: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn flipped_journal_byte_is_refused() {
     // Proves a bit flip inside an early journal record makes verify exit non-zero.
     let dir = populated("flip");
