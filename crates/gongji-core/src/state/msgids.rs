@@ -1,6 +1,7 @@
 //! Idempotency: every applied write's (scope, msgid), as a 128-bit hash, maps to its request
 //! fingerprint and its reply. The scope (an institution's code, a person's `psn_no`, or the
-//! admin scope) is hashed into the key, so scoping costs no memory per record. Records are forgotten after the retention window, oldest first.
+//! admin scope) is hashed into the key, so scoping costs no memory per record. Records are
+//! forgotten after the retention window, oldest first.
 //!
 //! The records live in one queue in the order they were made (which is time order: the clock
 //! only moves forward), so forgetting is a pop at the front. The index is a

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! magic "GJSNAPST", version u32 = 2 (1 was before msgid scopes: its msgid keys hash the
-//! msgid alone, so it is refused and recovery replays the journal instead)
+//! msgid alone, so it is refused; recovery skips it and needs an older snapshot or the
+//! journal from op 1)
 //! params        receivers u8, givers u8, wallet_amount_max u64, daily_count u8,
 //!               closed_from u32, closed_until u32, expiry_second u32, draw_order 3×u8,
 //!               msgid_retention_days u32
