@@ -7,13 +7,11 @@ pub const FORM_BYTES_MAX: usize = 16 * 1024;
 
 pub type Pairs = Vec<(String, String)>;
 
+/// Decoded as browsers encode (`+` a space, `%XX` a byte; a malformed escape kept as it is,
+/// bytes that are not UTF-8 as U+FFFD), by the `form_urlencoded` crate.
 pub fn parse(text: &str) -> Pairs {
-    text.split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (decode(k), decode(v))
-        })
+    form_urlencoded::parse(text.as_bytes())
+        .into_owned()
         .collect()
 }
 
@@ -29,40 +27,9 @@ pub fn get<'a>(pairs: &'a Pairs, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// `+` is a space, `%XX` a byte; a malformed escape stays as it is; non-UTF-8 becomes U+FFFD.
-pub fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Percent-encodes a query value (everything but unreserved characters).
+/// Percent-encodes a query value.
 pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]
@@ -70,12 +37,21 @@ mod tests {
     #[test]
     fn decoding_and_encoding() {
         // Proves form values decode as browsers encode them, and that encode round-trips.
-        assert_eq!(super::decode("a+b%3Ac"), "a b:c");
-        assert_eq!(super::decode("50%"), "50%");
-        assert_eq!(super::decode("%4"), "%4");
-        assert_eq!(super::decode("%41"), "A");
-        assert_eq!(super::decode("%FF"), "\u{FFFD}");
-        let s = "<script>\"&'/ 张";
-        assert_eq!(super::decode(&super::encode(s)), s);
+        let one = |text: &str| super::parse(&format!("k={text}"))[0].1.clone();
+        assert_eq!(one("a+b%3Ac"), "a b:c");
+        assert_eq!(one("50%"), "50%");
+        assert_eq!(one("%4"), "%4");
+        assert_eq!(one("%41"), "A");
+        assert_eq!(one("%FF"), "\u{FFFD}");
+        let s = "<script>\"&'/ 张=";
+        assert_eq!(one(&super::encode(s)), s);
+        assert_eq!(
+            super::parse("a=1&&b&c=%26"),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "".into()),
+                ("c".into(), "&".into())
+            ]
+        );
     }
 }
