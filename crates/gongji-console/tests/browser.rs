@@ -206,8 +206,46 @@ async fn console_in_headless_chromium() {
         assert_person_page_equals_api(&b, &s, &admin, psn).await;
     }
     b.screenshot("person").await;
+    // Two more settlements at H1, all cash (no balance moves), the newer one cancelled: the
+    // institution page lists its settlements newest first, each as the API shows it.
+    let mut made = Vec::new();
+    for fee in ["2.00", "3.00"] {
+        let v = s
+            .admin_post(
+                "/v1/settlements",
+                json!({"fixmedins_code": H1, "psn_no": "PA", "medfee_sumamt": fee,
+                       "fund_pay_sumamt": "0.00", "acct_used_flag": "0"}),
+            )
+            .await;
+        made.push(v["setl_id"].as_str().expect("id").to_owned());
+    }
+    s.admin_post(&format!("/v1/settlements/{}/cancel", made[1]), json!({}))
+        .await;
     b.goto(&format!("{base}/ui/institutions/{H1}?date={DAY}"))
         .await;
+    let ids = b.texts("#recent tr td:first-child").await;
+    assert_eq!(
+        ids,
+        vec![made[1].clone(), made[0].clone(), c.setl_id.clone()]
+    );
+    for id in &ids {
+        let api = s
+            .ok(&admin, "GET", &format!("/v1/settlements/{id}"), None)
+            .await;
+        let row = b.texts(&format!("[id='setl-{id}'] td")).await;
+        assert_eq!(row[2], api["psn_no"].as_str().expect("psn_no"), "{id}");
+        assert_eq!(
+            row[3],
+            api["medfee_sumamt"].as_str().expect("medfee"),
+            "{id}"
+        );
+        let status = if api["status"] == "cancelled" {
+            "已撤销"
+        } else {
+            "已结算"
+        };
+        assert_eq!(row[6], status, "{id}: {api}");
+    }
     let recon = s
         .ok(
             &admin,

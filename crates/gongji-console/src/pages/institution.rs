@@ -1,13 +1,13 @@
-//! An institution: its registration and daily reconciliation totals (`GET
-//! /v1/reconciliation`) for a week ending on a chosen day. For the admin and the institution
-//! itself. Seven counter lookups; the engine keeps no per-institution list of settlements,
-//! so none is shown (listing them would scan history).
+//! An institution: its registration, daily reconciliation totals (`GET /v1/reconciliation`)
+//! for a week ending on a chosen day, and its newest settlements with their status (cancelled
+//! ones marked). For the admin and the institution itself. Seven counter lookups and the
+//! engine's per-institution list of newest settlements: no history is walked.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
-use gongji_core::time::{cst_day, format_date, parse_date};
-use gongji_core::views::{InstitutionView, ReconView};
+use gongji_core::time::{cst_day, format_cst, format_date, parse_date};
+use gongji_core::views::{InstitutionView, ReconView, SettlementView};
 use gongji_core::{Actor, InstType};
 use maud::html;
 
@@ -58,9 +58,11 @@ pub async fn page(
             .map(|k| day - k)
             .map(|d| s.reconciliation(&code, d).map(|t| (d, t)))
             .collect::<Result<_, _>>()?;
-        Ok::<(InstitutionView, Vec<(i32, ReconView)>), gongji_core::Rejection>((inst, days))
+        let recent = s.recent_settlements(&code).unwrap_or_default();
+        Ok::<_, gongji_core::Rejection>((inst, days, recent))
     });
-    let Ok((inst, days)) = read else {
+    let Ok((inst, days, recent)): Result<(InstitutionView, _, Vec<SettlementView>), _> = read
+    else {
         return not_found(&ctx, lang.t("Not found"));
     };
     let body = html! {
@@ -89,7 +91,22 @@ pub async fn page(
                 }
             }
         }
-        p.muted { (lang.t("The engine keeps settlements by id and totals by institution and day; it has no per-institution list of settlements, so this page shows the day totals (a list would need a scan of history).")) }
+        h2 { (lang.t("Recent settlements")) }
+        table id="recent" {
+            tr {
+                th { (lang.t("Settlement")) } th.l { (lang.t("Time")) } th.l { (lang.t("Person")) }
+                th { (lang.t("Medical fees")) } th { (lang.t("Mutual aid paid")) }
+                th { (lang.t("Cash paid")) } th.l { (lang.t("Status")) }
+            }
+            @for v in &recent {
+                tr id={ "setl-" (v.setl_id) } {
+                    td { (v.setl_id) } td.l { (format_cst(v.setl_time)) } td.l { (v.psn_no) }
+                    td { (v.medfee_sumamt) } td { (v.acct_mulaid_pay) } td { (v.psn_cash_pay) }
+                    td.l.status { (lang.t(if v.cancelled { "cancelled" } else { "settled" })) }
+                }
+            }
+        }
+        p.muted { (lang.t("The newest settlements at this institution, newest first; cancelled and reversed ones are marked.")) }
     };
     let title = format!("{} {}", lang.t("Institution"), inst.fixmedins_code);
     html_response(StatusCode::OK, frame(&ctx, &title, body))

@@ -93,6 +93,14 @@ impl State {
             ));
         }
         self.ledger.assert_conserved();
+        let recent = super::recent::Recent::rebuild(self.setls.iter().map(|s| s.inst));
+        for inst in 0..self.insts.list.len() as u32 {
+            if !self.recent.of(inst).eq(recent.of(inst)) {
+                return Err(format!(
+                    "recent settlements of institution {inst} do not match"
+                ));
+            }
+        }
         for (s, setl) in self.setls.iter().enumerate() {
             let parts = [setl.acct_pay, setl.wallet_pay, setl.mulaid, setl.cash];
             let sum = parts.iter().try_fold(Fen::ZERO, |a, b| a.checked_add(*b));

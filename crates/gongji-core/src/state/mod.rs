@@ -10,6 +10,7 @@ mod ledger;
 mod lookup;
 mod msgids;
 mod persons;
+mod recent;
 mod rows;
 mod settle;
 mod snapshot;
@@ -79,6 +80,8 @@ pub struct State {
     pub(crate) contributions_paid: FxHashSet<(u32, u16)>,
     pub(crate) entries: Chunked<Entry>,
     pub(crate) msgids: Msgids,
+    /// Each institution's newest settlements (derived from `setls`).
+    pub(crate) recent: recent::Recent,
     pub(crate) stats: Stats,
     pub(crate) recon: FxHashMap<(u32, i32), ReconTotals>,
     pub(crate) ledger: Ledger,
@@ -110,6 +113,7 @@ impl State {
             contributions_paid: FxHashSet::default(),
             entries: Chunked::default(),
             msgids: Msgids::default(),
+            recent: recent::Recent::default(),
             stats: Stats::default(),
             recon: FxHashMap::default(),
             ledger: Ledger::default(),

@@ -121,6 +121,7 @@ impl State {
             cross_pool,
             cancelled: false,
         });
+        self.recent.note(inst, s);
         self.count_settlement(s, true);
         Ok(Reply::Settled(s))
     }

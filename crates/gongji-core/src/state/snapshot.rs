@@ -793,6 +793,7 @@ impl State {
             return fail(d.pos, "trailing bytes");
         }
 
+        let recent = super::recent::Recent::rebuild(setls.iter().map(|s| s.inst));
         let state = State {
             params,
             clock,
@@ -808,6 +809,7 @@ impl State {
             contributions_paid,
             entries: entries.into(),
             msgids,
+            recent,
             stats,
             recon,
             ledger,

@@ -15,6 +15,7 @@ pub use super::counters::Cell as StatsCell;
 pub use super::ledger::Counterparty as EntryCounterparty;
 pub use super::ledger::EntryKind;
 pub use super::ledger::EntryRef;
+pub use super::recent::RECENT_SETTLEMENTS_MAX;
 
 pub use super::wallet::TransferStatus as TransferState;
 
@@ -137,6 +138,19 @@ impl State {
 
     pub fn settlement(&self, setl_id: u64) -> Result<SettlementView, Rejection> {
         Ok(self.settlement_view(self.settlement_index(setl_id)?))
+    }
+
+    /// The newest settlements made at institution `fixmedins_code` (at most
+    /// [`RECENT_SETTLEMENTS_MAX`]), newest first, cancelled ones included (marked); `None` when
+    /// there is no such institution. Kept per institution, so no history is walked.
+    pub fn recent_settlements(&self, fixmedins_code: &str) -> Option<Vec<SettlementView>> {
+        let inst = self.insts.find(fixmedins_code)?;
+        Some(
+            self.recent
+                .of(inst)
+                .map(|s| self.settlement_view(s))
+                .collect(),
+        )
     }
 
     pub fn settlement_view(&self, s: u32) -> SettlementView {
