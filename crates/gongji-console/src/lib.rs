@@ -18,8 +18,7 @@ mod layout;
 mod pages;
 mod session;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -60,8 +59,6 @@ pub struct Console {
     pub(crate) engine: Arc<Engine>,
     pub(crate) hooks: Arc<Hooks>,
     pub(crate) sessions: session::Sessions,
-    /// Writer counters sampled when the operations page is shown, for its rates and chart.
-    pub(crate) samples: Mutex<VecDeque<pages::ops::Sample>>,
 }
 
 impl Console {
@@ -70,7 +67,6 @@ impl Console {
             engine,
             hooks: Arc::new(hooks),
             sessions: session::Sessions::default(),
-            samples: Mutex::new(VecDeque::new()),
         }
     }
 }

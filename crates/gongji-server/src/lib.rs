@@ -23,6 +23,7 @@ mod shadow;
 pub mod store;
 mod writer;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -54,6 +55,8 @@ pub struct Config {
     pub snapshot_interval_ops: u64,
     /// Seconds without writes after which the writer moves the clock to its own time.
     pub idle_tick_seconds: u64,
+    /// Seconds between the writer's load samples ([`LOAD_SAMPLE_SECONDS`]).
+    pub load_sample_seconds: u64,
 }
 
 impl Config {
@@ -66,6 +69,7 @@ impl Config {
             queue_op_count_max: 65_536,
             snapshot_interval_ops: 5_000_000,
             idle_tick_seconds: 1,
+            load_sample_seconds: LOAD_SAMPLE_SECONDS,
         }
     }
 
@@ -182,6 +186,28 @@ pub(crate) struct Shared {
     pub state: RwLock<State>,
     pub counters: Counters,
     pub stopped: AtomicBool,
+    /// The writer's load, sampled every [`LOAD_SAMPLE_SECONDS`], oldest first.
+    pub load: Mutex<VecDeque<LoadSample>>,
+}
+
+/// Seconds between two [`LoadSample`]s by default.
+pub const LOAD_SAMPLE_SECONDS: u64 = 10;
+/// Samples kept: an hour.
+pub const LOAD_SAMPLE_COUNT_MAX: usize = 360;
+
+/// The writer's running totals at one moment, taken by the writer itself every
+/// [`LOAD_SAMPLE_SECONDS`] whether or not anyone looks (the console's operations page shows
+/// the last minutes from them). The difference of two samples is the load between them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadSample {
+    /// Wall clock, unix seconds.
+    pub unix_time: i64,
+    pub ops_applied_total: u64,
+    pub ops_rejected_total: u64,
+    pub batches_total: u64,
+    pub sync_nanos_total: u64,
+    /// The longest batch (apply, journal, sync, replies) since the previous sample.
+    pub batch_nanos_max: u64,
 }
 
 /// The engine: state, writer thread, shadow snapshot thread. See the crate documentation.
@@ -323,6 +349,12 @@ impl Engine {
 
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
+    }
+
+    /// The writer's load samples of the last hour, oldest first.
+    pub fn load_samples(&self) -> Vec<LoadSample> {
+        let load = self.shared.load.lock().expect("load lock");
+        load.iter().copied().collect()
     }
 
     /// Whether the writer is still running (false after shutdown or a fatal error).
@@ -474,7 +506,7 @@ fn io_err(e: gongji_journal::StorageError) -> ServerError {
 }
 
 /// Seconds since the epoch by the machine's clock: the writer's own time.
-pub(crate) fn now_unix() -> i64 {
+pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

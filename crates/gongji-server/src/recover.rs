@@ -1,5 +1,6 @@
 //! Start-up: newest verifying snapshot, replay of the journal suffix, checks, threads.
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -172,6 +173,7 @@ pub(crate) fn open(
         state: RwLock::new(state),
         counters: Counters::default(),
         stopped: AtomicBool::new(false),
+        load: Mutex::new(VecDeque::new()),
     });
     shared
         .counters

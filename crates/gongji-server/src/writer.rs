@@ -11,7 +11,10 @@ use gongji_core::{Command, Op, State};
 
 use crate::shadow::{ShadowBatch, ShadowMessage};
 use crate::store::{Appended, Log};
-use crate::{now_unix, Config, Message, ServerError, Shared, Submission, WriteResult};
+use crate::{
+    now_unix, Config, LoadSample, Message, ServerError, Shared, Submission, WriteResult,
+    LOAD_SAMPLE_COUNT_MAX,
+};
 
 /// Most ops applied under one hold of the state's write lock. Reads wait at most this many
 /// ops' apply time (about a millisecond), not a whole batch's (8,190 ops: 15–40 ms). They may
@@ -33,6 +36,8 @@ pub(crate) fn spawn(
         shadow,
         head_hash,
         removed_before: 0,
+        sampled_at: Instant::now(),
+        batch_nanos_max: 0,
     };
     let thread = std::thread::Builder::new()
         .name("gongji-writer".into())
@@ -56,6 +61,9 @@ struct Writer {
     shadow: Sender<ShadowMessage>,
     head_hash: Arc<Mutex<[u8; 32]>>,
     removed_before: u64,
+    /// When the last load sample was taken, and the longest batch since.
+    sampled_at: Instant,
+    batch_nanos_max: u64,
 }
 
 impl Writer {
@@ -67,6 +75,7 @@ impl Writer {
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 Err(RecvTimeoutError::Timeout) => {
                     self.idle_tick()?;
+                    self.sample_load();
                     continue;
                 }
             };
@@ -86,7 +95,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let started = Instant::now();
             self.commit(batch, ops)?;
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.batch_nanos_max = self.batch_nanos_max.max(nanos);
+            self.sample_load();
             if stop {
                 return Ok(());
             }
@@ -144,6 +157,29 @@ impl Writer {
             let _ = submission.reply.send(replies);
         }
         Ok(())
+    }
+
+    /// Records a [`LoadSample`] once `load_sample_seconds` have passed since the last: one
+    /// clock read per batch, and the writer wakes at least once a second when idle.
+    fn sample_load(&mut self) {
+        if self.sampled_at.elapsed() < Duration::from_secs(self.config.load_sample_seconds) {
+            return;
+        }
+        self.sampled_at = Instant::now();
+        let c = &self.shared.counters;
+        let sample = LoadSample {
+            unix_time: now_unix(),
+            ops_applied_total: c.ops_applied_total.load(Ordering::Relaxed),
+            ops_rejected_total: c.ops_rejected_total.load(Ordering::Relaxed),
+            batches_total: c.batches_total.load(Ordering::Relaxed),
+            sync_nanos_total: c.sync_nanos_total.load(Ordering::Relaxed),
+            batch_nanos_max: std::mem::take(&mut self.batch_nanos_max),
+        };
+        let mut load = self.shared.load.lock().expect("load lock");
+        if load.len() == LOAD_SAMPLE_COUNT_MAX {
+            load.pop_front();
+        }
+        load.push_back(sample);
     }
 
     fn append(&mut self, op: &Op, encoded: &mut Vec<Vec<u8>>) -> Result<(), ServerError> {

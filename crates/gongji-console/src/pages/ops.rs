@@ -1,9 +1,9 @@
-//! Operations: health, the writer's figures, throughput sampled while the page is open,
+//! Operations: health, the writer's figures, throughput and batch latency over the last ten
+//! minutes (from the writer's own load samples),
 //! HTTP latency and projection lag from the process's Prometheus text, journal and
 //! snapshot positions, and the audit verification on a button. Admin only.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -19,42 +19,44 @@ use crate::form;
 use crate::layout::{csrf_field, forbidden, frame, html_response, notice, Ctx};
 use crate::{Console, VerifyReport};
 
-/// Samples kept: an hour at one per 10 s.
-const SAMPLE_COUNT_MAX: usize = 360;
-/// Closer samples than this are not kept (several people on the page at once).
-const SAMPLE_SPACING: Duration = Duration::from_secs(5);
-/// Samples shown in the chart: the last ten minutes.
-const CHART_WINDOW: Duration = Duration::from_secs(600);
+/// Samples shown: the last ten minutes of the writer's load samples.
+const WINDOW_SAMPLES: usize = 60;
 
-#[derive(Clone, Copy, Debug)]
-pub struct Sample {
-    at: Instant,
-    ops: u64,
+/// One interval between two consecutive load samples of the window.
+struct Interval {
+    /// Seconds before now that the interval ended.
+    ago: i64,
+    ops_per_s: f64,
+    rejected_per_s: f64,
+    fsync_ms_mean: f64,
+    batch_ms_max: f64,
 }
 
-/// Takes a sample (unless one is fresh) and returns the ops/s between consecutive samples
-/// of the chart window, with the seconds each ended before now.
-fn sample(console: &Console) -> Vec<(u64, f64)> {
-    let now = Instant::now();
-    let ops = console.engine.counters().ops_applied_total.load(Relaxed);
-    let mut samples = console.samples.lock().expect("samples lock");
-    if samples.back().is_none_or(|s| now - s.at >= SAMPLE_SPACING) {
-        samples.push_back(Sample { at: now, ops });
-        if samples.len() > SAMPLE_COUNT_MAX {
-            samples.pop_front();
-        }
-    }
-    let recent: Vec<Sample> = samples
-        .iter()
-        .filter(|s| now - s.at <= CHART_WINDOW)
-        .copied()
-        .collect();
-    recent
+/// The intervals of the last ten minutes, from the samples the writer takes every 10 s
+/// whether or not the page is open.
+fn intervals(console: &Console) -> Vec<Interval> {
+    let samples = console.engine.load_samples();
+    let from = samples.len().saturating_sub(WINDOW_SAMPLES + 1);
+    let now = gongji_server::now_unix();
+    samples[from..]
         .windows(2)
         .map(|w| {
-            let secs = (w[1].at - w[0].at).as_secs_f64().max(0.001);
-            let rate = w[1].ops.saturating_sub(w[0].ops) as f64 / secs;
-            ((now - w[1].at).as_secs(), rate)
+            let (a, b) = (&w[0], &w[1]);
+            let secs = (b.unix_time - a.unix_time).max(1) as f64;
+            let batches = b.batches_total.saturating_sub(a.batches_total);
+            let sync = b.sync_nanos_total.saturating_sub(a.sync_nanos_total);
+            Interval {
+                ago: (now - b.unix_time).max(0),
+                ops_per_s: b.ops_applied_total.saturating_sub(a.ops_applied_total) as f64 / secs,
+                rejected_per_s: b.ops_rejected_total.saturating_sub(a.ops_rejected_total) as f64
+                    / secs,
+                fsync_ms_mean: if batches == 0 {
+                    0.0
+                } else {
+                    sync as f64 / batches as f64 / 1e6
+                },
+                batch_ms_max: b.batch_nanos_max as f64 / 1e6,
+            }
         })
         .collect()
 }
@@ -125,7 +127,7 @@ fn render(console: &Console, ctx: &Ctx, verified: Option<&VerifyReport>) -> Resp
         c.sync_nanos_total.load(Relaxed) as f64 / batches as f64 / 1e6
     };
     let (clock, persons) = console.engine.read(|s| (s.clock(), s.person_count()));
-    let rates = sample(console);
+    let rates = intervals(console);
     let text = (console.hooks.metrics_text)();
     let latency = http_latency(&text);
     let card =
@@ -180,18 +182,30 @@ fn render(console: &Console, ctx: &Ctx, verified: Option<&VerifyReport>) -> Resp
     html_response(StatusCode::OK, frame(ctx, lang.t("Operations"), body))
 }
 
-fn throughput(ctx: &Ctx, rates: &[(u64, f64)]) -> Markup {
+fn throughput(ctx: &Ctx, rates: &[Interval]) -> Markup {
     let lang = ctx.lang;
-    let cats: Vec<String> = rates.iter().map(|(ago, _)| format!("-{ago}s")).collect();
+    let cats: Vec<String> = rates.iter().map(|r| format!("-{}s", r.ago)).collect();
     let series = [Series {
         label: lang.t("Ops applied"),
         color: "#0b5cad",
-        values: rates.iter().map(|(_, r)| r.round() as u64).collect(),
+        values: rates.iter().map(|r| r.ops_per_s.round() as u64).collect(),
     }];
     html! {
-        p { (lang.t("ops/s since the previous sample")) ": "
-            strong id="ops-rate" { (rates.last().map_or("-".to_owned(), |(_, r)| format!("{r:.1}"))) } }
-        (stacked_bars("chart-throughput", lang.t("Applied ops per second, sampled while this page is open (every 10 s)"), &cats, &series, 1))
+        p { (lang.t("ops/s over the last 10 s")) ": "
+            strong id="ops-rate" { (rates.last().map_or("-".to_owned(), |r| format!("{:.1}", r.ops_per_s))) } }
+        (stacked_bars("chart-throughput", lang.t("Applied ops per second over the last ten minutes (the writer samples every 10 s)"), &cats, &series, 1))
+        table id="load" {
+            tr {
+                th { (lang.t("Ended (s ago)")) } th { (lang.t("Ops applied/s")) } th { (lang.t("Ops rejected/s")) }
+                th { (lang.t("Mean fsync per batch (ms)")) } th { (lang.t("Longest batch (ms)")) }
+            }
+            @for r in rates.iter().rev() {
+                tr {
+                    td { (r.ago) } td { (format!("{:.1}", r.ops_per_s)) } td { (format!("{:.1}", r.rejected_per_s)) }
+                    td { (format!("{:.3}", r.fsync_ms_mean)) } td { (format!("{:.3}", r.batch_ms_max)) }
+                }
+            }
+        }
     }
 }
 
