@@ -130,6 +130,34 @@ pub fn certno_unpack(v: u64) -> ArrayString<18> {
     out
 }
 
+/// What a masked certno keeps of a packed one (first 4 digits, last 3 digits and the check
+/// character) as one number below 1.1 × 10^8: the key of the masked-certno index.
+pub fn masked_key_of_packed(packed: u64) -> u32 {
+    let digits = (packed / 11) % BODY_LIMIT;
+    let first4 = digits / 10u64.pow(13);
+    let last3 = digits % 1000;
+    u32::try_from((first4 * 1000 + last3) * 11 + packed % 11).expect("below 1.1e8")
+}
+
+/// The key of a masked certno as [`mask_certno`] writes it (`4401**********123X`: 4 digits,
+/// 10 `*`, 3 digits, a check character), or `None` for anything else.
+pub fn masked_key(masked: &str) -> Option<u32> {
+    let b = masked.as_bytes();
+    if b.len() != 18
+        || !b[..4].iter().all(u8::is_ascii_digit)
+        || !b[4..14].iter().all(|&c| c == b'*')
+        || !b[14..17].iter().all(u8::is_ascii_digit)
+    {
+        return None;
+    }
+    let number = |s: &[u8]| {
+        s.iter()
+            .fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0'))
+    };
+    let check = CHECK_CHARS.iter().position(|&c| c == b[17])? as u32;
+    Some((number(&b[..4]) * 1000 + number(&b[14..17])) * 11 + check)
+}
+
 /// First 4 and last 4 characters kept, the rest `*`: `4401**********123X`.
 ///
 /// Works on any string, counting chars rather than bytes. Strings of 8 chars or fewer are

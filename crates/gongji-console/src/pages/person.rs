@@ -384,8 +384,9 @@ pub async fn revoke(
     after_write(&back, &result)
 }
 
-/// `GET /ui/search?q=`: by psn_no or by the full certificate number (both indexed). A masked
-/// number is refused: matching it would scan every person.
+/// `GET /ui/search?q=`: by psn_no, by the full certificate number, or by a masked one
+/// (`4401**********123X`; several persons may share it, so they are listed). All three are
+/// engine indexes: no person is scanned.
 pub async fn search(State(console): ConsoleState, headers: HeaderMap, uri: Uri) -> Response {
     let ctx = match signed_in(&console, &headers, &uri) {
         Ok(ctx) => ctx,
@@ -397,23 +398,36 @@ pub async fn search(State(console): ConsoleState, headers: HeaderMap, uri: Uri) 
     let lang = ctx.lang;
     let q = query(&uri);
     let text = form::get(&q, "q").unwrap_or("").trim().to_owned();
-    let found = console.engine.read(|s| {
+    let found: Vec<String> = console.engine.read(|s| {
         if code_valid(&text) && text.len() <= 30 && s.person(&text).is_ok() {
-            return Some(text.clone());
+            return vec![text.clone()];
         }
-        s.psn_no_by_certno(&text).map(|p| p.to_string())
+        if let Some(masked) = s.psn_nos_by_masked_certno(&text) {
+            return masked.iter().map(|p| p.to_string()).collect();
+        }
+        s.psn_no_by_certno(&text)
+            .map(|p| p.to_string())
+            .into_iter()
+            .collect()
     });
-    if let Some(psn_no) = found {
+    if let [psn_no] = found.as_slice() {
         return redirect(&format!("/ui/persons/{psn_no}"));
     }
-    let message = if text.contains('*') {
-        lang.t("Search by masked certificate number is not supported: the engine indexes psn_no and the full certificate number only, and a masked number would need a scan of all persons.")
-    } else {
-        lang.t("No such person.")
-    };
+    if found.is_empty() {
+        let body = html! {
+            (notice("err", lang.t("No such person.")))
+            p.muted id="searched" { (lang.t("Search")) ": " (text) }
+        };
+        return html_response(StatusCode::NOT_FOUND, frame(&ctx, lang.t("Search"), body));
+    }
     let body = html! {
-        (notice("err", message))
         p.muted id="searched" { (lang.t("Search")) ": " (text) }
+        p { (lang.t("Several persons share this masked certificate number:")) }
+        ul id="matches" {
+            @for psn_no in &found {
+                li { a href={ "/ui/persons/" (psn_no) } { (psn_no) } }
+            }
+        }
     };
-    html_response(StatusCode::NOT_FOUND, frame(&ctx, lang.t("Search"), body))
+    html_response(StatusCode::OK, frame(&ctx, lang.t("Search"), body))
 }

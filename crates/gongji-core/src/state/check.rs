@@ -93,6 +93,14 @@ impl State {
             ));
         }
         self.ledger.assert_conserved();
+        let certnos = &self.persons.certno;
+        let every_person_findable = (0..certnos.len() as u32).all(|i| {
+            let key = crate::certno::masked_key_of_packed(certnos[i as usize]);
+            self.masked.find(key, certnos).any(|j| j == i)
+        });
+        if self.masked.len() != certnos.len() || !every_person_findable {
+            return Err("the masked-certno index does not match the persons".into());
+        }
         let recent = super::recent::Recent::rebuild(self.setls.iter().map(|s| s.inst));
         for inst in 0..self.insts.list.len() as u32 {
             if !self.recent.of(inst).eq(recent.of(inst)) {

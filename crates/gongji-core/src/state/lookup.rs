@@ -5,9 +5,27 @@ use super::State;
 use crate::certno::certno_pack;
 use crate::command::PsnNo;
 
+/// Persons a masked-certno search lists at most.
+pub const MASKED_MATCHES_MAX: usize = 50;
+
 impl State {
-    /// The person enrolled with this full certificate number (the certno index). A masked
-    /// number matches nothing: finding it would scan every person.
+    /// The persons whose certno masks to `masked` (`4401**********123X`, as every output shows
+    /// it), by the masked-certno index, at most [`MASKED_MATCHES_MAX`], in enrolment order;
+    /// `None` when `masked` is not a masked certno.
+    pub fn psn_nos_by_masked_certno(&self, masked: &str) -> Option<Vec<PsnNo>> {
+        let key = crate::certno::masked_key(masked)?;
+        let mut found: Vec<u32> = self.masked.find(key, &self.persons.certno).collect();
+        found.sort_unstable();
+        found.truncate(MASKED_MATCHES_MAX);
+        Some(
+            found
+                .into_iter()
+                .map(|i| self.persons.psn_no_array(i))
+                .collect(),
+        )
+    }
+
+    /// The person enrolled with this full certificate number (the certno index).
     pub fn psn_no_by_certno(&self, certno: &str) -> Option<PsnNo> {
         let packed = certno_pack(certno)?;
         let i = self.persons.find_certno(packed)?;

@@ -8,6 +8,7 @@ mod counters;
 mod credits;
 mod ledger;
 mod lookup;
+mod masked;
 mod msgids;
 mod persons;
 mod recent;
@@ -82,6 +83,8 @@ pub struct State {
     pub(crate) msgids: Msgids,
     /// Each institution's newest settlements (derived from `setls`).
     pub(crate) recent: recent::Recent,
+    /// Persons by masked certno (derived from the certno column).
+    pub(crate) masked: masked::MaskedIndex,
     pub(crate) stats: Stats,
     pub(crate) recon: FxHashMap<(u32, i32), ReconTotals>,
     pub(crate) ledger: Ledger,
@@ -114,6 +117,7 @@ impl State {
             entries: Chunked::default(),
             msgids: Msgids::default(),
             recent: recent::Recent::default(),
+            masked: masked::MaskedIndex::default(),
             stats: Stats::default(),
             recon: FxHashMap::default(),
             ledger: Ledger::default(),

@@ -314,7 +314,9 @@ impl State {
             return Err(Rejection::with(ErrCode::PersonExists, "certno is enrolled"));
         }
         self.persons.push(psn_no, packed, name, insutype, admdvs);
-        Ok(Reply::Enrolled(self.persons.len() as u32 - 1))
+        let i = self.persons.len() as u32 - 1;
+        self.masked.insert(i, &self.persons.certno);
+        Ok(Reply::Enrolled(i))
     }
 
     pub(super) fn set_status(

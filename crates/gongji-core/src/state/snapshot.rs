@@ -794,6 +794,7 @@ impl State {
         }
 
         let recent = super::recent::Recent::rebuild(setls.iter().map(|s| s.inst));
+        let masked = super::masked::MaskedIndex::rebuild(&persons.certno);
         let state = State {
             params,
             clock,
@@ -810,6 +811,7 @@ impl State {
             entries: entries.into(),
             msgids,
             recent,
+            masked,
             stats,
             recon,
             ledger,
