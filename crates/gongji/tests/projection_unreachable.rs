@@ -47,6 +47,17 @@ fn blackhole() -> Blackhole {
     }
 }
 
+/// The server under test, killed if the test fails before it is stopped, so a failure
+/// leaves no process behind.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn request(addr: &str, head: &str, token: &str, body: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -83,13 +94,15 @@ fn serve_answers_at_once_when_the_projection_host_drops_packets() {
         .port();
     let addr = format!("127.0.0.1:{port}");
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gongji"))
-        .args(["serve", "--data", &dir.to_string_lossy(), "--listen", &addr])
-        .args(["--projection", &format!("postgres://nobody@{hole_addr}/x")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_gongji"))
+            .args(["serve", "--data", &dir.to_string_lossy(), "--listen", &addr])
+            .args(["--projection", &format!("postgres://nobody@{hole_addr}/x")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts"),
+    );
     let healthz = loop {
         if TcpStream::connect(&addr).is_ok() {
             break request(&addr, "GET /healthz", "", "");
@@ -131,8 +144,8 @@ fn serve_answers_at_once_when_the_projection_host_drops_packets() {
     assert!(metrics.contains("gongji_projection_up 0"), "{metrics}");
 
     let stopping = Instant::now();
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    assert!(child.wait().unwrap().success());
+    let _ = Command::new("kill").arg(server.0.id().to_string()).status();
+    assert!(server.0.wait().unwrap().success());
     assert!(
         stopping.elapsed() < gongji_pg::CONNECT_TIMEOUT + Duration::from_secs(5),
         "shutdown waited {:?}",
