@@ -18,9 +18,24 @@ pub use store::{
     PgStore, PgStoreOptions,
 };
 
-/// Connects without TLS: the engine and its database sit on one host or a private network.
+/// How long a connection attempt may take when the connection string does not say
+/// (`connect_timeout`). Without one, a host that drops packets (rather than refusing) holds
+/// the caller for the kernel's SYN retries, minutes, and whoever waits for it with it.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `url` parsed, with [`CONNECT_TIMEOUT`] unless it names its own `connect_timeout`.
+pub fn config(url: &str) -> Result<postgres::Config, postgres::Error> {
+    let mut config: postgres::Config = url.parse()?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    Ok(config)
+}
+
+/// Connects without TLS (the engine and its database sit on one host or a private network),
+/// giving up after [`CONNECT_TIMEOUT`] unless the string says otherwise.
 pub fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
-    postgres::Client::connect(url, postgres::NoTls)
+    config(url)?.connect(postgres::NoTls)
 }
 
 /// Checks that `url` is a connection string at all (nothing is contacted), so that a typo is
@@ -105,6 +120,21 @@ fn redact_key_values(conn: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    #[test]
+    fn connect_has_a_timeout_unless_the_string_names_one() {
+        // Proves every connection gongji_pg::connect makes is bounded in time: the default
+        // applies to both forms of connection string, and an explicit one is kept.
+        for url in ["postgres://u@db/x", "host=db user=u dbname=x"] {
+            let config = super::config(url).expect("parses");
+            assert_eq!(config.get_connect_timeout(), Some(&super::CONNECT_TIMEOUT));
+        }
+        let config = super::config("postgres://u@db/x?connect_timeout=2").expect("parses");
+        assert_eq!(
+            config.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(2))
+        );
+    }
 
     #[test]
     fn redact_hides_only_the_password() {

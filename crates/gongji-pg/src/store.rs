@@ -43,9 +43,6 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// The session advisory lock a serving process holds on its store (`'gongji' + 1`).
 pub const STORE_LOCK_KEY: i64 = 0x67_6f_6e_67_6a_69_01;
 
-/// Seconds a connection attempt may take when the URL does not say (`connect_timeout`).
-const CONNECT_TIMEOUT_SECONDS: u64 = 10;
-
 #[derive(Clone, Debug)]
 pub struct PgStoreOptions {
     /// Hold the store's advisory lock while serving: a second serving process is refused at
@@ -103,12 +100,8 @@ pub fn describe(e: &postgres::Error) -> String {
 
 /// Connects to `url` (a `postgres://` URL or a key=value string), with a connect timeout.
 pub fn connect_store(url: &str) -> Result<Client, ServerError> {
-    let mut config: postgres::Config = url
-        .parse()
+    let config = crate::config(url)
         .map_err(|e| ServerError::Store(format!("bad PostgreSQL URL {:?}: {e}", redact(url))))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(CONNECT_TIMEOUT_SECONDS));
-    }
     let mut client = config.connect(postgres::NoTls).map_err(|e| {
         ServerError::Store(format!(
             "cannot connect to {}: {}",

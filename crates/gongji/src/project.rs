@@ -145,9 +145,12 @@ pub(crate) fn open(
     )?)
 }
 
-/// Follows the journal on a thread. Only a malformed URL stops the start; a database that
-/// cannot be opened, or an error later, reopens the projector with backoff (its replica may be
-/// ahead of the tables after a failed commit).
+/// Follows the journal on a thread. Only a malformed URL stops the start; everything that
+/// touches the database happens on the thread, so `serve` binds its listener without waiting:
+/// a database that is down, unreachable (packets dropped: each attempt ends after
+/// `gongji_pg::CONNECT_TIMEOUT`) or refusing this journal leaves `gongji_projection_up 0` and
+/// is retried with backoff, and an error later reopens the projector the same way (its replica
+/// may be ahead of the tables after a failed commit).
 pub fn spawn(
     url: &str,
     store: Option<&str>,
@@ -157,26 +160,8 @@ pub fn spawn(
     gongji_pg::check_url(url)
         .map_err(anyhow::Error::msg)
         .context("--projection is not a PostgreSQL connection string")?;
-    // Payments never wait for the analysts' database: when it cannot be opened now (down,
-    // unreachable, or refusing this journal), the server starts anyway, says why, exports
-    // `gongji_projection_up 0`, and the thread retries with backoff.
     gongji_http::prometheus(); // installs the recorder, so the gauge below is not lost
-    let projector = match open(url, store, engine, &journal_dir) {
-        Ok(projector) => {
-            metrics::gauge!("gongji_projection_up").set(1.0);
-            tracing::info!(
-                cursor = projector.cursor().op,
-                url = %gongji_pg::redact(url),
-                "projection opened"
-            );
-            Some(projector)
-        }
-        Err(e) => {
-            metrics::gauge!("gongji_projection_up").set(0.0);
-            tracing::error!("the SQL projection cannot open: {e:#}; serving without it, retrying");
-            None
-        }
-    };
+    metrics::gauge!("gongji_projection_up").set(0.0);
     let stop = Arc::new(AtomicBool::new(false));
     let (url, store, engine, flag) = (
         url.to_string(),
@@ -186,22 +171,12 @@ pub fn spawn(
     );
     let thread = std::thread::Builder::new()
         .name("projector".into())
-        .spawn(move || {
-            follow(
-                projector,
-                &url,
-                store.as_deref(),
-                &engine,
-                &journal_dir,
-                &flag,
-            )
-        })
+        .spawn(move || follow(&url, store.as_deref(), &engine, &journal_dir, &flag))
         .context("projector thread")?;
     Ok(Running { stop, thread })
 }
 
 fn follow(
-    mut projector: Option<Projector<Box<dyn OpSource>>>,
     url: &str,
     store: Option<&str>,
     engine: &Arc<Engine>,
@@ -209,27 +184,40 @@ fn follow(
     stop: &AtomicBool,
 ) {
     let mut backoff = Duration::from_millis(100);
-    loop {
-        if let Some(mut open) = projector.take() {
-            metrics::gauge!("gongji_projection_up").set(1.0);
-            backoff = Duration::from_millis(100);
-            match open.follow(stop) {
-                Ok(()) => return,
-                Err(e) => tracing::error!("projection stopped: {e}; reopening"),
-            }
-        }
-        metrics::gauge!("gongji_projection_up").set(0.0);
-        if stop.load(Ordering::Acquire) {
-            return;
-        }
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+    let mut first = true;
+    while !stop.load(Ordering::Acquire) {
         match open(url, store, engine, journal_dir) {
-            Ok(p) => {
-                tracing::info!(cursor = p.cursor().op, "projection reopened");
-                projector = Some(p);
+            Ok(mut projector) => {
+                metrics::gauge!("gongji_projection_up").set(1.0);
+                tracing::info!(
+                    cursor = projector.cursor().op,
+                    url = %gongji_pg::redact(url),
+                    "projection opened"
+                );
+                backoff = Duration::from_millis(100);
+                match projector.follow(stop) {
+                    Ok(()) => return,
+                    Err(e) => tracing::error!("projection stopped: {e}; reopening"),
+                }
             }
+            Err(e) if first => tracing::error!(
+                "the SQL projection cannot open: {e:#}; serving without it, retrying"
+            ),
             Err(e) => tracing::error!("projection cannot open: {e:#}"),
         }
+        first = false;
+        metrics::gauge!("gongji_projection_up").set(0.0);
+        sleep_unless_stopped(backoff, stop);
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Sleeps `duration` in short steps, so that shutdown does not wait out a 30 s backoff.
+fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + duration;
+    while !stop.load(Ordering::Acquire) && Instant::now() < until {
+        std::thread::sleep(
+            Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())),
+        );
     }
 }
