@@ -16,7 +16,8 @@ use gongji_core::{Actor, ErrCode, Rejection};
 use gongji_server::{SubmitError, WriteRequest, WriteResult, SUBMISSION_OP_COUNT_MAX};
 use serde_json::{json, Value};
 
-use crate::wire::{self, bad, parse_write, Obj};
+use crate::render::{BatchResults, Envelope, Output};
+use crate::wire::{self, bad, from_text, parse_write, Field, OpWire, Yuan};
 use crate::{render, App, BODY_BYTES_MAX};
 
 type AppState = State<Arc<App>>;
@@ -37,7 +38,7 @@ pub(crate) async fn not_found() -> Response {
     ))
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response {
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
     let body = serde_json::to_vec(value).expect("JSON renders");
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -92,12 +93,11 @@ pub(crate) async fn refuse_declared_too_large(request: Request, next: Next) -> R
     next.run(request).await
 }
 
-async fn read_json(body: Body) -> Result<Value, Rejection> {
-    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
+/// The body's bytes, at most [`BODY_BYTES_MAX`]; they are parsed where their type is known.
+async fn read_body(body: Body) -> Result<axum::body::Bytes, Rejection> {
+    axum::body::to_bytes(body, BODY_BYTES_MAX)
         .await
-        .map_err(|_| Rejection::with(ErrCode::TooLarge, "the body is over 1 MiB"))?;
-    crate::wire::reject_duplicate_keys(&bytes)?;
-    serde_json::from_slice(&bytes).map_err(|_| bad("malformed JSON"))
+        .map_err(|_| Rejection::with(ErrCode::TooLarge, "the body is over 1 MiB"))
 }
 
 async fn submit(app: &App, requests: Vec<WriteRequest>) -> Result<Vec<WriteResult>, Rejection> {
@@ -115,14 +115,16 @@ fn write_envelope(
     state: &gongji_core::State,
     result: &WriteResult,
     raw_token: Option<&str>,
-) -> (u16, Value) {
+) -> (u16, Envelope) {
     match result {
         Ok(applied) => {
             let mut output = render::reply(state, &applied.reply);
-            if let (Some(token), false) = (raw_token, applied.replayed) {
-                output["token"] = json!(token);
+            if let (Some(token), false, Output::Value(v)) =
+                (raw_token, applied.replayed, &mut output)
+            {
+                v["token"] = json!(token);
             }
-            (200, render::ok(output))
+            (200, Envelope::Ok(output))
         }
         Err(rejection) => (rejection.code.http_status(), render::error(rejection)),
     }
@@ -141,8 +143,8 @@ pub(crate) async fn write_or_not_found(
     }
     let result = async {
         let actor = actor(&app, &headers)?;
-        let value = read_json(body).await?;
-        let parsed = parse_write(uri.path(), value, &actor)?;
+        let bytes = read_body(body).await?;
+        let parsed = parse_write(uri.path(), from_text(&bytes)?, &actor)?;
         let results = submit(&app, vec![parsed.request]).await?;
         let raw_token = parsed.raw_token.as_deref();
         Ok::<_, Rejection>(
@@ -159,29 +161,24 @@ pub(crate) async fn write_or_not_found(
     }
 }
 
+/// The body of `POST /v1/batch`. The ops are kept as their JSON text (validated with the
+/// body) and each is parsed into its own [`OpWire`], so that a bad op fails alone.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchWire<'a> {
+    #[serde(borrow, default)]
+    ops: Option<Vec<&'a serde_json::value::RawValue>>,
+}
+
 /// `POST /v1/batch`: each op stands alone, all are made durable together.
 pub(crate) async fn batch(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let actor = actor(&app, &headers)?;
-        let mut obj = Obj::new(read_json(body).await?)?;
-        let ops = match obj.take("ops") {
-            Some(Value::Array(ops)) => ops,
-            _ => return Err(bad("ops must be an array")),
-        };
-        obj.finish()?;
-        if ops.is_empty() {
-            return Err(bad("ops must not be empty"));
-        }
-        if ops.len() > SUBMISSION_OP_COUNT_MAX {
-            return Err(Rejection::with(ErrCode::TooLarge, "at most 8190 ops"));
-        }
-        let parsed: Vec<_> = ops
-            .into_iter()
-            .map(|op| parse_batch_op(op, &actor))
-            .collect();
+        let bytes = read_body(body).await?;
+        let mut parsed = parse_batch(&bytes, &actor)?;
         let requests: Vec<WriteRequest> = parsed
-            .iter()
-            .filter_map(|p| p.as_ref().ok().map(|p| p.request.clone()))
+            .iter_mut()
+            .filter_map(|p| p.as_mut().ok().and_then(|p| p.request.take()))
             .collect();
         let mut results = if requests.is_empty() {
             Vec::new()
@@ -190,73 +187,83 @@ pub(crate) async fn batch(State(app): AppState, headers: HeaderMap, body: Body) 
         }
         .into_iter();
         // One read lock renders every result: the writer waits for it once, not per op.
-        let envelopes: Vec<Value> = app.engine.read(|state| {
+        let envelopes: Vec<(u16, Envelope)> = app.engine.read(|state| {
             parsed
                 .iter()
-                .map(|p| {
-                    let (status, mut v) = match p {
-                        Ok(p) => {
-                            let result = results.next().expect("one result per request");
-                            write_envelope(state, &result, p.raw_token.as_deref())
-                        }
-                        Err(rejection) => (rejection.code.http_status(), render::error(rejection)),
-                    };
-                    v["status"] = json!(status);
-                    v
+                .map(|p| match p {
+                    Ok(p) => {
+                        let result = results.next().expect("one result per request");
+                        write_envelope(state, &result, p.raw_token.as_deref())
+                    }
+                    Err(rejection) => (rejection.code.http_status(), render::error(rejection)),
                 })
                 .collect()
         });
-        Ok(json!({"results": envelopes}))
+        Ok(BatchResults(envelopes))
     }
     .await;
     match result {
-        Ok(output) => ok(output),
+        Ok(output) => json_response(StatusCode::OK, &BatchOk(output)),
         Err(rejection) => fail(rejection),
     }
 }
 
-fn parse_batch_op(op: Value, actor: &Actor) -> Result<wire::ParsedWrite, Rejection> {
-    let mut obj = Obj::new(op)?;
-    let path = obj.str("path")?;
-    let body = obj.take("body").ok_or(bad("body"))?;
-    obj.finish()?;
-    parse_write(&path, body, actor)
-}
+/// `{"infcode": 0, "output": {"results": …}}`.
+struct BatchOk(BatchResults);
 
-/// Query parameters as (name, value) pairs; values are simple tokens (codes, dates, numbers).
-fn query(raw: Option<String>) -> Vec<(String, String)> {
-    raw.unwrap_or_default()
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte. A malformed
-/// escape is kept as it is; bytes that are not UTF-8 become U+FFFD (and then match nothing).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
+impl serde::Serialize for BatchOk {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("infcode", &0)?;
+        map.serialize_entry("output", &self.0)?;
+        map.end()
     }
-    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses a batch body: the body as a whole (400, 413), then each op on its own.
+pub(crate) fn parse_batch(
+    bytes: &[u8],
+    actor: &Actor,
+) -> Result<Vec<Result<BatchOp, Rejection>>, Rejection> {
+    let wire: BatchWire = from_text(bytes)?;
+    let ops = wire.ops.ok_or(bad("ops must be an array"))?;
+    if ops.is_empty() {
+        return Err(bad("ops must not be empty"));
+    }
+    if ops.len() > SUBMISSION_OP_COUNT_MAX {
+        return Err(Rejection::with(ErrCode::TooLarge, "at most 8190 ops"));
+    }
+    Ok(ops
+        .into_iter()
+        .map(|op| parse_batch_op(op.get().as_bytes(), actor))
+        .collect())
+}
+
+/// A batch op, parsed; its request is taken out for the writer, the raw token stays.
+pub(crate) struct BatchOp {
+    pub request: Option<WriteRequest>,
+    pub raw_token: Option<String>,
+}
+
+fn parse_batch_op(op: &[u8], actor: &Actor) -> Result<BatchOp, Rejection> {
+    let op: OpWire = from_text(op)?;
+    let path = op.path.str("path")?;
+    let body = op.body.ok_or(bad("body"))?;
+    let parsed = parse_write(&path, body, actor)?;
+    Ok(BatchOp {
+        request: Some(parsed.request),
+        raw_token: parsed.raw_token,
+    })
+}
+
+/// Query parameters as (name, value) pairs, `application/x-www-form-urlencoded` (`+` is a
+/// space, `%XX` a byte; a malformed escape is kept as it is; bytes that are not UTF-8 become
+/// U+FFFD and then match nothing). The first of a repeated name counts.
+fn query(raw: Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -268,8 +275,12 @@ fn forbidden() -> Rejection {
 }
 
 fn respond(result: Result<Value, Rejection>) -> Response {
+    respond_output(result.map(Output::Value))
+}
+
+fn respond_output(result: Result<Output, Rejection>) -> Response {
     match result {
-        Ok(output) => ok(output),
+        Ok(output) => json_response(StatusCode::OK, &Envelope::Ok(output)),
         Err(rejection) => fail(rejection),
     }
 }
@@ -327,7 +338,7 @@ pub(crate) async fn settlement(
     headers: HeaderMap,
 ) -> Response {
     let setl_id = segment(setl_id);
-    respond((|| {
+    respond_output((|| {
         let actor = actor(&app, &headers)?;
         let id = setl_id
             .parse::<u64>()
@@ -341,7 +352,7 @@ pub(crate) async fn settlement(
         if !allowed {
             return Err(forbidden());
         }
-        Ok(render::settlement(&view, true))
+        Ok(Output::Settlement(view, true))
     })())
 }
 
@@ -448,20 +459,66 @@ pub(crate) async fn reconciliation(
     })())
 }
 
+/// The body of `POST /v1/reconciliation`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconWire<'a> {
+    #[serde(borrow, default)]
+    fixmedins_code: Field<'a>,
+    #[serde(borrow, default)]
+    date: Field<'a>,
+    #[serde(borrow, default)]
+    setl_count: Field<'a>,
+    #[serde(default)]
+    medfee_sumamt: Yuan,
+    #[serde(default)]
+    fund_pay_sumamt: Yuan,
+    #[serde(default)]
+    acct_pay: Yuan,
+    #[serde(default)]
+    wallet_pay: Yuan,
+    #[serde(default)]
+    acct_mulaid_pay: Yuan,
+    #[serde(default)]
+    psn_cash_pay: Yuan,
+}
+
+impl ReconWire<'_> {
+    /// The amounts in the order of [`RECON_AMOUNTS`].
+    fn amounts(&mut self) -> [&mut Yuan; 6] {
+        [
+            &mut self.medfee_sumamt,
+            &mut self.fund_pay_sumamt,
+            &mut self.acct_pay,
+            &mut self.wallet_pay,
+            &mut self.acct_mulaid_pay,
+            &mut self.psn_cash_pay,
+        ]
+    }
+}
+
+/// An institution's totals: code, date, count and the amounts of [`RECON_AMOUNTS`].
+pub(crate) type ReconBody = (String, String, u64, Vec<gongji_core::Fen>);
+
+pub(crate) fn parse_reconcile(bytes: &[u8]) -> Result<ReconBody, Rejection> {
+    let mut wire: ReconWire = from_text(bytes)?;
+    let code = wire.fixmedins_code.str("fixmedins_code")?.into_owned();
+    let date = wire.date.str("date")?.into_owned();
+    let count = wire.setl_count.u64("setl_count")?;
+    let mut theirs = Vec::new();
+    for (name, amount) in RECON_AMOUNTS.iter().zip(wire.amounts()) {
+        theirs.push(amount.take(name)?);
+    }
+    Ok((code, date, count, theirs))
+}
+
 /// `POST /v1/reconciliation`: the institution's totals against the platform's. A read.
 pub(crate) async fn reconcile(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
     respond(
         async {
             let actor = actor(&app, &headers)?;
-            let mut obj = Obj::new(read_json(body).await?)?;
-            let code = obj.str("fixmedins_code")?;
-            let date = obj.str("date")?;
-            let count = obj.u64("setl_count")?;
-            let mut theirs = Vec::new();
-            for name in RECON_AMOUNTS {
-                theirs.push(obj.amount(name)?);
-            }
-            obj.finish()?;
+            let bytes = read_body(body).await?;
+            let (code, date, count, theirs) = parse_reconcile(&bytes)?;
             let mut v = recon_totals(&app, &actor, &code, &date)?;
             let mut diffs = Vec::new();
             if v["setl_count"].as_u64() != Some(count) {
@@ -572,11 +629,19 @@ mod tests {
     #[test]
     fn percent_decoding() {
         // Proves query values are decoded as browsers and curl encode them.
-        assert_eq!(super::percent_decode("2025-05"), "2025-05");
-        assert_eq!(super::percent_decode("2025%2d05%2D20"), "2025-05-20");
-        assert_eq!(super::percent_decode("a+b%3Ac"), "a b:c");
-        assert_eq!(super::percent_decode("50%"), "50%");
-        assert_eq!(super::percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(super::percent_decode("%FF"), "\u{FFFD}");
+        let decode = |v: &str| super::query(Some(format!("k={v}"))).remove(0).1;
+        assert_eq!(decode("2025-05"), "2025-05");
+        assert_eq!(decode("2025%2d05%2D20"), "2025-05-20");
+        assert_eq!(decode("a+b%3Ac"), "a b:c");
+        assert_eq!(decode("50%"), "50%");
+        assert_eq!(decode("%zz%4"), "%zz%4");
+        assert_eq!(decode("%FF"), "\u{FFFD}");
+        let q = super::query(Some("limit=5&&limit=7&after=".into()));
+        assert_eq!(
+            super::param(&q, "limit"),
+            Some("5"),
+            "the first of a repeated name"
+        );
+        assert_eq!(super::param(&q, "after"), Some(""));
     }
 }

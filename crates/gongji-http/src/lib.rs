@@ -6,6 +6,8 @@
 //! read lock and render views in `render.rs`. This is the only crate that knows JSON.
 
 mod console;
+#[cfg(test)]
+mod fuzz;
 mod handlers;
 mod openapi;
 mod render;

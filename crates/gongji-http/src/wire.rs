@@ -1,6 +1,14 @@
-//! JSON in: strict field extraction and the parsing of every write path into a
-//! [`WriteRequest`]. Amounts are read from the number's decimal text (serde_json's
-//! `arbitrary_precision`), never through a float.
+//! JSON in: every body parsed once into typed structs. [`WriteWire`] holds the fields of every
+//! write endpoint (`deny_unknown_fields`, which also refuses a key named twice); each value is
+//! kept as its JSON text ([`Field`], [`Yuan`]) and checked field by field afterwards, so every
+//! field keeps its own error message and the API's check order. Amounts go from the number's or
+//! string's decimal text straight into fen (serde_json's `arbitrary_precision`), never a float.
+//!
+//! Rejected alternative: typed fields (`psn_no: PsnNo`) inside the derive. serde would then
+//! answer a wrong value with its own text, in document order, and an amount with `BAD_REQUEST`
+//! where API.md says `INVALID_AMOUNT`.
+
+use std::borrow::Cow;
 
 use arrayvec_like::Short;
 use gongji_core::command::CREDIT_ITEMS_MAX;
@@ -11,7 +19,8 @@ use gongji_core::{
     Relation, Role, TransferSource,
 };
 use gongji_server::WriteRequest;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 /// Tiny helpers over `arrayvec::ArrayString` without naming the crate here.
 mod arrayvec_like {
@@ -29,64 +38,163 @@ pub(crate) fn bad(detail: &'static str) -> Rejection {
     Rejection::with(ErrCode::BadRequest, detail)
 }
 
-/// A JSON object whose fields are taken one by one; what is left at the end is unknown.
-pub(crate) struct Obj {
-    map: Map<String, Value>,
+/// The rejection for a body serde refused: not JSON, not an object, or a key that the
+/// endpoint does not take or that is named twice.
+pub(crate) fn refused(e: &serde_json::Error) -> Rejection {
+    if !e.is_data() {
+        return bad("malformed JSON");
+    }
+    let text = e.to_string();
+    if text.starts_with("unknown field") {
+        bad("unknown field")
+    } else if text.starts_with("duplicate field") {
+        bad("an object names the same key twice")
+    } else {
+        bad("the body must be a JSON object")
+    }
 }
 
-impl Obj {
-    pub fn new(value: Value) -> Result<Obj, Rejection> {
-        match value {
-            Value::Object(map) => Ok(Obj { map }),
-            _ => Err(bad("the body must be a JSON object")),
-        }
+/// Parses one JSON document into `T`: the whole text, nothing after it.
+pub(crate) fn from_text<'a, T: Deserialize<'a>>(text: &'a [u8]) -> Result<T, Rejection> {
+    serde_json::from_slice(text).map_err(|e| refused(&e))
+}
+
+/// One field's value as its JSON text. Null counts as absent for the value, but the key was
+/// named: a key that the endpoint does not take is refused even when it is null.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Field<'a> {
+    named: bool,
+    raw: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field<'a>, D::Error> {
+        Ok(Field {
+            named: true,
+            raw: Option::<&'a RawValue>::deserialize(d)?,
+        })
+    }
+}
+
+/// What a JSON value's text is, for the fields that take strings and numbers.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Number(&'a str),
+    Other,
+}
+
+fn scalar(raw: &RawValue) -> Scalar<'_> {
+    let text = raw.get().trim();
+    match text.as_bytes().first() {
+        // A JSON string without escapes is its own text between the quotes.
+        Some(b'"') if !text.contains('\\') => Scalar::Str(Cow::Borrowed(&text[1..text.len() - 1])),
+        Some(b'"') => match serde_json::from_str::<String>(text) {
+            Ok(s) => Scalar::Str(Cow::Owned(s)),
+            Err(_) => Scalar::Other,
+        },
+        Some(b'-' | b'0'..=b'9') => Scalar::Number(text),
+        _ => Scalar::Other,
+    }
+}
+
+impl<'a> Field<'a> {
+    /// Takes the field out of its struct: what is still named at the end was not taken.
+    pub fn take(&mut self) -> Field<'a> {
+        std::mem::take(self)
     }
 
-    pub fn take(&mut self, key: &str) -> Option<Value> {
-        self.map.shift_remove(key).filter(|v| !v.is_null())
+    pub fn named(&self) -> bool {
+        self.named
     }
 
-    pub fn opt_str(&mut self, key: &'static str) -> Result<Option<String>, Rejection> {
-        match self.take(key) {
+    pub fn opt_str(self, key: &'static str) -> Result<Option<Cow<'a, str>>, Rejection> {
+        match self.raw.map(scalar) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
+            Some(Scalar::Str(s)) => Ok(Some(s)),
             Some(_) => Err(Rejection::with(ErrCode::BadRequest, key)),
         }
     }
 
-    pub fn str(&mut self, key: &'static str) -> Result<String, Rejection> {
+    pub fn str(self, key: &'static str) -> Result<Cow<'a, str>, Rejection> {
         self.opt_str(key)?
             .ok_or(Rejection::with(ErrCode::BadRequest, key))
     }
 
     /// A short identifier (`psn_no`, `fixmedins_code`, `msgid`).
-    pub fn short<T: Short>(&mut self, key: &'static str) -> Result<T, Rejection> {
+    pub fn short<T: Short>(self, key: &'static str) -> Result<T, Rejection> {
         short(&self.str(key)?, key)
     }
 
-    pub fn opt_short<T: Short>(&mut self, key: &'static str) -> Result<Option<T>, Rejection> {
+    pub fn opt_short<T: Short>(self, key: &'static str) -> Result<Option<T>, Rejection> {
         self.opt_str(key)?.map(|s| short(&s, key)).transpose()
     }
 
-    pub fn amount(&mut self, key: &'static str) -> Result<Fen, Rejection> {
-        let value = self
-            .take(key)
-            .ok_or(Rejection::with(ErrCode::BadRequest, key))?;
-        amount(&value, key)
-    }
-
-    pub fn u64(&mut self, key: &'static str) -> Result<u64, Rejection> {
-        match self.take(key) {
-            Some(Value::Number(n)) => n.as_u64().ok_or(Rejection::with(ErrCode::BadRequest, key)),
+    pub fn u64(self, key: &'static str) -> Result<u64, Rejection> {
+        match self.raw.map(scalar) {
+            Some(Scalar::Number(n)) => n
+                .parse()
+                .map_err(|_| Rejection::with(ErrCode::BadRequest, key)),
             _ => Err(Rejection::with(ErrCode::BadRequest, key)),
         }
     }
 
-    /// Fails on any field not taken.
-    pub fn finish(self) -> Result<(), Rejection> {
-        match self.map.keys().next() {
-            None => Ok(()),
-            Some(_) => Err(bad("unknown field")),
+    /// The raw JSON text of an array or object field (`items`).
+    pub fn raw(self) -> Option<&'a RawValue> {
+        self.raw
+    }
+}
+
+/// An amount field: yuan with at most two decimals as a JSON number or string, decoded from its
+/// decimal text straight into fen while the body is parsed.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Yuan {
+    named: bool,
+    value: Option<Result<Fen, YuanFault>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum YuanFault {
+    /// Neither a number nor a string.
+    NotAmount,
+    Amount(AmountError),
+}
+
+impl<'de> Deserialize<'de> for Yuan {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Yuan, D::Error> {
+        let raw = Option::<&'de RawValue>::deserialize(d)?;
+        let value = raw.map(|raw| {
+            let text = match scalar(raw) {
+                Scalar::Str(s) => s,
+                Scalar::Number(n) => Cow::Borrowed(n),
+                Scalar::Other => return Err(YuanFault::NotAmount),
+            };
+            parse_amount(&text).map_err(YuanFault::Amount)
+        });
+        Ok(Yuan { named: true, value })
+    }
+}
+
+impl Yuan {
+    pub fn named(&self) -> bool {
+        self.named
+    }
+
+    /// The amount in fen; absent or null is a missing field, a bad amount `INVALID_AMOUNT`.
+    pub fn take(&mut self, key: &'static str) -> Result<Fen, Rejection> {
+        match std::mem::take(self).value {
+            Some(Ok(fen)) => Ok(fen),
+            None | Some(Err(YuanFault::NotAmount)) => {
+                Err(Rejection::with(ErrCode::BadRequest, key))
+            }
+            Some(Err(YuanFault::Amount(e))) => Err(Rejection::with(
+                ErrCode::InvalidAmount,
+                match e {
+                    AmountError::Syntax => "not a decimal amount",
+                    AmountError::Negative => "negative amount",
+                    AmountError::TooManyDecimals => "more than two decimals",
+                    AmountError::TooLarge => "above 99999999.99",
+                },
+            )),
         }
     }
 }
@@ -95,24 +203,123 @@ fn short<T: Short>(s: &str, key: &'static str) -> Result<T, Rejection> {
     T::parse_short(s).ok_or(Rejection::with(ErrCode::BadRequest, key))
 }
 
-/// A JSON number or string holding yuan with at most two decimals.
-pub(crate) fn amount(value: &Value, key: &'static str) -> Result<Fen, Rejection> {
-    let text = match value {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        _ => return Err(Rejection::with(ErrCode::BadRequest, key)),
-    };
-    parse_amount(&text).map_err(|e| {
-        Rejection::with(
-            ErrCode::InvalidAmount,
-            match e {
-                AmountError::Syntax => "not a decimal amount",
-                AmountError::Negative => "negative amount",
-                AmountError::TooManyDecimals => "more than two decimals",
-                AmountError::TooLarge => "above 99999999.99",
-            },
-        )
-    })
+/// The body of any write: the fields of every write endpoint. Each endpoint takes its own; a
+/// field left named at the end is one it does not take (`unknown field`, as for a key no
+/// endpoint knows, which serde refuses while parsing).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WriteWire<'a> {
+    #[serde(borrow, default)]
+    msgid: Field<'a>,
+    #[serde(borrow, default)]
+    inf_time: Field<'a>,
+    #[serde(borrow, default)]
+    role: Field<'a>,
+    #[serde(borrow, default)]
+    fixmedins_code: Field<'a>,
+    #[serde(borrow, default)]
+    psn_no: Field<'a>,
+    #[serde(borrow, default)]
+    certno: Field<'a>,
+    #[serde(borrow, default)]
+    psn_name: Field<'a>,
+    #[serde(borrow, default)]
+    insutype: Field<'a>,
+    #[serde(borrow, default)]
+    admdvs: Field<'a>,
+    #[serde(borrow, default)]
+    status: Field<'a>,
+    #[serde(borrow, default)]
+    fixmedins_name: Field<'a>,
+    #[serde(borrow, default)]
+    fixmedins_type: Field<'a>,
+    #[serde(borrow, default)]
+    period: Field<'a>,
+    #[serde(borrow, default)]
+    items: Field<'a>,
+    #[serde(borrow, default)]
+    giver_psn_no: Field<'a>,
+    #[serde(borrow, default)]
+    receiver_psn_no: Field<'a>,
+    #[serde(borrow, default)]
+    relation: Field<'a>,
+    #[serde(default)]
+    medfee_sumamt: Yuan,
+    #[serde(default)]
+    fund_pay_sumamt: Yuan,
+    #[serde(borrow, default)]
+    acct_used_flag: Field<'a>,
+    #[serde(borrow, default)]
+    omsgid: Field<'a>,
+    #[serde(borrow, default)]
+    from_psn_no: Field<'a>,
+    #[serde(borrow, default)]
+    to_psn_no: Field<'a>,
+    #[serde(default)]
+    amount: Yuan,
+    #[serde(borrow, default)]
+    source: Field<'a>,
+    #[serde(borrow, default)]
+    payer_psn_no: Field<'a>,
+    #[serde(borrow, default)]
+    year: Field<'a>,
+}
+
+impl WriteWire<'_> {
+    /// Fails on any field the endpoint did not take.
+    fn finish(&self) -> Result<(), Rejection> {
+        let fields = [
+            &self.msgid,
+            &self.inf_time,
+            &self.role,
+            &self.fixmedins_code,
+            &self.psn_no,
+            &self.certno,
+            &self.psn_name,
+            &self.insutype,
+            &self.admdvs,
+            &self.status,
+            &self.fixmedins_name,
+            &self.fixmedins_type,
+            &self.period,
+            &self.items,
+            &self.giver_psn_no,
+            &self.receiver_psn_no,
+            &self.relation,
+            &self.acct_used_flag,
+            &self.omsgid,
+            &self.from_psn_no,
+            &self.to_psn_no,
+            &self.source,
+            &self.payer_psn_no,
+            &self.year,
+        ];
+        let amounts = [&self.medfee_sumamt, &self.fund_pay_sumamt, &self.amount];
+        if fields.iter().any(|f| f.named()) || amounts.iter().any(|a| a.named()) {
+            return Err(bad("unknown field"));
+        }
+        Ok(())
+    }
+}
+
+/// One item of a crediting batch.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreditItemWire<'a> {
+    #[serde(borrow, default)]
+    psn_no: Field<'a>,
+    #[serde(default)]
+    amount: Yuan,
+}
+
+/// One op of `POST /v1/batch`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OpWire<'a> {
+    #[serde(borrow, default)]
+    pub path: Field<'a>,
+    #[serde(borrow, default)]
+    pub body: Option<WriteWire<'a>>,
 }
 
 /// Path segments of a write, e.g. `/v1/settlements/12/cancel` → `["settlements","12","cancel"]`.
@@ -214,19 +421,18 @@ pub(crate) struct ParsedWrite {
 /// non-admin (403), in the API's order.
 pub(crate) fn parse_write(
     path: &str,
-    body: Value,
+    mut o: WriteWire<'_>,
     actor: &Actor,
 ) -> Result<ParsedWrite, Rejection> {
     let target = target(path)?;
-    let mut obj = Obj::new(body)?;
-    let msgid: Msgid = obj.short("msgid")?;
-    let inf_time = match obj.opt_str("inf_time")? {
+    let msgid: Msgid = o.msgid.take().short("msgid")?;
+    let inf_time = match o.inf_time.take().opt_str("inf_time")? {
         None => None,
         Some(s) => Some(parse_cst(&s).ok_or(bad("inf_time must be YYYY-MM-DD HH:MM:SS"))?),
     };
     let mut raw_token = None;
-    let body = parse_body(target, &mut obj, &mut raw_token)?;
-    obj.finish()?;
+    let body = parse_body(target, &mut o, &mut raw_token)?;
+    o.finish()?;
     let request = WriteRequest {
         msgid,
         inf_time,
@@ -255,10 +461,14 @@ fn path_psn(s: &str) -> Result<gongji_core::PsnNo, Rejection> {
     gongji_core::PsnNo::from(s).map_err(|_| bad("psn_no must be 1 to 30 of [0-9A-Za-z]"))
 }
 
-fn parse_body(t: Target, o: &mut Obj, raw_token: &mut Option<String>) -> Result<Body, Rejection> {
+fn parse_body(
+    t: Target,
+    o: &mut WriteWire<'_>,
+    raw_token: &mut Option<String>,
+) -> Result<Body, Rejection> {
     Ok(match t {
         Target::Token => {
-            let role = match o.str("role")?.as_str() {
+            let role = match o.role.take().str("role")?.as_ref() {
                 "admin" => Role::Admin,
                 "institution" => Role::Institution,
                 "person" => Role::Person,
@@ -270,27 +480,29 @@ fn parse_body(t: Target, o: &mut Obj, raw_token: &mut Option<String>) -> Result<
             Body::CreateToken {
                 token_hash,
                 role,
-                fixmedins_code: o.opt_short("fixmedins_code")?,
-                psn_no: o.opt_short("psn_no")?,
+                fixmedins_code: o.fixmedins_code.take().opt_short("fixmedins_code")?,
+                psn_no: o.psn_no.take().opt_short("psn_no")?,
             }
         }
         Target::TokenRevoke(token_id) => Body::RevokeToken { token_id },
         Target::Person => Body::Enrol {
-            psn_no: o.short("psn_no")?,
+            psn_no: o.psn_no.take().short("psn_no")?,
             certno: o
+                .certno
+                .take()
                 .str("certno")
                 .and_then(|s| short(&s, "certno").map_err(|_| ErrCode::InvalidCertno.into()))?,
-            psn_name: o.str("psn_name")?,
-            insutype: match o.str("insutype")?.as_str() {
+            psn_name: o.psn_name.take().str("psn_name")?.into_owned(),
+            insutype: match o.insutype.take().str("insutype")?.as_ref() {
                 "310" => Insutype::Employee,
                 "390" => Insutype::Resident,
                 _ => return Err(ErrCode::InvalidInsutype.into()),
             },
-            admdvs: admdvs(&o.str("admdvs")?)?,
+            admdvs: admdvs(&o.admdvs.take().str("admdvs")?)?,
         },
         Target::PersonStatus(p) => Body::SetStatus {
             psn_no: path_psn(&p)?,
-            status: match o.str("status")?.as_str() {
+            status: match o.status.take().str("status")?.as_ref() {
                 "active" => PersonStatus::Active,
                 "suspended" => PersonStatus::Suspended,
                 _ => return Err(bad("status must be active or suspended")),
@@ -300,28 +512,33 @@ fn parse_body(t: Target, o: &mut Obj, raw_token: &mut Option<String>) -> Result<
             psn_no: path_psn(&p)?,
         },
         Target::Institution => Body::RegisterInstitution {
-            fixmedins_code: o.short("fixmedins_code")?,
-            fixmedins_name: o.str("fixmedins_name")?,
-            fixmedins_type: match o.str("fixmedins_type")?.as_str() {
+            fixmedins_code: o.fixmedins_code.take().short("fixmedins_code")?,
+            fixmedins_name: o.fixmedins_name.take().str("fixmedins_name")?.into_owned(),
+            fixmedins_type: match o.fixmedins_type.take().str("fixmedins_type")?.as_ref() {
                 "1" => InstType::Medical,
                 "2" => InstType::Pharmacy,
                 _ => return Err(bad("fixmedins_type must be \"1\" or \"2\"")),
             },
-            admdvs: admdvs(&o.str("admdvs")?)?,
+            admdvs: admdvs(&o.admdvs.take().str("admdvs")?)?,
         },
         Target::Credits => credits(o)?,
         Target::Binding => Body::Bind {
-            giver_psn_no: o.short("giver_psn_no")?,
-            receiver_psn_no: o.short("receiver_psn_no")?,
-            relation: Relation::parse(&o.str("relation")?),
+            giver_psn_no: o.giver_psn_no.take().short("giver_psn_no")?,
+            receiver_psn_no: o.receiver_psn_no.take().short("receiver_psn_no")?,
+            relation: Relation::parse(&o.relation.take().str("relation")?),
         },
         Target::BindingRevoke(binding_id) => Body::Revoke { binding_id },
         Target::Settlement => Body::Settle {
-            fixmedins_code: o.short("fixmedins_code")?,
-            psn_no: o.short("psn_no")?,
-            medfee_sumamt: o.amount("medfee_sumamt")?,
-            fund_pay_sumamt: o.amount("fund_pay_sumamt")?,
-            acct_used: match o.opt_str("acct_used_flag")?.as_deref() {
+            fixmedins_code: o.fixmedins_code.take().short("fixmedins_code")?,
+            psn_no: o.psn_no.take().short("psn_no")?,
+            medfee_sumamt: o.medfee_sumamt.take("medfee_sumamt")?,
+            fund_pay_sumamt: o.fund_pay_sumamt.take("fund_pay_sumamt")?,
+            acct_used: match o
+                .acct_used_flag
+                .take()
+                .opt_str("acct_used_flag")?
+                .as_deref()
+            {
                 None | Some("1") => true,
                 Some("0") => false,
                 Some(_) => return Err(bad("acct_used_flag must be \"1\" or \"0\"")),
@@ -329,14 +546,14 @@ fn parse_body(t: Target, o: &mut Obj, raw_token: &mut Option<String>) -> Result<
         },
         Target::SettlementCancel(setl_id) => Body::Cancel { setl_id },
         Target::Reversal => Body::Reverse {
-            omsgid: o.short("omsgid")?,
-            fixmedins_code: o.opt_short("fixmedins_code")?,
+            omsgid: o.omsgid.take().short("omsgid")?,
+            fixmedins_code: o.fixmedins_code.take().opt_short("fixmedins_code")?,
         },
         Target::Transfer => Body::TransferCreate {
-            from_psn_no: o.short("from_psn_no")?,
-            to_psn_no: o.short("to_psn_no")?,
-            amount: o.amount("amount")?,
-            source: match o.opt_str("source")?.as_deref() {
+            from_psn_no: o.from_psn_no.take().short("from_psn_no")?,
+            to_psn_no: o.to_psn_no.take().short("to_psn_no")?,
+            amount: o.amount.take("amount")?,
+            source: match o.source.take().opt_str("source")?.as_deref() {
                 None | Some("acct") => TransferSource::Acct,
                 Some("wallet") => TransferSource::Wallet,
                 Some(_) => return Err(bad("source must be acct or wallet")),
@@ -345,10 +562,10 @@ fn parse_body(t: Target, o: &mut Obj, raw_token: &mut Option<String>) -> Result<
         Target::TransferAccept(transfer_id) => Body::TransferAccept { transfer_id },
         Target::TransferDecline(transfer_id) => Body::TransferDecline { transfer_id },
         Target::Contribution => Body::Contribute {
-            payer_psn_no: o.short("payer_psn_no")?,
-            psn_no: o.short("psn_no")?,
-            year: u16::try_from(o.u64("year")?).map_err(|_| bad("year"))?,
-            amount: o.amount("amount")?,
+            payer_psn_no: o.payer_psn_no.take().short("payer_psn_no")?,
+            psn_no: o.psn_no.take().short("psn_no")?,
+            year: u16::try_from(o.year.take().u64("year")?).map_err(|_| bad("year"))?,
+            amount: o.amount.take("amount")?,
         },
     })
 }
@@ -357,13 +574,17 @@ pub(crate) fn admdvs(s: &str) -> Result<u32, Rejection> {
     gongji_core::certno::parse_admdvs(s).ok_or(ErrCode::InvalidAdmdvs.into())
 }
 
-fn credits(o: &mut Obj) -> Result<Body, Rejection> {
-    let period = match o.take("period") {
-        Some(Value::String(s)) => parse_period(&s).ok_or(Rejection::new(ErrCode::InvalidPeriod))?,
+fn credits(o: &mut WriteWire<'_>) -> Result<Body, Rejection> {
+    let period = match o.period.take().opt_str("period") {
+        Ok(Some(s)) => parse_period(&s).ok_or(Rejection::new(ErrCode::InvalidPeriod))?,
         _ => return Err(bad("period")),
     };
-    let items = match o.take("items") {
-        Some(Value::Array(items)) => items,
+    // The items were validated with the body; here each is read into its own struct so that a
+    // fault names the item.
+    let items: Vec<&RawValue> = match o.items.take().raw() {
+        Some(raw) if raw.get().trim_start().starts_with('[') => {
+            serde_json::from_str(raw.get()).map_err(|_| bad("items must be an array"))?
+        }
         _ => return Err(bad("items must be an array")),
     };
     if items.len() > CREDIT_ITEMS_MAX {
@@ -371,107 +592,48 @@ fn credits(o: &mut Obj) -> Result<Body, Rejection> {
     }
     let mut out = Vec::with_capacity(items.len());
     for (n, item) in items.into_iter().enumerate() {
-        let mut item = Obj::new(item).map_err(|r| r.at_item(n))?;
-        let psn_no = item.short("psn_no").map_err(|r| r.at_item(n))?;
-        let amount = item.amount("amount").map_err(|r| r.at_item(n))?;
-        item.finish().map_err(|r| r.at_item(n))?;
+        let mut item: CreditItemWire =
+            from_text(item.get().as_bytes()).map_err(|r| r.at_item(n))?;
+        let psn_no = item
+            .psn_no
+            .take()
+            .short("psn_no")
+            .map_err(|r| r.at_item(n))?;
+        let amount = item.amount.take("amount").map_err(|r| r.at_item(n))?;
         out.push(CreditItem { psn_no, amount });
     }
     Ok(Body::Credit { period, items: out })
 }
 
-/// Refuses a body in which any object names a key twice (`{"amount":1,"amount":1000}`): a JSON
-/// parser keeps one of them silently, and a proxy or log may read the other. A validating pass
-/// over the text that builds nothing; a body that is not JSON at all is left to the parser.
-pub(crate) fn reject_duplicate_keys(bytes: &[u8]) -> Result<(), Rejection> {
-    use serde::de::DeserializeSeed;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    match NoDuplicateKeys.deserialize(&mut de) {
-        Err(e) if e.to_string().starts_with(DUPLICATE_KEY) => {
-            Err(bad("an object names the same key twice"))
-        }
-        _ => Ok(()),
-    }
-}
-
-const DUPLICATE_KEY: &str = "duplicate key";
-
-struct NoDuplicateKeys;
-
-impl<'de> serde::de::DeserializeSeed<'de> for NoDuplicateKeys {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(NoDuplicateKeys)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut keys = std::collections::BTreeSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if !keys.insert(key) {
-                return Err(serde::de::Error::custom(DUPLICATE_KEY));
-            }
-            map.next_value_seed(NoDuplicateKeys)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::reject_duplicate_keys;
+    use super::{from_text, OpWire, WriteWire};
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth() {
-        // Proves a repeated key is refused in the body and in nested objects, and that
-        // numbers, arrays and distinct keys pass.
-        assert!(reject_duplicate_keys(br#"{"a":1,"b":[1,2.50,{"c":"x"}],"d":null}"#).is_ok());
-        assert!(reject_duplicate_keys(br#"{"amount":1,"amount":1000}"#).is_err());
-        assert!(reject_duplicate_keys(br#"{"ops":[{"body":{"m":1,"m":2}}]}"#).is_err());
-        assert!(
-            reject_duplicate_keys(b"not json").is_ok(),
-            "left to the parser"
-        );
+        // Proves the derived structs refuse a repeated key (known or not) in a body, in a
+        // batch op and in a batch op's body, with the duplicate-key message; distinct keys pass.
+        let msg = |text: &[u8]| from_text::<WriteWire>(text).err().map(|r| r.message());
+        assert_eq!(msg(br#"{"msgid":"a","psn_no":"P1","inf_time":null}"#), None);
+        for text in [
+            &br#"{"amount":1,"amount":1000}"#[..],
+            br#"{"msgid":"a","psn_no":"P1","msgid":"b"}"#,
+            br#"{"psn_no":null,"psn_no":"P1"}"#,
+        ] {
+            let m = msg(text).expect("refused");
+            assert!(m.contains("same key twice"), "{m}");
+        }
+        let op = |text: &[u8]| from_text::<OpWire>(text).err().map(|r| r.message());
+        assert_eq!(op(br#"{"path":"/v1/x","body":{"msgid":"m"}}"#), None);
+        assert!(op(br#"{"path":"/v1/x","body":{"msgid":"m","msgid":"n"}}"#)
+            .expect("refused")
+            .contains("same key twice"));
+        assert!(op(br#"{"path":"/v1/x","path":"/v1/y","body":{}}"#)
+            .expect("refused")
+            .contains("same key twice"));
+        assert!(msg(b"not json").expect("refused").contains("malformed"));
+        assert!(msg(br#"{"bogus":null}"#)
+            .expect("refused")
+            .contains("unknown field"));
     }
 }

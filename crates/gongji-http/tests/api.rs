@@ -2269,3 +2269,34 @@ async fn limits_are_inclusive() {
         "99999999.99"
     );
 }
+
+#[tokio::test]
+async fn a_repeated_key_is_refused() {
+    // Proves a body that names a key twice is refused with 400 and changes nothing (a parser
+    // keeping the first or the last would settle one of two amounts), and that in a batch
+    // only the op with the repeated key fails.
+    let w = World::new().await;
+    let hash = w.s.state_hash();
+    let body = format!(
+        r#"{{"msgid":"{}","fixmedins_code":"{H1}","psn_no":"PA","medfee_sumamt":"1.00","medfee_sumamt":"1000.00","fund_pay_sumamt":"0"}}"#,
+        m()
+    );
+    let r = w.s.post_raw(Some(&w.admin), "/v1/settlements", body).await;
+    r.err(400, "BAD_REQUEST");
+    assert!(s(&r.json["err_msg"]).contains("twice"), "{}", r.text());
+    assert_eq!(w.s.state_hash(), hash);
+
+    let batch = format!(
+        r#"{{"ops":[{{"path":"/v1/persons/PE/wallet","body":{{"msgid":"{0}a","msgid":"{0}b"}}}},{{"path":"/v1/persons/PE/wallet","body":{{"msgid":"{0}c"}}}}]}}"#,
+        m()
+    );
+    let out = w.s.post_raw(Some(&w.admin), "/v1/batch", batch).await.ok();
+    let statuses: Vec<i64> = out["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [400, 200]);
+    assert_eq!(out["results"][0]["err_code"], "BAD_REQUEST");
+}
