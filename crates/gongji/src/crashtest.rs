@@ -158,15 +158,15 @@ fn ensure_empty_store(url: &str) -> Result<()> {
 
 /// splitmix64: a seeded stream for the load and the kill moments.
 #[derive(Clone, Debug)]
-struct Rng(u64);
+struct Rng(splitmix::SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(splitmix::SplitMix64::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform-ish in `lo..=hi`.
@@ -1084,7 +1084,7 @@ impl Run {
         // The end: larger samples, every reconciliation day still kept, every request still
         // held replayed (inside the window: the first reply; past it: at most refused).
         let http = self.http();
-        let mut rng = Rng(self.seed ^ 0xF1A1);
+        let mut rng = Rng::new(self.seed ^ 0xF1A1);
         let balances = self.check_state(&http, self.cycles, &mut rng, Scope::Final)?;
         let head = http.head_op()?;
         for index in 0..self.acked.len() {
@@ -1152,7 +1152,7 @@ impl Run {
     /// `/v1/batch`.
     fn setup(&mut self) -> Result<()> {
         let time = T0;
-        let mut rng = Rng(self.seed ^ 0x5e7u64);
+        let mut rng = Rng::new(self.seed ^ 0x5e7u64);
         let mut ops = Vec::new();
         let mut op = |path: &str, body: String| {
             let n = ops.len();
@@ -1248,7 +1248,7 @@ impl Run {
         let http = self.http();
         // A write at the new day's time returns the pending transfers of the day before: the
         // cycle's crediting batch, which tops the accounts up.
-        let mut rng = Rng(self.seed ^ u64::from(cycle).wrapping_mul(0xA076_1D64_78BD_642F));
+        let mut rng = Rng::new(self.seed ^ u64::from(cycle).wrapping_mul(0xA076_1D64_78BD_642F));
         let period = format!("{}-{:02}", 2031 + (cycle - 1) / 12, (cycle - 1) % 12 + 1);
         let mut items = Vec::new();
         let mut credited = Vec::new();
@@ -1281,7 +1281,7 @@ impl Run {
         let threads: Vec<_> = (0..self.clients)
             .map(|t| {
                 let (http, shared) = (http.clone(), self.shared.clone());
-                let rng = Rng(rng.next());
+                let rng = Rng::new(rng.next());
                 let (prefix, time) = (format!("c{cycle}-t{t}"), time.clone());
                 std::thread::spawn(move || client(http, shared, rng, prefix, time))
             })
@@ -1378,7 +1378,7 @@ impl Run {
 
         // Lasting effects first: they hold whether or not a msgid is still remembered.
         let mut rng =
-            Rng(self.seed ^ 0xC4EC ^ u64::from(cycle).wrapping_mul(0x9FB2_1C65_1E98_DF25));
+            Rng::new(self.seed ^ 0xC4EC ^ u64::from(cycle).wrapping_mul(0x9FB2_1C65_1E98_DF25));
         let scope = Scope::Cycle {
             settlements_after,
             transfers_after,
