@@ -6,7 +6,6 @@ mod crashtest;
 mod demo;
 mod ops;
 mod project;
-mod project_bench;
 mod serve;
 mod simulate;
 mod store;
