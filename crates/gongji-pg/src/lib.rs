@@ -25,6 +25,21 @@ pub fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
     postgres::Client::connect(url, postgres::NoTls)
 }
 
+/// `--store`: `None` for `files` (or nothing), the URL for a `postgres://…` one; anything else
+/// is refused with a message that shows no password.
+pub fn store_url(store: Option<&str>) -> Result<Option<&str>, String> {
+    match store {
+        None | Some("files") => Ok(None),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Some(url))
+        }
+        Some(other) => Err(format!(
+            "--store {:?}: expected files or a postgres://… URL",
+            redact(other)
+        )),
+    }
+}
+
 /// Checks that `url` is a connection string at all (nothing is contacted), so that a typo is
 /// refused at start while an unreachable server is waited for.
 pub fn check_url(url: &str) -> Result<(), String> {
