@@ -53,6 +53,33 @@ pub struct Run {
     pub pg_store: Option<Box<Run>>,
 }
 
+impl Run {
+    /// The titles of the columns every table of runs starts with; `sync` names the durable
+    /// commit (an fsync, or a PostgreSQL commit).
+    pub(crate) fn head_titles(sync: &str) -> String {
+        format!(
+            "{:>8} {:>14} {:>9} {:>9} {:>9} {:>10} {:>9} {:>14}",
+            "clients", "settlements/s", "p50 ms", "p99 ms", "max ms", "ops/batch", sync, "peer tps"
+        )
+    }
+
+    /// This run's figures in the columns of [`Run::head_titles`], with the peer's `peer_tps`.
+    pub(crate) fn head(&self, peer_tps: Option<f64>) -> String {
+        let peer_tps = peer_tps.map_or("-".into(), |t| format!("{t:.0}"));
+        format!(
+            "{:>8} {:>14.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {:>9.2} {:>14}",
+            self.clients,
+            self.per_second,
+            self.p50_us as f64 / 1000.0,
+            self.p99_us as f64 / 1000.0,
+            self.max_us as f64 / 1000.0,
+            self.settlements as f64 / self.batches.max(1) as f64,
+            self.sync_ms_mean,
+            peer_tps
+        )
+    }
+}
+
 fn psn(i: u32) -> PsnNo {
     PsnNo::from(&format!("P{i}")).expect("short")
 }
@@ -312,38 +339,17 @@ pub fn durable_bench(opts: &DurableOptions) -> (Vec<Run>, String) {
     );
     let _ = writeln!(
         out,
-        "{:>8} {:>14} {:>9} {:>9} {:>9} {:>10} {:>9} {:>14} {:>9} {:>7}  (peer clients: at most 48)",
-        "clients",
-        "settlements/s",
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-        "ops/batch",
-        "fsync ms",
-        "peer tps",
+        "{} {:>9} {:>7}  (peer clients: at most 48)",
+        Run::head_titles("fsync ms"),
         "peer ms",
         "ratio"
     );
     for r in &runs {
-        let peer_tps = r.peer_tps.map_or("-".into(), |t| format!("{t:.0}"));
         let peer_ms = r.peer_latency_ms.map_or("-".into(), |t| format!("{t:.2}"));
         let ratio = r
             .peer_tps
             .map_or("-".into(), |t| format!("{:.1}x", r.per_second / t));
-        let _ = writeln!(
-            out,
-            "{:>8} {:>14.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {:>9.2} {:>14} {:>9} {:>7}",
-            r.clients,
-            r.per_second,
-            r.p50_us as f64 / 1000.0,
-            r.p99_us as f64 / 1000.0,
-            r.max_us as f64 / 1000.0,
-            r.settlements as f64 / r.batches.max(1) as f64,
-            r.sync_ms_mean,
-            peer_tps,
-            peer_ms,
-            ratio
-        );
+        let _ = writeln!(out, "{} {peer_ms:>9} {ratio:>7}", r.head(r.peer_tps));
     }
     if let Some(pg) = pg.take() {
         out.push_str(&pg.finish(&runs));

@@ -115,36 +115,20 @@ impl PgEngine {
         );
         let _ = writeln!(
             out,
-            "{:>8} {:>14} {:>9} {:>9} {:>9} {:>10} {:>9} {:>14} {:>9} {:>9}",
-            "clients",
-            "settlements/s",
-            "p50 ms",
-            "p99 ms",
-            "max ms",
-            "ops/batch",
-            "commit ms",
-            "peer tps",
+            "{} {:>9} {:>9}",
+            Run::head_titles("commit ms"),
             "vs peer",
             "vs files"
         );
         for r in runs {
             let Some(p) = &r.pg_store else { continue };
-            let peer_tps = r.peer_tps.map_or("-".into(), |t| format!("{t:.0}"));
             let ratio = r
                 .peer_tps
                 .map_or("-".into(), |t| format!("{:.1}x", p.per_second / t));
             let _ = writeln!(
                 out,
-                "{:>8} {:>14.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {:>9.2} {:>14} {:>9} {:>8.2}x",
-                p.clients,
-                p.per_second,
-                p.p50_us as f64 / 1000.0,
-                p.p99_us as f64 / 1000.0,
-                p.max_us as f64 / 1000.0,
-                p.settlements as f64 / p.batches.max(1) as f64,
-                p.sync_ms_mean,
-                peer_tps,
-                ratio,
+                "{} {ratio:>9} {:>8.2}x",
+                p.head(r.peer_tps),
                 p.per_second / r.per_second.max(1e-9)
             );
         }

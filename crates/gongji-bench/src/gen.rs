@@ -11,7 +11,7 @@ use gongji_core::time::{cst_day, cst_second_of_day, day_start, format_cst};
 use gongji_core::{Actor, Body, Command, Fen, InstCode, Msgid, Op, TransferSource};
 
 use crate::plan::{area_pool, inst_code, psn_no, put_digits, Plan};
-use crate::rng::SplitMix64;
+use splitmix::SplitMix64;
 
 /// Kinds of generated commands, for counting and timing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

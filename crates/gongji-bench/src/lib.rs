@@ -14,7 +14,7 @@ mod e2e;
 mod gen;
 mod httpload;
 mod plan;
-mod rng;
+mod projection_lag;
 mod sys;
 
 use std::collections::BTreeMap;
@@ -34,7 +34,8 @@ pub use e2e::{e2e_bench, E2eOptions, E2eReport};
 use gen::{set_transfer_id, Fix, Generator, Kind, Meta, KINDS};
 pub use httpload::{http_bench, HttpOptions};
 use plan::{certno, name, psn_no, Plan};
-pub use rng::SplitMix64;
+pub use projection_lag::{projection_lag_bench, LagOptions};
+pub use splitmix::SplitMix64;
 pub use sys::{mib, CpuSample, Machine, Rss};
 
 /// Items per crediting batch (the API's largest).

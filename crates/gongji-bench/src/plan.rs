@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use gongji_core::certno::certno_with_check;
 use gongji_core::{InstCode, PsnNo, Relation};
 
-use crate::rng::SplitMix64;
+use splitmix::SplitMix64;
 
 /// Insured places (admdvs) with a weight: several pooling areas in several provinces,
 /// Guangdong heaviest (the engine serves one large province; relatives live elsewhere too).

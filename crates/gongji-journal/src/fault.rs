@@ -6,6 +6,7 @@
 //! storage a restarted process would see. Clones share state, so a test can keep a handle
 //! while a `Journal` owns another.
 
+use splitmix::SplitMix64;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -57,22 +58,9 @@ struct State {
     crashed: bool,
 }
 
-/// splitmix64: tiny, seedable, good enough to pick crash cut points.
-#[derive(Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform-ish value in `0..=max`.
-    fn upto(&mut self, max: usize) -> usize {
-        (self.next() % (max as u64 + 1)) as usize
-    }
+/// A uniform-ish value in `0..=max` from splitmix64: good enough to pick crash cut points.
+fn upto(rng: &mut SplitMix64, max: usize) -> usize {
+    (rng.next_u64() % (max as u64 + 1)) as usize
 }
 
 fn apply(content: &mut Vec<u8>, op: &FileOp) {
@@ -94,7 +82,7 @@ impl Inode {
         let kept = match mode {
             CrashMode::DropUnsynced => 0,
             CrashMode::KeepUnsynced => self.pending.len(),
-            CrashMode::Torn { .. } => rng.upto(self.pending.len()),
+            CrashMode::Torn { .. } => upto(rng, self.pending.len()),
         };
         for op in &self.pending[..kept] {
             apply(&mut content, op);
@@ -102,7 +90,7 @@ impl Inode {
         if let (CrashMode::Torn { .. }, Some(FileOp::Write { offset, data })) =
             (mode, self.pending.get(kept))
         {
-            let cut = rng.upto(data.len());
+            let cut = upto(rng, data.len());
             apply(
                 &mut content,
                 &FileOp::Write {
@@ -182,12 +170,12 @@ impl FaultStorage {
             CrashMode::Torn { seed } => seed,
             _ => 0,
         };
-        let mut rng = SplitMix64(seed);
+        let mut rng = SplitMix64::new(seed);
         let mut names = state.names_durable.clone();
         let dir_kept = match mode {
             CrashMode::DropUnsynced => 0,
             CrashMode::KeepUnsynced => state.dir_pending.len(),
-            CrashMode::Torn { .. } => rng.upto(state.dir_pending.len()),
+            CrashMode::Torn { .. } => upto(&mut rng, state.dir_pending.len()),
         };
         for op in &state.dir_pending[..dir_kept] {
             apply_dir(&mut names, op);

@@ -10,6 +10,8 @@
 pub mod migrate;
 pub mod projection;
 pub mod store;
+/// Test support, not part of the product: built only with the `testkit` feature.
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use migrate::{migrate, Migration, MIGRATIONS};
@@ -38,6 +40,21 @@ pub fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
     config(url)?.connect(postgres::NoTls)
 }
 
+/// `--store`: `None` for `files` (or nothing), the URL for a `postgres://…` one; anything else
+/// is refused with a message that shows no password.
+pub fn store_url(store: Option<&str>) -> Result<Option<&str>, String> {
+    match store {
+        None | Some("files") => Ok(None),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Some(url))
+        }
+        Some(other) => Err(format!(
+            "--store {:?}: expected files or a postgres://… URL",
+            redact(other)
+        )),
+    }
+}
+
 /// Checks that `url` is a connection string at all (nothing is contacted), so that a typo is
 /// refused at start while an unreachable server is waited for.
 pub fn check_url(url: &str) -> Result<(), String> {
@@ -48,7 +65,19 @@ pub fn check_url(url: &str) -> Result<(), String> {
 
 /// The URL `url` with its database replaced by `database` (`postgres://…/database?…`).
 pub fn database_url(url: &str, database: &str) -> String {
-    testkit::with_database(url, database)
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
 }
 
 /// A connection string as it may appear in a log or an error: the password masked, in both
@@ -119,7 +148,20 @@ fn redact_key_values(conn: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{database_url, redact};
+
+    #[test]
+    fn with_database_replaces_only_the_database() {
+        assert_eq!(
+            database_url("postgres://u@h:1/postgres", "t"),
+            "postgres://u@h:1/t"
+        );
+        assert_eq!(database_url("postgres://u@h:1", "t"), "postgres://u@h:1/t");
+        assert_eq!(
+            database_url("postgres://u@h:1/p?sslmode=disable", "t"),
+            "postgres://u@h:1/t?sslmode=disable"
+        );
+    }
 
     #[test]
     fn connect_has_a_timeout_unless_the_string_names_one() {

@@ -46,7 +46,7 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create test database");
         TestDb {
-            url: with_database(&admin_url, &name),
+            url: crate::database_url(&admin_url, &name),
             name,
             admin_url,
         }
@@ -76,22 +76,6 @@ impl Drop for TestDb {
 }
 
 /// Replaces the database of a `postgres://…/db?…` URL.
-pub(crate) fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
 fn server_url() -> String {
     if let Ok(url) = std::env::var(ENV) {
         if !url.is_empty() {
@@ -288,23 +272,5 @@ fn start_throwaway() -> Result<String, String> {
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn with_database_replaces_only_the_database() {
-        assert_eq!(
-            with_database("postgres://u@h:1/postgres", "t"),
-            "postgres://u@h:1/t"
-        );
-        assert_eq!(with_database("postgres://u@h:1", "t"), "postgres://u@h:1/t");
-        assert_eq!(
-            with_database("postgres://u@h:1/p?sslmode=disable", "t"),
-            "postgres://u@h:1/t?sslmode=disable"
-        );
     }
 }

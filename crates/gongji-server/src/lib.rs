@@ -18,6 +18,8 @@
 //! journal suffix and checks the state.
 
 mod recover;
+/// Test support, not part of the product: built only with the `testkit` feature.
+#[cfg(feature = "testkit")]
 pub mod scenario;
 mod shadow;
 pub mod store;

@@ -2,11 +2,9 @@
 
 mod bench;
 mod config;
-mod crashtest;
 mod demo;
 mod ops;
 mod project;
-mod project_bench;
 mod serve;
 mod simulate;
 mod store;
@@ -49,7 +47,7 @@ enum Cmd {
     Demo,
     /// Kill -9 a real `gongji serve` under concurrent HTTP load at random moments, restart it
     /// and check every acknowledged write against the clients' log (temporary data directory).
-    CrashTest(crashtest::CrashTestArgs),
+    CrashTest(gongji_drill::crashtest::CrashTestArgs),
     /// Simulate a calibrated year of mutual aid through the real engine and print the
     /// statistics table beside the published figures (or, with --dst, simulation testing).
     Simulate(simulate::SimulateArgs),
@@ -148,7 +146,7 @@ fn main() -> Result<()> {
         Cmd::Token(args) => ops::token(args),
         Cmd::Project(args) => project::run(args),
         Cmd::Demo => demo::run(),
-        Cmd::CrashTest(args) => crashtest::run(args),
+        Cmd::CrashTest(args) => gongji_drill::crashtest::run(args),
         Cmd::Simulate(args) => simulate::run(args),
         Cmd::Dst(args) => simulate::dst(args),
         Cmd::Bench { what: None, e2e } => bench::run(e2e, peer_script),

@@ -52,7 +52,16 @@ pub struct ProjectArgs {
 
 pub fn run(args: ProjectArgs) -> Result<()> {
     if let Some(seconds) = args.bench_lag_seconds {
-        return crate::project_bench::run(&args, seconds);
+        return gongji_bench::projection_lag_bench(&gongji_bench::LagOptions {
+            data: args.data.clone(),
+            projection: args.projection.clone(),
+            persons: args.bench_persons,
+            clients: args.bench_clients,
+            batch: args.bench_batch,
+            rate: args.bench_rate,
+            seconds,
+        })
+        .map_err(anyhow::Error::msg);
     }
     let started = Instant::now();
     let journal_dir = args.data.join("journal");

@@ -11,16 +11,7 @@ use gongji_server::{Config, Engine, OpenReport};
 
 /// The PostgreSQL URL of a `--store` value; `None` for files.
 pub fn postgres_url(store: Option<&str>) -> Result<Option<&str>> {
-    match store {
-        None | Some("files") => Ok(None),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Some(url))
-        }
-        Some(other) => bail!(
-            "--store {:?}: expected files or a postgres://… URL",
-            redact(other)
-        ),
-    }
+    gongji_pg::store_url(store).map_err(anyhow::Error::msg)
 }
 
 /// Opens the engine for serving (or `token`) on the data directory and the store.

@@ -9,8 +9,8 @@
 //! (linfa, smartcore) bring dense-matrix dependencies, do not hash features, and do not promise
 //! bit-identical results across versions; here the weights file is a pure function of the data,
 //! the [`TrainConfig`] and this file, which is what lets `huyou train --check` reproduce the
-//! committed weights byte for byte. The shuffle uses SplitMix64 written out below for the same
-//! reason: a `rand` upgrade must not silently change the committed model.
+//! committed weights byte for byte. The shuffle uses the workspace's own `splitmix` crate for the
+//! same reason: a `rand` upgrade must not silently change the committed model.
 //!
 //! Weights file (`data/model.bin`): magic `HUYOUM01`, then little-endian `u32` bucket bits, `u32`
 //! n-gram max, `f32` threshold, `f32` bias, `2^bits` `f32` weights, and the BLAKE3 hash of all
@@ -190,19 +190,6 @@ impl Default for TrainConfig {
     }
 }
 
-/// SplitMix64: a tiny seeded generator, written out so that the shuffle never changes under us.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// A labelled example: normalised text and whether it is offensive.
 pub type Example = (String, bool);
 
@@ -226,11 +213,11 @@ pub fn train(config: &TrainConfig, train: &[Example], dev: &[Example]) -> Model 
         })
         .collect();
     let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut rng = SplitMix64(config.seed);
+    let mut rng = splitmix::SplitMix64::new(config.seed);
     let mut step = 0u64;
     for _epoch in 0..config.epochs {
         for i in (1..order.len()).rev() {
-            let j = (rng.next() % (i as u64 + 1)) as usize;
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
             order.swap(i, j);
         }
         for &k in &order {

@@ -1,20 +1,40 @@
-//! `gongji project --bench-lag-seconds N`: the SQL projection's lag behind a real writer
+//! [`projection_lag_bench`] (`gongji project --bench-lag-seconds N`): the SQL projection's lag behind a real writer
 //! (fsync on, in-process `Engine`) under full load. A sampler reads the writer's durable head
 //! and the projector's committed cursor every 5 ms; an op's lag is the time from the first
 //! sample where it is durable to the first where it is projected.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
 use gongji_core::certno::certno_with_check;
 use gongji_core::{
     Actor, Body, CreditItem, Fen, InstCode, InstType, Insutype, Msgid, PsnNo, Relation,
 };
 use gongji_server::{Config, Engine, WriteRequest};
 
-use crate::project::ProjectArgs;
+/// What `gongji project --bench-lag-seconds` passes on.
+#[derive(Clone, Debug)]
+pub struct LagOptions {
+    /// Parent of the temporary data directory.
+    pub data: PathBuf,
+    /// Connection string of the projection database.
+    pub projection: String,
+    pub persons: u32,
+    pub clients: usize,
+    /// Settlements per submission.
+    pub batch: usize,
+    /// Settlements per second all clients hold together (0: as fast as the writer takes them).
+    pub rate: u64,
+    pub seconds: u64,
+}
+
+type Result<T, E = String> = std::result::Result<T, E>;
+
+fn text(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
 
 fn request(msgid: String, body: Body) -> WriteRequest {
     WriteRequest {
@@ -33,11 +53,11 @@ fn submit_all(engine: &Engine, requests: Vec<WriteRequest>) -> Result<()> {
                 Err(gongji_server::SubmitError::Overloaded) => {
                     std::thread::sleep(Duration::from_millis(5))
                 }
-                Err(e) => bail!("writer: {e:?}"),
+                Err(e) => return Err(format!("writer: {e:?}")),
             }
         };
         if let Some(bad) = results.iter().find(|r| r.is_err()) {
-            bail!("setup op refused: {bad:?}");
+            return Err(format!("setup op refused: {bad:?}"));
         }
     }
     Ok(())
@@ -103,36 +123,39 @@ fn populate(engine: &Engine, persons: u32) -> Result<()> {
     submit_all(engine, setup)
 }
 
-pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
+pub fn projection_lag_bench(args: &LagOptions) -> Result<()> {
+    let seconds = args.seconds;
     let dir = args
         .data
         .join(format!("gongji-lag-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let _cleanup = RemoveOnDrop(dir.clone());
     let config = Config::new(&dir);
-    let (engine, _) = Engine::open(config.clone())?;
+    let (engine, _) = Engine::open(config.clone()).map_err(text)?;
     let engine = Arc::new(engine);
     let started = Instant::now();
-    populate(&engine, args.bench_persons)?;
+    populate(&engine, args.persons)?;
     let head = || engine.counters().journal_head_op.load(Ordering::Acquire);
     println!(
         "population: {} persons, {} ops in {:.1} s",
-        args.bench_persons,
+        args.persons,
         head(),
         started.elapsed().as_secs_f64()
     );
     // A fresh engine: the projection database is emptied and loaded from its first snapshot.
     let writer = engine.clone();
-    let source = gongji_pg::projection::FileJournalSource::new(config.journal_dir())?
+    let source = gongji_pg::projection::FileJournalSource::new(config.journal_dir())
+        .map_err(text)?
         .with_durable_head(move || writer.counters().journal_head_op.load(Ordering::Acquire));
     let mut projector = gongji_pg::projection::Projector::open(
         &args.projection,
         source,
         gongji_pg::projection::ProjectorConfig::default(),
         true,
-    )?;
+    )
+    .map_err(text)?;
     let caught = Instant::now();
-    projector.catch_up()?;
+    projector.catch_up().map_err(text)?;
     println!(
         "projection of the population: cursor {} in {:.1} s",
         projector.cursor().op,
@@ -145,7 +168,7 @@ pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
         let (stop, cursor) = (stop.clone(), cursor.clone());
         std::thread::spawn(move || -> Result<gongji_pg::projection::ProjectorStats> {
             while !stop.load(Ordering::Acquire) {
-                if projector.step()? == 0 {
+                if projector.step().map_err(text)? == 0 {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 cursor.store(projector.cursor().op, Ordering::Release);
@@ -154,11 +177,11 @@ pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
         })
     };
     let settled = Arc::new(AtomicU64::new(0));
-    let clients: Vec<_> = (0..args.bench_clients)
+    let clients: Vec<_> = (0..args.clients)
         .map(|c| {
             let (engine, stop, settled) = (engine.clone(), stop.clone(), settled.clone());
-            let (batch, persons) = (args.bench_batch.max(1), args.bench_persons);
-            let rate_per_client = args.bench_rate as f64 / args.bench_clients.max(1) as f64;
+            let (batch, persons) = (args.batch.max(1), args.persons);
+            let rate_per_client = args.rate as f64 / args.clients.max(1) as f64;
             std::thread::spawn(move || {
                 let mut n: u64 = 0;
                 let started = Instant::now();
@@ -217,7 +240,7 @@ pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
     }
     let stats = projector_thread
         .join()
-        .map_err(|_| anyhow::anyhow!("projector panicked"))??;
+        .map_err(|_| "projector panicked".to_owned())??;
     // Lag of each sampled head: until the first sample whose cursor reaches it.
     let mut lags: Vec<f64> = Vec::new();
     let mut j = 0;
@@ -236,12 +259,12 @@ pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
     println!(
         "load: {} clients x {} settlements per submission for {load_secs:.1} s: {:.0} settlements/s \
          durable ({ops} ops)",
-        args.bench_clients,
-        args.bench_batch,
+        args.clients,
+        args.batch,
         settled.load(Ordering::Relaxed) as f64 / load_secs,
     );
     if lags.is_empty() {
-        bail!("the projection never caught up with a sampled head");
+        return Err("the projection never caught up with a sampled head".into());
     }
     println!(
         "projection lag (durable → committed in SQL), {} samples: p50 {:.0} ms, p99 {:.0} ms, \
@@ -261,7 +284,7 @@ pub fn run(args: &ProjectArgs, seconds: u64) -> Result<()> {
     );
     let behind = samples.last().map_or(0, |s| s.1.saturating_sub(s.2));
     println!("ops not yet projected at the end of the load: {behind}");
-    engine.shutdown()?;
+    engine.shutdown().map_err(text)?;
     Ok(())
 }
 

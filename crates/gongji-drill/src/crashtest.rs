@@ -26,8 +26,8 @@
 //! (plain lines, the same on a terminal or not).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,7 +105,7 @@ pub fn run(args: CrashTestArgs) -> Result<()> {
             .as_deref()
             .map_or("files".into(), gongji_pg::redact)
     );
-    if let Some(url) = crate::store::postgres_url(args.store.as_deref())? {
+    if let Some(url) = gongji_pg::store_url(args.store.as_deref()).map_err(anyhow::Error::msg)? {
         ensure_empty_store(url)?;
     }
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -158,15 +158,15 @@ fn ensure_empty_store(url: &str) -> Result<()> {
 
 /// splitmix64: a seeded stream for the load and the kill moments.
 #[derive(Clone, Debug)]
-struct Rng(u64);
+struct Rng(splitmix::SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(splitmix::SplitMix64::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform-ish in `lo..=hi`.
@@ -206,35 +206,55 @@ fn id_of(v: &Value, key: &str) -> Result<u64> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A minimal blocking HTTP/1.1 client (one connection per request): the checker needs exact
-// reply bytes and must see a reply cut by the kill as no reply at all.
+// The HTTP client: ureq, blocking, one connection per request (no pool), every status returned
+// as a reply. The checker needs exact reply bytes and must see a reply cut by the kill as no
+// reply at all: a body shorter than its length or an unfinished chunked body is an error.
 
 #[derive(Clone, Debug)]
 struct Http {
     addr: SocketAddr,
     token: String,
+    agent: ureq::Agent,
 }
 
 impl Http {
-    fn call(&self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, Vec<u8>)> {
-        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(30)))?;
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n\
-             {body}",
-            self.addr,
-            self.token,
-            body.len()
-        );
-        stream.write_all(request.as_bytes())?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw)?;
-        parse_response(&raw)
+    fn new(addr: SocketAddr, token: String) -> Http {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_send_request(Some(Duration::from_secs(30)))
+            .timeout_send_body(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(30)))
+            .timeout_recv_body(Some(Duration::from_secs(30)))
+            .build()
+            .new_agent();
+        Http { addr, token, agent }
     }
 
-    fn post(&self, path: &str, body: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    fn call(&self, method: &str, path: &str, body: &str) -> Result<(u16, Vec<u8>), ureq::Error> {
+        let url = format!("http://{}{path}", self.addr);
+        let auth = format!("Bearer {}", self.token);
+        let mut response = if method == "POST" {
+            self.agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .content_type("application/json")
+                .send(body)?
+        } else {
+            self.agent.get(&url).header("Authorization", &auth).call()?
+        };
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()?;
+        Ok((status, bytes))
+    }
+
+    fn post(&self, path: &str, body: &str) -> Result<(u16, Vec<u8>), ureq::Error> {
         self.call("POST", path, body)
     }
 
@@ -261,72 +281,6 @@ impl Http {
             .ok_or_else(|| anyhow!("no gongji_journal_head_op in /metrics"))?;
         let op: f64 = value.trim().parse().context("gongji_journal_head_op")?;
         Ok(op as u64)
-    }
-}
-
-fn invalid(what: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
-}
-
-/// Status and body of a complete response; anything incomplete is an error.
-fn parse_response(raw: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| invalid("no complete response head"))?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| invalid("head not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid("bad status line"))?;
-    let mut length = None;
-    let mut chunked = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-        if name == "content-length" {
-            length = Some(
-                value
-                    .parse::<usize>()
-                    .map_err(|_| invalid("content-length"))?,
-            );
-        } else if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        }
-    }
-    let body = &raw[end + 4..];
-    if chunked {
-        return Ok((status, dechunk(body)?));
-    }
-    match length {
-        Some(n) if n != body.len() => Err(invalid("body shorter than content-length")),
-        _ => Ok((status, body.to_vec())),
-    }
-}
-
-fn dechunk(mut rest: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| invalid("chunk size"))?;
-        let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| invalid("chunk"))?;
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| invalid("chunk size"))?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if rest.len() < size + 2 {
-            return Err(invalid("chunk cut short"));
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
     }
 }
 
@@ -430,10 +384,7 @@ impl Server {
             }
         }
         // Bounded wait for the first answer.
-        let probe = Http {
-            addr: server.addr,
-            token: String::new(),
-        };
+        let probe = Http::new(server.addr, String::new());
         for _ in 0..500 {
             if matches!(probe.call("GET", "/healthz", ""), Ok((200, _))) {
                 return Ok(server);
@@ -1040,10 +991,10 @@ impl Run {
     }
 
     fn http(&self) -> Http {
-        Http {
-            addr: self.server.as_ref().expect("server running").addr,
-            token: self.token.clone(),
-        }
+        Http::new(
+            self.server.as_ref().expect("server running").addr,
+            self.token.clone(),
+        )
     }
 
     fn start(&mut self) -> Result<()> {
@@ -1084,7 +1035,7 @@ impl Run {
         // The end: larger samples, every reconciliation day still kept, every request still
         // held replayed (inside the window: the first reply; past it: at most refused).
         let http = self.http();
-        let mut rng = Rng(self.seed ^ 0xF1A1);
+        let mut rng = Rng::new(self.seed ^ 0xF1A1);
         let balances = self.check_state(&http, self.cycles, &mut rng, Scope::Final)?;
         let head = http.head_op()?;
         for index in 0..self.acked.len() {
@@ -1152,7 +1103,7 @@ impl Run {
     /// `/v1/batch`.
     fn setup(&mut self) -> Result<()> {
         let time = T0;
-        let mut rng = Rng(self.seed ^ 0x5e7u64);
+        let mut rng = Rng::new(self.seed ^ 0x5e7u64);
         let mut ops = Vec::new();
         let mut op = |path: &str, body: String| {
             let n = ops.len();
@@ -1248,7 +1199,7 @@ impl Run {
         let http = self.http();
         // A write at the new day's time returns the pending transfers of the day before: the
         // cycle's crediting batch, which tops the accounts up.
-        let mut rng = Rng(self.seed ^ u64::from(cycle).wrapping_mul(0xA076_1D64_78BD_642F));
+        let mut rng = Rng::new(self.seed ^ u64::from(cycle).wrapping_mul(0xA076_1D64_78BD_642F));
         let period = format!("{}-{:02}", 2031 + (cycle - 1) / 12, (cycle - 1) % 12 + 1);
         let mut items = Vec::new();
         let mut credited = Vec::new();
@@ -1281,7 +1232,7 @@ impl Run {
         let threads: Vec<_> = (0..self.clients)
             .map(|t| {
                 let (http, shared) = (http.clone(), self.shared.clone());
-                let rng = Rng(rng.next());
+                let rng = Rng::new(rng.next());
                 let (prefix, time) = (format!("c{cycle}-t{t}"), time.clone());
                 std::thread::spawn(move || client(http, shared, rng, prefix, time))
             })
@@ -1378,7 +1329,7 @@ impl Run {
 
         // Lasting effects first: they hold whether or not a msgid is still remembered.
         let mut rng =
-            Rng(self.seed ^ 0xC4EC ^ u64::from(cycle).wrapping_mul(0x9FB2_1C65_1E98_DF25));
+            Rng::new(self.seed ^ 0xC4EC ^ u64::from(cycle).wrapping_mul(0x9FB2_1C65_1E98_DF25));
         let scope = Scope::Cycle {
             settlements_after,
             transfers_after,

@@ -1,0 +1,94 @@
+//! The statistics and reconciliation counters.
+
+use super::bytes::{Dec, Enc};
+use super::*;
+
+pub(super) fn encode_stats(stats: &Stats, e: &mut Enc<'_>) {
+    e.count(stats.months.len());
+    for (period, month) in &stats.months {
+        e.put(period.0);
+        for cells in month.iter() {
+            for cell in cells {
+                e.put(cell.count);
+                e.put(cell.amount);
+            }
+        }
+    }
+}
+
+pub(super) fn decode_stats(d: &mut Dec<'_>) -> Res<Stats> {
+    let count = d.count(MONTH_BYTES, "statistics month count")?;
+    let mut months = Vec::with_capacity(count);
+    let mut prev = None;
+    for _ in 0..count {
+        let at = d.pos;
+        let period = Period(d.get()?);
+        if prev.is_some_and(|prev| prev >= period) {
+            return fail(at, "statistics months not ascending");
+        }
+        prev = Some(period);
+        let mut month = Box::new([[Cell::default(); 4]; PROVINCES.len()]);
+        for cells in month.iter_mut() {
+            for cell in cells {
+                cell.count = d.get()?;
+                cell.amount = d.get()?;
+            }
+        }
+        months.push((period, month));
+    }
+    Ok(Stats {
+        months: months.into_iter().collect::<BTreeMap<_, _>>(),
+    })
+}
+
+pub(super) fn encode_recon(recon: &FxHashMap<(u32, i32), ReconTotals>, e: &mut Enc<'_>) {
+    let mut recon: Vec<(&(u32, i32), &ReconTotals)> = recon.iter().collect();
+    recon.sort_unstable_by_key(|(k, _)| **k);
+    e.count(recon.len());
+    for (&(inst, day), t) in recon {
+        e.put(inst);
+        e.put(day);
+        e.put(t.setl_count);
+        for v in [
+            t.medfee_sumamt,
+            t.fund_pay_sumamt,
+            t.acct_pay,
+            t.wallet_pay,
+            t.acct_mulaid_pay,
+            t.psn_cash_pay,
+        ] {
+            e.put(v);
+        }
+    }
+}
+
+pub(super) fn decode_recon(
+    d: &mut Dec<'_>,
+    insts: usize,
+) -> Res<FxHashMap<(u32, i32), ReconTotals>> {
+    let count = d.count(RECON_BYTES, "reconciliation count")?;
+    let mut recon = FxHashMap::with_capacity_and_hasher(count, Default::default());
+    let mut prev = None;
+    d.records(count, RECON_BYTES, |_, r| {
+        let key = (
+            r.index(insts, "reconciliation institution")?,
+            r.get::<i32>(),
+        );
+        if prev.is_some_and(|prev| prev >= key) {
+            return Err("reconciliation not ascending");
+        }
+        prev = Some(key);
+        let totals = ReconTotals {
+            setl_count: r.get(),
+            medfee_sumamt: r.get(),
+            fund_pay_sumamt: r.get(),
+            acct_pay: r.get(),
+            wallet_pay: r.get(),
+            acct_mulaid_pay: r.get(),
+            psn_cash_pay: r.get(),
+        };
+        recon.insert(key, totals);
+        Ok(())
+    })?;
+    Ok(recon)
+}

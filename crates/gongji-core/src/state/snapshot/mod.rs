@@ -1,0 +1,397 @@
+//! A versioned binary snapshot of the whole [`State`] (snapshot format version 2).
+//!
+//! Hand-written and little-endian, like [`crate::codec`]. The layout:
+//!
+//! ```text
+//! magic "GJSNAPST", version u32 = 2 (1 was before msgid scopes: its msgid keys hash the
+//! msgid alone, so it is refused; recovery skips it and needs an older snapshot or the
+//! journal from op 1)
+//! params        receivers u8, givers u8, wallet_amount_max u64, daily_count u8,
+//!               closed_from u32, closed_until u32, expiry_second u32, draw_order 3×u8,
+//!               msgid_retention_days u32
+//! clock i64, op_count u64
+//! ledger        7×u64 (acct, wallet, held, credited, paid_institutions, returned, contributions)
+//! persons       n u64; psn_no lengths n×u8, psn_no bytes; name lengths n×u8, name bytes;
+//!               then one column per vector: certno u64, admdvs u32, flags u8, acct u64,
+//!               wallet u64, given_head u32, received_head u32, entry_head u32, entry_tail u32,
+//!               wallet_day u32, credit_last u32, credit_mask u64
+//! credit_overflow   n u64; (psn u32, period u32) ascending
+//! institutions  n u64; code (u8 len + bytes), name (u8 len + bytes), type u8, admdvs u32
+//! tokens        n u64; hash [32], role u8, scope u32, revoked u8
+//! bindings      n u64; giver u32, receiver u32, relation u8, scope u8, active u8,
+//!               next_given u32, next_received u32
+//! settlements   n u64; psn u32, inst u32, time i64, medfee, fund_pay, acct_pay, wallet_pay,
+//!               mulaid, cash, acct_balc, wallet_balc (u64 each), details_start u32,
+//!               details_len u8, cross_pool u8, cancelled u8
+//! details       n u64; giver u32, amount u64
+//! transfers     n u64; from u32, to u32, amount u64, source u8, cross_province u8, status u8,
+//!               created i64, expires_at i64
+//! expiry_queue  n u64; (expires_at i64, transfer u32) in queue order
+//! contributions n u64; payer u32, psn u32, year u16, amount u64, time i64, acct_balc u64
+//! contributions_paid  n u64; (psn u32, year u16) ascending
+//! entries       n u64; psn u32, next u32, wallet u8, kind u8, time i64, amount i64, balc u64,
+//!               counterparty tag u8 + u32, reference tag u8 + u64
+//! msgids        n u64; (key u128, fingerprint u64, reply) ascending by key;
+//!               fifo n u64; (time i64, key u128) in queue order
+//! stats         n u64; (period u32, 31 provinces × 4 channels × (count u64, amount u64))
+//!               ascending by period
+//! recon         n u64; (inst u32, day i32, setl_count u64, 6×u64 amounts) ascending by key
+//! ```
+//!
+//! A reply is a tag and its fields (see `msgids.rs`). Enrolment and binding replies are
+//! indexes (tags 13, 14); tag 6, the whole binding view an earlier encoder wrote, is still read
+//! (checked against the binding) and written back as tag 14.
+//!
+//! Person data goes column by column, so both directions are bulk loops and decoding allocates
+//! one vector per column, never one per person. Hash maps and sets are written sorted by key,
+//! so the encoding is canonical: decoding and re-encoding gives back the same bytes. Derived
+//! indexes (psn_no, certno, institution code, token hash) are not stored but rebuilt, and the
+//! scratch buffers start empty.
+//!
+//! Decoding trusts nothing: every count is checked against the bytes left before anything is
+//! allocated; every index against the vector it points into; enum tags, strings, list links
+//! (which must point forward, so no walk can loop) and sums (which must not overflow) are
+//! checked; finally [`State::check`] must pass. Corrupt or hostile bytes give a
+//! [`SnapshotDecodeError`] with a byte offset, never a panic.
+//!
+//! Each section's encoder sits beside its decoder in a module of its own (`header`, `persons`,
+//! `institutions`, `bindings`, `settlements`, `transfers`, `contributions`, `entries`,
+//! `msgids`, `counters`); `bytes` holds the reader and writer they share. This module holds
+//! the order of the sections and the checks that span them.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use arrayvec::ArrayString;
+use hashbrown::hash_table::Entry as TableEntry;
+use hashbrown::HashTable;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::bindings::{Binding, Scope};
+use super::chunked::Chunked;
+use super::counters::{Cell, ReconTotals, Stats, PROVINCES};
+use super::ledger::{Counterparty, Entry, EntryKind, EntryRef, Ledger};
+use super::msgids::{MsgRecord, Msgids};
+use super::persons::{
+    hash_bytes, hash_certno, Hot, Institution, Institutions, Persons, Token, Tokens,
+};
+use super::settle::{Detail, Settlement};
+use super::views::{BindingView, ContributionView, InstitutionView, PersonView, TransferView};
+use super::wallet::{Transfer, TransferStatus};
+use super::{Contribution, State};
+use crate::certno::province_valid;
+use crate::command::{
+    InstType, Insutype, PersonStatus, Relation, Role, TransferSource, NAME_BYTES_MAX,
+};
+use crate::params::{DrawSource, Params};
+use crate::reply::{Reply, ReversalResult};
+use crate::time::Period;
+use crate::Fen;
+
+mod bindings;
+mod bytes;
+mod contributions;
+mod counters;
+mod entries;
+mod header;
+mod institutions;
+mod msgids;
+mod persons;
+mod settlements;
+mod transfers;
+
+#[cfg(test)]
+mod tests;
+
+use bindings::{decode_bindings, encode_bindings};
+use bytes::{Dec, Enc};
+use contributions::{decode_contributions, encode_contributions};
+use counters::{decode_recon, decode_stats, encode_recon, encode_stats};
+use entries::{decode_entries, encode_entries, RefLimits};
+use header::{decode_ledger, decode_params, encode_ledger, encode_params};
+use institutions::{decode_institutions, decode_tokens, encode_institutions, encode_tokens};
+use msgids::{decode_msgids, encode_msgids, ReplyLimits};
+use persons::{
+    decode_credit_overflow, decode_persons, encode_credit_overflow, encode_persons, HeadsAt,
+};
+use settlements::{decode_settlements, encode_settlements};
+use transfers::{decode_transfers, encode_transfers};
+
+const MAGIC: [u8; 8] = *b"GJSNAPST";
+const PSN_NO_MAX: usize = 30;
+/// Every flag bit a person may carry (resident, suspended, wallet).
+const FLAGS_ALL: u8 = 1 | 2 | 4;
+/// Months the per-person credit bitmask covers (see `persons.rs`).
+const CREDIT_MASK_MONTHS: u32 = 64;
+
+// Decoding tables: position = tag = the variant's declaration index (`as u8`).
+const INSUTYPES: [Insutype; 2] = [Insutype::Employee, Insutype::Resident];
+const STATUSES: [PersonStatus; 2] = [PersonStatus::Active, PersonStatus::Suspended];
+const INST_TYPES: [InstType; 2] = [InstType::Medical, InstType::Pharmacy];
+const ROLES: [Role; 3] = [Role::Admin, Role::Institution, Role::Person];
+const RELATIONS: [Relation; 9] = Relation::ALL;
+const SCOPES: [Scope; 2] = [Scope::InProvince, Scope::WalletOnly];
+const SOURCES: [TransferSource; 2] = [TransferSource::Acct, TransferSource::Wallet];
+const TRANSFER_STATUSES: [TransferStatus; 4] = [
+    TransferStatus::Pending,
+    TransferStatus::Accepted,
+    TransferStatus::Declined,
+    TransferStatus::Returned,
+];
+const KINDS: [EntryKind; 8] = [
+    EntryKind::Credit,
+    EntryKind::Settlement,
+    EntryKind::MulaidGiven,
+    EntryKind::WalletHold,
+    EntryKind::WalletIn,
+    EntryKind::WalletReturn,
+    EntryKind::Contribution,
+    EntryKind::Cancel,
+];
+const DRAW_SOURCES: [DrawSource; 3] = [
+    DrawSource::OwnAcct,
+    DrawSource::OwnWallet,
+    DrawSource::Givers,
+];
+const REVERSAL_RESULTS: [ReversalResult; 2] = [ReversalResult::Cancelled, ReversalResult::Blocked];
+
+// Fixed record sizes in bytes.
+const TOKEN_BYTES: usize = 32 + 1 + 4 + 1;
+const BINDING_BYTES: usize = 4 + 4 + 1 + 1 + 1 + 4 + 4;
+const SETTLEMENT_BYTES: usize = 4 + 4 + 8 + 8 * 8 + 4 + 1 + 1 + 1;
+const DETAIL_BYTES: usize = 4 + 8;
+const TRANSFER_BYTES: usize = 4 + 4 + 8 + 1 + 1 + 1 + 8 + 8;
+const QUEUE_BYTES: usize = 8 + 4;
+const CONTRIBUTION_BYTES: usize = 4 + 4 + 2 + 8 + 8 + 8;
+const PAID_BYTES: usize = 4 + 2;
+const ENTRY_BYTES: usize = 4 + 4 + 1 + 1 + 8 + 8 + 8 + 1 + 4 + 1 + 8;
+const FIFO_BYTES: usize = 8 + 16;
+const MONTH_BYTES: usize = 4 + PROVINCES.len() * 4 * 16;
+const RECON_BYTES: usize = 4 + 4 + 8 + 6 * 8;
+/// Smallest encoding of one person: two length bytes, one psn_no byte, one name byte and the
+/// fixed columns.
+const PERSON_MIN_BYTES: usize = 2 + 1 + 1 + 8 + 4 + 1 + 8 + 8 + 4 * 6 + 8;
+
+/// Why a snapshot could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotDecodeError {
+    /// Byte offset of the offending field or record (the end of the input for whole-state
+    /// checks).
+    pub offset: usize,
+    pub what: &'static str,
+    /// The message of a failed [`State::check`].
+    pub detail: Option<String>,
+}
+
+impl std::fmt::Display for SnapshotDecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "snapshot decode error at byte {}: {}",
+            self.offset, self.what
+        )?;
+        if let Some(detail) = &self.detail {
+            write!(f, " ({detail})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SnapshotDecodeError {}
+
+type Res<T> = Result<T, SnapshotDecodeError>;
+
+fn fail<T>(offset: usize, what: &'static str) -> Res<T> {
+    Err(SnapshotDecodeError {
+        offset,
+        what,
+        detail: None,
+    })
+}
+
+fn admdvs_valid(a: u32) -> bool {
+    (100_000..=999_999).contains(&a) && province_valid((a / 10_000) as u8)
+}
+
+fn code_bytes_valid(s: &[u8]) -> bool {
+    (1..=PSN_NO_MAX).contains(&s.len()) && s.iter().all(u8::is_ascii_alphanumeric)
+}
+
+impl State {
+    /// The snapshot format version [`State::encode_snapshot`] writes.
+    pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+
+    /// Appends a snapshot of the whole state to `out` (see `state/snapshot/mod.rs` for the
+    /// format). Canonical: the same state gives the same bytes.
+    pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
+        let p = &self.persons;
+        out.reserve(
+            256 + p.len() * 80
+                + p.psn_no_bytes.len()
+                + p.name_bytes.len()
+                + self.bindings.len() * BINDING_BYTES
+                + self.setls.len() * SETTLEMENT_BYTES
+                + self.transfers.len() * TRANSFER_BYTES
+                + self.entries.len() * ENTRY_BYTES
+                + self.msgids.len() * 64,
+        );
+        let mut e = Enc(out);
+        e.0.extend_from_slice(&MAGIC);
+        e.put(Self::SNAPSHOT_FORMAT_VERSION);
+        encode_params(&self.params, &mut e);
+        e.put(self.clock);
+        e.put(self.op_count);
+        encode_ledger(&self.ledger, &mut e);
+        encode_persons(p, &mut e);
+        encode_credit_overflow(p, &mut e);
+        encode_institutions(&self.insts, &mut e);
+        encode_tokens(&self.tokens, &mut e);
+        encode_bindings(&self.bindings, &mut e);
+        encode_settlements(&self.setls, &self.details, &mut e);
+        encode_transfers(&self.transfers, &self.expiry_queue, &mut e);
+        encode_contributions(&self.contributions, &self.contributions_paid, &mut e);
+        encode_entries(&self.entries, &mut e);
+        encode_msgids(&self.msgids, &mut e);
+        encode_stats(&self.stats, &mut e);
+        encode_recon(&self.recon, &mut e);
+    }
+
+    /// Decodes a snapshot made by [`State::encode_snapshot`], validating everything (see the
+    /// module documentation) and finally running [`State::check`].
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<State, SnapshotDecodeError> {
+        let mut d = Dec { buf: bytes, pos: 0 };
+        if d.take(MAGIC.len())? != MAGIC {
+            return fail(0, "not a gongji snapshot");
+        }
+        if d.get::<u32>()? != Self::SNAPSHOT_FORMAT_VERSION {
+            return fail(MAGIC.len(), "unknown snapshot format version");
+        }
+        let params = decode_params(&mut d)?;
+        let clock = d.get()?;
+        let op_count = d.get()?;
+        let ledger = decode_ledger(&mut d)?;
+        let (mut persons, heads) = decode_persons(&mut d)?;
+        let n = persons.len();
+        decode_credit_overflow(&mut d, &mut persons)?;
+        let insts = decode_institutions(&mut d)?;
+        let tokens = decode_tokens(&mut d, n, insts.list.len())?;
+        let bindings = decode_bindings(&mut d, &persons, &heads)?;
+        let n_insts = insts.list.len();
+        let (setls, details) = decode_settlements(&mut d, n, n_insts)?;
+        let (transfers, expiry_queue) = decode_transfers(&mut d, n)?;
+        let (contributions, contributions_paid) = decode_contributions(&mut d, n)?;
+        let limits = RefLimits {
+            persons: n,
+            insts: n_insts,
+            setls: setls.len() as u64,
+            transfers: transfers.len() as u64,
+            contributions: contributions.len() as u64,
+        };
+        let entries = decode_entries(&mut d, &persons, &heads, &limits)?;
+
+        let limits = ReplyLimits {
+            persons: &persons,
+            bindings: &bindings,
+            setls: setls.len(),
+        };
+        let msgids = decode_msgids(&mut d, &limits)?;
+        let stats = decode_stats(&mut d)?;
+        let recon = decode_recon(&mut d, n_insts)?;
+        if d.pos != bytes.len() {
+            return fail(d.pos, "trailing bytes");
+        }
+
+        let recent = super::recent::Recent::rebuild(setls.iter().map(|st| st.inst));
+        let masked = super::masked::MaskedIndex::rebuild(&persons.certno);
+        let state = State {
+            params,
+            clock,
+            persons,
+            insts,
+            tokens,
+            bindings,
+            setls: setls.into(),
+            details,
+            transfers,
+            expiry_queue,
+            contributions,
+            contributions_paid,
+            entries: entries.into(),
+            msgids,
+            recent,
+            masked,
+            stats,
+            recon,
+            ledger,
+            op_count,
+            scratch: Vec::with_capacity(256),
+            expired_scratch: Vec::new(),
+        };
+        state.check_sums().or_else(|what| fail(bytes.len(), what))?;
+        state.check().map_err(|detail| SnapshotDecodeError {
+            offset: bytes.len(),
+            what: "state check failed",
+            detail: Some(detail),
+        })?;
+        Ok(state)
+    }
+
+    /// Checks that every sum [`State::check`] and later writes compute fits in a u64 and that
+    /// the stored ledger conserves money, so that neither can panic on a decoded state.
+    fn check_sums(&self) -> Result<(), &'static str> {
+        fn add(a: u64, b: u64) -> Result<u64, &'static str> {
+            a.checked_add(b).ok_or("amounts overflow")
+        }
+        let hot = &self.persons.hot;
+        hot.iter().try_fold(0, |a, h| add(a, h.acct.0))?;
+        hot.iter().try_fold(0, |a, h| add(a, h.wallet.0))?;
+        let mut held = 0;
+        for t in &self.transfers {
+            if t.status == TransferStatus::Pending {
+                held = add(held, t.amount.0)?;
+            }
+        }
+        // Statistics cells: mutual aid, contributions and accepted transfers.
+        let mut counted = 0;
+        let mut credited = 0;
+        for e in &self.entries {
+            match (e.kind, e.reference) {
+                (EntryKind::Credit, _) => credited = add(credited, e.amount as u64)?,
+                (EntryKind::WalletIn, EntryRef::Transfer(id)) => {
+                    counted = add(counted, self.transfers[id as usize - 1].amount.0)?;
+                }
+                _ => {}
+            }
+        }
+        let (mut paid, mut returned) = (0, 0);
+        let mut totals = [0u64; 4];
+        for s in &self.setls {
+            let p = add(add(s.acct_pay.0, s.wallet_pay.0)?, s.mulaid.0)?;
+            paid = add(paid, p)?;
+            // Reconciliation sums these per institution and day.
+            for (t, v) in totals
+                .iter_mut()
+                .zip([s.medfee.0, s.fund_pay.0, s.cash.0, p])
+            {
+                *t = add(*t, v)?;
+            }
+            if s.cancelled {
+                returned = add(returned, p)?;
+            } else {
+                counted = add(counted, s.mulaid.0)?;
+            }
+        }
+        for c in &self.contributions {
+            counted = add(counted, c.amount.0)?;
+        }
+        let l = &self.ledger;
+        let inside = u128::from(l.acct_total) + u128::from(l.wallet_total) + u128::from(l.held);
+        let flows = i128::from(l.credited)
+            - i128::from(l.paid_institutions)
+            - i128::from(l.paid_contributions)
+            + i128::from(l.returned_by_cancellations);
+        if inside as i128 != flows {
+            return Err("ledger does not conserve money");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,330 @@
+//! The msgid records with their replies, and the time-ordered queue over them.
+
+use super::bytes::{Dec, Enc};
+use super::*;
+
+pub(super) fn encode_msgids(msgids: &Msgids, e: &mut Enc<'_>) {
+    let sorted = msgids.sorted_by_key();
+    e.count(sorted.len());
+    for (key, record) in sorted {
+        e.put(key);
+        e.put(record.fingerprint);
+        encode_reply(record.reply.as_ref(), e);
+    }
+    e.count(msgids.len());
+    for (time, key, _) in msgids.iter() {
+        e.put(time);
+        e.put(key);
+    }
+}
+
+pub(super) fn decode_msgids(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Msgids> {
+    let count = d.count(16 + 8 + 1, "msgid count")?;
+    // Ascending by key, so the fifo finds its records by binary search; each is taken once.
+    let mut records: Vec<(u128, Option<MsgRecord>)> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let at = d.pos;
+        let key: u128 = d.get()?;
+        if records.last().is_some_and(|&(prev, _)| prev >= key) {
+            return fail(at, "msgids not ascending");
+        }
+        let fingerprint = d.get()?;
+        let reply = decode_reply(d, limits)?;
+        records.push((key, Some(MsgRecord { fingerprint, reply })));
+    }
+    let fifo_at = d.pos + 8;
+    let count = d.count(FIFO_BYTES, "msgid fifo count")?;
+    let mut prev = i64::MIN;
+    let mut msgids = Msgids::default();
+    let mut repeated = false;
+    d.records(count, FIFO_BYTES, |_, r| {
+        let time: i64 = r.get();
+        if time < prev {
+            return Err("msgid fifo out of order");
+        }
+        prev = time;
+        let key: u128 = r.get();
+        let Ok(at) = records.binary_search_by_key(&key, |&(k, _)| k) else {
+            return Err("msgid fifo key not recorded");
+        };
+        match records[at].1.take() {
+            Some(MsgRecord { fingerprint, reply }) => msgids.insert(key, fingerprint, reply, time),
+            None => repeated = true,
+        }
+        Ok(())
+    })?;
+    // Every recorded msgid is in the fifo exactly once.
+    if repeated || count != records.len() {
+        return fail(fifo_at, "msgid fifo does not match the records");
+    }
+    Ok(msgids)
+}
+
+// Reply tags. 0 is a msgid blocked by a reversal (no reply).
+pub(super) const REPLY_NONE: u8 = 0;
+pub(super) const REPLY_TOKEN_CREATED: u8 = 1;
+pub(super) const REPLY_TOKEN_REVOKED: u8 = 2;
+pub(super) const REPLY_PERSON: u8 = 3;
+pub(super) const REPLY_INSTITUTION: u8 = 4;
+pub(super) const REPLY_CREDITED: u8 = 5;
+/// A whole binding view, as the first encoder wrote binding replies. No longer written;
+/// decoded into [`Reply::Bound`] after checking that its immutable fields are the binding's.
+pub(super) const REPLY_BINDING_VIEW: u8 = 6;
+pub(super) const REPLY_SETTLED: u8 = 7;
+pub(super) const REPLY_CANCELLED: u8 = 8;
+pub(super) const REPLY_REVERSAL: u8 = 9;
+pub(super) const REPLY_TRANSFER: u8 = 10;
+pub(super) const REPLY_CONTRIBUTION: u8 = 11;
+pub(super) const REPLY_TICK: u8 = 12;
+pub(super) const REPLY_ENROLLED: u8 = 13;
+pub(super) const REPLY_BOUND: u8 = 14;
+
+/// What a decoded reply may refer to.
+pub(super) struct ReplyLimits<'a> {
+    pub(super) persons: &'a Persons,
+    pub(super) bindings: &'a [Binding],
+    pub(super) setls: usize,
+}
+
+pub(super) fn encode_reply(reply: Option<&Reply>, e: &mut Enc<'_>) {
+    let Some(reply) = reply else {
+        e.put(REPLY_NONE);
+        return;
+    };
+    match reply {
+        Reply::TokenCreated { token_id } => {
+            e.put(REPLY_TOKEN_CREATED);
+            e.put(*token_id);
+        }
+        Reply::TokenRevoked { token_id } => {
+            e.put(REPLY_TOKEN_REVOKED);
+            e.put(*token_id);
+        }
+        Reply::Enrolled(i) => {
+            e.put(REPLY_ENROLLED);
+            e.put(*i);
+        }
+        Reply::Person(v) => {
+            e.put(REPLY_PERSON);
+            e.str8(&v.psn_no);
+            e.str16(&v.certno_masked);
+            e.str16(&v.psn_name_masked);
+            e.put(v.insutype as u8);
+            e.put(v.admdvs);
+            e.put(v.status as u8);
+            e.put(v.acct_balc);
+            e.bool(v.wallet_open);
+            e.put(v.wallet_balc);
+            for list in [&v.bindings_given, &v.bindings_received] {
+                e.put(u16::try_from(list.len()).expect("a person's bindings fit u16"));
+                for b in list {
+                    encode_binding_view(b, e);
+                }
+            }
+        }
+        Reply::Institution(v) => {
+            e.put(REPLY_INSTITUTION);
+            e.str8(&v.fixmedins_code);
+            e.str16(&v.fixmedins_name);
+            e.put(v.fixmedins_type as u8);
+            e.put(v.admdvs);
+        }
+        Reply::Credited { count, sum } => {
+            e.put(REPLY_CREDITED);
+            e.put(*count);
+            e.put(*sum);
+        }
+        Reply::Bound {
+            binding,
+            priority,
+            active,
+        } => {
+            e.put(REPLY_BOUND);
+            e.put(*binding);
+            e.put(*priority);
+            e.bool(*active);
+        }
+        Reply::Settled(s) => {
+            e.put(REPLY_SETTLED);
+            e.put(*s);
+        }
+        Reply::Cancelled(s) => {
+            e.put(REPLY_CANCELLED);
+            e.put(*s);
+        }
+        Reply::Reversal { omsgid, result } => {
+            e.put(REPLY_REVERSAL);
+            e.str8(omsgid);
+            e.put(*result as u8);
+        }
+        Reply::Transfer(v) => {
+            e.put(REPLY_TRANSFER);
+            e.put(v.transfer_id);
+            e.str8(&v.from_psn_no);
+            e.str8(&v.to_psn_no);
+            e.put(v.amount);
+            e.put(v.source as u8);
+            e.bool(v.cross_province);
+            e.put(v.status as u8);
+            e.put(v.created);
+            e.put(v.expires_at);
+            match v.sender_balances {
+                None => e.bool(false),
+                Some((acct, wallet)) => {
+                    e.bool(true);
+                    e.put(acct);
+                    e.put(wallet);
+                }
+            }
+        }
+        Reply::Contribution(v) => {
+            e.put(REPLY_CONTRIBUTION);
+            e.put(v.contribution_id);
+            e.str8(&v.payer_psn_no);
+            e.str8(&v.psn_no);
+            e.put(v.year);
+            e.put(v.amount);
+            e.put(v.acct_balc);
+        }
+        Reply::Tick { expired } => {
+            e.put(REPLY_TICK);
+            e.put(*expired);
+        }
+    }
+}
+
+pub(super) fn encode_binding_view(v: &BindingView, e: &mut Enc<'_>) {
+    e.put(v.binding_id);
+    e.str8(&v.giver_psn_no);
+    e.str8(&v.receiver_psn_no);
+    e.put(v.relation as u8);
+    e.put(v.scope as u8);
+    e.put(v.priority);
+    e.bool(v.active);
+}
+
+pub(super) fn decode_binding_view(d: &mut Dec<'_>) -> Res<BindingView> {
+    Ok(BindingView {
+        binding_id: d.get()?,
+        giver_psn_no: d.arr()?,
+        receiver_psn_no: d.arr()?,
+        relation: d.tag(&RELATIONS, "relation")?,
+        scope: d.tag(&SCOPES, "scope")?,
+        priority: d.get()?,
+        active: d.bool()?,
+    })
+}
+
+pub(super) fn decode_reply(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Option<Reply>> {
+    let at = d.pos;
+    let index = |d: &mut Dec<'_>, len: usize, what: &'static str| {
+        let at = d.pos;
+        let i: u32 = d.get()?;
+        if (i as usize) < len {
+            Ok(i)
+        } else {
+            fail(at, what)
+        }
+    };
+    let settlement = |d: &mut Dec<'_>| index(d, limits.setls, "reply settlement");
+    Ok(Some(match d.get::<u8>()? {
+        REPLY_NONE => return Ok(None),
+        REPLY_TOKEN_CREATED => Reply::TokenCreated { token_id: d.get()? },
+        REPLY_TOKEN_REVOKED => Reply::TokenRevoked { token_id: d.get()? },
+        REPLY_PERSON => {
+            let mut v = PersonView {
+                psn_no: d.arr()?,
+                certno_masked: d.str16()?.to_owned(),
+                psn_name_masked: d.str16()?.to_owned(),
+                insutype: d.tag(&INSUTYPES, "insutype")?,
+                admdvs: d.get()?,
+                status: d.tag(&STATUSES, "person status")?,
+                acct_balc: d.fen()?,
+                wallet_open: d.bool()?,
+                wallet_balc: d.fen()?,
+                bindings_given: Vec::new(),
+                bindings_received: Vec::new(),
+            };
+            for list in [&mut v.bindings_given, &mut v.bindings_received] {
+                let at = d.pos;
+                let len = usize::from(d.get::<u16>()?);
+                // A binding view is at least 19 bytes.
+                if len > d.left() / 19 {
+                    return fail(at, "binding view count");
+                }
+                list.reserve_exact(len);
+                for _ in 0..len {
+                    list.push(decode_binding_view(d)?);
+                }
+            }
+            Reply::Person(Box::new(v))
+        }
+        REPLY_INSTITUTION => Reply::Institution(Box::new(InstitutionView {
+            fixmedins_code: d.arr()?,
+            fixmedins_name: d.str16()?.to_owned(),
+            fixmedins_type: d.tag(&INST_TYPES, "institution type")?,
+            admdvs: d.get()?,
+        })),
+        REPLY_CREDITED => Reply::Credited {
+            count: d.get()?,
+            sum: d.fen()?,
+        },
+        REPLY_ENROLLED => Reply::Enrolled(index(d, limits.persons.len(), "reply person")?),
+        REPLY_BOUND => Reply::Bound {
+            binding: index(d, limits.bindings.len(), "reply binding")?,
+            priority: d.get()?,
+            active: d.bool()?,
+        },
+        REPLY_BINDING_VIEW => {
+            let v = decode_binding_view(d)?;
+            let b = v.binding_id.wrapping_sub(1);
+            let p = limits.persons;
+            let same = limits.bindings.get(b as usize).is_some_and(|binding| {
+                p.psn_no(binding.giver) == v.giver_psn_no.as_str()
+                    && p.psn_no(binding.receiver) == v.receiver_psn_no.as_str()
+                    && binding.relation == v.relation
+                    && binding.scope == v.scope
+            });
+            if !same {
+                return fail(at, "reply binding");
+            }
+            Reply::Bound {
+                binding: b as u32,
+                priority: v.priority,
+                active: v.active,
+            }
+        }
+        REPLY_SETTLED => Reply::Settled(settlement(d)?),
+        REPLY_CANCELLED => Reply::Cancelled(settlement(d)?),
+        REPLY_REVERSAL => Reply::Reversal {
+            omsgid: Box::new(d.arr()?),
+            result: d.tag(&REVERSAL_RESULTS, "reversal result")?,
+        },
+        REPLY_TRANSFER => Reply::Transfer(Box::new(TransferView {
+            transfer_id: d.get()?,
+            from_psn_no: d.arr()?,
+            to_psn_no: d.arr()?,
+            amount: d.fen()?,
+            source: d.tag(&SOURCES, "transfer source")?,
+            cross_province: d.bool()?,
+            status: d.tag(&TRANSFER_STATUSES, "transfer status")?,
+            created: d.get()?,
+            expires_at: d.get()?,
+            sender_balances: if d.bool()? {
+                Some((d.fen()?, d.fen()?))
+            } else {
+                None
+            },
+        })),
+        REPLY_CONTRIBUTION => Reply::Contribution(Box::new(ContributionView {
+            contribution_id: d.get()?,
+            payer_psn_no: d.arr()?,
+            psn_no: d.arr()?,
+            year: d.get()?,
+            amount: d.fen()?,
+            acct_balc: d.fen()?,
+        })),
+        REPLY_TICK => Reply::Tick { expired: d.get()? },
+        _ => return fail(at, "reply tag"),
+    }))
+}

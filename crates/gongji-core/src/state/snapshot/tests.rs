@@ -1,0 +1,588 @@
+//! The snapshot codec's tests: round trips, every truncation, corruption, hostile structure.
+
+use super::bytes::Enc;
+use super::msgids::{encode_binding_view, REPLY_BINDING_VIEW, REPLY_BOUND};
+use super::*;
+use crate::certno::certno_with_check;
+use crate::command::{Actor, Body, Command, CreditItem, Msgid, Op, PsnNo};
+use crate::time::parse_cst;
+
+/// A small driver: admin writes with fresh msgids at a moving clock.
+struct Builder {
+    state: State,
+    seq: u64,
+    time: i64,
+}
+
+fn psn(i: u32) -> PsnNo {
+    PsnNo::from(&format!("P{i:07}")).unwrap()
+}
+
+/// A certno with a valid province, birth date and check character, unique per `i` below
+/// 20 million.
+fn certno(i: u32) -> String {
+    let (seq, k) = (i % 1000, i / 1000);
+    let (year, month, day) = (1950 + k % 60, 1 + (k / 60) % 12, 1 + (k / 720) % 28);
+    certno_with_check(&format!("440106{year:04}{month:02}{day:02}{seq:03}")).unwrap()
+}
+
+impl Builder {
+    fn new() -> Builder {
+        Builder {
+            state: State::new(Params::default()),
+            seq: 0,
+            time: parse_cst("2025-05-20 10:00:00").unwrap(),
+        }
+    }
+
+    fn op(&mut self, body: Body) -> Op {
+        self.seq += 1;
+        Op::Write(Command {
+            msgid: Msgid::from(&format!("m{}", self.seq)).unwrap(),
+            time: self.time,
+            actor: Actor::Admin,
+            body,
+        })
+    }
+
+    fn ok(&mut self, body: Body) -> Reply {
+        let op = self.op(body);
+        match self.state.apply(&op) {
+            Ok(applied) => applied.reply,
+            Err(r) => panic!("{op:?}: {r:?}"),
+        }
+    }
+
+    fn tick(&mut self, seconds: i64) {
+        self.time += seconds;
+        let time = self.time;
+        self.state.apply(&Op::Tick { time }).unwrap();
+    }
+
+    fn enrol(&mut self, i: u32, insutype: Insutype, admdvs: u32) {
+        self.ok(Body::Enrol {
+            psn_no: psn(i),
+            certno: ArrayString::from(&certno(i)).unwrap(),
+            psn_name: format!("张{i}"),
+            insutype,
+            admdvs,
+        });
+    }
+
+    fn credit(&mut self, period: u32, items: &[(u32, u64)]) {
+        let items = items
+            .iter()
+            .map(|&(i, amount)| CreditItem {
+                psn_no: psn(i),
+                amount: Fen(amount),
+            })
+            .collect();
+        self.ok(Body::Credit {
+            period: Period(period),
+            items,
+        });
+    }
+
+    fn bind(&mut self, giver: u32, receiver: u32) -> u64 {
+        match self.ok(Body::Bind {
+            giver_psn_no: psn(giver),
+            receiver_psn_no: psn(receiver),
+            relation: Relation::Child,
+        }) {
+            Reply::Bound {
+                binding,
+                priority,
+                active,
+            } => self.state.bound_view(binding, priority, active).binding_id,
+            r => panic!("{r:?}"),
+        }
+    }
+
+    fn settle(&mut self, i: u32, medfee: u64, fund_pay: u64) -> u64 {
+        match self.ok(Body::Settle {
+            fixmedins_code: ArrayString::from("H001").unwrap(),
+            psn_no: psn(i),
+            medfee_sumamt: Fen(medfee),
+            fund_pay_sumamt: Fen(fund_pay),
+            acct_used: true,
+        }) {
+            Reply::Settled(s) => u64::from(s) + 1,
+            r => panic!("{r:?}"),
+        }
+    }
+
+    fn transfer(&mut self, from: u32, to: u32, amount: u64) -> u64 {
+        match self.ok(Body::TransferCreate {
+            from_psn_no: psn(from),
+            to_psn_no: psn(to),
+            amount: Fen(amount),
+            source: TransferSource::Acct,
+        }) {
+            Reply::Transfer(v) => v.transfer_id,
+            r => panic!("{r:?}"),
+        }
+    }
+}
+
+const MAY_2025: u32 = 2025 * 12 + 4;
+
+/// Persons 0..8 employees (0..6 in Guangdong, 6..8 in Beijing), 8..12 residents; every
+/// kind of record, including the rare ones.
+fn rich_state() -> Builder {
+    let mut b = Builder::new();
+    for i in 0..12 {
+        let insutype = if i < 8 {
+            Insutype::Employee
+        } else {
+            Insutype::Resident
+        };
+        b.enrol(
+            i,
+            insutype,
+            if (6..8).contains(&i) { 110101 } else { 440106 },
+        );
+    }
+    for (code, kind) in [("H001", InstType::Medical), ("Y002", InstType::Pharmacy)] {
+        b.ok(Body::RegisterInstitution {
+            fixmedins_code: ArrayString::from(code).unwrap(),
+            fixmedins_name: format!("医院{code}"),
+            fixmedins_type: kind,
+            admdvs: 440106,
+        });
+    }
+    b.ok(Body::CreateToken {
+        token_hash: [1; 32],
+        role: Role::Admin,
+        fixmedins_code: None,
+        psn_no: None,
+    });
+    b.ok(Body::CreateToken {
+        token_hash: [2; 32],
+        role: Role::Institution,
+        fixmedins_code: Some(ArrayString::from("Y002").unwrap()),
+        psn_no: None,
+    });
+    b.ok(Body::CreateToken {
+        token_hash: [3; 32],
+        role: Role::Person,
+        fixmedins_code: None,
+        psn_no: Some(psn(9)),
+    });
+    b.ok(Body::RevokeToken { token_id: 2 });
+    // Credits: far-apart periods push old months into the overflow set, both by shifting
+    // (a later period) and directly (a much earlier one).
+    let all: Vec<(u32, u64)> = (0..8).map(|i| (i, 100_000 + u64::from(i))).collect();
+    b.credit(MAY_2025 - 200, &all[..3]);
+    b.credit(MAY_2025 - 100, &all[..3]);
+    b.credit(MAY_2025, &all);
+    b.credit(MAY_2025 - 150, &all[1..2]);
+    b.credit(MAY_2025 - 3, &all[4..6]);
+    assert!(!b.state.persons.credit_overflow.is_empty());
+    // Bindings, some revoked, one cross-province (wallet only).
+    b.bind(0, 1);
+    let revoked = b.bind(0, 8);
+    b.bind(0, 9);
+    b.bind(2, 8);
+    b.bind(3, 8);
+    b.bind(4, 10);
+    b.bind(6, 1);
+    b.bind(5, 11);
+    b.ok(Body::Revoke {
+        binding_id: revoked,
+    });
+    b.bind(0, 8);
+    b.ok(Body::Revoke { binding_id: 5 });
+    // Settlements drawing on givers; one cancelled, one reversed, one blocked msgid.
+    b.settle(8, 50_000, 10_000);
+    let cancelled = b.settle(8, 150_000, 20_000);
+    b.settle(1, 400_000, 100_000);
+    b.settle(11, 20_000, 20_000);
+    b.ok(Body::Cancel { setl_id: cancelled });
+    b.settle(9, 30_000, 0);
+    let settled = format!("m{}", b.seq);
+    b.ok(Body::Reverse {
+        omsgid: Msgid::from(&settled).unwrap(),
+        fixmedins_code: None,
+    });
+    b.ok(Body::Reverse {
+        omsgid: Msgid::from("never-applied").unwrap(),
+        fixmedins_code: None,
+    });
+    // Contributions (resident receivers of in-province givers).
+    b.ok(Body::Contribute {
+        payer_psn_no: psn(4),
+        psn_no: psn(10),
+        year: 2025,
+        amount: Fen(38_000),
+    });
+    b.ok(Body::Contribute {
+        payer_psn_no: psn(0),
+        psn_no: psn(9),
+        year: 2026,
+        amount: Fen(40_000),
+    });
+    // Wallets and transfers: accepted, declined, returned on expiry, pending.
+    for i in [1, 5, 6, 9] {
+        b.ok(Body::OpenWallet { psn_no: psn(i) });
+    }
+    let accepted = b.transfer(0, 9, 1_000);
+    let declined = b.transfer(0, 1, 2_000);
+    b.transfer(6, 1, 3_000);
+    b.tick(60);
+    b.ok(Body::TransferAccept {
+        transfer_id: accepted,
+    });
+    b.ok(Body::TransferDecline {
+        transfer_id: declined,
+    });
+    b.tick(86_400);
+    b.transfer(0, 1, 4_000);
+    b.ok(Body::SetStatus {
+        psn_no: psn(3),
+        status: PersonStatus::Suspended,
+    });
+    b.tick(3_600);
+    let s = &b.state;
+    let statuses: Vec<_> = s.transfers.iter().map(|t| t.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            TransferStatus::Accepted,
+            TransferStatus::Declined,
+            TransferStatus::Returned,
+            TransferStatus::Pending
+        ]
+    );
+    assert!(s.setls.iter().any(|s| s.cancelled) && !s.details.is_empty());
+    assert!(s.msgids.iter().any(|(_, _, r)| r.reply.is_none()));
+    assert!(!s.recon.is_empty() && !s.stats.months.is_empty());
+    s.check().unwrap();
+    b
+}
+
+fn encode(state: &State) -> Vec<u8> {
+    let mut out = Vec::new();
+    state.encode_snapshot(&mut out);
+    out
+}
+
+#[test]
+fn round_trip_is_exact_and_canonical() {
+    // Proves: decode(encode(s)) has the same state hash as s, and re-encoding it gives the
+    // same bytes (canonical encoding, hash maps sorted).
+    let b = rich_state();
+    let bytes = encode(&b.state);
+    let decoded = State::decode_snapshot(&bytes).unwrap();
+    assert_eq!(decoded.state_hash(), b.state.state_hash());
+    assert_eq!(encode(&decoded), bytes);
+    assert_eq!(decoded.person("P0000008"), b.state.person("P0000008"));
+    // Appending to a non-empty buffer works too.
+    let mut out = vec![7];
+    decoded.encode_snapshot(&mut out);
+    assert_eq!(&out[1..], &bytes[..]);
+    // An empty state round-trips.
+    let empty = State::new(Params::default());
+    let bytes = encode(&empty);
+    let decoded = State::decode_snapshot(&bytes).unwrap();
+    assert_eq!(decoded.state_hash(), empty.state_hash());
+}
+
+#[test]
+fn decoded_state_keeps_working() {
+    // Proves: the decoded state (rebuilt indexes, empty scratch) answers further ops exactly
+    // as the original: same replies, same hashes, replays of old msgids included.
+    let mut original = rich_state();
+    let mut decoded = Builder {
+        state: State::decode_snapshot(&encode(&original.state)).unwrap(),
+        seq: original.seq,
+        time: original.time,
+    };
+    let replay = Op::Write(Command {
+        msgid: Msgid::from("m1").unwrap(),
+        time: original.time,
+        actor: Actor::Admin,
+        body: Body::Enrol {
+            psn_no: psn(0),
+            certno: ArrayString::from(&certno(0)).unwrap(),
+            psn_name: "张0".into(),
+            insutype: Insutype::Employee,
+            admdvs: 440106,
+        },
+    });
+    let mut ops = vec![replay];
+    for b in [&mut original, &mut decoded] {
+        b.tick(86_400 * 2);
+        let mut next = vec![
+            b.op(Body::Enrol {
+                psn_no: psn(100),
+                certno: ArrayString::from(&certno(100)).unwrap(),
+                psn_name: "李四".into(),
+                insutype: Insutype::Employee,
+                admdvs: 440106,
+            }),
+            b.op(Body::Credit {
+                period: Period(MAY_2025 + 1),
+                items: vec![CreditItem {
+                    psn_no: psn(100),
+                    amount: Fen(5_000),
+                }],
+            }),
+            b.op(Body::Bind {
+                giver_psn_no: psn(100),
+                receiver_psn_no: psn(8),
+                relation: Relation::Spouse,
+            }),
+            b.op(Body::Settle {
+                fixmedins_code: ArrayString::from("Y002").unwrap(),
+                psn_no: psn(8),
+                medfee_sumamt: Fen(90_000),
+                fund_pay_sumamt: Fen(1_000),
+                acct_used: true,
+            }),
+            b.op(Body::Cancel { setl_id: 1 }),
+            b.op(Body::Enrol {
+                psn_no: psn(0),
+                certno: ArrayString::from(&certno(200)).unwrap(),
+                psn_name: "重复".into(),
+                insutype: Insutype::Employee,
+                admdvs: 440106,
+            }),
+            b.op(Body::TransferCreate {
+                from_psn_no: psn(0),
+                to_psn_no: psn(9),
+                amount: Fen(500),
+                source: TransferSource::Acct,
+            }),
+            Op::Tick {
+                time: b.time + 86_400,
+            },
+        ];
+        if ops.len() == 1 {
+            ops.append(&mut next);
+        }
+    }
+    for op in &ops {
+        let a = original.state.apply(op);
+        let b = decoded.state.apply(op);
+        assert_eq!(a, b, "{op:?}");
+    }
+    assert!(matches!(
+        original.state.apply(&ops[0]),
+        Ok(crate::Applied { replayed: true, .. })
+    ));
+    assert_eq!(original.state.state_hash(), decoded.state.state_hash());
+    decoded.state.check().unwrap();
+    assert_eq!(encode(&original.state), encode(&decoded.state));
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    // Proves: any prefix of a snapshot (every cut point of a rich state) is refused with
+    // an error whose offset lies within the prefix, never a panic.
+    let bytes = encode(&rich_state().state);
+    for cut in 0..bytes.len() {
+        let err = State::decode_snapshot(&bytes[..cut]).unwrap_err();
+        assert!(err.offset <= cut, "cut {cut}: {err}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(
+        State::decode_snapshot(&longer).unwrap_err().what,
+        "trailing bytes"
+    );
+}
+
+#[test]
+fn random_corruption_never_panics() {
+    // Proves: single-byte corruptions anywhere in a snapshot (a few thousand, seeded) either
+    // give an error or a state that passes check and re-encodes canonically; none panics.
+    let bytes = encode(&rich_state().state);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..4_000 {
+        let mut corrupt = bytes.clone();
+        let at = (next() % bytes.len() as u64) as usize;
+        let r = next();
+        corrupt[at] = match r % 4 {
+            0 => corrupt[at] ^ (1 << ((r >> 8) % 8)),
+            1 => corrupt[at].wrapping_add(1),
+            2 => 0xff,
+            _ => (r >> 16) as u8,
+        };
+        match State::decode_snapshot(&corrupt) {
+            Ok(state) => {
+                ok += 1;
+                state.check().unwrap();
+                let again = encode(&state);
+                let decoded = State::decode_snapshot(&again).unwrap();
+                assert_eq!(encode(&decoded), again);
+            }
+            Err(e) => {
+                refused += 1;
+                assert!(e.offset <= corrupt.len());
+            }
+        }
+    }
+    eprintln!("{ok} corruptions decoded to a valid state, {refused} refused");
+    assert!(refused > 0 && ok + refused == 4_000);
+}
+
+#[test]
+fn hostile_structure_is_refused() {
+    // Proves: targeted hostile edits (bad magic/version, huge counts, a backward binding
+    // link that would make a cycle, an entry link cycle, a bad enum tag, a duplicate
+    // psn_no) are refused with errors naming the problem, without allocating or looping.
+    let b = rich_state();
+    let bytes = encode(&b.state);
+    let refuse = |bytes: &[u8]| State::decode_snapshot(bytes).unwrap_err().what;
+    let mut bad = bytes.clone();
+    bad[0] = b'X';
+    assert_eq!(refuse(&bad), "not a gongji snapshot");
+    // Version 1 (msgid keys without scopes) and any other version are refused.
+    for version in [1, 3] {
+        let mut bad = bytes.clone();
+        bad[8] = version;
+        assert_eq!(refuse(&bad), "unknown snapshot format version");
+    }
+    // The person count follows the header, params, clock, op count and ledger.
+    let persons_at = 8 + 4 + 30 + 8 + 8 + 7 * 8;
+    assert_eq!(
+        u64::from_le_bytes(bytes[persons_at..persons_at + 8].try_into().unwrap()),
+        12
+    );
+    let mut bad = bytes.clone();
+    bad[persons_at..persons_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert_eq!(refuse(&bad), "person count");
+    // Two persons with one psn_no: make person 1's psn_no equal person 0's.
+    let mut bad = bytes.clone();
+    let arena = persons_at + 8 + 12;
+    bad[arena + 8..arena + 16].copy_from_slice(&bytes[arena..arena + 8]);
+    assert_eq!(refuse(&bad), "duplicate psn_no");
+
+    // Re-encode states with one field changed, to reach the deeper checks.
+    let mutate = |f: &dyn Fn(&mut State)| {
+        let mut s = State::decode_snapshot(&bytes).unwrap();
+        f(&mut s);
+        State::decode_snapshot(&encode(&s)).unwrap_err()
+    };
+    let e = mutate(&|s| s.bindings[7].next_given = 1);
+    assert_eq!(e.what, "binding link");
+    let e = mutate(&|s| {
+        let last = s.entries.len() as u32;
+        s.entries[last as usize - 1].next = 1;
+    });
+    assert_eq!(e.what, "entry link");
+    let e = mutate(&|s| s.persons.given_head[0] = 4);
+    assert!(e.what.contains("list"), "{e}");
+    let e = mutate(&|s| s.persons.hot[0].acct = Fen(u64::MAX));
+    assert_eq!(e.what, "amounts overflow");
+    let e = mutate(&|s| s.ledger.acct_total += 1);
+    assert_eq!(e.what, "ledger does not conserve money");
+    let e = mutate(&|s| {
+        s.persons.hot[0].acct = Fen(s.persons.hot[0].acct.0 + 1);
+        s.ledger.acct_total += 1;
+        s.ledger.credited += 1;
+    });
+    assert_eq!(e.what, "state check failed");
+    assert!(e.detail.is_some());
+    let e = mutate(&|s| s.setls[0].details_start = 5);
+    assert_eq!(e.what, "settlement details range");
+    let e = mutate(&|s| s.expiry_queue.push_back((i64::MAX, 3)));
+    assert_eq!(e.what, "expiry queue not in transfer order");
+    let e = mutate(&|s| s.expiry_queue.back_mut().unwrap().0 -= 1);
+    assert_eq!(e.what, "expiry queue time");
+
+    // A fifo that repeats its first msgid at the end. The queue of a state cannot hold a
+    // repeat, so the bytes are patched: the fifo ends where statistics and recon begin.
+    let s = State::decode_snapshot(&bytes).unwrap();
+    let tail = 8 + s.stats.months.len() * MONTH_BYTES + 8 + s.recon.len() * RECON_BYTES;
+    let fifo_end = bytes.len() - tail;
+    let fifo_at = fifo_end - s.msgids.len() * FIFO_BYTES - 8;
+    let first_key = &bytes[fifo_at + 8 + 8..fifo_at + 8 + FIFO_BYTES];
+    let last_time = &bytes[fifo_end - FIFO_BYTES..fifo_end - 16];
+    let mut bad = bytes[..fifo_end].to_vec();
+    bad[fifo_at..fifo_at + 8].copy_from_slice(&(s.msgids.len() as u64 + 1).to_le_bytes());
+    bad.extend_from_slice(last_time);
+    bad.extend_from_slice(first_key);
+    bad.extend_from_slice(&bytes[fifo_end..]);
+    assert_eq!(refuse(&bad), "msgid fifo does not match the records");
+}
+
+#[test]
+fn legacy_binding_view_replies_are_read_as_bound() {
+    // Proves: a binding reply written as a whole view (tag 6, the first encoder's form)
+    // decodes to the same `Reply::Bound` as the index form, which re-encodes to the bytes
+    // of today's encoder; a view that does not match its binding is refused.
+    let b = rich_state();
+    let mut bytes = Vec::new();
+    b.state.encode_snapshot(&mut bytes);
+    // m24 made binding 1 (0 → 1) with priority 1; it has not been revoked.
+    let key = super::super::msgids::msgid_key(crate::MsgidScope::Admin, "m24");
+    let reply = b.state.msgids.get(key).unwrap().reply.clone().unwrap();
+    let Reply::Bound {
+        binding,
+        priority,
+        active,
+    } = reply
+    else {
+        panic!("m24 is not a binding: {reply:?}")
+    };
+    let view = b.state.bound_view(binding, priority, active);
+    let at = bytes
+        .windows(16)
+        .position(|w| w == key.to_le_bytes())
+        .unwrap()
+        + 16
+        + 8;
+    assert_eq!(bytes[at], REPLY_BOUND);
+    let legacy = |view: &BindingView| {
+        let mut tail = Vec::new();
+        let mut e = Enc(&mut tail);
+        e.put(REPLY_BINDING_VIEW);
+        encode_binding_view(view, &mut e);
+        let mut out = bytes[..at].to_vec();
+        out.extend_from_slice(&tail);
+        out.extend_from_slice(&bytes[at + 1 + 4 + 4 + 1..]);
+        out
+    };
+    let decoded = State::decode_snapshot(&legacy(&view)).unwrap();
+    assert_eq!(decoded.msgids.get(key).unwrap().reply, Some(reply));
+    let mut again = Vec::new();
+    decoded.encode_snapshot(&mut again);
+    assert_eq!(again, bytes);
+    let wrong = BindingView {
+        relation: Relation::Spouse,
+        ..view.clone()
+    };
+    assert_ne!(wrong.relation, view.relation);
+    let e = State::decode_snapshot(&legacy(&wrong)).unwrap_err();
+    assert_eq!(e.what, "reply binding");
+}
+
+#[test]
+fn tag_tables_match_declaration_order() {
+    // Proves: each decoding table lists its enum in declaration order, so `as u8` on encode
+    // and the table position on decode agree.
+    fn same<T: Copy + std::fmt::Debug>(table: &[T], tag: impl Fn(T) -> u8) {
+        for (i, &v) in table.iter().enumerate() {
+            assert_eq!(usize::from(tag(v)), i, "{v:?}");
+        }
+    }
+    same(&INSUTYPES, |v| v as u8);
+    same(&STATUSES, |v| v as u8);
+    same(&INST_TYPES, |v| v as u8);
+    same(&ROLES, |v| v as u8);
+    same(&RELATIONS, |v| v as u8);
+    same(&SCOPES, |v| v as u8);
+    same(&SOURCES, |v| v as u8);
+    same(&TRANSFER_STATUSES, |v| v as u8);
+    same(&KINDS, |v| v as u8);
+    same(&DRAW_SOURCES, |v| v as u8);
+    same(&REVERSAL_RESULTS, |v| v as u8);
+}
