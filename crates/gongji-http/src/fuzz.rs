@@ -3,9 +3,9 @@
 //! parser and the reconciliation parser, as admin, institution and person. The parsers must not
 //! panic, and each either accepts or refuses with a 4xx code whose envelope renders.
 //!
-//! `cargo test -p gongji-http fuzz` runs a bounded number of inputs (`GONGJI_FUZZ_INPUTS`,
+//! `cargo test -p gongji-http fuzz` runs a bounded number of inputs (`GONGJI_FUZZ_CASES`,
 //! default 20,000; seed `GONGJI_FUZZ_SEED`, printed). Ten million:
-//! `GONGJI_FUZZ_INPUTS=10000000 cargo test -p gongji-http --release fuzz -- --nocapture`.
+//! `GONGJI_FUZZ_CASES=10000000 cargo test -p gongji-http --release fuzz -- --nocapture`.
 
 use gongji_core::{Actor, InstCode, PsnNo, Rejection};
 use rand::{Rng, SeedableRng};
@@ -231,7 +231,7 @@ fn fuzz_request_bodies_never_panic_and_refuse_with_4xx() {
     // Proves no body makes a parser panic or refuse with anything but a 4xx envelope, and that
     // the generator reaches both outcomes (each valid seed is accepted; mutants are refused).
     let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-    let inputs = env("GONGJI_FUZZ_INPUTS").unwrap_or(20_000);
+    let inputs = env("GONGJI_FUZZ_CASES").unwrap_or(20_000);
     let seed = env("GONGJI_FUZZ_SEED").unwrap_or(0x6a09_e667);
     println!("fuzz: {inputs} inputs, GONGJI_FUZZ_SEED={seed}");
     let actors = [
