@@ -240,3 +240,43 @@ async fn sessions_end_with_their_token_and_respect_roles() {
     let after = get(&s, &pb, "/ui/persons/PB").await;
     assert_eq!((after.status, after.location.as_str()), (303, "/ui/login"));
 }
+
+#[tokio::test]
+async fn the_operations_page_shows_the_writers_last_minutes() {
+    // Proves: the operations page lists the load between the writer's own samples, taken
+    // whether or not the page was open (here every second), one row per interval, and the
+    // intervals together count the writes made while they ran.
+    let s = Server::start_sampling_each_second().await;
+    let admin = sign_in(&s, &s.admin).await;
+    let wait_for = |n: usize| {
+        let engine = s.engine.clone();
+        async move {
+            let started = std::time::Instant::now();
+            while engine.load_samples().len() < n {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(15),
+                    "no samples"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait_for(1).await;
+    cast(&s).await;
+    let before = s.engine.load_samples().len();
+    wait_for(before + 2).await;
+    let samples = s.engine.load_samples();
+    let page = get(&s, &admin, "/ui/ops").await;
+    assert_eq!(page.status, 200);
+    let table = &page.body[page.body.find("id=\"load\"").expect("the load table")..];
+    let table = &table[..table.find("</table>").expect("table end")];
+    let rows = table.matches("<tr>").count() - 1;
+    // The page reads the samples again: the writer may have added one meanwhile.
+    assert!(
+        rows + 1 >= samples.len().min(61),
+        "{rows} rows for {} samples",
+        samples.len()
+    );
+    let applied = samples.last().unwrap().ops_applied_total - samples[0].ops_applied_total;
+    assert!(applied >= 10, "the cast's writes are counted: {applied}");
+}

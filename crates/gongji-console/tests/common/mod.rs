@@ -74,6 +74,15 @@ impl Server {
         Server::start_with(|config| Engine::open(config).expect("engine opens").0).await
     }
 
+    /// A server on the embedded store whose writer samples its load every second.
+    pub async fn start_sampling_each_second() -> Server {
+        Server::start_with(|mut config| {
+            config.load_sample_seconds = 1;
+            Engine::open(config).expect("engine opens").0
+        })
+        .await
+    }
+
     /// A server with its journal and snapshots in PostgreSQL at `url` (`serve --store`).
     pub async fn start_postgres(url: String) -> Server {
         Server::start_with(move |config| {
