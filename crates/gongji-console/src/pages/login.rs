@@ -89,13 +89,8 @@ pub async fn logout(
     uri: Uri,
     body: Body,
 ) -> Response {
-    let ctx = match signed_in(&console, &headers, &uri) {
-        Ok(ctx) => ctx,
-        Err(r) => return r.into(),
-    };
-    let pairs = form::read(body).await.unwrap_or_default();
-    if !super::csrf_ok(&ctx, &pairs) {
-        return crate::layout::forbidden(&ctx);
+    if let Err(r) = super::signed_in_form(&console, &headers, &uri, body).await {
+        return r;
     }
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         console.sessions.close(id);

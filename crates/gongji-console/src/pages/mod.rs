@@ -63,6 +63,22 @@ pub fn csrf_ok(ctx: &Ctx, pairs: &Pairs) -> bool {
     form::get(pairs, "csrf").is_some_and(|t| secret_eq(t, &ctx.csrf))
 }
 
+/// A posted form of a signed-in session: the context and the fields, or the answer (the
+/// redirect to sign-in, or 403 when the form lacks this session's anti-forgery token).
+pub async fn signed_in_form(
+    console: &Console,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: axum::body::Body,
+) -> Result<(Ctx, Pairs), Response> {
+    let ctx = signed_in(console, headers, uri).map_err(Response::from)?;
+    let pairs = form::read(body).await.unwrap_or_default();
+    if !csrf_ok(&ctx, &pairs) {
+        return Err(layout::forbidden(&ctx));
+    }
+    Ok((ctx, pairs))
+}
+
 /// `/ui`: each role's home page.
 pub async fn home(State(console): ConsoleState, headers: HeaderMap, uri: Uri) -> Response {
     match signed_in(&console, &headers, &uri) {

@@ -13,9 +13,8 @@ use gongji_core::time::format_cst;
 use gongji_core::Actor;
 use maud::{html, Markup};
 
-use super::{csrf_ok, signed_in, ConsoleState};
+use super::{signed_in, signed_in_form, ConsoleState};
 use crate::chart::{stacked_bars, Series};
-use crate::form;
 use crate::layout::{csrf_field, forbidden, frame, html_response, notice, Ctx};
 use crate::{Console, VerifyReport};
 
@@ -247,15 +246,11 @@ pub async fn verify(
     uri: Uri,
     body: Body,
 ) -> Response {
-    let ctx = match signed_in(&console, &headers, &uri) {
-        Ok(ctx) => ctx,
-        Err(r) => return r.into(),
+    let ctx = match signed_in_form(&console, &headers, &uri, body).await {
+        Ok((ctx, _)) => ctx,
+        Err(r) => return r,
     };
     if ctx.actor != Actor::Admin {
-        return forbidden(&ctx);
-    }
-    let pairs = form::read(body).await.unwrap_or_default();
-    if !csrf_ok(&ctx, &pairs) {
         return forbidden(&ctx);
     }
     let hooks = console.hooks.clone();

@@ -17,7 +17,7 @@ use gongji_core::views::{
 use gongji_core::{Actor, Body, Insutype, PersonStatus, TransferSource};
 use maud::{html, Markup};
 
-use super::{after_write, csrf_ok, outcome, query, signed_in, write, ConsoleState};
+use super::{after_write, outcome, query, signed_in, signed_in_form, write, ConsoleState};
 use crate::form;
 use crate::i18n::Lang;
 use crate::layout::{
@@ -328,14 +328,10 @@ pub async fn transfer_action(
     uri: Uri,
     body: HttpBody,
 ) -> Response {
-    let ctx = match signed_in(&console, &headers, &uri) {
-        Ok(ctx) => ctx,
-        Err(r) => return r.into(),
+    let (ctx, _) = match signed_in_form(&console, &headers, &uri, body).await {
+        Ok(signed) => signed,
+        Err(r) => return r,
     };
-    let pairs = form::read(body).await.unwrap_or_default();
-    if !csrf_ok(&ctx, &pairs) {
-        return forbidden(&ctx);
-    }
     let Ok(transfer_id) = id.parse::<u64>() else {
         return not_found(&ctx, ctx.lang.t("Not found"));
     };
@@ -365,14 +361,10 @@ pub async fn revoke(
     uri: Uri,
     body: HttpBody,
 ) -> Response {
-    let ctx = match signed_in(&console, &headers, &uri) {
-        Ok(ctx) => ctx,
-        Err(r) => return r.into(),
+    let (ctx, pairs) = match signed_in_form(&console, &headers, &uri, body).await {
+        Ok(signed) => signed,
+        Err(r) => return r,
     };
-    let pairs = form::read(body).await.unwrap_or_default();
-    if !csrf_ok(&ctx, &pairs) {
-        return forbidden(&ctx);
-    }
     let Ok(binding_id) = id.parse::<u64>() else {
         return not_found(&ctx, ctx.lang.t("Not found"));
     };
