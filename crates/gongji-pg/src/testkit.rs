@@ -111,12 +111,19 @@ fn bin_dir() -> Result<PathBuf, String> {
 /// On a fresh machine the server package is missing: as root, install Debian's `postgresql`
 /// (what `.ci/run` does too), so that `cargo test --workspace` needs nothing installed by hand.
 fn install_server(missing: &str) -> Result<(), String> {
+    install_debian_packages(&["postgresql"], missing)
+}
+
+/// Installs Debian `packages` that a test needs and the machine lacks (`missing` says what
+/// is missing), when the tests run as root as on a fresh machine; otherwise says how.
+pub fn install_debian_packages(packages: &[&str], missing: &str) -> Result<(), String> {
+    let list = packages.join(" ");
     if !is_root() {
         return Err(format!(
-            "{missing}; run as root to have the tests install it"
+            "{missing}; run as root to have the tests install it (apt-get install -y {list})"
         ));
     }
-    eprintln!("gongji-pg tests: {missing}; installing Debian's postgresql package");
+    eprintln!("tests: {missing}; installing Debian's {list}");
     let apt = |args: &[&str]| {
         Command::new("apt-get")
             .args(args)
@@ -126,10 +133,11 @@ fn install_server(missing: &str) -> Result<(), String> {
             .map(|s| s.success())
             .unwrap_or(false)
     };
-    if apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "postgresql"]) {
+    let install = [&["install", "-y", "-qq"][..], packages].concat();
+    if apt(&["update", "-qq"]) && apt(&install) {
         Ok(())
     } else {
-        Err(format!("{missing}; apt-get install postgresql failed"))
+        Err(format!("{missing}; apt-get install {list} failed"))
     }
 }
 

@@ -33,6 +33,16 @@ fn free_port() -> u16 {
 
 impl Browser {
     pub async fn start(screenshots: &Path) -> Browser {
+        // A fresh machine has no browser: install it as the PostgreSQL tests install their
+        // server (as root; what `.ci/run` does too).
+        let present = |p: &str| Path::new(p).exists();
+        if !present("/usr/bin/chromium") || !present("/usr/bin/chromedriver") {
+            gongji_pg::testkit::install_debian_packages(
+                &["chromium", "chromium-driver", "fonts-wqy-zenhei"],
+                "Chromium or chromedriver is not installed",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
         let port = free_port();
         // Its own process group, which Chromium joins: a failing test ends them all at once.
         let driver = Command::new("chromedriver")
