@@ -364,6 +364,11 @@ pub struct RunFigures {
     /// CPU seconds of each thread name during the run, and the load average before and after.
     pub cpu: Vec<(String, f64)>,
     pub loadavg: (f64, f64),
+    /// Resident memory halfway through the run (the end is `E2eReport::rss_after_run`).
+    pub rss_mid_run: Rss,
+    /// Snapshots frozen during the run, and the writer's longest pause to freeze one.
+    pub snapshots: u64,
+    pub freeze_nanos_max: u64,
 }
 
 fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -> RunFigures {
@@ -383,6 +388,8 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
         c.sync_nanos_total.load(Ordering::Relaxed),
         c.ops_applied_total.load(Ordering::Relaxed),
     );
+    let snapshots_before = c.snapshots_frozen_total.load(Ordering::Relaxed);
+    c.snapshot_freeze_nanos_max.store(0, Ordering::Relaxed);
     let cpu_before = CpuSample::now();
     let started = Instant::now();
     // Each client's share of the offered load, as the interval between its batches.
@@ -408,7 +415,9 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
             .spawn(move || query_loop(&engine, &stop, persons, rate, seed, months))
             .expect("query thread")
     };
-    std::thread::sleep(Duration::from_secs(opts.seconds));
+    std::thread::sleep(Duration::from_secs_f64(opts.seconds as f64 / 2.0));
+    let rss_mid_run = Rss::now();
+    std::thread::sleep(Duration::from_secs_f64(opts.seconds as f64 / 2.0));
     // Sampled before the clients stop: an ended thread leaves /proc/self/task.
     let cpu_after = CpuSample::now();
     stop.store(true, Ordering::Relaxed);
@@ -430,6 +439,9 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
         stats_query_ns,
         cpu: cpu_after.since(&cpu_before),
         loadavg: (cpu_before.loadavg_1m, cpu_after.loadavg_1m),
+        rss_mid_run,
+        snapshots: c.snapshots_frozen_total.load(Ordering::Relaxed) - snapshots_before,
+        freeze_nanos_max: c.snapshot_freeze_nanos_max.load(Ordering::Relaxed),
     }
 }
 
@@ -895,36 +907,44 @@ impl std::fmt::Display for E2eReport {
                 .sum::<f64>()
         };
         let total: f64 = r.cpu.iter().map(|(_, s)| s).sum();
-        let (writer, shadow) = (named("gongji-writer"), named("gongji-shadow"));
+        let (writer, snapshot) = (named("gongji-writer"), named("gongji-snapshot"));
         let (clients, queries) = (named("bench-client"), named("bench-query"));
         writeln!(
             f,
             "cpu during the run = {:.2} of {} cores for this process: writer {:.0}%, snapshot \
-             shadow {:.0}%, clients {:.0}%, queries {:.0}%, other {:.0}% of one core; machine \
+             thread {:.0}%, clients {:.0}%, queries {:.0}%, other {:.0}% of one core; machine \
              load average {:.1} before, {:.1} after (other work shares these cores)",
             total / secs,
             self.machine.cpus,
             100.0 * writer / secs,
-            100.0 * shadow / secs,
+            100.0 * snapshot / secs,
             100.0 * clients / secs,
             100.0 * queries / secs,
-            (100.0 * (total - writer - shadow - clients - queries) / secs).max(0.0),
+            (100.0 * (total - writer - snapshot - clients - queries) / secs).max(0.0),
             r.loadavg.0,
             r.loadavg.1
         )?;
         writeln!(
             f,
-            "cpu per command answered = writer {:.2} us, snapshot shadow {:.2} us, clients {:.2} \
+            "cpu per command answered = writer {:.2} us, snapshot thread {:.2} us, clients {:.2} \
              us (thread CPU time / commands: what the figures above would be with a core each)",
             1e6 * writer / attempted.max(1) as f64,
-            1e6 * shadow / attempted.max(1) as f64,
+            1e6 * snapshot / attempted.max(1) as f64,
             1e6 * clients / attempted.max(1) as f64
         )?;
         writeln!(f, "rss after population = {}", self.rss_after_population)?;
         writeln!(
             f,
-            "rss after run = {} (state, its snapshot shadow, history in memory)",
-            self.rss_after_run
+            "rss in the middle of the run = {}, after the run = {} (history still in memory)",
+            r.rss_mid_run, self.rss_after_run
+        )?;
+        writeln!(
+            f,
+            "snapshots during the run = {} (one every {} ops at most), longest writer pause to \
+             freeze one = {:.3} ms",
+            r.snapshots,
+            self.options.as_ref().map_or(0, |o| o.snapshot_interval_ops),
+            r.freeze_nanos_max as f64 / 1e6
         )?;
         writeln!(
             f,

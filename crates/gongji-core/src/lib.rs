@@ -28,7 +28,7 @@ pub use money::Fen;
 pub use params::Params;
 pub use reply::{ErrCode, Rejection, Reply};
 pub use state::views;
-pub use state::{validate as validate_command, Applied, SnapshotDecodeError, State};
+pub use state::{validate as validate_command, Applied, Frozen, SnapshotDecodeError, State};
 pub use state::{
     BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, SettlementRow,
     TransferRow,

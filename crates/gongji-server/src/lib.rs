@@ -10,18 +10,18 @@
 //! Where the journal and snapshots live is the [`Store`] seam (`store.rs`): files in the data
 //! directory ([`FileStore`], used by [`Engine::open`] and [`Engine::open_on`]) or PostgreSQL
 //! (`gongji_pg::PgStore`, through [`Engine::open_with`]); the writer sees a [`Log`] (append,
-//! one durable `sync` per batch), the shadow a [`SnapshotStore`].
+//! one durable `sync` per batch), the snapshot thread a [`SnapshotStore`].
 //!
-//! Snapshots are written by a shadow thread that keeps its own copy of the state by applying
-//! the same journaled ops (see `shadow.rs` and ARCHITECTURE.md), so the writer never stops for
-//! one. Recovery ([`Engine::open`]) loads the newest snapshot that verifies, replays the
+//! Snapshots are written by a snapshot thread from a copy-on-write copy of the state that the
+//! writer freezes after a sync (`State::freeze`, see `snapshotter.rs` and ARCHITECTURE.md), so
+//! the writer stops only for the freeze. Recovery ([`Engine::open`]) loads the newest snapshot that verifies, replays the
 //! journal suffix and checks the state.
 
 mod recover;
 /// Test support, not part of the product: built only with the `testkit` feature.
 #[cfg(feature = "testkit")]
 pub mod scenario;
-mod shadow;
+mod snapshotter;
 pub mod store;
 mod writer;
 
@@ -53,7 +53,7 @@ pub struct Config {
     pub batch_op_count_max: usize,
     /// Ops waiting in the queue at most; beyond it `submit` answers `Overloaded`.
     pub queue_op_count_max: usize,
-    /// The shadow writes a snapshot after this many ops since the last one.
+    /// A snapshot is written after this many ops since the last one.
     pub snapshot_interval_ops: u64,
     /// Seconds without writes after which the writer moves the clock to its own time.
     pub idle_tick_seconds: u64,
@@ -182,6 +182,9 @@ pub struct Counters {
     pub snapshot_op: AtomicU64,
     /// The snapshot before the newest: journal segments before it may go.
     pub snapshot_op_previous: AtomicU64,
+    /// Snapshots handed to the snapshot thread, and the writer's longest pause to freeze one.
+    pub snapshots_frozen_total: AtomicU64,
+    pub snapshot_freeze_nanos_max: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -212,7 +215,7 @@ pub struct LoadSample {
     pub batch_nanos_max: u64,
 }
 
-/// The engine: state, writer thread, shadow snapshot thread. See the crate documentation.
+/// The engine: state, writer thread, snapshot thread. See the crate documentation.
 pub struct Engine {
     shared: Arc<Shared>,
     tx: SyncSender<Message>,
@@ -233,7 +236,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// Opens the data directory on the real file system (creating it), recovers, starts the
-    /// writer and the shadow, and creates the admin token on first start.
+    /// writer and the snapshot thread, and creates the admin token on first start.
     pub fn open(config: Config) -> Result<(Engine, OpenReport), ServerError> {
         create_private_dir(&config.data_dir)?;
         let lock = lock_data_dir(&config.data_dir)?;
@@ -261,7 +264,7 @@ impl Engine {
     }
 
     /// Opens on the data directory (admin token, lock) with the journal and snapshots in
-    /// `store` (e.g. PostgreSQL), recovers, starts the writer and the shadow, and creates the
+    /// `store` (e.g. PostgreSQL), recovers, starts the writer and the snapshot thread, and creates the
     /// admin token on first start. `kind` names the store in the directory's `store` file
     /// (e.g. `postgres`), so that the directory is never later opened on another store.
     pub fn open_with(
@@ -369,8 +372,8 @@ impl Engine {
         *self.head_hash.lock().expect("head hash lock")
     }
 
-    /// Stops accepting, lets the writer finish and sync what is queued, waits for the shadow
-    /// to write its final snapshot, and joins both threads. Returns the first error any of
+    /// Stops accepting, lets the writer finish and sync what is queued, waits for the snapshot
+    /// thread to write the final snapshot, and joins both threads. Returns the first error any of
     /// them stopped with.
     pub fn shutdown(&self) -> Result<(), ServerError> {
         // A full queue still takes the stop message once the writer drains it.

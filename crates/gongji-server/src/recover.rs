@@ -10,7 +10,7 @@ use gongji_core::State;
 use gongji_journal::{Anchor, FsStorage, LoadedSnapshot, SkippedSnapshot, Storage, TornTail};
 
 use crate::store::{FileStore, Log, Store};
-use crate::{shadow, writer, Config, Counters, Engine, ServerError, Shared};
+use crate::{snapshotter, writer, Config, Counters, Engine, ServerError, Shared};
 
 /// What recovery found and did, for the start-up log.
 #[derive(Clone, Debug, Default)]
@@ -154,20 +154,15 @@ pub(crate) fn open(
             "the configured parameters differ from the data directory's; keeping the latter"
         );
     }
-    // The shadow starts from the recovered state. When ops were replayed, or on the first
-    // start, the recovered state is written as a snapshot first: the next start replays
-    // nothing twice, and the parameters are on disk from the first op on.
-    // The shadow decodes its copy on its own thread, so serving starts without waiting.
-    let shadow_bytes = match (loaded, report.replayed_ops) {
-        (Some(snapshot), 0) => snapshot.body,
-        _ => {
-            let mut bytes = Vec::new();
-            state.encode_snapshot(&mut bytes);
-            snapshots.write(head, &bytes)?;
-            snapshots.prune(crate::shadow::SNAPSHOTS_KEPT)?;
-            bytes
-        }
-    };
+    // When ops were replayed, or on the first start, the recovered state is written as a
+    // snapshot first: the next start replays nothing twice, and the parameters are on disk
+    // from the first op on.
+    if loaded.is_none() || report.replayed_ops > 0 {
+        let mut bytes = Vec::new();
+        state.encode_snapshot(&mut bytes);
+        snapshots.write(head, &bytes)?;
+        snapshots.prune(snapshotter::SNAPSHOTS_KEPT)?;
+    }
 
     let shared = Arc::new(Shared {
         state: RwLock::new(state),
@@ -180,11 +175,10 @@ pub(crate) fn open(
         .journal_head_op
         .store(head.op, std::sync::atomic::Ordering::Release);
     let head_hash = Arc::new(Mutex::new(head.chain_hash));
-    let (shadow_tx, shadow_thread) = shadow::spawn(
-        shadow_bytes,
+    let (snapshot_handle, snapshot_thread) = snapshotter::spawn(
         snapshots,
         head.op,
-        config.clone(),
+        config.snapshot_interval_ops,
         shared.clone(),
     )?;
     let capacity = config.queue_op_count_max.max(1);
@@ -194,7 +188,7 @@ pub(crate) fn open(
         shared.clone(),
         log,
         rx,
-        shadow_tx,
+        snapshot_handle,
         head_hash.clone(),
     )?;
     report.elapsed = started.elapsed();
@@ -202,7 +196,7 @@ pub(crate) fn open(
         shared,
         tx,
         queue_op_count_max: config.queue_op_count_max,
-        threads: Mutex::new(vec![writer_thread, shadow_thread]),
+        threads: Mutex::new(vec![writer_thread, snapshot_thread]),
         head_hash,
         lock: None,
         auditor,

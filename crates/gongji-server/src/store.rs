@@ -4,7 +4,7 @@
 //! A store gives recovery the newest snapshot that verifies ([`Store::load_snapshot`]), opens
 //! the journal after it ([`Store::open_log`]: everything after the snapshot is verified,
 //! reading it again in [`Log::replay`] re-verifies op numbers and the blake3 chain), and hands
-//! the shadow thread a [`SnapshotStore`]. The writer appends to the [`Log`] (buffered) and makes
+//! the snapshot thread a [`SnapshotStore`]. The writer appends to the [`Log`] (buffered) and makes
 //! each batch durable with one [`Log::sync`]; any error there stops the writer, and nothing
 //! of that batch is acknowledged.
 //!
@@ -53,7 +53,7 @@ pub trait Log: Send {
     fn replay(&mut self, after_op: u64, visit: &mut Visit<'_>) -> Result<u64, ServerError>;
 }
 
-/// Snapshot writing, for the shadow thread (and recovery's first snapshot).
+/// Snapshot writing, for the snapshot thread (and recovery's first snapshot).
 pub trait SnapshotStore: Send {
     /// Writes a snapshot durably; returns a name for the log.
     fn write(&mut self, anchor: Anchor, body: &[u8]) -> Result<String, ServerError>;
@@ -73,7 +73,7 @@ pub trait Store: Send {
         start: Option<Anchor>,
         writable: bool,
     ) -> Result<(Box<dyn Log>, Option<TornTail>), ServerError>;
-    /// The snapshot writer for the shadow thread; called once, after `open_log`.
+    /// The snapshot writer for the snapshot thread; called once, after `open_log`.
     fn snapshots(&mut self) -> Result<Box<dyn SnapshotStore>, ServerError>;
     /// For `GET /v1/audit/verify`: a full check of this store's journal. `None` for files
     /// (the HTTP layer verifies the journal directory itself).

@@ -1,7 +1,7 @@
 //! The writer thread: queue → batch → apply → journal → one sync → replies.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gongji_core::codec::encode_op;
 use gongji_core::{Command, Op, State};
 
-use crate::shadow::{ShadowBatch, ShadowMessage};
+use crate::snapshotter::Snapshots;
 use crate::store::{Appended, Log};
 use crate::{
     now_unix, Config, LoadSample, Message, ServerError, Shared, Submission, WriteResult,
@@ -26,16 +26,17 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     journal: Box<dyn Log>,
     rx: Receiver<Message>,
-    shadow: Sender<ShadowMessage>,
+    snapshots: Snapshots,
     head_hash: Arc<Mutex<[u8; 32]>>,
 ) -> Result<JoinHandle<Result<(), ServerError>>, ServerError> {
     let mut writer = Writer {
         config,
         shared,
         journal,
-        shadow,
+        snapshots,
         head_hash,
         removed_before: 0,
+        op_bytes: Vec::with_capacity(256),
         sampled_at: Instant::now(),
         batch_nanos_max: 0,
     };
@@ -48,7 +49,15 @@ pub(crate) fn spawn(
                 tracing::error!(error = %e, "writer stopped");
             }
             writer.shared.stopped.store(true, Ordering::Release);
-            let _ = writer.shadow.send(ShadowMessage::Stop);
+            // After a clean stop every applied op is durable: a last snapshot of the state
+            // saves the next start a replay. After a failure the state may hold ops that
+            // never became durable, so it is not written.
+            let shared = writer.shared.clone();
+            let state = shared.state.read().expect("state lock");
+            let head = writer.journal.head();
+            let last = result.is_ok().then_some((&*state, head));
+            writer.snapshots.stop(last);
+            drop(state);
             result
         })?;
     Ok(thread)
@@ -58,9 +67,11 @@ struct Writer {
     config: Config,
     shared: Arc<Shared>,
     journal: Box<dyn Log>,
-    shadow: Sender<ShadowMessage>,
+    snapshots: Snapshots,
     head_hash: Arc<Mutex<[u8; 32]>>,
     removed_before: u64,
+    /// The encoding of the op being appended (reused: no allocation per op).
+    op_bytes: Vec<u8>,
     /// When the last load sample was taken, and the longest batch since.
     sampled_at: Instant,
     batch_nanos_max: u64,
@@ -108,7 +119,7 @@ impl Writer {
 
     /// Applies a batch, makes it durable with one sync, then replies.
     fn commit(&mut self, batch: Vec<Submission>, ops: usize) -> Result<(), ServerError> {
-        let mut encoded = Vec::new();
+        let mut applied = 0u64;
         let mut results: Vec<Vec<WriteResult>> = Vec::with_capacity(batch.len());
         {
             let shared = self.shared.clone();
@@ -136,15 +147,15 @@ impl Writer {
                     });
                     let result = state.apply(&op);
                     if matches!(result, Ok(ref a) if !a.replayed) {
-                        self.append(&op, &mut encoded)?;
+                        self.append(&op)?;
+                        applied += 1;
                     }
                     replies.push(result);
                 }
                 results.push(replies);
             }
         }
-        let applied = encoded.len() as u64;
-        self.sync(encoded)?;
+        self.sync(applied)?;
         let c = &self.shared.counters;
         c.batches_total.fetch_add(1, Ordering::Relaxed);
         c.ops_applied_total.fetch_add(applied, Ordering::Relaxed);
@@ -182,8 +193,9 @@ impl Writer {
         load.push_back(sample);
     }
 
-    fn append(&mut self, op: &Op, encoded: &mut Vec<Vec<u8>>) -> Result<(), ServerError> {
-        let mut bytes = Vec::with_capacity(128);
+    fn append(&mut self, op: &Op) -> Result<(), ServerError> {
+        let mut bytes = std::mem::take(&mut self.op_bytes);
+        bytes.clear();
         encode_op(op, &mut bytes);
         if self.journal.append(op.time(), &bytes)? == Appended::BatchFull {
             // A batch of large ops (crediting batches) outgrew the journal's buffer: make
@@ -196,13 +208,13 @@ impl Writer {
                 )));
             }
         }
-        encoded.push(bytes);
+        self.op_bytes = bytes;
         Ok(())
     }
 
-    /// One sync for everything appended; then the shadow gets the ops and old segments go.
-    fn sync(&mut self, encoded: Vec<Vec<u8>>) -> Result<(), ServerError> {
-        if encoded.is_empty() {
+    /// One sync for everything appended; then a snapshot if one is due, and old segments go.
+    fn sync(&mut self, appended: u64) -> Result<(), ServerError> {
+        if appended == 0 {
             return Ok(());
         }
         let started = Instant::now();
@@ -216,10 +228,13 @@ impl Writer {
         let head = self.journal.head();
         c.journal_head_op.store(head.op, Ordering::Release);
         *self.head_hash.lock().expect("head hash lock") = head.chain_hash;
-        // The shadow may be gone only if it failed; its error is reported at shutdown.
-        let _ = self
-            .shadow
-            .send(ShadowMessage::Batch(ShadowBatch { ops: encoded, head }));
+        if self.snapshots.due(head.op) {
+            // Every op applied so far is in this sync: the state is exactly the one after
+            // `head`.
+            let state = self.shared.state.read().expect("state lock");
+            self.snapshots
+                .after_sync(&state, head, &self.shared.counters);
+        }
         let previous = c.snapshot_op_previous.load(Ordering::Acquire);
         if previous > self.removed_before {
             self.journal.remove_before(previous + 1)?;
@@ -240,9 +255,8 @@ impl Writer {
         let op = Op::Tick { time: now };
         apply_tick(&mut state, &op);
         drop(state);
-        let mut encoded = Vec::new();
-        self.append(&op, &mut encoded)?;
-        self.sync(encoded)
+        self.append(&op)?;
+        self.sync(1)
     }
 }
 

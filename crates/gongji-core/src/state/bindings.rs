@@ -6,7 +6,7 @@
 //! receiver's list order is the priority order.
 
 use super::views::BindingView;
-use super::State;
+use super::{Chunked, State};
 use crate::certno::admdvs_province;
 use crate::command::{PsnNo, Relation};
 use crate::reply::{ErrCode, Rejection, Reply};
@@ -41,7 +41,7 @@ pub(crate) struct Binding {
 
 /// Iterates a binding list from its head (index + 1) through one of the two link fields.
 pub(crate) struct BindingIter<'a> {
-    bindings: &'a [Binding],
+    bindings: &'a Chunked<Binding>,
     at: u32,
     received: bool,
 }

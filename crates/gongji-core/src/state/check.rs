@@ -116,11 +116,13 @@ impl State {
                 return Err(format!("settlement {} parts do not add up", s + 1));
             }
             let start = setl.details_start as usize;
-            let details = &self.details[start..start + usize::from(setl.details_len)];
+            let details = self
+                .details
+                .range(start..start + usize::from(setl.details_len));
             let given = details
-                .iter()
+                .clone()
                 .try_fold(Fen::ZERO, |a, d| a.checked_add(d.amount));
-            if given != Some(setl.mulaid) || details.iter().any(|d| d.amount.is_zero()) {
+            if given != Some(setl.mulaid) || details.clone().any(|d| d.amount.is_zero()) {
                 return Err(format!("settlement {} details do not add up", s + 1));
             }
         }

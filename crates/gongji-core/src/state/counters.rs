@@ -65,7 +65,7 @@ pub(crate) enum Channel {
 
 type MonthCells = [[Cell; 4]; PROVINCES.len()];
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Stats {
     pub months: BTreeMap<Period, Box<MonthCells>>,
 }

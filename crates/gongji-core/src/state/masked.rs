@@ -9,6 +9,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
+use super::Chunked;
 use crate::certno::masked_key_of_packed;
 
 #[derive(Debug, Default)]
@@ -22,7 +23,7 @@ fn hash_key(key: u32) -> u64 {
 
 impl MaskedIndex {
     /// Indexes person `i`, whose packed certno is `certnos[i]`.
-    pub fn insert(&mut self, i: u32, certnos: &[u64]) {
+    pub fn insert(&mut self, i: u32, certnos: &Chunked<u64>) {
         let key = masked_key_of_packed(certnos[i as usize]);
         self.table.insert_unique(hash_key(key), i, |&j| {
             hash_key(masked_key_of_packed(certnos[j as usize]))
@@ -30,7 +31,11 @@ impl MaskedIndex {
     }
 
     /// The persons whose certno masks to `key`, in no particular order.
-    pub fn find<'a>(&'a self, key: u32, certnos: &'a [u64]) -> impl Iterator<Item = u32> + 'a {
+    pub fn find<'a>(
+        &'a self,
+        key: u32,
+        certnos: &'a Chunked<u64>,
+    ) -> impl Iterator<Item = u32> + 'a {
         self.table
             .iter_hash(hash_key(key))
             .copied()
@@ -41,7 +46,7 @@ impl MaskedIndex {
         self.table.len()
     }
 
-    pub fn rebuild(certnos: &[u64]) -> MaskedIndex {
+    pub fn rebuild(certnos: &Chunked<u64>) -> MaskedIndex {
         let mut index = MaskedIndex {
             table: HashTable::with_capacity(certnos.len()),
         };
@@ -70,7 +75,7 @@ mod tests {
                 certs.push(certno_with_check(&first17).unwrap());
             }
         }
-        let packed: Vec<u64> = certs.iter().map(|c| certno_pack(c).unwrap()).collect();
+        let packed: Chunked<u64> = certs.iter().map(|c| certno_pack(c).unwrap()).collect();
         let index = MaskedIndex::rebuild(&packed);
         assert_eq!(index.len(), certs.len());
         for (i, cert) in certs.iter().enumerate() {

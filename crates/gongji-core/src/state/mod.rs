@@ -70,14 +70,14 @@ pub struct State {
     pub(crate) persons: Persons,
     pub(crate) insts: Institutions,
     pub(crate) tokens: Tokens,
-    pub(crate) bindings: Vec<Binding>,
+    pub(crate) bindings: Chunked<Binding>,
     pub(crate) setls: Chunked<Settlement>,
-    pub(crate) details: Vec<Detail>,
-    pub(crate) transfers: Vec<Transfer>,
+    pub(crate) details: Chunked<Detail>,
+    pub(crate) transfers: Chunked<Transfer>,
     /// Pending transfers by expiry time. Transfers are made in clock order and expire at a
     /// monotonic function of their creation time, so a FIFO queue is already sorted.
     pub(crate) expiry_queue: VecDeque<(i64, u32)>,
-    pub(crate) contributions: Vec<Contribution>,
+    pub(crate) contributions: Chunked<Contribution>,
     pub(crate) contributions_paid: FxHashSet<(u32, u16)>,
     pub(crate) entries: Chunked<Entry>,
     pub(crate) msgids: Msgids,
@@ -107,12 +107,12 @@ impl State {
             persons: Persons::default(),
             insts: Institutions::default(),
             tokens: Tokens::default(),
-            bindings: Vec::new(),
+            bindings: Chunked::default(),
             setls: Chunked::default(),
-            details: Vec::new(),
-            transfers: Vec::new(),
+            details: Chunked::default(),
+            transfers: Chunked::default(),
             expiry_queue: VecDeque::new(),
-            contributions: Vec::new(),
+            contributions: Chunked::default(),
             contributions_paid: FxHashSet::default(),
             entries: Chunked::default(),
             msgids: Msgids::default(),
@@ -312,5 +312,60 @@ impl State {
                 amount,
             } => self.contribute(payer_psn_no, psn_no, *year, *amount, time),
         }
+    }
+}
+
+/// The state at one moment, sharing its memory with the live state (copy on write), made to
+/// be encoded as a snapshot on another thread while the writer goes on. It holds everything a
+/// snapshot holds and none of the derived indexes (the psn_no, certno and msgid indexes, the
+/// newest-settlements and masked-certno indexes), which decoding rebuilds; so it can be
+/// encoded and nothing else.
+#[derive(Debug)]
+pub struct Frozen(State);
+
+impl Frozen {
+    /// Ops applied up to the moment it was frozen.
+    pub fn op_count(&self) -> u64 {
+        self.0.op_count
+    }
+
+    /// The snapshot of the state at the moment it was frozen: the same bytes
+    /// [`State::encode_snapshot`] would have written then.
+    pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
+        self.0.encode_snapshot(out);
+    }
+}
+
+impl State {
+    /// A [`Frozen`] copy of the state. Its cost is a copy of the chunk tables (a pointer per
+    /// 64 K elements of each column) and of the small maps (institutions, tokens, statistics,
+    /// reconciliation counters, contributions paid, the open transfers' expiry queue); the
+    /// records themselves are shared, and a chunk is copied only when the writer next changes
+    /// it while the frozen copy lives.
+    pub fn freeze(&self) -> Frozen {
+        Frozen(State {
+            params: self.params.clone(),
+            clock: self.clock,
+            persons: self.persons.frozen(),
+            insts: self.insts.clone(),
+            tokens: self.tokens.clone(),
+            bindings: self.bindings.clone(),
+            setls: self.setls.clone(),
+            details: self.details.clone(),
+            transfers: self.transfers.clone(),
+            expiry_queue: self.expiry_queue.clone(),
+            contributions: self.contributions.clone(),
+            contributions_paid: self.contributions_paid.clone(),
+            entries: self.entries.clone(),
+            msgids: self.msgids.frozen(),
+            recent: recent::Recent::default(),
+            masked: masked::MaskedIndex::default(),
+            stats: self.stats.clone(),
+            recon: self.recon.clone(),
+            ledger: self.ledger.clone(),
+            op_count: self.op_count,
+            scratch: Vec::new(),
+            expired_scratch: Vec::new(),
+        })
     }
 }

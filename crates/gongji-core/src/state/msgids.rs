@@ -14,6 +14,7 @@
 //! the back, so a queue in its steady state touches no fresh memory.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 
@@ -46,9 +47,13 @@ const MASK: usize = CHUNK - 1;
 /// A FIFO queue in chunks of at most [`CHUNK`] elements: every chunk but the first and the
 /// last is full, so position `p` is found by arithmetic. The only chunk grows like a `Vec`
 /// up to [`CHUNK`], so a small queue stays small.
-#[derive(Debug)]
+///
+/// Chunks are shared (`Arc`), so a clone of the queue shares them, and a chunk is copied only
+/// when one side next changes it: the snapshot's frozen copy ([`Msgids::frozen`]) costs a
+/// copy of the chunk list, not of the records.
+#[derive(Clone, Debug)]
 struct Queue<T> {
-    chunks: VecDeque<VecDeque<T>>,
+    chunks: VecDeque<Arc<VecDeque<T>>>,
     len: usize,
     /// An emptied chunk kept for the next push that needs one.
     spare: Option<VecDeque<T>>,
@@ -64,7 +69,7 @@ impl<T> Default for Queue<T> {
     }
 }
 
-impl<T> Queue<T> {
+impl<T: Clone> Queue<T> {
     fn len(&self) -> usize {
         self.len
     }
@@ -82,11 +87,11 @@ impl<T> Queue<T> {
     }
 
     fn front(&self) -> Option<&T> {
-        self.chunks.front().and_then(VecDeque::front)
+        self.chunks.front().and_then(|c| c.front())
     }
 
     fn back(&self) -> Option<&T> {
-        self.chunks.back().and_then(VecDeque::back)
+        self.chunks.back().and_then(|c| c.back())
     }
 
     fn push_back(&mut self, value: T) {
@@ -96,18 +101,19 @@ impl<T> Queue<T> {
                 None if self.chunks.is_empty() => VecDeque::new(),
                 None => VecDeque::with_capacity(CHUNK),
             };
-            self.chunks.push_back(chunk);
+            self.chunks.push_back(Arc::new(chunk));
         }
-        self.chunks.back_mut().expect("a chunk").push_back(value);
+        Arc::make_mut(self.chunks.back_mut().expect("a chunk")).push_back(value);
         self.len += 1;
     }
 
     fn pop_front(&mut self) -> Option<T> {
-        let first = self.chunks.front_mut()?;
+        let first = Arc::make_mut(self.chunks.front_mut()?);
         let value = first.pop_front()?;
         if first.is_empty() {
             let chunk = self.chunks.pop_front().expect("a chunk");
-            if chunk.capacity() >= CHUNK {
+            // A chunk still shared with a frozen copy is left to it.
+            if let Some(chunk) = Arc::into_inner(chunk).filter(|c| c.capacity() >= CHUNK) {
                 self.spare = Some(chunk);
             }
         }
@@ -117,7 +123,7 @@ impl<T> Queue<T> {
 
     /// Room for elements without allocating, the spare chunk included.
     fn capacity(&self) -> usize {
-        self.chunks.iter().map(VecDeque::capacity).sum::<usize>()
+        self.chunks.iter().map(|c| c.capacity()).sum::<usize>()
             + self.spare.as_ref().map_or(0, VecDeque::capacity)
     }
 
@@ -126,12 +132,12 @@ impl<T> Queue<T> {
         self.spare = None;
         if self.chunks.len() == 1 {
             // A power of two, so that growing by doubling stops at exactly `CHUNK`.
-            self.chunks[0].shrink_to(room.next_power_of_two().min(CHUNK));
+            Arc::make_mut(&mut self.chunks[0]).shrink_to(room.next_power_of_two().min(CHUNK));
         }
     }
 
     fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        self.chunks.iter().flatten()
+        self.chunks.iter().flat_map(|c| c.iter())
     }
 }
 
@@ -266,6 +272,17 @@ impl Msgids {
         self.records
             .iter()
             .map(|s| (s.time, join(s.key), &s.record))
+    }
+
+    /// A copy of the records that shares their memory (see [`Queue`]), without the index: all
+    /// that a snapshot encodes. Only [`Msgids::iter`] and [`Msgids::sorted_by_key`] may be
+    /// asked of it.
+    pub fn frozen(&self) -> Msgids {
+        Msgids {
+            index: HashTable::new(),
+            records: self.records.clone(),
+            base: self.base,
+        }
     }
 
     /// Records sorted by key (the canonical order of snapshots and of the state hash).

@@ -12,6 +12,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
+use super::chunked::{Arena, Chunked};
 use super::views::{InstitutionView, PersonView};
 use super::State;
 use crate::certno::{certno_pack, certno_unpack, mask_certno, mask_name};
@@ -31,25 +32,23 @@ const CREDIT_MASK_MONTHS: u32 = 64;
 #[derive(Debug, Default)]
 pub(crate) struct Persons {
     pub(crate) index: HashTable<u32>,
-    pub(crate) psn_no_bytes: Vec<u8>,
-    pub(crate) psn_no_end: Vec<u32>,
-    pub(crate) name_bytes: Vec<u8>,
-    pub(crate) name_end: Vec<u32>,
+    pub(crate) psn_nos: Arena,
+    pub(crate) names: Arena,
     /// Person indexes hashed by packed certno (the certno itself is in `certno`): 5 bytes a
     /// slot where a map of certno to index would take 17.
     pub certno_index: HashTable<u32>,
-    pub certno: Vec<u64>,
+    pub certno: Chunked<u64>,
     /// What a settlement reads and writes of each person it touches, in one cache line.
-    pub hot: Vec<Hot>,
+    pub hot: Chunked<Hot>,
     /// Head of the list of bindings the person gives (binding index + 1; 0: none).
-    pub given_head: Vec<u32>,
+    pub given_head: Chunked<u32>,
     /// First entry of the person (entry index + 1; 0: none); the last is in [`Hot`].
-    pub entry_head: Vec<u32>,
+    pub entry_head: Chunked<u32>,
     /// CST day of the latest wallet transfer sent, shifted left 8, ORed with that day's count.
-    pub wallet_day: Vec<u32>,
+    pub wallet_day: Chunked<u32>,
     /// Latest credited period (0: none) and a bitmask of the 64 months before it.
-    pub credit_last: Vec<u32>,
-    pub credit_mask: Vec<u64>,
+    pub credit_last: Chunked<u32>,
+    pub credit_mask: Chunked<u64>,
     pub credit_overflow: BTreeSet<(u32, u32)>,
 }
 
@@ -94,6 +93,25 @@ pub(crate) fn hash_certno(packed: u64) -> u64 {
 }
 
 impl Persons {
+    /// The columns, sharing their chunks (copy on write), without the two indexes: what a
+    /// snapshot encodes (decoding rebuilds the indexes).
+    pub(super) fn frozen(&self) -> Persons {
+        Persons {
+            index: HashTable::new(),
+            psn_nos: self.psn_nos.clone(),
+            names: self.names.clone(),
+            certno_index: HashTable::new(),
+            certno: self.certno.clone(),
+            hot: self.hot.clone(),
+            given_head: self.given_head.clone(),
+            entry_head: self.entry_head.clone(),
+            wallet_day: self.wallet_day.clone(),
+            credit_last: self.credit_last.clone(),
+            credit_mask: self.credit_mask.clone(),
+            credit_overflow: self.credit_overflow.clone(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.hot.len()
     }
@@ -110,18 +128,16 @@ impl Persons {
         let hash = hash_bytes(psn_no);
         // Bytes, not `str`: the comparison needs no UTF-8 check of the arena's slice.
         self.index
-            .find(hash, |&i| {
-                bytes_eq(arena_bytes(&self.psn_no_bytes, &self.psn_no_end, i), psn_no)
-            })
+            .find(hash, |&i| bytes_eq(self.psn_nos.get(i), psn_no))
             .copied()
     }
 
     pub fn psn_no(&self, i: u32) -> &str {
-        arena_str(&self.psn_no_bytes, &self.psn_no_end, i)
+        arena_str(&self.psn_nos, i)
     }
 
     pub fn name(&self, i: u32) -> &str {
-        arena_str(&self.name_bytes, &self.name_end, i)
+        arena_str(&self.names, i)
     }
 
     pub fn psn_no_array(&self, i: u32) -> PsnNo {
@@ -150,14 +166,12 @@ impl Persons {
 
     fn push(&mut self, psn_no: &str, certno: u64, name: &str, insutype: Insutype, admdvs: u32) {
         let i = self.len() as u32;
-        self.psn_no_bytes.extend_from_slice(psn_no.as_bytes());
-        self.psn_no_end.push(self.psn_no_bytes.len() as u32);
-        self.name_bytes.extend_from_slice(name.as_bytes());
-        self.name_end.push(self.name_bytes.len() as u32);
+        self.psn_nos.push(psn_no.as_bytes());
+        self.names.push(name.as_bytes());
         let hash = hash_bytes(psn_no.as_bytes());
-        let (bytes, ends) = (&self.psn_no_bytes, &self.psn_no_end);
+        let psn_nos = &self.psn_nos;
         self.index
-            .insert_unique(hash, i, |&j| hash_bytes(arena_bytes(bytes, ends, j)));
+            .insert_unique(hash, i, |&j| hash_bytes(psn_nos.get(j)));
         let certnos = &self.certno;
         self.certno_index
             .insert_unique(hash_certno(certno), i, |&j| {
@@ -224,18 +238,8 @@ impl Persons {
     }
 }
 
-pub(crate) fn arena_bytes<'a>(bytes: &'a [u8], ends: &[u32], i: u32) -> &'a [u8] {
-    let end = ends[i as usize] as usize;
-    let start = if i == 0 {
-        0
-    } else {
-        ends[i as usize - 1] as usize
-    };
-    &bytes[start..end]
-}
-
-fn arena_str<'a>(bytes: &'a [u8], ends: &[u32], i: u32) -> &'a str {
-    std::str::from_utf8(arena_bytes(bytes, ends, i)).expect("arena holds UTF-8")
+fn arena_str(arena: &Arena, i: u32) -> &str {
+    std::str::from_utf8(arena.get(i)).expect("arena holds UTF-8")
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,7 +250,7 @@ pub(crate) struct Institution {
     pub admdvs: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Institutions {
     pub index: FxHashMap<InstCode, u32>,
     pub list: Vec<Institution>,
@@ -269,7 +273,7 @@ pub(crate) struct Token {
     pub revoked: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Tokens {
     pub index: FxHashMap<[u8; 32], u32>,
     pub list: Vec<Token>,

@@ -220,8 +220,9 @@ impl State {
             wallet_balc: setl.wallet_balc,
             cross_pool: setl.cross_pool,
             cancelled: setl.cancelled,
-            details: self.details[start..start + usize::from(setl.details_len)]
-                .iter()
+            details: self
+                .details
+                .range(start..start + usize::from(setl.details_len))
                 .map(|d| (d.giver, d.amount))
                 .collect(),
         }

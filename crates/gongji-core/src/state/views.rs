@@ -156,7 +156,9 @@ impl State {
     pub fn settlement_view(&self, s: u32) -> SettlementView {
         let setl = &self.setls[s as usize];
         let start = setl.details_start as usize;
-        let details = &self.details[start..start + usize::from(setl.details_len)];
+        let details = self
+            .details
+            .range(start..start + usize::from(setl.details_len));
         SettlementView {
             setl_id: u64::from(s) + 1,
             psn_no: self.persons.psn_no_array(setl.psn),
@@ -170,7 +172,6 @@ impl State {
             acct_mulaid_pay: setl.mulaid,
             psn_cash_pay: setl.cash,
             mulaid_details: details
-                .iter()
                 .map(|d| (self.persons.psn_no_array(d.giver), d.amount))
                 .collect(),
             acct_balc: setl.acct_balc,

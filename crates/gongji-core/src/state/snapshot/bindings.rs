@@ -3,7 +3,7 @@
 use super::bytes::{Dec, Enc, Rec};
 use super::*;
 
-pub(super) fn encode_bindings(bindings: &[Binding], e: &mut Enc<'_>) {
+pub(super) fn encode_bindings(bindings: &Chunked<Binding>, e: &mut Enc<'_>) {
     e.count(bindings.len());
     for b in bindings {
         e.put(b.giver);

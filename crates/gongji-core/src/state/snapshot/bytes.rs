@@ -51,8 +51,9 @@ impl Enc<'_> {
     pub(super) fn count(&mut self, n: usize) {
         self.put(n as u64);
     }
-    pub(super) fn col<T: Le>(&mut self, v: &[T]) {
-        self.0.reserve(v.len() * T::SIZE);
+    pub(super) fn col<'a, T: Le + 'a>(&mut self, v: impl IntoIterator<Item = &'a T>) {
+        let v = v.into_iter();
+        self.0.reserve(v.size_hint().0 * T::SIZE);
         for &x in v {
             x.put(self.0);
         }

@@ -7,7 +7,7 @@ use super::*;
 type Paid = FxHashSet<(u32, u16)>;
 
 pub(super) fn encode_contributions(
-    contributions: &[Contribution],
+    contributions: &Chunked<Contribution>,
     contributions_paid: &FxHashSet<(u32, u16)>,
     e: &mut Enc<'_>,
 ) {

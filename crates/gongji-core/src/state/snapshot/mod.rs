@@ -226,8 +226,8 @@ impl State {
         let p = &self.persons;
         out.reserve(
             256 + p.len() * 80
-                + p.psn_no_bytes.len()
-                + p.name_bytes.len()
+                + p.psn_nos.byte_len()
+                + p.names.byte_len()
                 + self.bindings.len() * BINDING_BYTES
                 + self.setls.len() * SETTLEMENT_BYTES
                 + self.transfers.len() * TRANSFER_BYTES
@@ -308,12 +308,12 @@ impl State {
             persons,
             insts,
             tokens,
-            bindings,
+            bindings: bindings.into(),
             setls: setls.into(),
-            details,
-            transfers,
+            details: details.into(),
+            transfers: transfers.into(),
             expiry_queue,
-            contributions,
+            contributions: contributions.into(),
             contributions_paid,
             entries: entries.into(),
             msgids,

@@ -2,20 +2,18 @@
 
 use super::bytes::{Dec, Enc};
 use super::*;
+use crate::state::chunked::Arena;
 
 pub(super) fn encode_persons(p: &Persons, e: &mut Enc<'_>) {
     e.count(p.len());
-    for (ends, bytes) in [
-        (&p.psn_no_end, &p.psn_no_bytes),
-        (&p.name_end, &p.name_bytes),
-    ] {
-        e.0.reserve(ends.len() + bytes.len());
-        let mut prev = 0;
-        for &end in ends.iter() {
-            e.0.push(u8::try_from(end - prev).expect("psn_no and name fit 255 bytes"));
-            prev = end;
+    for arena in [&p.psn_nos, &p.names] {
+        e.0.reserve(arena.len() + arena.byte_len());
+        for s in arena.iter() {
+            e.0.push(u8::try_from(s.len()).expect("psn_no and name fit 255 bytes"));
         }
-        e.0.extend_from_slice(bytes);
+        for s in arena.iter() {
+            e.0.extend_from_slice(s);
+        }
     }
     e.col(&p.certno);
     let hot = &p.hot;
@@ -55,6 +53,17 @@ pub(super) fn decode_arena(d: &mut Dec<'_>, n: usize) -> Res<(Vec<u32>, Vec<u8>,
     let at = d.pos;
     let bytes = d.take(end as usize)?.to_vec();
     Ok((ends, bytes, at))
+}
+
+/// The arena of strings that end at `ends` in `bytes`.
+fn arena(ends: &[u32], bytes: &[u8]) -> Arena {
+    let mut arena = Arena::default();
+    let mut start = 0;
+    for &end in ends {
+        arena.push(&bytes[start..end as usize]);
+        start = end as usize;
+    }
+    arena
 }
 
 pub(super) fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt)> {
@@ -169,18 +178,16 @@ pub(super) fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt)> {
     };
     let persons = Persons {
         index,
-        psn_no_bytes,
-        psn_no_end,
-        name_bytes,
-        name_end,
+        psn_nos: arena(&psn_no_end, &psn_no_bytes),
+        names: arena(&name_end, &name_bytes),
         certno_index,
-        certno,
+        certno: certno.into(),
         hot,
-        given_head,
-        entry_head,
-        wallet_day,
-        credit_last,
-        credit_mask,
+        given_head: given_head.into(),
+        entry_head: entry_head.into(),
+        wallet_day: wallet_day.into(),
+        credit_last: credit_last.into(),
+        credit_mask: credit_mask.into(),
         credit_overflow: BTreeSet::new(),
     };
     Ok((persons, heads))

@@ -3,7 +3,11 @@
 use super::bytes::{Dec, Enc};
 use super::*;
 
-pub(super) fn encode_settlements(setls: &Chunked<Settlement>, details: &[Detail], e: &mut Enc<'_>) {
+pub(super) fn encode_settlements(
+    setls: &Chunked<Settlement>,
+    details: &Chunked<Detail>,
+    e: &mut Enc<'_>,
+) {
     e.count(setls.len());
     for s in setls {
         e.put(s.psn);

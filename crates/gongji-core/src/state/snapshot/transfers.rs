@@ -7,7 +7,7 @@ use super::*;
 type ExpiryQueue = VecDeque<(i64, u32)>;
 
 pub(super) fn encode_transfers(
-    transfers: &[Transfer],
+    transfers: &Chunked<Transfer>,
     expiry_queue: &VecDeque<(i64, u32)>,
     e: &mut Enc<'_>,
 ) {
