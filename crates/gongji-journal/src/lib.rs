@@ -8,7 +8,7 @@
 //!   write per segment touched, then fsync), `replay`, `remove_segments_before`.
 //! - [`Recovery`] / [`verify`]: what a scan found, including a cut [`TornTail`].
 //! - [`JournalError`] with [`Damage`] naming file, byte offset and [`DamageKind`].
-//! - Snapshots: [`write_snapshot`], [`load_latest_snapshot`], [`prune_snapshots`].
+//! - Snapshots: [`write_snapshot`] (or [`write_snapshot_streaming`]), [`load_latest_snapshot`], [`prune_snapshots`].
 //!
 //! Format (all little-endian, see [`format`]): segment files `journal-{first_op:020}.seg`,
 //! preallocated to `segment_size_bytes`, start with a [`format::SegmentHeader`] carrying the
@@ -34,6 +34,7 @@ pub use journal::{verify, Journal, JournalConfig, JournalStats, RecordRef, SyncS
 pub use scan::{parse_segment_name, segment_file_name, Anchor, Recovery, TornTail};
 pub use snapshot::{
     load_latest_snapshot, parse_snapshot_name, prune_snapshots, snapshot_file_name, write_snapshot,
-    LoadedSnapshot, SkippedSnapshot, SnapshotDefect, SnapshotError,
+    write_snapshot_streaming, Encode, LoadedSnapshot, SkippedSnapshot, SnapshotDefect,
+    SnapshotError,
 };
 pub use storage::{FsStorage, Storage, StorageError};

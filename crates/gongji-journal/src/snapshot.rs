@@ -136,16 +136,50 @@ pub fn write_snapshot<S: Storage>(
     anchor: Anchor,
     body: &[u8],
 ) -> Result<String, SnapshotError> {
+    write_snapshot_streaming(storage, anchor, &mut |sink| sink(body))
+}
+
+/// Makes a snapshot body, handing it in pieces to the sink it is given.
+pub type Encode<'a> = dyn FnMut(&mut dyn FnMut(&[u8])) + 'a;
+
+/// [`write_snapshot`] for a body that `encode` hands to its sink in pieces, as they are
+/// made: the body is hashed and written piece by piece, then the header (which holds the
+/// body's length and hash) goes in front, so no buffer of the whole body is needed.
+pub fn write_snapshot_streaming<S: Storage>(
+    storage: &mut S,
+    anchor: Anchor,
+    encode: &mut Encode<'_>,
+) -> Result<String, SnapshotError> {
     let file = snapshot_file_name(anchor.op);
     let tmp = format!("{file}{TMP_SUFFIX}");
     match storage.remove(&tmp) {
         Ok(()) | Err(StorageError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    let header = SnapshotHeader::for_body(anchor.op, anchor.chain_hash, body);
     storage.create(&tmp)?;
+    let mut offset = SNAPSHOT_HEADER_BYTES as u64;
+    let mut hasher = blake3::Hasher::new();
+    let mut failed = None;
+    encode(&mut |piece: &[u8]| {
+        if failed.is_some() {
+            return;
+        }
+        hasher.update(piece);
+        match storage.write_at(&tmp, offset, piece) {
+            Ok(()) => offset += piece.len() as u64,
+            Err(e) => failed = Some(e),
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let header = SnapshotHeader {
+        op: anchor.op,
+        chain_hash: anchor.chain_hash,
+        body_len: offset - SNAPSHOT_HEADER_BYTES as u64,
+        body_hash: *hasher.finalize().as_bytes(),
+    };
     storage.write_at(&tmp, 0, &header.encode())?;
-    storage.write_at(&tmp, SNAPSHOT_HEADER_BYTES as u64, body)?;
     storage.sync(&tmp)?;
     storage.rename(&tmp, &file)?;
     storage.sync_dir()?;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use gongji_journal::format::chain_next;
 use gongji_journal::{
-    Anchor, ChainHash, JournalError, LoadedSnapshot, SkippedSnapshot, SnapshotDefect,
+    Anchor, ChainHash, Encode, JournalError, LoadedSnapshot, SkippedSnapshot, SnapshotDefect,
     SnapshotError, TornTail, GENESIS_CHAIN_HASH,
 };
 use gongji_server::{Appended, Auditor, Config, Log, ServerError, SnapshotStore, Store};
@@ -781,37 +781,69 @@ struct PgSnapshots {
 
 impl SnapshotStore for PgSnapshots {
     fn write(&mut self, anchor: Anchor, body: &[u8]) -> Result<String, ServerError> {
-        let body_hash = blake3::hash(body);
-        let chunks: Vec<&[u8]> = body.chunks(SNAPSHOT_CHUNK_BYTES).collect();
+        self.write_streaming(anchor, &mut |sink| sink(body))
+    }
+
+    /// One transaction: the snapshot's row, its chunks as the pieces fill them, then the
+    /// row's length, hash and chunk count. Nothing of it is seen before the commit.
+    fn write_streaming(
+        &mut self,
+        anchor: Anchor,
+        encode: &mut Encode<'_>,
+    ) -> Result<String, ServerError> {
+        let err = |e| pg_err("writing a snapshot", e);
         let chain_hash: &[u8] = &anchor.chain_hash;
-        let body_hash: &[u8] = body_hash.as_bytes();
-        let mut tx = self
-            .client
-            .transaction()
-            .map_err(|e| pg_err("writing a snapshot", e))?;
+        let mut tx = self.client.transaction().map_err(err)?;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO gongji_snapshot (op, chain_hash, body_bytes, body_hash, chunk_count) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                &[
-                    &i64_of(anchor.op),
-                    &chain_hash,
-                    &(body.len() as i64),
-                    &body_hash,
-                    &(chunks.len() as i32),
-                ],
+                 VALUES ($1, $2, 0, $3, 0) RETURNING id",
+                &[&i64_of(anchor.op), &chain_hash, &&[0u8; 32][..]],
             )
-            .map_err(|e| pg_err("writing a snapshot", e))?
+            .map_err(err)?
             .get(0);
         let insert = tx
             .prepare(
                 "INSERT INTO gongji_snapshot_chunk (snapshot_id, seq, data) VALUES ($1, $2, $3)",
             )
-            .map_err(|e| pg_err("writing a snapshot", e))?;
-        for (seq, chunk) in chunks.iter().enumerate() {
-            tx.execute(&insert, &[&id, &(seq as i32), chunk])
-                .map_err(|e| pg_err("writing a snapshot", e))?;
+            .map_err(err)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES);
+        let (mut seq, mut body_bytes) = (0i32, 0i64);
+        let mut failed = None;
+        let put = |tx: &mut postgres::Transaction<'_>, chunk: &mut Vec<u8>, seq: &mut i32| {
+            let data: &[u8] = chunk;
+            let result = tx.execute(&insert, &[&id, &*seq, &data]);
+            *seq += 1;
+            chunk.clear();
+            result.map(|_| ())
+        };
+        encode(&mut |mut piece: &[u8]| {
+            hasher.update(piece);
+            body_bytes += piece.len() as i64;
+            while failed.is_none() && !piece.is_empty() {
+                let take = (SNAPSHOT_CHUNK_BYTES - chunk.len()).min(piece.len());
+                chunk.extend_from_slice(&piece[..take]);
+                piece = &piece[take..];
+                if chunk.len() == SNAPSHOT_CHUNK_BYTES {
+                    failed = put(&mut tx, &mut chunk, &mut seq).err();
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(err(e));
         }
+        if !chunk.is_empty() {
+            put(&mut tx, &mut chunk, &mut seq).map_err(err)?;
+        }
+        let body_hash = hasher.finalize();
+        let body_hash: &[u8] = body_hash.as_bytes();
+        tx.execute(
+            "UPDATE gongji_snapshot SET body_bytes = $2, body_hash = $3, chunk_count = $4 \
+             WHERE id = $1",
+            &[&id, &body_bytes, &body_hash, &seq],
+        )
+        .map_err(err)?;
         tx.commit()
             .map_err(|e| pg_err("committing a snapshot", e))?;
         Ok(format!("postgres snapshot {id} at op {}", anchor.op))

@@ -158,9 +158,7 @@ pub(crate) fn open(
     // snapshot first: the next start replays nothing twice, and the parameters are on disk
     // from the first op on.
     if loaded.is_none() || report.replayed_ops > 0 {
-        let mut bytes = Vec::new();
-        state.encode_snapshot(&mut bytes);
-        snapshots.write(head, &bytes)?;
+        snapshots.write_streaming(head, &mut |sink| state.encode_snapshot_streaming(sink))?;
         snapshots.prune(snapshotter::SNAPSHOTS_KEPT)?;
     }
 

@@ -139,11 +139,16 @@ fn run(
 
 fn write(job: Job, storage: &mut dyn SnapshotStore, shared: &Shared) -> Result<(), ServerError> {
     let started = Instant::now();
-    let mut bytes = Vec::new();
-    job.frozen.encode_snapshot(&mut bytes);
-    // The shared chunks go back to the writer alone before the (slow) write.
+    let mut bytes = 0usize;
+    // Encoded and written piece by piece: no buffer of the snapshot's size.
+    let file = storage.write_streaming(job.head, &mut |sink| {
+        job.frozen.encode_snapshot_streaming(&mut |piece| {
+            bytes += piece.len();
+            sink(piece);
+        });
+    })?;
+    // The shared chunks go back to the writer alone.
     drop(job.frozen);
-    let file = storage.write(job.head, &bytes)?;
     storage.prune(SNAPSHOTS_KEPT)?;
     let previous = shared
         .counters
@@ -156,7 +161,7 @@ fn write(job: Job, storage: &mut dyn SnapshotStore, shared: &Shared) -> Result<(
     tracing::info!(
         file,
         op = job.head.op,
-        bytes = bytes.len(),
+        bytes,
         millis = started.elapsed().as_millis() as u64,
         "snapshot written"
     );

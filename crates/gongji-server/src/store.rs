@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use gongji_journal::{
-    load_latest_snapshot, prune_snapshots, write_snapshot, Anchor, Journal, JournalError,
-    LoadedSnapshot, ReplayError, Storage, TornTail,
+    load_latest_snapshot, prune_snapshots, write_snapshot, write_snapshot_streaming, Anchor,
+    Encode, Journal, JournalError, LoadedSnapshot, ReplayError, Storage, TornTail,
 };
 
 use crate::{Config, ServerError};
@@ -57,6 +57,18 @@ pub trait Log: Send {
 pub trait SnapshotStore: Send {
     /// Writes a snapshot durably; returns a name for the log.
     fn write(&mut self, anchor: Anchor, body: &[u8]) -> Result<String, ServerError>;
+    /// Writes a snapshot whose body `encode` hands to its sink in pieces. By default the
+    /// pieces are gathered and [`SnapshotStore::write`]n; a store that can write them as they
+    /// come (files) does, so that a snapshot needs no buffer of its own size.
+    fn write_streaming(
+        &mut self,
+        anchor: Anchor,
+        encode: &mut Encode<'_>,
+    ) -> Result<String, ServerError> {
+        let mut body = Vec::new();
+        encode(&mut |piece| body.extend_from_slice(piece));
+        self.write(anchor, &body)
+    }
     /// Keeps the newest `keep` snapshots and removes older ones.
     fn prune(&mut self, keep: usize) -> Result<(), ServerError>;
 }
@@ -178,6 +190,14 @@ struct FileSnapshots<S: Storage>(S);
 impl<S: Storage> SnapshotStore for FileSnapshots<S> {
     fn write(&mut self, anchor: Anchor, body: &[u8]) -> Result<String, ServerError> {
         Ok(write_snapshot(&mut self.0, anchor, body)?)
+    }
+
+    fn write_streaming(
+        &mut self,
+        anchor: Anchor,
+        encode: &mut Encode<'_>,
+    ) -> Result<String, ServerError> {
+        Ok(write_snapshot_streaming(&mut self.0, anchor, encode)?)
     }
 
     fn prune(&mut self, keep: usize) -> Result<(), ServerError> {

@@ -334,6 +334,11 @@ impl Frozen {
     pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
         self.0.encode_snapshot(out);
     }
+
+    /// The same bytes in pieces ([`State::encode_snapshot_streaming`]).
+    pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) {
+        self.0.encode_snapshot_streaming(sink);
+    }
 }
 
 impl State {

@@ -1,8 +1,9 @@
 //! Snapshot files: write, load newest verifying, fall back, prune, crash safety.
 
 use gongji_journal::{
-    load_latest_snapshot, prune_snapshots, snapshot_file_name, write_snapshot, Anchor, CrashMode,
-    FaultStorage, SnapshotDefect, SnapshotError, Storage,
+    load_latest_snapshot, prune_snapshots, snapshot_file_name, write_snapshot,
+    write_snapshot_streaming, Anchor, CrashMode, FaultStorage, SnapshotDefect, SnapshotError,
+    Storage,
 };
 
 fn anchor(op: u64) -> Anchor {
@@ -134,4 +135,41 @@ fn crash_during_snapshot_write_leaves_old_or_new() {
             }
         }
     }
+}
+
+#[test]
+fn a_streamed_snapshot_is_the_same_file() {
+    // Proves: a body handed over in pieces (empty ones among them) gives byte for byte the
+    // file of the same body written at once, which loads back whole; a storage failure in the
+    // middle of the pieces is an error and leaves no snapshot behind.
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut whole = FaultStorage::new();
+    let name = write_snapshot(&mut whole, anchor(30), &body).unwrap();
+    let mut streamed = FaultStorage::new();
+    let streamed_name = write_snapshot_streaming(&mut streamed, anchor(30), &mut |sink| {
+        sink(&[]);
+        for piece in body.chunks(7_001) {
+            sink(piece);
+        }
+        sink(&[]);
+    })
+    .unwrap();
+    assert_eq!(streamed_name, name);
+    assert_eq!(
+        streamed.read_all(&name).unwrap(),
+        whole.read_all(&name).unwrap()
+    );
+    let loaded = load_latest_snapshot(&streamed).unwrap().unwrap();
+    assert_eq!((loaded.anchor, loaded.body), (anchor(30), body.clone()));
+
+    let mut failing = FaultStorage::new();
+    failing.set_crash_at_write(failing.writes_total() + 3);
+    let result = write_snapshot_streaming(&mut failing, anchor(40), &mut |sink| {
+        for piece in body.chunks(10_000) {
+            sink(piece);
+        }
+    });
+    assert!(result.is_err());
+    let after = failing.after_crash(CrashMode::KeepUnsynced);
+    assert_eq!(load_latest_snapshot(&after).unwrap(), None);
 }

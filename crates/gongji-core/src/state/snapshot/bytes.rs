@@ -39,13 +39,46 @@ impl Le for Fen {
     }
 }
 
-pub(super) struct Enc<'a>(pub(super) &'a mut Vec<u8>);
+/// Bytes buffered before a streaming encoder hands them to its sink.
+pub(super) const SPILL_BYTES: usize = 1 << 20;
+
+/// The snapshot encoder: appends to a buffer, and with a sink, hands the buffer over whenever
+/// it reaches [`SPILL_BYTES`], so that a snapshot never needs its own size in memory.
+pub(super) struct Enc<'a>(
+    pub(super) &'a mut Vec<u8>,
+    pub(super) Option<&'a mut Sink<'a>>,
+);
+
+/// Where a streaming encoder hands its pieces.
+pub(super) type Sink<'a> = dyn FnMut(&[u8]) + 'a;
 
 impl Enc<'_> {
+    /// Hands what is buffered to the sink, if there is one and enough is buffered. Every
+    /// writing method calls it first, so buffers stay near [`SPILL_BYTES`].
+    #[inline]
+    pub(super) fn spill(&mut self) {
+        if self.0.len() >= SPILL_BYTES {
+            if let Some(sink) = self.1.as_mut() {
+                sink(self.0);
+                self.0.clear();
+            }
+        }
+    }
+    /// Hands the rest to the sink (with one).
+    pub(super) fn finish(&mut self) {
+        if let Some(sink) = self.1.as_mut() {
+            if !self.0.is_empty() {
+                sink(self.0);
+                self.0.clear();
+            }
+        }
+    }
     pub(super) fn put<T: Le>(&mut self, v: T) {
+        self.spill();
         v.put(self.0);
     }
     pub(super) fn bool(&mut self, v: bool) {
+        self.spill();
         self.0.push(u8::from(v));
     }
     pub(super) fn count(&mut self, n: usize) {
@@ -53,17 +86,22 @@ impl Enc<'_> {
     }
     pub(super) fn col<'a, T: Le + 'a>(&mut self, v: impl IntoIterator<Item = &'a T>) {
         let v = v.into_iter();
-        self.0.reserve(v.size_hint().0 * T::SIZE);
+        if self.1.is_none() {
+            self.0.reserve(v.size_hint().0 * T::SIZE);
+        }
         for &x in v {
+            self.spill();
             x.put(self.0);
         }
     }
     pub(super) fn str8(&mut self, s: &str) {
+        self.spill();
         self.0
             .push(u8::try_from(s.len()).expect("string of at most 255 bytes"));
         self.0.extend_from_slice(s.as_bytes());
     }
     pub(super) fn str16(&mut self, s: &str) {
+        self.spill();
         self.put(u16::try_from(s.len()).expect("string of at most 65535 bytes"));
         self.0.extend_from_slice(s.as_bytes());
     }

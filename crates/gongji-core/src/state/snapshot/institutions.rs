@@ -52,6 +52,7 @@ pub(super) fn decode_institutions(d: &mut Dec<'_>) -> Res<Institutions> {
 pub(super) fn encode_tokens(tokens: &Tokens, e: &mut Enc<'_>) {
     e.count(tokens.list.len());
     for t in &tokens.list {
+        e.spill();
         e.0.extend_from_slice(&t.hash);
         e.put(t.role as u8);
         e.put(t.scope);

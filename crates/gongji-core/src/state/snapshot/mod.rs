@@ -234,25 +234,38 @@ impl State {
                 + self.entries.len() * ENTRY_BYTES
                 + self.msgids.len() * 64,
         );
-        let mut e = Enc(out);
+        self.encode_sections(&mut Enc(out, None));
+    }
+
+    /// The bytes of [`State::encode_snapshot`], handed to `sink` in pieces of about a
+    /// mebibyte as they are encoded: a snapshot never needs its own size in memory.
+    pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) {
+        let mut buf = Vec::with_capacity(bytes::SPILL_BYTES + (64 << 10));
+        let mut e = Enc(&mut buf, Some(sink));
+        self.encode_sections(&mut e);
+        e.finish();
+    }
+
+    fn encode_sections(&self, e: &mut Enc<'_>) {
+        let p = &self.persons;
         e.0.extend_from_slice(&MAGIC);
         e.put(Self::SNAPSHOT_FORMAT_VERSION);
-        encode_params(&self.params, &mut e);
+        encode_params(&self.params, e);
         e.put(self.clock);
         e.put(self.op_count);
-        encode_ledger(&self.ledger, &mut e);
-        encode_persons(p, &mut e);
-        encode_credit_overflow(p, &mut e);
-        encode_institutions(&self.insts, &mut e);
-        encode_tokens(&self.tokens, &mut e);
-        encode_bindings(&self.bindings, &mut e);
-        encode_settlements(&self.setls, &self.details, &mut e);
-        encode_transfers(&self.transfers, &self.expiry_queue, &mut e);
-        encode_contributions(&self.contributions, &self.contributions_paid, &mut e);
-        encode_entries(&self.entries, &mut e);
-        encode_msgids(&self.msgids, &mut e);
-        encode_stats(&self.stats, &mut e);
-        encode_recon(&self.recon, &mut e);
+        encode_ledger(&self.ledger, e);
+        encode_persons(p, e);
+        encode_credit_overflow(p, e);
+        encode_institutions(&self.insts, e);
+        encode_tokens(&self.tokens, e);
+        encode_bindings(&self.bindings, e);
+        encode_settlements(&self.setls, &self.details, e);
+        encode_transfers(&self.transfers, &self.expiry_queue, e);
+        encode_contributions(&self.contributions, &self.contributions_paid, e);
+        encode_entries(&self.entries, e);
+        encode_msgids(&self.msgids, e);
+        encode_stats(&self.stats, e);
+        encode_recon(&self.recon, e);
     }
 
     /// Decodes a snapshot made by [`State::encode_snapshot`], validating everything (see the
