@@ -77,7 +77,7 @@ impl State {
             .iter()
             .filter(|(_, v)| v.setl_count > 0)
             .collect();
-        recon.sort_unstable_by_key(|(k, _)| **k);
+        recon.sort_unstable_by_key(|&(k, _)| k);
         let _ = write!(w, "{recon:?}");
         *w.0.finalize().as_bytes()
     }
@@ -93,6 +93,14 @@ impl State {
             ));
         }
         self.ledger.assert_conserved();
+        // The paid (person, year) pairs are exactly the contributions' (snapshots write them
+        // from the contributions).
+        let paid = self.contributions.iter().map(|c| (c.psn, c.year));
+        if self.contributions_paid.len() != self.contributions.len()
+            || !paid.clone().all(|k| self.contributions_paid.contains(&k))
+        {
+            return Err("contributions paid differ from the contributions".into());
+        }
         let certnos = &self.persons.certno;
         let every_person_findable = (0..certnos.len() as u32).all(|i| {
             let key = crate::certno::masked_key_of_packed(certnos[i as usize]);
@@ -232,8 +240,8 @@ impl State {
         if let Some((key, _)) = stats.into_iter().find(|(_, v)| v.0 > 0) {
             return Err(format!("statistics {key:?} missing"));
         }
-        for (key, totals) in &self.recon {
-            if recon.remove(key).unwrap_or_default() != *totals {
+        for (key, totals) in self.recon.iter() {
+            if recon.remove(&key).unwrap_or_default() != *totals {
                 return Err(format!("reconciliation {key:?} differs"));
             }
         }

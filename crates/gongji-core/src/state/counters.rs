@@ -2,6 +2,9 @@
 //! `apply` as the money, so a query is a sum over months and never a scan of history.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::time::Period;
 use crate::Fen;
@@ -131,5 +134,33 @@ impl ReconTotals {
         f(&mut self.wallet_pay, s.wallet_pay);
         f(&mut self.acct_mulaid_pay, s.mulaid);
         f(&mut self.psn_cash_pay, s.cash);
+    }
+}
+
+/// Reconciliation totals per institution and CST day: one map per day, behind an `Arc`. A
+/// frozen copy shares every day; the writer copies a day's map only when it changes that day
+/// while the copy lives (today's, or an old day's when one of its settlements is cancelled).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Recon {
+    days: BTreeMap<i32, Arc<FxHashMap<u32, ReconTotals>>>,
+}
+
+impl Recon {
+    pub fn get(&self, inst: u32, day: i32) -> Option<&ReconTotals> {
+        self.days.get(&day).and_then(|m| m.get(&inst))
+    }
+
+    /// The totals of `inst` on `day`, made zero first if there were none.
+    pub fn entry(&mut self, inst: u32, day: i32) -> &mut ReconTotals {
+        Arc::make_mut(self.days.entry(day).or_default())
+            .entry(inst)
+            .or_default()
+    }
+
+    /// Every ((institution, day), totals), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = ((u32, i32), &ReconTotals)> + '_ {
+        self.days
+            .iter()
+            .flat_map(|(&day, m)| m.iter().map(move |(&inst, t)| ((inst, day), t)))
     }
 }

@@ -21,7 +21,7 @@ mod wallet;
 
 use std::collections::VecDeque;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use crate::command::{Body, Command, MsgidScope, Op};
 use crate::reply::{ErrCode, Rejection, Reply};
@@ -29,7 +29,7 @@ use crate::{Fen, Params};
 
 pub(crate) use bindings::{Binding, Scope};
 pub(crate) use chunked::Chunked;
-pub(crate) use counters::{ReconTotals, Stats};
+pub(crate) use counters::{Recon, Stats};
 pub(crate) use ledger::{Entry, Ledger};
 pub(crate) use msgids::Msgids;
 pub(crate) use persons::{Institutions, Persons, Tokens};
@@ -86,7 +86,7 @@ pub struct State {
     /// Persons by masked certno (derived from the certno column).
     pub(crate) masked: masked::MaskedIndex,
     pub(crate) stats: Stats,
-    pub(crate) recon: FxHashMap<(u32, i32), ReconTotals>,
+    pub(crate) recon: Recon,
     pub(crate) ledger: Ledger,
     /// Applied ops (writes and ticks).
     pub(crate) op_count: u64,
@@ -119,7 +119,7 @@ impl State {
             recent: recent::Recent::default(),
             masked: masked::MaskedIndex::default(),
             stats: Stats::default(),
-            recon: FxHashMap::default(),
+            recon: Recon::default(),
             ledger: Ledger::default(),
             op_count: 0,
             scratch: Vec::with_capacity(256),
@@ -343,24 +343,25 @@ impl Frozen {
 
 impl State {
     /// A [`Frozen`] copy of the state. Its cost is a copy of the chunk tables (a pointer per
-    /// 64 K elements of each column) and of the small maps (institutions, tokens, statistics,
-    /// reconciliation counters, contributions paid, the open transfers' expiry queue); the
-    /// records themselves are shared, and a chunk is copied only when the writer next changes
-    /// it while the frozen copy lives.
+    /// 64 K elements of each column, a day of reconciliation counters) and of the small maps
+    /// (statistics per month, the open transfers' expiry queue); the records themselves are
+    /// shared, and a chunk is copied only when the writer next changes it while the frozen
+    /// copy lives.
     pub fn freeze(&self) -> Frozen {
         Frozen(State {
             params: self.params.clone(),
             clock: self.clock,
             persons: self.persons.frozen(),
-            insts: self.insts.clone(),
-            tokens: self.tokens.clone(),
+            insts: self.insts.frozen(),
+            tokens: self.tokens.frozen(),
             bindings: self.bindings.clone(),
             setls: self.setls.clone(),
             details: self.details.clone(),
             transfers: self.transfers.clone(),
             expiry_queue: self.expiry_queue.clone(),
             contributions: self.contributions.clone(),
-            contributions_paid: self.contributions_paid.clone(),
+            // Derived from the contributions when encoded.
+            contributions_paid: FxHashSet::default(),
             entries: self.entries.clone(),
             msgids: self.msgids.frozen(),
             recent: recent::Recent::default(),

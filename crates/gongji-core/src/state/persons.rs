@@ -253,10 +253,18 @@ pub(crate) struct Institution {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Institutions {
     pub index: FxHashMap<InstCode, u32>,
-    pub list: Vec<Institution>,
+    pub list: Chunked<Institution>,
 }
 
 impl Institutions {
+    /// The list, sharing its chunks, without the index (decoding rebuilds it).
+    pub(super) fn frozen(&self) -> Institutions {
+        Institutions {
+            index: FxHashMap::default(),
+            list: self.list.clone(),
+        }
+    }
+
     pub fn find(&self, code: &str) -> Option<u32> {
         InstCode::from(code)
             .ok()
@@ -276,7 +284,17 @@ pub(crate) struct Token {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Tokens {
     pub index: FxHashMap<[u8; 32], u32>,
-    pub list: Vec<Token>,
+    pub list: Chunked<Token>,
+}
+
+impl Tokens {
+    /// The list, sharing its chunks, without the index (decoding rebuilds it).
+    pub(super) fn frozen(&self) -> Tokens {
+        Tokens {
+            index: FxHashMap::default(),
+            list: self.list.clone(),
+        }
+    }
 }
 
 impl State {

@@ -189,8 +189,9 @@ impl State {
                 self.stats.sub(period, province, channel, setl.mulaid);
             }
         }
-        let key = (setl.inst, cst_day(setl.time));
-        self.recon.entry(key).or_default().apply(setl, add);
+        self.recon
+            .entry(setl.inst, cst_day(setl.time))
+            .apply(setl, add);
     }
 
     pub(crate) fn settlement_index(&self, setl_id: u64) -> Result<u32, Rejection> {

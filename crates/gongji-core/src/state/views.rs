@@ -268,7 +268,7 @@ impl State {
     /// An institution's totals for a CST day (rule 18).
     pub fn reconciliation(&self, code: &str, day: i32) -> Result<ReconView, Rejection> {
         let inst = self.institution_index(code)?;
-        Ok(self.recon.get(&(inst, day)).copied().unwrap_or_default())
+        Ok(self.recon.get(inst, day).copied().unwrap_or_default())
     }
 
     /// The actor a token stands for, if the token is known and not revoked.

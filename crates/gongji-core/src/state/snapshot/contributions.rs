@@ -6,11 +6,10 @@ use super::*;
 /// The (person, year) pairs whose contribution is paid.
 type Paid = FxHashSet<(u32, u16)>;
 
-pub(super) fn encode_contributions(
-    contributions: &Chunked<Contribution>,
-    contributions_paid: &FxHashSet<(u32, u16)>,
-    e: &mut Enc<'_>,
-) {
+/// The (person, year) pairs paid are written from the contributions themselves, which hold
+/// exactly one per pair (`State::check` compares the set with them), so a frozen state needs
+/// no copy of the set.
+pub(super) fn encode_contributions(contributions: &Chunked<Contribution>, e: &mut Enc<'_>) {
     e.count(contributions.len());
     for c in contributions {
         e.put(c.payer);
@@ -20,7 +19,7 @@ pub(super) fn encode_contributions(
         e.put(c.time);
         e.put(c.acct_balc);
     }
-    let mut paid: Vec<(u32, u16)> = contributions_paid.iter().copied().collect();
+    let mut paid: Vec<(u32, u16)> = contributions.iter().map(|c| (c.psn, c.year)).collect();
     paid.sort_unstable();
     e.count(paid.len());
     for (psn, year) in paid {

@@ -41,11 +41,11 @@ pub(super) fn decode_stats(d: &mut Dec<'_>) -> Res<Stats> {
     })
 }
 
-pub(super) fn encode_recon(recon: &FxHashMap<(u32, i32), ReconTotals>, e: &mut Enc<'_>) {
-    let mut recon: Vec<(&(u32, i32), &ReconTotals)> = recon.iter().collect();
-    recon.sort_unstable_by_key(|(k, _)| **k);
+pub(super) fn encode_recon(recon: &Recon, e: &mut Enc<'_>) {
+    let mut recon: Vec<((u32, i32), &ReconTotals)> = recon.iter().collect();
+    recon.sort_unstable_by_key(|&(k, _)| k);
     e.count(recon.len());
-    for (&(inst, day), t) in recon {
+    for ((inst, day), t) in recon {
         e.put(inst);
         e.put(day);
         e.put(t.setl_count);
@@ -62,12 +62,9 @@ pub(super) fn encode_recon(recon: &FxHashMap<(u32, i32), ReconTotals>, e: &mut E
     }
 }
 
-pub(super) fn decode_recon(
-    d: &mut Dec<'_>,
-    insts: usize,
-) -> Res<FxHashMap<(u32, i32), ReconTotals>> {
+pub(super) fn decode_recon(d: &mut Dec<'_>, insts: usize) -> Res<Recon> {
     let count = d.count(RECON_BYTES, "reconciliation count")?;
-    let mut recon = FxHashMap::with_capacity_and_hasher(count, Default::default());
+    let mut recon = Recon::default();
     let mut prev = None;
     d.records(count, RECON_BYTES, |_, r| {
         let key = (
@@ -87,7 +84,7 @@ pub(super) fn decode_recon(
             acct_mulaid_pay: r.get(),
             psn_cash_pay: r.get(),
         };
-        recon.insert(key, totals);
+        *recon.entry(key.0, key.1) = totals;
         Ok(())
     })?;
     Ok(recon)

@@ -17,7 +17,7 @@ pub(super) fn decode_institutions(d: &mut Dec<'_>) -> Res<Institutions> {
     let count = d.count(1 + 1 + 1 + 1 + 1 + 4, "institution count")?;
     let mut insts = Institutions {
         index: FxHashMap::with_capacity_and_hasher(count, Default::default()),
-        list: Vec::with_capacity(count),
+        list: Chunked::default(),
     };
     for i in 0..count {
         let at = d.pos;
@@ -88,5 +88,8 @@ pub(super) fn decode_tokens(d: &mut Dec<'_>, persons: usize, insts: usize) -> Re
             revoked: r.bool()?,
         })
     })?;
-    Ok(Tokens { index, list })
+    Ok(Tokens {
+        index,
+        list: list.into(),
+    })
 }

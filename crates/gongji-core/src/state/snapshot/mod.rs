@@ -68,7 +68,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::bindings::{Binding, Scope};
 use super::chunked::Chunked;
-use super::counters::{Cell, ReconTotals, Stats, PROVINCES};
+use super::counters::{Cell, Recon, ReconTotals, Stats, PROVINCES};
 use super::ledger::{Counterparty, Entry, EntryKind, EntryRef, Ledger};
 use super::msgids::{MsgRecord, Msgids};
 use super::persons::{
@@ -261,7 +261,7 @@ impl State {
         encode_bindings(&self.bindings, e);
         encode_settlements(&self.setls, &self.details, e);
         encode_transfers(&self.transfers, &self.expiry_queue, e);
-        encode_contributions(&self.contributions, &self.contributions_paid, e);
+        encode_contributions(&self.contributions, e);
         encode_entries(&self.entries, e);
         encode_msgids(&self.msgids, e);
         encode_stats(&self.stats, e);
