@@ -26,6 +26,9 @@ pub enum Which {
         /// Override the exemption margin for the model (for tuning on dev).
         #[arg(long)]
         margin: Option<f32>,
+        /// A model file instead of the built-in one (for comparing trained models on dev).
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     Throughput {
         #[arg(long, default_value = "../shared/data/cold")]
@@ -51,7 +54,8 @@ pub fn run(which: Which) -> Result<()> {
             cold,
             split,
             margin,
-        } => cold_f1(&cold, &split, margin),
+            model,
+        } => cold_f1(&cold, &split, margin, model.as_deref()),
         Which::Throughput { cold, items } => throughput(&cold, items),
         Which::Http {
             cold,
@@ -87,12 +91,21 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn cold_f1(cold: &Path, split: &str, margin: Option<f32>) -> Result<()> {
+fn cold_f1(cold: &Path, split: &str, margin: Option<f32>, model: Option<&Path>) -> Result<()> {
     if split == "train" {
         bail!("the model was fitted on train; use dev or test");
     }
     let rows = crate::read_cold_split(cold, split)?;
-    let mut classifier = Classifier::builtin();
+    let mut classifier = match model {
+        None => Classifier::builtin(),
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+            let m = huyou_core::model::Model::from_bytes(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            println!("model: {}", p.display());
+            Classifier::with_model(m)
+        }
+    };
     if let Some(m) = margin {
         classifier.exempt_model_margin = m;
     }
