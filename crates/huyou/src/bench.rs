@@ -231,6 +231,24 @@ impl Drop for TempDir {
     }
 }
 
+/// CPU seconds (user + system) used so far by process `pid`, from `/proc/PID/stat` (Linux
+/// counts them in USER_HZ = 100 ticks a second). On a machine shared with other work, wall time
+/// includes waiting for a core; CPU time is what the server itself spent.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |x| x.1);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn spawn_server() -> Result<Server> {
     let dir = std::env::temp_dir().join(format!("huyou-bench-{}", std::process::id()));
     let mut child = std::process::Command::new(std::env::current_exe()?)
@@ -374,6 +392,7 @@ fn http(cold: &Path, requests: usize, connections: &[usize]) -> Result<()> {
     for &c in connections {
         let c = c.max(1);
         let per_connection = requests / c;
+        let cpu_before = cpu_secs(server.child.id());
         let start = Instant::now();
         let latencies: Vec<u64> = std::thread::scope(|scope| {
             let runs: Vec<_> = (0..c)
@@ -391,12 +410,15 @@ fn http(cold: &Path, requests: usize, connections: &[usize]) -> Result<()> {
             Ok::<_, anyhow::Error>(all)
         })?;
         let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_secs(server.child.id()) - cpu_before;
         println!(
-            "HTTP /v1/filter, 1 candidate per request, {c} connection(s): {} requests in {:.2} s = {:.0} requests/s, {}",
+            "HTTP /v1/filter, 1 candidate per request, {c} connection(s): {} requests in {:.2} s = {:.0} requests/s, {}; server CPU {:.2} s = {:.0} µs per request",
             latencies.len(),
             secs,
             latencies.len() as f64 / secs,
-            percentiles(latencies)
+            percentiles(latencies),
+            cpu,
+            cpu * 1e6 / (c * per_connection) as f64
         );
     }
     let mut conn = std::net::TcpStream::connect(&server.addr)?;
@@ -404,6 +426,7 @@ fn http(cold: &Path, requests: usize, connections: &[usize]) -> Result<()> {
         let bodies: Vec<Vec<u8>> = (0..batches)
             .map(|b| filter_body(&texts, b * size, size))
             .collect();
+        let cpu_before = cpu_secs(server.child.id());
         let start = Instant::now();
         for body in &bodies {
             let (status, _) = request(&mut conn, "/v1/filter", &server.token, body)?;
@@ -412,12 +435,16 @@ fn http(cold: &Path, requests: usize, connections: &[usize]) -> Result<()> {
             }
         }
         let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_secs(server.child.id()) - cpu_before;
+        let items = (batches * size) as f64;
         println!(
-            "HTTP /v1/filter, {size} candidates per request ({} bytes of JSON), one connection: {} items in {:.2} s = {:.0} items/s",
+            "HTTP /v1/filter, {size} candidates per request ({} bytes of JSON), one connection: {} items in {:.2} s = {:.0} items/s; server CPU {:.2} s = {:.0} items per CPU-second",
             bodies[0].len(),
             batches * size,
             secs,
-            (batches * size) as f64 / secs
+            items / secs,
+            cpu,
+            items / cpu
         );
     }
     Ok(())
