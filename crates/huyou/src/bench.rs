@@ -85,11 +85,16 @@ fn machine() -> String {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_status_kib(std::process::id(), "VmRSS:")
+}
+
+/// A `kB` field of `/proc/PID/status`, 0 when it cannot be read.
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -447,5 +452,9 @@ fn http(cold: &Path, requests: usize, connections: &[usize]) -> Result<()> {
             items / cpu
         );
     }
+    println!(
+        "server peak RSS (VmHWM) after the runs: {} KiB",
+        proc_status_kib(server.child.id(), "VmHWM:")
+    );
     Ok(())
 }

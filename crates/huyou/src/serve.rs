@@ -89,6 +89,8 @@ pub struct App {
     token_hash: blake3::Hash,
     metrics: Metrics,
     streams: Mutex<HashMap<String, Stream>>,
+    /// Permits for batches classified in parallel (`large_batches_max`).
+    large_batches: tokio::sync::Semaphore,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -121,6 +123,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         token_hash: blake3::hash(token.as_bytes()),
         metrics: Metrics::default(),
         streams: Mutex::new(HashMap::new()),
+        large_batches: tokio::sync::Semaphore::new(large_batches_max()),
     });
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -373,6 +376,14 @@ const INLINE_ITEMS_MAX: usize = 16;
 /// Larger batches are cut into pieces of this many items, classified on all cores at once.
 const PARALLEL_CHUNK_ITEMS: usize = 4096;
 
+/// Batches over `INLINE_ITEMS_MAX` items being classified and audited at once: one per core.
+/// Each already uses every core, so more at once would not finish sooner, and a 100,000-item
+/// batch holds several hundred MB until its reply (BENCHMARKS.md), so this bounds the memory
+/// that concurrent large batches can take. Others wait for a permit.
+fn large_batches_max() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Classifies and decides a batch, hands its audit entries to the writer, and returns once they
 /// are durable.
 async fn run_batch(
@@ -380,9 +391,15 @@ async fn run_batch(
     items: Vec<Item>,
     context: Option<(Audience, Service)>,
 ) -> Result<Vec<wire::Classified>, ApiError> {
+    let _permit;
     let (results, entries) = if items.len() <= INLINE_ITEMS_MAX {
         classify_batch(&app, &items, context)
     } else {
+        _permit = app
+            .large_batches
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let worker = app.clone();
         tokio::task::spawn_blocking(move || classify_parallel(&worker, &items, context))
             .await

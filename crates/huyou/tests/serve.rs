@@ -324,6 +324,35 @@ fn a_batch_of_100000_candidates_is_filtered_whole() {
 }
 
 #[test]
+fn more_large_batches_at_once_than_cores_all_get_their_answers() {
+    // Proves large batches beyond the number that may run at once (one per core) wait for a
+    // permit and are then answered in full, none lost or mixed up with another.
+    let s = start();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let answers: Vec<(usize, serde_json::Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cores + 2)
+            .map(|b| {
+                let s = &s;
+                scope.spawn(move || {
+                    let items: Vec<serde_json::Value> = (0..20_000)
+                        .map(|i| serde_json::json!({"id": format!("b{b}-{i}"), "text": "今天天气很好"}))
+                        .collect();
+                    let r = s.post("/v1/classify", serde_json::json!({ "items": items }));
+                    assert_eq!(r.status, 200, "{}", &r.body[..r.body.len().min(300)]);
+                    (b, r.json())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (b, v) in answers {
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results.len(), 20_000);
+        assert_eq!(results[19_999]["id"], format!("b{b}-19999"));
+    }
+}
+
+#[test]
 fn genai_check_and_a_term_split_across_stream_chunks() {
     // Proves the prompt/answer check denies a harmful answer to a minor, and that a term split
     // across two chunks of a streaming answer stops the stream at the second chunk.
