@@ -39,16 +39,23 @@ pub struct Record {
     pub hash: String,
 }
 
-/// What the caller supplies; the log fills in `seq`, `prev` and `hash`.
+/// What the caller supplies; the log fills in `seq`, `prev` and `hash`. The caller hashes the
+/// text ([`text_hash`]), so the text is never handed to the log and the hashing is done on the
+/// caller's threads, not the log's single writer.
 #[derive(Clone, Debug, Default)]
 pub struct Entry {
     pub time_ms: u64,
     pub policy_version: String,
     pub item_id: String,
-    pub text: String,
+    pub text_blake3: String,
     pub codes: Vec<String>,
     pub rules: Vec<String>,
     pub decisions: Vec<String>,
+}
+
+/// The `text_blake3` of a record: BLAKE3 of the text's UTF-8 bytes, in hex.
+pub fn text_hash(text: &str) -> String {
+    blake3::hash(text.as_bytes()).to_hex().to_string()
 }
 
 fn record_hash(record: &Record) -> String {
@@ -115,16 +122,26 @@ impl AuditLog {
                 time_ms: e.time_ms,
                 policy_version: e.policy_version,
                 item_id: e.item_id,
-                text_blake3: blake3::hash(e.text.as_bytes()).to_hex().to_string(),
+                text_blake3: e.text_blake3,
                 codes: e.codes,
                 rules: e.rules,
                 decisions: e.decisions,
                 hash: String::new(),
             };
-            r.hash = record_hash(&r);
-            prev = r.hash.clone();
+            // One serialisation serves both the hash and the line: `hash` is the last field, so
+            // the JSON with it empty ends in `""}`, and the line is that JSON with the hash put
+            // between the quotes (hex needs no escaping). `verify` recomputes it the long way.
+            let start = buf.len();
             serde_json::to_writer(&mut buf, &r).expect("record serialises");
-            buf.push(b'\n');
+            assert!(buf.ends_with(b"\"hash\":\"\"}"));
+            let mut h = blake3::Hasher::new();
+            h.update(r.prev.as_bytes());
+            h.update(&buf[start..]);
+            r.hash = h.finalize().to_hex().to_string();
+            buf.truncate(buf.len() - 2);
+            buf.extend_from_slice(r.hash.as_bytes());
+            buf.extend_from_slice(b"\"}\n");
+            prev = r.hash.clone();
             records.push(r);
         }
         self.file.write_all(&buf)?;
@@ -219,7 +236,7 @@ mod tests {
     fn entry(id: &str) -> Entry {
         Entry {
             item_id: id.into(),
-            text: format!("text {id}"),
+            text_blake3: text_hash(&format!("text {id}")),
             ..Entry::default()
         }
     }

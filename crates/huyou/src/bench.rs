@@ -4,9 +4,11 @@
 //!   macro-F1 beside the published RoBERTa detector's 82.39. The test split is read here only.
 //! - `throughput`: items/s on one thread for 50-character texts (COLD dev comments cut or
 //!   repeated to 50 characters) through classify + decide for all nine surfaces; memory.
-//! - `http`: spawns `huyou serve` on 127.0.0.1:0 and times single-item `/v1/filter` requests on
-//!   one keep-alive connection (p50/p99), then on `--connections` at once (group commit), then
-//!   1,000-candidate requests (items/s).
+//! - `http`: first times `fdatasync` of small appends in the directory the server's audit log
+//!   will be in (the floor under every reply), then spawns `huyou serve` on 127.0.0.1:0 and times
+//!   single-item `/v1/filter` requests at each `--connections` level (p50/p99; one request at a
+//!   time per keep-alive connection, so concurrent ones share an fsync), then 1,000- and
+//!   100,000-candidate requests (items/s).
 
 use crate::wire::{self, Item};
 use anyhow::{bail, Context, Result};
@@ -26,6 +28,9 @@ pub enum Which {
         /// Override the exemption margin for the model (for tuning on dev).
         #[arg(long)]
         margin: Option<f32>,
+        /// A model file instead of the built-in one (for comparing trained models on dev).
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     Throughput {
         #[arg(long, default_value = "../shared/data/cold")]
@@ -36,11 +41,13 @@ pub enum Which {
     Http {
         #[arg(long, default_value = "../shared/data/cold")]
         cold: PathBuf,
+        /// Single-item requests per concurrency level.
         #[arg(long, default_value_t = 5_000)]
         requests: usize,
-        /// Connections for the concurrent run (each sends single-item requests).
-        #[arg(long, default_value_t = 16)]
-        connections: usize,
+        /// Concurrency levels for the single-item runs (connections, each sending one request
+        /// at a time).
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+        connections: Vec<usize>,
     },
 }
 
@@ -51,13 +58,14 @@ pub fn run(which: Which) -> Result<()> {
             cold,
             split,
             margin,
-        } => cold_f1(&cold, &split, margin),
+            model,
+        } => cold_f1(&cold, &split, margin, model.as_deref()),
         Which::Throughput { cold, items } => throughput(&cold, items),
         Which::Http {
             cold,
             requests,
             connections,
-        } => http(&cold, requests, connections),
+        } => http(&cold, requests, &connections),
     }
 }
 
@@ -77,22 +85,36 @@ fn machine() -> String {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_status_kib(std::process::id(), "VmRSS:")
+}
+
+/// A `kB` field of `/proc/PID/status`, 0 when it cannot be read.
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
 }
 
-fn cold_f1(cold: &Path, split: &str, margin: Option<f32>) -> Result<()> {
+fn cold_f1(cold: &Path, split: &str, margin: Option<f32>, model: Option<&Path>) -> Result<()> {
     if split == "train" {
         bail!("the model was fitted on train; use dev or test");
     }
     let rows = crate::read_cold_split(cold, split)?;
-    let mut classifier = Classifier::builtin();
+    let mut classifier = match model {
+        None => Classifier::builtin(),
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+            let m = huyou_core::model::Model::from_bytes(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            println!("model: {}", p.display());
+            Classifier::with_model(m)
+        }
+    };
     if let Some(m) = margin {
         classifier.exempt_model_margin = m;
     }
@@ -214,6 +236,24 @@ impl Drop for TempDir {
     }
 }
 
+/// CPU seconds (user + system) used so far by process `pid`, from `/proc/PID/stat` (Linux
+/// counts them in USER_HZ = 100 ticks a second). On a machine shared with other work, wall time
+/// includes waiting for a core; CPU time is what the server itself spent.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |x| x.1);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn spawn_server() -> Result<Server> {
     let dir = std::env::temp_dir().join(format!("huyou-bench-{}", std::process::id()));
     let mut child = std::process::Command::new(std::env::current_exe()?)
@@ -322,59 +362,99 @@ fn percentiles(mut latencies_us: Vec<u64>) -> String {
     )
 }
 
-fn http(cold: &Path, requests: usize, connections: usize) -> Result<()> {
-    let texts = texts(cold, 50)?;
-    let server = spawn_server()?;
-    let latencies = single_item_run(&server, &texts, 0, requests)?;
-    println!(
-        "HTTP /v1/filter, 1 candidate per request, one keep-alive connection: {requests} requests, {}",
-        percentiles(latencies)
-    );
-    let start = Instant::now();
-    let per_connection = requests / connections.max(1);
-    let latencies: Vec<u64> = std::thread::scope(|scope| {
-        let runs: Vec<_> = (0..connections)
-            .map(|c| {
-                let (server, texts) = (&server, &texts);
-                scope.spawn(move || {
-                    single_item_run(server, texts, c * per_connection, per_connection)
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for run in runs {
-            all.extend(run.join().expect("client thread")?);
-        }
-        Ok::<_, anyhow::Error>(all)
-    })?;
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "HTTP /v1/filter, 1 candidate per request, {connections} connections (audit group commit): {} requests in {:.2} s = {:.0} requests/s, {}",
-        latencies.len(),
-        secs,
-        latencies.len() as f64 / secs,
-        percentiles(latencies)
-    );
-    let mut conn = std::net::TcpStream::connect(&server.addr)?;
-    let batches = 50;
-    let start = Instant::now();
-    for b in 0..batches {
-        let (status, _) = request(
-            &mut conn,
-            "/v1/filter",
-            &server.token,
-            &filter_body(&texts, b * 1000, 1000),
-        )?;
-        if status != 200 {
-            bail!("status {status}");
-        }
+/// Latencies of `fdatasync` after appending a 400-byte line (about one audit record), in µs.
+fn fsync_floor(dir: &Path, syncs: usize) -> Result<Vec<u64>> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    let line = [b'x'; 400];
+    let mut latencies_us = Vec::with_capacity(syncs);
+    for _ in 0..syncs {
+        file.write_all(&line)?;
+        let start = Instant::now();
+        file.sync_data()?;
+        latencies_us.push(start.elapsed().as_micros() as u64);
     }
-    let secs = start.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(latencies_us)
+}
+
+fn http(cold: &Path, requests: usize, connections: &[usize]) -> Result<()> {
+    let texts = texts(cold, 50)?;
+    let probe = TempDir(std::env::temp_dir().join(format!("huyou-fsync-{}", std::process::id())));
+    let floor = fsync_floor(&probe.0, 2000)?;
     println!(
-        "HTTP /v1/filter, 1,000 candidates per request, one connection: {} items in {:.2} s = {:.0} items/s",
-        batches * 1000,
-        secs,
-        (batches * 1000) as f64 / secs
+        "fdatasync of a 400-byte append in {} (the floor under every reply): 2000 syncs, {}",
+        std::env::temp_dir().display(),
+        percentiles(floor)
+    );
+    drop(probe);
+    let server = spawn_server()?;
+    for &c in connections {
+        let c = c.max(1);
+        let per_connection = requests / c;
+        let cpu_before = cpu_secs(server.child.id());
+        let start = Instant::now();
+        let latencies: Vec<u64> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..c)
+                .map(|k| {
+                    let (server, texts) = (&server, &texts);
+                    scope.spawn(move || {
+                        single_item_run(server, texts, k * per_connection, per_connection)
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for run in runs {
+                all.extend(run.join().expect("client thread")?);
+            }
+            Ok::<_, anyhow::Error>(all)
+        })?;
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_secs(server.child.id()) - cpu_before;
+        println!(
+            "HTTP /v1/filter, 1 candidate per request, {c} connection(s): {} requests in {:.2} s = {:.0} requests/s, {}; server CPU {:.2} s = {:.0} µs per request",
+            latencies.len(),
+            secs,
+            latencies.len() as f64 / secs,
+            percentiles(latencies),
+            cpu,
+            cpu * 1e6 / (c * per_connection) as f64
+        );
+    }
+    let mut conn = std::net::TcpStream::connect(&server.addr)?;
+    for (batches, size) in [(50, 1_000), (3, 100_000)] {
+        let bodies: Vec<Vec<u8>> = (0..batches)
+            .map(|b| filter_body(&texts, b * size, size))
+            .collect();
+        let cpu_before = cpu_secs(server.child.id());
+        let start = Instant::now();
+        for body in &bodies {
+            let (status, _) = request(&mut conn, "/v1/filter", &server.token, body)?;
+            if status != 200 {
+                bail!("status {status}");
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_secs(server.child.id()) - cpu_before;
+        let items = (batches * size) as f64;
+        println!(
+            "HTTP /v1/filter, {size} candidates per request ({} bytes of JSON), one connection: {} items in {:.2} s = {:.0} items/s; server CPU {:.2} s = {:.0} items per CPU-second",
+            bodies[0].len(),
+            batches * size,
+            secs,
+            items / secs,
+            cpu,
+            items / cpu
+        );
+    }
+    println!(
+        "server peak RSS (VmHWM) after the runs: {} KiB",
+        proc_status_kib(server.child.id(), "VmHWM:")
     );
     Ok(())
 }

@@ -66,6 +66,12 @@ enum Command {
         ngram_max: Option<u32>,
         #[arg(long)]
         epochs: Option<u32>,
+        #[arg(long)]
+        l2: Option<f32>,
+        #[arg(long)]
+        learning_rate: Option<f32>,
+        #[arg(long)]
+        nb_power: Option<f32>,
     },
     /// Score predictions against gold JSON lines `{"id","text","meta","codes":[...]}`.
     Eval {
@@ -117,12 +123,18 @@ fn main() -> Result<()> {
             bits,
             ngram_max,
             epochs,
+            l2,
+            learning_rate,
+            nb_power,
         } => {
             let d = TrainConfig::default();
             let config = TrainConfig {
                 bits: bits.unwrap_or(d.bits),
                 ngram_max: ngram_max.unwrap_or(d.ngram_max),
                 epochs: epochs.unwrap_or(d.epochs),
+                l2: l2.unwrap_or(d.l2),
+                learning_rate: learning_rate.unwrap_or(d.learning_rate),
+                nb_power: nb_power.unwrap_or(d.nb_power),
                 ..d
             };
             train(&cold, &out, check, config)

@@ -6,8 +6,9 @@
 //!
 //! Bodies are read as bytes and parsed here, so that every malformed body (not JSON, not UTF-8,
 //! an unknown field, too large, too many items) gets a JSON `{"error": ...}` with a clear status
-//! instead of axum's plain-text rejections. Classification runs in `spawn_blocking`; its audit
-//! entries go to the audit writer thread, which appends every batch waiting, fsyncs once (group
+//! instead of axum's plain-text rejections. A small batch is classified on the handler's thread,
+//! a large one in `spawn_blocking` across all cores; its audit entries go to the audit writer
+//! thread, which appends every batch waiting, fsyncs once (group
 //! commit) and only then releases the replies. The writer is joined on shutdown.
 //!
 //! Limits: `BODY_BYTES_MAX`, `ITEMS_MAX` per batch, `wire::TEXT_BYTES_MAX` per text,
@@ -32,8 +33,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
-pub const ITEMS_MAX: usize = 10_000;
+/// Bounds what one request can make the server hold: 64 MiB of body is 100,000 items of about
+/// 600 bytes of JSON each (a 50-character Chinese text is 150 bytes of UTF-8), so a full batch of
+/// ordinary comments fits; a batch of long texts meets this limit before `ITEMS_MAX`.
+pub const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// 100,000 items classify in about a second on one core (BENCHMARKS.md).
+pub const ITEMS_MAX: usize = 100_000;
 pub const STREAMS_MAX: usize = 10_000;
 pub const STREAM_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// A stream without a chunk for this long may be dropped to make room for a new one.
@@ -84,6 +89,8 @@ pub struct App {
     token_hash: blake3::Hash,
     metrics: Metrics,
     streams: Mutex<HashMap<String, Stream>>,
+    /// Permits for batches classified in parallel (`large_batches_max`).
+    large_batches: tokio::sync::Semaphore,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -116,6 +123,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         token_hash: blake3::hash(token.as_bytes()),
         metrics: Metrics::default(),
         streams: Mutex::new(HashMap::new()),
+        large_batches: tokio::sync::Semaphore::new(large_batches_max()),
     });
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -362,33 +370,46 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-/// Classifies and decides a batch on a blocking thread, hands its audit entries to the writer,
-/// and returns once they are durable.
+/// Batches up to this many items are classified on the handler's own thread: one 50-character
+/// item takes about 10 µs, less than the hand-off to a blocking thread and back.
+const INLINE_ITEMS_MAX: usize = 16;
+/// Larger batches are cut into pieces of this many items, classified on all cores at once.
+const PARALLEL_CHUNK_ITEMS: usize = 4096;
+
+/// Batches over `INLINE_ITEMS_MAX` items being classified and audited at once: one per core.
+/// Each already uses every core, so more at once would not finish sooner, and a 100,000-item
+/// batch holds several hundred MB until its reply (BENCHMARKS.md), so this bounds the memory
+/// that concurrent large batches can take. Others wait for a permit.
+fn large_batches_max() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Classifies and decides a batch, hands its audit entries to the writer, and returns once they
+/// are durable.
 async fn run_batch(
     app: Arc<App>,
     items: Vec<Item>,
     context: Option<(Audience, Service)>,
 ) -> Result<Vec<wire::Classified>, ApiError> {
-    let worker = app.clone();
-    let (results, entries) = tokio::task::spawn_blocking(move || {
-        let results: Vec<wire::Classified> = items
-            .iter()
-            .map(|i| wire::classify_item(&worker.classifier, &worker.policy, i, context))
-            .collect();
-        let entries: Vec<_> = items
-            .iter()
-            .zip(&results)
-            .map(|(i, r)| wire::audit_entry(&worker.policy, i, r))
-            .collect();
-        (results, entries)
-    })
-    .await
-    .map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("classification failed: {e}"),
-        )
-    })?;
+    let _permit;
+    let (results, entries) = if items.len() <= INLINE_ITEMS_MAX {
+        classify_batch(&app, &items, context)
+    } else {
+        _permit = app
+            .large_batches
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let worker = app.clone();
+        tokio::task::spawn_blocking(move || classify_parallel(&worker, &items, context))
+            .await
+            .map_err(|e| {
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("classification failed: {e}"),
+                )
+            })?
+    };
     let unavailable = || {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -409,6 +430,54 @@ async fn run_batch(
     let flagged = results.iter().filter(|r| !r.categories.is_empty()).count();
     m.items_flagged.fetch_add(flagged as u64, Ordering::Relaxed);
     Ok(results)
+}
+
+type Classifications = (Vec<wire::Classified>, Vec<huyou_core::audit::Entry>);
+
+fn classify_batch(
+    app: &App,
+    items: &[Item],
+    context: Option<(Audience, Service)>,
+) -> Classifications {
+    let results: Vec<wire::Classified> = items
+        .iter()
+        .map(|i| wire::classify_item(&app.classifier, &app.policy, i, context))
+        .collect();
+    let entries = items
+        .iter()
+        .zip(&results)
+        .map(|(i, r)| wire::audit_entry(&app.policy, i, r))
+        .collect();
+    (results, entries)
+}
+
+/// `classify_batch` over pieces of the batch on scoped threads, one per core, results in order.
+fn classify_parallel(
+    app: &App,
+    items: &[Item],
+    context: Option<(Audience, Service)>,
+) -> Classifications {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores == 1 || items.len() <= PARALLEL_CHUNK_ITEMS {
+        return classify_batch(app, items, context);
+    }
+    let chunk = items.len().div_ceil(cores).max(PARALLEL_CHUNK_ITEMS);
+    let parts: Vec<Classifications> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || classify_batch(app, part, context)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("classification does not panic"))
+            .collect()
+    });
+    let (mut results, mut entries) = (Vec::with_capacity(items.len()), Vec::new());
+    for (r, e) in parts {
+        results.extend(r);
+        entries.extend(e);
+    }
+    (results, entries)
 }
 
 #[derive(Deserialize)]
@@ -440,7 +509,7 @@ async fn classify(
     }
     let context = req.decide.map(|d| (d.audience, d.service));
     match run_batch(app, req.items, context).await {
-        Ok(results) => Json(serde_json::json!({ "results": results })).into_response(),
+        Ok(results) => Json(ClassifyReply { results }).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -452,6 +521,20 @@ struct FilterRequest {
     audience: Audience,
     service: Service,
     candidates: Vec<Item>,
+}
+
+// Replies are typed structs written straight to bytes, not `json!` trees: a 100,000-item reply
+// built as a `serde_json::Value` was a second copy of every string and map.
+#[derive(Serialize)]
+struct ClassifyReply {
+    results: Vec<wire::Classified>,
+}
+
+#[derive(Serialize)]
+struct FilterReply<'a> {
+    policy_version: &'a str,
+    kept: Vec<Kept>,
+    removed: Vec<Removed>,
 }
 
 #[derive(Serialize)]
@@ -515,7 +598,12 @@ async fn filter(
     app.metrics
         .items_removed
         .fetch_add(removed.len() as u64, Ordering::Relaxed);
-    Json(serde_json::json!({ "policy_version": app.policy.version, "kept": kept, "removed": removed })).into_response()
+    Json(FilterReply {
+        policy_version: &app.policy.version,
+        kept,
+        removed,
+    })
+    .into_response()
 }
 
 #[derive(Deserialize)]

@@ -135,7 +135,7 @@ pub fn audit_entry(policy: &Policy, item: &Item, c: &Classified) -> Entry {
         time_ms: now_ms(),
         policy_version: policy.version.clone(),
         item_id: item.id.clone(),
-        text: item.text.clone(),
+        text_blake3: huyou_core::audit::text_hash(&item.text),
         codes: c
             .categories
             .iter()

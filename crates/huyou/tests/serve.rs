@@ -248,7 +248,7 @@ fn hostile_input_gets_clear_errors_and_no_panic() {
     );
     assert_eq!(r.status, 400);
     assert!(r.json()["error"].as_str().unwrap().contains("sidebar"));
-    let r = s.send("POST", "/v1/classify", t, vec![b' '; 9 * 1024 * 1024]);
+    let r = s.send("POST", "/v1/classify", t, vec![b' '; 64 * 1024 * 1024 + 1]);
     assert_eq!(r.status, 413);
     assert!(r.json()["error"]
         .as_str()
@@ -264,7 +264,7 @@ fn hostile_input_gets_clear_errors_and_no_panic() {
         .as_str()
         .unwrap()
         .contains("text_bytes_max"));
-    let items: Vec<serde_json::Value> = (0..100_000)
+    let items: Vec<serde_json::Value> = (0..100_001)
         .map(|i| serde_json::json!({"id": i.to_string(), "text": "你好"}))
         .collect();
     let r = s.post("/v1/classify", serde_json::json!({ "items": items }));
@@ -272,9 +272,84 @@ fn hostile_input_gets_clear_errors_and_no_panic() {
     assert!(r.json()["error"]
         .as_str()
         .unwrap()
-        .contains("items_max is 10000"));
+        .contains("items_max is 100000"));
     let r = s.send("GET", "/healthz", None, vec![]);
     assert_eq!(r.status, 200);
+}
+
+#[test]
+fn a_batch_of_100000_candidates_is_filtered_whole() {
+    // Proves a 100,000-item batch (50-character texts, about 20 MB of JSON) is classified and
+    // answered in full through a real listening server: every id comes back once, in order
+    // within kept and removed, the harmful ones removed, and every item is counted as audited.
+    let s = start();
+    let texts = [
+        "今天和同学一起去图书馆复习数学，准备下周的期末考试，大家都很努力，晚上还一起吃了饭。",
+        "你这个傻逼赶紧滚出去吧，没人想看你在这里发疯，真是恶心透了，脑子有病就去治病好吗。",
+    ];
+    let n = 100_000;
+    let candidates: Vec<serde_json::Value> = (0..n)
+        .map(|i| serde_json::json!({"id": format!("c{i}"), "text": texts[i % 2]}))
+        .collect();
+    let r = s.post(
+        "/v1/filter",
+        serde_json::json!({"surface": "recommendation", "audience": "minor",
+            "service": "algorithmic_push", "candidates": candidates}),
+    );
+    assert_eq!(r.status, 200, "{}", &r.body[..r.body.len().min(300)]);
+    let v = r.json();
+    let ids = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (kept, removed) = (ids("kept"), ids("removed"));
+    assert_eq!(kept.len(), n / 2);
+    assert_eq!(removed.len(), n / 2);
+    let expect = |parity: usize| {
+        (0..n)
+            .filter(move |i| i % 2 == parity)
+            .map(|i| format!("c{i}"))
+    };
+    assert!(kept.iter().cloned().eq(expect(0)));
+    assert!(removed.iter().cloned().eq(expect(1)));
+    let metrics = s.send("GET", "/metrics", None, vec![]).body;
+    assert!(
+        metrics.contains(&format!("huyou_audit_records_total {n}\n")),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn more_large_batches_at_once_than_cores_all_get_their_answers() {
+    // Proves large batches beyond the number that may run at once (one per core) wait for a
+    // permit and are then answered in full, none lost or mixed up with another.
+    let s = start();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let answers: Vec<(usize, serde_json::Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cores + 2)
+            .map(|b| {
+                let s = &s;
+                scope.spawn(move || {
+                    let items: Vec<serde_json::Value> = (0..20_000)
+                        .map(|i| serde_json::json!({"id": format!("b{b}-{i}"), "text": "今天天气很好"}))
+                        .collect();
+                    let r = s.post("/v1/classify", serde_json::json!({ "items": items }));
+                    assert_eq!(r.status, 200, "{}", &r.body[..r.body.len().min(300)]);
+                    (b, r.json())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (b, v) in answers {
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results.len(), 20_000);
+        assert_eq!(results[19_999]["id"], format!("b{b}-19999"));
+    }
 }
 
 #[test]
