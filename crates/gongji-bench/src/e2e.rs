@@ -680,6 +680,8 @@ pub struct E2eReport {
     pub machine: Machine,
     pub population: Population,
     pub rss_after_population: Rss,
+    /// `State::memory` after the population and after the run.
+    pub memory: (Vec<(&'static str, u64)>, Vec<(&'static str, u64)>),
     pub run: RunFigures,
     pub rss_after_run: Rss,
     pub data_bytes: u64,
@@ -731,8 +733,10 @@ pub fn e2e_bench(opts: &E2eOptions) -> E2eReport {
         };
         submit_setup(&engine, vec![admin("warm".into(), start, warm)], 1);
         report.rss_after_population = Rss::now();
+        report.memory.0 = engine.read(gongji_core::State::memory);
         report.run = run_mix(&engine, &plan, opts, times);
         report.rss_after_run = Rss::now();
+        report.memory.1 = engine.read(gongji_core::State::memory);
         let (from, to) = times.five_months();
         report.stats_months = (from.to_string(), to.to_string());
         let mut ns = Vec::with_capacity(opts.stats_queries as usize);
@@ -937,6 +941,24 @@ impl std::fmt::Display for E2eReport {
             f,
             "rss in the middle of the run = {}, after the run = {} (history still in memory)",
             r.rss_mid_run, self.rss_after_run
+        )?;
+        let parts: Vec<String> = self
+            .memory
+            .0
+            .iter()
+            .zip(&self.memory.1)
+            .map(|((part, before), (_, after))| {
+                format!(
+                    "{part} {:.0} → {:.0}",
+                    *before as f64 / 1048576.0,
+                    *after as f64 / 1048576.0
+                )
+            })
+            .collect();
+        writeln!(
+            f,
+            "state memory by part, MiB after population → after run: {}",
+            parts.join(", ")
         )?;
         writeln!(
             f,

@@ -578,6 +578,9 @@ pub(crate) async fn metrics(State(app): AppState) -> Response {
     metrics::gauge!("gongji_journal_bytes_written").set(c.journal_bytes_total.load(Relaxed) as f64);
     metrics::gauge!("gongji_snapshot_op").set(c.snapshot_op.load(Relaxed) as f64);
     metrics::gauge!("gongji_batches").set(c.batches_total.load(Relaxed) as f64);
+    for (part, bytes) in app.engine.read(gongji_core::State::memory) {
+        metrics::gauge!("gongji_state_bytes", "part" => part).set(bytes as f64);
+    }
     let text = crate::prometheus().render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -756,6 +756,16 @@ async fn audit_batch_health_metrics_openapi() {
     let text = metrics.text();
     assert!(text.contains("gongji_"), "{text}");
     assert!(text.contains("gongji_http_requests_total"));
+    // What each part of the state holds, one gauge a part; the settlement made is counted.
+    let settlements = text
+        .lines()
+        .find(|l| l.starts_with("gongji_state_bytes{part=\"settlements\"}"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_ne!(settlements.rsplit(' ').next(), Some("0"), "{settlements}");
+    assert!(
+        text.contains("gongji_state_bytes{part=\"persons\"}"),
+        "{text}"
+    );
     // Labels are route templates: no psn_no or setl_id in them.
     assert!(text.contains("/v1/settlements/{setl_id}/cancel"), "{text}");
     assert!(!text.contains(&cancel), "{text}");

@@ -157,6 +157,15 @@ impl Recon {
             .or_default()
     }
 
+    /// Bytes held (the maps' slots).
+    pub fn memory(&self) -> u64 {
+        let slot = std::mem::size_of::<(u32, ReconTotals)>() + 1;
+        self.days
+            .values()
+            .map(|m| (m.capacity() * slot) as u64)
+            .sum()
+    }
+
     /// Every ((institution, day), totals), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = ((u32, i32), &ReconTotals)> + '_ {
         self.days

@@ -42,6 +42,11 @@ impl MaskedIndex {
             .filter(move |&i| masked_key_of_packed(certnos[i as usize]) == key)
     }
 
+    /// Bytes held (the table's slots).
+    pub fn memory(&self) -> u64 {
+        (self.table.capacity() * 5) as u64
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
     }

@@ -9,6 +9,7 @@ mod credits;
 mod ledger;
 mod lookup;
 mod masked;
+mod memory;
 mod msgids;
 mod persons;
 mod recent;

@@ -267,6 +267,11 @@ impl Msgids {
         self.records.len()
     }
 
+    /// Bytes held: the queue's room (the spare chunk included) and the index's slots.
+    pub fn memory(&self) -> u64 {
+        (self.records.capacity() * std::mem::size_of::<Slot>() + self.index.capacity() * 5) as u64
+    }
+
     /// The records, oldest first: (time recorded, key, record).
     pub fn iter(&self) -> impl Iterator<Item = (i64, u128, &MsgRecord)> + '_ {
         self.records

@@ -15,6 +15,13 @@ pub(crate) struct Recent {
 }
 
 impl Recent {
+    /// Bytes held (the queues' slots).
+    pub fn memory(&self) -> u64 {
+        let queues = self.by_inst.len() * std::mem::size_of::<VecDeque<u32>>();
+        let slots: usize = self.by_inst.iter().map(|q| q.capacity() * 4).sum();
+        (queues + slots) as u64
+    }
+
     pub fn note(&mut self, inst: u32, settlement: u32) {
         let i = inst as usize;
         if self.by_inst.len() <= i {

@@ -671,3 +671,35 @@ fn a_streamed_snapshot_is_the_same_bytes_in_pieces() {
     large.state.encode_snapshot_streaming(&mut |_| count += 1);
     assert!(count >= 3, "{count} pieces");
 }
+
+#[test]
+fn memory_counts_each_part_by_its_records() {
+    // Proves: every part is reported, and a settlement grows the settlements, entries and
+    // msgids parts (by at least its record's size) and leaves bindings and transfers alone.
+    let mut b = rich_state();
+    let before: BTreeMap<&str, u64> = b.state.memory().into_iter().collect();
+    b.settle(8, 9_000, 1_000);
+    let after: BTreeMap<&str, u64> = b.state.memory().into_iter().collect();
+    let parts = [
+        "persons",
+        "bindings",
+        "settlements",
+        "transfers",
+        "contributions",
+        "entries",
+        "msgids",
+        "reconciliation",
+    ];
+    for part in parts {
+        assert!(after.contains_key(part), "{part}");
+    }
+    assert_eq!(after.len(), parts.len());
+    assert!(
+        after["settlements"] >= before["settlements"] + std::mem::size_of::<Settlement>() as u64
+    );
+    assert!(after["entries"] > before["entries"]);
+    assert!(after["msgids"] >= before["msgids"]);
+    assert!(after["persons"] > 0);
+    assert_eq!(after["bindings"], before["bindings"]);
+    assert_eq!(after["transfers"], before["transfers"]);
+}
