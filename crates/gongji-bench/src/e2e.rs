@@ -673,6 +673,9 @@ fn pct(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p / 100.0).round() as usize]
 }
 
+/// Bytes by part of the state (`State::memory`).
+pub type StateMemory = Vec<(&'static str, u64)>;
+
 /// Everything `gongji bench` prints.
 #[derive(Clone, Debug, Default)]
 pub struct E2eReport {
@@ -681,7 +684,7 @@ pub struct E2eReport {
     pub population: Population,
     pub rss_after_population: Rss,
     /// `State::memory` after the population and after the run.
-    pub memory: (Vec<(&'static str, u64)>, Vec<(&'static str, u64)>),
+    pub memory: (StateMemory, StateMemory),
     pub run: RunFigures,
     pub rss_after_run: Rss,
     pub data_bytes: u64,
