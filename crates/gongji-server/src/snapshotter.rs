@@ -82,15 +82,12 @@ impl Snapshots {
         }
     }
 
-    /// Stops the thread, after a last snapshot of `state` at `head` when one is given (a
-    /// clean stop, where every applied op is durable) and ops have passed since the last.
-    pub fn stop(&mut self, last: Option<(&State, Anchor)>) {
+    /// Stops the thread, after a last snapshot of a state frozen at `head` when one is given
+    /// (a clean stop, where every applied op is durable) and ops have passed since the last.
+    pub fn stop(&mut self, last: Option<(Frozen, Anchor)>) {
         let job = last
             .filter(|(_, head)| head.op > self.last_op)
-            .map(|(state, head)| Job {
-                frozen: state.freeze(),
-                head,
-            });
+            .map(|(frozen, head)| Job { frozen, head });
         let _ = self.tx.send(Message::Stop(job));
     }
 }

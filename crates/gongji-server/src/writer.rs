@@ -52,12 +52,11 @@ pub(crate) fn spawn(
             // After a clean stop every applied op is durable: a last snapshot of the state
             // saves the next start a replay. After a failure the state may hold ops that
             // never became durable, so it is not written.
-            let shared = writer.shared.clone();
-            let state = shared.state.read().expect("state lock");
-            let head = writer.journal.head();
-            let last = result.is_ok().then_some((&*state, head));
+            let last = result.is_ok().then(|| {
+                let state = writer.shared.state.read().expect("state lock");
+                (state.freeze(), writer.journal.head())
+            });
             writer.snapshots.stop(last);
-            drop(state);
             result
         })?;
     Ok(thread)
