@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use gongji_core::{Body, InstType, Insutype};
+
+use crate::population::{Population, SetupOp, Triples};
 use crate::{thousands, Machine, SplitMix64};
 
 /// Connections the peer's throwaway cluster can take (max_connections = 64, 3 reserved).
@@ -105,18 +108,6 @@ async fn post(client: &reqwest::Client, s: &(String, String), path: &str, body: 
     serde_json::from_slice(&bytes).expect("json reply")
 }
 
-fn certno(i: u32) -> String {
-    let day = i / 1000;
-    let (y, rest) = (1950 + day / 336, day % 336);
-    let first17 = format!(
-        "110105{y:04}{:02}{:02}{:03}",
-        1 + rest / 28,
-        1 + rest % 28,
-        i % 1000
-    );
-    gongji_core::certno::certno_with_check(&first17).expect("17 digits")
-}
-
 /// Sends setup ops through `/v1/batch` in requests that stay under the 1 MiB body limit.
 async fn batch(client: &reqwest::Client, s: &(String, String), ops: Vec<Value>) {
     const BODY_BYTES_TARGET: usize = 900_000;
@@ -141,48 +132,59 @@ async fn batch(client: &reqwest::Client, s: &(String, String), ops: Vec<Value>) 
     }
 }
 
+/// The peer-shaped population (as `gongji bench durable`'s), through `/v1/batch`.
 async fn populate(client: &reqwest::Client, s: &(String, String), persons: u32) {
-    let inst = json!({"path": "/v1/institutions", "body": {"msgid": "setup-inst",
-        "fixmedins_code": "H11010500001", "fixmedins_name": "Bench", "fixmedins_type": "1",
-        "admdvs": "110105"}});
-    batch(client, s, vec![inst]).await;
-    let enrol = (1..=persons)
-        .map(|i| {
-            json!({"path": "/v1/persons", "body": {"msgid": format!("setup-e{i}"),
-            "psn_no": format!("P{i}"), "certno": certno(i), "psn_name": "张三", "insutype": "310",
-            "admdvs": format!("{}", 110_000 + (i % 31) * 100 + 5)}})
-        })
-        .collect();
-    batch(client, s, enrol).await;
-    let mut binds = Vec::new();
-    for g in (3..=persons).step_by(3) {
-        for giver in [g - 1, g - 2] {
-            binds.push(
-                json!({"path": "/v1/bindings", "body": {"msgid": format!("setup-b{g}-{giver}"),
-                "giver_psn_no": format!("P{giver}"), "receiver_psn_no": format!("P{g}"),
-                "relation": "child"}}),
-            );
+    // 2,000 credit items per op: a batch body stays under the 1 MiB limit.
+    let population = Population::Triples(Triples::peer(persons, 2_000));
+    let mut ops = Vec::new();
+    population.build(&mut Triples::rng(), |op| ops.push(setup_json(op)));
+    batch(client, s, ops).await;
+}
+
+/// A setup op as a `/v1/batch` entry, in API.md's field names.
+fn setup_json(op: SetupOp) -> Value {
+    let msgid = op.msgid;
+    match op.body {
+        Body::RegisterInstitution {
+            fixmedins_code,
+            fixmedins_name,
+            fixmedins_type,
+            admdvs,
+        } => {
+            assert_eq!(fixmedins_type, InstType::Medical);
+            json!({"path": "/v1/institutions", "body": {"msgid": msgid,
+                "fixmedins_code": fixmedins_code.as_str(), "fixmedins_name": fixmedins_name,
+                "fixmedins_type": "1", "admdvs": admdvs.to_string()}})
         }
-    }
-    batch(client, s, binds).await;
-    let mut rng = SplitMix64::new(7);
-    let ids: Vec<u32> = (1..=persons).collect();
-    let credits = ids
-        .chunks(2_000)
-        .enumerate()
-        .map(|(n, chunk)| {
-            let items: Vec<Value> = chunk
+        Body::Enrol {
+            psn_no,
+            certno,
+            psn_name,
+            insutype,
+            admdvs,
+        } => {
+            assert_eq!(insutype, Insutype::Employee);
+            json!({"path": "/v1/persons", "body": {"msgid": msgid, "psn_no": psn_no.as_str(),
+                "certno": certno.as_str(), "psn_name": psn_name, "insutype": "310",
+                "admdvs": admdvs.to_string()}})
+        }
+        Body::Bind {
+            giver_psn_no,
+            receiver_psn_no,
+            relation,
+        } => json!({"path": "/v1/bindings", "body": {"msgid": msgid,
+            "giver_psn_no": giver_psn_no.as_str(), "receiver_psn_no": receiver_psn_no.as_str(),
+            "relation": relation.as_str()}}),
+        Body::Credit { period, items } => {
+            let items: Vec<Value> = items
                 .iter()
-                .map(|i| {
-                    let fen = rng.range(50_000, 550_000);
-                    json!({"psn_no": format!("P{i}"), "amount": format!("{}.{:02}", fen / 100, fen % 100)})
-                })
+                .map(|i| json!({"psn_no": i.psn_no.as_str(), "amount": i.amount.to_string()}))
                 .collect();
-            json!({"path": "/v1/credits", "body": {"msgid": format!("setup-c{n}"),
-                "period": "2025-01", "items": items}})
-        })
-        .collect();
-    batch(client, s, credits).await;
+            json!({"path": "/v1/credits", "body": {"msgid": msgid,
+                "period": period.to_string(), "items": items}})
+        }
+        other => panic!("no HTTP form for setup op {other:?}"),
+    }
 }
 
 /// One settlement body as JSON text. Built with `format!` rather than a JSON tree so that the
