@@ -13,7 +13,7 @@ use gongji_core::certno::province_valid;
 use gongji_core::time::{parse_date, parse_period, Period};
 use gongji_core::views::ENTRIES_LIMIT_MAX;
 use gongji_core::{Actor, ErrCode, Rejection};
-use gongji_server::{SubmitError, WriteRequest, WriteResult, SUBMISSION_OP_COUNT_MAX};
+use gongji_server::{WriteRequest, WriteResult, SUBMISSION_OP_COUNT_MAX};
 use serde_json::{json, Value};
 
 use crate::render::{BatchResults, Envelope, Output};
@@ -101,13 +101,7 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, Rejection> {
 }
 
 async fn submit(app: &App, requests: Vec<WriteRequest>) -> Result<Vec<WriteResult>, Rejection> {
-    let overloaded = Rejection::with(ErrCode::Overloaded, "retry with the same msgid");
-    let rx = app.engine.submit(requests).map_err(|e| match e {
-        SubmitError::Overloaded => overloaded,
-        SubmitError::Stopped => Rejection::with(ErrCode::Overloaded, "the writer has stopped"),
-    })?;
-    rx.await
-        .map_err(|_| Rejection::with(ErrCode::Overloaded, "the writer has stopped"))
+    gongji_console::submit(&app.engine, requests).await
 }
 
 /// The envelope of one write's result, with the raw token added to a fresh token creation.
