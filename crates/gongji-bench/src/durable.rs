@@ -13,13 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gongji_core::certno::certno_with_check;
-use gongji_core::time::parse_period;
-use gongji_core::{
-    Actor, Body, CreditItem, Fen, InstCode, InstType, Insutype, Msgid, PsnNo, Relation,
-};
+use gongji_core::command::CREDIT_ITEMS_MAX;
+use gongji_core::{Actor, Body, Fen, InstCode};
 use gongji_server::{Config, Engine, WriteRequest, SUBMISSION_OP_COUNT_MAX};
 
+use crate::population::{self, psn, Population, SetupOp, Triples, PEER_INST};
 use crate::{thousands, Machine, SplitMix64};
 
 #[derive(Clone, Debug)]
@@ -80,95 +78,21 @@ impl Run {
     }
 }
 
-fn psn(i: u32) -> PsnNo {
-    PsnNo::from(&format!("P{i}")).expect("short")
-}
-
-mod arrayvec_string {
-    pub type Certno = gongji_core::command::ArrayString<18>;
-}
-
 fn admin(msgid: String, body: Body) -> WriteRequest {
-    WriteRequest {
-        msgid: Msgid::from(&msgid).expect("short"),
-        inf_time: None,
-        actor: Actor::Admin,
-        body,
-    }
+    let actor = Actor::Admin;
+    SetupOp { msgid, actor, body }.request(None)
 }
 
-fn submit_all(engine: &Engine, requests: Vec<WriteRequest>) {
-    for chunk in requests.chunks(SUBMISSION_OP_COUNT_MAX) {
-        let results = engine.submit_wait(chunk.to_vec()).expect("engine running");
-        if let Some(Err(rejection)) = results.iter().find(|r| r.is_err()) {
-            panic!("setup op refused: {rejection:?}");
-        }
-    }
-}
-
-/// Enrols the peer-shaped population: institutions, persons, bindings, credits.
+/// Enrols the peer-shaped population: an institution, persons, bindings, credits.
 pub(crate) fn populate(engine: &Engine, persons: u32) {
-    let mut rng = SplitMix64::new(7);
-    let hospital = Body::RegisterInstitution {
-        fixmedins_code: InstCode::from("H11010500001").expect("short"),
-        fixmedins_name: "Benchmark hospital".into(),
-        fixmedins_type: InstType::Medical,
-        admdvs: 110_105,
-    };
-    submit_all(engine, vec![admin("setup-inst".into(), hospital)]);
-    // Certnos must be unique: the sequence number carries the person's index.
-    let enrol: Vec<_> = (1..=persons)
-        .map(|i| {
-            let body = Body::Enrol {
-                psn_no: psn(i),
-                certno: unique_certno(i),
-                psn_name: "张三".into(),
-                insutype: Insutype::Employee,
-                admdvs: 110_000 + (i % 31) * 100 + 5,
-            };
-            admin(format!("setup-e{i}"), body)
-        })
-        .collect();
-    submit_all(engine, enrol);
-    let mut binds = Vec::new();
-    for g in (3..=persons).step_by(3) {
-        for (k, giver) in [g - 1, g - 2].into_iter().enumerate() {
-            let body = Body::Bind {
-                giver_psn_no: psn(giver),
-                receiver_psn_no: psn(g),
-                relation: Relation::Child,
-            };
-            binds.push(admin(format!("setup-b{g}-{k}"), body));
-        }
-    }
-    submit_all(engine, binds);
-    let period = parse_period("2025-01").expect("period");
-    let credits: Vec<_> = (1..=persons)
-        .collect::<Vec<_>>()
-        .chunks(10_000)
-        .enumerate()
-        .map(|(n, chunk)| {
-            let items = chunk
-                .iter()
-                .map(|&i| CreditItem {
-                    psn_no: psn(i),
-                    amount: Fen(rng.range(50_000, 550_000)),
-                })
-                .collect();
-            admin(format!("setup-c{n}"), Body::Credit { period, items })
-        })
-        .collect();
-    submit_all(engine, credits);
-}
-
-/// 18-character IDs that differ for every index below 10^7: area 110105, birth 1980-01-01 plus
-/// up to 9,999 days, a 3-digit sequence, the check character.
-pub(crate) fn unique_certno(i: u32) -> arrayvec_string::Certno {
-    let day = i / 1000;
-    let (y, rest) = (1950 + day / 336, day % 336);
-    let (m, d) = (1 + rest / 28, 1 + rest % 28);
-    let first17 = format!("110105{y:04}{m:02}{d:02}{:03}", i % 1000);
-    arrayvec_string::Certno::from(&certno_with_check(&first17).expect("17 digits")).expect("18")
+    let population = Population::Triples(Triples::peer(persons, CREDIT_ITEMS_MAX));
+    population::submit(
+        engine,
+        &population,
+        &mut Triples::rng(),
+        SUBMISSION_OP_COUNT_MAX,
+    )
+    .expect("population");
 }
 
 /// Runs `clients` threads submitting one settlement each at a time for `seconds`.
@@ -193,7 +117,7 @@ pub(crate) fn measure(
                 while !stop.load(Ordering::Relaxed) {
                     let part = rng.range(100, 60_000);
                     let body = Body::Settle {
-                        fixmedins_code: InstCode::from("H11010500001").expect("short"),
+                        fixmedins_code: InstCode::from(PEER_INST).expect("short"),
                         psn_no: psn(rng.range(1, u64::from(persons)) as u32),
                         medfee_sumamt: Fen(part),
                         fund_pay_sumamt: Fen(0),
@@ -416,7 +340,7 @@ pub fn recovery_bench(opts: &RecoveryOptions) -> String {
             .map(|k| {
                 let part = rng.range(100, 60_000);
                 let body = Body::Settle {
-                    fixmedins_code: InstCode::from("H11010500001").expect("short"),
+                    fixmedins_code: InstCode::from(PEER_INST).expect("short"),
                     psn_no: psn(rng.range(1, u64::from(opts.persons)) as u32),
                     medfee_sumamt: Fen(part),
                     fund_pay_sumamt: Fen(0),
@@ -425,7 +349,7 @@ pub fn recovery_bench(opts: &RecoveryOptions) -> String {
                 admin(format!("rec-{}", n + k), body)
             })
             .collect();
-        submit_all(&engine, requests);
+        population::submit_wait(&engine, requests).expect("settlements");
         n += count;
     }
     let load_s = started.elapsed().as_secs_f64();

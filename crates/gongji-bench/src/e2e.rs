@@ -22,10 +22,9 @@ use gongji_core::{Actor, Body, Command, CreditItem, Fen, InstType, Insutype, Msg
 use gongji_server::{Config, Engine, SubmitError, WriteRequest, WriteResult};
 
 use crate::gen::{Fix, Generator, Kind, Meta};
-use crate::plan::{self, certno, name, psn_no, Plan};
+use crate::plan::{self, psn_no, Plan};
+use crate::population;
 use crate::{mib, thousands, CpuSample, Machine, Rss, SplitMix64};
-
-const CREDIT_PERIOD: &str = "2024-12";
 
 /// The population is built at 09:00 CST the day after today (the engine's clock starts at the
 /// machine's time when the admin token is made, and times only move forward); the run starts
@@ -211,14 +210,10 @@ impl Feed {
 }
 
 fn admin(msgid: String, time: i64, body: Body) -> WriteRequest {
-    actor_request(msgid, time, Actor::Admin, body)
-}
-
-fn actor_request(msgid: String, time: i64, actor: Actor, body: Body) -> WriteRequest {
     WriteRequest {
         msgid: Msgid::from(&msgid).expect("short msgid"),
         inf_time: Some(time),
-        actor,
+        actor: Actor::Admin,
         body,
     }
 }
@@ -267,79 +262,12 @@ fn build(
     time: i64,
 ) -> Population {
     let t = Instant::now();
-    let mut n = 0u64;
-    let mut next = || {
-        n += 1;
-        format!("SETUP{n:012}")
-    };
     let mut requests = Vec::new();
-    for (i, &(admdvs, pharmacy)) in plan.institutions.iter().enumerate() {
-        let body = Body::RegisterInstitution {
-            fixmedins_code: plan::inst_code(i as u32, admdvs, pharmacy),
-            fixmedins_name: format!("定点机构{}", i + 1),
-            fixmedins_type: if pharmacy {
-                InstType::Pharmacy
-            } else {
-                InstType::Medical
-            },
-            admdvs,
-        };
-        requests.push(admin(next(), time, body));
-    }
-    for (i, p) in plan.persons.iter().enumerate() {
-        let body = Body::Enrol {
-            psn_no: psn_no(i as u32),
-            certno: certno(i as u32, p)
-                .as_str()
-                .try_into()
-                .expect("18 characters"),
-            psn_name: name(p),
-            insutype: if p.resident {
-                Insutype::Resident
-            } else {
-                Insutype::Employee
-            },
-            admdvs: plan::AREAS[usize::from(p.area)].0,
-        };
-        requests.push(admin(next(), time, body));
-    }
-    for b in &plan.bindings {
-        let body = Body::Bind {
-            giver_psn_no: psn_no(b.giver),
-            receiver_psn_no: psn_no(b.receiver),
-            relation: b.relation,
-        };
-        requests.push(actor_request(
-            next(),
-            time,
-            Actor::Person(psn_no(b.giver)),
-            body,
-        ));
-    }
-    let period = parse_period(CREDIT_PERIOD).expect("valid period");
-    let employees: Vec<u32> = (0..plan.persons.len() as u32)
-        .filter(|&i| !plan.persons[i as usize].resident)
-        .collect();
-    for chunk in employees.chunks(CREDIT_ITEMS_MAX) {
-        // Balances brought in: 1,000 to 6,000 yuan (the national average is about 3,500).
-        let items = chunk
-            .iter()
-            .map(|&i| CreditItem {
-                psn_no: psn_no(i),
-                amount: Fen(rng.range(1_000, 6_000) * 100),
-            })
-            .collect();
-        requests.push(admin(next(), time, Body::Credit { period, items }));
-    }
     let mut wallets = 0;
-    for (i, p) in plan.persons.iter().enumerate() {
-        if p.wallet {
-            let psn = psn_no(i as u32);
-            let body = Body::OpenWallet { psn_no: psn };
-            requests.push(actor_request(next(), time, Actor::Person(psn), body));
-            wallets += 1;
-        }
-    }
+    population::Population::Families(plan).build(rng, |op| {
+        wallets += u32::from(matches!(op.body, Body::OpenWallet { .. }));
+        requests.push(op.request(Some(time)));
+    });
     let ops = requests.len() as u64;
     submit_setup(engine, requests, batch_ops);
     Population {
@@ -583,7 +511,7 @@ fn credit_test(opts: &E2eOptions, times: Times) -> CreditFigures {
             .map(|i| {
                 let body = Body::Enrol {
                     psn_no: psn(i),
-                    certno: crate::durable::unique_certno(i),
+                    certno: population::unique_certno(110_105, i),
                     psn_name: "张三".into(),
                     insutype: Insutype::Employee,
                     admdvs: 440_106,

@@ -14,6 +14,7 @@ mod e2e;
 mod gen;
 mod httpload;
 mod plan;
+mod population;
 mod projection_lag;
 mod sys;
 
@@ -22,31 +23,30 @@ use std::fmt;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use gongji_core::time::{format_cst, parse_cst, parse_period, period_of};
+use gongji_core::time::{format_cst, parse_cst, period_of};
 use gongji_core::views::StatsView;
-use gongji_core::{
-    Actor, Applied, Body, Command, CreditItem, Fen, InstType, Insutype, Op, Params, Reply, State,
-};
+use gongji_core::{Applied, Body, Command, Fen, Op, Params, Reply, State};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub use durable::{durable_bench, recovery_bench, DurableOptions, RecoveryOptions};
 pub use e2e::{e2e_bench, E2eOptions, E2eReport};
 use gen::{set_transfer_id, Fix, Generator, Kind, Meta, KINDS};
 pub use httpload::{http_bench, HttpOptions};
-use plan::{certno, name, psn_no, Plan};
+use plan::Plan;
+use population::{Population, SetupOp};
 pub use projection_lag::{projection_lag_bench, LagOptions};
 pub use splitmix::SplitMix64;
 pub use sys::{mib, CpuSample, Machine, Rss};
 
 /// Items per crediting batch (the API's largest).
-const CREDIT_BATCH: usize = 10_000;
+const CREDIT_BATCH: usize = gongji_core::command::CREDIT_ITEMS_MAX;
 /// Commands generated ahead of each timed stretch.
 const CHUNK: usize = 1 << 18;
 /// When the population is built (its enrolment msgids are forgotten 30 days later, before the
 /// run starts) and when the run starts.
 const BUILD_TIME: &str = "2024-12-02 09:00:00";
 const RUN_START: &str = "2025-01-02 08:00:00";
-const CREDIT_PERIOD: &str = "2024-12";
+use population::FAMILIES_CREDIT_PERIOD as CREDIT_PERIOD;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CoreBenchOptions {
@@ -187,16 +187,13 @@ fn bar(len: u64, msg: &'static str, show: bool) -> ProgressBar {
     pb
 }
 
-/// Applies a population-building write; a refusal is a bug in the generator.
-fn build_write(state: &mut State, n: &mut u64, time: i64, actor: Actor, body: Body) -> Reply {
-    *n += 1;
-    let mut msgid = gongji_core::Msgid::new();
-    fmt::Write::write_fmt(&mut msgid, format_args!("SETUP{n:012}")).expect("fits");
+/// Applies a population-building write; a refusal is a bug in the builder.
+fn build_write(state: &mut State, time: i64, op: SetupOp) -> Reply {
     let op = Op::Write(Command {
-        msgid,
+        msgid: gongji_core::Msgid::from(&op.msgid).expect("short msgid"),
         time,
-        actor,
-        body,
+        actor: op.actor,
+        body: op.body,
     });
     match state.apply(&op) {
         Ok(applied) => applied.reply,
@@ -234,115 +231,25 @@ pub fn core_bench(opts: CoreBenchOptions) -> CoreBenchReport {
     // 2. The population.
     let t = Instant::now();
     let mut state = State::new(Params::default());
-    let mut n = 0u64;
-    for (i, &(admdvs, pharmacy)) in plan.institutions.iter().enumerate() {
-        let code = plan::inst_code(i as u32, admdvs, pharmacy);
-        let kind = if pharmacy { "药店" } else { "医院" };
-        build_write(
-            &mut state,
-            &mut n,
-            build_time,
-            Actor::Admin,
-            Body::RegisterInstitution {
-                fixmedins_code: code,
-                fixmedins_name: format!("定点{kind}{}", i + 1),
-                fixmedins_type: if pharmacy {
-                    InstType::Pharmacy
-                } else {
-                    InstType::Medical
-                },
-                admdvs,
-            },
-        );
-    }
-    let pb = bar(u64::from(opts.persons), "enrolling persons", opts.progress);
-    for (i, p) in plan.persons.iter().enumerate() {
-        let i = i as u32;
-        let certno = certno(i, p);
-        build_write(
-            &mut state,
-            &mut n,
-            build_time,
-            Actor::Admin,
-            Body::Enrol {
-                psn_no: psn_no(i),
-                certno: certno.as_str().try_into().expect("18 characters"),
-                psn_name: name(p),
-                insutype: if p.resident {
-                    Insutype::Resident
-                } else {
-                    Insutype::Employee
-                },
-                admdvs: plan::AREAS[usize::from(p.area)].0,
-            },
-        );
-        if p.resident {
-            pop.residents += 1;
-        } else {
-            pop.employees += 1;
-        }
-        if i & 4095 == 0 {
-            pb.set_position(u64::from(i));
-        }
-    }
-    pb.finish_and_clear();
-    let pb = bar(
-        plan.bindings.len() as u64,
-        "binding relatives",
-        opts.progress,
-    );
-    for (k, b) in plan.bindings.iter().enumerate() {
-        build_write(
-            &mut state,
-            &mut n,
-            build_time,
-            Actor::Person(psn_no(b.giver)),
-            Body::Bind {
-                giver_psn_no: psn_no(b.giver),
-                receiver_psn_no: psn_no(b.receiver),
-                relation: b.relation,
-            },
-        );
-        if k & 4095 == 0 {
-            pb.set_position(k as u64);
-        }
-    }
-    pb.finish_and_clear();
-    let period = parse_period(CREDIT_PERIOD).expect("valid period");
-    let employees: Vec<u32> = (0..opts.persons)
-        .filter(|&i| !plan.persons[i as usize].resident)
-        .collect();
-    let pb = bar(employees.len() as u64, "crediting accounts", opts.progress);
-    for batch in employees.chunks(CREDIT_BATCH) {
-        // The account's balance brought in: 1,000 to 6,000 yuan (the national average
-        // balance is about 3,500 yuan).
-        let items = batch
-            .iter()
-            .map(|&i| CreditItem {
-                psn_no: psn_no(i),
-                amount: Fen(rng.range(1_000, 6_000) * 100),
-            })
-            .collect();
-        let body = Body::Credit { period, items };
-        match build_write(&mut state, &mut n, build_time, Actor::Admin, body) {
+    let population = Population::Families(&plan);
+    let pb = bar(population.op_count(), "building population", opts.progress);
+    population.build(&mut rng, |op| {
+        let credit = matches!(op.body, Body::Credit { .. });
+        let wallet = matches!(op.body, Body::OpenWallet { .. });
+        match build_write(&mut state, build_time, op) {
             Reply::Credited { count, sum } => {
                 pop.credited_count += u64::from(count);
                 pop.credited_sum = pop.credited_sum.checked_add(sum).expect("in range");
+                pop.credit_batches += 1;
             }
-            other => panic!("unexpected credit reply {other:?}"),
+            other => assert!(!credit, "unexpected credit reply {other:?}"),
         }
-        pop.credit_batches += 1;
-        pb.inc(batch.len() as u64);
-    }
+        pop.wallets += u32::from(wallet);
+        pb.inc(1);
+    });
     pb.finish_and_clear();
-    for (i, p) in plan.persons.iter().enumerate() {
-        if p.wallet {
-            let psn = psn_no(i as u32);
-            let body = Body::OpenWallet { psn_no: psn };
-            build_write(&mut state, &mut n, build_time, Actor::Person(psn), body);
-            pop.wallets += 1;
-        }
-    }
+    pop.residents = plan.persons.iter().filter(|p| p.resident).count() as u32;
+    pop.employees = opts.persons - pop.residents;
     pop.build = t.elapsed();
     mem.after_population = Rss::now();
     mem.msgids_after_population = state.msgid_count();

@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gongji_core::certno::certno_with_check;
-use gongji_core::{
-    Actor, Body, CreditItem, Fen, InstCode, InstType, Insutype, Msgid, PsnNo, Relation,
-};
+use gongji_core::{Actor, Body, Fen, InstCode, Msgid, PsnNo, Relation};
 use gongji_server::{Config, Engine, WriteRequest};
+
+use crate::population::{self, Population, Triples};
 
 /// What `gongji project --bench-lag-seconds` passes on.
 #[derive(Clone, Debug)]
@@ -30,6 +29,9 @@ pub struct LagOptions {
     pub seconds: u64,
 }
 
+/// The institution of the population and of every settlement.
+const INST: &str = "H4401060001";
+
 type Result<T, E = String> = std::result::Result<T, E>;
 
 fn text(e: impl std::fmt::Display) -> String {
@@ -45,82 +47,22 @@ fn request(msgid: String, body: Body) -> WriteRequest {
     }
 }
 
-fn submit_all(engine: &Engine, requests: Vec<WriteRequest>) -> Result<()> {
-    for chunk in requests.chunks(4_000) {
-        let results = loop {
-            match engine.submit_wait(chunk.to_vec()) {
-                Ok(r) => break r,
-                Err(gongji_server::SubmitError::Overloaded) => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                Err(e) => return Err(format!("writer: {e:?}")),
-            }
-        };
-        if let Some(bad) = results.iter().find(|r| r.is_err()) {
-            return Err(format!("setup op refused: {bad:?}"));
-        }
-    }
-    Ok(())
-}
-
-/// Persons (every third person a receiver bound to the two before it), one institution,
-/// a credit for every person.
+/// Persons `P0`… (every third person a receiver bound to the two before it, with 1.00 yuan so
+/// that its settlements draw on its givers), one institution, a credit for every person.
 fn populate(engine: &Engine, persons: u32) -> Result<()> {
-    let inst = Body::RegisterInstitution {
-        fixmedins_code: InstCode::from("H4401060001").expect("short"),
-        fixmedins_name: "医院".into(),
-        fixmedins_type: InstType::Medical,
-        admdvs: 440_106,
-    };
-    let mut setup = vec![request("setup-inst".into(), inst)];
-    for i in 0..persons {
-        let day = i / 1000;
-        let first17 = format!(
-            "440106{:04}{:02}{:02}{:03}",
-            1950 + day / 336,
-            1 + (day % 336) / 28,
-            1 + day % 28,
-            i % 1000
-        );
-        let certno = certno_with_check(&first17).expect("17 digits");
-        setup.push(request(
-            format!("setup-e{i}"),
-            Body::Enrol {
-                psn_no: PsnNo::from(&format!("P{i}")).expect("short"),
-                certno: gongji_core::command::ArrayString::from(&certno).expect("18"),
-                psn_name: "张三".into(),
-                insutype: Insutype::Employee,
-                admdvs: if i % 2 == 0 { 440_106 } else { 440_305 },
-            },
-        ));
-    }
-    for r in (2..persons).step_by(3) {
-        for g in [r - 2, r - 1] {
-            setup.push(request(
-                format!("setup-b{g}-{r}"),
-                Body::Bind {
-                    giver_psn_no: PsnNo::from(&format!("P{g}")).expect("short"),
-                    receiver_psn_no: PsnNo::from(&format!("P{r}")).expect("short"),
-                    relation: Relation::Parent,
-                },
-            ));
-        }
-    }
-    for (n, chunk) in (0..persons).collect::<Vec<_>>().chunks(4_000).enumerate() {
-        let items = chunk
-            .iter()
-            .map(|i| CreditItem {
-                psn_no: PsnNo::from(&format!("P{i}")).expect("short"),
-                amount: Fen(if i % 3 == 2 { 100 } else { 5_000_000 }),
-            })
-            .collect();
-        let period = gongji_core::time::period_of(1_748_000_000);
-        setup.push(request(
-            format!("setup-c{n}"),
-            Body::Credit { period, items },
-        ));
-    }
-    submit_all(engine, setup)
+    let population = Population::Triples(Triples {
+        first: 0,
+        persons,
+        inst_code: INST,
+        inst_name: "医院",
+        area: 440_106,
+        admdvs: |i| if i % 2 == 0 { 440_106 } else { 440_305 },
+        relation: Relation::Parent,
+        credit_items: 4_000,
+        period: gongji_core::time::period_of(1_748_000_000),
+        amount: |i, _| Fen(if i % 3 == 2 { 100 } else { 5_000_000 }),
+    });
+    population::submit(engine, &population, &mut Triples::rng(), 4_000)
 }
 
 pub fn projection_lag_bench(args: &LagOptions) -> Result<()> {
@@ -200,7 +142,7 @@ pub fn projection_lag_bench(args: &LagOptions) -> Result<()> {
                             request(
                                 format!("s{c}-{n}"),
                                 Body::Settle {
-                                    fixmedins_code: InstCode::from("H4401060001").expect("short"),
+                                    fixmedins_code: InstCode::from(INST).expect("short"),
                                     psn_no: PsnNo::from(&format!("P{receiver}")).expect("short"),
                                     medfee_sumamt: Fen(12_000),
                                     fund_pay_sumamt: Fen(4_000),

@@ -94,8 +94,13 @@ pub const TICKS_PER_SECOND: f64 = 100.0;
 
 impl CpuSample {
     pub fn now() -> CpuSample {
+        CpuSample::of("self")
+    }
+
+    /// The threads of process `pid` (`"self"`, or a child's id).
+    pub fn of(pid: &str) -> CpuSample {
         let mut threads = std::collections::BTreeMap::new();
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
             for task in tasks.flatten() {
                 let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
                     continue;
@@ -113,6 +118,11 @@ impl CpuSample {
             threads,
             loadavg_1m,
         }
+    }
+
+    /// Seconds of CPU all threads used between `earlier` and `self`.
+    pub fn total_since(&self, earlier: &CpuSample) -> f64 {
+        self.since(earlier).iter().map(|(_, s)| s).sum()
     }
 
     /// Seconds of CPU each thread name used between `earlier` and `self`.

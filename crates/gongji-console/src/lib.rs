@@ -22,9 +22,28 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
-use gongji_server::Engine;
+use gongji_core::{ErrCode, Rejection};
+use gongji_server::{Engine, SubmitError, WriteRequest, WriteResult};
 
 pub use i18n::Lang;
+
+/// Hands writes to the writer and waits for their results. A full queue or a stopped writer
+/// is a refusal (`OVERLOADED`, 503). The API's write endpoints and the console's forms both
+/// submit through this one function, so the two answer these cases alike; it lives here
+/// because the HTTP crate already depends on the console (it mounts its routes).
+pub async fn submit(
+    engine: &Engine,
+    requests: Vec<WriteRequest>,
+) -> Result<Vec<WriteResult>, Rejection> {
+    let stopped = || Rejection::with(ErrCode::Overloaded, "the writer has stopped");
+    let rx = engine.submit(requests).map_err(|e| match e {
+        SubmitError::Overloaded => {
+            Rejection::with(ErrCode::Overloaded, "retry with the same msgid")
+        }
+        SubmitError::Stopped => stopped(),
+    })?;
+    rx.await.map_err(|_| stopped())
+}
 
 /// One run of the audit verification, as the console shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

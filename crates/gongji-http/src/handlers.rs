@@ -13,7 +13,7 @@ use gongji_core::certno::province_valid;
 use gongji_core::time::{parse_date, parse_period, Period};
 use gongji_core::views::ENTRIES_LIMIT_MAX;
 use gongji_core::{Actor, ErrCode, Rejection};
-use gongji_server::{SubmitError, WriteRequest, WriteResult, SUBMISSION_OP_COUNT_MAX};
+use gongji_server::{WriteRequest, WriteResult, SUBMISSION_OP_COUNT_MAX};
 use serde_json::{json, Value};
 
 use crate::render::{BatchResults, Envelope, Output};
@@ -72,27 +72,6 @@ fn actor(app: &App, headers: &HeaderMap) -> Result<Actor, Rejection> {
         .ok_or(unauthorized)
 }
 
-/// A request whose declared `Content-Length` is over the limit: `413 TOO_LARGE` at once, for
-/// every path and with or without a token, before a byte of the body is read. (A body sent
-/// without a length is cut off at the limit while it is read.)
-pub(crate) async fn refuse_declared_too_large(request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
-        let mut response = fail(Rejection::with(ErrCode::TooLarge, "the body is over 1 MiB"));
-        // The unread body stays on the connection: close it rather than read it.
-        response.headers_mut().insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-        return response;
-    }
-    next.run(request).await
-}
-
 /// The body's bytes, at most [`BODY_BYTES_MAX`]; they are parsed where their type is known.
 async fn read_body(body: Body) -> Result<axum::body::Bytes, Rejection> {
     axum::body::to_bytes(body, BODY_BYTES_MAX)
@@ -101,13 +80,7 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, Rejection> {
 }
 
 async fn submit(app: &App, requests: Vec<WriteRequest>) -> Result<Vec<WriteResult>, Rejection> {
-    let overloaded = Rejection::with(ErrCode::Overloaded, "retry with the same msgid");
-    let rx = app.engine.submit(requests).map_err(|e| match e {
-        SubmitError::Overloaded => overloaded,
-        SubmitError::Stopped => Rejection::with(ErrCode::Overloaded, "the writer has stopped"),
-    })?;
-    rx.await
-        .map_err(|_| Rejection::with(ErrCode::Overloaded, "the writer has stopped"))
+    gongji_console::submit(&app.engine, requests).await
 }
 
 /// The envelope of one write's result, with the raw token added to a fresh token creation.
@@ -585,46 +558,78 @@ pub(crate) async fn metrics(State(app): AppState) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// A request not done within `limit` of its headers (a body trickled in, say): `408` with
-/// the envelope, and the connection closed. A write already handed to the writer may still
-/// apply; its msgid makes the client's retry safe.
-pub(crate) async fn deadline(limit: std::time::Duration, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            let body = json!({
-                "infcode": -1,
-                "err_code": "REQUEST_TIMEOUT",
-                "err_msg": format!("the request was not complete within {} s", limit.as_secs()),
-            });
-            let mut response = json_response(StatusCode::REQUEST_TIMEOUT, &body);
-            response.headers_mut().insert(
-                header::CONNECTION,
-                header::HeaderValue::from_static("close"),
-            );
-            response
-        }
+/// What every request passes through, in one layer rather than three: a declared
+/// `Content-Length` over the limit is refused with `413 TOO_LARGE` at once, for every path and
+/// with or without a token, before a byte of the body is read (a body sent without a length is
+/// cut off at the limit while it is read); then the request has `limit` to complete (else
+/// `408`, and the connection is closed; a write already handed to the writer may still apply,
+/// and its msgid makes the client's retry safe); then it is counted by endpoint and status and
+/// timed. A refused or timed-out request is not counted, as before the three were one.
+pub(crate) async fn guard(limit: std::time::Duration, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
+        let mut response = fail(Rejection::with(ErrCode::TooLarge, "the body is over 1 MiB"));
+        // The unread body stays on the connection: close it rather than read it.
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return response;
     }
-}
-
-/// Counts requests by endpoint and status and times them.
-pub(crate) async fn observe(request: Request, next: Next) -> Response {
-    // Route templates only: a label per psn_no or setl_id would grow without bound.
-    let endpoint = match request.extensions().get::<MatchedPath>() {
-        Some(p) => p.as_str().to_owned(),
-        None if request.method() == Method::POST => wire::write_route(request.uri().path())
-            .unwrap_or("other")
-            .to_owned(),
-        None => "other".to_owned(),
-    };
+    let endpoint = endpoint_label(&request);
     let started = Instant::now();
-    let response = next.run(request).await;
-    let code = response.status().as_u16().to_string();
+    let Ok(response) = tokio::time::timeout(limit, next.run(request)).await else {
+        let body = json!({
+            "infcode": -1,
+            "err_code": "REQUEST_TIMEOUT",
+            "err_msg": format!("the request was not complete within {} s", limit.as_secs()),
+        });
+        let mut response = json_response(StatusCode::REQUEST_TIMEOUT, &body);
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return response;
+    };
+    let code = code_label(response.status());
     metrics::counter!("gongji_http_requests_total", "endpoint" => endpoint.clone(), "code" => code)
         .increment(1);
     metrics::histogram!("gongji_http_request_seconds", "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The endpoint label: route templates only (a label per psn_no or setl_id would grow without
+/// bound); the write routes' are static, so the hot path allocates nothing for it.
+fn endpoint_label(request: &Request) -> metrics::SharedString {
+    match request.extensions().get::<MatchedPath>() {
+        Some(p) => metrics::SharedString::from_owned(p.as_str().to_owned()),
+        None if request.method() == Method::POST => metrics::SharedString::const_str(
+            wire::write_route(request.uri().path()).unwrap_or("other"),
+        ),
+        None => metrics::SharedString::const_str("other"),
+    }
+}
+
+/// The status label, without an allocation for the codes the API answers.
+fn code_label(status: StatusCode) -> metrics::SharedString {
+    let known = match status.as_u16() {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        413 => "413",
+        422 => "422",
+        503 => "503",
+        _ => return metrics::SharedString::from_owned(status.as_u16().to_string()),
+    };
+    metrics::SharedString::const_str(known)
 }
 
 #[cfg(test)]

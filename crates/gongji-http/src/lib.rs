@@ -106,14 +106,9 @@ fn router_with(app: Arc<App>, limits: Limits) -> Router {
         .merge(console::router(&app))
         .fallback(handlers::write_or_not_found)
         .method_not_allowed_fallback(handlers::not_found)
-        .layer(axum::middleware::from_fn(handlers::observe))
         .layer(axum::middleware::from_fn(move |request, next| {
-            handlers::deadline(deadline, request, next)
+            handlers::guard(deadline, request, next)
         }))
-        // Outermost: a declared body over the limit is refused before anything reads it.
-        .layer(axum::middleware::from_fn(
-            handlers::refuse_declared_too_large,
-        ))
         .with_state(app)
 }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use gongji_core::{Actor, Applied, Body, Command, ErrCode, Msgid, Rejection};
-use gongji_server::{SubmitError, WriteRequest};
+use gongji_core::{Actor, Applied, Body, Command, Msgid, Rejection};
+use gongji_server::WriteRequest;
 use maud::Markup;
 
 use crate::form::{self, Pairs};
@@ -116,12 +116,7 @@ pub async fn write(console: &Console, actor: &Actor, body: Body) -> Result<Appli
         actor: actor.clone(),
         body: command.body,
     };
-    let stopped = || Rejection::with(ErrCode::Overloaded, "the writer has stopped");
-    let rx = console.engine.submit(vec![request]).map_err(|e| match e {
-        SubmitError::Overloaded => Rejection::with(ErrCode::Overloaded, "try again"),
-        SubmitError::Stopped => stopped(),
-    })?;
-    let mut results = rx.await.map_err(|_| stopped())?;
+    let mut results = crate::submit(&console.engine, vec![request]).await?;
     results.pop().expect("one result")
 }
 
