@@ -390,12 +390,12 @@ pub fn http_bench(opts: &HttpOptions) -> String {
             let thread = |name: &str| server.iter().filter(|(t, _)| t == name).map(|(_, s)| s).sum::<f64>();
             let _ = writeln!(
                 out,
-                "{:>8}  CPU per settlement: server {:.1} µs (HTTP workers {:.1}, writer {:.1}, shadow {:.1}), load generator {:.1} µs",
+                "{:>8}  CPU per settlement: server {:.1} µs (HTTP workers {:.1}, writer {:.1}, snapshot {:.1}), load generator {:.1} µs",
                 "",
                 us(server_after.total_since(&server_before)),
                 us(thread("tokio-rt-worker")),
                 us(thread("gongji-writer")),
-                us(thread("gongji-shadow")),
+                us(thread("gongji-snapshot")),
                 us(own_after.total_since(&own_before)),
             );
         }
