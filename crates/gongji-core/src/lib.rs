@@ -30,6 +30,6 @@ pub use reply::{ErrCode, Rejection, Reply};
 pub use state::views;
 pub use state::{validate as validate_command, Applied, Frozen, SnapshotDecodeError, State};
 pub use state::{
-    BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, SettlementRow,
-    TransferRow,
+    BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, Settlement,
+    SettlementRow, TransferRow,
 };

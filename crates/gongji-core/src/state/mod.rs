@@ -34,7 +34,8 @@ pub(crate) use counters::{Recon, Stats};
 pub(crate) use ledger::{Entry, Ledger};
 pub(crate) use msgids::Msgids;
 pub(crate) use persons::{Institutions, Persons, Tokens};
-pub(crate) use settle::{Detail, Settlement};
+pub(crate) use settle::Detail;
+pub use settle::Settlement;
 pub(crate) use wallet::{Transfer, TransferStatus};
 
 pub use rows::{

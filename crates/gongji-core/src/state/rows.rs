@@ -4,7 +4,7 @@
 
 use super::counters::{Cell, PROVINCES};
 use super::ledger::{Counterparty, EntryKind, EntryRef};
-use super::{Scope, State, TransferStatus};
+use super::{Scope, Settlement, State, TransferStatus};
 use crate::command::{InstType, Insutype, PersonStatus, Relation, TransferSource};
 use crate::time::Period;
 use crate::Fen;
@@ -52,23 +52,11 @@ pub struct BindingRow {
     pub active: bool,
 }
 
-/// A settlement with person and institution indexes and the givers who paid.
+/// A settlement with person and institution indexes (`cross_pool`: some paying giver is in
+/// another pooling area, the statistics' split) and the givers who paid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettlementRow {
-    pub psn: u32,
-    pub inst: u32,
-    pub time: i64,
-    pub medfee: Fen,
-    pub fund_pay: Fen,
-    pub acct_pay: Fen,
-    pub wallet_pay: Fen,
-    pub mulaid: Fen,
-    pub cash: Fen,
-    pub acct_balc: Fen,
-    pub wallet_balc: Fen,
-    /// Some paying giver is in another pooling area (the statistics' `cross_pool`).
-    pub cross_pool: bool,
-    pub cancelled: bool,
+    pub settlement: Settlement,
     /// (giver index, amount) in the order drawn.
     pub details: Vec<(u32, Fen)>,
 }
@@ -207,19 +195,7 @@ impl State {
         let setl = &self.setls[s as usize];
         let start = setl.details_start as usize;
         SettlementRow {
-            psn: setl.psn,
-            inst: setl.inst,
-            time: setl.time,
-            medfee: setl.medfee,
-            fund_pay: setl.fund_pay,
-            acct_pay: setl.acct_pay,
-            wallet_pay: setl.wallet_pay,
-            mulaid: setl.mulaid,
-            cash: setl.cash,
-            acct_balc: setl.acct_balc,
-            wallet_balc: setl.wallet_balc,
-            cross_pool: setl.cross_pool,
-            cancelled: setl.cancelled,
+            settlement: setl.clone(),
             details: self
                 .details
                 .range(start..start + usize::from(setl.details_len))

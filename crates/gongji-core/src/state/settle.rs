@@ -22,8 +22,9 @@ pub(crate) struct Detail {
     pub amount: Fen,
 }
 
+/// A settlement as the state keeps it (also the projection's row, [`crate::SettlementRow`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Settlement {
+pub struct Settlement {
     pub psn: u32,
     pub inst: u32,
     pub time: i64,
@@ -36,7 +37,8 @@ pub(crate) struct Settlement {
     /// The person's own balances right after the settlement (part of its reply).
     pub acct_balc: Fen,
     pub wallet_balc: Fen,
-    /// The givers who paid, in `State::details[details_start..][..details_len]`.
+    /// The givers who paid, in `State::details[details_start..][..details_len]` (a row
+    /// lists them itself).
     pub details_start: u32,
     pub details_len: u8,
     pub cross_pool: bool,

@@ -424,7 +424,7 @@ fn write_settlements(
     ];
     let mut w = BinaryCopyInWriter::new(sink, &types);
     for s in new {
-        let r = state.settlement_row(s);
+        let r = state.settlement_row(s).settlement;
         let province = province(state.person_money(r.psn).admdvs);
         let part = r.medfee.checked_sub(r.fund_pay).expect("fund ≤ medfee");
         w.write(&[

@@ -215,7 +215,7 @@ fn assert_matches_engine(db: &TestDb, state: &State) {
         .unwrap()
         .get(0);
     let want_cancelled = (0..state.settlement_count() as u32)
-        .filter(|&s| state.settlement_row(s).cancelled)
+        .filter(|&s| state.settlement_row(s).settlement.cancelled)
         .count() as i64;
     assert_eq!(cancelled, want_cancelled);
     for t in 0..state.transfer_count() as u32 {
