@@ -780,10 +780,6 @@ struct PgSnapshots {
 }
 
 impl SnapshotStore for PgSnapshots {
-    fn write(&mut self, anchor: Anchor, body: &[u8]) -> Result<String, ServerError> {
-        self.write_streaming(anchor, &mut |sink| sink(body))
-    }
-
     /// One transaction: the snapshot's row, its chunks as the pieces fill them, then the
     /// row's length, hash and chunk count. Nothing of it is seen before the commit.
     fn write_streaming(

@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use gongji_journal::{
-    load_latest_snapshot, prune_snapshots, write_snapshot, write_snapshot_streaming, Anchor,
-    Encode, Journal, JournalError, LoadedSnapshot, ReplayError, Storage, TornTail,
+    load_latest_snapshot, prune_snapshots, write_snapshot_streaming, Anchor, Encode, Journal,
+    JournalError, LoadedSnapshot, ReplayError, Storage, TornTail,
 };
 
 use crate::{Config, ServerError};
@@ -55,19 +55,17 @@ pub trait Log: Send {
 
 /// Snapshot writing, for the snapshot thread (and recovery's first snapshot).
 pub trait SnapshotStore: Send {
-    /// Writes a snapshot durably; returns a name for the log.
-    fn write(&mut self, anchor: Anchor, body: &[u8]) -> Result<String, ServerError>;
-    /// Writes a snapshot whose body `encode` hands to its sink in pieces. By default the
-    /// pieces are gathered and [`SnapshotStore::write`]n; a store that can write them as they
-    /// come (files) does, so that a snapshot needs no buffer of its own size.
+    /// Writes a snapshot durably, its body handed over by `encode` to the sink it is given, in
+    /// pieces written as they come, so that a snapshot needs no buffer of its own size;
+    /// returns a name for the log.
     fn write_streaming(
         &mut self,
         anchor: Anchor,
         encode: &mut Encode<'_>,
-    ) -> Result<String, ServerError> {
-        let mut body = Vec::new();
-        encode(&mut |piece| body.extend_from_slice(piece));
-        self.write(anchor, &body)
+    ) -> Result<String, ServerError>;
+    /// [`SnapshotStore::write_streaming`] of a body already in memory.
+    fn write(&mut self, anchor: Anchor, body: &[u8]) -> Result<String, ServerError> {
+        self.write_streaming(anchor, &mut |sink| sink(body))
     }
     /// Keeps the newest `keep` snapshots and removes older ones.
     fn prune(&mut self, keep: usize) -> Result<(), ServerError>;
@@ -188,10 +186,6 @@ impl<S: Storage> Log for FileLog<S> {
 struct FileSnapshots<S: Storage>(S);
 
 impl<S: Storage> SnapshotStore for FileSnapshots<S> {
-    fn write(&mut self, anchor: Anchor, body: &[u8]) -> Result<String, ServerError> {
-        Ok(write_snapshot(&mut self.0, anchor, body)?)
-    }
-
     fn write_streaming(
         &mut self,
         anchor: Anchor,

@@ -101,11 +101,7 @@ impl<T: Clone> Chunked<T> {
 
 impl<T: Clone> From<Vec<T>> for Chunked<T> {
     fn from(v: Vec<T>) -> Chunked<T> {
-        let mut c = Chunked::default();
-        for value in v {
-            c.push(value);
-        }
-        c
+        v.into_iter().collect()
     }
 }
 
@@ -116,14 +112,6 @@ impl<T: Clone> FromIterator<T> for Chunked<T> {
             c.push(value);
         }
         c
-    }
-}
-
-impl<T: Clone> Extend<T> for Chunked<T> {
-    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
-        for value in iter {
-            self.push(value);
-        }
     }
 }
 
