@@ -28,7 +28,10 @@ pub use money::Fen;
 pub use params::Params;
 pub use reply::{ErrCode, Rejection, Reply};
 pub use state::views;
-pub use state::{validate as validate_command, Applied, Frozen, SnapshotDecodeError, State};
+pub use state::{
+    validate as validate_command, Applied, ColdBytes, Column, Frozen, SnapshotDecodeError, State,
+    HISTORY_CHUNK,
+};
 pub use state::{
     BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, Settlement,
     SettlementRow, TransferRow,

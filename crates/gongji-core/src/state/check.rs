@@ -36,7 +36,7 @@ impl State {
             let u = i as usize;
             let _ = write!(
                 w,
-                "P{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{};",
+                "P{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}|{}|{}|{}|{};",
                 p.psn_no(i),
                 p.name(i),
                 p.certno[u],
@@ -46,7 +46,6 @@ impl State {
                 p.hot[u].wallet,
                 p.given_head[u],
                 p.hot[u].received_head,
-                p.entry_head[u],
                 p.hot[u].entry_tail,
                 p.wallet_day[u],
                 p.credit_last[u],
@@ -64,6 +63,9 @@ impl State {
             "{:?}{:?}{:?}",
             self.details, self.transfers, self.expiry_queue
         );
+        let mut cancelled: Vec<_> = self.cancelled.iter().collect();
+        cancelled.sort_unstable();
+        let _ = write!(w, "{cancelled:?}");
         let _ = write!(w, "{:?}{:?}", self.contributions, self.entries);
         let mut paid: Vec<_> = self.contributions_paid.iter().collect();
         paid.sort_unstable();
@@ -110,6 +112,9 @@ impl State {
             return Err("the masked-certno index does not match the persons".into());
         }
         let recent = super::recent::Recent::rebuild(self.setls.iter().map(|s| s.inst));
+        if self.cancelled.iter().any(|&s| s as usize >= self.setls.len()) {
+            return Err("a cancelled settlement that does not exist".into());
+        }
         for inst in 0..self.insts.list.len() as u32 {
             if !self.recent.of(inst).eq(recent.of(inst)) {
                 return Err(format!(
@@ -117,7 +122,7 @@ impl State {
                 ));
             }
         }
-        for (s, setl) in self.setls.iter().enumerate() {
+        for (s, setl) in self.all_setls().enumerate() {
             let parts = [setl.acct_pay, setl.wallet_pay, setl.mulaid, setl.cash];
             let sum = parts.iter().try_fold(Fen::ZERO, |a, b| a.checked_add(*b));
             if sum != Some(setl.psn_part()) {
@@ -155,7 +160,7 @@ impl State {
         for e in self.entries.iter().filter(|e| e.kind == EntryKind::Credit) {
             l.credited += e.amount as u64;
         }
-        for s in &self.setls {
+        for s in self.all_setls() {
             let paid = s.acct_pay.0 + s.wallet_pay.0 + s.mulaid.0;
             l.paid_institutions += paid;
             if s.cancelled {
@@ -176,11 +181,11 @@ impl State {
         };
         let mut recon: BTreeMap<(u32, i32), ReconTotals> = BTreeMap::new();
         let hot = &self.persons.hot;
-        for s in self.setls.iter().filter(|s| !s.cancelled) {
+        for s in self.all_setls().filter(|s| !s.cancelled) {
             recon
                 .entry((s.inst, cst_day(s.time)))
                 .or_default()
-                .apply(s, true);
+                .apply(&s, true);
             if !s.mulaid.is_zero() {
                 let channel = if s.cross_pool {
                     Channel::DrawCrossPool
@@ -252,6 +257,7 @@ impl State {
     }
 
     fn check_lists(&self) -> Result<(), String> {
+        let mut listed = 0usize;
         for psn in 0..self.persons.len() as u32 {
             let given = self.given(psn).count();
             let received = self.received(psn).count();
@@ -260,23 +266,31 @@ impl State {
             {
                 return Err(format!("person {psn} exceeds binding limits"));
             }
-            let last = |wallet: bool| {
-                let mut at = self.persons.entry_head[psn as usize];
-                let mut balc = Fen::ZERO;
-                while at != 0 {
-                    let e = &self.entries[at as usize - 1];
-                    if e.wallet == wallet {
-                        balc = e.balc;
-                    }
-                    at = e.next;
+            // The newest entry of each ledger holds its balance.
+            let mut balc = [None, None];
+            let mut at = self.persons.hot[psn as usize].entry_tail;
+            while at != 0 {
+                let e = self.entries.get(at as usize - 1);
+                if e.psn != psn || e.prev >= at {
+                    return Err(format!("entry {at} in the list of person {psn}"));
                 }
-                balc
-            };
-            if last(false) != self.persons.hot[psn as usize].acct
-                || last(true) != self.persons.hot[psn as usize].wallet
+                listed += 1;
+                balc[usize::from(e.wallet)].get_or_insert(e.balc);
+                at = e.prev;
+            }
+            if balc[0].unwrap_or(Fen::ZERO) != self.persons.hot[psn as usize].acct
+                || balc[1].unwrap_or(Fen::ZERO) != self.persons.hot[psn as usize].wallet
             {
                 return Err(format!("person {psn}: entries do not end at the balance"));
             }
+        }
+        // Each list is its person's and strictly descending, so no entry is listed twice:
+        // listing as many as there are means every entry is in its person's list.
+        if listed != self.entries.len() {
+            return Err(format!(
+                "{listed} entries listed of {}",
+                self.entries.len()
+            ));
         }
         let active = self.bindings.iter().filter(|b| b.active).count();
         let linked: usize = (0..self.persons.len() as u32)

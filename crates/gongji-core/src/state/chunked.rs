@@ -12,14 +12,14 @@ use std::sync::Arc;
 
 /// Elements per chunk (a power of two). The first chunk grows like a `Vec` up to this size,
 /// so a small state stays small.
-const SHIFT: u32 = 16;
-const CHUNK: usize = 1 << SHIFT;
-const MASK: usize = CHUNK - 1;
+pub(crate) const SHIFT: u32 = 16;
+pub(crate) const CHUNK: usize = 1 << SHIFT;
+pub(crate) const MASK: usize = CHUNK - 1;
 
 /// One chunk. Its clone keeps the capacity, so that the copy made by a write during a
 /// snapshot does not reallocate when it is next pushed to.
 #[derive(PartialEq, Eq)]
-pub(crate) struct Chunk<T>(Vec<T>);
+pub(crate) struct Chunk<T>(pub(crate) Vec<T>);
 
 /// Iterates a [`Chunked`] in order.
 pub(crate) type Iter<'a, T> = std::iter::FlatMap<
@@ -65,12 +65,6 @@ impl<T> Chunked<T> {
             .flat_map(chunk_iter as fn(&'a Arc<Chunk<T>>) -> std::slice::Iter<'a, T>)
     }
 
-    /// The elements at `range`, in order (they may span chunks).
-    pub fn range(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &T> + Clone + '_ {
-        assert!(range.end <= self.len, "range {range:?} out of {}", self.len);
-        range.map(move |i| &self[i])
-    }
-
     pub fn last(&self) -> Option<&T> {
         self.chunks.last().and_then(|c| c.0.last())
     }
@@ -88,6 +82,7 @@ impl<T: Clone> Chunked<T> {
         self.len += 1;
     }
 
+    #[cfg(test)]
     pub fn pop(&mut self) -> Option<T> {
         let last = Arc::make_mut(self.chunks.last_mut()?);
         let value = last.0.pop()?;

@@ -93,12 +93,13 @@ pub enum Counterparty {
     Institution(u32),
 }
 
-/// One movement on one person's account or wallet.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One movement on one person's account or wallet. Immutable once written: it links to the
+/// person's previous entry, so a full chunk of entries never changes again (it may go cold).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub psn: u32,
-    /// Next entry of the same person (index + 1; 0: none).
-    pub next: u32,
+    /// Previous entry of the same person (index + 1; 0: none).
+    pub prev: u32,
     pub wallet: bool,
     pub kind: EntryKind,
     pub time: i64,
@@ -179,10 +180,12 @@ impl State {
     }
 
     fn record(&mut self, psn: u32, wallet: bool, amount: i64, balc: Fen, memo: Memo) {
-        let id = self.entries.len() as u32 + 1;
+        let id = u32::try_from(self.entries.len() + 1).expect("entry ids fit u32");
+        let tail = &mut self.persons.hot[psn as usize].entry_tail;
+        let prev = std::mem::replace(tail, id);
         self.entries.push(Entry {
             psn,
-            next: 0,
+            prev,
             wallet,
             kind: memo.kind,
             time: memo.time,
@@ -191,25 +194,86 @@ impl State {
             counterparty: memo.counterparty,
             reference: memo.reference,
         });
-        let tail = self.persons.hot[psn as usize].entry_tail;
-        if tail == 0 {
-            self.persons.entry_head[psn as usize] = id;
-        } else {
-            self.entries[tail as usize - 1].next = id;
-        }
-        self.persons.hot[psn as usize].entry_tail = id;
     }
 
-    /// Removes the newest entry, which belongs to `psn` and followed `previous_tail`. Used
-    /// only to undo an expiry when the write that triggered it is rejected.
-    pub(crate) fn pop_entry(&mut self, psn: u32, previous_tail: u32) {
+    /// Removes the newest entry, which belongs to `psn`. Used only to undo an expiry when the
+    /// write that triggered it is rejected.
+    pub(crate) fn pop_entry(&mut self, psn: u32) {
         let entry = self.entries.pop().expect("an entry to pop");
         assert_eq!(entry.psn, psn);
-        self.persons.hot[psn as usize].entry_tail = previous_tail;
-        if previous_tail == 0 {
-            self.persons.entry_head[psn as usize] = 0;
-        } else {
-            self.entries[previous_tail as usize - 1].next = 0;
+        self.persons.hot[psn as usize].entry_tail = entry.prev;
+    }
+}
+
+const ENTRY_KINDS: [EntryKind; 8] = [
+    EntryKind::Credit,
+    EntryKind::Settlement,
+    EntryKind::MulaidGiven,
+    EntryKind::WalletHold,
+    EntryKind::WalletIn,
+    EntryKind::WalletReturn,
+    EntryKind::Contribution,
+    EntryKind::Cancel,
+];
+
+/// 48 bytes: psn u32, prev u32, wallet u8, kind u8, time i64, amount i64, balc u64,
+/// counterparty tag u8 + u32, reference tag u8 + u64 (the snapshot's entry layout).
+impl super::history::Record for Entry {
+    const BYTES: usize = 48;
+
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.psn.to_le_bytes());
+        out.extend_from_slice(&self.prev.to_le_bytes());
+        out.push(u8::from(self.wallet));
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.time.to_le_bytes());
+        out.extend_from_slice(&self.amount.to_le_bytes());
+        out.extend_from_slice(&self.balc.0.to_le_bytes());
+        let (tag, v) = match self.counterparty {
+            Counterparty::None => (0u8, 0),
+            Counterparty::Person(p) => (1, p),
+            Counterparty::Institution(i) => (2, i),
+        };
+        out.push(tag);
+        out.extend_from_slice(&v.to_le_bytes());
+        let (tag, v) = match self.reference {
+            EntryRef::Settlement(id) => (0u8, id),
+            EntryRef::Transfer(id) => (1, id),
+            EntryRef::Contribution(id) => (2, id),
+            EntryRef::Period(p) => (3, u64::from(p)),
+        };
+        out.push(tag);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn get(b: &[u8]) -> Entry {
+        let mut r = super::history::Le(b);
+        let psn = r.u32();
+        let prev = r.u32();
+        let wallet = r.u8() != 0;
+        let kind = ENTRY_KINDS[usize::from(r.u8())];
+        let (time, amount, balc) = (r.i64(), r.i64(), Fen(r.u64()));
+        let counterparty = match (r.u8(), r.u32()) {
+            (1, p) => Counterparty::Person(p),
+            (2, i) => Counterparty::Institution(i),
+            _ => Counterparty::None,
+        };
+        let reference = match (r.u8(), r.u64()) {
+            (0, id) => EntryRef::Settlement(id),
+            (1, id) => EntryRef::Transfer(id),
+            (2, id) => EntryRef::Contribution(id),
+            (_, p) => EntryRef::Period(p as u32),
+        };
+        Entry {
+            psn,
+            prev,
+            wallet,
+            kind,
+            time,
+            amount,
+            balc,
+            counterparty,
+            reference,
         }
     }
 }

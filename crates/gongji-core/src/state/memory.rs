@@ -4,9 +4,7 @@
 use std::mem::size_of;
 
 use super::bindings::Binding;
-use super::ledger::Entry;
 use super::persons::Hot;
-use super::settle::{Detail, Settlement};
 use super::wallet::Transfer;
 use super::{Contribution, State};
 
@@ -28,7 +26,7 @@ impl State {
         let n = p.len();
         // Hot record, certno, given and entry heads, wallet day, last credit and its mask,
         // and the two arena ends.
-        let columns = n * (size_of::<Hot>() + 8 + 4 + 4 + 4 + 4 + 8 + 4 + 4);
+        let columns = n * (size_of::<Hot>() + 8 + 4 + 4 + 4 + 8 + 4 + 4);
         let persons = columns as u64
             + (p.psn_nos.byte_len() + p.names.byte_len()) as u64
             + table(p.index.capacity(), 4)
@@ -39,8 +37,9 @@ impl State {
             ("bindings", records::<Binding>(self.bindings.len())),
             (
                 "settlements",
-                records::<Settlement>(self.setls.len())
-                    + records::<Detail>(self.details.len())
+                self.setls.heap_bytes()
+                    + self.details.heap_bytes()
+                    + table(self.cancelled.capacity(), 4)
                     + self.recent.memory(),
             ),
             ("transfers", records::<Transfer>(self.transfers.len())),
@@ -49,7 +48,7 @@ impl State {
                 records::<Contribution>(self.contributions.len())
                     + table(self.contributions_paid.capacity(), 8),
             ),
-            ("entries", records::<Entry>(self.entries.len())),
+            ("entries", self.entries.heap_bytes()),
             ("msgids", self.msgids.memory()),
             ("reconciliation", self.recon.memory()),
         ]

@@ -6,6 +6,7 @@ mod check;
 mod chunked;
 mod counters;
 mod credits;
+mod history;
 mod ledger;
 mod lookup;
 mod masked;
@@ -30,6 +31,8 @@ use crate::{Fen, Params};
 
 pub(crate) use bindings::{Binding, Scope};
 pub(crate) use chunked::Chunked;
+pub(crate) use history::History;
+pub use history::{ColdBytes, Column, HISTORY_CHUNK};
 pub(crate) use counters::{Recon, Stats};
 pub(crate) use ledger::{Entry, Ledger};
 pub(crate) use msgids::Msgids;
@@ -73,15 +76,17 @@ pub struct State {
     pub(crate) insts: Institutions,
     pub(crate) tokens: Tokens,
     pub(crate) bindings: Chunked<Binding>,
-    pub(crate) setls: Chunked<Settlement>,
-    pub(crate) details: Chunked<Detail>,
+    pub(crate) setls: History<Settlement>,
+    /// Indexes of the cancelled settlements (the records themselves never change).
+    pub(crate) cancelled: FxHashSet<u32>,
+    pub(crate) details: History<Detail>,
     pub(crate) transfers: Chunked<Transfer>,
     /// Pending transfers by expiry time. Transfers are made in clock order and expire at a
     /// monotonic function of their creation time, so a FIFO queue is already sorted.
     pub(crate) expiry_queue: VecDeque<(i64, u32)>,
     pub(crate) contributions: Chunked<Contribution>,
     pub(crate) contributions_paid: FxHashSet<(u32, u16)>,
-    pub(crate) entries: Chunked<Entry>,
+    pub(crate) entries: History<Entry>,
     pub(crate) msgids: Msgids,
     /// Each institution's newest settlements (derived from `setls`).
     pub(crate) recent: recent::Recent,
@@ -110,13 +115,14 @@ impl State {
             insts: Institutions::default(),
             tokens: Tokens::default(),
             bindings: Chunked::default(),
-            setls: Chunked::default(),
-            details: Chunked::default(),
+            setls: History::default(),
+            cancelled: FxHashSet::default(),
+            details: History::default(),
             transfers: Chunked::default(),
             expiry_queue: VecDeque::new(),
             contributions: Chunked::default(),
             contributions_paid: FxHashSet::default(),
-            entries: Chunked::default(),
+            entries: History::default(),
             msgids: Msgids::default(),
             recent: recent::Recent::default(),
             masked: masked::MaskedIndex::default(),
@@ -358,6 +364,7 @@ impl State {
             tokens: self.tokens.frozen(),
             bindings: self.bindings.clone(),
             setls: self.setls.clone(),
+            cancelled: self.cancelled.clone(),
             details: self.details.clone(),
             transfers: self.transfers.clone(),
             expiry_queue: self.expiry_queue.clone(),
@@ -366,7 +373,7 @@ impl State {
             contributions_paid: FxHashSet::default(),
             entries: self.entries.clone(),
             msgids: self.msgids.frozen(),
-            recent: recent::Recent::default(),
+            recent: self.recent.clone(),
             masked: masked::MaskedIndex::default(),
             stats: self.stats.clone(),
             recon: self.recon.clone(),

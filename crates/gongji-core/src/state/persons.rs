@@ -42,8 +42,6 @@ pub(crate) struct Persons {
     pub hot: Chunked<Hot>,
     /// Head of the list of bindings the person gives (binding index + 1; 0: none).
     pub given_head: Chunked<u32>,
-    /// First entry of the person (entry index + 1; 0: none); the last is in [`Hot`].
-    pub entry_head: Chunked<u32>,
     /// CST day of the latest wallet transfer sent, shifted left 8, ORed with that day's count.
     pub wallet_day: Chunked<u32>,
     /// Latest credited period (0: none) and a bitmask of the 64 months before it.
@@ -104,7 +102,6 @@ impl Persons {
             certno: self.certno.clone(),
             hot: self.hot.clone(),
             given_head: self.given_head.clone(),
-            entry_head: self.entry_head.clone(),
             wallet_day: self.wallet_day.clone(),
             credit_last: self.credit_last.clone(),
             credit_mask: self.credit_mask.clone(),
@@ -191,7 +188,6 @@ impl Persons {
             },
         });
         self.given_head.push(0);
-        self.entry_head.push(0);
         self.wallet_day.push(0);
         self.credit_last.push(0);
         self.credit_mask.push(0);

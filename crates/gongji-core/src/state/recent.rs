@@ -1,45 +1,68 @@
 //! The newest settlements of each institution, newest first: what an institution's page shows
-//! without walking history. Derived state: kept up to date by `settle`, rebuilt from the
-//! settlements when a snapshot is decoded, never written to one (so no format change), and
-//! compared with a rebuild by `State::check`.
+//! without walking history. Derived state: kept up to date by `settle`, written to snapshots
+//! (rebuilding it would read every settlement, most of them in history files), and compared
+//! with a rebuild by `State::check`.
 
-use std::collections::VecDeque;
+use super::chunked::Chunked;
 
 /// How many of an institution's newest settlements are kept.
 pub const RECENT_SETTLEMENTS_MAX: usize = 20;
 
-#[derive(Debug, Default)]
+/// One institution's newest settlements: a ring of settlement indexes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ring {
+    len: u8,
+    /// Slot of the oldest.
+    head: u8,
+    slots: [u32; RECENT_SETTLEMENTS_MAX],
+}
+
+impl Ring {
+    /// Oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = u32> + '_ {
+        (0..usize::from(self.len)).map(|i| self.slots[(usize::from(self.head) + i) % RECENT_SETTLEMENTS_MAX])
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+}
+
+/// Per institution index, in shared chunks like every growing column, so that a frozen copy
+/// for a snapshot shares them (the snapshot carries this index).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Recent {
-    /// Per institution index, settlement indexes oldest first; allocated on first use.
-    by_inst: Vec<VecDeque<u32>>,
+    pub(super) by_inst: Chunked<Ring>,
 }
 
 impl Recent {
-    /// Bytes held (the queues' slots).
+    /// Bytes held.
     pub fn memory(&self) -> u64 {
-        let queues = self.by_inst.len() * std::mem::size_of::<VecDeque<u32>>();
-        let slots: usize = self.by_inst.iter().map(|q| q.capacity() * 4).sum();
-        (queues + slots) as u64
+        (self.by_inst.len() * std::mem::size_of::<Ring>()) as u64
     }
 
     pub fn note(&mut self, inst: u32, settlement: u32) {
         let i = inst as usize;
-        if self.by_inst.len() <= i {
-            self.by_inst.resize_with(i + 1, VecDeque::new);
+        while self.by_inst.len() <= i {
+            self.by_inst.push(Ring::default());
         }
-        let queue = &mut self.by_inst[i];
-        if queue.len() == RECENT_SETTLEMENTS_MAX {
-            queue.pop_front();
+        let ring = &mut self.by_inst[i];
+        if usize::from(ring.len) == RECENT_SETTLEMENTS_MAX {
+            ring.slots[usize::from(ring.head)] = settlement;
+            ring.head = ((usize::from(ring.head) + 1) % RECENT_SETTLEMENTS_MAX) as u8;
+        } else {
+            ring.slots[(usize::from(ring.head) + usize::from(ring.len)) % RECENT_SETTLEMENTS_MAX] =
+                settlement;
+            ring.len += 1;
         }
-        queue.push_back(settlement);
     }
 
     /// Settlement indexes of `inst`, newest first.
     pub fn of(&self, inst: u32) -> impl Iterator<Item = u32> + '_ {
-        self.by_inst
-            .get(inst as usize)
+        let ring = (inst as usize) < self.by_inst.len();
+        ring.then(|| self.by_inst[inst as usize].iter().rev())
             .into_iter()
-            .flat_map(|q| q.iter().rev().copied())
+            .flatten()
     }
 
     /// From each settlement's institution, in settlement order.

@@ -192,10 +192,10 @@ impl State {
     }
 
     pub fn settlement_row(&self, s: u32) -> SettlementRow {
-        let setl = &self.setls[s as usize];
+        let setl = self.setl(s);
         let start = setl.details_start as usize;
         SettlementRow {
-            settlement: setl.clone(),
+            settlement: setl,
             details: self
                 .details
                 .range(start..start + usize::from(setl.details_len))
@@ -232,7 +232,7 @@ impl State {
 
     /// Entry `e` (0-based: entry id − 1).
     pub fn entry_row(&self, e: u32) -> EntryRow {
-        let en = &self.entries[e as usize];
+        let en = self.entries.get(e as usize);
         EntryRow {
             psn: en.psn,
             wallet: en.wallet,

@@ -5,6 +5,7 @@
 //! work is proportional to the number of the person's givers.
 
 use super::counters::Channel;
+use super::history::{Le, Record};
 use super::ledger::{Counterparty, EntryKind, EntryRef, LedgerSide, Memo};
 use super::msgids::msgid_key;
 use super::{Scope, State};
@@ -22,8 +23,28 @@ pub(crate) struct Detail {
     pub amount: Fen,
 }
 
+/// 12 bytes: giver u32, amount u64.
+impl Record for Detail {
+    const BYTES: usize = 12;
+
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.giver.to_le_bytes());
+        out.extend_from_slice(&self.amount.0.to_le_bytes());
+    }
+
+    fn get(b: &[u8]) -> Detail {
+        let mut r = Le(b);
+        Detail {
+            giver: r.u32(),
+            amount: Fen(r.u64()),
+        }
+    }
+}
+
 /// A settlement as the state keeps it (also the projection's row, [`crate::SettlementRow`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The stored record is immutable: `cancelled` is kept in a set beside the column
+/// (`State::cancelled`) and filled in when the record is read ([`State::setl`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settlement {
     pub psn: u32,
     pub inst: u32,
@@ -43,6 +64,58 @@ pub struct Settlement {
     pub details_len: u8,
     pub cross_pool: bool,
     pub cancelled: bool,
+}
+
+/// 86 bytes: psn u32, inst u32, time i64, medfee, fund_pay, acct_pay, wallet_pay, mulaid,
+/// cash, acct_balc, wallet_balc (u64 each), details_start u32, details_len u8, cross_pool u8.
+impl Record for Settlement {
+    const BYTES: usize = 86;
+
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.psn.to_le_bytes());
+        out.extend_from_slice(&self.inst.to_le_bytes());
+        out.extend_from_slice(&self.time.to_le_bytes());
+        for v in [
+            self.medfee,
+            self.fund_pay,
+            self.acct_pay,
+            self.wallet_pay,
+            self.mulaid,
+            self.cash,
+            self.acct_balc,
+            self.wallet_balc,
+        ] {
+            out.extend_from_slice(&v.0.to_le_bytes());
+        }
+        out.extend_from_slice(&self.details_start.to_le_bytes());
+        out.push(self.details_len);
+        out.push(u8::from(self.cross_pool));
+    }
+
+    fn get(b: &[u8]) -> Settlement {
+        let mut r = Le(b);
+        let (psn, inst, time) = (r.u32(), r.u32(), r.i64());
+        let mut fen = || Fen(r.u64());
+        let (medfee, fund_pay, acct_pay, wallet_pay) = (fen(), fen(), fen(), fen());
+        let (mulaid, cash, acct_balc, wallet_balc) = (fen(), fen(), fen(), fen());
+        Settlement {
+            psn,
+            inst,
+            time,
+            medfee,
+            fund_pay,
+            acct_pay,
+            wallet_pay,
+            mulaid,
+            cash,
+            acct_balc,
+            wallet_balc,
+            details_start: r.u32(),
+            details_len: r.u8(),
+            cross_pool: r.u8() != 0,
+            cancelled: false,
+        }
+    }
 }
 
 impl Settlement {
@@ -176,7 +249,7 @@ impl State {
 
     /// Adds (or, on cancellation, takes out) a settlement's statistics and reconciliation.
     fn count_settlement(&mut self, s: u32, add: bool) {
-        let setl = &self.setls[s as usize];
+        let setl = self.setl(s);
         if !setl.mulaid.is_zero() {
             let province = admdvs_province(self.persons.hot[setl.psn as usize].admdvs);
             let channel = if setl.cross_pool {
@@ -193,7 +266,20 @@ impl State {
         }
         self.recon
             .entry(setl.inst, cst_day(setl.time))
-            .apply(setl, add);
+            .apply(&setl, add);
+    }
+
+    /// Settlement `s` with its `cancelled` mark.
+    pub(crate) fn setl(&self, s: u32) -> Settlement {
+        Settlement {
+            cancelled: self.cancelled.contains(&s),
+            ..self.setls.get(s as usize)
+        }
+    }
+
+    /// Every settlement in order, with its `cancelled` mark.
+    pub(crate) fn all_setls(&self) -> impl Iterator<Item = Settlement> + '_ {
+        (0..self.setls.len() as u32).map(|s| self.setl(s))
     }
 
     pub(crate) fn settlement_index(&self, setl_id: u64) -> Result<u32, Rejection> {
@@ -204,7 +290,7 @@ impl State {
 
     pub(super) fn cancel(&mut self, setl_id: u64, time: i64) -> Result<Reply, Rejection> {
         let s = self.settlement_index(setl_id)?;
-        if self.setls[s as usize].cancelled {
+        if self.cancelled.contains(&s) {
             return Err(ErrCode::AlreadyCancelled.into());
         }
         self.undo_settlement(s, time);
@@ -213,7 +299,7 @@ impl State {
 
     /// Returns to every source exactly what it gave (rule 12), whatever happened since.
     fn undo_settlement(&mut self, s: u32, time: i64) {
-        let setl = self.setls[s as usize].clone();
+        let setl = self.setls.get(s as usize);
         let memo = Memo {
             kind: EntryKind::Cancel,
             time,
@@ -238,7 +324,7 @@ impl State {
         };
         let start = setl.details_start as usize;
         for d in start..start + usize::from(setl.details_len) {
-            let Detail { giver, amount } = self.details[d];
+            let Detail { giver, amount } = self.details.get(d);
             self.post(
                 LedgerSide::Institutions,
                 LedgerSide::Acct(giver),
@@ -247,7 +333,7 @@ impl State {
             );
         }
         self.count_settlement(s, false);
-        self.setls[s as usize].cancelled = true;
+        self.cancelled.insert(s);
     }
 
     /// Reversal (冲正) by original msgid (rule 13).
@@ -262,7 +348,7 @@ impl State {
         let result = match self.msgids.get(key).map(|r| &r.reply) {
             Some(Some(Reply::Settled(s))) => {
                 let s = *s;
-                if !self.setls[s as usize].cancelled {
+                if !self.cancelled.contains(&s) {
                     self.undo_settlement(s, time);
                 }
                 ReversalResult::Cancelled

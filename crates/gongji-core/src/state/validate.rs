@@ -211,7 +211,7 @@ impl State {
                 Body::Settle { fixmedins_code, .. } => fixmedins_code == code,
                 Body::Cancel { setl_id } => {
                     let s = self.settlement_index(*setl_id)?;
-                    self.insts.list[self.setls[s as usize].inst as usize].code == *code
+                    self.insts.list[self.setls.get(s as usize).inst as usize].code == *code
                 }
                 // An institution reverses in its own msgid scope only.
                 Body::Reverse { fixmedins_code, .. } => {

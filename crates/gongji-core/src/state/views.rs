@@ -154,7 +154,7 @@ impl State {
     }
 
     pub fn settlement_view(&self, s: u32) -> SettlementView {
-        let setl = &self.setls[s as usize];
+        let setl = self.setl(s);
         let start = setl.details_start as usize;
         let details = self
             .details
@@ -198,24 +198,31 @@ impl State {
     ) -> Result<(Vec<EntryView>, Option<u64>), Rejection> {
         let psn = self.person_index(psn_no)?;
         assert!((1..=ENTRIES_LIMIT_MAX).contains(&limit));
-        let mut at = match after {
-            None => self.persons.entry_head[psn as usize],
-            Some(id) => {
-                let i = super::persons::id_to_index(id, self.entries.len())
-                    .filter(|&i| self.entries[i].psn == psn)
-                    .ok_or(Rejection::with(
-                        ErrCode::BadRequest,
-                        "after is not this person's entry",
-                    ))?;
-                self.entries[i].next
-            }
+        // The list runs newest to oldest: collect the ids after `after`, then page from the
+        // oldest end. The walk is as long as the person's entries after `after`.
+        let stop = match after {
+            None => 0,
+            Some(id) => super::persons::id_to_index(id, self.entries.len())
+                .filter(|&i| self.entries.get(i).psn == psn)
+                .map(|i| i as u32 + 1)
+                .ok_or(Rejection::with(
+                    ErrCode::BadRequest,
+                    "after is not this person's entry",
+                ))?,
         };
-        let mut page = Vec::new();
-        while at != 0 && page.len() < limit as usize {
-            page.push(self.entry_view(at));
-            at = self.entries[at as usize - 1].next;
+        let mut ids = Vec::new();
+        let mut at = self.persons.hot[psn as usize].entry_tail;
+        while at > stop {
+            ids.push(at);
+            at = self.entries.get(at as usize - 1).prev;
         }
-        let next = if at != 0 {
+        let page: Vec<EntryView> = ids
+            .iter()
+            .rev()
+            .take(limit as usize)
+            .map(|&id| self.entry_view(id))
+            .collect();
+        let next = if ids.len() > page.len() {
             page.last().map(|e| e.entry_id)
         } else {
             None
@@ -224,7 +231,7 @@ impl State {
     }
 
     fn entry_view(&self, id: u32) -> EntryView {
-        let e = &self.entries[id as usize - 1];
+        let e = self.entries.get(id as usize - 1);
         EntryView {
             entry_id: u64::from(id),
             time: e.time,

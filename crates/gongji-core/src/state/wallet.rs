@@ -236,7 +236,7 @@ impl State {
             *balance = balance.checked_sub(amount).expect("undo within balance");
             *total -= amount.0;
             self.ledger.held += amount.0;
-            self.pop_entry(transfer.from, tail);
+            self.pop_entry(transfer.from);
             self.transfers[t as usize].status = TransferStatus::Pending;
             self.expiry_queue.push_front((transfer.expires_at, t));
         }

@@ -81,6 +81,15 @@ impl Enc<'_> {
         self.spill();
         self.0.push(u8::from(v));
     }
+    /// A history column's length and how many of its chunks are cold (not in the snapshot:
+    /// in history files); its hot records follow.
+    pub(super) fn history<T: crate::state::history::Record + Clone>(
+        &mut self,
+        h: &crate::state::History<T>,
+    ) {
+        self.count(h.len());
+        self.put(h.cold_chunks() as u32);
+    }
     pub(super) fn count(&mut self, n: usize) {
         self.put(n as u64);
     }
@@ -150,6 +159,22 @@ impl<'a> Dec<'a> {
         let n = self.get::<u64>()?;
         match usize::try_from(n) {
             Ok(n) if n < u32::MAX as usize && n <= self.left() / min_bytes.max(1) => Ok(n),
+            _ => fail(at, what),
+        }
+    }
+    /// A history column's length and cold chunks (see [`Enc::history`]): the number of cold
+    /// chunks and of hot records, which must be at least `min_bytes` each in the bytes left.
+    pub(super) fn history(&mut self, min_bytes: usize, what: &'static str) -> Res<(usize, usize)> {
+        let at = self.pos;
+        let n = self.get::<u64>()?;
+        let cold = self.get::<u32>()? as u64;
+        let cold_len = cold << crate::state::chunked::SHIFT;
+        match n.checked_sub(cold_len) {
+            Some(hot)
+                if n < u64::from(u32::MAX) && hot <= (self.left() / min_bytes.max(1)) as u64 =>
+            {
+                Ok((cold as usize, hot as usize))
+            }
             _ => fail(at, what),
         }
     }

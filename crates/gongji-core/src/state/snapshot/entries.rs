@@ -1,12 +1,15 @@
-//! The ledger entries section and the per-person entry lists it must tile.
+//! The ledger entries section (hot records; cold chunks are in history files) and the
+//! per-person entry lists it must agree with.
 
 use super::bytes::{Dec, Enc, Rec};
 use super::*;
+use crate::state::History;
 
-pub(super) fn encode_entries(entries: &Chunked<Entry>, e: &mut Enc<'_>) {
-    e.count(entries.len());
-    for entry in entries {
-        encode_entry(entry, e);
+pub(super) fn encode_entries(entries: &History<Entry>, e: &mut Enc<'_>) {
+    e.history(entries);
+    for entry in entries.hot_iter() {
+        e.spill();
+        encode_entry(&entry, e);
     }
 }
 
@@ -15,14 +18,15 @@ pub(super) fn decode_entries(
     persons: &Persons,
     heads: &HeadsAt,
     limits: &RefLimits,
-) -> Res<Vec<Entry>> {
-    let entries_at = d.pos + 8;
-    let count = d.count(ENTRY_BYTES, "entry count")?;
-    let entries = d.records(count, ENTRY_BYTES, |i, r| {
-        decode_entry(i as u32 + 1, count, limits, r)
+) -> Res<History<Entry>> {
+    let entries_at = d.pos + 12;
+    let (cold, count) = d.history(ENTRY_BYTES, "entry count")?;
+    let first = (cold as u32) << crate::state::chunked::SHIFT;
+    let hot = d.records(count, ENTRY_BYTES, |i, r| {
+        decode_entry(first + i as u32 + 1, limits, r)
     })?;
-    check_entry_lists(persons, &entries, heads, entries_at)?;
-    Ok(entries)
+    check_entry_lists(persons, first, &hot, heads, entries_at)?;
+    Ok(History::from_parts(cold, hot))
 }
 
 pub(super) struct RefLimits {
@@ -35,7 +39,7 @@ pub(super) struct RefLimits {
 
 pub(super) fn encode_entry(entry: &Entry, e: &mut Enc<'_>) {
     e.put(entry.psn);
-    e.put(entry.next);
+    e.put(entry.prev);
     e.bool(entry.wallet);
     e.put(entry.kind as u8);
     e.put(entry.time);
@@ -60,13 +64,12 @@ pub(super) fn encode_entry(entry: &Entry, e: &mut Enc<'_>) {
 
 pub(super) fn decode_entry(
     id: u32,
-    count: usize,
     limits: &RefLimits,
     r: &mut Rec<'_>,
 ) -> Result<Entry, &'static str> {
     let psn = r.index(limits.persons, "entry person")?;
-    let next: u32 = r.get();
-    if next != 0 && (next <= id || next as usize > count) {
+    let prev: u32 = r.get();
+    if prev >= id {
         return Err("entry link");
     }
     let wallet = r.bool()?;
@@ -93,7 +96,7 @@ pub(super) fn decode_entry(
     };
     Ok(Entry {
         psn,
-        next,
+        prev,
         wallet,
         kind,
         time,
@@ -104,21 +107,25 @@ pub(super) fn decode_entry(
     })
 }
 
-/// A person's entry list holds exactly the person's entries in order: entries are only ever
-/// appended to the tail (and the newest popped). One pass checks every link, head and tail.
+/// A person's entry list runs from the person's tail back through `prev` links (which point
+/// backwards, so no walk can loop). For the hot entries (those after `first`): each links to
+/// the person's previous hot entry, or, being the person's oldest hot one, to a cold entry or
+/// none; each person's tail is the newest of its hot entries. With no cold chunk, a person
+/// without entries has tail 0.
 pub(super) fn check_entry_lists(
     persons: &Persons,
-    entries: &[Entry],
+    first: u32,
+    hot: &[Entry],
     heads: &HeadsAt,
     entries_at: usize,
 ) -> Res<()> {
     let mut tail = vec![0u32; persons.len()];
-    for (e, entry) in entries.iter().enumerate() {
-        let id = e as u32 + 1;
+    for (e, entry) in hot.iter().enumerate() {
+        let id = first + e as u32 + 1;
         let p = entry.psn as usize;
         let linked = match tail[p] {
-            0 => persons.entry_head[p] == id,
-            t => entries[t as usize - 1].next == id,
+            0 => entry.prev <= first,
+            t => entry.prev == t,
         };
         if !linked {
             return fail(entries_at + e * ENTRY_BYTES, "entry not linked");
@@ -126,17 +133,13 @@ pub(super) fn check_entry_lists(
         tail[p] = id;
     }
     for (p, &t) in tail.iter().enumerate() {
-        if t == 0 && persons.entry_head[p] != 0 {
-            return fail(heads.entry_head + p * 4, "entry list head");
-        }
-        if persons.hot[p].entry_tail != t {
+        let stored = persons.hot[p].entry_tail;
+        let agrees = match t {
+            0 => stored == 0 || first > 0 && stored <= first,
+            t => stored == t,
+        };
+        if !agrees {
             return fail(heads.entry_tail + p * 4, "entry list tail");
-        }
-        if t != 0 && entries[t as usize - 1].next != 0 {
-            return fail(
-                entries_at + (t as usize - 1) * ENTRY_BYTES,
-                "entry after tail",
-            );
         }
     }
     Ok(())

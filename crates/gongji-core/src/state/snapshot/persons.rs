@@ -27,7 +27,6 @@ pub(super) fn encode_persons(p: &Persons, e: &mut Enc<'_>) {
     e.col(&hot.iter().map(|h| h.wallet).collect::<Vec<Fen>>());
     e.col(&p.given_head);
     e.col(&hot.iter().map(|h| h.received_head).collect::<Vec<u32>>());
-    e.col(&p.entry_head);
     e.col(&hot.iter().map(|h| h.entry_tail).collect::<Vec<u32>>());
     e.col(&p.wallet_day);
     e.col(&p.credit_last);
@@ -38,7 +37,6 @@ pub(super) fn encode_persons(p: &Persons, e: &mut Enc<'_>) {
 pub(super) struct HeadsAt {
     pub(super) given: usize,
     pub(super) received: usize,
-    pub(super) entry_head: usize,
     pub(super) entry_tail: usize,
 }
 
@@ -110,7 +108,6 @@ pub(super) fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt)> {
     let heads_at = d.pos;
     let given_head = d.col(n)?;
     let received_head: Vec<u32> = d.col(n)?;
-    let entry_head = d.col(n)?;
     let entry_tail: Vec<u32> = d.col(n)?;
     let hot = (0..n)
         .map(|i| Hot {
@@ -177,8 +174,7 @@ pub(super) fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt)> {
     let heads = HeadsAt {
         given: heads_at,
         received: heads_at + n * 4,
-        entry_head: heads_at + n * 8,
-        entry_tail: heads_at + n * 12,
+        entry_tail: heads_at + n * 8,
     };
     let persons = Persons {
         index,
@@ -188,7 +184,6 @@ pub(super) fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt)> {
         certno: certno.into(),
         hot,
         given_head: given_head.into(),
-        entry_head: entry_head.into(),
         wallet_day: wallet_day.into(),
         credit_last: credit_last.into(),
         credit_mask: credit_mask.into(),

@@ -1,15 +1,19 @@
-//! The settlements section and the giver details they own.
+//! The settlements section (hot records; cold chunks are in history files), the cancelled
+//! set, and the giver details.
 
 use super::bytes::{Dec, Enc};
 use super::*;
+use crate::state::History;
 
 pub(super) fn encode_settlements(
-    setls: &Chunked<Settlement>,
-    details: &Chunked<Detail>,
+    setls: &History<Settlement>,
+    cancelled: &FxHashSet<u32>,
+    details: &History<Detail>,
     e: &mut Enc<'_>,
 ) {
-    e.count(setls.len());
-    for s in setls {
+    e.history(setls);
+    for s in setls.hot_iter() {
+        e.spill();
         e.put(s.psn);
         e.put(s.inst);
         e.put(s.time);
@@ -28,23 +32,25 @@ pub(super) fn encode_settlements(
         e.put(s.details_start);
         e.put(s.details_len);
         e.bool(s.cross_pool);
-        e.bool(s.cancelled);
     }
-    e.count(details.len());
-    for d in details {
+    let mut ids: Vec<u32> = cancelled.iter().copied().collect();
+    ids.sort_unstable();
+    e.count(ids.len());
+    e.col(&ids);
+    e.history(details);
+    for d in details.hot_iter() {
+        e.spill();
         e.put(d.giver);
         e.put(d.amount);
     }
 }
 
-pub(super) fn decode_settlements(
-    d: &mut Dec<'_>,
-    n: usize,
-    n_insts: usize,
-) -> Res<(Vec<Settlement>, Vec<Detail>)> {
-    let setls_at = d.pos + 8;
-    let count = d.count(SETTLEMENT_BYTES, "settlement count")?;
-    let setls = d.records(count, SETTLEMENT_BYTES, |_, r| {
+pub(super) type Settlements = (History<Settlement>, FxHashSet<u32>, History<Detail>);
+
+pub(super) fn decode_settlements(d: &mut Dec<'_>, n: usize, n_insts: usize) -> Res<Settlements> {
+    let setls_at = d.pos + 12;
+    let (cold, count) = d.history(SETTLEMENT_BYTES, "settlement count")?;
+    let hot = d.records(count, SETTLEMENT_BYTES, |_, r| {
         let psn = r.index(n, "settlement person")?;
         let inst = r.index(n_insts, "settlement institution")?;
         let time = r.get();
@@ -68,26 +74,43 @@ pub(super) fn decode_settlements(
             details_start: r.get(),
             details_len: r.get(),
             cross_pool: r.bool()?,
-            cancelled: r.bool()?,
+            cancelled: false,
         })
     })?;
-    let count = d.count(DETAIL_BYTES, "detail count")?;
-    let details = d.records(count, DETAIL_BYTES, |_, r| {
+    let setls = History::from_parts(cold, hot);
+    let at = d.pos + 8;
+    let count = d.count(4, "cancelled count")?;
+    let ids: Vec<u32> = d.col(count)?;
+    for (i, &s) in ids.iter().enumerate() {
+        if s as usize >= setls.len() || i > 0 && ids[i - 1] >= s {
+            return fail(at + i * 4, "cancelled settlement");
+        }
+    }
+    let (cold, count) = d.history(DETAIL_BYTES, "detail count")?;
+    let hot = d.records(count, DETAIL_BYTES, |_, r| {
         Ok(Detail {
             giver: r.index(n, "detail giver")?,
             amount: r.get(),
         })
     })?;
-    // Details are appended settlement by settlement: the ranges tile the vector.
-    let mut next_detail = 0u64;
-    for (s, setl) in setls.iter().enumerate() {
+    let details = History::from_parts(cold, hot);
+    // Details are appended settlement by settlement: the hot settlements' ranges tile the
+    // end of the vector (the cold ones are checked by `State::check` in `gongji verify`).
+    let first = setls.cold_len();
+    let mut next_detail = match first < setls.len() {
+        true => u64::from(setls.get(first).details_start),
+        false => details.len() as u64,
+    };
+    for s in first..setls.len() {
+        let setl = setls.get(s);
         if u64::from(setl.details_start) != next_detail {
-            return fail(setls_at + s * SETTLEMENT_BYTES, "settlement details range");
+            return fail(setls_at + (s - first) * SETTLEMENT_BYTES, "settlement details range");
         }
         next_detail += u64::from(setl.details_len);
     }
-    if next_detail != details.len() as u64 {
+    let all_hot = setls.cold_chunks() == 0 && details.cold_chunks() == 0;
+    if next_detail != details.len() as u64 || all_hot && setls.iter().next().is_some_and(|s| s.details_start != 0) {
         return fail(setls_at, "settlement details do not cover the details");
     }
-    Ok((setls, details))
+    Ok((setls, ids.into_iter().collect(), details))
 }

@@ -253,7 +253,7 @@ fn rich_state() -> Builder {
             TransferStatus::Pending
         ]
     );
-    assert!(s.setls.iter().any(|s| s.cancelled) && s.details.len() > 0);
+    assert!(!s.cancelled.is_empty() && s.details.len() > 0);
     assert!(s.msgids.iter().any(|(_, _, r)| r.reply.is_none()));
     assert!(s.recon.iter().next().is_some() && !s.stats.months.is_empty());
     s.check().unwrap();
@@ -444,8 +444,9 @@ fn hostile_structure_is_refused() {
     let mut bad = bytes.clone();
     bad[0] = b'X';
     assert_eq!(refuse(&bad), "not a gongji snapshot");
-    // Version 1 (msgid keys without scopes) and any other version are refused.
-    for version in [1, 3] {
+    // Version 1 (msgid keys without scopes), 2 (entries linked forwards, settlements with
+    // their cancelled mark) and any other version are refused.
+    for version in [1, 2, 4] {
         let mut bad = bytes.clone();
         bad[8] = version;
         assert_eq!(refuse(&bad), "unknown snapshot format version");
@@ -474,8 +475,9 @@ fn hostile_structure_is_refused() {
     let e = mutate(&|s| s.bindings[7].next_given = 1);
     assert_eq!(e.what, "binding link");
     let e = mutate(&|s| {
-        let last = s.entries.len() as u32;
-        s.entries[last as usize - 1].next = 1;
+        let last = s.entries.len();
+        let entry = s.entries.get(last - 1);
+        s.entries.set(last - 1, Entry { prev: last as u32, ..entry });
     });
     assert_eq!(e.what, "entry link");
     let e = mutate(&|s| s.persons.given_head[0] = 4);
@@ -491,7 +493,10 @@ fn hostile_structure_is_refused() {
     });
     assert_eq!(e.what, "state check failed");
     assert!(e.detail.is_some());
-    let e = mutate(&|s| s.setls[0].details_start = 5);
+    let e = mutate(&|s| {
+        let setl = s.setls.get(0);
+        s.setls.set(0, Settlement { details_start: 5, ..setl });
+    });
     assert_eq!(e.what, "settlement details range");
     let e = mutate(&|s| s.expiry_queue.push_back((i64::MAX, 3)));
     assert_eq!(e.what, "expiry queue not in transfer order");
@@ -501,7 +506,14 @@ fn hostile_structure_is_refused() {
     // A fifo that repeats its first msgid at the end. The queue of a state cannot hold a
     // repeat, so the bytes are patched: the fifo ends where statistics and recon begin.
     let s = State::decode_snapshot(&bytes).unwrap();
-    let tail = 8 + s.stats.months.len() * MONTH_BYTES + 8 + s.recon.iter().count() * RECON_BYTES;
+    let recent: usize = (0..s.insts.list.len() as u32)
+        .map(|i| 1 + 4 * s.recent.of(i).count())
+        .sum();
+    let tail = 8
+        + s.stats.months.len() * MONTH_BYTES
+        + 8
+        + s.recon.iter().count() * RECON_BYTES
+        + recent;
     let fifo_end = bytes.len() - tail;
     let fifo_at = fifo_end - s.msgids.len() * FIFO_BYTES - 8;
     let first_key = &bytes[fifo_at + 8 + 8..fifo_at + 8 + FIFO_BYTES];
