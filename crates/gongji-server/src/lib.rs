@@ -15,8 +15,13 @@
 //! Snapshots are written by a snapshot thread from a copy-on-write copy of the state that the
 //! writer freezes after a sync (`State::freeze`, see `snapshotter.rs` and ARCHITECTURE.md), so
 //! the writer stops only for the freeze. Recovery ([`Engine::open`]) loads the newest snapshot that verifies, replays the
-//! journal suffix and checks the state.
+//! journal suffix and checks the state. Full chunks of history go to files (`history.rs`).
+//!
+//! Unsafe code: this crate alone may use it, in one place: mapping history files
+//! (`memmap2::Mmap::map`), so that history is read through the page cache instead of the heap;
+//! its lints are the workspace's but for `unsafe_code = "deny"`.
 
+mod history;
 mod recover;
 /// Test support, not part of the product: built only with the `testkit` feature.
 #[cfg(feature = "testkit")]
@@ -36,6 +41,7 @@ use gongji_core::{Actor, Applied, Body, Msgid, Params, Rejection, State};
 use gongji_journal::private::{create_private_dir, private_options, restrict};
 use gongji_journal::{FsStorage, JournalConfig, JournalError, SnapshotError, Storage};
 
+pub use history::HistoryDir;
 pub use recover::{
     inspect, inspect_store, replay_from_genesis, replay_from_genesis_store, OpenReport,
 };
@@ -77,6 +83,11 @@ impl Config {
 
     pub fn journal_dir(&self) -> PathBuf {
         self.data_dir.join("journal")
+    }
+
+    /// Where the history files of [`Engine::open`] live (`history.rs`).
+    pub fn history_dir(&self) -> PathBuf {
+        self.data_dir.join("history")
     }
 
     pub fn admin_token_path(&self) -> PathBuf {
@@ -185,6 +196,9 @@ pub struct Counters {
     /// Snapshots handed to the snapshot thread, and the writer's longest pause to freeze one.
     pub snapshots_frozen_total: AtomicU64,
     pub snapshot_freeze_nanos_max: AtomicU64,
+    /// History chunks written to files, and swapped out of the live state by the writer.
+    pub history_chunks_total: AtomicU64,
+    pub history_chunks_swapped_total: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -243,8 +257,12 @@ impl Engine {
         check_store_marker(&config.data_dir, STORE_FILES)?;
         let journal_storage = FsStorage::open(config.journal_dir()).map_err(io_err)?;
         let snapshot_storage = FsStorage::open(config.journal_dir()).map_err(io_err)?;
-        let (mut engine, mut report) =
-            Self::open_on(config.clone(), journal_storage, snapshot_storage)?;
+        let history = HistoryDir::create(config.history_dir()).map_err(ServerError::Io)?;
+        let (mut engine, mut report) = recover::open(
+            config.clone(),
+            Box::new(FileStore::new(journal_storage, snapshot_storage)),
+            Some(history),
+        )?;
         engine.lock = Some(lock);
         report.admin_token_created = engine.ensure_admin_token(&config.admin_token_path())?;
         Ok((engine, report))
@@ -260,6 +278,7 @@ impl Engine {
         recover::open(
             config,
             Box::new(FileStore::new(journal_storage, snapshot_storage)),
+            None,
         )
     }
 
@@ -287,7 +306,7 @@ impl Engine {
         config: Config,
         store: Box<dyn Store>,
     ) -> Result<(Engine, OpenReport), ServerError> {
-        recover::open(config, store)
+        recover::open(config, store, None)
     }
 
     /// The store's own check of its journal, for stores other than files (`None` for files,

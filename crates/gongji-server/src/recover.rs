@@ -9,6 +9,7 @@ use gongji_core::codec::decode_op;
 use gongji_core::State;
 use gongji_journal::{Anchor, FsStorage, LoadedSnapshot, SkippedSnapshot, Storage, TornTail};
 
+use crate::history::{HistoryDir, SpillTarget};
 use crate::store::{FileStore, Log, Store};
 use crate::{snapshotter, writer, Config, Counters, Engine, ServerError, Shared};
 
@@ -23,6 +24,10 @@ pub struct OpenReport {
     pub persons: usize,
     pub admin_token_created: bool,
     pub elapsed: Duration,
+    /// History chunks attached from files.
+    pub history_chunks: usize,
+    /// Why history files were rebuilt by a replay from op 1, if they were.
+    pub history_rebuilt: Option<String>,
 }
 
 /// The recovered state, the open log, and the snapshot it started from.
@@ -33,11 +38,12 @@ type Loaded = (State, Box<dyn Log>, Option<LoadedSnapshot>);
 fn load(
     config: &Config,
     store: &mut dyn Store,
+    history: Option<&HistoryDir>,
     writable: bool,
     report: &mut OpenReport,
 ) -> Result<Loaded, ServerError> {
     let loaded = store.load_snapshot()?;
-    let (mut state, anchor) = match &loaded {
+    let (mut state, mut anchor) = match &loaded {
         Some(snapshot) => {
             let state = State::decode_snapshot(&snapshot.body).map_err(|e| {
                 ServerError::Corrupt(format!("snapshot {} does not decode: {e}", snapshot.file))
@@ -48,10 +54,35 @@ fn load(
         }
         None => (State::new(config.params.clone()), None),
     };
+    if !state.cold_missing().is_empty() {
+        let attached = match history {
+            Some(history) => history.attach(&mut state),
+            None => Err("the snapshot refers to history files, and this store keeps none".into()),
+        };
+        match attached {
+            Ok(n) => report.history_chunks = n,
+            Err(e) => {
+                // Files are derived from the journal: replay it from op 1 and write them again.
+                tracing::warn!(error = %e, "a history file is missing or damaged; rebuilding history from the journal");
+                report.history_rebuilt = Some(e);
+                state = State::new(state.params().clone());
+                anchor = None;
+                report.snapshot_op = None;
+            }
+        }
+    }
     let (mut log, torn_tail) = store.open_log(config, anchor, writable)?;
     report.torn_tail = torn_tail;
     let after_op = anchor.map_or(0, |a| a.op);
-    report.replayed_ops = replay(log.as_mut(), &mut state, after_op)?;
+    if log.first_op() > after_op + 1 {
+        return Err(ServerError::Corrupt(format!(
+            "the journal starts at op {} but recovery needs op {}",
+            log.first_op(),
+            after_op + 1
+        )));
+    }
+    let spill = history.filter(|_| writable);
+    report.replayed_ops = replay(log.as_mut(), &mut state, after_op, spill)?;
     // A decoded snapshot has passed the full check already; ops replayed on it need another.
     if anchor.is_none() || report.replayed_ops > 0 {
         state
@@ -85,7 +116,8 @@ pub fn inspect_store(
 ) -> Result<(State, Anchor, OpenReport), ServerError> {
     let started = Instant::now();
     let mut report = OpenReport::default();
-    let (state, log, _) = load(config, store, false, &mut report)?;
+    let history = HistoryDir::read_only(config.history_dir());
+    let (state, log, _) = load(config, store, Some(&history), false, &mut report)?;
     report.elapsed = started.elapsed();
     Ok((state, log.head(), report))
 }
@@ -101,7 +133,7 @@ pub fn replay_from_genesis_store(
         return Ok(None);
     }
     let mut state = State::new(params);
-    replay(log.as_mut(), &mut state, 0)?;
+    replay(log.as_mut(), &mut state, 0, None)?;
     state
         .check()
         .map_err(|e| ServerError::Corrupt(format!("state check after replay from op 1: {e}")))?;
@@ -139,10 +171,11 @@ pub fn replay_from_genesis(
 pub(crate) fn open(
     config: Config,
     mut store: Box<dyn Store>,
+    history: Option<HistoryDir>,
 ) -> Result<(Engine, OpenReport), ServerError> {
     let started = Instant::now();
     let mut report = OpenReport::default();
-    let (state, log, loaded) = load(&config, store.as_mut(), true, &mut report)?;
+    let (state, log, loaded) = load(&config, store.as_mut(), history.as_ref(), true, &mut report)?;
     let head = log.head();
     let mut snapshots = store.snapshots()?;
     let auditor = store.auditor();
@@ -173,11 +206,20 @@ pub(crate) fn open(
         .journal_head_op
         .store(head.op, std::sync::atomic::Ordering::Release);
     let head_hash = Arc::new(Mutex::new(head.chain_hash));
+    // Chunks the snapshot thread made cold, for the writer to swap into the live state.
+    let (history, cold_rx) = match history {
+        Some(dir) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            (Some((dir, tx)), Some(rx))
+        }
+        None => (None, None),
+    };
     let (snapshot_handle, snapshot_thread) = snapshotter::spawn(
         snapshots,
         head.op,
         config.snapshot_interval_ops,
         shared.clone(),
+        history,
     )?;
     let capacity = config.queue_op_count_max.max(1);
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
@@ -188,6 +230,7 @@ pub(crate) fn open(
         rx,
         snapshot_handle,
         head_hash.clone(),
+        cold_rx,
     )?;
     report.elapsed = started.elapsed();
     let engine = Engine {
@@ -202,17 +245,42 @@ pub(crate) fn open(
     Ok((engine, report))
 }
 
+/// Ops replayed between spills of full history chunks to files.
+const SPILL_EVERY_OPS: u64 = 1 << 16;
+
 /// Applies every journaled op after `after_op`. Each was applied once before, so each must
 /// apply again, and not as a replay: anything else means the journal and the engine disagree.
-fn replay(log: &mut dyn Log, state: &mut State, after_op: u64) -> Result<u64, ServerError> {
-    log.replay(after_op, &mut |op_number, body| {
+/// With `history`, full chunks go to files as the replay goes (every replayed op is durable),
+/// so a long replay holds no more history in memory than the live writer does.
+fn replay(
+    log: &mut dyn Log,
+    state: &mut State,
+    after_op: u64,
+    history: Option<&HistoryDir>,
+) -> Result<u64, ServerError> {
+    let mut since_spill = 0u64;
+    let n = log.replay(after_op, &mut |op_number, body| {
         let op = decode_op(body).map_err(|e| format!("op {op_number} does not decode: {e}"))?;
         match state.apply(&op) {
-            Ok(applied) if !applied.replayed => Ok(()),
-            Ok(_) => Err(format!("op {op_number} replays an earlier msgid")),
-            Err(rejection) => Err(format!(
-                "op {op_number} is rejected on replay: {rejection:?}"
-            )),
+            Ok(applied) if !applied.replayed => {}
+            Ok(_) => return Err(format!("op {op_number} replays an earlier msgid")),
+            Err(rejection) => {
+                return Err(format!(
+                    "op {op_number} is rejected on replay: {rejection:?}"
+                ))
+            }
         }
-    })
+        since_spill += 1;
+        if let Some(history) = history.filter(|_| since_spill >= SPILL_EVERY_OPS) {
+            since_spill = 0;
+            history.spill(&mut SpillTarget::Live(state))?;
+        }
+        Ok(())
+    })?;
+    if let Some(history) = history {
+        history
+            .spill(&mut SpillTarget::Live(state))
+            .map_err(ServerError::Corrupt)?;
+    }
+    Ok(n)
 }

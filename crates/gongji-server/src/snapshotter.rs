@@ -22,6 +22,7 @@ use std::time::Instant;
 use gongji_core::{Frozen, State};
 use gongji_journal::Anchor;
 
+use crate::history::{HistoryDir, Made, SpillTarget};
 use crate::store::SnapshotStore;
 
 use crate::{Counters, ServerError, Shared};
@@ -93,11 +94,15 @@ impl Snapshots {
 }
 
 /// Starts the thread; `snapshot_op` is the op of the newest snapshot on disk.
+/// History files and where to send the chunks written to them.
+pub(crate) type History = Option<(HistoryDir, std::sync::mpsc::Sender<Made>)>;
+
 pub(crate) fn spawn(
     storage: Box<dyn SnapshotStore>,
     snapshot_op: u64,
     interval_ops: u64,
     shared: Arc<Shared>,
+    history: History,
 ) -> Result<(Snapshots, ThreadHandle), ServerError> {
     // A rendezvous: a send succeeds only while the thread waits for work.
     let (tx, rx) = std::sync::mpsc::sync_channel(0);
@@ -107,7 +112,7 @@ pub(crate) fn spawn(
         .store(snapshot_op, Ordering::Release);
     let thread = std::thread::Builder::new()
         .name("gongji-snapshot".into())
-        .spawn(move || run(storage, shared, rx))?;
+        .spawn(move || run(storage, shared, rx, history))?;
     let snapshots = Snapshots {
         tx,
         interval_ops: interval_ops.max(1),
@@ -120,13 +125,14 @@ fn run(
     mut storage: Box<dyn SnapshotStore>,
     shared: Arc<Shared>,
     rx: Receiver<Message>,
+    history: History,
 ) -> Result<(), ServerError> {
     loop {
         match rx.recv().unwrap_or(Message::Stop(None)) {
-            Message::Write(job) => write(job, storage.as_mut(), &shared)?,
+            Message::Write(job) => write(job, storage.as_mut(), &shared, &history)?,
             Message::Stop(job) => {
                 if let Some(job) = job {
-                    write(job, storage.as_mut(), &shared)?;
+                    write(job, storage.as_mut(), &shared, &history)?;
                 }
                 return Ok(());
             }
@@ -134,8 +140,34 @@ fn run(
     }
 }
 
-fn write(job: Job, storage: &mut dyn SnapshotStore, shared: &Shared) -> Result<(), ServerError> {
+fn write(
+    job: Job,
+    storage: &mut dyn SnapshotStore,
+    shared: &Shared,
+    history: &History,
+) -> Result<(), ServerError> {
     let started = Instant::now();
+    let Job { mut frozen, head } = job;
+    let job = Job {
+        frozen: {
+            if let Some((dir, cold_tx)) = history {
+                // Full chunks go to history files first; the snapshot then leaves them out.
+                let made = dir
+                    .spill(&mut SpillTarget::Frozen(&mut frozen))
+                    .map_err(ServerError::Corrupt)?;
+                if !made.is_empty() {
+                    shared
+                        .counters
+                        .history_chunks_total
+                        .fetch_add(made.len() as u64, Ordering::Relaxed);
+                    // The writer may be gone at shutdown: the files stay, the next start uses them.
+                    let _ = cold_tx.send(made);
+                }
+            }
+            frozen
+        },
+        head,
+    };
     let mut bytes = 0usize;
     // Encoded and written piece by piece: no buffer of the snapshot's size.
     let file = storage.write_streaming(job.head, &mut |sink| {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use gongji_core::codec::encode_op;
 use gongji_core::{Command, Op, State};
 
+use crate::history::Made;
 use crate::snapshotter::Snapshots;
 use crate::store::{Appended, Log};
 use crate::{
@@ -28,6 +29,7 @@ pub(crate) fn spawn(
     rx: Receiver<Message>,
     snapshots: Snapshots,
     head_hash: Arc<Mutex<[u8; 32]>>,
+    cold_rx: Option<Receiver<Made>>,
 ) -> Result<JoinHandle<Result<(), ServerError>>, ServerError> {
     let mut writer = Writer {
         config,
@@ -35,6 +37,8 @@ pub(crate) fn spawn(
         journal,
         snapshots,
         head_hash,
+        keep_journal: cold_rx.is_some(),
+        cold_rx,
         removed_before: 0,
         op_bytes: Vec::with_capacity(256),
         sampled_at: Instant::now(),
@@ -68,6 +72,10 @@ struct Writer {
     journal: Box<dyn Log>,
     snapshots: Snapshots,
     head_hash: Arc<Mutex<[u8; 32]>>,
+    /// History chunks the snapshot thread wrote to files (with history files).
+    cold_rx: Option<Receiver<Made>>,
+    /// History files are derived from the journal: with them, no segment is removed.
+    keep_journal: bool,
     removed_before: u64,
     /// The encoding of the op being appended (reused: no allocation per op).
     op_bytes: Vec<u8>,
@@ -84,6 +92,7 @@ impl Writer {
                 Ok(Message::Write(submission)) => submission,
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 Err(RecvTimeoutError::Timeout) => {
+                    self.take_cold();
                     self.idle_tick()?;
                     self.sample_load();
                     continue;
@@ -107,6 +116,7 @@ impl Writer {
             }
             let started = Instant::now();
             self.commit(batch, ops)?;
+            self.take_cold();
             let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.batch_nanos_max = self.batch_nanos_max.max(nanos);
             self.sample_load();
@@ -167,6 +177,32 @@ impl Writer {
             let _ = submission.reply.send(replies);
         }
         Ok(())
+    }
+
+    /// Swaps the chunks the snapshot thread wrote to history files out of the live state:
+    /// the same records, now read from the files' mapped bytes; the heap copy is freed.
+    fn take_cold(&mut self) {
+        let Some(cold_rx) = &self.cold_rx else {
+            return;
+        };
+        let Ok(first) = cold_rx.try_recv() else {
+            return;
+        };
+        let mut state = self.shared.state.write().expect("state lock");
+        let mut swapped = 0;
+        for made in std::iter::once(first).chain(cold_rx.try_iter()) {
+            for (column, k, bytes) in made {
+                match state.make_cold(column, k, bytes) {
+                    Ok(()) => swapped += 1,
+                    // Never expected: the chunk stays on the heap, which is still correct.
+                    Err(e) => tracing::error!(error = %e, "a history chunk could not go cold"),
+                }
+            }
+        }
+        self.shared
+            .counters
+            .history_chunks_swapped_total
+            .fetch_add(swapped, Ordering::Relaxed);
     }
 
     /// Records a [`LoadSample`] once `load_sample_seconds` have passed since the last: one
@@ -235,7 +271,7 @@ impl Writer {
                 .after_sync(&state, head, &self.shared.counters);
         }
         let previous = c.snapshot_op_previous.load(Ordering::Acquire);
-        if previous > self.removed_before {
+        if previous > self.removed_before && !self.keep_journal {
             self.journal.remove_before(previous + 1)?;
             self.removed_before = previous;
         }

@@ -112,7 +112,11 @@ impl State {
             return Err("the masked-certno index does not match the persons".into());
         }
         let recent = super::recent::Recent::rebuild(self.setls.iter().map(|s| s.inst));
-        if self.cancelled.iter().any(|&s| s as usize >= self.setls.len()) {
+        if self
+            .cancelled
+            .iter()
+            .any(|&s| s as usize >= self.setls.len())
+        {
             return Err("a cancelled settlement that does not exist".into());
         }
         for inst in 0..self.insts.list.len() as u32 {
@@ -287,10 +291,7 @@ impl State {
         // Each list is its person's and strictly descending, so no entry is listed twice:
         // listing as many as there are means every entry is in its person's list.
         if listed != self.entries.len() {
-            return Err(format!(
-                "{listed} entries listed of {}",
-                self.entries.len()
-            ));
+            return Err(format!("{listed} entries listed of {}", self.entries.len()));
         }
         let active = self.bindings.iter().filter(|b| b.active).count();
         let linked: usize = (0..self.persons.len() as u32)

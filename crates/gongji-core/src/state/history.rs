@@ -293,7 +293,10 @@ mod tests {
         let frozen = h.clone();
         let mut bytes = Vec::new();
         h.chunk_bytes(1, &mut bytes);
-        assert!(h.make_cold(1, Arc::new(bytes.clone())).is_err(), "not first");
+        assert!(
+            h.make_cold(1, Arc::new(bytes.clone())).is_err(),
+            "not first"
+        );
         bytes.clear();
         h.chunk_bytes(0, &mut bytes);
         assert!(h.make_cold(0, Arc::new(vec![0u8; 3])).is_err(), "length");
@@ -400,7 +403,12 @@ impl super::State {
     pub fn cold_missing(&self) -> Vec<(Column, usize)> {
         Column::ALL
             .into_iter()
-            .flat_map(|c| with_column!(self, c, |h| h.missing().map(move |k| (c, k)).collect::<Vec<_>>()))
+            .flat_map(|c| {
+                with_column!(self, c, |h| h
+                    .missing()
+                    .map(move |k| (c, k))
+                    .collect::<Vec<_>>())
+            })
             .collect()
     }
 

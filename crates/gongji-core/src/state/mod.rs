@@ -31,9 +31,9 @@ use crate::{Fen, Params};
 
 pub(crate) use bindings::{Binding, Scope};
 pub(crate) use chunked::Chunked;
+pub(crate) use counters::{Recon, Stats};
 pub(crate) use history::History;
 pub use history::{ColdBytes, Column, HISTORY_CHUNK};
-pub(crate) use counters::{Recon, Stats};
 pub(crate) use ledger::{Entry, Ledger};
 pub(crate) use msgids::Msgids;
 pub(crate) use persons::{Institutions, Persons, Tokens};

@@ -20,7 +20,8 @@ pub(crate) struct Ring {
 impl Ring {
     /// Oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = u32> + '_ {
-        (0..usize::from(self.len)).map(|i| self.slots[(usize::from(self.head) + i) % RECENT_SETTLEMENTS_MAX])
+        (0..usize::from(self.len))
+            .map(|i| self.slots[(usize::from(self.head) + i) % RECENT_SETTLEMENTS_MAX])
     }
 
     pub fn len(&self) -> usize {

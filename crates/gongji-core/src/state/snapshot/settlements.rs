@@ -104,12 +104,17 @@ pub(super) fn decode_settlements(d: &mut Dec<'_>, n: usize, n_insts: usize) -> R
     for s in first..setls.len() {
         let setl = setls.get(s);
         if u64::from(setl.details_start) != next_detail {
-            return fail(setls_at + (s - first) * SETTLEMENT_BYTES, "settlement details range");
+            return fail(
+                setls_at + (s - first) * SETTLEMENT_BYTES,
+                "settlement details range",
+            );
         }
         next_detail += u64::from(setl.details_len);
     }
     let all_hot = setls.cold_chunks() == 0 && details.cold_chunks() == 0;
-    if next_detail != details.len() as u64 || all_hot && setls.iter().next().is_some_and(|s| s.details_start != 0) {
+    if next_detail != details.len() as u64
+        || all_hot && setls.iter().next().is_some_and(|s| s.details_start != 0)
+    {
         return fail(setls_at, "settlement details do not cover the details");
     }
     Ok((setls, ids.into_iter().collect(), details))
