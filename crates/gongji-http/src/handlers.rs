@@ -551,6 +551,12 @@ pub(crate) async fn metrics(State(app): AppState) -> Response {
     metrics::gauge!("gongji_journal_bytes_written").set(c.journal_bytes_total.load(Relaxed) as f64);
     metrics::gauge!("gongji_snapshot_op").set(c.snapshot_op.load(Relaxed) as f64);
     metrics::gauge!("gongji_batches").set(c.batches_total.load(Relaxed) as f64);
+    metrics::gauge!("gongji_history_chunks_written")
+        .set(c.history_chunks_total.load(Relaxed) as f64);
+    metrics::gauge!("gongji_history_chunks_cold")
+        .set(c.history_chunks_swapped_total.load(Relaxed) as f64);
+    metrics::gauge!("gongji_history_prefetched_records")
+        .set(c.history_prefetched_total.load(Relaxed) as f64);
     for (part, bytes) in app.engine.read(gongji_core::State::memory) {
         metrics::gauge!("gongji_state_bytes", "part" => part).set(bytes as f64);
     }

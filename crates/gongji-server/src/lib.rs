@@ -199,6 +199,8 @@ pub struct Counters {
     /// History chunks written to files, and swapped out of the live state by the writer.
     pub history_chunks_total: AtomicU64,
     pub history_chunks_swapped_total: AtomicU64,
+    /// History records read ahead of the writer for cancellations and reversals.
+    pub history_prefetched_total: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -324,6 +326,23 @@ impl Engine {
         assert!(!requests.is_empty() && requests.len() <= SUBMISSION_OP_COUNT_MAX);
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(SubmitError::Stopped);
+        }
+        // Prefetch: the history records a cancellation or reversal will read are read here,
+        // on the caller's thread, so that the writer finds them in memory.
+        let history =
+            |r: &WriteRequest| matches!(r.body, Body::Cancel { .. } | Body::Reverse { .. });
+        if requests.iter().any(history) {
+            let read = self.read(|s| {
+                requests
+                    .iter()
+                    .filter(|r| history(r))
+                    .map(|r| s.prefetch(&r.actor, &r.body))
+                    .sum::<usize>()
+            });
+            self.shared
+                .counters
+                .history_prefetched_total
+                .fetch_add(read as u64, Ordering::Relaxed);
         }
         let n = requests.len();
         let queued = self

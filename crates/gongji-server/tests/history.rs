@@ -162,6 +162,12 @@ fn history_goes_to_files_and_comes_back_exactly() {
         .unwrap();
     assert!(r[0].is_ok(), "{r:?}");
     assert!(engine.read(|s| s.settlement(old).unwrap().cancelled));
+    // The cancellation's record was read ahead of the writer (prefetch).
+    let prefetched = engine
+        .counters()
+        .history_prefetched_total
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(prefetched >= 1, "{prefetched}");
     let before = engine.read(reads);
     engine.shutdown().unwrap();
     drop(engine);
