@@ -285,6 +285,8 @@ pub struct RunFigures {
     pub tally: Tally,
     pub offered_ops: u64,
     pub accepted_ops: u64,
+    /// History chunks in files (and out of the heap) at the end of the run.
+    pub history_chunks: u64,
     pub batches_written: u64,
     pub sync_nanos: u64,
     pub person_query_ns: Vec<u64>,
@@ -370,6 +372,7 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
         rss_mid_run,
         snapshots: c.snapshots_frozen_total.load(Ordering::Relaxed) - snapshots_before,
         freeze_nanos_max: c.snapshot_freeze_nanos_max.load(Ordering::Relaxed),
+        history_chunks: c.history_chunks_swapped_total.load(Ordering::Relaxed),
     }
 }
 
@@ -870,8 +873,15 @@ impl std::fmt::Display for E2eReport {
         writeln!(f, "rss after population = {}", self.rss_after_population)?;
         writeln!(
             f,
-            "rss in the middle of the run = {}, after the run = {} (history still in memory)",
-            r.rss_mid_run, self.rss_after_run
+            "rss in the middle of the run = {}, after the run = {}: the end is {:+.1}% of the \
+             middle; resident growth = {:.1} bytes per applied command over the run ({} history \
+             chunks of 64 K records in files)",
+            r.rss_mid_run,
+            self.rss_after_run,
+            100.0 * (self.rss_after_run.rss_kib as f64 / r.rss_mid_run.rss_kib.max(1) as f64 - 1.0),
+            1024.0 * (self.rss_after_run.rss_kib as f64 - self.rss_after_population.rss_kib as f64)
+                / r.accepted_ops.max(1) as f64,
+            r.history_chunks
         )?;
         let parts: Vec<String> = self
             .memory
