@@ -291,6 +291,8 @@ pub struct RunFigures {
     pub sync_nanos: u64,
     pub person_query_ns: Vec<u64>,
     pub stats_query_ns: Vec<u64>,
+    /// History reads: a person's first page of entries, or a settlement from the older half.
+    pub history_query_ns: Vec<u64>,
     /// CPU seconds of each thread name during the run, and the load average before and after.
     pub cpu: Vec<(String, f64)>,
     pub loadavg: (f64, f64),
@@ -356,7 +358,7 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
         tally.merge(client.join().expect("client thread"));
     }
     let elapsed = started.elapsed();
-    let (person_query_ns, stats_query_ns) = queries.join().expect("query thread");
+    let (person_query_ns, stats_query_ns, history_query_ns) = queries.join().expect("query thread");
     let c = engine.counters();
     RunFigures {
         elapsed,
@@ -367,6 +369,7 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
         tally,
         person_query_ns,
         stats_query_ns,
+        history_query_ns,
         cpu: cpu_after.since(&cpu_before),
         loadavg: (cpu_before.loadavg_1m, cpu_after.loadavg_1m),
         rss_mid_run,
@@ -448,10 +451,10 @@ fn query_loop(
     rate: u64,
     seed: u64,
     (from, to): (Period, Period),
-) -> (Vec<u64>, Vec<u64>) {
-    let (mut person_ns, mut stats_ns) = (Vec::new(), Vec::new());
+) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+    let (mut person_ns, mut stats_ns, mut history_ns) = (Vec::new(), Vec::new(), Vec::new());
     if rate == 0 {
-        return (person_ns, stats_ns);
+        return (person_ns, stats_ns, history_ns);
     }
     let mut rng = SplitMix64::new(seed ^ 0x0E1);
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -462,11 +465,30 @@ fn query_loop(
             std::thread::sleep(due - now);
         }
         due += interval;
-        if rng.below(10) == 0 {
+        let pick = rng.below(20);
+        if pick < 2 {
             let t = Instant::now();
             let view = engine.read(|s| s.stats(from, to, None));
             stats_ns.push(t.elapsed().as_nanos() as u64);
             std::hint::black_box(view);
+        } else if pick == 2 {
+            // A person's oldest entries (the walk back covers all of them), from files when
+            // their chunks are cold.
+            let psn = psn_no(rng.below(u64::from(persons)) as u32);
+            let t = Instant::now();
+            let page = engine.read(|s| s.entries(&psn, None, 100));
+            history_ns.push(t.elapsed().as_nanos() as u64);
+            assert!(page.is_ok(), "an enrolled person's entries are found");
+        } else if pick == 3 {
+            let r = rng.next_u64();
+            let t = Instant::now();
+            let view = engine.read(|s| {
+                let older_half = s.settlement_count() as u64 / 2;
+                (older_half > 0).then(|| s.settlement(1 + r % older_half))
+            });
+            history_ns.push(t.elapsed().as_nanos() as u64);
+            let view = std::hint::black_box(view);
+            assert!(view.is_none_or(|v| v.is_ok()), "an old settlement is found");
         } else {
             let psn = psn_no(rng.below(u64::from(persons)) as u32);
             let t = Instant::now();
@@ -475,7 +497,7 @@ fn query_loop(
             assert!(view.is_ok(), "an enrolled person is found");
         }
     }
-    (person_ns, stats_ns)
+    (person_ns, stats_ns, history_ns)
 }
 
 /// The crediting test's figures.
@@ -791,7 +813,11 @@ impl std::fmt::Display for E2eReport {
             r.sync_nanos as f64 / 1e6 / r.batches_written.max(1) as f64,
             th(t.overloaded)
         )?;
-        for (label, values) in [("person", &r.person_query_ns), ("stats", &r.stats_query_ns)] {
+        for (label, values) in [
+            ("person", &r.person_query_ns),
+            ("stats", &r.stats_query_ns),
+            ("history: entries or an old settlement", &r.history_query_ns),
+        ] {
             let mut v = values.clone();
             v.sort_unstable();
             writeln!(

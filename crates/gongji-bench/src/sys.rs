@@ -56,6 +56,9 @@ pub struct Rss {
     pub rss_kib: u64,
     /// `VmHWM`: the peak resident set size so far.
     pub hwm_kib: u64,
+    /// `RssFile`: the part of `VmRSS` that is mapped files (history files read through the
+    /// page cache), which the kernel may drop and read again.
+    pub file_kib: u64,
 }
 
 impl Rss {
@@ -65,6 +68,7 @@ impl Rss {
         Rss {
             rss_kib: field_kib(&status, "VmRSS:").unwrap_or(0),
             hwm_kib: field_kib(&status, "VmHWM:").unwrap_or(0),
+            file_kib: field_kib(&status, "RssFile:").unwrap_or(0),
         }
     }
 }
@@ -73,9 +77,10 @@ impl fmt::Display for Rss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "VmRSS {} (VmHWM {})",
+            "VmRSS {} (VmHWM {}, RssFile {})",
             mib(self.rss_kib),
-            mib(self.hwm_kib)
+            mib(self.hwm_kib),
+            mib(self.file_kib)
         )
     }
 }

@@ -85,17 +85,62 @@ impl HistoryDir {
         File::open(&self.dir)?.sync_all()
     }
 
-    /// Maps chunk `k` of `column` and checks its header, length and checksum.
+    /// [`HistoryDir::write`], then maps the file without reading it back (its bytes are
+    /// `body`, and the checksum in its header was computed from them).
+    fn write_and_map(
+        &self,
+        column: Column,
+        k: usize,
+        body: &[u8],
+    ) -> Result<Arc<dyn ColdBytes>, String> {
+        let path = self.file(column, k);
+        let fail = |e: std::io::Error| format!("writing {}: {e}", path.display());
+        self.write(column, k, body).map_err(fail)?;
+        let file = File::open(&path).map_err(fail)?;
+        self.map(column, k, &file, None)
+    }
+
+    /// Maps chunk `k` of `column` and checks its header, length and checksum. The checksum is
+    /// computed over bytes read with `read`, not through the mapping, so that checking does not
+    /// make every page of the file resident in this process: pages are mapped in only when a
+    /// record on them is read.
     pub fn load(&self, column: Column, k: usize) -> Result<Arc<dyn ColdBytes>, String> {
         let path = self.file(column, k);
-        let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut crc = 0u32;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0usize;
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            let body_from = HEADER.saturating_sub(at).min(n);
+            crc = crc32c::crc32c_append(crc, &buf[body_from..n]);
+            at += n;
+        }
+        self.map(column, k, &file, Some(crc))
+    }
+
+    /// Maps chunk `k` of `column` from `file` and checks its header and length, and its
+    /// checksum against `crc` when one is given (a file just written from bytes in memory
+    /// needs none).
+    fn map(
+        &self,
+        column: Column,
+        k: usize,
+        file: &File,
+        crc: Option<u32>,
+    ) -> Result<Arc<dyn ColdBytes>, String> {
+        let path = self.file(column, k);
         // SAFETY: history files are written once under a temporary name and renamed into
         // place, in a directory private to the service; nothing writes or truncates them
         // afterwards (a rebuild writes a new file and renames it over), so the mapped bytes
         // never change under the reader.
         #[allow(unsafe_code)]
         let map =
-            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("{}: {e}", path.display()))?;
+            unsafe { memmap2::Mmap::map(file) }.map_err(|e| format!("{}: {e}", path.display()))?;
         let bad = |what: &str| format!("{}: {what}", path.display());
         if map.len() != HEADER + column.chunk_bytes() || map[..8] != MAGIC {
             return Err(bad("not a history file of this column's chunk size"));
@@ -104,7 +149,7 @@ impl HistoryDir {
         if word(8) as usize != k || word(12) as usize != column.chunk_bytes() {
             return Err(bad("header names another chunk"));
         }
-        if crc32c::crc32c(&map[HEADER..]) != word(16) {
+        if crc.is_some_and(|crc| crc != word(16)) {
             return Err(bad("checksum mismatch"));
         }
         Ok(Arc::new(Mapped(map)))
@@ -118,16 +163,10 @@ impl HistoryDir {
         for (column, k) in state.candidates() {
             body.clear();
             state.encode(column, k, &mut body);
-            // A file left by an earlier run (a snapshot that did not complete, or a rebuild)
-            // is kept when it holds exactly these bytes.
-            let bytes = match self.load(column, k) {
-                Ok(bytes) if bytes.bytes() == body.as_slice() => bytes,
-                _ => {
-                    self.write(column, k, &body)
-                        .map_err(|e| format!("writing {}: {e}", self.file(column, k).display()))?;
-                    self.load(column, k)?
-                }
-            };
+            // Written afresh even when an earlier run left a file of this name (a snapshot that
+            // did not complete, or a damaged file being rebuilt): the bytes in memory are the
+            // truth, and comparing would read the whole file.
+            let bytes = self.write_and_map(column, k, &body)?;
             state.make_cold(column, k, bytes.clone())?;
             made.push((column, k, bytes));
         }

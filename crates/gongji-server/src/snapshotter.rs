@@ -38,6 +38,9 @@ pub(crate) struct Job {
 
 pub(crate) enum Message {
     Write(Job),
+    /// Write the full history chunks of this frozen copy of the history columns to files
+    /// (between snapshots, so that history leaves the heap soon after its chunk fills).
+    Spill(Frozen),
     /// Write this last snapshot, if any, and stop.
     Stop(Option<Job>),
 }
@@ -50,6 +53,8 @@ pub(crate) struct Snapshots {
     interval_ops: u64,
     /// The op of the newest snapshot written or handed over.
     last_op: u64,
+    /// Whether history goes to files.
+    history: bool,
 }
 
 impl Snapshots {
@@ -83,6 +88,15 @@ impl Snapshots {
         }
     }
 
+    /// After a sync, when no snapshot is due and a history chunk is full: hands the thread a
+    /// frozen copy of the history columns to write to files, if it is free.
+    pub fn spill_history(&mut self, state: &State) {
+        if self.history && state.has_cold_candidates() {
+            // Busy (a snapshot, or the last spill): the next sync tries again.
+            let _ = self.tx.try_send(Message::Spill(state.freeze_history()));
+        }
+    }
+
     /// Stops the thread, after a last snapshot of a state frozen at `head` when one is given
     /// (a clean stop, where every applied op is durable) and ops have passed since the last.
     pub fn stop(&mut self, last: Option<(Frozen, Anchor)>) {
@@ -91,6 +105,26 @@ impl Snapshots {
             .map(|(frozen, head)| Job { frozen, head });
         let _ = self.tx.send(Message::Stop(job));
     }
+}
+
+/// Writes the full history chunks of `frozen` to files (every op in them is durable: it was
+/// frozen after a sync), makes them cold in `frozen`, and sends them to the writer.
+fn spill(frozen: &mut Frozen, shared: &Shared, history: &History) -> Result<(), ServerError> {
+    let Some((dir, cold_tx)) = history else {
+        return Ok(());
+    };
+    let made = dir
+        .spill(&mut SpillTarget::Frozen(frozen))
+        .map_err(ServerError::Corrupt)?;
+    if !made.is_empty() {
+        shared
+            .counters
+            .history_chunks_total
+            .fetch_add(made.len() as u64, Ordering::Relaxed);
+        // The writer may be gone at shutdown: the files stay, and the next start uses them.
+        let _ = cold_tx.send(made);
+    }
+    Ok(())
 }
 
 /// Starts the thread; `snapshot_op` is the op of the newest snapshot on disk.
@@ -110,6 +144,7 @@ pub(crate) fn spawn(
         .counters
         .snapshot_op
         .store(snapshot_op, Ordering::Release);
+    let history_on = history.is_some();
     let thread = std::thread::Builder::new()
         .name("gongji-snapshot".into())
         .spawn(move || run(storage, shared, rx, history))?;
@@ -117,6 +152,7 @@ pub(crate) fn spawn(
         tx,
         interval_ops: interval_ops.max(1),
         last_op: snapshot_op,
+        history: history_on,
     };
     Ok((snapshots, thread))
 }
@@ -130,6 +166,7 @@ fn run(
     loop {
         match rx.recv().unwrap_or(Message::Stop(None)) {
             Message::Write(job) => write(job, storage.as_mut(), &shared, &history)?,
+            Message::Spill(mut frozen) => spill(&mut frozen, &shared, &history)?,
             Message::Stop(job) => {
                 if let Some(job) = job {
                     write(job, storage.as_mut(), &shared, &history)?;
@@ -148,26 +185,9 @@ fn write(
 ) -> Result<(), ServerError> {
     let started = Instant::now();
     let Job { mut frozen, head } = job;
-    let job = Job {
-        frozen: {
-            if let Some((dir, cold_tx)) = history {
-                // Full chunks go to history files first; the snapshot then leaves them out.
-                let made = dir
-                    .spill(&mut SpillTarget::Frozen(&mut frozen))
-                    .map_err(ServerError::Corrupt)?;
-                if !made.is_empty() {
-                    shared
-                        .counters
-                        .history_chunks_total
-                        .fetch_add(made.len() as u64, Ordering::Relaxed);
-                    // The writer may be gone at shutdown: the files stay, the next start uses them.
-                    let _ = cold_tx.send(made);
-                }
-            }
-            frozen
-        },
-        head,
-    };
+    // Full chunks go to history files first; the snapshot then leaves them out.
+    spill(&mut frozen, shared, history)?;
+    let job = Job { frozen, head };
     let mut bytes = 0usize;
     // Encoded and written piece by piece: no buffer of the snapshot's size.
     let file = storage.write_streaming(job.head, &mut |sink| {

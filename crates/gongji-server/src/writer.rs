@@ -181,7 +181,7 @@ impl Writer {
 
     /// Swaps the chunks the snapshot thread wrote to history files out of the live state:
     /// the same records, now read from the files' mapped bytes; the heap copy is freed.
-    fn take_cold(&mut self) {
+    fn take_cold(&self) {
         let Some(cold_rx) = &self.cold_rx else {
             return;
         };
@@ -263,12 +263,17 @@ impl Writer {
         let head = self.journal.head();
         c.journal_head_op.store(head.op, Ordering::Release);
         *self.head_hash.lock().expect("head hash lock") = head.chain_hash;
+        // Chunks already in files leave the state before it is frozen again.
+        self.take_cold();
         if self.snapshots.due(head.op) {
             // Every op applied so far is in this sync: the state is exactly the one after
             // `head`.
             let state = self.shared.state.read().expect("state lock");
             self.snapshots
                 .after_sync(&state, head, &self.shared.counters);
+        } else {
+            let state = self.shared.state.read().expect("state lock");
+            self.snapshots.spill_history(&state);
         }
         let previous = c.snapshot_op_previous.load(Ordering::Acquire);
         if previous > self.removed_before && !self.keep_journal {

@@ -179,7 +179,17 @@ impl<T: Record + Clone> History<T> {
         }
         match self.slots.get(k) {
             Some(Slot::Missing) => {}
-            Some(Slot::Hot(c)) if k == self.cold && c.0.len() == CHUNK => self.cold += 1,
+            Some(Slot::Hot(c)) if k == self.cold && c.0.len() == CHUNK => {
+                debug_assert!(
+                    {
+                        let mut own = Vec::with_capacity(CHUNK * T::BYTES);
+                        c.0.iter().for_each(|r| r.put(&mut own));
+                        own == bytes.bytes()
+                    },
+                    "chunk {k} made cold with bytes that are not its records"
+                );
+                self.cold += 1
+            }
             Some(Slot::Cold(_)) => return Ok(()),
             _ => return Err(format!("chunk {k} cannot go cold")),
         }
@@ -424,6 +434,24 @@ impl super::State {
             .into_iter()
             .flat_map(|c| with_column!(self, c, |h| h.full_hot()).map(move |k| (c, k)))
             .collect()
+    }
+
+    /// Whether a full chunk is still on the heap (cheap: for the writer after each sync).
+    pub fn has_cold_candidates(&self) -> bool {
+        Column::ALL
+            .into_iter()
+            .any(|c| !with_column!(self, c, |h| h.full_hot()).is_empty())
+    }
+
+    /// A [`super::Frozen`] copy of the history columns alone (the rest empty): what the
+    /// snapshot thread needs to write full chunks to files between snapshots. Its cost is a
+    /// copy of three chunk tables.
+    pub fn freeze_history(&self) -> super::Frozen {
+        let mut s = super::State::new(self.params.clone());
+        s.setls = self.setls.clone();
+        s.details = self.details.clone();
+        s.entries = self.entries.clone();
+        super::Frozen(s)
     }
 
     /// The encoding of full chunk `k` of `column`: the bytes its history file holds.

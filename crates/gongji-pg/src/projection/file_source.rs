@@ -342,6 +342,19 @@ impl OpSource for FileJournalSource {
         Ok(self.durable_head.as_ref().map(|h| h()))
     }
 
+    /// The data directory's `history/` files, beside `journal/`.
+    fn attach_history(&mut self, state: &mut gongji_core::State) -> Result<(), SourceError> {
+        let dir = self
+            .dir
+            .parent()
+            .map(|d| d.join("history"))
+            .unwrap_or_default();
+        gongji_server::HistoryDir::read_only(dir)
+            .attach(state)
+            .map(|_| ())
+            .map_err(SourceError::Damaged)
+    }
+
     fn snapshot(&mut self, at_most: u64) -> Result<Option<SourceSnapshot>, SourceError> {
         let mut snapshots: Vec<(u64, String)> = self
             .names()?

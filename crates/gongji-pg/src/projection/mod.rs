@@ -305,9 +305,10 @@ impl<S: OpSource> Projector<S> {
                     .into(),
             )
         })?;
-        let state = State::decode_snapshot(&snapshot.body).map_err(|e| {
+        let mut state = State::decode_snapshot(&snapshot.body).map_err(|e| {
             ProjectionError::Journal(format!("snapshot {} does not decode: {e}", snapshot.op))
         })?;
+        self.source.attach_history(&mut state)?;
         let started = Instant::now();
         let mut tx = self.db.transaction()?;
         tx.batch_execute(&format!(
@@ -354,6 +355,7 @@ impl<S: OpSource> Projector<S> {
         self.replica = State::decode_snapshot(&snapshot.body).map_err(|e| {
             ProjectionError::Journal(format!("snapshot {} does not decode: {e}", snapshot.op))
         })?;
+        self.source.attach_history(&mut self.replica)?;
         self.cursor = Cursor {
             op: snapshot.op,
             chain_hash: snapshot.chain_hash,

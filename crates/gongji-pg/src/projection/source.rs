@@ -52,6 +52,18 @@ pub trait OpSource: Send {
 
     /// The newest snapshot with op ≤ `at_most`, if the source has one.
     fn snapshot(&mut self, at_most: u64) -> Result<Option<SourceSnapshot>, SourceError>;
+
+    /// Attaches the history files a decoded snapshot's cold chunks are in
+    /// (`gongji_server::HistoryDir`). A source without history files refuses a snapshot that
+    /// needs them.
+    fn attach_history(&mut self, state: &mut gongji_core::State) -> Result<(), SourceError> {
+        match state.cold_missing().is_empty() {
+            true => Ok(()),
+            false => Err(SourceError::Damaged(
+                "the snapshot's history is in files this source cannot read".into(),
+            )),
+        }
+    }
 }
 
 /// A boxed source is a source, so that a command picks the journal's store at run time.
@@ -66,5 +78,9 @@ impl<S: OpSource + ?Sized> OpSource for Box<S> {
 
     fn snapshot(&mut self, at_most: u64) -> Result<Option<SourceSnapshot>, SourceError> {
         (**self).snapshot(at_most)
+    }
+
+    fn attach_history(&mut self, state: &mut gongji_core::State) -> Result<(), SourceError> {
+        (**self).attach_history(state)
     }
 }
