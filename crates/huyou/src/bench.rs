@@ -383,12 +383,46 @@ fn fsync_floor(dir: &Path, syncs: usize) -> Result<Vec<u64>> {
     Ok(latencies_us)
 }
 
+/// Latencies of `fdatasync` after overwriting the next 400 bytes of a file whose blocks were
+/// written (zeros) and synced beforehand, as the audit log does: the sync need not change the
+/// file's size or extents, so it has no metadata to commit.
+fn fsync_floor_preallocated(dir: &Path, syncs: usize) -> Result<Vec<u64>> {
+    use std::os::unix::fs::FileExt;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("fsync-probe-preallocated");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    let line = [b'x'; 400];
+    file.write_all_at(&vec![0u8; line.len() * syncs], 0)?;
+    file.sync_all()?;
+    let mut latencies_us = Vec::with_capacity(syncs);
+    for i in 0..syncs {
+        file.write_all_at(&line, (i * line.len()) as u64)?;
+        let start = Instant::now();
+        file.sync_data()?;
+        latencies_us.push(start.elapsed().as_micros() as u64);
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(latencies_us)
+}
+
 fn http(cold: &Path, requests: usize, connections: &[usize]) -> Result<()> {
     let texts = texts(cold, 50)?;
     let probe = TempDir(std::env::temp_dir().join(format!("huyou-fsync-{}", std::process::id())));
     let floor = fsync_floor(&probe.0, 2000)?;
     println!(
         "fdatasync of a 400-byte append in {} (the floor under every reply): 2000 syncs, {}",
+        std::env::temp_dir().display(),
+        percentiles(floor)
+    );
+    let floor = fsync_floor_preallocated(&probe.0, 2000)?;
+    println!(
+        "fdatasync of a 400-byte overwrite of preallocated, zero-filled blocks in {}: 2000 syncs, {}",
         std::env::temp_dir().display(),
         percentiles(floor)
     );
