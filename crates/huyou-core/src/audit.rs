@@ -243,15 +243,20 @@ impl AuditLog {
         self.end
     }
 
+    /// Whether less than half the preallocation is left ahead of the records.
+    pub fn preallocation_low(&self) -> bool {
+        self.preallocate > 0 && self.allocated < self.end + self.preallocate / 2
+    }
+
     /// When less than half the preallocation is left ahead of the records, writes zeros up to a
     /// whole one and syncs them. The server calls this after releasing a batch's replies, so the
     /// next batch (not this one) waits for it; a batch larger than what is left is written past
     /// it, which is correct, only its sync is slower.
     pub fn preallocate_ahead(&mut self) -> std::io::Result<()> {
-        let target = self.end + self.preallocate;
-        if self.preallocate == 0 || self.allocated >= self.end + self.preallocate / 2 {
+        if !self.preallocation_low() {
             return Ok(());
         }
+        let target = self.end + self.preallocate;
         let from = self.allocated.max(self.end);
         let zeros = vec![0u8; (target - from).min(1 << 20) as usize];
         self.file.seek(SeekFrom::Start(from))?;
