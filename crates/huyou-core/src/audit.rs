@@ -492,6 +492,21 @@ mod tests {
         let mut log = AuditLog::open_preallocated(&audit, 1 << 16).unwrap();
         assert_eq!(log.append_batch(vec![entry("c")]).unwrap()[0].seq, 2);
         assert_eq!(verify(&path).unwrap().records, 3);
+        // Only a later page of a batch reached the disk: whole records, zeros, then bytes.
+        let end = log.end();
+        std::mem::forget(log);
+        {
+            use std::os::unix::fs::FileExt;
+            let file = OpenOptions::new().write(true).open(&path).unwrap();
+            file.write_all_at(b"\"}\n", end + 4096).unwrap();
+        }
+        let e = verify(&path).unwrap_err();
+        assert!(
+            e.contains("after record 3") && e.contains("beyond a gap"),
+            "{e}"
+        );
+        let log = AuditLog::open_preallocated(&audit, 1 << 16).unwrap();
+        assert_eq!(verify(&path).unwrap().records, 3);
         std::mem::forget(log);
         let content = std::fs::read(&path).unwrap();
         let altered = String::from_utf8(content).unwrap().replacen(
