@@ -14,7 +14,8 @@
 //! Preallocation ([`AuditLog::open_preallocated`], the server's log): zeros are written and
 //! synced ahead of the records, and batches overwrite them in place, so a batch's `fdatasync`
 //! changes neither the file's size nor its extents and has no metadata to commit (on this
-//! machine's ext4, p99 about 0.2 ms against about 1 ms for an append: BENCHMARKS.md). The log
+//! machine's ext4 with the disk quiet, p99 about 0.2 ms against 0.25–1 ms for an append:
+//! BENCHMARKS.md). The log
 //! therefore ends at its first NUL byte. Whatever follows the last whole record before it — a
 //! partial record, or bytes of a batch torn by a crash beyond a gap of zeros — was never
 //! acknowledged (its fsync had not returned): [`AuditLog::open`] cuts it and says so, and
