@@ -7,9 +7,10 @@
 //! Bodies are read as bytes and parsed here, so that every malformed body (not JSON, not UTF-8,
 //! an unknown field, too large, too many items) gets a JSON `{"error": ...}` with a clear status
 //! instead of axum's plain-text rejections. A small batch is classified on the handler's thread,
-//! a large one in `spawn_blocking` across all cores; its audit entries go to the audit writer
-//! thread, which appends every batch waiting, fsyncs once (group
-//! commit) and only then releases the replies. The writer is joined on shutdown.
+//! a large one in `spawn_blocking` across all cores. A small batch's audit entries are appended
+//! and fsynced on the handler's thread when the log is free; otherwise (a sync in flight, or a
+//! large batch) they go to the audit writer thread, which appends every batch waiting, fsyncs
+//! once (group commit) and only then releases the replies. The writer is joined on shutdown.
 //!
 //! Limits: `BODY_BYTES_MAX`, `ITEMS_MAX` per batch, `wire::TEXT_BYTES_MAX` per text,
 //! `STREAMS_MAX` open generative-AI streams (idle ones dropped when full), `STREAM_BYTES_MAX`
@@ -30,7 +31,7 @@ use huyou_core::{
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Bounds what one request can make the server hold: 64 MiB of body is 100,000 items of about
@@ -84,8 +85,7 @@ pub struct App {
     policy: Policy,
     audit_tx: tokio::sync::mpsc::Sender<AuditJob>,
     audit_path: PathBuf,
-    /// Bytes of the audit file that are fsynced: the export never shows a half-written line.
-    audit_durable_bytes: Arc<AtomicU64>,
+    audit: Arc<Audit>,
     token_hash: blake3::Hash,
     metrics: Metrics,
     streams: Mutex<HashMap<String, Stream>>,
@@ -106,20 +106,24 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(p) => Policy::parse(&std::fs::read_to_string(p)?)
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
     };
-    let log = AuditLog::open(&args.data.join("audit"))?;
+    let log = AuditLog::open_preallocated(&args.data.join("audit"), AUDIT_PREALLOCATE_BYTES)?;
     let audit_path = log.path().to_path_buf();
-    let audit_durable_bytes = Arc::new(AtomicU64::new(std::fs::metadata(&audit_path)?.len()));
+    let audit = Arc::new(Audit {
+        durable_bytes: AtomicU64::new(log.end()),
+        log: Mutex::new(log),
+        queued: AtomicUsize::new(0),
+    });
     let (audit_tx, audit_rx) = tokio::sync::mpsc::channel(AUDIT_QUEUE_MAX);
-    let durable = audit_durable_bytes.clone();
+    let shared = audit.clone();
     let writer = std::thread::Builder::new()
         .name("huyou-audit".into())
-        .spawn(move || audit_writer(log, audit_rx, &durable))?;
+        .spawn(move || audit_writer(&shared, audit_rx))?;
     let app = Arc::new(App {
         classifier: Classifier::builtin(),
         policy,
         audit_tx,
         audit_path,
-        audit_durable_bytes,
+        audit,
         token_hash: blake3::hash(token.as_bytes()),
         metrics: Metrics::default(),
         streams: Mutex::new(HashMap::new()),
@@ -148,6 +152,22 @@ pub fn run(args: ServeArgs) -> Result<()> {
 const AUDIT_QUEUE_MAX: usize = 4096;
 /// At most this many batches share one fsync.
 const AUDIT_GROUP_JOBS_MAX: usize = 1024;
+/// Zeros kept written ahead of the audit records (`AuditLog::open_preallocated`). Topping them
+/// up (8 MiB when half is used, about 11,000 single-item records) makes the requests waiting at
+/// that moment wait for an 8 MiB write and sync (5-20 ms here): rare and large rather than
+/// often and small, so that fewer than 1 % of requests at 64 connections meet one.
+const AUDIT_PREALLOCATE_BYTES: u64 = 16 << 20;
+
+/// The audit log and what the handlers and the writer thread share about it.
+#[derive(Debug)]
+struct Audit {
+    /// Held for each append and its fsync, by a handler (fast path) or the writer thread.
+    log: Mutex<AuditLog>,
+    /// Bytes of the audit file that are fsynced: the export never shows a half-written line.
+    durable_bytes: AtomicU64,
+    /// Jobs sent to the writer thread and not yet taken by it.
+    queued: AtomicUsize,
+}
 
 #[derive(Debug)]
 struct AuditJob {
@@ -155,13 +175,46 @@ struct AuditJob {
     durable: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Owns the audit log: appends every batch waiting, one fsync, then wakes their handlers.
-fn audit_writer(
-    mut log: AuditLog,
-    mut rx: tokio::sync::mpsc::Receiver<AuditJob>,
+/// Appends and fsyncs under the log's lock. A failed append or fsync is fatal (STYLE.md): the
+/// record may or may not be on disk, and an fsync cannot be retried safely. Stop; the chain is
+/// checked on restart.
+fn append_or_exit(
+    log: &mut AuditLog,
+    entries: Vec<huyou_core::audit::Entry>,
     durable_bytes: &AtomicU64,
 ) {
+    if let Err(e) = log.append_batch(entries) {
+        eprintln!("huyou: audit log write failed, stopping: {e}");
+        std::process::exit(70);
+    }
+    durable_bytes.store(log.end(), Ordering::Release);
+}
+
+/// Appends the batch on the handler's own thread when no sync is in flight and nothing waits
+/// for the writer (the uncontended case: no hand-off to another thread and back); returns the
+/// entries when it cannot. Only small batches come here, so the worker blocks for one sync.
+fn append_inline(
+    audit: &Audit,
+    entries: Vec<huyou_core::audit::Entry>,
+) -> Option<Vec<huyou_core::audit::Entry>> {
+    if audit.queued.load(Ordering::Acquire) != 0 {
+        return Some(entries);
+    }
+    let Ok(mut log) = audit.log.try_lock() else {
+        return Some(entries);
+    };
+    append_or_exit(&mut log, entries, &audit.durable_bytes);
+    None
+}
+
+/// The group commit: takes every batch waiting once the log is free, appends them with one
+/// fsync, then wakes their handlers. Batches that arrive during a sync (the writer's or a
+/// handler's) wait in the queue and share the next one, so a request waits for at most the sync
+/// in flight and its own. Also tops up the log's preallocation, after releasing the replies; a
+/// job without entries asks for only that.
+fn audit_writer(audit: &Audit, mut rx: tokio::sync::mpsc::Receiver<AuditJob>) {
     while let Some(first) = rx.blocking_recv() {
+        let mut log = audit.log.lock().expect("audit log lock");
         let mut jobs = vec![first];
         while jobs.len() < AUDIT_GROUP_JOBS_MAX {
             match rx.try_recv() {
@@ -169,25 +222,21 @@ fn audit_writer(
                 Err(_) => break,
             }
         }
-        let entries = jobs
+        audit.queued.fetch_sub(jobs.len(), Ordering::AcqRel);
+        let entries: Vec<_> = jobs
             .iter_mut()
             .flat_map(|j| std::mem::take(&mut j.entries))
             .collect();
-        // A failed append or fsync is fatal (STYLE.md): the record may or may not be on disk,
-        // and an fsync cannot be retried safely. Stop; the chain is checked on restart.
-        if let Err(e) = log.append_batch(entries) {
-            eprintln!("huyou: audit log write failed, stopping: {e}");
-            std::process::exit(70);
-        }
-        match std::fs::metadata(log.path()) {
-            Ok(m) => durable_bytes.store(m.len(), Ordering::Release),
-            Err(e) => {
-                eprintln!("huyou: audit log stat failed, stopping: {e}");
-                std::process::exit(70);
-            }
+        if !entries.is_empty() {
+            append_or_exit(&mut log, entries, &audit.durable_bytes);
         }
         for job in jobs {
             let _ = job.durable.send(());
+        }
+        // After the replies are released: the next batch, not this one, waits for it.
+        if let Err(e) = log.preallocate_ahead() {
+            eprintln!("huyou: audit log preallocation failed, stopping: {e}");
+            std::process::exit(70);
         }
     }
 }
@@ -416,12 +465,44 @@ async fn run_batch(
             "audit writer stopped".to_string(),
         )
     };
+    let inline = if entries.len() <= INLINE_ITEMS_MAX {
+        append_inline(&app.audit, entries)
+    } else {
+        Some(entries)
+    };
     let (durable, wait) = tokio::sync::oneshot::channel();
-    app.audit_tx
-        .send(AuditJob { entries, durable })
-        .await
-        .map_err(|_| unavailable())?;
-    wait.await.map_err(|_| unavailable())?;
+    match inline {
+        Some(entries) => {
+            app.audit.queued.fetch_add(1, Ordering::AcqRel);
+            let sent = app.audit_tx.send(AuditJob { entries, durable }).await;
+            if sent.is_err() {
+                app.audit.queued.fetch_sub(1, Ordering::AcqRel);
+                return Err(unavailable());
+            }
+            wait.await.map_err(|_| unavailable())?;
+        }
+        None => {
+            // Durable. If the preallocation ran low, the writer tops it up (nobody waits on it).
+            let low = app
+                .audit
+                .log
+                .try_lock()
+                .is_ok_and(|l| l.preallocation_low());
+            if low {
+                app.audit.queued.fetch_add(1, Ordering::AcqRel);
+                if app
+                    .audit_tx
+                    .try_send(AuditJob {
+                        entries: Vec::new(),
+                        durable,
+                    })
+                    .is_err()
+                {
+                    app.audit.queued.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        }
+    }
     let m = &app.metrics;
     m.items_classified
         .fetch_add(results.len() as u64, Ordering::Relaxed);
@@ -786,7 +867,7 @@ async fn audit_export(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
     if let Err(m) = authorize(&app, &headers) {
         return error(StatusCode::UNAUTHORIZED, m);
     }
-    let durable = app.audit_durable_bytes.load(Ordering::Acquire) as usize;
+    let durable = app.audit.durable_bytes.load(Ordering::Acquire) as usize;
     match tokio::fs::read(&app.audit_path).await {
         Ok(mut bytes) => {
             bytes.truncate(durable);

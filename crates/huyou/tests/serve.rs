@@ -446,7 +446,11 @@ fn a_killed_server_loses_no_acknowledged_audit_record() {
     }
     acked.extend(acks_rx.iter());
     let audit = s.dir.path().join("audit");
-    let log = std::fs::read_to_string(audit.join("audit.jsonl")).unwrap();
+    let file = std::fs::read_to_string(audit.join("audit.jsonl")).unwrap();
+    // The server writes its records into zeros written ahead (a preallocated log); a kill
+    // leaves them. The records end at the first NUL, and nothing but zeros may follow.
+    let (log, zeros) = file.split_at(file.find('\0').unwrap_or(file.len()));
+    assert!(zeros.bytes().all(|b| b == 0), "bytes after the records");
     for id in &acked {
         assert!(log.contains(&format!("\"item_id\":\"{id}\"")), "{id} lost");
     }
@@ -470,6 +474,40 @@ fn a_killed_server_loses_no_acknowledged_audit_record() {
     let restarted = start_at(s.dir.path().to_path_buf(), None);
     let export = restarted.send("GET", "/v1/audit/export", Some(&restarted.token), vec![]);
     assert_eq!(export.body.lines().count(), records);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_stopped_server_leaves_its_audit_log_as_plain_json_lines() {
+    // Proves the server writes its records into zeros written ahead (the file is longer than its
+    // records while it runs), and that SIGTERM (the graceful path: the writer joined, the log
+    // closed) cuts the zeros, leaving JSON lines that `huyou verify` accepts.
+    let mut s = start();
+    for i in 0..3 {
+        assert_eq!(try_classify(&s.addr, &s.token, &format!("t{i}")), Some(200));
+    }
+    let path = s.dir.path().join("audit").join("audit.jsonl");
+    let running = std::fs::read(&path).unwrap();
+    let records = running.iter().position(|&b| b == 0).expect("zeros ahead");
+    assert_eq!(running[..records].split(|&b| b == b'\n').count() - 1, 3);
+    let term = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(s.child.wait().unwrap().success());
+    let stopped = std::fs::read(&path).unwrap();
+    assert_eq!(stopped, running[..records]);
+    let out = Command::new(env!("CARGO_BIN_EXE_huyou"))
+        .arg("verify")
+        .arg(s.dir.path().join("audit"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains(": 3 records"),
+        "{said}"
+    );
 }
 
 /// A 2020-12 validator for the documented 200 (or `status`) response of `POST path`, with the
