@@ -3,10 +3,13 @@
 //!
 //! `{column}-{chunk:08}.bin`: a 24-byte header (magic `GJHIST01`, chunk number u32, body
 //! length u32, CRC32C of the body u32, zero u32), then the records in the core's fixed-size
-//! encoding (`gongji_core::Column::chunk_bytes`). The snapshot thread writes a file from the
+//! encoding (`gongji_core::Column::chunk_bytes`). The snapshot thread writes a file from a
 //! frozen state once every op in the chunk is durable (written to a temporary name, fsynced,
 //! renamed, directory fsynced), before the snapshot that leaves the chunk out; the writer then
-//! swaps its heap chunk for the file's mapped bytes. A file is never written again.
+//! swaps its heap chunk for the file. Records are read with `pread` (through the page cache,
+//! which the kernel may drop and fill again): not mapped, so a read costs a system call but
+//! the process's resident memory does not grow with the history it has read. A file is never
+//! changed once renamed into place.
 //!
 //! The files are derived data: the journal holds every op (segments are no longer removed
 //! while history is kept in files), so a missing or damaged file is rebuilt by replaying the
@@ -29,12 +32,24 @@ pub struct HistoryDir {
     dir: PathBuf,
 }
 
-/// A mapped history file: its body, checked.
-struct Mapped(memmap2::Mmap);
+/// An open history file whose header, length and checksum were checked.
+struct ColdFile {
+    file: File,
+    path: PathBuf,
+    len: usize,
+}
 
-impl ColdBytes for Mapped {
-    fn bytes(&self) -> &[u8] {
-        &self.0[HEADER..]
+impl ColdBytes for ColdFile {
+    fn byte_len(&self) -> usize {
+        self.len
+    }
+
+    fn read(&self, at: usize, out: &mut [u8]) {
+        use std::os::unix::fs::FileExt;
+        if let Err(e) = self.file.read_exact_at(out, (HEADER + at) as u64) {
+            // Checked when attached: a failure now is the disk failing under the engine.
+            panic!("reading {} at {at}: {e}", self.path.display());
+        }
     }
 }
 
@@ -85,9 +100,9 @@ impl HistoryDir {
         File::open(&self.dir)?.sync_all()
     }
 
-    /// [`HistoryDir::write`], then maps the file without reading it back (its bytes are
+    /// [`HistoryDir::write`], then opens the file without reading it back (its bytes are
     /// `body`, and the checksum in its header was computed from them).
-    fn write_and_map(
+    fn write_and_open(
         &self,
         column: Column,
         k: usize,
@@ -97,62 +112,44 @@ impl HistoryDir {
         let fail = |e: std::io::Error| format!("writing {}: {e}", path.display());
         self.write(column, k, body).map_err(fail)?;
         let file = File::open(&path).map_err(fail)?;
-        self.map(column, k, &file, None)
+        Ok(Arc::new(ColdFile {
+            file,
+            path,
+            len: body.len(),
+        }))
     }
 
-    /// Maps chunk `k` of `column` and checks its header, length and checksum. The checksum is
-    /// computed over bytes read with `read`, not through the mapping, so that checking does not
-    /// make every page of the file resident in this process: pages are mapped in only when a
-    /// record on them is read.
+    /// Opens chunk `k` of `column` and checks its header, length and checksum (reading the
+    /// file once, through the page cache).
     pub fn load(&self, column: Column, k: usize) -> Result<Arc<dyn ColdBytes>, String> {
         let path = self.file(column, k);
-        let mut file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bad = |what: &str| format!("{}: {what}", path.display());
+        let io = |e: std::io::Error| format!("{}: {e}", path.display());
+        let mut file = File::open(&path).map_err(io)?;
+        let mut header = [0u8; HEADER];
+        std::io::Read::read_exact(&mut file, &mut header)
+            .map_err(|_| bad("not a history file of this column's chunk size"))?;
+        let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+        let len = column.chunk_bytes();
+        if header[..8] != MAGIC || file.metadata().map_err(io)?.len() != (HEADER + len) as u64 {
+            return Err(bad("not a history file of this column's chunk size"));
+        }
+        if word(8) as usize != k || word(12) as usize != len {
+            return Err(bad("header names another chunk"));
+        }
         let mut crc = 0u32;
         let mut buf = vec![0u8; 1 << 20];
-        let mut at = 0usize;
         loop {
-            let n = std::io::Read::read(&mut file, &mut buf)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let n = std::io::Read::read(&mut file, &mut buf).map_err(io)?;
             if n == 0 {
                 break;
             }
-            let body_from = HEADER.saturating_sub(at).min(n);
-            crc = crc32c::crc32c_append(crc, &buf[body_from..n]);
-            at += n;
+            crc = crc32c::crc32c_append(crc, &buf[..n]);
         }
-        self.map(column, k, &file, Some(crc))
-    }
-
-    /// Maps chunk `k` of `column` from `file` and checks its header and length, and its
-    /// checksum against `crc` when one is given (a file just written from bytes in memory
-    /// needs none).
-    fn map(
-        &self,
-        column: Column,
-        k: usize,
-        file: &File,
-        crc: Option<u32>,
-    ) -> Result<Arc<dyn ColdBytes>, String> {
-        let path = self.file(column, k);
-        // SAFETY: history files are written once under a temporary name and renamed into
-        // place, in a directory private to the service; nothing writes or truncates them
-        // afterwards (a rebuild writes a new file and renames it over), so the mapped bytes
-        // never change under the reader.
-        #[allow(unsafe_code)]
-        let map =
-            unsafe { memmap2::Mmap::map(file) }.map_err(|e| format!("{}: {e}", path.display()))?;
-        let bad = |what: &str| format!("{}: {what}", path.display());
-        if map.len() != HEADER + column.chunk_bytes() || map[..8] != MAGIC {
-            return Err(bad("not a history file of this column's chunk size"));
-        }
-        let word = |at: usize| u32::from_le_bytes(map[at..at + 4].try_into().expect("4 bytes"));
-        if word(8) as usize != k || word(12) as usize != column.chunk_bytes() {
-            return Err(bad("header names another chunk"));
-        }
-        if crc.is_some_and(|crc| crc != word(16)) {
+        if crc != word(16) {
             return Err(bad("checksum mismatch"));
         }
-        Ok(Arc::new(Mapped(map)))
+        Ok(Arc::new(ColdFile { file, path, len }))
     }
 
     /// Writes every full hot chunk of `state` to files and makes it cold there; returns the
@@ -166,7 +163,7 @@ impl HistoryDir {
             // Written afresh even when an earlier run left a file of this name (a snapshot that
             // did not complete, or a damaged file being rebuilt): the bytes in memory are the
             // truth, and comparing would read the whole file.
-            let bytes = self.write_and_map(column, k, &body)?;
+            let bytes = self.write_and_open(column, k, &body)?;
             state.make_cold(column, k, bytes.clone())?;
             made.push((column, k, bytes));
         }

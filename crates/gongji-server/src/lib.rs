@@ -16,10 +16,6 @@
 //! writer freezes after a sync (`State::freeze`, see `snapshotter.rs` and ARCHITECTURE.md), so
 //! the writer stops only for the freeze. Recovery ([`Engine::open`]) loads the newest snapshot that verifies, replays the
 //! journal suffix and checks the state. Full chunks of history go to files (`history.rs`).
-//!
-//! Unsafe code: this crate alone may use it, in one place: mapping history files
-//! (`memmap2::Mmap::map`), so that history is read through the page cache instead of the heap;
-//! its lints are the workspace's but for `unsafe_code = "deny"`.
 
 mod history;
 mod recover;
@@ -268,6 +264,21 @@ impl Engine {
         engine.lock = Some(lock);
         report.admin_token_created = engine.ensure_admin_token(&config.admin_token_path())?;
         Ok((engine, report))
+    }
+
+    /// [`Engine::open_on`] with history files in `history` (as [`Engine::open`] keeps them,
+    /// in [`Config::history_dir`]), for callers that manage the directory themselves.
+    pub fn open_on_with_history<S: Storage + 'static>(
+        config: Config,
+        journal_storage: S,
+        snapshot_storage: S,
+        history: HistoryDir,
+    ) -> Result<(Engine, OpenReport), ServerError> {
+        recover::open(
+            config,
+            Box::new(FileStore::new(journal_storage, snapshot_storage)),
+            Some(history),
+        )
     }
 
     /// Opens on any storage (tests use the fault-injecting one). `snapshot_storage` must be

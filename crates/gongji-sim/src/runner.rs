@@ -131,8 +131,10 @@ fn open_for_history(
     let lock = gongji_server::lock_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
     let storage =
         |_| gongji_journal::FsStorage::open(config.journal_dir()).map_err(|e| e.to_string());
+    let history = gongji_server::HistoryDir::create(config.history_dir()).map_err(io)?;
     let (engine, report) =
-        Engine::open_on(config.clone(), storage(0)?, storage(1)?).map_err(|e| e.to_string())?;
+        Engine::open_on_with_history(config.clone(), storage(0)?, storage(1)?, history)
+            .map_err(|e| e.to_string())?;
     Ok((engine, report, lock))
 }
 

@@ -2,15 +2,17 @@
 //! addressed by position, whose full chunks leave the heap for files.
 //!
 //! A [`History`] is a [`super::Chunked`] whose leading chunks may be *cold*: the chunk's records
-//! encoded with [`Record`] in bytes the engine does not own ([`ColdBytes`], a mapped file in
-//! the server). Records are immutable once written (a settlement's `cancelled` mark lives in a
+//! encoded with [`Record`] in bytes the engine does not hold ([`ColdBytes`], a history file
+//! in the server, read with `pread` through the page cache). Records are immutable once written (a settlement's `cancelled` mark lives in a
 //! set beside it; an entry links to the person's previous entry, never to the next), so a full
 //! chunk never changes again and can go cold once it is durable: the snapshot thread writes
 //! it to a file, and the writer swaps its hot chunk for the file's bytes
 //! ([`crate::State::make_cold`]). Reads decode a record by value from either form.
 //!
-//! The core does no IO: it is handed the bytes. Reading a cold record may touch the disk
-//! through the page cache; the server loads what a write will read before queueing it.
+//! The core does no IO of its own: it asks the [`ColdBytes`] it was handed for a record's
+//! bytes, and the server's implementation reads them from the file (the page cache, or the
+//! disk). The server reads what a write will read before queueing it (`State::prefetch`), so
+//! the writer finds the page in the cache.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use super::chunked::{Chunk, CHUNK, MASK, SHIFT};
 
 /// The fixed-size little-endian encoding of one record in a cold chunk.
 pub trait Record: Copy {
+    /// At most `RECORD_BYTES_MAX`.
     const BYTES: usize;
     fn put(&self, out: &mut Vec<u8>);
     /// Decodes `b` (exactly [`Record::BYTES`] long), which [`Record::put`] wrote: cold
@@ -26,16 +29,33 @@ pub trait Record: Copy {
     fn get(b: &[u8]) -> Self;
 }
 
-/// Bytes of one cold chunk, owned outside the state (a mapped file).
+/// Bytes of one cold chunk, held outside the state (a history file).
 pub trait ColdBytes: Send + Sync {
-    fn bytes(&self) -> &[u8];
+    /// Bytes in the chunk.
+    fn byte_len(&self) -> usize;
+    /// Fills `out` with the bytes at `at`. The bytes were checked when the chunk was attached;
+    /// a read that fails now (the disk failed under a running engine) panics, as a failed
+    /// journal write stops the writer.
+    fn read(&self, at: usize, out: &mut [u8]);
 }
 
 impl ColdBytes for Vec<u8> {
-    fn bytes(&self) -> &[u8] {
-        self
+    fn byte_len(&self) -> usize {
+        self.len()
+    }
+
+    fn read(&self, at: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self[at..at + out.len()]);
     }
 }
+
+/// The longest record of a history column (a settlement).
+const RECORD_BYTES_MAX: usize = 96;
+const _: () = assert!(
+    <super::Settlement as Record>::BYTES <= RECORD_BYTES_MAX
+        && <super::Entry as Record>::BYTES <= RECORD_BYTES_MAX
+        && <super::Detail as Record>::BYTES <= RECORD_BYTES_MAX
+);
 
 enum Slot<T> {
     Hot(Arc<Chunk<T>>),
@@ -102,8 +122,10 @@ impl<T: Record + Clone> History<T> {
         match &self.slots[i >> SHIFT] {
             Slot::Hot(c) => c.0[i & MASK],
             Slot::Cold(b) => {
-                let at = (i & MASK) * T::BYTES;
-                T::get(&b.bytes()[at..at + T::BYTES])
+                let mut buf = [0u8; RECORD_BYTES_MAX];
+                let out = &mut buf[..T::BYTES];
+                b.read((i & MASK) * T::BYTES, out);
+                T::get(out)
             }
             Slot::Missing => panic!("record {i} is in a cold chunk not attached"),
         }
@@ -170,10 +192,10 @@ impl<T: Record + Clone> History<T> {
     /// Turns full chunk `k` (the first hot one, or a missing one) cold with `bytes`, which must
     /// be the chunk's encoding.
     pub fn make_cold(&mut self, k: usize, bytes: Arc<dyn ColdBytes>) -> Result<(), String> {
-        if bytes.bytes().len() != CHUNK * T::BYTES {
+        if bytes.byte_len() != CHUNK * T::BYTES {
             return Err(format!(
                 "chunk {k} has {} bytes, not {}",
-                bytes.bytes().len(),
+                bytes.byte_len(),
                 CHUNK * T::BYTES
             ));
         }
@@ -184,7 +206,9 @@ impl<T: Record + Clone> History<T> {
                     {
                         let mut own = Vec::with_capacity(CHUNK * T::BYTES);
                         c.0.iter().for_each(|r| r.put(&mut own));
-                        own == bytes.bytes()
+                        let mut theirs = vec![0; own.len()];
+                        bytes.read(0, &mut theirs);
+                        own == theirs
                     },
                     "chunk {k} made cold with bytes that are not its records"
                 );
