@@ -94,6 +94,15 @@ pub(crate) fn print_recovery(state: &gongji_core::State, report: &gongji_server:
     for skipped in &report.skipped_snapshots {
         println!("snapshot skipped: {} ({})", skipped.file, skipped.defect);
     }
+    if report.history_chunks > 0 {
+        println!(
+            "history: {} chunks of 64 K records read from history files, checksums ok",
+            report.history_chunks
+        );
+    }
+    if let Some(why) = &report.history_rebuilt {
+        println!("history: rebuilt by replaying the journal from op 1, because {why}");
+    }
 }
 
 /// Prints the head and state hash of the recovered `state`, and refuses a snapshot that

@@ -111,6 +111,7 @@ fn log_report(report: &OpenReport, config: &Config) {
         replayed_ops = report.replayed_ops,
         head_op = report.head_op,
         persons = report.persons,
+        history_chunks = report.history_chunks,
         millis = report.elapsed.as_millis() as u64,
         "recovered"
     );
