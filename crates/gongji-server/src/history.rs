@@ -57,10 +57,18 @@ impl ColdBytes for ColdFile {
 pub(crate) type Made = Vec<(Column, usize, Arc<dyn ColdBytes>)>;
 
 impl HistoryDir {
-    /// Creates (or opens) `dir`, private to the service's user.
+    /// Creates (or opens) `dir`, private to the service's user, and removes the temporary
+    /// files of writes a crash cut short (they were never renamed into place, so nothing
+    /// refers to them).
     pub fn create(dir: impl Into<PathBuf>) -> std::io::Result<HistoryDir> {
         let dir = dir.into();
         create_private_dir(&dir)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                std::fs::remove_file(&path)?;
+            }
+        }
         Ok(HistoryDir { dir })
     }
 

@@ -181,6 +181,14 @@ fn history_goes_to_files_and_comes_back_exactly() {
     engine.shutdown().unwrap();
     drop(engine);
 
+    // A write a crash cut short leaves a temporary file: removed at the next start.
+    let tmp = dir.path().join("history/entries-00000099.tmp");
+    std::fs::write(&tmp, b"half a chunk").unwrap();
+    let (engine, _) = Engine::open(config(dir.path())).unwrap();
+    assert!(!tmp.exists());
+    engine.shutdown().unwrap();
+    drop(engine);
+
     // A deleted file, then a damaged one: rebuilt from the journal.
     let entries = dir.path().join("history/entries-00000000.bin");
     std::fs::remove_file(&entries).unwrap();
