@@ -520,6 +520,17 @@ impl<S: Storage> Journal<S> {
     /// oldest first, syncing the directory after each so a crash never leaves a hole. The
     /// last segment is never removed. Returns how many were removed.
     pub fn remove_segments_before(&mut self, op: u64) -> Result<usize, JournalError> {
+        self.retire_segments_before(op, false)
+    }
+
+    /// Like [`Journal::remove_segments_before`], but each segment is renamed to
+    /// `archived-{name}` instead of removed: recovery no longer reads it, and
+    /// [`restore_archived_segments`] puts it back for a replay from op 1.
+    pub fn archive_segments_before(&mut self, op: u64) -> Result<usize, JournalError> {
+        self.retire_segments_before(op, true)
+    }
+
+    fn retire_segments_before(&mut self, op: u64, archive: bool) -> Result<usize, JournalError> {
         self.check_poisoned()?;
         let mut removed = 0;
         while self.segments.len() >= 2
@@ -527,7 +538,12 @@ impl<S: Storage> Journal<S> {
             && self.segments[1].on_storage
         {
             let name = self.segments[0].name.clone();
-            self.storage.remove(&name)?;
+            if archive {
+                self.storage
+                    .rename(&name, &format!("{ARCHIVED_PREFIX}{name}"))?;
+            } else {
+                self.storage.remove(&name)?;
+            }
             self.segments.remove(0);
             if let Err(e) = self.storage.sync_dir() {
                 self.poisoned = true;
@@ -537,4 +553,27 @@ impl<S: Storage> Journal<S> {
         }
         Ok(removed)
     }
+}
+
+/// Name prefix of an archived segment ([`Journal::archive_segments_before`]).
+pub const ARCHIVED_PREFIX: &str = "archived-";
+
+/// Renames every archived segment back into the journal (for a replay from op 1); returns how
+/// many.
+pub fn restore_archived_segments<S: Storage>(
+    storage: &mut S,
+) -> Result<usize, crate::StorageError> {
+    let mut restored = 0;
+    for name in storage.list()? {
+        if let Some(original) = name.strip_prefix(ARCHIVED_PREFIX) {
+            if crate::parse_segment_name(original).is_some() {
+                storage.rename(&name, original)?;
+                restored += 1;
+            }
+        }
+    }
+    if restored > 0 {
+        storage.sync_dir()?;
+    }
+    Ok(restored)
 }

@@ -30,7 +30,10 @@ mod storage;
 pub use error::{Damage, DamageKind, JournalError, RecordDefect, ReplayError};
 pub use fault::{CrashMode, FaultStorage};
 pub use format::{ChainHash, GENESIS_CHAIN_HASH};
-pub use journal::{verify, Journal, JournalConfig, JournalStats, RecordRef, SyncStats};
+pub use journal::{
+    restore_archived_segments, verify, Journal, JournalConfig, JournalStats, RecordRef, SyncStats,
+    ARCHIVED_PREFIX,
+};
 pub use scan::{parse_segment_name, segment_file_name, Anchor, Recovery, TornTail};
 pub use snapshot::{
     load_latest_snapshot, parse_snapshot_name, prune_snapshots, snapshot_file_name, write_snapshot,

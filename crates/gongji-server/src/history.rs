@@ -11,9 +11,10 @@
 //! the process's resident memory does not grow with the history it has read. A file is never
 //! changed once renamed into place.
 //!
-//! The files are derived data: the journal holds every op (segments are no longer removed
-//! while history is kept in files), so a missing or damaged file is rebuilt by replaying the
-//! journal from op 1 (`recover.rs`). Every file's checksum is verified when it is mapped.
+//! The files are derived data: the journal holds every op (old segments are archived, renamed
+//! `archived-journal-…`, rather than removed while history is kept in files), so a missing or
+//! damaged file is rebuilt by restoring them and replaying the journal from op 1
+//! (`recover.rs`). Every file's checksum is verified when it is attached.
 
 use std::fs::File;
 use std::io::Write;

@@ -68,6 +68,9 @@ fn load(
                 state = State::new(state.params().clone());
                 anchor = None;
                 report.snapshot_op = None;
+                if writable {
+                    store.restore_archived()?;
+                }
             }
         }
     }

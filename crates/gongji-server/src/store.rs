@@ -48,6 +48,12 @@ pub trait Log: Send {
     fn first_op(&self) -> u64;
     /// May forget records before `op` (the writer passes the older kept snapshot's op + 1).
     fn remove_before(&mut self, op: u64) -> Result<(), ServerError>;
+    /// Like [`Log::remove_before`], but keeps the records where recovery does not read them
+    /// and [`Store::restore_archived`] can bring them back (the journal is the source of the
+    /// history files). Keeps everything where a store cannot archive.
+    fn archive_before(&mut self, _op: u64) -> Result<(), ServerError> {
+        Ok(())
+    }
     /// Visits every record after `after_op` in order as `(op, body)`, re-verifying op numbers
     /// and the chain; returns how many it visited. Needs every append synced.
     fn replay(&mut self, after_op: u64, visit: &mut Visit<'_>) -> Result<u64, ServerError>;
@@ -85,6 +91,11 @@ pub trait Store: Send {
     ) -> Result<(Box<dyn Log>, Option<TornTail>), ServerError>;
     /// The snapshot writer for the snapshot thread; called once, after `open_log`.
     fn snapshots(&mut self) -> Result<Box<dyn SnapshotStore>, ServerError>;
+    /// Brings records [`Log::archive_before`] set aside back into the journal, before
+    /// `open_log`, for a replay from op 1; returns how many segments (or rows) came back.
+    fn restore_archived(&mut self) -> Result<usize, ServerError> {
+        Ok(0)
+    }
     /// For `GET /v1/audit/verify`: a full check of this store's journal. `None` for files
     /// (the HTTP layer verifies the journal directory itself).
     fn auditor(&self) -> Option<Auditor> {
@@ -138,6 +149,12 @@ impl<S: Storage + 'static> Store for FileStore<S> {
         let storage = self.snapshots.take().ok_or_else(|| taken("snapshot"))?;
         Ok(Box::new(FileSnapshots(storage)))
     }
+
+    fn restore_archived(&mut self) -> Result<usize, ServerError> {
+        let storage = self.journal.as_mut().ok_or_else(|| taken("journal"))?;
+        gongji_journal::restore_archived_segments(storage)
+            .map_err(|e| ServerError::Corrupt(format!("restoring archived segments: {e}")))
+    }
 }
 
 /// [`Log`] over the segment files of [`Journal`].
@@ -167,6 +184,11 @@ impl<S: Storage> Log for FileLog<S> {
 
     fn remove_before(&mut self, op: u64) -> Result<(), ServerError> {
         self.0.remove_segments_before(op)?;
+        Ok(())
+    }
+
+    fn archive_before(&mut self, op: u64) -> Result<(), ServerError> {
+        self.0.archive_segments_before(op)?;
         Ok(())
     }
 

@@ -74,7 +74,7 @@ struct Writer {
     head_hash: Arc<Mutex<[u8; 32]>>,
     /// History chunks the snapshot thread wrote to files (with history files).
     cold_rx: Option<Receiver<Made>>,
-    /// History files are derived from the journal: with them, no segment is removed.
+    /// History files are derived from the journal: with them, old segments are archived.
     keep_journal: bool,
     removed_before: u64,
     /// The encoding of the op being appended (reused: no allocation per op).
@@ -276,8 +276,14 @@ impl Writer {
             self.snapshots.spill_history(&state);
         }
         let previous = c.snapshot_op_previous.load(Ordering::Acquire);
-        if previous > self.removed_before && !self.keep_journal {
-            self.journal.remove_before(previous + 1)?;
+        if previous > self.removed_before {
+            if self.keep_journal {
+                // History files are derived from the journal: old segments are archived, not
+                // removed (recovery does not read them; a rebuild restores them).
+                self.journal.archive_before(previous + 1)?;
+            } else {
+                self.journal.remove_before(previous + 1)?;
+            }
             self.removed_before = previous;
         }
         Ok(())
