@@ -540,7 +540,7 @@ impl<S: Storage> Journal<S> {
             let name = self.segments[0].name.clone();
             if archive {
                 self.storage
-                    .rename(&name, &format!("{ARCHIVED_PREFIX}{name}"))?;
+                    .rename(&name, &format!("{}{name}", crate::ARCHIVED_PREFIX))?;
             } else {
                 self.storage.remove(&name)?;
             }
@@ -553,27 +553,4 @@ impl<S: Storage> Journal<S> {
         }
         Ok(removed)
     }
-}
-
-/// Name prefix of an archived segment ([`Journal::archive_segments_before`]).
-pub const ARCHIVED_PREFIX: &str = "archived-";
-
-/// Renames every archived segment back into the journal (for a replay from op 1); returns how
-/// many.
-pub fn restore_archived_segments<S: Storage>(
-    storage: &mut S,
-) -> Result<usize, crate::StorageError> {
-    let mut restored = 0;
-    for name in storage.list()? {
-        if let Some(original) = name.strip_prefix(ARCHIVED_PREFIX) {
-            if crate::parse_segment_name(original).is_some() {
-                storage.rename(&name, original)?;
-                restored += 1;
-            }
-        }
-    }
-    if restored > 0 {
-        storage.sync_dir()?;
-    }
-    Ok(restored)
 }

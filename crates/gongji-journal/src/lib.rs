@@ -17,6 +17,7 @@
 //! `blake3(prev || op || time || body)` from 32 zero bytes, so any edit, reorder, gap or
 //! missing segment is detected, not only bit rot.
 
+mod archive;
 pub mod format;
 pub mod private;
 
@@ -27,13 +28,11 @@ mod scan;
 mod snapshot;
 mod storage;
 
+pub use archive::{restore_archived_segments, WithArchive, ARCHIVED_PREFIX};
 pub use error::{Damage, DamageKind, JournalError, RecordDefect, ReplayError};
 pub use fault::{CrashMode, FaultStorage};
 pub use format::{ChainHash, GENESIS_CHAIN_HASH};
-pub use journal::{
-    restore_archived_segments, verify, Journal, JournalConfig, JournalStats, RecordRef, SyncStats,
-    ARCHIVED_PREFIX,
-};
+pub use journal::{verify, Journal, JournalConfig, JournalStats, RecordRef, SyncStats};
 pub use scan::{parse_segment_name, segment_file_name, Anchor, Recovery, TornTail};
 pub use snapshot::{
     load_latest_snapshot, parse_snapshot_name, prune_snapshots, snapshot_file_name, write_snapshot,

@@ -150,8 +150,13 @@ pub fn replay_from_genesis(
     config: &Config,
     params: gongji_core::Params,
 ) -> Result<Option<(State, Anchor)>, ServerError> {
-    let storage =
-        FsStorage::open(config.journal_dir()).map_err(|e| ServerError::Corrupt(format!("{e}")))?;
+    // Archived segments count: they are the journal's beginning, set aside, not removed.
+    let open = || {
+        FsStorage::open(config.journal_dir())
+            .map(gongji_journal::WithArchive)
+            .map_err(|e| ServerError::Corrupt(format!("{e}")))
+    };
+    let storage = open()?;
     let names = storage
         .list()
         .map_err(|e| ServerError::Corrupt(format!("{e}")))?;
@@ -162,13 +167,7 @@ pub fn replay_from_genesis(
     if first.is_some_and(|op| op > 1) {
         return Ok(None);
     }
-    let snapshot_storage =
-        FsStorage::open(config.journal_dir()).map_err(|e| ServerError::Corrupt(format!("{e}")))?;
-    replay_from_genesis_store(
-        config,
-        &mut FileStore::new(storage, snapshot_storage),
-        params,
-    )
+    replay_from_genesis_store(config, &mut FileStore::new(storage, open()?), params)
 }
 
 pub(crate) fn open(

@@ -204,6 +204,16 @@ fn history_goes_to_files_and_comes_back_exactly() {
             .count()
     };
     assert!(journal("archived-journal-") > 0, "no segment archived");
+    // `gongji verify`'s replay from op 1 reads archived segments where they are, and its
+    // state (history in memory) equals the recovered one with history in files.
+    let (genesis, _) = gongji_server::replay_from_genesis(&config(dir.path()), Default::default())
+        .unwrap()
+        .expect("op 1 is still on disk");
+    let (recovered, _, report) = gongji_server::inspect(&config(dir.path())).unwrap();
+    assert!(report.history_chunks >= 2, "{report:?}");
+    assert_eq!(genesis.state_hash(), recovered.state_hash());
+    assert_eq!(reads(&genesis), before);
+    assert!(journal("archived-journal-") > 0, "verify moved nothing");
 
     // A deleted file, then a damaged one: rebuilt from the journal (its archived segments
     // restored first).
