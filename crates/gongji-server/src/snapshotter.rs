@@ -1,20 +1,22 @@
 //! The snapshot thread: encodes and writes the state the writer froze, while the writer goes
 //! on.
 //!
-//! After the sync of a batch, once `snapshot_interval_ops` ops have passed since the last
-//! snapshot, the writer calls `State::freeze` (a copy of the chunk tables: the records are
-//! shared, copy on write) and hands the [`Frozen`] state here; this thread encodes it and
-//! writes it. At most one snapshot is in flight: the hand-off is a rendezvous, and a writer
-//! that finds this thread busy tries again after its next batch. Chunks the writer changes
-//! while a snapshot is being encoded are copied once each; nothing else is.
+//! Once `snapshot_interval_ops` ops have passed since the last snapshot and this thread is
+//! free, the writer calls `State::freeze` between two batches (a copy of the chunk tables: the
+//! records are shared, copy on write), so the [`Frozen`] state is exactly the one after the
+//! last op of the batch just applied. The copy travels with that batch to the sync thread,
+//! which hands it here only after the batch's sync: the snapshot's op is durable before a byte
+//! of the snapshot is written. At most one snapshot is frozen or in flight ([`SnapshotGate`]).
+//! Chunks the writer changes while a snapshot is being encoded are copied once each; nothing
+//! else is.
 //!
 //! This replaced a shadow state that applied every journaled op a second time (a second copy
 //! of everything in memory, and most of a core). Alternatives rejected: pausing the writer to
 //! encode (seconds at 10 M persons) and `fork` (a copy of the page tables with every thread
 //! but one gone, unsafe with the allocator's and the runtime's locks).
 
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -43,42 +45,60 @@ pub(crate) enum Message {
 
 pub(crate) type ThreadHandle = JoinHandle<Result<(), ServerError>>;
 
-/// The writer's end: decides when a snapshot is due and hands it over.
+/// The writer's end: decides when a snapshot is due and freezes the state for it.
+pub(crate) struct SnapshotGate {
+    interval_ops: u64,
+    /// The op of the newest snapshot written or frozen.
+    last_op: u64,
+    /// A frozen state is on its way or being written: no other is frozen meanwhile (a frozen
+    /// state kept alive while the writer goes on costs a copy of every chunk it changes).
+    busy: Arc<AtomicBool>,
+}
+
+impl SnapshotGate {
+    /// Whether a snapshot is due with the state after `op`, and the snapshot thread is free.
+    pub fn due(&self, op: u64) -> bool {
+        op.saturating_sub(self.last_op) >= self.interval_ops && !self.busy.load(Ordering::Acquire)
+    }
+
+    /// Freezes `state` (call when [`SnapshotGate::due`]); the sync thread hands the copy over
+    /// after the sync that makes its op durable. The freeze is timed
+    /// (`gongji_snapshot_freeze_seconds`): it is the writer's only pause for snapshots.
+    pub fn freeze(&mut self, state: &State, counters: &Counters) -> Frozen {
+        let started = Instant::now();
+        let frozen = state.freeze();
+        let pause = started.elapsed();
+        metrics::histogram!("gongji_snapshot_freeze_seconds").record(pause.as_secs_f64());
+        self.busy.store(true, Ordering::Release);
+        self.last_op = state.op_count();
+        let nanos = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
+        counters
+            .snapshot_freeze_nanos_max
+            .fetch_max(nanos, Ordering::Relaxed);
+        counters
+            .snapshots_frozen_total
+            .fetch_add(1, Ordering::Relaxed);
+        frozen
+    }
+}
+
+/// The sync thread's end: hands frozen states over once their op is durable.
 pub(crate) struct Snapshots {
     tx: SyncSender<Message>,
-    interval_ops: u64,
+    busy: Arc<AtomicBool>,
     /// The op of the newest snapshot written or handed over.
     last_op: u64,
 }
 
 impl Snapshots {
-    /// Whether a snapshot is due after the sync that made `head_op` durable.
-    pub fn due(&self, head_op: u64) -> bool {
-        head_op.saturating_sub(self.last_op) >= self.interval_ops
-    }
-
-    /// After a sync that made `head` durable, with `state` exactly the state after `head`:
-    /// hands a frozen copy over if the thread is free (call when [`Snapshots::due`]). The freeze is
-    /// timed (`gongji_snapshot_freeze_seconds`): it is the writer's only pause for snapshots.
-    pub fn after_sync(&mut self, state: &State, head: Anchor, counters: &Counters) {
-        let started = Instant::now();
-        let frozen = state.freeze();
-        let pause = started.elapsed();
-        metrics::histogram!("gongji_snapshot_freeze_seconds").record(pause.as_secs_f64());
-        match self.tx.try_send(Message::Write(Job { frozen, head })) {
-            Ok(()) => {
-                self.last_op = head.op;
-                let nanos = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
-                counters
-                    .snapshot_freeze_nanos_max
-                    .fetch_max(nanos, Ordering::Relaxed);
-                counters
-                    .snapshots_frozen_total
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            // Busy with the previous one: try again after the next batch. Gone: it failed,
-            // and its error is reported at shutdown.
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {}
+    /// Hands over `frozen`, the state after exactly `head`, which is durable.
+    pub fn hand(&mut self, frozen: Frozen, head: Anchor) {
+        debug_assert_eq!(frozen.op_count(), head.op);
+        // The thread is free (the gate froze this only then): the rendezvous waits at most
+        // for it to come back to its receive. Gone: it failed, and its error is reported at
+        // shutdown; the gate stays closed.
+        if self.tx.send(Message::Write(Job { frozen, head })).is_ok() {
+            self.last_op = head.op;
         }
     }
 
@@ -89,6 +109,7 @@ impl Snapshots {
             .filter(|(_, head)| head.op > self.last_op)
             .map(|(frozen, head)| Job { frozen, head });
         let _ = self.tx.send(Message::Stop(job));
+        self.busy.store(true, Ordering::Release);
     }
 }
 
@@ -98,32 +119,44 @@ pub(crate) fn spawn(
     snapshot_op: u64,
     interval_ops: u64,
     shared: Arc<Shared>,
-) -> Result<(Snapshots, ThreadHandle), ServerError> {
+) -> Result<((Snapshots, SnapshotGate), ThreadHandle), ServerError> {
     // A rendezvous: a send succeeds only while the thread waits for work.
     let (tx, rx) = std::sync::mpsc::sync_channel(0);
+    let busy = Arc::new(AtomicBool::new(false));
+    let thread_busy = busy.clone();
     shared
         .counters
         .snapshot_op
         .store(snapshot_op, Ordering::Release);
     let thread = std::thread::Builder::new()
         .name("gongji-snapshot".into())
-        .spawn(move || run(storage, shared, rx))?;
+        .spawn(move || run(storage, shared, rx, thread_busy))?;
     let snapshots = Snapshots {
         tx,
-        interval_ops: interval_ops.max(1),
+        busy: busy.clone(),
         last_op: snapshot_op,
     };
-    Ok((snapshots, thread))
+    let gate = SnapshotGate {
+        interval_ops: interval_ops.max(1),
+        last_op: snapshot_op,
+        busy,
+    };
+    Ok(((snapshots, gate), thread))
 }
 
 fn run(
     mut storage: Box<dyn SnapshotStore>,
     shared: Arc<Shared>,
     rx: Receiver<Message>,
+    busy: Arc<AtomicBool>,
 ) -> Result<(), ServerError> {
     loop {
         match rx.recv().unwrap_or(Message::Stop(None)) {
-            Message::Write(job) => write(job, storage.as_mut(), &shared)?,
+            Message::Write(job) => {
+                write(job, storage.as_mut(), &shared)?;
+                // After a failure the gate stays closed: no state is frozen for nothing.
+                busy.store(false, Ordering::Release);
+            }
             Message::Stop(job) => {
                 if let Some(job) = job {
                     write(job, storage.as_mut(), &shared)?;
