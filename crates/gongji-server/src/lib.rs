@@ -2,10 +2,12 @@
 //!
 //! [`Engine`] is the handle the HTTP layer, the simulator and the benchmarks share. Writes are
 //! [`Engine::submit`]ted as [`WriteRequest`]s into a bounded queue; the writer thread drains up
-//! to `batch_op_count_max` ops, applies them to the [`gongji_core::State`], appends the applied
-//! ones to the [`gongji_journal::Journal`], makes the batch durable with one sync, and only then
-//! releases the replies. Rejected writes and replays are not journaled. Reads go through
-//! [`Engine::read`] and never enter the journal path.
+//! to `batch_op_count_max` ops, applies them to the [`gongji_core::State`] and hands the
+//! applied ones to the sync thread, which appends them to the [`gongji_journal::Journal`],
+//! makes the batch durable with one sync, and only then releases the replies, while the writer
+//! applies the next batch (`writer.rs`: the pipeline). Rejected writes and replays are not
+//! journaled. Reads go through [`Engine::read`] and never enter the journal path; what they
+//! show is answered once it is durable ([`Engine::durable`], [`Engine::read_durable`]).
 //!
 //! Where the journal and snapshots live is the [`Store`] seam (`store.rs`): files in the data
 //! directory ([`FileStore`], used by [`Engine::open`] and [`Engine::open_on`]) or PostgreSQL
@@ -13,8 +15,9 @@
 //! one durable `sync` per batch), the snapshot thread a [`SnapshotStore`].
 //!
 //! Snapshots are written by a snapshot thread from a copy-on-write copy of the state that the
-//! writer freezes after a sync (`State::freeze`, see `snapshotter.rs` and ARCHITECTURE.md), so
-//! the writer stops only for the freeze. Recovery ([`Engine::open`]) loads the newest snapshot that verifies, replays the
+//! writer freezes between two batches and the sync thread hands over after the first one's
+//! sync (`State::freeze`, see `snapshotter.rs` and ARCHITECTURE.md), so the writer stops only
+//! for the freeze. Recovery ([`Engine::open`]) loads the newest snapshot that verifies, replays the
 //! journal suffix and checks the state.
 
 mod recover;
@@ -349,7 +352,8 @@ impl Engine {
         self.auditor.as_ref().map(|audit| audit())
     }
 
-    /// Queues a group of writes; they are applied in order and made durable together. The
+    /// Queues a group of writes; they are applied in order and answered together once all are
+    /// durable (a crash before may keep a prefix of them, never a later one without it). The
     /// receiver yields one result per request.
     pub fn submit(
         &self,

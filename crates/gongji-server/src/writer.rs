@@ -13,7 +13,9 @@
 //! sync thread: that batch and every later one are never acknowledged, and the writer stops at
 //! its next hand-off. While the sync thread is busy and the queue has more, the writer keeps
 //! adding to the batch it holds (up to `batch_op_count_max`): the batch grows with the sync's
-//! time instead of waiting.
+//! time instead of waiting. Within a large batch, when the sync thread is free, the ops applied
+//! so far go ahead without their replies (`hand_part`), so that even a single client's batch
+//! of 8,190 overlaps its journal write with its own apply.
 //!
 //! A snapshot is frozen by the writer between two batches (the state after exactly the last op
 //! of the batch just applied), carried with that batch, and handed to the snapshot thread by the
@@ -36,9 +38,13 @@ use crate::{
 };
 
 /// Most ops applied under one hold of the state's write lock. Reads wait at most this many
-/// ops' apply time (about a millisecond), not a whole batch's. What they see is answered only
+/// ops' apply time (under a millisecond), not a whole batch's. What they see is answered only
 /// once it is durable (`Engine::durable`).
-const LOCKED_OPS_MAX: usize = 1024;
+const LOCKED_OPS_MAX: usize = 256;
+
+/// Fewest ops journaled ahead of their batch's end (`Writer::hand_part`): below it the extra
+/// fsync costs more than the overlap gains.
+const PART_OPS_MIN: usize = 1024;
 
 pub(crate) type Handles = (
     JoinHandle<Result<(), ServerError>>,
@@ -242,10 +248,10 @@ impl Writer {
             for request in &submission.requests {
                 if locked_ops == LOCKED_OPS_MAX {
                     // Let waiting reads in between chunks of the batch.
-                    self.shared
-                        .durable
-                        .set_applied(state.op_count(), Ordering::Release);
+                    let applied = state.op_count();
+                    self.shared.durable.set_applied(applied, Ordering::Release);
                     drop(state);
+                    self.hand_part(batch, applied);
                     std::thread::yield_now();
                     state = shared.state.write().expect("state lock");
                     locked_ops = 0;
@@ -273,6 +279,36 @@ impl Writer {
         self.shared
             .durable
             .set_applied(batch.last_op, Ordering::Release);
+    }
+
+    /// Between two chunks of a large batch, when the sync thread is free, hands it the ops
+    /// journaled so far (up to `applied`) without replies: their write and fsync overlap the
+    /// apply of the rest, even when one submission is the whole batch. The replies still leave
+    /// after the batch's last sync; a crash in between keeps a prefix, as a batch that outgrows
+    /// the journal's buffer always could.
+    fn hand_part(&mut self, batch: &mut Batch, applied: u64) {
+        if batch.spans.len() < PART_OPS_MIN {
+            return;
+        }
+        let part = Batch {
+            records: std::mem::take(&mut batch.records),
+            spans: std::mem::take(&mut batch.spans),
+            last_op: applied,
+            replies: Vec::new(),
+            queued_ops: 0,
+            frozen: None,
+            started: batch.started,
+        };
+        match self.to_sync.try_send(ToSync::Batch(part)) {
+            Ok(()) => {}
+            // Busy (or gone: the hand-off of the whole batch finds out): keep them.
+            Err(TrySendError::Full(ToSync::Batch(back)))
+            | Err(TrySendError::Disconnected(ToSync::Batch(back))) => {
+                batch.records = back.records;
+                batch.spans = back.spans;
+            }
+            Err(_) => unreachable!("a batch was sent"),
+        }
     }
 
     /// Records a [`LoadSample`] once `load_sample_seconds` have passed since the last: one
