@@ -163,6 +163,15 @@ struct Writer {
     sampled_at: Instant,
 }
 
+/// What [`Writer::try_send`] did.
+enum Tried {
+    Sent,
+    /// The sync thread is busy: the batch, back.
+    Busy(Box<Batch>),
+    /// The sync thread is gone.
+    Gone,
+}
+
 /// Why the writer stops after a hand-off.
 enum Halt {
     /// The sync thread stopped (it reports its own error).
@@ -227,13 +236,13 @@ impl Writer {
                 // More is queued: the sync thread takes this batch if it is free, and the
                 // writer goes on with the next; if it is busy, the batch grows.
                 match self.try_send(batch) {
-                    Ok(()) => {
+                    Tried::Sent => {
                         self.peeked = Some(message);
                         batch = Batch::new(0);
                         break;
                     }
-                    Err(Some(back)) => batch = back,
-                    Err(None) => return Ok(()),
+                    Tried::Busy(back) => batch = *back,
+                    Tried::Gone => return Ok(()),
                 }
                 match message {
                     Message::Write(submission) => taken.push(submission),
@@ -255,17 +264,16 @@ impl Writer {
         }
     }
 
-    /// Hands a batch to the sync thread if it waits for one; gives it back if it is busy
-    /// (`None`: the sync thread is gone).
-    fn try_send(&mut self, mut batch: Batch) -> Result<(), Option<Batch>> {
+    /// Hands a batch to the sync thread if it waits for one; gives it back if it is busy.
+    fn try_send(&mut self, mut batch: Batch) -> Tried {
         batch.seq = self.next_seq;
         match self.to_sync.try_send(ToSync::Batch(batch)) {
             Ok(()) => {
                 self.next_seq += 1;
-                Ok(())
+                Tried::Sent
             }
-            Err(TrySendError::Full(ToSync::Batch(back))) => Err(Some(back)),
-            Err(TrySendError::Disconnected(_)) => Err(None),
+            Err(TrySendError::Full(ToSync::Batch(back))) => Tried::Busy(Box::new(back)),
+            Err(TrySendError::Disconnected(_)) => Tried::Gone,
             Err(TrySendError::Full(ToSync::Stop(_))) => unreachable!("a batch was sent"),
         }
     }
@@ -364,15 +372,10 @@ impl Writer {
             frozen: None,
             started: batch.started,
         };
-        match self.try_send(part) {
-            Ok(()) => {}
-            // Busy (or gone: the hand-off of the whole batch finds out): keep them.
-            Err(back) => {
-                if let Some(back) = back {
-                    batch.records = back.records;
-                    batch.spans = back.spans;
-                }
-            }
+        // Busy: keep them (gone: the hand-off of the whole batch finds out).
+        if let Tried::Busy(back) = self.try_send(part) {
+            batch.records = back.records;
+            batch.spans = back.spans;
         }
     }
 
