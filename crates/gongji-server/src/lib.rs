@@ -62,6 +62,9 @@ pub struct Config {
     pub idle_tick_seconds: u64,
     /// Seconds between the writer's load samples ([`LOAD_SAMPLE_SECONDS`]).
     pub load_sample_seconds: u64,
+    /// Fewest journaled ops in a batch the writer hands to the sync thread (and in a part of a
+    /// batch sent ahead); smaller batches it commits itself when the sync thread is idle.
+    pub pipeline_ops_min: usize,
 }
 
 impl Config {
@@ -75,6 +78,7 @@ impl Config {
             snapshot_interval_ops: 5_000_000,
             idle_tick_seconds: 1,
             load_sample_seconds: LOAD_SAMPLE_SECONDS,
+            pipeline_ops_min: 1024,
         }
     }
 

@@ -16,9 +16,10 @@
 //! time instead of waiting. Within a large batch, when the sync thread is free, the ops applied
 //! so far go ahead without their replies (`hand_part`), so that even a single client's batch
 //! of 8,190 overlaps its journal write with its own apply. When nothing is queued behind a
-//! batch and the sync thread is idle, there is nothing to overlap: the writer commits the
-//! batch itself, as before the pipeline, sparing the hand-off's two thread wake-ups (on two
-//! shared cores they cost single-settlement HTTP load four fifths of its rate).
+//! batch, or it journals fewer than `Config::pipeline_ops_min` ops, and the sync thread is
+//! idle, the writer commits the batch itself, as before the pipeline, sparing the hand-off's
+//! two thread wake-ups (on two shared cores they cost single-settlement HTTP load most of its
+//! rate).
 //!
 //! A snapshot is frozen by the writer between two batches (the state after exactly the last op
 //! of the batch just applied), carried with that batch, and handed to the snapshot thread by the
@@ -44,10 +45,6 @@ use crate::{
 /// ops' apply time (under a millisecond), not a whole batch's. What they see is answered only
 /// once it is durable (`Engine::durable`).
 const LOCKED_OPS_MAX: usize = 256;
-
-/// Fewest ops journaled ahead of their batch's end (`Writer::hand_part`): below it the extra
-/// fsync costs more than the overlap gains.
-const PART_OPS_MIN: usize = 1024;
 
 pub(crate) type Handles = (
     JoinHandle<Result<(), ServerError>>,
@@ -233,6 +230,12 @@ impl Writer {
                 let Ok(message) = rx.try_recv() else {
                     break;
                 };
+                if batch.spans.len() < self.config.pipeline_ops_min {
+                    // A small batch: committing it here costs less than the hand-off's two
+                    // wake-ups; what is queued makes the next batch.
+                    self.peeked = Some(message);
+                    break;
+                }
                 // More is queued: the sync thread takes this batch if it is free, and the
                 // writer goes on with the next; if it is busy, the batch grows.
                 match self.try_send(batch) {
@@ -253,7 +256,14 @@ impl Writer {
                 }
             }
             if !batch.replies.is_empty() {
-                if let Err(halt) = self.hand_over(batch, self.peeked.is_none()) {
+                if self.peeked.is_none() && !stop {
+                    self.peeked = rx.try_recv().ok();
+                }
+                // Committed here when nothing is queued behind it or it is small; else the
+                // sync thread takes it and the writer goes on with the next.
+                let inline =
+                    self.peeked.is_none() || batch.spans.len() < self.config.pipeline_ops_min;
+                if let Err(halt) = self.hand_over(batch, inline) {
                     return halt.result();
                 }
             }
@@ -359,7 +369,7 @@ impl Writer {
     /// after the batch's last sync; a crash in between keeps a prefix, as a batch that outgrows
     /// the journal's buffer always could.
     fn hand_part(&mut self, batch: &mut Batch, applied: u64) {
-        if batch.spans.len() < PART_OPS_MIN {
+        if batch.spans.len() < self.config.pipeline_ops_min {
             return;
         }
         let part = Batch {

@@ -21,6 +21,9 @@ fn config() -> Config {
     };
     // A snapshot is due after every few ops, so that many are taken while writes go on.
     config.snapshot_interval_ops = 5;
+    // Every batch with more queued behind it goes to the sync thread (the pipeline), however
+    // small.
+    config.pipeline_ops_min = 1;
     // Every write carries its own time; the writer must not add ticks of its own.
     config.idle_tick_seconds = 3600;
     config
