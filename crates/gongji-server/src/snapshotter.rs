@@ -4,8 +4,8 @@
 //! Once `snapshot_interval_ops` ops have passed since the last snapshot and this thread is
 //! free, the writer calls `State::freeze` between two batches (a copy of the chunk tables: the
 //! records are shared, copy on write), so the [`Frozen`] state is exactly the one after the
-//! last op of the batch just applied. The copy travels with that batch to the sync thread,
-//! which hands it here only after the batch's sync: the snapshot's op is durable before a byte
+//! last op of the batch just applied. The copy travels with that batch and is handed here only
+//! after the batch's sync (by the sync thread, or by the writer when it commits the batch): the snapshot's op is durable before a byte
 //! of the snapshot is written. At most one snapshot is frozen or in flight ([`SnapshotGate`]).
 //! Chunks the writer changes while a snapshot is being encoded are copied once each; nothing
 //! else is.

@@ -22,8 +22,9 @@
 //! rate).
 //!
 //! A snapshot is frozen by the writer between two batches (the state after exactly the last op
-//! of the batch just applied), carried with that batch, and handed to the snapshot thread by the
-//! sync thread only after that batch's sync: its op is durable before a byte of it is written.
+//! of the batch just applied), carried with that batch, and handed to the snapshot thread only
+//! after that batch's sync (by whichever thread commits it): its op is durable before a byte of
+//! it is written.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
