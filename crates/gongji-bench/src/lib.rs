@@ -13,6 +13,7 @@ mod durable_pg;
 mod e2e;
 mod gen;
 mod httpload;
+mod journal_write;
 mod plan;
 mod population;
 mod projection_lag;
@@ -32,6 +33,7 @@ pub use durable::{durable_bench, recovery_bench, DurableOptions, RecoveryOptions
 pub use e2e::{e2e_bench, E2eOptions, E2eReport};
 use gen::{set_transfer_id, Fix, Generator, Kind, Meta, KINDS};
 pub use httpload::{http_bench, HttpOptions};
+pub use journal_write::{journal_write_bench, JournalWriteOptions};
 use plan::Plan;
 use population::{Population, SetupOp};
 pub use projection_lag::{projection_lag_bench, LagOptions};

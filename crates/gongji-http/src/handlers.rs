@@ -609,6 +609,42 @@ pub(crate) async fn guard(limit: std::time::Duration, request: Request, next: Ne
     response
 }
 
+/// Whether a request reads the state (API reads, the console's pages): its answer must wait
+/// until what it saw is durable. Writes answer after their own sync and render only their
+/// op's own records; the service endpoints show no state.
+fn reads_state(request: &Request) -> bool {
+    let path = request.uri().path();
+    match *request.method() {
+        Method::GET | Method::HEAD => !matches!(
+            path,
+            "/healthz" | "/metrics" | "/v1/openapi.json" | "/ui/console.css"
+        ),
+        Method::POST => path == "/v1/reconciliation",
+        _ => false,
+    }
+}
+
+/// Reads never show a state that a crash could still undo. The writer applies batch k+1 while
+/// batch k is being synced, and a read takes the state's read lock between the writer's
+/// chunks, so it may see ops that are not durable yet. Its reply is held until every op
+/// applied when the handler returned (at least every op it saw) is durable: the rest of the
+/// batch being applied and its sync, at most. If the writer stopped first, what the read saw
+/// may be lost, and it is refused (`503 OVERLOADED`) instead.
+pub(crate) async fn durable_reads(State(app): AppState, request: Request, next: Next) -> Response {
+    if !reads_state(&request) {
+        return next.run(request).await;
+    }
+    let response = next.run(request).await;
+    let seen = app.engine.applied_op();
+    match app.engine.durable(seen).await {
+        Ok(()) => response,
+        Err(_) => fail(Rejection::with(
+            ErrCode::Overloaded,
+            "the writer stopped before what this read saw was durable",
+        )),
+    }
+}
+
 /// The endpoint label: route templates only (a label per psn_no or setl_id would grow without
 /// bound); the write routes' are static, so the hot path allocates nothing for it.
 fn endpoint_label(request: &Request) -> metrics::SharedString {

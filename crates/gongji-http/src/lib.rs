@@ -106,6 +106,10 @@ fn router_with(app: Arc<App>, limits: Limits) -> Router {
         .merge(console::router(&app))
         .fallback(handlers::write_or_not_found)
         .method_not_allowed_fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            handlers::durable_reads,
+        ))
         .layer(axum::middleware::from_fn(move |request, next| {
             handlers::guard(deadline, request, next)
         }))

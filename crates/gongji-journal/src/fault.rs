@@ -8,7 +8,7 @@
 
 use splitmix::SplitMix64;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::storage::{check_name, Storage, StorageError};
 
@@ -123,6 +123,15 @@ fn apply_dir(names: &mut BTreeMap<String, usize>, op: &DirOp) {
 #[derive(Clone, Debug, Default)]
 pub struct FaultStorage {
     state: Arc<Mutex<State>>,
+    gate: Arc<(Mutex<Gate>, Condvar)>,
+}
+
+/// Held file syncs ([`FaultStorage::hold_syncs`]): a test can stop the engine between a
+/// batch's apply and its sync, and look at what it shows meanwhile.
+#[derive(Debug, Default)]
+struct Gate {
+    held: bool,
+    waiting: u64,
 }
 
 impl FaultStorage {
@@ -147,6 +156,39 @@ impl FaultStorage {
     /// `Crashed`; the failing sync makes nothing durable.
     pub fn set_crash_at_sync(&self, n: u64) {
         self.lock().crash_at_sync = Some(n);
+    }
+
+    /// From now on a file `sync` waits (before it makes anything durable, or fails) until
+    /// [`FaultStorage::release_syncs`]. Directory syncs pass.
+    pub fn hold_syncs(&self) {
+        self.gate.0.lock().unwrap_or_else(|p| p.into_inner()).held = true;
+    }
+
+    /// Lets held syncs go on (to succeed, or to fail if a crash was armed meanwhile).
+    pub fn release_syncs(&self) {
+        self.gate.0.lock().unwrap_or_else(|p| p.into_inner()).held = false;
+        self.gate.1.notify_all();
+    }
+
+    /// File syncs waiting at the gate now.
+    pub fn syncs_held(&self) -> u64 {
+        self.gate
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .waiting
+    }
+
+    fn pass_gate(&self) {
+        let (lock, cond) = &*self.gate;
+        let mut gate = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if gate.held {
+            gate.waiting += 1;
+            while gate.held {
+                gate = cond.wait(gate).unwrap_or_else(|p| p.into_inner());
+            }
+            gate.waiting -= 1;
+        }
     }
 
     /// Number of `write_at` calls so far.
@@ -200,6 +242,7 @@ impl FaultStorage {
         };
         FaultStorage {
             state: Arc::new(Mutex::new(fresh)),
+            gate: Arc::default(),
         }
     }
 
@@ -362,6 +405,7 @@ impl Storage for FaultStorage {
     }
 
     fn sync(&mut self, name: &str) -> Result<(), StorageError> {
+        self.pass_gate();
         let mut state = self.lock();
         let ino = state.ino(name)?;
         state.count_sync()?;

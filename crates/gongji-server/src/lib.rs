@@ -2,10 +2,12 @@
 //!
 //! [`Engine`] is the handle the HTTP layer, the simulator and the benchmarks share. Writes are
 //! [`Engine::submit`]ted as [`WriteRequest`]s into a bounded queue; the writer thread drains up
-//! to `batch_op_count_max` ops, applies them to the [`gongji_core::State`], appends the applied
-//! ones to the [`gongji_journal::Journal`], makes the batch durable with one sync, and only then
-//! releases the replies. Rejected writes and replays are not journaled. Reads go through
-//! [`Engine::read`] and never enter the journal path.
+//! to `batch_op_count_max` ops, applies them to the [`gongji_core::State`] and hands the
+//! applied ones to the sync thread, which appends them to the [`gongji_journal::Journal`],
+//! makes the batch durable with one sync, and only then releases the replies, while the writer
+//! applies the next batch (`writer.rs`: the pipeline). Rejected writes and replays are not
+//! journaled. Reads go through [`Engine::read`] and never enter the journal path; what they
+//! show is answered once it is durable ([`Engine::durable`], [`Engine::read_durable`]).
 //!
 //! Where the journal and snapshots live is the [`Store`] seam (`store.rs`): files in the data
 //! directory ([`FileStore`], used by [`Engine::open`] and [`Engine::open_on`]) or PostgreSQL
@@ -13,8 +15,9 @@
 //! one durable `sync` per batch), the snapshot thread a [`SnapshotStore`].
 //!
 //! Snapshots are written by a snapshot thread from a copy-on-write copy of the state that the
-//! writer freezes after a sync (`State::freeze`, see `snapshotter.rs` and ARCHITECTURE.md), so
-//! the writer stops only for the freeze. Recovery ([`Engine::open`]) loads the newest snapshot that verifies, replays the
+//! writer freezes between two batches and the sync thread hands over after the first one's
+//! sync (`State::freeze`, see `snapshotter.rs` and ARCHITECTURE.md), so the writer stops only
+//! for the freeze. Recovery ([`Engine::open`]) loads the newest snapshot that verifies, replays the
 //! journal suffix and checks the state. Full chunks of history go to files (`history.rs`).
 
 mod history;
@@ -30,7 +33,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use gongji_core::{Actor, Applied, Body, Msgid, Params, Rejection, State};
@@ -61,6 +64,9 @@ pub struct Config {
     pub idle_tick_seconds: u64,
     /// Seconds between the writer's load samples ([`LOAD_SAMPLE_SECONDS`]).
     pub load_sample_seconds: u64,
+    /// Fewest journaled ops in a batch the writer hands to the sync thread (and in a part of a
+    /// batch sent ahead); smaller batches it commits itself when the sync thread is idle.
+    pub pipeline_ops_min: usize,
 }
 
 impl Config {
@@ -74,6 +80,7 @@ impl Config {
             snapshot_interval_ops: 5_000_000,
             idle_tick_seconds: 1,
             load_sample_seconds: LOAD_SAMPLE_SECONDS,
+            pipeline_ops_min: 1024,
         }
     }
 
@@ -197,10 +204,63 @@ pub struct Counters {
     pub history_chunks_swapped_total: AtomicU64,
     /// History records read ahead of the writer for cancellations and reversals.
     pub history_prefetched_total: AtomicU64,
+    /// The longest batch (apply, journal, sync, replies) since the last load sample.
+    pub batch_nanos_max: AtomicU64,
+}
+
+/// How far the state is applied, and how far it is durable. The writer raises `applied`
+/// while it holds the state's write lock; the sync thread raises `durable` after each sync.
+/// A read answers only once `durable` has reached what it saw ([`Engine::durable`]).
+pub(crate) struct Durable {
+    applied: AtomicU64,
+    op: AtomicU64,
+    /// `(durable op, stopped)` for blocking waiters.
+    lock: Mutex<(u64, bool)>,
+    cond: Condvar,
+    /// The same for async waiters.
+    watch: tokio::sync::watch::Sender<(u64, bool)>,
+}
+
+impl Durable {
+    pub(crate) fn new(op: u64) -> Durable {
+        Durable {
+            applied: AtomicU64::new(op),
+            op: AtomicU64::new(op),
+            lock: Mutex::new((op, false)),
+            cond: Condvar::new(),
+            watch: tokio::sync::watch::Sender::new((op, false)),
+        }
+    }
+
+    pub(crate) fn set_applied(&self, op: u64, order: Ordering) {
+        self.applied.store(op, order);
+    }
+
+    /// Every op up to `op` is durable.
+    pub(crate) fn publish(&self, op: u64) {
+        self.op.store(op, Ordering::Release);
+        let mut lock = self.lock.lock().expect("durable lock");
+        lock.0 = op;
+        let now = *lock;
+        drop(lock);
+        self.cond.notify_all();
+        self.watch.send_replace(now);
+    }
+
+    /// Nothing more becomes durable: waiters beyond the durable op give up.
+    pub(crate) fn stop(&self) {
+        let mut lock = self.lock.lock().expect("durable lock");
+        lock.1 = true;
+        let now = *lock;
+        drop(lock);
+        self.cond.notify_all();
+        self.watch.send_replace(now);
+    }
 }
 
 pub(crate) struct Shared {
     pub state: RwLock<State>,
+    pub durable: Durable,
     pub counters: Counters,
     pub stopped: AtomicBool,
     /// The writer's load, sampled every [`LOAD_SAMPLE_SECONDS`], oldest first.
@@ -328,7 +388,8 @@ impl Engine {
         self.auditor.as_ref().map(|audit| audit())
     }
 
-    /// Queues a group of writes; they are applied in order and made durable together. The
+    /// Queues a group of writes; they are applied in order and answered together once all are
+    /// durable (a crash before may keep a prefix of them, never a later one without it). The
     /// receiver yields one result per request.
     pub fn submit(
         &self,
@@ -396,9 +457,67 @@ impl Engine {
         rx.blocking_recv().map_err(|_| SubmitError::Stopped)
     }
 
-    /// Runs `f` on the current state (a read lock; the writer waits at most one read).
+    /// Runs `f` on the current state (a read lock; the writer waits at most one read). The
+    /// state may hold applied ops that are not durable yet: what `f` returns must not reach a
+    /// client before [`Engine::durable`] of [`Engine::applied_op`] taken after it returns (or
+    /// use [`Engine::read_durable`]).
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         f(&self.shared.state.read().expect("state lock"))
+    }
+
+    /// Ops applied to the state so far (some may not be durable yet). Taken after a read, it
+    /// is at least the op count that read saw.
+    pub fn applied_op(&self) -> u64 {
+        self.shared.durable.applied.load(Ordering::Acquire)
+    }
+
+    /// Ops durable in the journal so far.
+    pub fn durable_op(&self) -> u64 {
+        self.shared.durable.op.load(Ordering::Acquire)
+    }
+
+    /// Waits until every op up to `op` is durable; `Stopped` when the writer stopped before
+    /// (then what a read saw beyond the durable op may be lost in a crash and must not be
+    /// shown). At full load this is the rest of the batch being applied and its sync.
+    pub async fn durable(&self, op: u64) -> Result<(), SubmitError> {
+        if self.durable_op() >= op {
+            return Ok(());
+        }
+        let mut rx = self.shared.durable.watch.subscribe();
+        loop {
+            let (durable, stopped) = *rx.borrow_and_update();
+            if durable >= op {
+                return Ok(());
+            }
+            if stopped || rx.changed().await.is_err() {
+                return Err(SubmitError::Stopped);
+            }
+        }
+    }
+
+    /// [`Engine::durable`] for callers outside an async runtime.
+    pub fn wait_durable(&self, op: u64) -> Result<(), SubmitError> {
+        if self.durable_op() >= op {
+            return Ok(());
+        }
+        let mut lock = self.shared.durable.lock.lock().expect("durable lock");
+        loop {
+            if lock.0 >= op {
+                return Ok(());
+            }
+            if lock.1 {
+                return Err(SubmitError::Stopped);
+            }
+            lock = self.shared.durable.cond.wait(lock).expect("durable lock");
+        }
+    }
+
+    /// Runs `f` on the current state and returns its result once every op the state held is
+    /// durable: what a client may be shown.
+    pub fn read_durable<R>(&self, f: impl FnOnce(&State) -> R) -> Result<R, SubmitError> {
+        let (result, seen) = self.read(|s| (f(s), s.op_count()));
+        self.wait_durable(seen)?;
+        Ok(result)
     }
 
     pub fn counters(&self) -> &Counters {

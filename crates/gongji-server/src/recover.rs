@@ -11,7 +11,7 @@ use gongji_journal::{Anchor, FsStorage, LoadedSnapshot, SkippedSnapshot, Storage
 
 use crate::history::{HistoryDir, SpillTarget};
 use crate::store::{FileStore, Log, Store};
-use crate::{snapshotter, writer, Config, Counters, Engine, ServerError, Shared};
+use crate::{snapshotter, writer, Config, Counters, Durable, Engine, ServerError, Shared};
 
 /// What recovery found and did, for the start-up log.
 #[derive(Clone, Debug, Default)]
@@ -198,6 +198,7 @@ pub(crate) fn open(
     }
 
     let shared = Arc::new(Shared {
+        durable: Durable::new(head.op),
         state: RwLock::new(state),
         counters: Counters::default(),
         stopped: AtomicBool::new(false),
@@ -225,7 +226,7 @@ pub(crate) fn open(
     )?;
     let capacity = config.queue_op_count_max.max(1);
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
-    let writer_thread = writer::spawn(
+    let (writer_thread, sync_thread) = writer::spawn(
         config.clone(),
         shared.clone(),
         log,
@@ -239,7 +240,7 @@ pub(crate) fn open(
         shared,
         tx,
         queue_op_count_max: config.queue_op_count_max,
-        threads: Mutex::new(vec![writer_thread, snapshot_thread]),
+        threads: Mutex::new(vec![writer_thread, sync_thread, snapshot_thread]),
         head_hash,
         lock: None,
         auditor,

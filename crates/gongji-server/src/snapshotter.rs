@@ -1,20 +1,22 @@
 //! The snapshot thread: encodes and writes the state the writer froze, while the writer goes
 //! on.
 //!
-//! After the sync of a batch, once `snapshot_interval_ops` ops have passed since the last
-//! snapshot, the writer calls `State::freeze` (a copy of the chunk tables: the records are
-//! shared, copy on write) and hands the [`Frozen`] state here; this thread encodes it and
-//! writes it. At most one snapshot is in flight: the hand-off is a rendezvous, and a writer
-//! that finds this thread busy tries again after its next batch. Chunks the writer changes
-//! while a snapshot is being encoded are copied once each; nothing else is.
+//! Once `snapshot_interval_ops` ops have passed since the last snapshot and this thread is
+//! free, the writer calls `State::freeze` between two batches (a copy of the chunk tables: the
+//! records are shared, copy on write), so the [`Frozen`] state is exactly the one after the
+//! last op of the batch just applied. The copy travels with that batch and is handed here only
+//! after the batch's sync (by the sync thread, or by the writer when it commits the batch): the snapshot's op is durable before a byte
+//! of the snapshot is written. At most one snapshot is frozen or in flight ([`SnapshotGate`]).
+//! Chunks the writer changes while a snapshot is being encoded are copied once each; nothing
+//! else is.
 //!
 //! This replaced a shadow state that applied every journaled op a second time (a second copy
 //! of everything in memory, and most of a core). Alternatives rejected: pausing the writer to
 //! encode (seconds at 10 M persons) and `fork` (a copy of the page tables with every thread
 //! but one gone, unsafe with the allocator's and the runtime's locks).
 
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -47,53 +49,82 @@ pub(crate) enum Message {
 
 pub(crate) type ThreadHandle = JoinHandle<Result<(), ServerError>>;
 
-/// The writer's end: decides when a snapshot is due and hands it over.
-pub(crate) struct Snapshots {
-    tx: SyncSender<Message>,
+/// The writer's end: decides when a snapshot is due and freezes the state for it.
+pub(crate) struct SnapshotGate {
     interval_ops: u64,
-    /// The op of the newest snapshot written or handed over.
+    /// The op of the newest snapshot written or frozen.
     last_op: u64,
+    /// A frozen state is on its way or being written: no other is frozen meanwhile (a frozen
+    /// state kept alive while the writer goes on costs a copy of every chunk it changes).
+    busy: Arc<AtomicBool>,
+    /// For frozen copies of the history columns (`spill_history`).
+    tx: SyncSender<Message>,
     /// Whether history goes to files.
     history: bool,
 }
 
-impl Snapshots {
-    /// Whether a snapshot is due after the sync that made `head_op` durable.
-    pub fn due(&self, head_op: u64) -> bool {
-        head_op.saturating_sub(self.last_op) >= self.interval_ops
+impl SnapshotGate {
+    /// When a history chunk is full and the snapshot thread free: hands it a frozen copy of
+    /// the history columns to write to files. The thread counts as busy meanwhile, so no
+    /// snapshot is frozen to wait behind it.
+    pub fn spill_history(&mut self, state: &State) {
+        if !self.history || self.busy.load(Ordering::Acquire) || !state.has_cold_candidates() {
+            return;
+        }
+        self.busy.store(true, Ordering::Release);
+        if self
+            .tx
+            .try_send(Message::Spill(state.freeze_history()))
+            .is_err()
+        {
+            // Not waiting for work (it is finishing the last job): try after the next batch.
+            self.busy.store(false, Ordering::Release);
+        }
     }
 
-    /// After a sync that made `head` durable, with `state` exactly the state after `head`:
-    /// hands a frozen copy over if the thread is free (call when [`Snapshots::due`]). The freeze is
-    /// timed (`gongji_snapshot_freeze_seconds`): it is the writer's only pause for snapshots.
-    pub fn after_sync(&mut self, state: &State, head: Anchor, counters: &Counters) {
+    /// Whether a snapshot is due with the state after `op`, and the snapshot thread is free.
+    pub fn due(&self, op: u64) -> bool {
+        op.saturating_sub(self.last_op) >= self.interval_ops && !self.busy.load(Ordering::Acquire)
+    }
+
+    /// Freezes `state` (call when [`SnapshotGate::due`]); the sync thread hands the copy over
+    /// after the sync that makes its op durable. The freeze is timed
+    /// (`gongji_snapshot_freeze_seconds`): it is the writer's only pause for snapshots.
+    pub fn freeze(&mut self, state: &State, counters: &Counters) -> Frozen {
         let started = Instant::now();
         let frozen = state.freeze();
         let pause = started.elapsed();
         metrics::histogram!("gongji_snapshot_freeze_seconds").record(pause.as_secs_f64());
-        match self.tx.try_send(Message::Write(Job { frozen, head })) {
-            Ok(()) => {
-                self.last_op = head.op;
-                let nanos = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
-                counters
-                    .snapshot_freeze_nanos_max
-                    .fetch_max(nanos, Ordering::Relaxed);
-                counters
-                    .snapshots_frozen_total
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            // Busy with the previous one: try again after the next batch. Gone: it failed,
-            // and its error is reported at shutdown.
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {}
-        }
+        self.busy.store(true, Ordering::Release);
+        self.last_op = state.op_count();
+        let nanos = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
+        counters
+            .snapshot_freeze_nanos_max
+            .fetch_max(nanos, Ordering::Relaxed);
+        counters
+            .snapshots_frozen_total
+            .fetch_add(1, Ordering::Relaxed);
+        frozen
     }
+}
 
-    /// After a sync, when no snapshot is due and a history chunk is full: hands the thread a
-    /// frozen copy of the history columns to write to files, if it is free.
-    pub fn spill_history(&mut self, state: &State) {
-        if self.history && state.has_cold_candidates() {
-            // Busy (a snapshot, or the last spill): the next sync tries again.
-            let _ = self.tx.try_send(Message::Spill(state.freeze_history()));
+/// The sync thread's end: hands frozen states over once their op is durable.
+pub(crate) struct Snapshots {
+    tx: SyncSender<Message>,
+    busy: Arc<AtomicBool>,
+    /// The op of the newest snapshot written or handed over.
+    last_op: u64,
+}
+
+impl Snapshots {
+    /// Hands over `frozen`, the state after exactly `head`, which is durable.
+    pub fn hand(&mut self, frozen: Frozen, head: Anchor) {
+        debug_assert_eq!(frozen.op_count(), head.op);
+        // The thread is free (the gate froze this only then): the rendezvous waits at most
+        // for it to come back to its receive. Gone: it failed, and its error is reported at
+        // shutdown; the gate stays closed.
+        if self.tx.send(Message::Write(Job { frozen, head })).is_ok() {
+            self.last_op = head.op;
         }
     }
 
@@ -104,11 +135,12 @@ impl Snapshots {
             .filter(|(_, head)| head.op > self.last_op)
             .map(|(frozen, head)| Job { frozen, head });
         let _ = self.tx.send(Message::Stop(job));
+        self.busy.store(true, Ordering::Release);
     }
 }
 
-/// Writes the full history chunks of `frozen` to files (every op in them is durable: it was
-/// frozen after a sync), makes them cold in `frozen`, and sends them to the writer.
+/// Writes the full history chunks of `frozen` to files, makes them cold in `frozen`, and sends
+/// them to the writer.
 fn spill(frozen: &mut Frozen, shared: &Shared, history: &History) -> Result<(), ServerError> {
     let Some((dir, cold_tx)) = history else {
         return Ok(());
@@ -137,9 +169,11 @@ pub(crate) fn spawn(
     interval_ops: u64,
     shared: Arc<Shared>,
     history: History,
-) -> Result<(Snapshots, ThreadHandle), ServerError> {
+) -> Result<((Snapshots, SnapshotGate), ThreadHandle), ServerError> {
     // A rendezvous: a send succeeds only while the thread waits for work.
     let (tx, rx) = std::sync::mpsc::sync_channel(0);
+    let busy = Arc::new(AtomicBool::new(false));
+    let thread_busy = busy.clone();
     shared
         .counters
         .snapshot_op
@@ -147,26 +181,40 @@ pub(crate) fn spawn(
     let history_on = history.is_some();
     let thread = std::thread::Builder::new()
         .name("gongji-snapshot".into())
-        .spawn(move || run(storage, shared, rx, history))?;
-    let snapshots = Snapshots {
-        tx,
+        .spawn(move || run(storage, shared, rx, thread_busy, history))?;
+    let gate = SnapshotGate {
         interval_ops: interval_ops.max(1),
         last_op: snapshot_op,
+        busy: busy.clone(),
+        tx: tx.clone(),
         history: history_on,
     };
-    Ok((snapshots, thread))
+    let snapshots = Snapshots {
+        tx,
+        busy,
+        last_op: snapshot_op,
+    };
+    Ok(((snapshots, gate), thread))
 }
 
 fn run(
     mut storage: Box<dyn SnapshotStore>,
     shared: Arc<Shared>,
     rx: Receiver<Message>,
+    busy: Arc<AtomicBool>,
     history: History,
 ) -> Result<(), ServerError> {
     loop {
         match rx.recv().unwrap_or(Message::Stop(None)) {
-            Message::Write(job) => write(job, storage.as_mut(), &shared, &history)?,
-            Message::Spill(mut frozen) => spill(&mut frozen, &shared, &history)?,
+            Message::Write(job) => {
+                write(job, storage.as_mut(), &shared, &history)?;
+                // After a failure the gate stays closed: no state is frozen for nothing.
+                busy.store(false, Ordering::Release);
+            }
+            Message::Spill(mut frozen) => {
+                spill(&mut frozen, &shared, &history)?;
+                busy.store(false, Ordering::Release);
+            }
             Message::Stop(job) => {
                 if let Some(job) = job {
                     write(job, storage.as_mut(), &shared, &history)?;

@@ -1,16 +1,42 @@
-//! The writer thread: queue → batch → apply → journal → one sync → replies.
+//! The writer thread and the sync thread: a two-stage pipeline.
+//!
+//! ```text
+//! writer: queue → batch k+1 → apply → encode ──┐ (hand-off: a rendezvous, one batch in sync)
+//! sync:                 batch k → journal append → one write + fdatasync → durable_op → replies
+//!                                                → the snapshot frozen after batch k, if any
+//! ```
+//!
+//! The writer applies batch k+1 while the sync thread writes and syncs batch k. A batch's
+//! replies leave only after its own sync, and the sync thread takes batches in order, so a
+//! reply (a result, a rejection or a replay) never rests on an op that is not durable: every op
+//! applied before it is in its sync or an earlier one. A failed append, write or fsync stops the
+//! sync thread: that batch and every later one are never acknowledged, and the writer stops at
+//! its next hand-off. While the sync thread is busy and the queue has more, the writer keeps
+//! adding to the batch it holds (up to `batch_op_count_max`): the batch grows with the sync's
+//! time instead of waiting. Within a large batch, when the sync thread is free, the ops applied
+//! so far go ahead without their replies (`hand_part`), so that even a single client's batch
+//! of 8,190 overlaps its journal write with its own apply. When nothing is queued behind a
+//! batch, or it journals fewer than `Config::pipeline_ops_min` ops, and the sync thread is
+//! idle, the writer commits the batch itself, as before the pipeline, sparing the hand-off's
+//! two thread wake-ups (on two shared cores they cost single-settlement HTTP load most of its
+//! rate).
+//!
+//! A snapshot is frozen by the writer between two batches (the state after exactly the last op
+//! of the batch just applied), carried with that batch, and handed to the snapshot thread only
+//! after that batch's sync (by whichever thread commits it): its op is durable before a byte of
+//! it is written.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gongji_core::codec::encode_op;
-use gongji_core::{Command, Op, State};
+use gongji_core::{Command, Frozen, Op, State};
 
 use crate::history::Made;
-use crate::snapshotter::Snapshots;
+use crate::snapshotter::{SnapshotGate, Snapshots};
 use crate::store::{Appended, Log};
 use crate::{
     now_unix, Config, LoadSample, Message, ServerError, Shared, Submission, WriteResult,
@@ -18,191 +44,389 @@ use crate::{
 };
 
 /// Most ops applied under one hold of the state's write lock. Reads wait at most this many
-/// ops' apply time (about a millisecond), not a whole batch's (8,190 ops: 15–40 ms). They may
-/// see ops of the batch that are applied but not yet durable, as before; replies never do.
-const LOCKED_OPS_MAX: usize = 1024;
+/// ops' apply time (under a millisecond), not a whole batch's. What they see is answered only
+/// once it is durable (`Engine::durable`).
+const LOCKED_OPS_MAX: usize = 256;
 
+pub(crate) type Handles = (
+    JoinHandle<Result<(), ServerError>>,
+    JoinHandle<Result<(), ServerError>>,
+);
+
+/// Starts the writer and the sync thread; returns their handles, writer first.
 pub(crate) fn spawn(
     config: Config,
     shared: Arc<Shared>,
     journal: Box<dyn Log>,
     rx: Receiver<Message>,
-    snapshots: Snapshots,
+    (snapshots, gate): (Snapshots, SnapshotGate),
     head_hash: Arc<Mutex<[u8; 32]>>,
     cold_rx: Option<Receiver<Made>>,
-) -> Result<JoinHandle<Result<(), ServerError>>, ServerError> {
-    let mut writer = Writer {
-        config,
-        shared,
+) -> Result<Handles, ServerError> {
+    // A rendezvous: the writer hands batch k+1 over once the sync thread is done with batch k.
+    let (to_sync, from_writer) = std::sync::mpsc::sync_channel(0);
+    let syncer = Arc::new(Mutex::new(Syncer {
+        shared: shared.clone(),
         journal,
         snapshots,
         head_hash,
         keep_journal: cold_rx.is_some(),
-        cold_rx,
         removed_before: 0,
-        op_bytes: Vec::with_capacity(256),
-        sampled_at: Instant::now(),
-        batch_nanos_max: 0,
+        next_seq: 0,
+        failed: false,
+    }));
+    let sync_thread = {
+        let syncer = syncer.clone();
+        std::thread::Builder::new()
+            .name("gongji-sync".into())
+            .spawn(move || sync_thread(&syncer, &from_writer))?
     };
-    let thread = std::thread::Builder::new()
+    let mut writer = Writer {
+        config,
+        shared,
+        gate,
+        to_sync,
+        syncer,
+        next_seq: 0,
+        peeked: None,
+        sampled_at: Instant::now(),
+        cold_rx,
+    };
+    let writer_thread = std::thread::Builder::new()
         .name("gongji-writer".into())
         .spawn(move || {
             let result = writer.run(&rx);
-            if let Err(e) = &result {
-                // A failed write or sync cannot be retried safely: stop, and recover on restart.
-                tracing::error!(error = %e, "writer stopped");
-            }
             writer.shared.stopped.store(true, Ordering::Release);
-            // After a clean stop every applied op is durable: a last snapshot of the state
-            // saves the next start a replay. After a failure the state may hold ops that
-            // never became durable, so it is not written.
-            let last = result.is_ok().then(|| {
-                let state = writer.shared.state.read().expect("state lock");
-                (state.freeze(), writer.journal.head())
-            });
-            writer.snapshots.stop(last);
             result
         })?;
-    Ok(thread)
+    Ok((writer_thread, sync_thread))
+}
+
+/// One batch on its way from the writer to the sync thread.
+struct Batch {
+    /// Batches are committed in the order the writer numbered them.
+    seq: u64,
+    /// The encoded ops to journal, back to back, with `(time, length)` of each.
+    records: Vec<u8>,
+    spans: Vec<(i64, u32)>,
+    /// The state's op count after the batch: the journal's head once it is synced.
+    last_op: u64,
+    /// The submissions and their results, released after the sync.
+    replies: Vec<(Submission, Vec<WriteResult>)>,
+    /// Ops taken from the queue (applied, rejected or replayed).
+    queued_ops: usize,
+    /// The state after `last_op`, frozen for a snapshot.
+    frozen: Option<Frozen>,
+    started: Instant,
+}
+
+impl Batch {
+    fn new(last_op: u64) -> Batch {
+        Batch {
+            seq: 0,
+            records: Vec::new(),
+            spans: Vec::new(),
+            last_op,
+            replies: Vec::new(),
+            queued_ops: 0,
+            frozen: None,
+            started: Instant::now(),
+        }
+    }
+
+    fn push(&mut self, op: &Op) {
+        let before = self.records.len();
+        encode_op(op, &mut self.records);
+        let len = u32::try_from(self.records.len() - before).expect("an op is under 4 GiB");
+        self.spans.push((op.time(), len));
+    }
+}
+
+enum ToSync {
+    Batch(Batch),
+    /// A clean stop: every batch before was handed over; the state after the last applied op
+    /// is given for a final snapshot.
+    Stop(Frozen),
 }
 
 struct Writer {
     config: Config,
     shared: Arc<Shared>,
-    journal: Box<dyn Log>,
-    snapshots: Snapshots,
-    head_hash: Arc<Mutex<[u8; 32]>>,
+    gate: SnapshotGate,
+    to_sync: SyncSender<ToSync>,
+    /// The journal's side, shared with the sync thread: the writer commits a batch itself
+    /// when the queue is empty and the sync thread idle (no hand-off, no wake-up).
+    syncer: Arc<Mutex<Syncer>>,
+    /// The number of the next batch handed over or committed.
+    next_seq: u64,
+    /// A message taken from the queue to see whether it was empty.
+    peeked: Option<Message>,
+    /// When the last load sample was taken.
+    sampled_at: Instant,
     /// History chunks the snapshot thread wrote to files (with history files).
     cold_rx: Option<Receiver<Made>>,
-    /// History files are derived from the journal: with them, old segments are archived.
-    keep_journal: bool,
-    removed_before: u64,
-    /// The encoding of the op being appended (reused: no allocation per op).
-    op_bytes: Vec<u8>,
-    /// When the last load sample was taken, and the longest batch since.
-    sampled_at: Instant,
-    batch_nanos_max: u64,
+}
+
+/// What [`Writer::try_send`] did.
+enum Tried {
+    Sent,
+    /// The sync thread is busy: the batch, back.
+    Busy(Box<Batch>),
+    /// The sync thread is gone.
+    Gone,
+}
+
+/// Why the writer stops after a hand-off.
+enum Halt {
+    /// The sync thread stopped (it reports its own error).
+    SyncGone,
+    /// The writer's own commit failed.
+    Failed(ServerError),
+}
+
+impl Halt {
+    fn result(self) -> Result<(), ServerError> {
+        match self {
+            Halt::SyncGone => Ok(()),
+            Halt::Failed(e) => Err(e),
+        }
+    }
 }
 
 impl Writer {
     fn run(&mut self, rx: &Receiver<Message>) -> Result<(), ServerError> {
         let idle = Duration::from_secs(self.config.idle_tick_seconds.max(1));
         loop {
-            let first = match rx.recv_timeout(idle) {
+            let next = match self.peeked.take() {
+                Some(message) => Ok(message),
+                None => rx.recv_timeout(idle),
+            };
+            let first = match next {
                 Ok(Message::Write(submission)) => submission,
-                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return self.stop(),
                 Err(RecvTimeoutError::Timeout) => {
-                    self.take_cold();
-                    self.idle_tick()?;
+                    if let Err(halt) = self.idle_tick() {
+                        return halt.result();
+                    }
+                    self.history();
                     self.sample_load();
                     continue;
                 }
             };
-            let mut ops = first.requests.len();
-            let mut batch = vec![first];
+            let mut batch = Batch::new(0);
             let mut stop = false;
-            while ops < self.config.batch_op_count_max {
-                match rx.try_recv() {
-                    Ok(Message::Write(submission)) => {
-                        ops += submission.requests.len();
-                        batch.push(submission);
+            let mut taken = vec![first];
+            loop {
+                // Take what is queued, up to the batch's maximum, then apply it.
+                while batch.queued_ops + count(&taken) < self.config.batch_op_count_max {
+                    match rx.try_recv() {
+                        Ok(Message::Write(submission)) => taken.push(submission),
+                        Ok(Message::Stop) => {
+                            stop = true;
+                            break;
+                        }
+                        Err(_) => break,
                     }
-                    Ok(Message::Stop) => {
+                }
+                self.apply(&mut batch, std::mem::take(&mut taken));
+                let full = batch.queued_ops >= self.config.batch_op_count_max;
+                if stop || full || self.gate.due(batch.last_op) {
+                    break;
+                }
+                // Queue empty: nothing to overlap; the batch is committed (by the writer if
+                // the sync thread is idle).
+                let Ok(message) = rx.try_recv() else {
+                    break;
+                };
+                if batch.spans.len() < self.config.pipeline_ops_min {
+                    // A small batch: committing it here costs less than the hand-off's two
+                    // wake-ups; what is queued makes the next batch.
+                    self.peeked = Some(message);
+                    break;
+                }
+                // More is queued: the sync thread takes this batch if it is free, and the
+                // writer goes on with the next; if it is busy, the batch grows.
+                match self.try_send(batch) {
+                    Tried::Sent => {
+                        self.peeked = Some(message);
+                        batch = Batch::new(0);
+                        break;
+                    }
+                    Tried::Busy(back) => batch = *back,
+                    Tried::Gone => return Ok(()),
+                }
+                match message {
+                    Message::Write(submission) => taken.push(submission),
+                    Message::Stop => {
                         stop = true;
                         break;
                     }
-                    Err(_) => break,
                 }
             }
-            let started = Instant::now();
-            self.commit(batch, ops)?;
-            self.take_cold();
-            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.batch_nanos_max = self.batch_nanos_max.max(nanos);
+            if !batch.replies.is_empty() {
+                if self.peeked.is_none() && !stop {
+                    self.peeked = rx.try_recv().ok();
+                }
+                // Committed here when nothing is queued behind it or it is small; else the
+                // sync thread takes it and the writer goes on with the next.
+                let inline =
+                    self.peeked.is_none() || batch.spans.len() < self.config.pipeline_ops_min;
+                if let Err(halt) = self.hand_over(batch, inline) {
+                    return halt.result();
+                }
+            }
+            self.history();
             self.sample_load();
             if stop {
-                return Ok(());
+                return self.stop();
             }
         }
     }
 
-    /// Applies a batch, makes it durable with one sync, then replies.
-    fn commit(&mut self, batch: Vec<Submission>, ops: usize) -> Result<(), ServerError> {
-        let mut applied = 0u64;
-        let mut results: Vec<Vec<WriteResult>> = Vec::with_capacity(batch.len());
-        {
-            let shared = self.shared.clone();
-            let mut state = shared.state.write().expect("state lock");
-            let mut locked_ops = 0;
-            for submission in &batch {
-                let mut replies = Vec::with_capacity(submission.requests.len());
-                for request in &submission.requests {
-                    if locked_ops == LOCKED_OPS_MAX {
-                        // Let waiting reads in between chunks of the batch.
-                        drop(state);
-                        std::thread::yield_now();
-                        state = shared.state.write().expect("state lock");
-                        locked_ops = 0;
-                    }
-                    locked_ops += 1;
-                    let time = request
-                        .inf_time
-                        .unwrap_or_else(|| now_unix().max(state.clock()));
-                    let op = Op::Write(Command {
-                        msgid: request.msgid,
-                        time,
-                        actor: request.actor.clone(),
-                        body: request.body.clone(),
-                    });
-                    let result = state.apply(&op);
-                    if matches!(result, Ok(ref a) if !a.replayed) {
-                        self.append(&op)?;
-                        applied += 1;
-                    }
-                    replies.push(result);
-                }
-                results.push(replies);
-            }
-        }
-        self.sync(applied)?;
-        let c = &self.shared.counters;
-        c.batches_total.fetch_add(1, Ordering::Relaxed);
-        c.ops_applied_total.fetch_add(applied, Ordering::Relaxed);
-        c.ops_rejected_total
-            .fetch_add(ops as u64 - applied, Ordering::Relaxed);
-        c.queue_ops.fetch_sub(ops, Ordering::AcqRel);
-        metrics::histogram!("gongji_batch_ops").record(ops as f64);
-        for (submission, replies) in batch.into_iter().zip(results) {
-            // A client that went away does not stop the others.
-            let _ = submission.reply.send(replies);
-        }
-        Ok(())
-    }
-
-    /// Swaps the chunks the snapshot thread wrote to history files out of the live state:
-    /// the same records, now read from the files' mapped bytes; the heap copy is freed.
-    fn take_cold(&self) {
+    /// Between batches: swaps the chunks the snapshot thread wrote to history files out of
+    /// the state (the same records, now read from the files; the heap copy is freed), then, if
+    /// a history chunk is full and the snapshot thread free, hands it a frozen copy of the
+    /// history columns to write. A file may hold records of ops not yet durable: a snapshot
+    /// refers to it only once the ops before the snapshot are durable, and after a crash the
+    /// chunk is written again from the replayed ops.
+    fn history(&mut self) {
         let Some(cold_rx) = &self.cold_rx else {
             return;
         };
-        let Ok(first) = cold_rx.try_recv() else {
-            return;
-        };
-        let mut state = self.shared.state.write().expect("state lock");
-        let mut swapped = 0;
-        for made in std::iter::once(first).chain(cold_rx.try_iter()) {
-            for (column, k, bytes) in made {
-                match state.make_cold(column, k, bytes) {
-                    Ok(()) => swapped += 1,
-                    // Never expected: the chunk stays on the heap, which is still correct.
-                    Err(e) => tracing::error!(error = %e, "a history chunk could not go cold"),
+        if let Ok(first) = cold_rx.try_recv() {
+            let mut state = self.shared.state.write().expect("state lock");
+            let mut swapped = 0;
+            for made in std::iter::once(first).chain(cold_rx.try_iter()) {
+                for (column, k, bytes) in made {
+                    match state.make_cold(column, k, bytes) {
+                        Ok(()) => swapped += 1,
+                        // Never expected: the chunk stays on the heap, which is still correct.
+                        Err(e) => tracing::error!(error = %e, "a history chunk could not go cold"),
+                    }
+                }
+            }
+            self.shared
+                .counters
+                .history_chunks_swapped_total
+                .fetch_add(swapped, Ordering::Relaxed);
+        }
+        let state = self.shared.state.read().expect("state lock");
+        self.gate.spill_history(&state);
+    }
+
+    /// Hands a batch to the sync thread if it waits for one; gives it back if it is busy.
+    fn try_send(&mut self, mut batch: Batch) -> Tried {
+        batch.seq = self.next_seq;
+        match self.to_sync.try_send(ToSync::Batch(batch)) {
+            Ok(()) => {
+                self.next_seq += 1;
+                Tried::Sent
+            }
+            Err(TrySendError::Full(ToSync::Batch(back))) => Tried::Busy(Box::new(back)),
+            Err(TrySendError::Disconnected(_)) => Tried::Gone,
+            Err(TrySendError::Full(ToSync::Stop(_))) => unreachable!("a batch was sent"),
+        }
+    }
+
+    /// Freezes the state for a snapshot when one is due, then commits the batch: on this
+    /// thread when `inline` (nothing queued behind it) and the sync thread is idle with every
+    /// earlier batch done, else by handing it over, waiting while the previous one syncs.
+    fn hand_over(&mut self, mut batch: Batch, inline: bool) -> Result<(), Halt> {
+        if self.gate.due(batch.last_op) {
+            let state = self.shared.state.read().expect("state lock");
+            batch.frozen = Some(self.gate.freeze(&state, &self.shared.counters));
+        }
+        batch.seq = self.next_seq;
+        self.next_seq += 1;
+        if inline {
+            if let Ok(mut syncer) = self.syncer.try_lock() {
+                if syncer.next_seq == batch.seq && !syncer.failed {
+                    return syncer.commit(batch).map_err(|e| {
+                        syncer.fail(&e);
+                        Halt::Failed(e)
+                    });
                 }
             }
         }
+        self.to_sync
+            .send(ToSync::Batch(batch))
+            .map_err(|_| Halt::SyncGone)
+    }
+
+    /// A clean stop: the sync thread syncs what it holds, then writes a last snapshot.
+    fn stop(&mut self) -> Result<(), ServerError> {
+        let frozen = self.shared.state.read().expect("state lock").freeze();
+        let _ = self.to_sync.send(ToSync::Stop(frozen));
+        Ok(())
+    }
+
+    /// Applies submissions into `batch`, encoding the ops to journal.
+    fn apply(&mut self, batch: &mut Batch, submissions: Vec<Submission>) {
+        let shared = self.shared.clone();
+        let mut state = shared.state.write().expect("state lock");
+        let mut locked_ops = 0;
+        for submission in submissions {
+            let mut replies = Vec::with_capacity(submission.requests.len());
+            for request in &submission.requests {
+                if locked_ops == LOCKED_OPS_MAX {
+                    // Let waiting reads in between chunks of the batch.
+                    let applied = state.op_count();
+                    self.shared.durable.set_applied(applied, Ordering::Release);
+                    drop(state);
+                    self.hand_part(batch, applied);
+                    std::thread::yield_now();
+                    state = shared.state.write().expect("state lock");
+                    locked_ops = 0;
+                }
+                locked_ops += 1;
+                let time = request
+                    .inf_time
+                    .unwrap_or_else(|| now_unix().max(state.clock()));
+                let op = Op::Write(Command {
+                    msgid: request.msgid,
+                    time,
+                    actor: request.actor.clone(),
+                    body: request.body.clone(),
+                });
+                let result = state.apply(&op);
+                if matches!(result, Ok(ref a) if !a.replayed) {
+                    batch.push(&op);
+                }
+                replies.push(result);
+            }
+            batch.queued_ops += submission.requests.len();
+            batch.replies.push((submission, replies));
+        }
+        batch.last_op = state.op_count();
         self.shared
-            .counters
-            .history_chunks_swapped_total
-            .fetch_add(swapped, Ordering::Relaxed);
+            .durable
+            .set_applied(batch.last_op, Ordering::Release);
+    }
+
+    /// Between two chunks of a large batch, when the sync thread is free, hands it the ops
+    /// journaled so far (up to `applied`) without replies: their write and fsync overlap the
+    /// apply of the rest, even when one submission is the whole batch. The replies still leave
+    /// after the batch's last sync; a crash in between keeps a prefix, as a batch that outgrows
+    /// the journal's buffer always could.
+    fn hand_part(&mut self, batch: &mut Batch, applied: u64) {
+        if batch.spans.len() < self.config.pipeline_ops_min {
+            return;
+        }
+        let part = Batch {
+            seq: 0,
+            records: std::mem::take(&mut batch.records),
+            spans: std::mem::take(&mut batch.spans),
+            last_op: applied,
+            replies: Vec::new(),
+            queued_ops: 0,
+            frozen: None,
+            started: batch.started,
+        };
+        // Busy: keep them (gone: the hand-off of the whole batch finds out).
+        if let Tried::Busy(back) = self.try_send(part) {
+            batch.records = back.records;
+            batch.spans = back.spans;
+        }
     }
 
     /// Records a [`LoadSample`] once `load_sample_seconds` have passed since the last: one
@@ -219,7 +443,7 @@ impl Writer {
             ops_rejected_total: c.ops_rejected_total.load(Ordering::Relaxed),
             batches_total: c.batches_total.load(Ordering::Relaxed),
             sync_nanos_total: c.sync_nanos_total.load(Ordering::Relaxed),
-            batch_nanos_max: std::mem::take(&mut self.batch_nanos_max),
+            batch_nanos_max: c.batch_nanos_max.swap(0, Ordering::Relaxed),
         };
         let mut load = self.shared.load.lock().expect("load lock");
         if load.len() == LOAD_SAMPLE_COUNT_MAX {
@@ -228,52 +452,147 @@ impl Writer {
         load.push_back(sample);
     }
 
-    fn append(&mut self, op: &Op) -> Result<(), ServerError> {
-        let mut bytes = std::mem::take(&mut self.op_bytes);
-        bytes.clear();
-        encode_op(op, &mut bytes);
-        if self.journal.append(op.time(), &bytes)? == Appended::BatchFull {
-            // A batch of large ops (crediting batches) outgrew the journal's buffer: make
-            // what is buffered durable now; the replies still wait for the final sync.
-            self.journal.sync()?;
-            if self.journal.append(op.time(), &bytes)? == Appended::BatchFull {
-                return Err(ServerError::Corrupt(format!(
-                    "an op of {} bytes does not fit an empty batch",
-                    bytes.len()
-                )));
+    /// With no writes for a while, the clock follows the writer's own time, so that pending
+    /// wallet transfers expire while the server is idle.
+    fn idle_tick(&mut self) -> Result<(), Halt> {
+        let mut batch = Batch::new(0);
+        {
+            let shared = self.shared.clone();
+            let mut state = shared.state.write().expect("state lock");
+            let now = now_unix();
+            if now <= state.clock() {
+                return Ok(());
             }
+            let op = Op::Tick { time: now };
+            apply_tick(&mut state, &op);
+            batch.push(&op);
+            batch.last_op = state.op_count();
+            self.shared
+                .durable
+                .set_applied(batch.last_op, Ordering::Release);
         }
-        self.op_bytes = bytes;
-        Ok(())
+        self.hand_over(batch, true)
     }
+}
 
-    /// One sync for everything appended; then a snapshot if one is due, and old segments go.
-    fn sync(&mut self, appended: u64) -> Result<(), ServerError> {
-        if appended == 0 {
+fn count(submissions: &[Submission]) -> usize {
+    submissions.iter().map(|s| s.requests.len()).sum()
+}
+
+fn apply_tick(state: &mut State, op: &Op) {
+    state
+        .apply(op)
+        .expect("a tick at or after the clock applies");
+}
+
+/// The journal's side of the pipeline: the sync thread's, and the writer's when it commits a
+/// batch itself.
+struct Syncer {
+    shared: Arc<Shared>,
+    journal: Box<dyn Log>,
+    snapshots: Snapshots,
+    head_hash: Arc<Mutex<[u8; 32]>>,
+    /// History files are derived from the journal: with them, old segments are archived.
+    keep_journal: bool,
+    removed_before: u64,
+    /// The number of the next batch to commit.
+    next_seq: u64,
+    /// A commit failed: nothing more is committed.
+    failed: bool,
+}
+
+/// The sync thread: commits the batches the writer hands over, in order.
+fn sync_thread(syncer: &Mutex<Syncer>, rx: &Receiver<ToSync>) -> Result<(), ServerError> {
+    loop {
+        let message = rx.recv();
+        let mut syncer = syncer.lock().expect("syncer lock");
+        if syncer.failed {
+            // The writer's own commit failed; it reports the error.
             return Ok(());
         }
-        let started = Instant::now();
-        let bytes_written = self.journal.sync()?;
-        let nanos = started.elapsed().as_nanos() as u64;
-        metrics::histogram!("gongji_fsync_seconds").record(nanos as f64 / 1e9);
-        let c = &self.shared.counters;
-        c.sync_nanos_total.fetch_add(nanos, Ordering::Relaxed);
-        c.journal_bytes_total
-            .fetch_add(bytes_written, Ordering::Relaxed);
+        match message {
+            Ok(ToSync::Batch(batch)) => {
+                if let Err(e) = syncer.commit(batch) {
+                    syncer.fail(&e);
+                    return Err(e);
+                }
+            }
+            Ok(ToSync::Stop(frozen)) => {
+                // Every applied op is durable now: a last snapshot of the state saves the
+                // next start a replay.
+                let head = syncer.journal.head();
+                let last = (frozen.op_count() == head.op).then_some((frozen, head));
+                syncer.snapshots.stop(last);
+                return Ok(());
+            }
+            // The writer stopped without a clean stop (it saw this thread gone): nothing
+            // more to sync.
+            Err(_) => {
+                syncer.snapshots.stop(None);
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Syncer {
+    /// A failed write or sync cannot be retried safely: stop, and recover on restart.
+    fn fail(&mut self, e: &ServerError) {
+        tracing::error!(error = %e, "journal commit failed; the writer stops");
+        self.failed = true;
+        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.durable.stop();
+        self.snapshots.stop(None);
+    }
+
+    /// Journals a batch with one sync (more when it outgrows the journal's buffer), publishes
+    /// its last op as durable, releases its replies, then hands over its snapshot, if any.
+    fn commit(&mut self, batch: Batch) -> Result<(), ServerError> {
+        if batch.seq != self.next_seq {
+            return Err(ServerError::Corrupt(format!(
+                "batch {} committed before batch {}",
+                batch.seq, self.next_seq
+            )));
+        }
+        self.next_seq += 1;
+        let mut at = 0usize;
+        for &(time, len) in &batch.spans {
+            let body = &batch.records[at..at + len as usize];
+            at += len as usize;
+            self.append(time, body)?;
+        }
+        let appended = batch.spans.len() as u64;
+        if appended > 0 {
+            self.sync()?;
+        }
         let head = self.journal.head();
-        c.journal_head_op.store(head.op, Ordering::Release);
-        *self.head_hash.lock().expect("head hash lock") = head.chain_hash;
-        // Chunks already in files leave the state before it is frozen again.
-        self.take_cold();
-        if self.snapshots.due(head.op) {
-            // Every op applied so far is in this sync: the state is exactly the one after
-            // `head`.
-            let state = self.shared.state.read().expect("state lock");
-            self.snapshots
-                .after_sync(&state, head, &self.shared.counters);
-        } else {
-            let state = self.shared.state.read().expect("state lock");
-            self.snapshots.spill_history(&state);
+        if head.op != batch.last_op {
+            return Err(ServerError::Corrupt(format!(
+                "the writer applied up to op {} but the journal's head is op {}",
+                batch.last_op, head.op
+            )));
+        }
+        self.shared.durable.publish(head.op);
+        let c = &self.shared.counters;
+        c.batches_total.fetch_add(1, Ordering::Relaxed);
+        c.ops_applied_total.fetch_add(appended, Ordering::Relaxed);
+        c.ops_rejected_total.fetch_add(
+            (batch.queued_ops as u64).saturating_sub(appended),
+            Ordering::Relaxed,
+        );
+        c.queue_ops.fetch_sub(batch.queued_ops, Ordering::AcqRel);
+        if batch.queued_ops > 0 {
+            metrics::histogram!("gongji_batch_ops").record(batch.queued_ops as f64);
+        }
+        for (submission, replies) in batch.replies {
+            // A client that went away does not stop the others.
+            let _ = submission.reply.send(replies);
+        }
+        let nanos = u64::try_from(batch.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        c.batch_nanos_max.fetch_max(nanos, Ordering::Relaxed);
+        if let Some(frozen) = batch.frozen {
+            // Frozen after exactly this batch's last op, which is durable now.
+            self.snapshots.hand(frozen, head);
         }
         let previous = c.snapshot_op_previous.load(Ordering::Acquire);
         if previous > self.removed_before {
@@ -289,25 +608,34 @@ impl Writer {
         Ok(())
     }
 
-    /// With no writes for a while, the clock follows the writer's own time, so that pending
-    /// wallet transfers expire while the server is idle.
-    fn idle_tick(&mut self) -> Result<(), ServerError> {
-        let shared = self.shared.clone();
-        let mut state = shared.state.write().expect("state lock");
-        let now = now_unix();
-        if now <= state.clock() {
-            return Ok(());
+    fn append(&mut self, time: i64, body: &[u8]) -> Result<(), ServerError> {
+        if self.journal.append(time, body)? == Appended::BatchFull {
+            // A batch of large ops (crediting batches) outgrew the journal's buffer: make
+            // what is buffered durable now; the replies still wait for the final sync.
+            self.sync()?;
+            if self.journal.append(time, body)? == Appended::BatchFull {
+                return Err(ServerError::Corrupt(format!(
+                    "an op of {} bytes does not fit an empty batch",
+                    body.len()
+                )));
+            }
         }
-        let op = Op::Tick { time: now };
-        apply_tick(&mut state, &op);
-        drop(state);
-        self.append(&op)?;
-        self.sync(1)
+        Ok(())
     }
-}
 
-fn apply_tick(state: &mut State, op: &Op) {
-    state
-        .apply(op)
-        .expect("a tick at or after the clock applies");
+    /// One write and one sync for everything appended.
+    fn sync(&mut self) -> Result<(), ServerError> {
+        let started = Instant::now();
+        let bytes_written = self.journal.sync()?;
+        let nanos = started.elapsed().as_nanos() as u64;
+        metrics::histogram!("gongji_fsync_seconds").record(nanos as f64 / 1e9);
+        let c = &self.shared.counters;
+        c.sync_nanos_total.fetch_add(nanos, Ordering::Relaxed);
+        c.journal_bytes_total
+            .fetch_add(bytes_written, Ordering::Relaxed);
+        let head = self.journal.head();
+        c.journal_head_op.store(head.op, Ordering::Release);
+        *self.head_hash.lock().expect("head hash lock") = head.chain_hash;
+        Ok(())
+    }
 }

@@ -96,6 +96,14 @@ enum BenchCmd {
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
     },
+    /// The journal's write and fdatasync alone: a sparse segment (today), a zero-filled one
+    /// overwritten in place, and the latter with O_DIRECT, for batches of 1, 1,000 and 8,190 ops.
+    JournalWrite {
+        #[arg(long, default_value_t = 300)]
+        batches: usize,
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+    },
     /// A real `gongji serve` under HTTP load: single settlements over many connections, then
     /// batched through /v1/batch, beside the PostgreSQL peer.
     Http {
@@ -189,6 +197,17 @@ fn main() -> Result<()> {
                 dir,
             };
             print!("{}", gongji_bench::recovery_bench(&opts));
+            Ok(())
+        }
+        Cmd::Bench {
+            what: Some(BenchCmd::JournalWrite { batches, dir }),
+            ..
+        } => {
+            let opts = gongji_bench::JournalWriteOptions {
+                dir,
+                batches: batches.max(1),
+            };
+            print!("{}", gongji_bench::journal_write_bench(&opts)?);
             Ok(())
         }
         Cmd::Bench {

@@ -186,6 +186,60 @@ impl Server {
             .expect("admin.token")
             .trim()
             .to_owned();
+        Server::serving(engine, admin, dir, journal_dir, journal_config, limits).await
+    }
+
+    /// A server whose engine keeps its journal and snapshots on `fault` (in memory, with
+    /// faults to inject), with an admin token made for it; the data directory stays empty.
+    pub async fn on_fault_storage(fault: gongji_journal::FaultStorage) -> Server {
+        use gongji_core::{Actor, Body, Msgid, Role};
+        let dir = Arc::new(TempDir::new());
+        let mut config = Config::new(&dir.0);
+        config.idle_tick_seconds = 3600;
+        config.snapshot_interval_ops = 1_000_000;
+        let journal_dir = config.journal_dir();
+        let journal_config = config.journal;
+        let admin = gongji_server::new_token();
+        let token_hash = gongji_server::token_hash(&admin);
+        let engine = tokio::task::spawn_blocking(move || {
+            let (engine, _) = Engine::open_on(config, fault.clone(), fault).expect("engine opens");
+            let request = gongji_server::WriteRequest {
+                msgid: Msgid::from("admin-token").expect("msgid"),
+                inf_time: None,
+                actor: Actor::Admin,
+                body: Body::CreateToken {
+                    token_hash,
+                    role: Role::Admin,
+                    fixmedins_code: None,
+                    psn_no: None,
+                },
+            };
+            let results = engine.submit_wait(vec![request]).expect("the engine runs");
+            assert!(results[0].is_ok(), "{results:?}");
+            engine
+        })
+        .await
+        .expect("open task");
+        let limits = gongji_http::Limits::default();
+        Server::serving(
+            Arc::new(engine),
+            admin,
+            dir,
+            journal_dir,
+            journal_config,
+            limits,
+        )
+        .await
+    }
+
+    async fn serving(
+        engine: Arc<Engine>,
+        admin: String,
+        dir: Arc<TempDir>,
+        journal_dir: PathBuf,
+        journal_config: gongji_journal::JournalConfig,
+        limits: gongji_http::Limits,
+    ) -> Server {
         let app = Arc::new(App {
             engine: engine.clone(),
             journal_dir,

@@ -1,0 +1,121 @@
+//! Reads over HTTP never show a state that a crash could still undo. With the journal's fsync
+//! held (`FaultStorage::hold_syncs`), an enrolment is applied but not durable: the state holds
+//! the person, and `GET /v1/persons/{psn_no}` made then answers only after the sync (200 with
+//! the person), or, when that sync fails, is refused (503) and the person is indeed gone after
+//! the restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{certno_in, m, unique, Server};
+use gongji_journal::{CrashMode, FaultStorage};
+use gongji_server::{Config, Engine};
+use serde_json::json;
+
+/// Enrols `psn_no` with the sync held; returns once the writer applied it and the sync thread
+/// waits at the gate, with the enrolment's request still unanswered.
+async fn enrol_with_sync_held(
+    server: &Server,
+    fault: &FaultStorage,
+    psn_no: &str,
+) -> tokio::task::JoinHandle<u16> {
+    fault.hold_syncs();
+    let request = server
+        .client
+        .post(format!("{}/v1/persons", server.base))
+        .bearer_auth(&server.admin)
+        .json(
+            &json!({"msgid": m(), "psn_no": psn_no, "certno": certno_in("440106", unique() as u32),
+                      "psn_name": "张三丰", "insutype": "310", "admdvs": "440106"}),
+        );
+    let write =
+        tokio::spawn(async move { request.send().await.expect("request").status().as_u16() });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fault.syncs_held() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sync never came"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Applied, not durable.
+    assert!(server.engine.read(|s| s.person(psn_no).is_ok()));
+    assert!(server.engine.applied_op() > server.engine.durable_op());
+    write
+}
+
+/// Opens the gate if a test fails with it held: the engine's drop waits for the sync thread.
+struct ReleaseOnPanic(FaultStorage);
+
+impl Drop for ReleaseOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.release_syncs();
+        }
+    }
+}
+
+fn get_person(server: &Server, psn_no: &str) -> tokio::task::JoinHandle<(u16, serde_json::Value)> {
+    let request = server
+        .client
+        .get(format!("{}/v1/persons/{psn_no}", server.base))
+        .bearer_auth(&server.admin);
+    tokio::spawn(async move {
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_read_between_apply_and_sync_answers_after_the_sync() {
+    // Proves: the read is not answered while the sync is held (it would show a person a
+    // crash could undo), and is answered with the person right after the sync.
+    let fault = FaultStorage::new();
+    let server = Server::on_fault_storage(fault.clone()).await;
+    let _gate = ReleaseOnPanic(fault.clone());
+    let write = enrol_with_sync_held(&server, &fault, "DURABLE01").await;
+    let mut read = get_person(&server, "DURABLE01");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut read)
+            .await
+            .is_err(),
+        "a read answered before what it saw was durable"
+    );
+    assert!(!write.is_finished(), "no write reply before the sync");
+    fault.release_syncs();
+    let (status, body) = read.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output"]["psn_no"], "DURABLE01", "{body}");
+    assert_eq!(write.await.unwrap(), 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_read_between_apply_and_a_failed_sync_is_refused() {
+    // Proves: when the held sync fails, the read that saw the enrolment is refused (503), the
+    // enrolment is not acknowledged, and after the restart the person does not exist.
+    let fault = FaultStorage::new();
+    let server = Server::on_fault_storage(fault.clone()).await;
+    let _gate = ReleaseOnPanic(fault.clone());
+    let write = enrol_with_sync_held(&server, &fault, "DURABLE02").await;
+    let read = get_person(&server, "DURABLE02");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!read.is_finished(), "a read answered before the sync");
+    fault.set_crash_at_sync(fault.syncs_total() + 1);
+    fault.release_syncs();
+    let (status, body) = read.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["err_code"], "OVERLOADED", "{body}");
+    assert_eq!(write.await.unwrap(), 503);
+    drop(server);
+    let restarted = fault.after_crash(CrashMode::DropUnsynced);
+    let (engine, _) = tokio::task::spawn_blocking(move || {
+        let config = Config::new("/nonexistent/gongji-http-durable-read");
+        Engine::open_on(config, restarted.clone(), restarted).expect("reopens")
+    })
+    .await
+    .unwrap();
+    assert!(engine.read(|s| s.person("DURABLE02").is_err()));
+}
