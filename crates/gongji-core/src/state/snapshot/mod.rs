@@ -1,11 +1,12 @@
-//! A versioned binary snapshot of the whole [`State`] (snapshot format version 2).
+//! A versioned binary snapshot of the [`State`] (snapshot format version 3): everything but
+//! the history chunks that are cold (in the server's history files), which it counts.
 //!
 //! Hand-written and little-endian, like [`crate::codec`]. The layout:
 //!
 //! ```text
-//! magic "GJSNAPST", version u32 = 2 (1 was before msgid scopes: its msgid keys hash the
-//! msgid alone, so it is refused; recovery skips it and needs an older snapshot or the
-//! journal from op 1)
+//! magic "GJSNAPST", version u32 = 3 (1 was before msgid scopes, 2 before history files: entries
+//! linked forwards and settlements carried their cancelled mark; both are refused, and recovery
+//! skips them and needs an older snapshot or the journal from op 1)
 //! params        receivers u8, givers u8, wallet_amount_max u64, daily_count u8,
 //!               closed_from u32, closed_until u32, expiry_second u32, draw_order 3×u8,
 //!               msgid_retention_days u32
@@ -13,29 +14,31 @@
 //! ledger        7×u64 (acct, wallet, held, credited, paid_institutions, returned, contributions)
 //! persons       n u64; psn_no lengths n×u8, psn_no bytes; name lengths n×u8, name bytes;
 //!               then one column per vector: certno u64, admdvs u32, flags u8, acct u64,
-//!               wallet u64, given_head u32, received_head u32, entry_head u32, entry_tail u32,
+//!               wallet u64, given_head u32, received_head u32, entry_tail u32,
 //!               wallet_day u32, credit_last u32, credit_mask u64
 //! credit_overflow   n u64; (psn u32, period u32) ascending
 //! institutions  n u64; code (u8 len + bytes), name (u8 len + bytes), type u8, admdvs u32
 //! tokens        n u64; hash [32], role u8, scope u32, revoked u8
 //! bindings      n u64; giver u32, receiver u32, relation u8, scope u8, active u8,
 //!               next_given u32, next_received u32
-//! settlements   n u64; psn u32, inst u32, time i64, medfee, fund_pay, acct_pay, wallet_pay,
-//!               mulaid, cash, acct_balc, wallet_balc (u64 each), details_start u32,
-//!               details_len u8, cross_pool u8, cancelled u8
-//! details       n u64; giver u32, amount u64
+//! settlements   n u64, cold chunks u32; the hot ones (n − cold × 65,536): psn u32, inst u32,
+//!               time i64, medfee, fund_pay, acct_pay, wallet_pay, mulaid, cash, acct_balc,
+//!               wallet_balc (u64 each), details_start u32, details_len u8, cross_pool u8
+//! cancelled     n u64; settlement index u32 ascending
+//! details       n u64, cold chunks u32; the hot ones: giver u32, amount u64
 //! transfers     n u64; from u32, to u32, amount u64, source u8, cross_province u8, status u8,
 //!               created i64, expires_at i64
 //! expiry_queue  n u64; (expires_at i64, transfer u32) in queue order
 //! contributions n u64; payer u32, psn u32, year u16, amount u64, time i64, acct_balc u64
 //! contributions_paid  n u64; (psn u32, year u16) ascending
-//! entries       n u64; psn u32, next u32, wallet u8, kind u8, time i64, amount i64, balc u64,
-//!               counterparty tag u8 + u32, reference tag u8 + u64
+//! entries       n u64, cold chunks u32; the hot ones: psn u32, prev u32, wallet u8, kind u8,
+//!               time i64, amount i64, balc u64, counterparty tag u8 + u32, reference tag u8 + u64
 //! msgids        n u64; (key u128, fingerprint u64, reply) ascending by key;
 //!               fifo n u64; (time i64, key u128) in queue order
 //! stats         n u64; (period u32, 31 provinces × 4 channels × (count u64, amount u64))
 //!               ascending by period
 //! recon         n u64; (inst u32, day i32, setl_count u64, 6×u64 amounts) ascending by key
+//! recent        per institution: n u8, settlement index u32 × n, oldest first
 //! ```
 //!
 //! A reply is a tag and its fields (see `msgids.rs`). Enrolment and binding replies are
