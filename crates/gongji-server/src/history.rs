@@ -17,12 +17,11 @@
 //! (`recover.rs`). Every file's checksum is verified when it is attached.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gongji_core::{ColdBytes, Column, State};
-use gongji_journal::private::{create_private_dir, private_options, restrict};
+use gongji_journal::private::create_private_dir;
 
 const MAGIC: [u8; 8] = *b"GJHIST01";
 const HEADER: usize = 24;
@@ -95,17 +94,7 @@ impl HistoryDir {
         header.extend_from_slice(&(body.len() as u32).to_le_bytes());
         header.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
         header.extend_from_slice(&0u32.to_le_bytes());
-        let tmp = path.with_extension("tmp");
-        let mut file = private_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        restrict(&file)?;
-        file.write_all(&header)?;
-        file.write_all(body)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
+        crate::write_private_file(&path, &[&header, body])?;
         File::open(&self.dir)?.sync_all()
     }
 

@@ -612,6 +612,12 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 }
 
 fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    write_private_file(path, &[contents.as_bytes()])
+}
+
+/// Writes `parts` to `path` whole or not at all: a private temporary file beside it, fsynced,
+/// then renamed over `path`. The caller fsyncs the directory when the rename must be durable.
+pub(crate) fn write_private_file(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut file = private_options()
@@ -620,7 +626,9 @@ fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
         .truncate(true)
         .open(&tmp)?;
     restrict(&file)?;
-    file.write_all(contents.as_bytes())?;
+    for part in parts {
+        file.write_all(part)?;
+    }
     file.sync_all()?;
     std::fs::rename(&tmp, path)
 }

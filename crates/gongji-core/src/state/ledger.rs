@@ -205,7 +205,8 @@ impl State {
     }
 }
 
-const ENTRY_KINDS: [EntryKind; 8] = [
+/// Decoding table: position = tag = the variant's declaration index (`as u8`).
+pub(crate) const ENTRY_KINDS: [EntryKind; 8] = [
     EntryKind::Credit,
     EntryKind::Settlement,
     EntryKind::MulaidGiven,

@@ -37,29 +37,9 @@ pub(super) struct RefLimits {
     pub(super) contributions: u64,
 }
 
+/// The entry's history-file record ([`crate::state::history::Record`]): the same 48 bytes.
 pub(super) fn encode_entry(entry: &Entry, e: &mut Enc<'_>) {
-    e.put(entry.psn);
-    e.put(entry.prev);
-    e.bool(entry.wallet);
-    e.put(entry.kind as u8);
-    e.put(entry.time);
-    e.put(entry.amount);
-    e.put(entry.balc);
-    let (tag, v) = match entry.counterparty {
-        Counterparty::None => (0u8, 0),
-        Counterparty::Person(p) => (1, p),
-        Counterparty::Institution(i) => (2, i),
-    };
-    e.put(tag);
-    e.put(v);
-    let (tag, v) = match entry.reference {
-        EntryRef::Settlement(id) => (0u8, id),
-        EntryRef::Transfer(id) => (1, id),
-        EntryRef::Contribution(id) => (2, id),
-        EntryRef::Period(p) => (3, u64::from(p)),
-    };
-    e.put(tag);
-    e.put(v);
+    crate::state::history::Record::put(entry, e.0);
 }
 
 pub(super) fn decode_entry(

@@ -142,16 +142,7 @@ const TRANSFER_STATUSES: [TransferStatus; 4] = [
     TransferStatus::Declined,
     TransferStatus::Returned,
 ];
-const KINDS: [EntryKind; 8] = [
-    EntryKind::Credit,
-    EntryKind::Settlement,
-    EntryKind::MulaidGiven,
-    EntryKind::WalletHold,
-    EntryKind::WalletIn,
-    EntryKind::WalletReturn,
-    EntryKind::Contribution,
-    EntryKind::Cancel,
-];
+const KINDS: [EntryKind; 8] = super::ledger::ENTRY_KINDS;
 const DRAW_SOURCES: [DrawSource; 3] = [
     DrawSource::OwnAcct,
     DrawSource::OwnWallet,
