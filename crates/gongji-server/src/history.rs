@@ -4,12 +4,14 @@
 //! `{column}-{chunk:08}.bin`: a 24-byte header (magic `GJHIST01`, chunk number u32, body
 //! length u32, CRC32C of the body u32, zero u32), then the records in the core's fixed-size
 //! encoding (`gongji_core::Column::chunk_bytes`). The snapshot thread writes a file from a
-//! frozen state once every op in the chunk is durable (written to a temporary name, fsynced,
-//! renamed, directory fsynced), before the snapshot that leaves the chunk out; the writer then
-//! swaps its heap chunk for the file. Records are read with `pread` (through the page cache,
-//! which the kernel may drop and fill again): not mapped, so a read costs a system call but
-//! the process's resident memory does not grow with the history it has read. A file is never
-//! changed once renamed into place.
+//! frozen state (to a temporary name, fsynced, renamed, directory fsynced) before the snapshot
+//! that leaves the chunk out, and between snapshots when a chunk fills; the writer then swaps
+//! its heap chunk for the file. The writer runs ahead of the sync, so a file may hold records
+//! of ops not yet durable: a snapshot refers to it only once its own ops are durable, and after
+//! a crash the chunk is written again from the replayed ops (a new file renamed over the old;
+//! no file is changed in place). Records are read with `pread` (through the page cache, which
+//! the kernel may drop and fill again): not mapped, so a read costs a system call but the
+//! process's resident memory does not grow with the history it has read.
 //!
 //! The files are derived data: the journal holds every op (old segments are archived, renamed
 //! `archived-journal-…`, rather than removed while history is kept in files), so a missing or
