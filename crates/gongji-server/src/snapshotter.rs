@@ -64,11 +64,17 @@ pub(crate) struct SnapshotGate {
 }
 
 impl SnapshotGate {
+    /// Whether history goes to files and the snapshot thread is free: checked before the
+    /// writer takes the state's lock to look for a full chunk.
+    pub fn may_spill(&self) -> bool {
+        self.history && !self.busy.load(Ordering::Acquire)
+    }
+
     /// When a history chunk is full and the snapshot thread free: hands it a frozen copy of
     /// the history columns to write to files. The thread counts as busy meanwhile, so no
     /// snapshot is frozen to wait behind it.
     pub fn spill_history(&mut self, state: &State) {
-        if !self.history || self.busy.load(Ordering::Acquire) || !state.has_cold_candidates() {
+        if !self.may_spill() || !state.has_cold_candidates() {
             return;
         }
         self.busy.store(true, Ordering::Release);

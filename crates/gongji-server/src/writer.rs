@@ -310,8 +310,10 @@ impl Writer {
                 .history_chunks_swapped_total
                 .fetch_add(swapped, Ordering::Relaxed);
         }
-        let state = self.shared.state.read().expect("state lock");
-        self.gate.spill_history(&state);
+        if self.gate.may_spill() {
+            let state = self.shared.state.read().expect("state lock");
+            self.gate.spill_history(&state);
+        }
     }
 
     /// Hands a batch to the sync thread if it waits for one; gives it back if it is busy.
