@@ -445,7 +445,7 @@ fn http(cold: &Path, requests: usize, connections: &[usize], server_args: &[Stri
     let probe = TempDir(std::env::temp_dir().join(format!("huyou-fsync-{}", std::process::id())));
     let floor = fsync_floor(&probe.0, 2000)?;
     println!(
-        "fdatasync of a 400-byte append in {} (the floor under every reply): 2000 syncs, {}",
+        "fdatasync of a 400-byte append in {} (the floor under every reply with --audit-sync always): 2000 syncs, {}",
         std::env::temp_dir().display(),
         percentiles(floor)
     );
@@ -520,5 +520,31 @@ fn http(cold: &Path, requests: usize, connections: &[usize], server_args: &[Stri
         "server peak RSS (VmHWM) after the runs: {} KiB",
         proc_status_kib(server.child.id(), "VmHWM:")
     );
+    let metrics = get_metrics(&server.addr)?;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let syncs = value("huyou_audit_sync_seconds_count");
+    println!(
+        "server audit log after the runs: {} records, {} fdatasyncs (mean {:.0} µs), {} records unsynced",
+        value("huyou_audit_records_total"),
+        syncs,
+        value("huyou_audit_sync_seconds_sum") * 1e6 / syncs,
+        value("huyou_audit_unsynced_records")
+    );
     Ok(())
+}
+
+/// The server's `/metrics` text, on a connection of its own.
+fn get_metrics(addr: &str) -> Result<String> {
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw)?;
+    Ok(raw
+        .split_once("\r\n\r\n")
+        .map_or(raw.clone(), |x| x.1.to_string()))
 }
