@@ -306,6 +306,11 @@ impl Audit {
 
     fn note_synced(&self, records: u64, bytes: u64, took: std::time::Duration) {
         self.sync_seconds.observe(took);
+        self.note_durable(records, bytes);
+    }
+
+    /// Records up to `records` (`bytes`) are fsynced, by a record sync or another one.
+    fn note_durable(&self, records: u64, bytes: u64) {
         self.synced_records.fetch_max(records, Ordering::SeqCst);
         self.synced_bytes.fetch_max(bytes, Ordering::SeqCst);
     }
@@ -442,10 +447,15 @@ fn audit_writer(audit: &Audit, mut rx: tokio::sync::mpsc::Receiver<AuditJob>) {
         for job in jobs {
             let _ = job.durable.send(());
         }
-        // After the replies are released: the next batch, not this one, waits for it.
+        // After the replies are released: the next batch, not this one, waits for it. Its
+        // sync also makes every record written so far durable.
+        let topping_up = log.preallocation_low();
         if let Err(e) = log.preallocate_ahead() {
             eprintln!("huyou: audit log preallocation failed, stopping: {e}");
             std::process::exit(70);
+        }
+        if topping_up {
+            audit.note_durable(log.records(), log.end());
         }
     }
 }
