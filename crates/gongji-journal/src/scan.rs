@@ -214,9 +214,11 @@ pub(crate) fn scan(
         // A segment that ends at or before the anchor holds nothing a start replays: it is not
         // read, so that a start costs the suffix, not every segment still kept (`verify`
         // scans from genesis, and reads them all). Its record count follows from the names.
+        // The one before the last is always read: if the last turns out a torn whole file,
+        // it becomes the tail, whose end must be known.
         let next_op = names.get(index + 1).map(|&(op, _)| op);
         if let (false, Some(anchor), Some(next_op)) = (walked, start, next_op) {
-            if next_op <= anchor.op + 1 {
+            if next_op <= anchor.op + 1 && index + 2 < names.len() {
                 result.segments.push(SegmentScan {
                     name: name.clone(),
                     first_op: *name_op,

@@ -1,7 +1,7 @@
 //! Opening from a snapshot anchor after early segments were removed.
 
 use gongji_journal::{
-    verify, Anchor, DamageKind, FaultStorage, Journal, JournalError, ReplayError,
+    verify, Anchor, DamageKind, FaultStorage, Journal, JournalError, ReplayError, Storage,
 };
 
 use crate::common::{append_range, collect, expect_damage, small_config};
@@ -142,4 +142,44 @@ fn a_start_from_an_anchor_reads_only_the_segments_it_replays() {
     );
     drop(journal);
     assert!(verify(&fault, &small_config(), None).is_err());
+}
+
+#[test]
+fn a_torn_last_segment_leaves_the_one_before_it_as_the_tail() {
+    // Proves: when the last segment is a torn whole file (a crash before its header was
+    // written) and the anchor is the op before it, the segment before it is read, not only
+    // listed, so the journal appends after its last record and reopens (the fuzzer found the
+    // append landing on that segment's header when it was skipped).
+    let (fault, records, _) = built();
+    let names = crate::common::segment_names(&fault);
+    let last = names.last().unwrap();
+    let last_first = gongji_journal::parse_segment_name(last).unwrap();
+    let (journal, _) = Journal::open(fault.clone(), small_config(), None).unwrap();
+    let mut anchor = None;
+    journal
+        .replay(last_first - 2, |r| {
+            anchor.get_or_insert(Anchor {
+                op: r.op,
+                chain_hash: r.chain_hash,
+            });
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    drop(journal);
+    let anchor = anchor.unwrap();
+    assert_eq!(anchor.op, last_first - 1);
+    let len = fault.read_all(last).unwrap().len();
+    fault.overwrite(last, 0, &vec![0u8; len]);
+
+    let (mut journal, recovery) =
+        Journal::open(fault.clone(), small_config(), Some(anchor)).unwrap();
+    assert!(recovery.torn_tail.is_some_and(|t| t.whole_file));
+    assert_eq!(journal.append(0, b"after").unwrap(), anchor.op + 1);
+    journal.sync().unwrap();
+    drop(journal);
+    let (journal, recovery) = Journal::open(fault, small_config(), Some(anchor)).unwrap();
+    assert_eq!(recovery.head.op, anchor.op + 1);
+    let mut want = records[..anchor.op as usize].to_vec();
+    want.push((anchor.op + 1, 0, b"after".to_vec()));
+    assert_eq!(collect(&journal, 0), want);
 }
