@@ -81,6 +81,9 @@ impl State {
             .collect();
         recon.sort_unstable_by_key(|&(k, _)| k);
         let _ = write!(w, "{recon:?}");
+        if self.fed.is_configured() {
+            let _ = write!(w, "{:?}", self.fed);
+        }
         *w.0.finalize().as_bytes()
     }
 
@@ -144,7 +147,8 @@ impl State {
             }
         }
         self.check_counters()?;
-        self.check_lists()
+        self.check_lists()?;
+        self.fed.check(self.persons.len())
     }
 
     fn recompute_ledger(&self) -> Ledger {
@@ -172,6 +176,7 @@ impl State {
             }
         }
         l.paid_contributions = self.contributions.iter().map(|c| c.amount.0).sum();
+        (l.in_flight, l.fed_sent, l.fed_received) = self.fed.recompute_ledger();
         l
     }
 
@@ -219,6 +224,17 @@ impl State {
             .iter()
             .filter(|e| e.kind == EntryKind::WalletIn);
         for e in accepted {
+            if let super::ledger::EntryRef::Exchange(id) = e.reference {
+                // A cross-engine transfer accepted here: counted by the sender's province.
+                let (province, amount) = self.fed.accepted_cell(id)?;
+                let key = (
+                    period_of(e.time),
+                    province,
+                    Channel::WalletCrossProvince as usize,
+                );
+                count(&mut stats, key, amount);
+                continue;
+            }
             let super::ledger::EntryRef::Transfer(id) = e.reference else {
                 return Err("wallet_in entry without a transfer".into());
             };
