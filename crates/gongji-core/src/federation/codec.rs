@@ -286,7 +286,11 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
             e.str8(omsgid);
         }
         FedOp::Accept { time, actor, xid } | FedOp::Decline { time, actor, xid } => {
-            e.u8(if matches!(op, FedOp::Accept { .. }) { 3 } else { 4 });
+            e.u8(if matches!(op, FedOp::Accept { .. }) {
+                3
+            } else {
+                4
+            });
             e.i64(*time);
             e.actor(actor);
             e.xid(xid);

@@ -27,7 +27,8 @@ pub type EngineId = ArrayString<16>;
 pub fn engine_id_valid(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 16
-        && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
 /// An exchange's id: the sender engine and the 128-bit key of the sender's msgid in its scope
@@ -320,7 +321,10 @@ impl Federation {
             .get((id as usize).wrapping_sub(1))
             .ok_or_else(|| format!("wallet_in entry names no exchange {id}"))?;
         if x.outgoing || x.status != XStatus::Closed(Outcome::Accepted) {
-            return Err(format!("wallet_in entry names exchange {} not accepted", x.xid));
+            return Err(format!(
+                "wallet_in entry names exchange {} not accepted",
+                x.xid
+            ));
         }
         Ok((crate::certno::admdvs_province(x.sender_admdvs), x.amount))
     }

@@ -256,9 +256,17 @@ impl State {
         self.fed.index.insert(xid, i);
         self.fed.in_flight.insert(i);
         let memo = exchange_memo(EntryKind::WalletHold, time, i);
-        self.post(source_side(source, from), LedgerSide::InFlight, amount, memo);
+        self.post(
+            source_side(source, from),
+            LedgerSide::InFlight,
+            amount,
+            memo,
+        );
         let send = vec![self.outbox_message(i)];
-        Ok(Step::Applied(FedReply::Exchange(self.exchange_view(i)), send))
+        Ok(Step::Applied(
+            FedReply::Exchange(self.exchange_view(i)),
+            send,
+        ))
     }
 
     /// The sender's side of rule 14's checks, in its order, but `NOT_BOUND`: bindings across
@@ -336,7 +344,10 @@ impl State {
         self.time_ok(time)?;
         self.fed.exchanges[i as usize].reversed = true;
         let send = vec![self.outbox_message(i)];
-        Ok(Step::Applied(FedReply::Exchange(self.exchange_view(i)), send))
+        Ok(Step::Applied(
+            FedReply::Exchange(self.exchange_view(i)),
+            send,
+        ))
     }
 
     /// The receiver (or an admin) accepts or declines a pending incoming exchange.
@@ -381,7 +392,10 @@ impl State {
             self.stats.add(period_of(time), province, channel, x.amount);
         }
         let send = vec![self.close_incoming(i, wanted)];
-        Ok(Step::Applied(FedReply::Exchange(self.exchange_view(i)), send))
+        Ok(Step::Applied(
+            FedReply::Exchange(self.exchange_view(i)),
+            send,
+        ))
     }
 
     /// Closes a pending incoming exchange; returns the Outcome for its sender.
@@ -464,9 +478,15 @@ impl State {
         }
         if let Some(&i) = self.fed.index.get(&xid) {
             let x = &self.fed.exchanges[i as usize];
-            let blocked_before = x.status == XStatus::Closed(Outcome::Blocked) && x.person.is_none();
-            let same = (x.to_psn_no, x.to_admdvs, x.sender_admdvs, x.created, x.expires_at)
-                == (to_psn_no, to_admdvs, sender_admdvs, created, expires_at);
+            let blocked_before =
+                x.status == XStatus::Closed(Outcome::Blocked) && x.person.is_none();
+            let same = (
+                x.to_psn_no,
+                x.to_admdvs,
+                x.sender_admdvs,
+                x.created,
+                x.expires_at,
+            ) == (to_psn_no, to_admdvs, sender_admdvs, created, expires_at);
             if x.outgoing || x.amount != amount || !(same || blocked_before) {
                 return Err(refuse("a Prepare that differs from the one recorded"));
             }
@@ -539,7 +559,10 @@ impl State {
             fingerprint: 0,
         });
         self.fed.index.insert(*xid, i);
-        Ok(Step::Applied(FedReply::Delivered, vec![self.outcome_message(i)]))
+        Ok(Step::Applied(
+            FedReply::Delivered,
+            vec![self.outcome_message(i)],
+        ))
     }
 
     /// Phase 3 on the sender's engine: commit (the money leaves for the other engine) or
@@ -557,7 +580,9 @@ impl State {
         };
         let x = self.fed.exchanges[i as usize].clone();
         if !x.outgoing || x.peer != *from_engine {
-            return Err(refuse("an outcome from an engine the transfer was not sent to"));
+            return Err(refuse(
+                "an outcome from an engine the transfer was not sent to",
+            ));
         }
         if x.amount != amount {
             return Err(refuse("an outcome whose amount differs"));
@@ -674,7 +699,8 @@ impl State {
         MoneyTotals {
             inside: l.acct_total + l.wallet_total + l.held,
             in_flight: l.in_flight,
-            external_net: i128::from(l.credited) - i128::from(l.paid_institutions)
+            external_net: i128::from(l.credited)
+                - i128::from(l.paid_institutions)
                 - i128::from(l.paid_contributions)
                 + i128::from(l.returned_by_cancellations),
             fed_sent: l.fed_sent,
