@@ -204,15 +204,32 @@ fn decode_message_from(d: &mut Dec<'_>) -> Result<Message, DecodeError> {
     })
 }
 
-/// The bytes of a bus message.
+/// The bytes of a bus message: version, body, and an xxh3-64 of both (a damaged message is
+/// refused; a forged one is the transport's to authenticate, docs/FEDERATION.md).
 pub fn encode_message(m: &Message, out: &mut Vec<u8>) {
+    let start = out.len();
     let mut e = Enc(out);
     e.u8(MESSAGE_VERSION);
     encode_message_into(m, &mut e);
+    let sum = xxhash_rust::xxh3::xxh3_64(&out[start..]);
+    out.extend_from_slice(&sum.to_le_bytes());
 }
 
-/// Decodes one bus message; the whole buffer must be used.
+/// Decodes one bus message; the whole buffer must be used and its checksum match.
 pub fn decode_message(buf: &[u8]) -> Result<Message, DecodeError> {
+    let Some(body_len) = buf.len().checked_sub(8) else {
+        return Err(DecodeError {
+            offset: 0,
+            what: "truncated",
+        });
+    };
+    let (buf, sum) = buf.split_at(body_len);
+    if xxhash_rust::xxh3::xxh3_64(buf).to_le_bytes() != sum {
+        return Err(DecodeError {
+            offset: body_len,
+            what: "checksum",
+        });
+    }
     let mut d = Dec { buf, pos: 0 };
     if d.u8()? != MESSAGE_VERSION {
         return d.err("unknown message version");
