@@ -268,7 +268,8 @@ impl Sim {
                 k,
                 Body::Enrol {
                     psn_no: psn(k, j),
-                    certno: gongji_core::command::ArrayString::from(&certno).map_err(|_| "certno")?,
+                    certno: gongji_core::command::ArrayString::from(&certno)
+                        .map_err(|_| "certno")?,
                     psn_name: "张三".into(),
                     insutype: Insutype::Employee,
                     admdvs: admdvs(k),
@@ -379,7 +380,10 @@ impl Sim {
         let to_psn_no = if self.rng.chance(50) {
             PsnNo::from("NOBODY").expect("fits")
         } else {
-            psn(to_engine, self.rng.below(PERSONS_PER_ENGINE as u64) as usize)
+            psn(
+                to_engine,
+                self.rng.below(PERSONS_PER_ENGINE as u64) as usize,
+            )
         };
         let amount = if self.rng.chance(30) {
             250_000
@@ -560,7 +564,9 @@ impl Sim {
                 self.report.forged_refused += 1;
                 Ok(())
             }
-            other => Err(format!("engine {k}: a forged message was taken in: {other:?}")),
+            other => Err(format!(
+                "engine {k}: a forged message was taken in: {other:?}"
+            )),
         }
     }
 
@@ -577,7 +583,9 @@ impl Sim {
             let time = self.time(k);
             let entry = Entry::Fed(FedOp::Deliver { time, msg });
             if let Submitted::Refused(r) = self.nodes[k].submit(&entry, None)? {
-                return Err(format!("engine {k} refused an honest message: {r:?}: {entry:?}"));
+                return Err(format!(
+                    "engine {k} refused an honest message: {r:?}: {entry:?}"
+                ));
             }
         }
         Ok(())
@@ -622,7 +630,7 @@ impl Sim {
     /// The relay's resend: every exchange in flight, until its outcome is journaled.
     fn resend_outboxes(&mut self) {
         for k in 0..self.nodes.len() {
-            for msg in self.nodes[k].state.fed_outbox() {
+            for msg in self.nodes[k].durable_outbox().to_vec() {
                 self.bus.send(&mut self.rng, self.step, &msg);
             }
         }
@@ -722,7 +730,9 @@ fn check_quiescent(nodes: &[SimNode], log: &ClientLog) -> Result<(), String> {
         };
         let engines_agree = *s_engine == xid.engine && r.peer == xid.engine && s.peer == *r_engine;
         if s.amount != r.amount || !engines_agree {
-            return Err(format!("exchange {xid}: the sides disagree on amount or engine"));
+            return Err(format!(
+                "exchange {xid}: the sides disagree on amount or engine"
+            ));
         }
         match (s.status, r.status) {
             (XStatus::Closed(a), XStatus::Closed(b)) if a == b => {

@@ -38,6 +38,9 @@ pub struct Node<T> {
     /// Released by the next successful sync: messages for the bus, answers for clients.
     sends: Vec<Message>,
     answers: Vec<(T, EntryApplied)>,
+    /// The outbox as of the last durable op: the relay resends from this, never from the
+    /// live state, which may hold exchanges a crash would take back (seed 21 found it).
+    outbox: Vec<Message>,
     pub crashes: u64,
     pub ops_journaled: u64,
 }
@@ -49,6 +52,7 @@ impl<T> Node<T> {
             id: config.engine,
             config,
             journal,
+            outbox: state.fed_outbox(),
             state,
             sends: Vec::new(),
             answers: Vec::new(),
@@ -116,9 +120,16 @@ impl<T> Node<T> {
             self.crash(crash_mode)?;
             return Ok(None);
         }
+        // Every applied op is in the journal and now durable: the state is the durable one.
+        self.outbox = self.state.fed_outbox();
         let sends = std::mem::take(&mut self.sends);
         let answers = std::mem::take(&mut self.answers);
         Ok(Some((sends, answers)))
+    }
+
+    /// What the relay may (re)send now: the exchanges in flight as of the last durable op.
+    pub fn durable_outbox(&self) -> &[Message] {
+        &self.outbox
     }
 
     /// The next `writes`-th write or `syncs`-th sync of the storage fails (a crash there).
@@ -140,6 +151,7 @@ impl<T> Node<T> {
         let storage = self.journal.storage().after_crash(mode);
         let (journal, state) = Self::start(storage, &self.config)?;
         self.journal = journal;
+        self.outbox = state.fed_outbox();
         self.state = state;
         self.crashes += 1;
         Ok(())
@@ -153,7 +165,10 @@ impl<T> Node<T> {
         let storage = self.journal.storage().after_crash(CrashMode::DropUnsynced);
         let (_, replayed) = Self::start(storage, &self.config)?;
         if replayed.state_hash() != self.state.state_hash() {
-            return Err(format!("engine {}: replay differs from live state", self.id));
+            return Err(format!(
+                "engine {}: replay differs from live state",
+                self.id
+            ));
         }
         Ok(())
     }

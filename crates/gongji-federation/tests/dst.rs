@@ -26,7 +26,10 @@ fn bounded_seeds_pass_and_exercise_the_faults() {
         resent += report.client_retries;
     }
     for outcome in ["accepted", "declined", "expired", "blocked"] {
-        assert!(totals.get(outcome).copied().unwrap_or(0) > 0, "no {outcome}: {totals:?}");
+        assert!(
+            totals.get(outcome).copied().unwrap_or(0) > 0,
+            "no {outcome}: {totals:?}"
+        );
     }
     assert!(crashes > 0 && dropped > 0 && duplicated > 0 && damaged > 0);
     assert!(forged > 0 && resent > 0);
@@ -47,6 +50,9 @@ fn the_checker_catches_a_planted_violation() {
     let mut opts = FedDstOptions::new(3);
     opts.sabotage = true;
     let err = run(&opts).expect_err("the sabotage must be caught");
-    assert!(err.contains("seed 3") && err.contains("--from-seed 3"), "{err}");
+    assert!(
+        err.contains("seed 3") && err.contains("--from-seed 3"),
+        "{err}"
+    );
     assert!(err.contains("one side only"), "{err}");
 }
