@@ -142,11 +142,13 @@ fn fail<T>(seed: u64, what: impl fmt::Display) -> Result<T, String> {
     ))
 }
 
-fn psn(engine: usize, j: usize) -> PsnNo {
+/// Person `j` of engine `k`.
+pub fn psn(engine: usize, j: usize) -> PsnNo {
     PsnNo::from(&format!("E{engine}P{j}")).expect("fits")
 }
 
-fn admdvs(engine: usize) -> u32 {
+/// The place of engine `k`'s persons.
+pub fn admdvs(engine: usize) -> u32 {
     u32::from(PROVINCES[engine]) * 10_000 + 105
 }
 
@@ -195,16 +197,7 @@ impl Sim {
         let engines = 2 + rng.below(3) as usize;
         let mut nodes = Vec::new();
         for k in 0..engines {
-            let peers = (0..engines)
-                .filter(|&o| o != k)
-                .map(|o| (engine_id(o), vec![PROVINCES[o]]))
-                .collect();
-            let config = FederationConfig {
-                engine: engine_id(k),
-                provinces: vec![PROVINCES[k]],
-                peers,
-            };
-            nodes.push(Node::new(config)?);
+            nodes.push(Node::new(engine_config(k, engines))?);
         }
         let faults = BusFaults {
             drop_per_mille: rng.range(0, 300),
@@ -246,49 +239,10 @@ impl Sim {
         Msgid::from(&format!("c{}", self.next_msgid)).expect("fits")
     }
 
-    fn admin(&mut self, k: usize, body: Body) -> Result<(), String> {
-        let op = Op::Write(Command {
-            msgid: self.msgid(),
-            time: self.time(k),
-            actor: Actor::Admin,
-            body,
-        });
-        match self.nodes[k].submit(&Entry::Core(op), None)? {
-            Submitted::Queued => Ok(()),
-            other => Err(format!("engine {k}: set-up op {other:?}")),
-        }
-    }
-
     /// Employees with open wallets and credited accounts, made durable before any fault.
     fn populate(&mut self, k: usize) -> Result<(), String> {
-        for j in 0..PERSONS_PER_ENGINE {
-            let first17 = format!("{}19900101{j:03}", admdvs(k));
-            let certno = certno_with_check(&first17).ok_or("certno")?;
-            self.admin(
-                k,
-                Body::Enrol {
-                    psn_no: psn(k, j),
-                    certno: gongji_core::command::ArrayString::from(&certno)
-                        .map_err(|_| "certno")?,
-                    psn_name: "张三".into(),
-                    insutype: Insutype::Employee,
-                    admdvs: admdvs(k),
-                },
-            )?;
-            self.admin(k, Body::OpenWallet { psn_no: psn(k, j) })?;
-        }
-        let items = (0..PERSONS_PER_ENGINE)
-            .map(|j| CreditItem {
-                psn_no: psn(k, j),
-                amount: Fen(CREDIT_FEN),
-            })
-            .collect();
-        let period = parse_period("2025-05").ok_or("period")?;
-        self.admin(k, Body::Credit { period, items })?;
-        match self.nodes[k].sync(CrashMode::DropUnsynced)? {
-            Some(_) => Ok(()),
-            None => Err("set-up sync failed".into()),
-        }
+        let time = self.time(k);
+        populate(&mut self.nodes[k], k, time)
     }
 
     fn other(&mut self, k: usize) -> usize {
@@ -331,7 +285,7 @@ impl Sim {
                 self.sync(k)?;
             }
         }
-        if self.step % 10 == 0 {
+        if self.step.is_multiple_of(10) {
             self.resend_outboxes();
         }
         if self.rng.chance(8) {
@@ -701,12 +655,87 @@ impl Sim {
     }
 }
 
+/// The configuration of engine `k` of `engines`: `e<k>` owns one province, the others are
+/// its peers.
+pub fn engine_config(k: usize, engines: usize) -> FederationConfig {
+    let peers = (0..engines)
+        .filter(|&o| o != k)
+        .map(|o| (engine_id(o), vec![PROVINCES[o]]))
+        .collect();
+    FederationConfig {
+        engine: engine_id(k),
+        provinces: vec![PROVINCES[k]],
+        peers,
+    }
+}
+
+/// The simulation's population of engine `k`: `E<k>P0`… employees with open wallets and
+/// 1,000.00 yuan credited each, durable.
+pub fn populate<T>(node: &mut Node<T>, k: usize, time: i64) -> Result<(), String> {
+    let mut seq = 0;
+    let mut admin = |node: &mut Node<T>, body: Body| -> Result<(), String> {
+        seq += 1;
+        let op = Op::Write(Command {
+            msgid: Msgid::from(&format!("setup{seq}")).expect("fits"),
+            time,
+            actor: Actor::Admin,
+            body,
+        });
+        match node.submit(&Entry::Core(op), None)? {
+            Submitted::Queued => Ok(()),
+            other => Err(format!("engine {k}: set-up op {other:?}")),
+        }
+    };
+    for j in 0..PERSONS_PER_ENGINE {
+        let first17 = format!("{}19900101{j:03}", admdvs(k));
+        let certno = certno_with_check(&first17).ok_or("certno")?;
+        let certno = gongji_core::command::ArrayString::from(&certno).map_err(|_| "certno")?;
+        let enrol = Body::Enrol {
+            psn_no: psn(k, j),
+            certno,
+            psn_name: "张三".into(),
+            insutype: Insutype::Employee,
+            admdvs: admdvs(k),
+        };
+        admin(node, enrol)?;
+        admin(node, Body::OpenWallet { psn_no: psn(k, j) })?;
+    }
+    let items = (0..PERSONS_PER_ENGINE)
+        .map(|j| CreditItem {
+            psn_no: psn(k, j),
+            amount: Fen(CREDIT_FEN),
+        })
+        .collect();
+    let period = parse_period("2025-05").ok_or("period")?;
+    admin(node, Body::Credit { period, items })?;
+    match node.sync(CrashMode::DropUnsynced)? {
+        Some(_) => Ok(()),
+        None => Err("set-up sync failed".into()),
+    }
+}
+
+/// The fen credited to each engine by [`populate`].
+pub const CREDITED_PER_ENGINE_FEN: u64 = PERSONS_PER_ENGINE as u64 * CREDIT_FEN;
+
 fn engine_index(id: EngineId) -> usize {
     id[1..].parse().expect("e<k>")
 }
 
 /// The checks at quiescence, over every engine's state and what the clients were told.
 fn check_quiescent(nodes: &[SimNode], log: &ClientLog) -> Result<(), String> {
+    check_engines(
+        nodes,
+        (nodes.len() * PERSONS_PER_ENGINE) as u64 * CREDIT_FEN,
+    )?;
+    check_client_log(nodes, log)
+}
+
+/// The checks over engines at quiescence (any transport): every exchange is known to both
+/// sides and closed alike (accepted = committed; declined, expired, blocked = returned), none
+/// in flight or pending, money conserved per engine and nationally with in-flight counted
+/// (`credited_fen` entered the federation and nothing left it), and the national statistics
+/// are the sum of the engines', each accepted transfer counted once.
+pub fn check_engines<T>(nodes: &[Node<T>], credited_fen: u64) -> Result<(), String> {
     type Side = Option<(EngineId, ExchangeView)>;
     let mut by_xid: BTreeMap<Xid, [Side; 2]> = BTreeMap::new();
     for node in nodes {
@@ -763,7 +792,7 @@ fn check_quiescent(nodes: &[SimNode], log: &ClientLog) -> Result<(), String> {
              balances {inside}, credited net {external}"
         ));
     }
-    let credited = (nodes.len() * PERSONS_PER_ENGINE) as i128 * i128::from(CREDIT_FEN);
+    let credited = i128::from(credited_fen);
     if external != credited {
         return Err(format!("credited net {external} != {credited}"));
     }
@@ -777,7 +806,11 @@ fn check_quiescent(nodes: &[SimNode], log: &ClientLog) -> Result<(), String> {
     if counted != accepted {
         return Err(format!("statistics {counted:?} != accepted {accepted:?}"));
     }
-    // Every acknowledged reply is in the state it promised.
+    Ok(())
+}
+
+/// Every acknowledged reply is in the state it promised.
+fn check_client_log(nodes: &[SimNode], log: &ClientLog) -> Result<(), String> {
     for ((k, xid), amount) in &log.transfers {
         let x = nodes[*k].state.exchange(xid);
         if x.as_ref().map(|x| (x.outgoing, x.amount)) != Some((true, *amount)) {
