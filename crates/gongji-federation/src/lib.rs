@@ -6,9 +6,11 @@
 //! each a [`node::Node`] whose journal lives on `gongji_journal::FaultStorage` and crashes at
 //! random, and a [`bus::Bus`] that drops, duplicates, reorders, delays, damages and
 //! partitions; after healing, every exchange must be closed the same way on both sides and
-//! money conserved per engine and nationally. Not here yet: the NATS JetStream relay, the
-//! server's federated engine, reconciliation between engines.
+//! money conserved per engine and nationally. [`relay`] carries the same messages over NATS
+//! JetStream (tested against a real `nats-server`). Not here yet: the server's federated
+//! engine, reconciliation between engines.
 
 pub mod bus;
 pub mod dst;
 pub mod node;
+pub mod relay;
