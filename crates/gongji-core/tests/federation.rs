@@ -652,6 +652,7 @@ fn an_engine_without_federation_refuses_federation_ops_and_config_is_checked() {
             },
             to_engine: eid("bj"),
             amount: Fen(1),
+            created: 0,
         },
     };
     assert_eq!(

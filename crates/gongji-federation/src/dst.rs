@@ -806,6 +806,14 @@ pub fn check_engines<T>(nodes: &[Node<T>], credited_fen: u64) -> Result<(), Stri
     if counted != accepted {
         return Err(format!("statistics {counted:?} != accepted {accepted:?}"));
     }
+    // Reconciliation between engines finds nothing.
+    let counters: Vec<_> = nodes
+        .iter()
+        .map(|n| (n.id, n.state.fed_counters()))
+        .collect();
+    if let Some(first) = crate::reconcile::reconcile(&counters).first() {
+        return Err(format!("reconciliation: {first}"));
+    }
     Ok(())
 }
 

@@ -7,10 +7,12 @@
 //! random, and a [`bus::Bus`] that drops, duplicates, reorders, delays, damages and
 //! partitions; after healing, every exchange must be closed the same way on both sides and
 //! money conserved per engine and nationally. [`relay`] carries the same messages over NATS
-//! JetStream (tested against a real `nats-server`). Not here yet: the server's federated
-//! engine, reconciliation between engines.
+//! JetStream (tested against a real `nats-server`); [`reconcile`] compares engines' counters
+//! per pair and day. Not here yet: the server's federated engine (so no `gongji federation
+//! reconcile` over data directories either).
 
 pub mod bus;
 pub mod dst;
 pub mod node;
+pub mod reconcile;
 pub mod relay;

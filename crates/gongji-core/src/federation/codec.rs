@@ -153,11 +153,13 @@ fn encode_message_into(m: &Message, e: &mut Enc<'_>) {
             xid,
             to_engine,
             amount,
+            created,
         } => {
             e.u8(2);
             e.xid(xid);
             e.str8(to_engine);
             e.u64(amount.0);
+            e.i64(*created);
         }
         Message::Outcome {
             xid,
@@ -190,6 +192,7 @@ fn decode_message_from(d: &mut Dec<'_>) -> Result<Message, DecodeError> {
             xid: d.xid()?,
             to_engine: d.engine()?,
             amount: Fen(d.u64()?),
+            created: d.i64()?,
         },
         3 => Message::Outcome {
             xid: d.xid()?,

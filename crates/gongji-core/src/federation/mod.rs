@@ -143,6 +143,8 @@ pub enum Message {
         xid: Xid,
         to_engine: EngineId,
         amount: Fen,
+        /// When the sender made the exchange (the day reconciliation counts it under).
+        created: i64,
     },
     /// Receiver → sender: how the receiver closed the exchange.
     Outcome {
@@ -425,4 +427,75 @@ pub struct EntryApplied {
     /// True when nothing changed: a duplicate answered from the record (not journaled).
     pub replayed: bool,
     pub send: Vec<Message>,
+}
+
+/// A count and an amount in fen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub count: u64,
+    pub amount: u64,
+}
+
+impl Tally {
+    fn add(&mut self, amount: Fen) {
+        self.count += 1;
+        self.amount += amount.0;
+    }
+}
+
+/// Reconciliation counters of one engine toward one peer, for the exchanges made on one CST
+/// day (the sender's creation time, which both sides know): the national platform's 对账
+/// between engines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FedCounters {
+    /// Sender side: made, committed (accepted by the peer), returned (declined, expired,
+    /// blocked), still in flight.
+    pub sent: Tally,
+    pub committed: Tally,
+    pub returned: Tally,
+    pub in_flight: Tally,
+    /// Receiver side: taken in, accepted, closed otherwise (declined, expired, blocked),
+    /// still pending.
+    pub received: Tally,
+    pub accepted: Tally,
+    pub refused: Tally,
+    pub pending: Tally,
+}
+
+impl Federation {
+    /// The reconciliation counters by (CST day of creation, peer), from the records.
+    pub(crate) fn counters(&self) -> BTreeMap<(i32, EngineId), FedCounters> {
+        let mut out: BTreeMap<(i32, EngineId), FedCounters> = BTreeMap::new();
+        for x in &self.exchanges {
+            let c = out
+                .entry((crate::time::cst_day(x.created), x.peer))
+                .or_default();
+            let closed_accepted = x.status == XStatus::Closed(Outcome::Accepted);
+            let open = matches!(x.status, XStatus::InFlight | XStatus::Pending);
+            let (all, accepted, other, still) = if x.outgoing {
+                (
+                    &mut c.sent,
+                    &mut c.committed,
+                    &mut c.returned,
+                    &mut c.in_flight,
+                )
+            } else {
+                (
+                    &mut c.received,
+                    &mut c.accepted,
+                    &mut c.refused,
+                    &mut c.pending,
+                )
+            };
+            all.add(x.amount);
+            if closed_accepted {
+                accepted.add(x.amount);
+            } else if open {
+                still.add(x.amount);
+            } else {
+                other.add(x.amount);
+            }
+        }
+        out
+    }
 }

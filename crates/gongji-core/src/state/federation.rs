@@ -436,7 +436,12 @@ impl State {
         }
         match msg {
             Message::Prepare { .. } => self.deliver_prepare(config, msg, time),
-            Message::Block { xid, amount, .. } => self.deliver_block(xid, *amount, time),
+            Message::Block {
+                xid,
+                amount,
+                created,
+                ..
+            } => self.deliver_block(xid, *amount, *created, time),
             Message::Outcome {
                 xid,
                 from_engine,
@@ -528,13 +533,19 @@ impl State {
     }
 
     /// The sender reversed: an exchange never seen here is blocked; one seen carries on.
-    fn deliver_block(&mut self, xid: &Xid, amount: Fen, time: i64) -> Result<Step, Rejection> {
+    fn deliver_block(
+        &mut self,
+        xid: &Xid,
+        amount: Fen,
+        created: i64,
+        time: i64,
+    ) -> Result<Step, Rejection> {
         if amount.is_zero() {
             return Err(refuse("a malformed Block"));
         }
         if let Some(&i) = self.fed.index.get(xid) {
             let x = &self.fed.exchanges[i as usize];
-            if x.outgoing || x.amount != amount {
+            if x.outgoing || x.amount != amount || x.created != created {
                 return Err(refuse("a Block that differs from the exchange recorded"));
             }
             let send = self.answer_of(i).into_iter().collect();
@@ -552,7 +563,7 @@ impl State {
             sender_admdvs: 0,
             amount,
             source: TransferSource::Wallet,
-            created: time,
+            created,
             expires_at: time,
             status: XStatus::Closed(Outcome::Blocked),
             reversed: false,
@@ -642,6 +653,7 @@ impl State {
                 xid: x.xid,
                 to_engine: x.peer,
                 amount: x.amount,
+                created: x.created,
             };
         }
         Message::Prepare {
@@ -691,6 +703,17 @@ impl State {
     /// Every exchange this engine holds, in the order they were made (checkers and tests).
     pub fn exchanges(&self) -> impl Iterator<Item = ExchangeView> + '_ {
         (0..self.fed.exchanges.len() as u32).map(|i| self.exchange_view(i))
+    }
+
+    /// Reconciliation counters by (CST day the exchange was made, peer engine), computed from
+    /// the exchange records (a few hundred thousand a year nationally).
+    pub fn fed_counters(
+        &self,
+    ) -> std::collections::BTreeMap<
+        (i32, crate::federation::EngineId),
+        crate::federation::FedCounters,
+    > {
+        self.fed.counters()
     }
 
     /// The ledger's totals (docs/FEDERATION.md's conservation equations).
