@@ -42,12 +42,21 @@ fn load(
     writable: bool,
     report: &mut OpenReport,
 ) -> Result<Loaded, ServerError> {
+    let phase = Instant::now();
     let loaded = store.load_snapshot()?;
+    let read = phase.elapsed();
     let (mut state, mut anchor) = match &loaded {
         Some(snapshot) => {
             let state = State::decode_snapshot(&snapshot.body).map_err(|e| {
                 ServerError::Corrupt(format!("snapshot {} does not decode: {e}", snapshot.file))
             })?;
+            tracing::info!(
+                file = %snapshot.file,
+                bytes = snapshot.body.len(),
+                read_millis = read.as_millis() as u64,
+                decode_millis = (phase.elapsed() - read).as_millis() as u64,
+                "snapshot loaded"
+            );
             report.snapshot_op = Some(snapshot.anchor.op);
             report.skipped_snapshots = snapshot.skipped.clone();
             (state, Some(snapshot.anchor))
@@ -55,12 +64,17 @@ fn load(
         None => (State::new(config.params.clone()), None),
     };
     if !state.cold_missing().is_empty() {
+        let phase = Instant::now();
         let attached = match history {
             Some(history) => history.attach(&mut state),
             None => Err("the snapshot refers to history files, and this store keeps none".into()),
         };
         match attached {
-            Ok(n) => report.history_chunks = n,
+            Ok(n) => {
+                report.history_chunks = n;
+                let millis = phase.elapsed().as_millis() as u64;
+                tracing::info!(chunks = n, millis, "history files attached");
+            }
             Err(e) => {
                 // Files are derived from the journal: replay it from op 1 and write them again.
                 tracing::warn!(error = %e, "a history file is missing or damaged; rebuilding history from the journal");
@@ -85,12 +99,20 @@ fn load(
         )));
     }
     let spill = history.filter(|_| writable);
+    let phase = Instant::now();
     report.replayed_ops = replay(log.as_mut(), &mut state, after_op, spill)?;
-    // A decoded snapshot has passed the full check already; ops replayed on it need another.
+    let millis = phase.elapsed().as_millis() as u64;
+    tracing::info!(ops = report.replayed_ops, millis, "journal suffix replayed");
+    // A decoded snapshot has passed its checks already; ops replayed on it need another. The
+    // checks of the hot state only: the full check reads all history, so a start would take
+    // as long as history is big (`gongji verify` runs it).
     if anchor.is_none() || report.replayed_ops > 0 {
+        let phase = Instant::now();
         state
-            .check()
+            .check_hot()
             .map_err(|e| ServerError::Corrupt(format!("state check after recovery: {e}")))?;
+        let millis = phase.elapsed().as_millis() as u64;
+        tracing::info!(millis, "state checked");
     }
     report.head_op = log.head().op;
     report.persons = state.person_count();

@@ -51,7 +51,7 @@ pub fn verify(args: DataArgs) -> Result<()> {
         );
     }
     let (state, head, report) = gongji_server::inspect(&config).context("replay failed")?;
-    print_recovery(&state, &report);
+    check_recovery(&state, &report)?;
     let genesis = gongji_server::replay_from_genesis(&config, state.params().clone())
         .context("replay from op 1 failed")?;
     compare_with_genesis(&state, head, genesis, "segments")
@@ -80,16 +80,28 @@ fn warn_if_exposed(dir: &std::path::Path) {
 }
 
 /// What `verify` recovered: from which snapshot, how much was replayed, which snapshots were
-/// passed over.
-pub(crate) fn print_recovery(state: &gongji_core::State, report: &gongji_server::OpenReport) {
+/// passed over; then the full check of the recovered state, which reads every history record
+/// (a start runs only the checks of the hot state).
+pub(crate) fn check_recovery(
+    state: &gongji_core::State,
+    report: &gongji_server::OpenReport,
+) -> Result<()> {
     println!(
-        "replay: snapshot at op {}, {} ops replayed, {} persons, state check ok ({} ms)",
+        "replay: snapshot at op {}, {} ops replayed, {} persons ({} ms)",
         report
             .snapshot_op
             .map_or("none".to_owned(), |op| op.to_string()),
         report.replayed_ops,
         state.person_count(),
         report.elapsed.as_millis()
+    );
+    let started = std::time::Instant::now();
+    state
+        .check()
+        .map_err(|e| anyhow::anyhow!("state check failed: {e}"))?;
+    println!(
+        "state check ok: ledger, statistics, reconciliation and lists recomputed from every record ({} ms)",
+        started.elapsed().as_millis()
     );
     for skipped in &report.skipped_snapshots {
         println!("snapshot skipped: {} ({})", skipped.file, skipped.defect);
@@ -103,6 +115,7 @@ pub(crate) fn print_recovery(state: &gongji_core::State, report: &gongji_server:
     if let Some(why) = &report.history_rebuilt {
         println!("history: rebuilt by replaying the journal from op 1, because {why}");
     }
+    Ok(())
 }
 
 /// Prints the head and state hash of the recovered `state`, and refuses a snapshot that

@@ -47,7 +47,7 @@ pub fn verify_postgres(url: &str, config: &Config) -> Result<()> {
         chain_head.op
     );
     let (state, head, report) = inspect(config, Some(url)).context("replay failed")?;
-    crate::ops::print_recovery(&state, &report);
+    crate::ops::check_recovery(&state, &report)?;
     if head != chain_head {
         bail!(
             "recovery ends at op {} but the journal's head is op {}",

@@ -1,9 +1,10 @@
-//! The audit log: every decision appended to a hash-chained JSON-lines file, synced before the
-//! caller replies.
+//! The audit log: every decision appended to a hash-chained JSON-lines file.
 //!
 //! [`AuditLog::open`] creates the directory with mode 0700 and `audit.jsonl` with mode 0600, and
 //! resumes the chain from the last record. [`AuditLog::append_batch`] writes a batch of
-//! [`Record`]s and fsyncs once. [`verify`] recomputes the chain from the start.
+//! [`Record`]s and fsyncs once; [`AuditLog::write_batch`] only writes it, and a
+//! [`SyncHandle`] (another thread's) syncs later, covering every batch written before it.
+//! [`verify`] recomputes the chain from the start.
 //!
 //! Each line is a [`Record`]: `seq`, `prev` (the previous record's hash, 64 zeros for the first),
 //! the policy version, the item id, the BLAKE3 hash of the item's text (never the text: the
@@ -17,9 +18,12 @@
 //! machine's ext4 with the disk quiet, p99 about 0.2 ms against 0.25–1 ms for an append:
 //! BENCHMARKS.md). The log
 //! therefore ends at its first NUL byte. Whatever follows the last whole record before it — a
-//! partial record, or bytes of a batch torn by a crash beyond a gap of zeros — was never
-//! acknowledged (its fsync had not returned): [`AuditLog::open`] cuts it and says so, and
-//! [`verify`] reports it. A clean close truncates the zeros away, leaving plain JSON lines.
+//! partial record, or bytes of a batch torn by a crash beyond a gap of zeros — was not synced:
+//! [`AuditLog::open`] cuts it and says so, and [`verify`] reports it. A killed process leaves
+//! only whole batches (its writes had returned) or a batch it was still writing, never
+//! acknowledged; a power loss may also tear batches written after the last sync, which a caller
+//! that acknowledges after `write_batch` alone has acknowledged (the server's `group` mode).
+//! A clean close truncates the zeros away, leaving plain JSON lines.
 //!
 //! Rejected alternative: sharing `gongji-journal`. Its frames are binary with CRC32C and snapshots
 //! for a state machine; an auditor reading Huyou's log wants one JSON record a line that `jq` can
@@ -238,8 +242,8 @@ impl AuditLog {
         &self.path
     }
 
-    /// Bytes of whole records in the file; every one of them is fsynced once `append_batch`
-    /// has returned.
+    /// Bytes of whole records written to the file; every one of them is fsynced once
+    /// `append_batch` has returned.
     pub fn end(&self) -> u64 {
         self.end
     }
@@ -276,6 +280,35 @@ impl AuditLog {
     /// error here means the batch may be partly written: the caller must not acknowledge it,
     /// and a failed fsync is fatal (STYLE.md) because it cannot be retried safely.
     pub fn append_batch(&mut self, entries: Vec<Entry>) -> std::io::Result<Vec<Record>> {
+        let records = self.write_batch(entries)?;
+        self.file.sync_data()?;
+        Ok(records)
+    }
+
+    /// Fsyncs every batch written so far (after [`AuditLog::write_batch`]).
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Records in the log, whole and written (the next record's `seq`).
+    pub fn records(&self) -> u64 {
+        self.seq_next
+    }
+
+    /// A second handle on the log's file for [`SyncHandle::sync`], so that a syncer thread can
+    /// fsync while batches are written under the log's lock (the server's `group` mode).
+    pub fn sync_handle(&self) -> std::io::Result<SyncHandle> {
+        Ok(SyncHandle(self.file.try_clone()?))
+    }
+
+    /// Writes the batch after the last record with one `write` and no fsync; returns the
+    /// records as written. Once this returns the records are in the kernel's page cache: they
+    /// survive the process being killed, not a power loss or an OS crash, until a sync (this
+    /// log's [`AuditLog::append_batch`], or a [`SyncHandle`]) has returned after it. A crash
+    /// before that sync may leave any part of them on disk; opening the log cuts whatever
+    /// follows the last whole record that verifies. An error means the batch may be partly
+    /// written: the caller must not acknowledge it.
+    pub fn write_batch(&mut self, entries: Vec<Entry>) -> std::io::Result<Vec<Record>> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         let mut records = Vec::with_capacity(entries.len());
@@ -311,13 +344,24 @@ impl AuditLog {
         }
         self.file.seek(SeekFrom::Start(self.end))?;
         self.file.write_all(&buf)?;
-        self.file.sync_data()?;
         self.end += buf.len() as u64;
         self.allocated = self.allocated.max(self.end);
         self.seq_next += records.len() as u64;
         self.prev = prev;
         self.buf = buf;
         Ok(records)
+    }
+}
+
+/// A handle on the log's file that only syncs: `fdatasync` covers every record written by the
+/// log before the call began.
+#[derive(Debug)]
+pub struct SyncHandle(File);
+
+impl SyncHandle {
+    /// A failed sync is fatal to the caller (STYLE.md): it cannot be retried safely.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.0.sync_data()
     }
 }
 
@@ -518,6 +562,34 @@ mod tests {
         std::fs::write(&path, altered).unwrap();
         let e = AuditLog::open_preallocated(&audit, 1 << 16).unwrap_err();
         assert!(e.to_string().contains("line 2: hash mismatch"), "{e}");
+    }
+
+    #[test]
+    fn written_batches_are_whole_without_a_sync_and_a_sync_handle_covers_them() {
+        // Proves a batch written without a sync is in the file whole (what a killed process
+        // leaves: the page cache outlives it), that a sync handle taken before the writes syncs
+        // them, and that a reopen without a clean close continues the chain after them.
+        let dir = tempfile::tempdir().unwrap();
+        let audit = dir.path().join("audit");
+        let path = audit.join("audit.jsonl");
+        let mut log = AuditLog::open_preallocated(&audit, 1 << 16).unwrap();
+        let handle = log.sync_handle().unwrap();
+        log.write_batch(vec![entry("a"), entry("b")]).unwrap();
+        log.write_batch(vec![entry("c")]).unwrap();
+        assert_eq!(log.records(), 3);
+        handle.sync().unwrap();
+        let end = log.end();
+        std::mem::forget(log); // as kill -9: no clean close
+        let v = verify(&path).unwrap();
+        assert_eq!(v.records, 3);
+        let content = std::fs::read(&path).unwrap();
+        assert_eq!(content.iter().position(|&b| b == 0), Some(end as usize));
+        let mut log = AuditLog::open_preallocated(&audit, 1 << 16).unwrap();
+        assert_eq!(
+            log.write_batch(vec![entry("d")]).unwrap()[0].prev,
+            v.last_hash
+        );
+        assert_eq!(verify(&path).unwrap().records, 4);
     }
 
     #[cfg(unix)]

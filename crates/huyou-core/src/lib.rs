@@ -22,7 +22,7 @@ pub mod model;
 pub mod normalise;
 pub mod policy;
 
-pub use audit::AuditLog;
+pub use audit::{AuditLog, SyncHandle};
 pub use classify::{Category, Classifier, Evidence, Meta};
 pub use code::Code;
 pub use normalise::{Normalised, Normaliser};

@@ -30,15 +30,17 @@ fn examples() -> Vec<Example> {
 
 #[test]
 fn every_code_has_a_positive_and_a_hard_negative() {
-    // Proves the example set covers the whole contract, each with provenance.
+    // Proves the example set covers the whole contract, each with provenance: every code has a
+    // positive and a hard negative that the classifier gets right (not only `known_miss` ones,
+    // which the next test checks still fail).
     let all = examples();
     for code in Code::ALL {
         assert!(
-            all.iter().any(|e| e.codes.contains(code)),
+            all.iter().any(|e| e.codes.contains(code) && !e.known_miss),
             "no positive for {code}"
         );
         assert!(
-            all.iter().any(|e| e.not.contains(code)),
+            all.iter().any(|e| e.not.contains(code) && !e.known_miss),
             "no hard negative for {code}"
         );
     }

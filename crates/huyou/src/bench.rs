@@ -5,13 +5,16 @@
 //! - `throughput`: items/s on one thread for 50-character texts (COLD dev comments cut or
 //!   repeated to 50 characters) through classify + decide for all nine surfaces; memory.
 //! - `http`: first times `fdatasync` of small appends in the directory the server's audit log
-//!   will be in (the floor under every reply), then spawns `huyou serve` on 127.0.0.1:0 and times
+//!   will be in (the floor under every reply with `--audit-sync always`), then spawns
+//!   `huyou serve` with the `--audit-sync` given on 127.0.0.1:0 and times
 //!   single-item `/v1/filter` requests at each `--connections` level (p50/p99; one request at a
 //!   time per keep-alive connection, so concurrent ones share an fsync), then 1,000- and
 //!   100,000-candidate requests (items/s).
 
+use crate::serve::AuditSync;
 use crate::wire::{self, Item};
 use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
 use huyou_core::{Audience, Classifier, Code, Medium, Meta, Policy, Service};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -48,6 +51,13 @@ pub enum Which {
         /// at a time).
         #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
         connections: Vec<usize>,
+        /// The server's `--audit-sync`: `group` replies once records are written, `always` once
+        /// they are fsynced.
+        #[arg(long, value_enum, default_value_t = AuditSync::Group)]
+        audit_sync: AuditSync,
+        /// The server's `--audit-sync-interval-ms` (with `group` only).
+        #[arg(long, value_name = "MS")]
+        audit_sync_interval_ms: Option<u64>,
     },
 }
 
@@ -65,7 +75,22 @@ pub fn run(which: Which) -> Result<()> {
             cold,
             requests,
             connections,
-        } => http(&cold, requests, &connections),
+            audit_sync,
+            audit_sync_interval_ms,
+        } => {
+            let mut server_args = vec![
+                "--audit-sync".to_string(),
+                audit_sync
+                    .to_possible_value()
+                    .expect("named")
+                    .get_name()
+                    .to_string(),
+            ];
+            if let Some(ms) = audit_sync_interval_ms {
+                server_args.extend(["--audit-sync-interval-ms".to_string(), ms.to_string()]);
+            }
+            http(&cold, requests, &connections, &server_args)
+        }
     }
 }
 
@@ -254,11 +279,12 @@ fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn spawn_server() -> Result<Server> {
+fn spawn_server(server_args: &[String]) -> Result<Server> {
     let dir = std::env::temp_dir().join(format!("huyou-bench-{}", std::process::id()));
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(&dir)
+        .args(server_args)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("spawn huyou serve")?;
@@ -414,12 +440,12 @@ fn fsync_floor_preallocated(dir: &Path, syncs: usize) -> Result<Vec<u64>> {
     Ok(latencies_us)
 }
 
-fn http(cold: &Path, requests: usize, connections: &[usize]) -> Result<()> {
+fn http(cold: &Path, requests: usize, connections: &[usize], server_args: &[String]) -> Result<()> {
     let texts = texts(cold, 50)?;
     let probe = TempDir(std::env::temp_dir().join(format!("huyou-fsync-{}", std::process::id())));
     let floor = fsync_floor(&probe.0, 2000)?;
     println!(
-        "fdatasync of a 400-byte append in {} (the floor under every reply): 2000 syncs, {}",
+        "fdatasync of a 400-byte append in {} (the floor under every reply with --audit-sync always): 2000 syncs, {}",
         std::env::temp_dir().display(),
         percentiles(floor)
     );
@@ -430,7 +456,8 @@ fn http(cold: &Path, requests: usize, connections: &[usize]) -> Result<()> {
         percentiles(floor)
     );
     drop(probe);
-    let server = spawn_server()?;
+    println!("server: huyou serve {}", server_args.join(" "));
+    let server = spawn_server(server_args)?;
     for &c in connections {
         let c = c.max(1);
         let per_connection = requests / c;
@@ -493,5 +520,31 @@ fn http(cold: &Path, requests: usize, connections: &[usize]) -> Result<()> {
         "server peak RSS (VmHWM) after the runs: {} KiB",
         proc_status_kib(server.child.id(), "VmHWM:")
     );
+    let metrics = get_metrics(&server.addr)?;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let syncs = value("huyou_audit_sync_seconds_count");
+    println!(
+        "server audit log after the runs: {} records, {} fdatasyncs (mean {:.0} µs), {} records unsynced",
+        value("huyou_audit_records_total"),
+        syncs,
+        value("huyou_audit_sync_seconds_sum") * 1e6 / syncs,
+        value("huyou_audit_unsynced_records")
+    );
     Ok(())
+}
+
+/// The server's `/metrics` text, on a connection of its own.
+fn get_metrics(addr: &str) -> Result<String> {
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw)?;
+    Ok(raw
+        .split_once("\r\n\r\n")
+        .map_or(raw.clone(), |x| x.1.to_string()))
 }

@@ -7,10 +7,20 @@
 //! Bodies are read as bytes and parsed here, so that every malformed body (not JSON, not UTF-8,
 //! an unknown field, too large, too many items) gets a JSON `{"error": ...}` with a clear status
 //! instead of axum's plain-text rejections. A small batch is classified on the handler's thread,
-//! a large one in `spawn_blocking` across all cores. A small batch's audit entries are appended
-//! and fsynced on the handler's thread when the log is free; otherwise (a sync in flight, or a
-//! large batch) they go to the audit writer thread, which appends every batch waiting, fsyncs
-//! once (group commit) and only then releases the replies. The writer is joined on shutdown.
+//! a large one in `spawn_blocking` across all cores. A small batch's audit entries are written
+//! on the handler's thread when the log is free; otherwise (the log busy, or a large batch) they
+//! go to the audit writer thread, which writes every batch waiting at once and only then
+//! releases the replies. When a reply may leave is `--audit-sync`:
+//!
+//! - `group` (the default): once its records are written whole (one `write`), so a killed
+//!   process loses no acknowledged record (the page cache outlives it). The syncer thread
+//!   fdatasyncs whenever records are waiting, at most once per `--audit-sync-interval-ms`, so a
+//!   power loss or an OS crash loses at most the records acknowledged since the last sync began
+//!   (about one interval plus a sync or two); opening the log cuts a batch such a crash tore.
+//! - `always`: once they are fsynced; the writer thread's batches share one fsync (group commit).
+//!
+//! `/metrics` shows the records not yet synced and a histogram of sync times. The writer and the
+//! syncer are joined on shutdown, after a last sync.
 //!
 //! Limits: `BODY_BYTES_MAX`, `ITEMS_MAX` per batch, `wire::TEXT_BYTES_MAX` per text,
 //! `STREAMS_MAX` open generative-AI streams (idle ones dropped when full), `STREAM_BYTES_MAX`
@@ -31,8 +41,9 @@ use huyou_core::{
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 /// Bounds what one request can make the server hold: 64 MiB of body is 100,000 items of about
 /// 600 bytes of JSON each (a 50-character Chinese text is 150 bytes of UTF-8), so a full batch of
@@ -58,7 +69,38 @@ pub struct ServeArgs {
     pub token_file: Option<PathBuf>,
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// When a reply may leave: `group` once its audit records are written (a kill -9 loses
+    /// none; a power loss may lose those of the last sync interval), `always` once they are
+    /// fsynced.
+    #[arg(long, value_enum, default_value_t = AuditSync::Group)]
+    pub audit_sync: AuditSync,
+    /// With `--audit-sync group`: the syncer fsyncs at most once per this many milliseconds
+    /// (0: back to back while records wait) [default: 5].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=AUDIT_SYNC_INTERVAL_MS_MAX))]
+    pub audit_sync_interval_ms: Option<u64>,
 }
+
+/// The audit log's durability before a reply (`--audit-sync`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditSync {
+    /// Reply once the records are written; a syncer thread fsyncs them within the interval.
+    Group,
+    /// Reply once the records are fsynced.
+    Always,
+}
+
+impl AuditSync {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuditSync::Group => "group",
+            AuditSync::Always => "always",
+        }
+    }
+}
+
+/// The longest `--audit-sync-interval-ms`: what a power loss may cost is bounded by it.
+pub const AUDIT_SYNC_INTERVAL_MS_MAX: u64 = 10_000;
+const AUDIT_SYNC_INTERVAL_MS_DEFAULT: u64 = 5;
 
 #[derive(Debug, Default)]
 struct Metrics {
@@ -94,6 +136,12 @@ pub struct App {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    let interval_ms = match (args.audit_sync, args.audit_sync_interval_ms) {
+        (AuditSync::Always, Some(_)) => anyhow::bail!(
+            "--audit-sync-interval-ms applies to --audit-sync group only (always syncs before each reply)"
+        ),
+        (_, ms) => ms.unwrap_or(AUDIT_SYNC_INTERVAL_MS_DEFAULT),
+    };
     let token_file = args
         .token_file
         .clone()
@@ -108,22 +156,31 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let log = AuditLog::open_preallocated(&args.data.join("audit"), AUDIT_PREALLOCATE_BYTES)?;
     let audit_path = log.path().to_path_buf();
-    let audit = Arc::new(Audit {
-        durable_bytes: AtomicU64::new(log.end()),
-        log: Mutex::new(log),
-        queued: AtomicUsize::new(0),
-    });
+    let sync_handle = log.sync_handle()?;
+    let audit = Arc::new(Audit::new(log, args.audit_sync));
     let (audit_tx, audit_rx) = tokio::sync::mpsc::channel(AUDIT_QUEUE_MAX);
     let shared = audit.clone();
     let writer = std::thread::Builder::new()
         .name("huyou-audit".into())
         .spawn(move || audit_writer(&shared, audit_rx))?;
+    let syncer = match args.audit_sync {
+        AuditSync::Always => None,
+        AuditSync::Group => {
+            let shared = audit.clone();
+            let interval = std::time::Duration::from_millis(interval_ms);
+            Some(
+                std::thread::Builder::new()
+                    .name("huyou-audit-sync".into())
+                    .spawn(move || audit_syncer(&shared, &sync_handle, interval))?,
+            )
+        }
+    };
     let app = Arc::new(App {
         classifier: Classifier::builtin(),
         policy,
         audit_tx,
         audit_path,
-        audit,
+        audit: audit.clone(),
         token_hash: blake3::hash(token.as_bytes()),
         metrics: Metrics::default(),
         streams: Mutex::new(HashMap::new()),
@@ -142,9 +199,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Ok::<(), anyhow::Error>(())
     })?;
     // The router and every clone of the audit sender are gone once the runtime has finished
-    // its blocking tasks; the writer then drains the queue and returns.
+    // its blocking tasks; the writer then drains the queue and returns, and the syncer makes a
+    // last sync of everything written.
     drop(runtime);
     writer.join().expect("audit writer does not panic");
+    if let Some(syncer) = syncer {
+        *audit.stop.lock().expect("syncer lock") = true;
+        audit.wake.notify_all();
+        syncer.join().expect("audit syncer does not panic");
+    }
     Ok(())
 }
 
@@ -158,15 +221,162 @@ const AUDIT_GROUP_JOBS_MAX: usize = 1024;
 /// often and small, so that fewer than 1 % of requests at 64 connections meet one.
 const AUDIT_PREALLOCATE_BYTES: u64 = 16 << 20;
 
-/// The audit log and what the handlers and the writer thread share about it.
+/// The audit log and what the handlers, the writer thread and the syncer share about it.
 #[derive(Debug)]
 struct Audit {
-    /// Held for each append and its fsync, by a handler (fast path) or the writer thread.
+    /// Held for each write (and in `always` mode its fsync), by a handler (fast path) or the
+    /// writer thread; never by the syncer, so a sync in `group` mode holds up no write.
     log: Mutex<AuditLog>,
-    /// Bytes of the audit file that are fsynced: the export never shows a half-written line.
-    durable_bytes: AtomicU64,
+    mode: AuditSync,
+    /// Whole records and their bytes written (acknowledged once the writer has stored them):
+    /// the export shows these bytes, so never a half-written line.
+    written_records: AtomicU64,
+    written_bytes: AtomicU64,
+    /// Whole records and bytes known to be fsynced.
+    synced_records: AtomicU64,
+    synced_bytes: AtomicU64,
     /// Jobs sent to the writer thread and not yet taken by it.
     queued: AtomicUsize,
+    /// Set by the syncer while it waits for records: a writer then wakes it (else no writer
+    /// pays for a wake-up).
+    syncer_idle: AtomicBool,
+    /// Set on shutdown: the syncer makes a last sync and returns.
+    stop: Mutex<bool>,
+    wake: Condvar,
+    sync_seconds: Histogram,
+}
+
+impl Audit {
+    fn new(log: AuditLog, mode: AuditSync) -> Audit {
+        let (records, bytes) = (log.records(), log.end());
+        Audit {
+            log: Mutex::new(log),
+            mode,
+            written_records: AtomicU64::new(records),
+            written_bytes: AtomicU64::new(bytes),
+            synced_records: AtomicU64::new(records),
+            synced_bytes: AtomicU64::new(bytes),
+            queued: AtomicUsize::new(0),
+            syncer_idle: AtomicBool::new(false),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+            sync_seconds: Histogram::default(),
+        }
+    }
+
+    fn unsynced(&self) -> bool {
+        self.written_bytes.load(Ordering::SeqCst) > self.synced_bytes.load(Ordering::SeqCst)
+    }
+
+    /// The syncer's wait: until records are unsynced, then until `due` (the last sync's start
+    /// plus the interval). Returns whether shutdown was asked for.
+    fn wait_for_unsynced(&self, due: Instant) -> bool {
+        let mut stop = self.stop.lock().expect("syncer lock");
+        loop {
+            if *stop {
+                return true;
+            }
+            // SeqCst with the writers' store-then-load (`note_written`): either a writer sees
+            // the syncer idle and wakes it, or the syncer sees the writer's records here.
+            self.syncer_idle.store(true, Ordering::SeqCst);
+            if self.unsynced() {
+                break;
+            }
+            stop = self.wake.wait(stop).expect("syncer lock");
+        }
+        self.syncer_idle.store(false, Ordering::SeqCst);
+        while let Some(wait) = due.checked_duration_since(Instant::now()) {
+            if *stop {
+                return true;
+            }
+            stop = self.wake.wait_timeout(stop, wait).expect("syncer lock").0;
+        }
+        *stop
+    }
+
+    /// Called with the log's lock held, after a batch is written (and in `always` mode synced).
+    fn note_written(&self, log: &AuditLog) {
+        self.written_records.store(log.records(), Ordering::SeqCst);
+        self.written_bytes.store(log.end(), Ordering::SeqCst);
+        if self.mode == AuditSync::Group && self.syncer_idle.load(Ordering::SeqCst) {
+            let _stop = self.stop.lock().expect("syncer lock");
+            self.wake.notify_one();
+        }
+    }
+
+    fn note_synced(&self, records: u64, bytes: u64, took: std::time::Duration) {
+        self.sync_seconds.observe(took);
+        self.note_durable(records, bytes);
+    }
+
+    /// Records up to `records` (`bytes`) are fsynced, by a record sync or another one.
+    fn note_durable(&self, records: u64, bytes: u64) {
+        self.synced_records.fetch_max(records, Ordering::SeqCst);
+        self.synced_bytes.fetch_max(bytes, Ordering::SeqCst);
+    }
+}
+
+/// `group` mode's syncer: fsyncs whenever records are written and unsynced, no sooner than
+/// `interval` after its previous sync began (or after it started), through its own handle on
+/// the file (a sync covers every write that returned before it began, so the positions read
+/// before it are synced after it). Stops after a last sync once shutdown is asked for.
+fn audit_syncer(audit: &Audit, handle: &huyou_core::SyncHandle, interval: std::time::Duration) {
+    let mut last_start = Instant::now();
+    loop {
+        let stopping = audit.wait_for_unsynced(last_start + interval);
+        let records = audit.written_records.load(Ordering::SeqCst);
+        let bytes = audit.written_bytes.load(Ordering::SeqCst);
+        if bytes > audit.synced_bytes.load(Ordering::SeqCst) {
+            let start = Instant::now();
+            last_start = start;
+            if let Err(e) = handle.sync() {
+                eprintln!("huyou: audit log sync failed, stopping: {e}");
+                std::process::exit(70);
+            }
+            audit.note_synced(records, bytes, start.elapsed());
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Upper bounds of `huyou_audit_sync_seconds`' buckets: the disk's fsync runs from 0.1 ms to
+/// tens of ms here (BENCHMARKS.md).
+const SYNC_BUCKETS_S: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 1.0,
+];
+
+/// A Prometheus histogram of durations, updated with atomics.
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Observations per bucket (not cumulative); the last one is beyond every bound.
+    buckets: [AtomicU64; SYNC_BUCKETS_S.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, took: std::time::Duration) {
+        let s = took.as_secs_f64();
+        let i = SYNC_BUCKETS_S.partition_point(|&b| b < s);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+        let mut cumulative = 0;
+        for (i, count) in self.buckets.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = SYNC_BUCKETS_S
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {cumulative}\n"));
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        out.push_str(&format!("{name}_sum {sum}\n{name}_count {cumulative}\n"));
+    }
 }
 
 #[derive(Debug)]
@@ -175,19 +385,23 @@ struct AuditJob {
     durable: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Appends and fsyncs under the log's lock. A failed append or fsync is fatal (STYLE.md): the
-/// record may or may not be on disk, and an fsync cannot be retried safely. Stop; the chain is
-/// checked on restart.
-fn append_or_exit(
-    log: &mut AuditLog,
-    entries: Vec<huyou_core::audit::Entry>,
-    durable_bytes: &AtomicU64,
-) {
-    if let Err(e) = log.append_batch(entries) {
+/// Writes under the log's lock, and in `always` mode fsyncs. A failed write or fsync is fatal
+/// (STYLE.md): the record may or may not be on disk, and an fsync cannot be retried safely.
+/// Stop; the chain is checked on restart.
+fn append_or_exit(log: &mut AuditLog, entries: Vec<huyou_core::audit::Entry>, audit: &Audit) {
+    if let Err(e) = log.write_batch(entries) {
         eprintln!("huyou: audit log write failed, stopping: {e}");
         std::process::exit(70);
     }
-    durable_bytes.store(log.end(), Ordering::Release);
+    if audit.mode == AuditSync::Always {
+        let start = Instant::now();
+        if let Err(e) = log.sync() {
+            eprintln!("huyou: audit log sync failed, stopping: {e}");
+            std::process::exit(70);
+        }
+        audit.note_synced(log.records(), log.end(), start.elapsed());
+    }
+    audit.note_written(log);
 }
 
 /// Appends the batch on the handler's own thread when no sync is in flight and nothing waits
@@ -203,12 +417,12 @@ fn append_inline(
     let Ok(mut log) = audit.log.try_lock() else {
         return Some(entries);
     };
-    append_or_exit(&mut log, entries, &audit.durable_bytes);
+    append_or_exit(&mut log, entries, audit);
     None
 }
 
-/// The group commit: takes every batch waiting once the log is free, appends them with one
-/// fsync, then wakes their handlers. Batches that arrive during a sync (the writer's or a
+/// The group commit: takes every batch waiting once the log is free, writes them at once (in
+/// `always` mode with one fsync), then wakes their handlers. Batches that arrive during a sync (the writer's or a
 /// handler's) wait in the queue and share the next one, so a request waits for at most the sync
 /// in flight and its own. Also tops up the log's preallocation, after releasing the replies; a
 /// job without entries asks for only that.
@@ -228,15 +442,20 @@ fn audit_writer(audit: &Audit, mut rx: tokio::sync::mpsc::Receiver<AuditJob>) {
             .flat_map(|j| std::mem::take(&mut j.entries))
             .collect();
         if !entries.is_empty() {
-            append_or_exit(&mut log, entries, &audit.durable_bytes);
+            append_or_exit(&mut log, entries, audit);
         }
         for job in jobs {
             let _ = job.durable.send(());
         }
-        // After the replies are released: the next batch, not this one, waits for it.
+        // After the replies are released: the next batch, not this one, waits for it. Its
+        // sync also makes every record written so far durable.
+        let topping_up = log.preallocation_low();
         if let Err(e) = log.preallocate_ahead() {
             eprintln!("huyou: audit log preallocation failed, stopping: {e}");
             std::process::exit(70);
+        }
+        if topping_up {
+            audit.note_durable(log.records(), log.end());
         }
     }
 }
@@ -407,7 +626,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         ),
         (
             "huyou_audit_records_total",
-            "audit records fsynced",
+            "audit records of acknowledged items (written; fsynced too with --audit-sync always)",
             &m.audit_records,
         ),
     ] {
@@ -416,6 +635,45 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             v.load(Ordering::Relaxed)
         ));
     }
+    let a = &app.audit;
+    let (written_records, synced_records) = (
+        a.written_records.load(Ordering::SeqCst),
+        a.synced_records.load(Ordering::SeqCst),
+    );
+    let (written_bytes, synced_bytes) = (
+        a.written_bytes.load(Ordering::SeqCst),
+        a.synced_bytes.load(Ordering::SeqCst),
+    );
+    for (name, help, v) in [
+        (
+            "huyou_audit_unsynced_records",
+            "audit records written (acknowledged) and not yet fsynced: what a power loss now would lose",
+            written_records.saturating_sub(synced_records),
+        ),
+        (
+            "huyou_audit_unsynced_bytes",
+            "bytes of audit records written and not yet fsynced",
+            written_bytes.saturating_sub(synced_bytes),
+        ),
+        (
+            "huyou_audit_synced_records",
+            "audit records in the log known to be fsynced",
+            synced_records,
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP huyou_audit_sync_mode the --audit-sync setting\n# TYPE huyou_audit_sync_mode gauge\nhuyou_audit_sync_mode{{mode=\"{}\"}} 1\n",
+        a.mode.as_str()
+    ));
+    a.sync_seconds.render(
+        "huyou_audit_sync_seconds",
+        "time of each fdatasync of audit records",
+        &mut out,
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
@@ -433,8 +691,8 @@ fn large_batches_max() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Classifies and decides a batch, hands its audit entries to the writer, and returns once they
-/// are durable.
+/// Classifies and decides a batch, writes its audit entries (or hands them to the writer), and
+/// returns once they are written (`group`) or fsynced (`always`).
 async fn run_batch(
     app: Arc<App>,
     items: Vec<Item>,
@@ -482,7 +740,7 @@ async fn run_batch(
             wait.await.map_err(|_| unavailable())?;
         }
         None => {
-            // Durable. If the preallocation ran low, the writer tops it up (nobody waits on it).
+            // Written. If the preallocation ran low, the writer tops it up (nobody waits on it).
             let low = app
                 .audit
                 .log
@@ -867,7 +1125,8 @@ async fn audit_export(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
     if let Err(m) = authorize(&app, &headers) {
         return error(StatusCode::UNAUTHORIZED, m);
     }
-    let durable = app.audit.durable_bytes.load(Ordering::Acquire) as usize;
+    // Every acknowledged record (in `group` mode some may not be synced yet).
+    let durable = app.audit.written_bytes.load(Ordering::SeqCst) as usize;
     match tokio::fs::read(&app.audit_path).await {
         Ok(mut bytes) => {
             bytes.truncate(durable);

@@ -20,15 +20,21 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
+    start_with(&[])
+}
+
+/// Starts a server on a fresh directory with these extra `huyou serve` arguments.
+fn start_with(args: &[&str]) -> Server {
     let tmp = tempfile::tempdir().unwrap();
-    start_at(tmp.path().to_path_buf(), Some(tmp))
+    start_at(tmp.path().to_path_buf(), Some(tmp), args)
 }
 
 /// Starts `huyou serve` on `dir`; `tmp`, when given, is removed when the server is dropped.
-fn start_at(dir: std::path::PathBuf, tmp: Option<tempfile::TempDir>) -> Server {
+fn start_at(dir: std::path::PathBuf, tmp: Option<tempfile::TempDir>, args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_huyou"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(&dir)
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -416,12 +422,41 @@ fn try_classify(addr: &str, token: &str, id: &str) -> Option<u16> {
         .ok()
 }
 
+/// The value of an unlabelled metric on `/metrics`.
+fn metric(s: &Server, name: &str) -> u64 {
+    let text = s.send("GET", "/metrics", None, vec![]).body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 #[test]
-fn a_killed_server_loses_no_acknowledged_audit_record() {
-    // Proves that with four clients writing concurrently, every item acknowledged before a
-    // kill -9 is in the audit log, the chain still verifies with `huyou verify`, the user's text
-    // is not in the log, and a restarted server exports the same records.
-    let mut s = start();
+fn a_killed_server_loses_no_acknowledged_audit_record_with_audit_sync_group() {
+    // Proves the default mode's promise: records are acknowledged once written, before any
+    // fsync (the syncer waits 10 s here, so none has run when the server is killed, as
+    // /metrics shows), and a kill -9 under load loses none of them.
+    let s = start_with(&["--audit-sync", "group", "--audit-sync-interval-ms", "10000"]);
+    killed_under_load_loses_nothing(s, |s, acked| {
+        assert_eq!(metric(s, "huyou_audit_sync_seconds_count"), 0);
+        assert!(metric(s, "huyou_audit_unsynced_records") >= acked as u64);
+    });
+}
+
+#[test]
+fn a_killed_server_loses_no_acknowledged_audit_record_with_audit_sync_always() {
+    // Proves the same for `always`, where every acknowledged record is fsynced first.
+    let s = start_with(&["--audit-sync", "always"]);
+    killed_under_load_loses_nothing(s, |s, _| {
+        assert_eq!(metric(s, "huyou_audit_unsynced_records"), 0);
+        assert!(metric(s, "huyou_audit_sync_seconds_count") > 0);
+    });
+}
+
+/// Four clients write concurrently; after 60 acknowledgements `before_kill` checks the
+/// server's metrics, then a kill -9. Every item acknowledged before the kill must be in the
+/// audit log, the chain must verify with `huyou verify`, the user's text must not be in the
+/// log, and a restarted server must export the same records.
+fn killed_under_load_loses_nothing(mut s: Server, before_kill: impl Fn(&Server, usize)) {
     let (acks_tx, acks_rx) = std::sync::mpsc::channel::<String>();
     let clients: Vec<_> = (0..4)
         .map(|c| {
@@ -439,6 +474,7 @@ fn a_killed_server_loses_no_acknowledged_audit_record() {
         .collect();
     drop(acks_tx);
     let mut acked: Vec<String> = acks_rx.iter().take(60).collect();
+    before_kill(&s, acked.len());
     s.child.kill().unwrap(); // SIGKILL on Unix: no shutdown path runs.
     s.child.wait().unwrap();
     for client in clients {
@@ -471,9 +507,72 @@ fn a_killed_server_loses_no_acknowledged_audit_record() {
     );
     let records = log.lines().count();
     assert!(records >= acked.len());
-    let restarted = start_at(s.dir.path().to_path_buf(), None);
+    let restarted = start_at(s.dir.path().to_path_buf(), None, &[]);
     let export = restarted.send("GET", "/v1/audit/export", Some(&restarted.token), vec![]);
     assert_eq!(export.body.lines().count(), records);
+}
+
+#[test]
+fn the_group_syncer_syncs_what_was_acknowledged_within_its_interval() {
+    // Proves `group` mode's background syncer fsyncs acknowledged records on its own (the
+    // unsynced count returns to 0 and syncs are counted) without further requests.
+    let s = start_with(&["--audit-sync-interval-ms", "1"]);
+    for i in 0..3 {
+        assert_eq!(try_classify(&s.addr, &s.token, &format!("g{i}")), Some(200));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric(&s, "huyou_audit_synced_records") < 3 {
+        assert!(std::time::Instant::now() < deadline, "never synced");
+        std::thread::yield_now();
+    }
+    assert_eq!(metric(&s, "huyou_audit_unsynced_records"), 0);
+    assert!(metric(&s, "huyou_audit_sync_seconds_count") >= 1);
+    let text = s.send("GET", "/metrics", None, vec![]).body;
+    assert!(
+        text.contains("huyou_audit_sync_mode{mode=\"group\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_audit_sync_setting_is_refused_naming_it() {
+    // Proves a wrong durability setting stops `huyou serve` before it starts, with an error
+    // that names the setting.
+    for (args, expected) in [
+        (
+            &["--audit-sync", "sometimes"][..],
+            "--audit-sync <AUDIT_SYNC>",
+        ),
+        (
+            &["--audit-sync-interval-ms", "60000"][..],
+            "--audit-sync-interval-ms",
+        ),
+        (
+            &["--audit-sync-interval-ms", "soon"][..],
+            "--audit-sync-interval-ms",
+        ),
+        (
+            &["--audit-sync", "always", "--audit-sync-interval-ms", "5"][..],
+            "--audit-sync-interval-ms applies to --audit-sync group only",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_huyou"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(tmp.path().join("d"))
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expected),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !tmp.path().join("d").exists(),
+            "{args:?} created the data directory"
+        );
+    }
 }
 
 #[cfg(unix)]

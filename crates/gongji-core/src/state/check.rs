@@ -89,30 +89,16 @@ impl State {
 
     /// Recomputes the ledger, statistics and reconciliation from the records and compares them
     /// with the running counters; checks list structure. `Err` names the first difference.
+    /// Reads all history (cold chunks too): `verify` and the tests run it; a start runs
+    /// [`State::check_hot`].
     pub fn check(&self) -> Result<(), String> {
+        self.check_hot()?;
         let recomputed = self.recompute_ledger();
         if recomputed != self.ledger {
             return Err(format!(
                 "ledger {:?} != recomputed {recomputed:?}",
                 self.ledger
             ));
-        }
-        self.ledger.assert_conserved();
-        // The paid (person, year) pairs are exactly the contributions' (snapshots write them
-        // from the contributions).
-        let paid = self.contributions.iter().map(|c| (c.psn, c.year));
-        if self.contributions_paid.len() != self.contributions.len()
-            || !paid.clone().all(|k| self.contributions_paid.contains(&k))
-        {
-            return Err("contributions paid differ from the contributions".into());
-        }
-        let certnos = &self.persons.certno;
-        let every_person_findable = (0..certnos.len() as u32).all(|i| {
-            let key = crate::certno::masked_key_of_packed(certnos[i as usize]);
-            self.masked.find(key, certnos).any(|j| j == i)
-        });
-        if self.masked.len() != certnos.len() || !every_person_findable {
-            return Err("the masked-certno index does not match the persons".into());
         }
         let recent = super::recent::Recent::rebuild(self.setls.iter().map(|s| s.inst));
         if self
@@ -147,8 +133,54 @@ impl State {
             }
         }
         self.check_counters()?;
-        self.check_lists()?;
-        self.fed.check(self.persons.len())
+        self.check_entry_lists()
+    }
+
+    /// The checks that read no history, so that their time depends on persons and not on
+    /// how much history exists (a start after a replay runs them): balances and holds against
+    /// the ledger, conservation, the contributions paid, the masked-certno index, bindings and
+    /// the pending transfers' queue.
+    pub fn check_hot(&self) -> Result<(), String> {
+        let hot = &self.persons.hot;
+        let acct_total = hot.iter().map(|h| h.acct.0).sum::<u64>();
+        let wallet_total = hot.iter().map(|h| h.wallet.0).sum::<u64>();
+        let held = self
+            .transfers
+            .iter()
+            .filter(|t| t.status == TransferStatus::Pending)
+            .map(|t| t.amount.0)
+            .sum::<u64>();
+        let l = &self.ledger;
+        if (acct_total, wallet_total, held) != (l.acct_total, l.wallet_total, l.held) {
+            return Err(format!(
+                "ledger {l:?} != balances {acct_total}, wallets {wallet_total}, held {held}"
+            ));
+        }
+        self.ledger.assert_conserved();
+        // The paid (person, year) pairs are exactly the contributions' (snapshots write them
+        // from the contributions).
+        let paid = self.contributions.iter().map(|c| (c.psn, c.year));
+        if self.contributions_paid.len() != self.contributions.len()
+            || !paid.clone().all(|k| self.contributions_paid.contains(&k))
+        {
+            return Err("contributions paid differ from the contributions".into());
+        }
+        let certnos = &self.persons.certno;
+        let every_person_findable = (0..certnos.len() as u32).all(|i| {
+            let key = crate::certno::masked_key_of_packed(certnos[i as usize]);
+            self.masked.find(key, certnos).any(|j| j == i)
+        });
+        if self.masked.len() != certnos.len() || !every_person_findable {
+            return Err("the masked-certno index does not match the persons".into());
+        }
+        let fed = self.fed.recompute_ledger();
+        if fed != (l.in_flight, l.fed_sent, l.fed_received) {
+            return Err(format!(
+                "ledger {l:?} != exchanges (in flight, sent, received) {fed:?}"
+            ));
+        }
+        self.fed.check(self.persons.len())?;
+        self.check_bindings()
     }
 
     fn recompute_ledger(&self) -> Ledger {
@@ -276,16 +308,10 @@ impl State {
         }
     }
 
-    fn check_lists(&self) -> Result<(), String> {
+    /// Each person's entries end at the balance, and every entry is in its person's list.
+    fn check_entry_lists(&self) -> Result<(), String> {
         let mut listed = 0usize;
         for psn in 0..self.persons.len() as u32 {
-            let given = self.given(psn).count();
-            let received = self.received(psn).count();
-            if given > usize::from(self.params.binding_receivers_max)
-                || received > usize::from(self.params.binding_givers_max)
-            {
-                return Err(format!("person {psn} exceeds binding limits"));
-            }
             // The newest entry of each ledger holds its balance.
             let mut balc = [None, None];
             let mut at = self.persons.hot[psn as usize].entry_tail;
@@ -308,6 +334,20 @@ impl State {
         // listing as many as there are means every entry is in its person's list.
         if listed != self.entries.len() {
             return Err(format!("{listed} entries listed of {}", self.entries.len()));
+        }
+        Ok(())
+    }
+
+    /// Binding limits and links, and every pending transfer in the expiry queue.
+    fn check_bindings(&self) -> Result<(), String> {
+        for psn in 0..self.persons.len() as u32 {
+            let given = self.given(psn).count();
+            let received = self.received(psn).count();
+            if given > usize::from(self.params.binding_receivers_max)
+                || received > usize::from(self.params.binding_givers_max)
+            {
+                return Err(format!("person {psn} exceeds binding limits"));
+            }
         }
         let active = self.bindings.iter().filter(|b| b.active).count();
         let linked: usize = (0..self.persons.len() as u32)

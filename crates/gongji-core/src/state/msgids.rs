@@ -204,6 +204,30 @@ impl Msgids {
             .map(|&seq| &records.get(self.position(seq)).record)
     }
 
+    /// An empty set with room for `n` records in its index.
+    pub fn with_capacity(n: usize) -> Msgids {
+        Msgids {
+            index: HashTable::with_capacity(n),
+            ..Msgids::default()
+        }
+    }
+
+    /// [`Msgids::insert`] for a key not looked up before (a decoded snapshot's): `false`, and
+    /// nothing recorded, when the key is already there.
+    pub fn insert_new(
+        &mut self,
+        key: u128,
+        fingerprint: u64,
+        reply: Option<Reply>,
+        time: i64,
+    ) -> bool {
+        if self.get(key).is_some() {
+            return false;
+        }
+        self.insert(key, fingerprint, reply, time);
+        true
+    }
+
     /// Records `key`, made at `time` (not before the newest record's time).
     pub fn insert(&mut self, key: u128, fingerprint: u64, reply: Option<Reply>, time: i64) {
         // Every caller has just looked the key up; a second probe would cost a cache miss.

@@ -39,7 +39,7 @@ pub(super) fn decode_params(d: &mut Dec<'_>) -> Res<Params> {
 }
 
 pub(super) fn encode_ledger(l: &Ledger, e: &mut Enc<'_>) {
-    // Snapshot format 3 has no federation section (docs/FEDERATION.md: not built yet), so a
+    // No snapshot format has a federation section (docs/FEDERATION.md: not built yet), so a
     // state that ever moved money across engines must not be written as if it had none.
     assert!(
         l.in_flight == 0 && l.fed_sent == 0 && l.fed_received == 0,

@@ -1,12 +1,13 @@
-//! A versioned binary snapshot of the [`State`] (snapshot format version 3): everything but
+//! A versioned binary snapshot of the [`State`] (snapshot format version 4): everything but
 //! the history chunks that are cold (in the server's history files), which it counts.
 //!
 //! Hand-written and little-endian, like [`crate::codec`]. The layout:
 //!
 //! ```text
-//! magic "GJSNAPST", version u32 = 3 (1 was before msgid scopes, 2 before history files: entries
+//! magic "GJSNAPST", version u32 = 4 (1 was before msgid scopes, 2 before history files: entries
 //! linked forwards and settlements carried their cancelled mark; both are refused, and recovery
-//! skips them and needs an older snapshot or the journal from op 1)
+//! skips them and needs an older snapshot or the journal from op 1; 3 differs only in its
+//! msgid section, ordered by key with the queue after it, and is still read)
 //! params        receivers u8, givers u8, wallet_amount_max u64, daily_count u8,
 //!               closed_from u32, closed_until u32, expiry_second u32, draw_order 3×u8,
 //!               msgid_retention_days u32
@@ -33,8 +34,7 @@
 //! contributions_paid  n u64; (psn u32, year u16) ascending
 //! entries       n u64, cold chunks u32; the hot ones: psn u32, prev u32, wallet u8, kind u8,
 //!               time i64, amount i64, balc u64, counterparty tag u8 + u32, reference tag u8 + u64
-//! msgids        n u64; (key u128, fingerprint u64, reply) ascending by key;
-//!               fifo n u64; (time i64, key u128) in queue order
+//! msgids        n u64; (time i64, key u128, fingerprint u64, reply) in queue order (time order)
 //! stats         n u64; (period u32, 31 provinces × 4 channels × (count u64, amount u64))
 //!               ascending by period
 //! recon         n u64; (inst u32, day i32, setl_count u64, 6×u64 amounts) ascending by key
@@ -113,7 +113,7 @@ use counters::{decode_recon, decode_stats, encode_recon, encode_stats};
 use entries::{decode_entries, encode_entries, RefLimits};
 use header::{decode_ledger, decode_params, encode_ledger, encode_params};
 use institutions::{decode_institutions, decode_tokens, encode_institutions, encode_tokens};
-use msgids::{decode_msgids, encode_msgids, ReplyLimits};
+use msgids::{decode_msgids, decode_msgids_v3, encode_msgids, ReplyLimits};
 use persons::{
     decode_credit_overflow, decode_persons, encode_credit_overflow, encode_persons, HeadsAt,
 };
@@ -160,6 +160,9 @@ const QUEUE_BYTES: usize = 8 + 4;
 const CONTRIBUTION_BYTES: usize = 4 + 4 + 2 + 8 + 8 + 8;
 const PAID_BYTES: usize = 4 + 2;
 const ENTRY_BYTES: usize = 4 + 4 + 1 + 1 + 8 + 8 + 8 + 1 + 4 + 1 + 8;
+/// The shortest msgid record: time, key, fingerprint and a reply tag.
+const MSGID_BYTES_MIN: usize = 8 + 16 + 8 + 1;
+/// A queue item of format 3: time and key.
 const FIFO_BYTES: usize = 8 + 16;
 const MONTH_BYTES: usize = 4 + PROVINCES.len() * 4 * 16;
 const RECON_BYTES: usize = 4 + 4 + 8 + 6 * 8;
@@ -214,7 +217,7 @@ fn code_bytes_valid(s: &[u8]) -> bool {
 
 impl State {
     /// The snapshot format version [`State::encode_snapshot`] writes.
-    pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+    pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
 
     /// Appends a snapshot of the whole state to `out` (see `state/snapshot/mod.rs` for the
     /// format). Canonical: the same state gives the same bytes.
@@ -230,7 +233,7 @@ impl State {
                 + self.entries.len() * ENTRY_BYTES
                 + self.msgids.len() * 64,
         );
-        self.encode_sections(&mut Enc(out, None));
+        self.encode_sections(&mut Enc(out, None), Self::SNAPSHOT_FORMAT_VERSION);
     }
 
     /// The bytes of [`State::encode_snapshot`], handed to `sink` in pieces of about a
@@ -238,20 +241,27 @@ impl State {
     pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) {
         let mut buf = Vec::with_capacity(bytes::SPILL_BYTES + (64 << 10));
         let mut e = Enc(&mut buf, Some(sink));
-        self.encode_sections(&mut e);
+        self.encode_sections(&mut e, Self::SNAPSHOT_FORMAT_VERSION);
         e.finish();
     }
 
-    fn encode_sections(&self, e: &mut Enc<'_>) {
-        // Format 3 has no federation section (docs/FEDERATION.md, not built yet): a federated
-        // state written without its exchanges would recover as a different state.
+    /// The snapshot in format 3, which differs in its msgid section: for the test that the
+    /// previous release's snapshots are still read.
+    #[cfg(test)]
+    pub(crate) fn encode_snapshot_v3(&self, out: &mut Vec<u8>) {
+        self.encode_sections(&mut Enc(out, None), 3);
+    }
+
+    fn encode_sections(&self, e: &mut Enc<'_>, version: u32) {
+        // The snapshot formats have no federation section (docs/FEDERATION.md, not built
+        // yet): a federated state written without its exchanges would recover as another.
         assert!(
             !self.fed.is_configured(),
             "snapshots of a federated engine are not built (issue 14)"
         );
         let p = &self.persons;
         e.0.extend_from_slice(&MAGIC);
-        e.put(Self::SNAPSHOT_FORMAT_VERSION);
+        e.put(version);
         encode_params(&self.params, e);
         e.put(self.clock);
         e.put(self.op_count);
@@ -265,7 +275,11 @@ impl State {
         encode_transfers(&self.transfers, &self.expiry_queue, e);
         encode_contributions(&self.contributions, e);
         encode_entries(&self.entries, e);
-        encode_msgids(&self.msgids, e);
+        match version {
+            #[cfg(test)]
+            3 => msgids::encode_msgids_v3(&self.msgids, e),
+            _ => encode_msgids(&self.msgids, e),
+        }
         encode_stats(&self.stats, e);
         encode_recon(&self.recon, e);
         encode_recent(&self.recent, self.insts.list.len(), e);
@@ -278,7 +292,8 @@ impl State {
         if d.take(MAGIC.len())? != MAGIC {
             return fail(0, "not a gongji snapshot");
         }
-        if d.get::<u32>()? != Self::SNAPSHOT_FORMAT_VERSION {
+        let version = d.get::<u32>()?;
+        if version != Self::SNAPSHOT_FORMAT_VERSION && version != 3 {
             return fail(MAGIC.len(), "unknown snapshot format version");
         }
         let params = decode_params(&mut d)?;
@@ -309,7 +324,11 @@ impl State {
             bindings: &bindings,
             setls: setls.len(),
         };
-        let msgids = decode_msgids(&mut d, &limits)?;
+        let msgids = if version == 3 {
+            decode_msgids_v3(&mut d, &limits)?
+        } else {
+            decode_msgids(&mut d, &limits)?
+        };
         let stats = decode_stats(&mut d)?;
         let recon = decode_recon(&mut d, n_insts)?;
         let recent = decode_recent(&mut d, &setls, n_insts)?;
@@ -340,7 +359,7 @@ impl State {
             recon,
             ledger,
             op_count,
-            // Format 3 holds no federation (encoding a federated state is refused).
+            // No snapshot format holds federation (encoding a federated state is refused).
             fed: Default::default(),
             scratch: Vec::with_capacity(256),
             expired_scratch: Vec::new(),

@@ -445,8 +445,8 @@ fn hostile_structure_is_refused() {
     bad[0] = b'X';
     assert_eq!(refuse(&bad), "not a gongji snapshot");
     // Version 1 (msgid keys without scopes), 2 (entries linked forwards, settlements with
-    // their cancelled mark) and any other version are refused.
-    for version in [1, 2, 4] {
+    // their cancelled mark) and any other version are refused (3 is read: see below).
+    for version in [1, 2, 5] {
         let mut bad = bytes.clone();
         bad[8] = version;
         assert_eq!(refuse(&bad), "unknown snapshot format version");
@@ -515,24 +515,66 @@ fn hostile_structure_is_refused() {
     let e = mutate(&|s| s.expiry_queue.back_mut().unwrap().0 -= 1);
     assert_eq!(e.what, "expiry queue time");
 
-    // A fifo that repeats its first msgid at the end. The queue of a state cannot hold a
-    // repeat, so the bytes are patched: the fifo ends where statistics and recon begin.
+    // A msgid section that repeats its first key at the end, and one whose last record is
+    // older than the one before. The queue of a state holds neither, so the bytes are
+    // patched: the section ends where statistics and recon begin.
     let s = State::decode_snapshot(&bytes).unwrap();
     let recent: usize = (0..s.insts.list.len() as u32)
         .map(|i| 1 + 4 * s.recent.of(i).count())
         .sum();
     let tail =
         8 + s.stats.months.len() * MONTH_BYTES + 8 + s.recon.iter().count() * RECON_BYTES + recent;
-    let fifo_end = bytes.len() - tail;
-    let fifo_at = fifo_end - s.msgids.len() * FIFO_BYTES - 8;
-    let first_key = &bytes[fifo_at + 8 + 8..fifo_at + 8 + FIFO_BYTES];
-    let last_time = &bytes[fifo_end - FIFO_BYTES..fifo_end - 16];
-    let mut bad = bytes[..fifo_end].to_vec();
-    bad[fifo_at..fifo_at + 8].copy_from_slice(&(s.msgids.len() as u64 + 1).to_le_bytes());
-    bad.extend_from_slice(last_time);
-    bad.extend_from_slice(first_key);
-    bad.extend_from_slice(&bytes[fifo_end..]);
-    assert_eq!(refuse(&bad), "msgid fifo does not match the records");
+    let end = bytes.len() - tail;
+    let sizes: Vec<usize> = s
+        .msgids
+        .iter()
+        .map(|(_, _, r)| {
+            let mut v = Vec::new();
+            super::msgids::encode_reply(r.reply.as_ref(), &mut super::bytes::Enc(&mut v, None));
+            MSGID_BYTES_MIN - 1 + v.len()
+        })
+        .collect();
+    let (last_time, last_key, _) = s.msgids.iter().last().unwrap();
+    let first = s.msgids.iter().next().unwrap();
+    let count_at = end - sizes.iter().sum::<usize>() - 8;
+    let last = end - sizes.last().unwrap();
+    assert_eq!(
+        &bytes[last + 8..last + 24],
+        &last_key.to_le_bytes(),
+        "last record found"
+    );
+    let repeat = |time: i64, key: u128| {
+        let mut bad = bytes[..end].to_vec();
+        bad[count_at..count_at + 8].copy_from_slice(&(s.msgids.len() as u64 + 1).to_le_bytes());
+        bad.extend_from_slice(&time.to_le_bytes());
+        bad.extend_from_slice(&key.to_le_bytes());
+        bad.extend_from_slice(&bytes[last + 24..end]);
+        bad.extend_from_slice(&bytes[end..]);
+        bad
+    };
+    assert_eq!(refuse(&repeat(last_time, first.1)), "msgid recorded twice");
+    assert_eq!(
+        refuse(&repeat(last_time - 1, 7)),
+        "msgids out of time order"
+    );
+    assert!(
+        State::decode_snapshot(&repeat(last_time, 7)).is_ok(),
+        "the patch itself is sound"
+    );
+}
+
+#[test]
+fn format_3_snapshots_are_still_read() {
+    // Proves: a snapshot in the previous release's format (msgids ordered by key, the queue
+    // after them) decodes to the same state as today's format, and encodes to today's bytes.
+    let b = rich_state();
+    let mut v3 = Vec::new();
+    b.state.encode_snapshot_v3(&mut v3);
+    let today = encode(&b.state);
+    assert_ne!(v3, today, "the formats differ");
+    let decoded = State::decode_snapshot(&v3).unwrap();
+    assert_eq!(decoded.state_hash(), b.state.state_hash());
+    assert_eq!(encode(&decoded), today);
 }
 
 #[test]
