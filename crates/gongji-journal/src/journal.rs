@@ -116,8 +116,9 @@ pub struct Journal<S: Storage> {
     stats: JournalStats,
 }
 
-/// Full check of the journal on `storage` without changing it. A torn tail is reported in
-/// `Recovery::torn_tail` (it is not an error); damage is.
+/// Full check of the journal on `storage` without changing it (from `start`: segments that end
+/// before it are not read). A torn tail is reported in `Recovery::torn_tail` (it is not an
+/// error); damage is.
 pub fn verify<S: Storage>(
     storage: &S,
     config: &JournalConfig,
@@ -128,7 +129,8 @@ pub fn verify<S: Storage>(
 }
 
 impl<S: Storage> Journal<S> {
-    /// Verifies every record from `start` (a snapshot's anchor; `None` = genesis), cuts a torn
+    /// Verifies every record from the segment holding `start` on (a snapshot's anchor; `None` =
+    /// genesis; earlier segments are listed, not read), cuts a torn
     /// tail (zeroing it durably so it cannot be mistaken for data later) and positions for
     /// appending. Damage anywhere else is an error naming file and offset.
     pub fn open(

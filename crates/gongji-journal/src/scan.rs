@@ -208,8 +208,27 @@ pub(crate) fn scan(
         head: start.unwrap_or(Anchor::GENESIS),
         torn_tail: None,
     };
+    let mut walked = false;
     for (index, (name_op, name)) in names.iter().enumerate() {
         let is_last = index + 1 == names.len();
+        // A segment that ends at or before the anchor holds nothing a start replays: it is not
+        // read, so that a start costs the suffix, not every segment still kept (`verify`
+        // scans from genesis, and reads them all). Its record count follows from the names.
+        let next_op = names.get(index + 1).map(|&(op, _)| op);
+        if let (false, Some(anchor), Some(next_op)) = (walked, start, next_op) {
+            if next_op <= anchor.op + 1 {
+                result.segments.push(SegmentScan {
+                    name: name.clone(),
+                    first_op: *name_op,
+                    records: next_op - name_op,
+                    end_offset: 0,
+                    file_len_bytes: 0,
+                });
+                continue;
+            }
+        }
+        let is_first = !walked;
+        walked = true;
         let data = storage.read_all(name)?;
         let header = match SegmentHeader::decode(&data) {
             Ok(header) => header,
@@ -233,13 +252,7 @@ pub(crate) fn scan(
             }
         };
         check_segment_name(name, *name_op, &header, result.head)?;
-        check_segment_start(
-            name,
-            &header,
-            result.segments.is_empty(),
-            result.head,
-            start,
-        )?;
+        check_segment_start(name, &header, is_first, result.head, start)?;
         let walk = Walk {
             file: name,
             data: &data,

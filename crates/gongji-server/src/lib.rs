@@ -33,12 +33,13 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use gongji_core::{Actor, Applied, Body, Msgid, Params, Rejection, State};
 use gongji_journal::private::{create_private_dir, private_options, restrict};
 use gongji_journal::{FsStorage, JournalConfig, JournalError, SnapshotError, Storage};
+use parking_lot::RwLock;
 
 pub use history::HistoryDir;
 pub use recover::{
@@ -462,7 +463,7 @@ impl Engine {
     /// client before [`Engine::durable`] of [`Engine::applied_op`] taken after it returns (or
     /// use [`Engine::read_durable`]).
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.shared.state.read().expect("state lock"))
+        f(&self.shared.state.read())
     }
 
     /// Ops applied to the state so far (some may not be durable yet). Taken after a read, it

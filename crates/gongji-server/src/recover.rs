@@ -2,12 +2,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gongji_core::codec::decode_op;
 use gongji_core::State;
 use gongji_journal::{Anchor, FsStorage, LoadedSnapshot, SkippedSnapshot, Storage, TornTail};
+use parking_lot::RwLock;
 
 use crate::history::{HistoryDir, SpillTarget};
 use crate::store::{FileStore, Log, Store};

@@ -294,7 +294,7 @@ impl Writer {
             return;
         };
         if let Ok(first) = cold_rx.try_recv() {
-            let mut state = self.shared.state.write().expect("state lock");
+            let mut state = self.shared.state.write();
             let mut swapped = 0;
             for made in std::iter::once(first).chain(cold_rx.try_iter()) {
                 for (column, k, bytes) in made {
@@ -311,7 +311,7 @@ impl Writer {
                 .fetch_add(swapped, Ordering::Relaxed);
         }
         if self.gate.may_spill() {
-            let state = self.shared.state.read().expect("state lock");
+            let state = self.shared.state.read();
             self.gate.spill_history(&state);
         }
     }
@@ -335,7 +335,7 @@ impl Writer {
     /// earlier batch done, else by handing it over, waiting while the previous one syncs.
     fn hand_over(&mut self, mut batch: Batch, inline: bool) -> Result<(), Halt> {
         if self.gate.due(batch.last_op) {
-            let state = self.shared.state.read().expect("state lock");
+            let state = self.shared.state.read();
             batch.frozen = Some(self.gate.freeze(&state, &self.shared.counters));
         }
         batch.seq = self.next_seq;
@@ -357,7 +357,7 @@ impl Writer {
 
     /// A clean stop: the sync thread syncs what it holds, then writes a last snapshot.
     fn stop(&mut self) -> Result<(), ServerError> {
-        let frozen = self.shared.state.read().expect("state lock").freeze();
+        let frozen = self.shared.state.read().freeze();
         let _ = self.to_sync.send(ToSync::Stop(frozen));
         Ok(())
     }
@@ -365,19 +365,20 @@ impl Writer {
     /// Applies submissions into `batch`, encoding the ops to journal.
     fn apply(&mut self, batch: &mut Batch, submissions: Vec<Submission>) {
         let shared = self.shared.clone();
-        let mut state = shared.state.write().expect("state lock");
+        let mut state = shared.state.write();
         let mut locked_ops = 0;
         for submission in submissions {
             let mut replies = Vec::with_capacity(submission.requests.len());
             for request in &submission.requests {
                 if locked_ops == LOCKED_OPS_MAX {
-                    // Let waiting reads in between chunks of the batch.
+                    // Let waiting reads in between chunks of the batch: a fair unlock hands
+                    // the lock to them, where a plain one lets this thread take it back
+                    // before a woken read has run (on a busy machine, chunk after chunk).
                     let applied = state.op_count();
                     self.shared.durable.set_applied(applied, Ordering::Release);
-                    drop(state);
+                    parking_lot::RwLockWriteGuard::unlock_fair(state);
                     self.hand_part(batch, applied);
-                    std::thread::yield_now();
-                    state = shared.state.write().expect("state lock");
+                    state = shared.state.write();
                     locked_ops = 0;
                 }
                 locked_ops += 1;
@@ -460,7 +461,7 @@ impl Writer {
         let mut batch = Batch::new(0);
         {
             let shared = self.shared.clone();
-            let mut state = shared.state.write().expect("state lock");
+            let mut state = shared.state.write();
             let now = now_unix();
             if now <= state.clock() {
                 return Ok(());

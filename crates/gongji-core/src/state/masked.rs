@@ -42,6 +42,11 @@ impl MaskedIndex {
             .filter(move |&i| masked_key_of_packed(certnos[i as usize]) == key)
     }
 
+    /// Every indexed person, in no particular order.
+    pub fn persons(&self) -> impl Iterator<Item = u32> + '_ {
+        self.table.iter().copied()
+    }
+
     /// Bytes held (the table's slots).
     pub fn memory(&self) -> u64 {
         (self.table.capacity() * 5) as u64

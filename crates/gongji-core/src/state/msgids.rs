@@ -212,8 +212,8 @@ impl Msgids {
         }
     }
 
-    /// [`Msgids::insert`] for a key not looked up before (a decoded snapshot's): `false`, and
-    /// nothing recorded, when the key is already there.
+    /// [`Msgids::insert`] for a key not looked up before (a decoded snapshot's), in one probe
+    /// of the index: `false`, and nothing recorded, when the key is already there.
     pub fn insert_new(
         &mut self,
         key: u128,
@@ -221,10 +221,29 @@ impl Msgids {
         reply: Option<Reply>,
         time: i64,
     ) -> bool {
-        if self.get(key).is_some() {
-            return false;
+        assert!(
+            self.records.back().is_none_or(|s| s.time <= time),
+            "msgid records out of time order"
+        );
+        let key = split(key);
+        let seq = self.base.wrapping_add(self.records.len() as u32);
+        let (records, base) = (&self.records, self.base);
+        let entry = self.index.entry(
+            key[0],
+            |&s| records.get(s.wrapping_sub(base) as usize).key == key,
+            |&s| records.get(s.wrapping_sub(base) as usize).key[0],
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(_) => return false,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(seq);
+            }
         }
-        self.insert(key, fingerprint, reply, time);
+        self.records.push_back(Slot {
+            key,
+            time,
+            record: MsgRecord { fingerprint, reply },
+        });
         true
     }
 
