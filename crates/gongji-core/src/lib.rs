@@ -14,6 +14,7 @@
 pub mod certno;
 pub mod codec;
 pub mod command;
+pub mod federation;
 pub mod money;
 pub mod params;
 pub mod reply;

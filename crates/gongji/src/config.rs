@@ -26,6 +26,9 @@ pub struct ConfigFile {
     pub batch_op_count_max: Option<usize>,
     pub queue_op_count_max: Option<usize>,
     pub snapshot_interval_ops: Option<u64>,
+    /// Engines that own provinces (docs/FEDERATION.md); absent: the engine holds every
+    /// province, as always.
+    pub federation: Option<crate::federation::FederationToml>,
 }
 
 fn hhmm(s: &str) -> Result<u32> {
@@ -45,6 +48,13 @@ impl ConfigFile {
     }
 
     pub fn apply(&self, config: &mut Config) -> Result<()> {
+        if let Some(table) = &self.federation {
+            table.to_config()?;
+            bail!(
+                "[federation]: a federated `gongji serve` is not built yet (docs/FEDERATION.md); \
+                 remove the table to serve every province from this engine"
+            );
+        }
         let p = &mut config.params;
         if let Some(v) = self.binding_receivers_max {
             p.binding_receivers_max = v;

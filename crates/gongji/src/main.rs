@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod demo;
+mod federation;
 mod ops;
 mod project;
 mod serve;
@@ -53,6 +54,11 @@ enum Cmd {
     Simulate(simulate::SimulateArgs),
     /// Deterministic simulation testing: seeded workloads with random crashes and restarts.
     Dst(simulate::DstArgs),
+    /// Engines that own provinces and cross-engine wallet transfers (docs/FEDERATION.md).
+    Federation {
+        #[command(subcommand)]
+        what: federation::FederationCmd,
+    },
     /// Benchmarks. Without a subcommand: the end-to-end benchmark (see `bench.rs`).
     #[command(args_conflicts_with_subcommands = true)]
     Bench {
@@ -157,6 +163,7 @@ fn main() -> Result<()> {
         Cmd::CrashTest(args) => gongji_drill::crashtest::run(args),
         Cmd::Simulate(args) => simulate::run(args),
         Cmd::Dst(args) => simulate::dst(args),
+        Cmd::Federation { what } => federation::run_cmd(what),
         Cmd::Bench { what: None, e2e } => bench::run(e2e, peer_script),
         Cmd::Bench {
             what:

@@ -81,6 +81,9 @@ impl State {
             .collect();
         recon.sort_unstable_by_key(|&(k, _)| k);
         let _ = write!(w, "{recon:?}");
+        if self.fed.is_configured() {
+            let _ = write!(w, "{:?}", self.fed);
+        }
         *w.0.finalize().as_bytes()
     }
 
@@ -181,6 +184,13 @@ impl State {
         if !once || self.masked.len() != self.persons.len() {
             return Err("the masked-certno index does not match the persons".into());
         }
+        let fed = self.fed.recompute_ledger();
+        if fed != (l.in_flight, l.fed_sent, l.fed_received) {
+            return Err(format!(
+                "ledger {l:?} != exchanges (in flight, sent, received) {fed:?}"
+            ));
+        }
+        self.fed.check(self.persons.len())?;
         self.check_bindings()
     }
 
@@ -209,6 +219,7 @@ impl State {
             }
         }
         l.paid_contributions = self.contributions.iter().map(|c| c.amount.0).sum();
+        (l.in_flight, l.fed_sent, l.fed_received) = self.fed.recompute_ledger();
         l
     }
 
@@ -256,6 +267,17 @@ impl State {
             .iter()
             .filter(|e| e.kind == EntryKind::WalletIn);
         for e in accepted {
+            if let super::ledger::EntryRef::Exchange(id) = e.reference {
+                // A cross-engine transfer accepted here: counted by the sender's province.
+                let (province, amount) = self.fed.accepted_cell(id)?;
+                let key = (
+                    period_of(e.time),
+                    province,
+                    Channel::WalletCrossProvince as usize,
+                );
+                count(&mut stats, key, amount);
+                continue;
+            }
             let super::ledger::EntryRef::Transfer(id) = e.reference else {
                 return Err("wallet_in entry without a transfer".into());
             };

@@ -21,6 +21,11 @@ pub(crate) enum LedgerSide {
     Institutions,
     /// The resident scheme's fund: contributions go there.
     ResidentFund,
+    /// Money of cross-engine transfers sent and not yet answered (federation, issue 14).
+    InFlight,
+    /// The other engines: money committed to them (`fed_sent`) or accepted from them
+    /// (`fed_received`) by a cross-engine transfer (federation, issue 14).
+    Remote,
 }
 
 /// Running totals of the system sides and of person balances.
@@ -33,18 +38,27 @@ pub(crate) struct Ledger {
     pub paid_institutions: u64,
     pub returned_by_cancellations: u64,
     pub paid_contributions: u64,
+    /// Federation (issue 14); all three stay 0 on an engine without `[federation]`.
+    pub in_flight: u64,
+    pub fed_sent: u64,
+    pub fed_received: u64,
 }
 
 impl Ledger {
     /// DOMAIN.md rule 3: balances + held = credited − paid to institutions − contributions +
-    /// returned by cancellations.
+    /// returned by cancellations; with federation, + in flight on the left and + received
+    /// from − sent to other engines on the right (docs/FEDERATION.md).
     pub fn assert_conserved(&self) {
-        let inside =
-            u128::from(self.acct_total) + u128::from(self.wallet_total) + u128::from(self.held);
+        let inside = u128::from(self.acct_total)
+            + u128::from(self.wallet_total)
+            + u128::from(self.held)
+            + u128::from(self.in_flight);
         let flows = i128::from(self.credited)
             - i128::from(self.paid_institutions)
             - i128::from(self.paid_contributions)
-            + i128::from(self.returned_by_cancellations);
+            + i128::from(self.returned_by_cancellations)
+            + i128::from(self.fed_received)
+            - i128::from(self.fed_sent);
         assert_eq!(inside as i128, flows, "money not conserved: {self:?}");
     }
 }
@@ -83,6 +97,8 @@ pub enum EntryRef {
     Transfer(u64),
     Contribution(u64),
     Period(u32),
+    /// A cross-engine transfer: the engine's exchange record (index + 1; federation).
+    Exchange(u64),
 }
 
 /// The other party of an entry.
@@ -151,6 +167,10 @@ impl State {
             LedgerSide::CreditSource => l.credited += a,
             LedgerSide::Institutions => l.returned_by_cancellations += a,
             LedgerSide::ResidentFund => unreachable!("the resident fund never pays back"),
+            LedgerSide::InFlight => {
+                l.in_flight = l.in_flight.checked_sub(a).expect("in-flight overdrawn");
+            }
+            LedgerSide::Remote => l.fed_received += a,
         }
     }
 
@@ -176,6 +196,8 @@ impl State {
             LedgerSide::CreditSource => unreachable!("money never returns to crediting"),
             LedgerSide::Institutions => l.paid_institutions += a,
             LedgerSide::ResidentFund => l.paid_contributions += a,
+            LedgerSide::InFlight => l.in_flight += a,
+            LedgerSide::Remote => l.fed_sent += a,
         }
     }
 
@@ -242,6 +264,7 @@ impl super::history::Record for Entry {
             EntryRef::Transfer(id) => (1, id),
             EntryRef::Contribution(id) => (2, id),
             EntryRef::Period(p) => (3, u64::from(p)),
+            EntryRef::Exchange(id) => (4, id),
         };
         out.push(tag);
         out.extend_from_slice(&v.to_le_bytes());
@@ -263,6 +286,7 @@ impl super::history::Record for Entry {
             (0, id) => EntryRef::Settlement(id),
             (1, id) => EntryRef::Transfer(id),
             (2, id) => EntryRef::Contribution(id),
+            (4, id) => EntryRef::Exchange(id),
             (_, p) => EntryRef::Period(p as u32),
         };
         Entry {

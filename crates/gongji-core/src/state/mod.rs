@@ -6,6 +6,7 @@ mod check;
 mod chunked;
 mod counters;
 mod credits;
+mod federation;
 mod history;
 mod ledger;
 mod lookup;
@@ -97,6 +98,9 @@ pub struct State {
     pub(crate) ledger: Ledger,
     /// Applied ops (writes and ticks).
     pub(crate) op_count: u64,
+    /// Cross-engine transfers (docs/FEDERATION.md); empty and unconfigured on an engine
+    /// without `[federation]`.
+    pub(crate) fed: crate::federation::Federation,
     /// Scratch buffer for fingerprints: reused so that the hot path does not allocate.
     scratch: Vec<u8>,
     /// Transfers returned by the expiry pass of the write in progress, with the sender's entry
@@ -130,6 +134,7 @@ impl State {
             recon: Recon::default(),
             ledger: Ledger::default(),
             op_count: 0,
+            fed: crate::federation::Federation::default(),
             scratch: Vec::with_capacity(256),
             expired_scratch: Vec::new(),
         }
@@ -379,6 +384,7 @@ impl State {
             recon: self.recon.clone(),
             ledger: self.ledger.clone(),
             op_count: self.op_count,
+            fed: self.fed.clone(),
             scratch: Vec::new(),
             expired_scratch: Vec::new(),
         })

@@ -251,6 +251,7 @@ impl State {
                     id.to_string()
                 }
                 EntryRef::Period(p) => Period(p).to_string(),
+                EntryRef::Exchange(id) => self.fed.exchange_ref(id),
             },
         }
     }

@@ -592,6 +592,9 @@ fn write_entries(
             EntryRef::Transfer(i) => ("transfer", i as i64),
             EntryRef::Contribution(i) => ("contribution", i as i64),
             EntryRef::Period(p) => ("period", i64::from(p)),
+            // Federated journals (op tag 2) are refused by the projector's decoder, so no
+            // projected state holds one; named for completeness (docs/FEDERATION.md).
+            EntryRef::Exchange(i) => ("exchange", i as i64),
         };
         let (cp_psn, cp_inst) = match r.counterparty {
             EntryCounterparty::Person(p) => (Some(id32(p)), None),

@@ -1,0 +1,372 @@
+//! The binary encodings of federation: bus messages, and the federation ops of a federated
+//! journal (journal format version 1, op tag 2: core ops keep tags 0 and 1, and a core decoder
+//! refuses tag 2 rather than misreading it).
+//!
+//! Little-endian like [`crate::codec`]: strings are a u8 length and UTF-8 bytes; an xid is its
+//! engine (string) and 16 key bytes. Messages come from other machines, so the decoders check
+//! every string's class (msgid, code, engine id), every tag, and that no byte is left over.
+
+use arrayvec::ArrayString;
+
+use super::{Entry, FedOp, Message, Outcome, Xid};
+use crate::codec::DecodeError;
+use crate::command::{code_valid, msgid_valid, Actor, TransferSource};
+use crate::money::Fen;
+
+/// The version byte that starts every message.
+pub const MESSAGE_VERSION: u8 = 1;
+/// The op tag of a federation op in a journal record (after the format version byte).
+pub const FED_OP_TAG: u8 = 2;
+
+struct Enc<'a>(&'a mut Vec<u8>);
+
+impl Enc<'_> {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn str8(&mut self, s: &str) {
+        self.u8(u8::try_from(s.len()).expect("short string"));
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn xid(&mut self, x: &Xid) {
+        self.str8(&x.engine);
+        self.0.extend_from_slice(&x.key.to_le_bytes());
+    }
+    fn actor(&mut self, a: &Actor) {
+        match a {
+            Actor::Admin => self.u8(0),
+            Actor::Institution(c) => {
+                self.u8(1);
+                self.str8(c);
+            }
+            Actor::Person(p) => {
+                self.u8(2);
+                self.str8(p);
+            }
+        }
+    }
+}
+
+struct Dec<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Dec<'a> {
+    fn err<T>(&self, what: &'static str) -> Result<T, DecodeError> {
+        Err(DecodeError {
+            offset: self.pos,
+            what,
+        })
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() - self.pos < n {
+            return self.err("truncated");
+        }
+        let bytes = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(bytes)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn str8<const N: usize>(
+        &mut self,
+        valid: fn(&str) -> bool,
+        what: &'static str,
+    ) -> Result<ArrayString<N>, DecodeError> {
+        let at = self.pos;
+        let n = usize::from(self.u8()?);
+        let bytes = self.take(n)?;
+        let bad = DecodeError { offset: at, what };
+        let s = std::str::from_utf8(bytes).map_err(|_| bad)?;
+        if !valid(s) {
+            return Err(bad);
+        }
+        ArrayString::from(s).map_err(|_| bad)
+    }
+    fn engine(&mut self) -> Result<super::EngineId, DecodeError> {
+        self.str8(super::engine_id_valid, "engine id")
+    }
+    fn xid(&mut self) -> Result<Xid, DecodeError> {
+        let engine = self.engine()?;
+        let key = u128::from_le_bytes(self.take(16)?.try_into().expect("16"));
+        Ok(Xid { engine, key })
+    }
+    fn actor(&mut self) -> Result<Actor, DecodeError> {
+        Ok(match self.u8()? {
+            0 => Actor::Admin,
+            1 => Actor::Institution(self.str8(code_valid, "institution code")?),
+            2 => Actor::Person(self.str8(code_valid, "psn_no")?),
+            _ => return self.err("actor tag"),
+        })
+    }
+    fn end(&self) -> Result<(), DecodeError> {
+        if self.pos != self.buf.len() {
+            return self.err("trailing bytes");
+        }
+        Ok(())
+    }
+}
+
+fn encode_message_into(m: &Message, e: &mut Enc<'_>) {
+    match m {
+        Message::Prepare {
+            xid,
+            to_engine,
+            to_psn_no,
+            to_admdvs,
+            amount,
+            sender_admdvs,
+            created,
+            expires_at,
+        } => {
+            e.u8(1);
+            e.xid(xid);
+            e.str8(to_engine);
+            e.str8(to_psn_no);
+            e.u32(*to_admdvs);
+            e.u64(amount.0);
+            e.u32(*sender_admdvs);
+            e.i64(*created);
+            e.i64(*expires_at);
+        }
+        Message::Block {
+            xid,
+            to_engine,
+            amount,
+            created,
+        } => {
+            e.u8(2);
+            e.xid(xid);
+            e.str8(to_engine);
+            e.u64(amount.0);
+            e.i64(*created);
+        }
+        Message::Outcome {
+            xid,
+            from_engine,
+            amount,
+            outcome,
+        } => {
+            e.u8(3);
+            e.xid(xid);
+            e.str8(from_engine);
+            e.u64(amount.0);
+            e.u8(*outcome as u8);
+        }
+    }
+}
+
+fn decode_message_from(d: &mut Dec<'_>) -> Result<Message, DecodeError> {
+    Ok(match d.u8()? {
+        1 => Message::Prepare {
+            xid: d.xid()?,
+            to_engine: d.engine()?,
+            to_psn_no: d.str8(code_valid, "psn_no")?,
+            to_admdvs: d.u32()?,
+            amount: Fen(d.u64()?),
+            sender_admdvs: d.u32()?,
+            created: d.i64()?,
+            expires_at: d.i64()?,
+        },
+        2 => Message::Block {
+            xid: d.xid()?,
+            to_engine: d.engine()?,
+            amount: Fen(d.u64()?),
+            created: d.i64()?,
+        },
+        3 => Message::Outcome {
+            xid: d.xid()?,
+            from_engine: d.engine()?,
+            amount: Fen(d.u64()?),
+            outcome: match Outcome::ALL.get(usize::from(d.u8()?)) {
+                Some(o) => *o,
+                None => return d.err("outcome"),
+            },
+        },
+        _ => return d.err("message tag"),
+    })
+}
+
+/// The bytes of a bus message: version, body, and an xxh3-64 of both (a damaged message is
+/// refused; a forged one is the transport's to authenticate, docs/FEDERATION.md).
+pub fn encode_message(m: &Message, out: &mut Vec<u8>) {
+    let start = out.len();
+    let mut e = Enc(out);
+    e.u8(MESSAGE_VERSION);
+    encode_message_into(m, &mut e);
+    let sum = xxhash_rust::xxh3::xxh3_64(&out[start..]);
+    out.extend_from_slice(&sum.to_le_bytes());
+}
+
+/// Decodes one bus message; the whole buffer must be used and its checksum match.
+pub fn decode_message(buf: &[u8]) -> Result<Message, DecodeError> {
+    let Some(body_len) = buf.len().checked_sub(8) else {
+        return Err(DecodeError {
+            offset: 0,
+            what: "truncated",
+        });
+    };
+    let (buf, sum) = buf.split_at(body_len);
+    if xxhash_rust::xxh3::xxh3_64(buf).to_le_bytes() != sum {
+        return Err(DecodeError {
+            offset: body_len,
+            what: "checksum",
+        });
+    }
+    let mut d = Dec { buf, pos: 0 };
+    if d.u8()? != MESSAGE_VERSION {
+        return d.err("unknown message version");
+    }
+    let m = decode_message_from(&mut d)?;
+    d.end()?;
+    Ok(m)
+}
+
+/// The body of a `TransferOut` without msgid, time and actor: what a retry must repeat.
+pub(crate) fn transfer_out_fingerprint(op: &FedOp) -> u64 {
+    let FedOp::TransferOut {
+        from_psn_no,
+        to_psn_no,
+        to_admdvs,
+        amount,
+        source,
+        ..
+    } = op
+    else {
+        unreachable!("a TransferOut")
+    };
+    let mut out = Vec::with_capacity(80);
+    let mut e = Enc(&mut out);
+    e.str8(from_psn_no);
+    e.str8(to_psn_no);
+    e.u32(*to_admdvs);
+    e.u64(amount.0);
+    e.u8(*source as u8);
+    xxhash_rust::xxh3::xxh3_64(&out)
+}
+
+/// Appends the journal record bytes of a federated journal's entry.
+pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
+    let op = match entry {
+        Entry::Core(op) => return crate::codec::encode_op(op, out),
+        Entry::Fed(op) => op,
+    };
+    let mut e = Enc(out);
+    e.u8(crate::codec::FORMAT_VERSION);
+    e.u8(FED_OP_TAG);
+    match op {
+        FedOp::TransferOut {
+            msgid,
+            time,
+            actor,
+            from_psn_no,
+            to_psn_no,
+            to_admdvs,
+            amount,
+            source,
+        } => {
+            e.u8(1);
+            e.str8(msgid);
+            e.i64(*time);
+            e.actor(actor);
+            e.str8(from_psn_no);
+            e.str8(to_psn_no);
+            e.u32(*to_admdvs);
+            e.u64(amount.0);
+            e.u8(*source as u8);
+        }
+        FedOp::Reverse {
+            time,
+            actor,
+            omsgid,
+        } => {
+            e.u8(2);
+            e.i64(*time);
+            e.actor(actor);
+            e.str8(omsgid);
+        }
+        FedOp::Accept { time, actor, xid } | FedOp::Decline { time, actor, xid } => {
+            e.u8(if matches!(op, FedOp::Accept { .. }) {
+                3
+            } else {
+                4
+            });
+            e.i64(*time);
+            e.actor(actor);
+            e.xid(xid);
+        }
+        FedOp::Deliver { time, msg } => {
+            e.u8(5);
+            e.i64(*time);
+            encode_message_into(msg, &mut e);
+        }
+    }
+}
+
+/// Decodes one record of a federated journal: a core op (tags 0, 1) or a federation op.
+pub fn decode_entry(buf: &[u8]) -> Result<Entry, DecodeError> {
+    if buf.get(1) != Some(&FED_OP_TAG) {
+        return crate::codec::decode_op(buf).map(Entry::Core);
+    }
+    let mut d = Dec { buf, pos: 0 };
+    if d.u8()? != crate::codec::FORMAT_VERSION {
+        return d.err("unknown format version");
+    }
+    d.u8()?;
+    let op = match d.u8()? {
+        1 => FedOp::TransferOut {
+            msgid: d.str8(msgid_valid, "msgid")?,
+            time: d.i64()?,
+            actor: d.actor()?,
+            from_psn_no: d.str8(code_valid, "psn_no")?,
+            to_psn_no: d.str8(code_valid, "psn_no")?,
+            to_admdvs: d.u32()?,
+            amount: Fen(d.u64()?),
+            source: match d.u8()? {
+                0 => TransferSource::Acct,
+                1 => TransferSource::Wallet,
+                _ => return d.err("transfer source"),
+            },
+        },
+        2 => FedOp::Reverse {
+            time: d.i64()?,
+            actor: d.actor()?,
+            omsgid: d.str8(msgid_valid, "msgid")?,
+        },
+        tag @ (3 | 4) => {
+            let (time, actor, xid) = (d.i64()?, d.actor()?, d.xid()?);
+            if tag == 3 {
+                FedOp::Accept { time, actor, xid }
+            } else {
+                FedOp::Decline { time, actor, xid }
+            }
+        }
+        5 => FedOp::Deliver {
+            time: d.i64()?,
+            msg: decode_message_from(&mut d)?,
+        },
+        _ => return d.err("federation op tag"),
+    };
+    d.end()?;
+    Ok(Entry::Fed(op))
+}

@@ -1,0 +1,501 @@
+//! Federation (issue 14, docs/FEDERATION.md): one engine per province, and wallet transfers
+//! between engines in two phases, exactly once.
+//!
+//! The types here are what crosses engines and what a federated journal holds:
+//! [`FederationConfig`] (this engine, the provinces it owns, its peers), [`Xid`] (an exchange's
+//! id, derived from the sender engine and the sender's msgid key, never from a clock),
+//! [`Message`] (what the bus carries: `Prepare`, `Block`, `Outcome`), [`FedOp`] (the journaled
+//! federation ops, a bus message among them) and [`Entry`] (one op of a federated journal: a
+//! core [`Op`] or a [`FedOp`]). [`codec`] encodes them; `State::apply_entry` applies them
+//! (`state/federation.rs`), so the state stays a pure function of the journal.
+
+pub mod codec;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrayvec::ArrayString;
+
+use crate::certno::province_valid;
+use crate::command::{Actor, Msgid, Op, PsnNo, TransferSource};
+use crate::money::Fen;
+
+/// An engine's id: 1 to 16 characters `[0-9a-z]`.
+pub type EngineId = ArrayString<16>;
+
+/// Whether `s` is a valid engine id.
+pub fn engine_id_valid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
+/// An exchange's id: the sender engine and the 128-bit key of the sender's msgid in its scope
+/// (the key that makes the write idempotent). A retried write derives the same id; two
+/// engines never derive the same one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Xid {
+    pub engine: EngineId,
+    pub key: u128,
+}
+
+impl std::fmt::Display for Xid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{:032x}", self.engine, self.key)
+    }
+}
+
+/// The `[federation]` table of `--config`: this engine, the province prefixes it owns, and
+/// every peer with its provinces. A province is owned by at most one engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FederationConfig {
+    pub engine: EngineId,
+    pub provinces: Vec<u8>,
+    pub peers: BTreeMap<EngineId, Vec<u8>>,
+}
+
+impl FederationConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let mut owner: BTreeMap<u8, EngineId> = BTreeMap::new();
+        let all = std::iter::once((&self.engine, &self.provinces)).chain(self.peers.iter());
+        for (engine, provinces) in all {
+            if !engine_id_valid(engine) {
+                return Err(format!("engine id {engine:?}: 1 to 16 of [0-9a-z]"));
+            }
+            for &p in provinces {
+                if !province_valid(p) {
+                    return Err(format!("engine {engine}: {p} is not a province code"));
+                }
+                if let Some(other) = owner.insert(p, *engine) {
+                    return Err(format!("province {p} owned by both {other} and {engine}"));
+                }
+            }
+        }
+        if self.peers.contains_key(&self.engine) {
+            return Err(format!("engine {} is listed as its own peer", self.engine));
+        }
+        if self.provinces.is_empty() {
+            return Err("an engine owns at least one province".into());
+        }
+        Ok(())
+    }
+
+    /// Whether this engine owns `province`.
+    pub fn owns(&self, province: u8) -> bool {
+        self.provinces.contains(&province)
+    }
+
+    /// The peer that owns `province`, if any (never this engine).
+    pub fn peer_of(&self, province: u8) -> Option<EngineId> {
+        self.peers
+            .iter()
+            .find(|(_, ps)| ps.contains(&province))
+            .map(|(e, _)| *e)
+    }
+}
+
+/// How a receiving engine closed an exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Accepted,
+    Declined,
+    Expired,
+    /// The sender reversed it before it arrived (docs/FEDERATION.md, the timeout path).
+    Blocked,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Accepted,
+        Outcome::Declined,
+        Outcome::Expired,
+        Outcome::Blocked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Declined => "declined",
+            Outcome::Expired => "expired",
+            Outcome::Blocked => "blocked",
+        }
+    }
+}
+
+/// What the bus carries between two engines. Each message names its exchange and carries all
+/// a receiver needs, so order does not matter and a duplicate is answered from the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Sender → receiver: hold this transfer pending for `to_psn_no`.
+    Prepare {
+        xid: Xid,
+        to_engine: EngineId,
+        to_psn_no: PsnNo,
+        to_admdvs: u32,
+        amount: Fen,
+        sender_admdvs: u32,
+        created: i64,
+        expires_at: i64,
+    },
+    /// Sender → receiver: the sender reversed the transfer; block it if it never arrived.
+    Block {
+        xid: Xid,
+        to_engine: EngineId,
+        amount: Fen,
+        /// When the sender made the exchange (the day reconciliation counts it under).
+        created: i64,
+    },
+    /// Receiver → sender: how the receiver closed the exchange.
+    Outcome {
+        xid: Xid,
+        from_engine: EngineId,
+        amount: Fen,
+        outcome: Outcome,
+    },
+}
+
+impl Message {
+    pub fn xid(&self) -> Xid {
+        match self {
+            Message::Prepare { xid, .. }
+            | Message::Block { xid, .. }
+            | Message::Outcome { xid, .. } => *xid,
+        }
+    }
+
+    /// The engine that sends it.
+    pub fn from(&self) -> EngineId {
+        match self {
+            Message::Prepare { xid, .. } | Message::Block { xid, .. } => xid.engine,
+            Message::Outcome { from_engine, .. } => *from_engine,
+        }
+    }
+
+    /// The engine it is for.
+    pub fn to(&self) -> EngineId {
+        match self {
+            Message::Prepare { to_engine, .. } | Message::Block { to_engine, .. } => *to_engine,
+            Message::Outcome { xid, .. } => xid.engine,
+        }
+    }
+}
+
+/// A journaled federation op. Each carries its time (the engine clock moves to it, as a core
+/// write's does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FedOp {
+    /// A client's wallet transfer to a receiver in a peer's province (sender side, phase 1):
+    /// idempotent by `msgid` in the actor's scope, which also gives the exchange id.
+    TransferOut {
+        msgid: Msgid,
+        time: i64,
+        actor: Actor,
+        from_psn_no: PsnNo,
+        to_psn_no: PsnNo,
+        to_admdvs: u32,
+        amount: Fen,
+        source: TransferSource,
+    },
+    /// The sender's reversal of its transfer `omsgid` (its timeout path): the relay sends
+    /// `Block` instead of `Prepare` from now on.
+    Reverse {
+        time: i64,
+        actor: Actor,
+        omsgid: Msgid,
+    },
+    /// The receiver (or an admin) accepts a pending incoming transfer.
+    Accept { time: i64, actor: Actor, xid: Xid },
+    /// The receiver (or an admin) declines it.
+    Decline { time: i64, actor: Actor, xid: Xid },
+    /// A message the bus delivered to this engine.
+    Deliver { time: i64, msg: Message },
+}
+
+impl FedOp {
+    pub fn time(&self) -> i64 {
+        match self {
+            FedOp::TransferOut { time, .. }
+            | FedOp::Reverse { time, .. }
+            | FedOp::Accept { time, .. }
+            | FedOp::Decline { time, .. }
+            | FedOp::Deliver { time, .. } => *time,
+        }
+    }
+}
+
+/// One op of a federated engine's journal.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Core(Op),
+    Fed(FedOp),
+}
+
+impl Entry {
+    pub fn time(&self) -> i64 {
+        match self {
+            Entry::Core(op) => op.time(),
+            Entry::Fed(op) => op.time(),
+        }
+    }
+}
+
+/// Where an exchange stands on this engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum XStatus {
+    /// Sender side: held in flight, waiting for the receiver's outcome.
+    InFlight,
+    /// Receiver side: waiting for the receiver's accept or decline, or 06:00.
+    Pending,
+    /// Closed with this outcome (sender: committed when accepted, else returned).
+    Closed(Outcome),
+}
+
+/// One exchange as this engine knows it: sent (`outgoing`) or received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Exchange {
+    pub xid: Xid,
+    pub outgoing: bool,
+    /// The other engine.
+    pub peer: EngineId,
+    /// The local person: the sender, or the receiver (None when the receiver is unknown here,
+    /// or the exchange was blocked before its Prepare arrived).
+    pub person: Option<u32>,
+    /// The receiver's psn_no as the sender named it.
+    pub to_psn_no: PsnNo,
+    pub to_admdvs: u32,
+    pub sender_admdvs: u32,
+    pub amount: Fen,
+    pub source: TransferSource,
+    pub created: i64,
+    pub expires_at: i64,
+    pub status: XStatus,
+    /// Sender side: the sender reversed it (the relay sends Block).
+    pub reversed: bool,
+    /// Sender side: the fingerprint of the client's request (a retry must match it).
+    pub fingerprint: u64,
+}
+
+/// The federation part of the state. Empty and unconfigured on an engine without
+/// `[federation]`, where it costs nothing and changes nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Federation {
+    pub(crate) config: Option<Arc<FederationConfig>>,
+    pub(crate) exchanges: Vec<Exchange>,
+    /// Exchange index by xid (sorted: nothing of hash order reaches a result).
+    pub(crate) index: BTreeMap<Xid, u32>,
+    /// Sender side: the exchanges in flight, i.e. the outbox.
+    pub(crate) in_flight: BTreeSet<u32>,
+    /// Receiver side: pending exchanges by expiry.
+    pub(crate) expiry: BTreeSet<(i64, u32)>,
+}
+
+impl Federation {
+    pub fn is_configured(&self) -> bool {
+        self.config.is_some()
+    }
+
+    /// The `ref` of an entry naming exchange `id` (index + 1): its xid.
+    pub(crate) fn exchange_ref(&self, id: u64) -> String {
+        self.exchanges[id as usize - 1].xid.to_string()
+    }
+
+    /// (in flight, sent, received) recomputed from the records.
+    pub(crate) fn recompute_ledger(&self) -> (u64, u64, u64) {
+        let (mut in_flight, mut sent, mut received) = (0, 0, 0);
+        for x in &self.exchanges {
+            match (x.outgoing, x.status) {
+                (true, XStatus::InFlight) => in_flight += x.amount.0,
+                (true, XStatus::Closed(Outcome::Accepted)) => sent += x.amount.0,
+                (false, XStatus::Closed(Outcome::Accepted)) => received += x.amount.0,
+                _ => {}
+            }
+        }
+        (in_flight, sent, received)
+    }
+
+    /// The statistics cell of an accepted incoming exchange: the sender's province and the
+    /// amount (DOMAIN.md rule 17 counts a transfer by its sender's province).
+    pub(crate) fn accepted_cell(&self, id: u64) -> Result<(u8, Fen), String> {
+        let x = self
+            .exchanges
+            .get((id as usize).wrapping_sub(1))
+            .ok_or_else(|| format!("wallet_in entry names no exchange {id}"))?;
+        if x.outgoing || x.status != XStatus::Closed(Outcome::Accepted) {
+            return Err(format!(
+                "wallet_in entry names exchange {} not accepted",
+                x.xid
+            ));
+        }
+        Ok((crate::certno::admdvs_province(x.sender_admdvs), x.amount))
+    }
+
+    /// The derived sets and the index agree with the records.
+    pub(crate) fn check(&self, person_count: usize) -> Result<(), String> {
+        if self.config.is_none() && !self.exchanges.is_empty() {
+            return Err("exchanges without [federation]".into());
+        }
+        if self.index.len() != self.exchanges.len() {
+            return Err("exchange index size differs".into());
+        }
+        for (i, x) in self.exchanges.iter().enumerate() {
+            let i = i as u32;
+            if self.index.get(&x.xid) != Some(&i) {
+                return Err(format!("exchange {} not indexed", x.xid));
+            }
+            if x.person.is_some_and(|p| p as usize >= person_count) || x.amount.is_zero() {
+                return Err(format!("exchange {}: person or amount", x.xid));
+            }
+            let flying = x.outgoing && x.status == XStatus::InFlight;
+            if flying != self.in_flight.contains(&i) {
+                return Err(format!("exchange {}: outbox differs", x.xid));
+            }
+            let pending = !x.outgoing && x.status == XStatus::Pending;
+            if pending != self.expiry.contains(&(x.expires_at, i)) {
+                return Err(format!("exchange {}: expiry set differs", x.xid));
+            }
+            if x.outgoing && (x.person.is_none() || x.status == XStatus::Pending) {
+                return Err(format!("exchange {}: sender side", x.xid));
+            }
+            if !x.outgoing && x.status == XStatus::InFlight {
+                return Err(format!("exchange {}: receiver side", x.xid));
+            }
+        }
+        // Every record was checked against both sets above; what is left is an entry naming
+        // no record.
+        let len = self.exchanges.len();
+        if self.in_flight.iter().any(|&i| i as usize >= len)
+            || self.expiry.iter().any(|&(_, i)| i as usize >= len)
+        {
+            return Err("outbox or expiry set names an unknown exchange".into());
+        }
+        Ok(())
+    }
+}
+
+/// An exchange as views and checkers see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeView {
+    pub xid: Xid,
+    pub outgoing: bool,
+    pub peer: EngineId,
+    /// The local person's psn_no (sender or receiver), if known here.
+    pub psn_no: Option<PsnNo>,
+    pub to_psn_no: PsnNo,
+    pub amount: Fen,
+    pub source: TransferSource,
+    pub status: XStatus,
+    pub reversed: bool,
+    pub created: i64,
+    pub expires_at: i64,
+}
+
+/// The ledger's totals, for checks across engines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MoneyTotals {
+    /// Accounts + wallets + held (pending in-engine transfers).
+    pub inside: u64,
+    pub in_flight: u64,
+    /// Credited − paid to institutions − contributions + returned by cancellations.
+    pub external_net: i128,
+    pub fed_sent: u64,
+    pub fed_received: u64,
+}
+
+/// What a federation op answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FedReply {
+    /// The exchange after the op (a transfer, a reversal, an accept or decline).
+    Exchange(ExchangeView),
+    /// A bus message was taken in (or recognised as a duplicate).
+    Delivered,
+}
+
+/// What `State::apply_entry` answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryReply {
+    Core(crate::Reply),
+    Fed(FedReply),
+}
+
+/// An applied (or replayed) entry, with the messages it gives the relay to send once the op
+/// is durable (outcomes of exchanges closed here, or the stored outcome a duplicate asks for).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryApplied {
+    pub reply: EntryReply,
+    /// True when nothing changed: a duplicate answered from the record (not journaled).
+    pub replayed: bool,
+    pub send: Vec<Message>,
+}
+
+/// A count and an amount in fen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub count: u64,
+    pub amount: u64,
+}
+
+impl Tally {
+    fn add(&mut self, amount: Fen) {
+        self.count += 1;
+        self.amount += amount.0;
+    }
+}
+
+/// Reconciliation counters of one engine toward one peer, for the exchanges made on one CST
+/// day (the sender's creation time, which both sides know): the national platform's 对账
+/// between engines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FedCounters {
+    /// Sender side: made, committed (accepted by the peer), returned (declined, expired,
+    /// blocked), still in flight.
+    pub sent: Tally,
+    pub committed: Tally,
+    pub returned: Tally,
+    pub in_flight: Tally,
+    /// Receiver side: taken in, accepted, closed otherwise (declined, expired, blocked),
+    /// still pending.
+    pub received: Tally,
+    pub accepted: Tally,
+    pub refused: Tally,
+    pub pending: Tally,
+}
+
+impl Federation {
+    /// The reconciliation counters by (CST day of creation, peer), from the records.
+    pub(crate) fn counters(&self) -> BTreeMap<(i32, EngineId), FedCounters> {
+        let mut out: BTreeMap<(i32, EngineId), FedCounters> = BTreeMap::new();
+        for x in &self.exchanges {
+            let c = out
+                .entry((crate::time::cst_day(x.created), x.peer))
+                .or_default();
+            let closed_accepted = x.status == XStatus::Closed(Outcome::Accepted);
+            let open = matches!(x.status, XStatus::InFlight | XStatus::Pending);
+            let (all, accepted, other, still) = if x.outgoing {
+                (
+                    &mut c.sent,
+                    &mut c.committed,
+                    &mut c.returned,
+                    &mut c.in_flight,
+                )
+            } else {
+                (
+                    &mut c.received,
+                    &mut c.accepted,
+                    &mut c.refused,
+                    &mut c.pending,
+                )
+            };
+            all.add(x.amount);
+            if closed_accepted {
+                accepted.add(x.amount);
+            } else if open {
+                still.add(x.amount);
+            } else {
+                other.add(x.amount);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,749 @@
+//! Applying federation ops (docs/FEDERATION.md): the sender's hold in flight and its commit or
+//! return, the receiver's pending record, accept, decline and 06:00 expiry, and the bus
+//! messages that carry them. Like every command family: check first, change state after; a
+//! duplicate is answered from the record and changes nothing; a malformed or forged message is
+//! refused and changes nothing.
+
+use std::sync::Arc;
+
+use super::counters::Channel;
+use super::ledger::{Counterparty, EntryKind, EntryRef, LedgerSide, Memo};
+use super::msgids::msgid_key;
+use super::State;
+use crate::certno::{admdvs_province, province_valid};
+use crate::command::{code_valid, msgid_valid, Actor, Body, Op, TransferSource};
+use crate::federation::codec::transfer_out_fingerprint;
+use crate::federation::{
+    Entry, EntryApplied, EntryReply, Exchange, ExchangeView, FedOp, FedReply, FederationConfig,
+    Message, MoneyTotals, Outcome, XStatus, Xid,
+};
+use crate::reply::{ErrCode, Rejection};
+use crate::time::{cst_day, cst_second_of_day, day_start, period_of};
+use crate::Fen;
+
+/// What a federation op comes to once judged.
+enum Step {
+    Applied(FedReply, Vec<Message>),
+    /// A duplicate: the stored answer, nothing changed.
+    Replay(FedReply, Vec<Message>),
+}
+
+fn refuse(detail: &'static str) -> Rejection {
+    Rejection::with(ErrCode::BadRequest, detail)
+}
+
+fn admdvs_valid(a: u32) -> bool {
+    (100_000..=999_999).contains(&a) && province_valid(admdvs_province(a))
+}
+
+impl State {
+    /// Makes this state an engine of a federation. Like the province parameters, it is fixed
+    /// before the first op, so that replay judges every op under the same configuration.
+    pub fn configure_federation(&mut self, config: FederationConfig) -> Result<(), String> {
+        config.validate()?;
+        if self.fed.is_configured() || self.op_count != 0 {
+            return Err("[federation] is fixed before the first op".into());
+        }
+        self.fed.config = Some(Arc::new(config));
+        Ok(())
+    }
+
+    pub fn federation_config(&self) -> Option<&FederationConfig> {
+        self.fed.config.as_deref()
+    }
+
+    /// Applies one op of a federated journal. `Ok` means applied or replayed (see
+    /// `replayed`); `Err` means nothing changed. A core op goes through [`State::apply`], after
+    /// the federation's guards (no msgid shared with a cross-engine transfer, no person of
+    /// another engine's province); every applied op also closes the incoming exchanges due.
+    pub fn apply_entry(&mut self, entry: &Entry) -> Result<EntryApplied, Rejection> {
+        let op = match entry {
+            Entry::Fed(op) => return self.apply_fed(op),
+            Entry::Core(op) => op,
+        };
+        if let (Some(config), Op::Write(command)) = (self.fed.config.clone(), op) {
+            self.guard_core_write(&config, &command.actor, &command.msgid, &command.body)?;
+        }
+        let applied = self.apply(op)?;
+        let send = if applied.replayed {
+            Vec::new()
+        } else {
+            self.fed_expire_due(op.time())
+        };
+        Ok(EntryApplied {
+            reply: EntryReply::Core(applied.reply),
+            replayed: applied.replayed,
+            send,
+        })
+    }
+
+    fn guard_core_write(
+        &self,
+        config: &FederationConfig,
+        actor: &Actor,
+        msgid: &str,
+        body: &Body,
+    ) -> Result<(), Rejection> {
+        let mine = |omsgid: &str| {
+            let key = msgid_key(actor.msgid_scope(), omsgid);
+            self.fed.index.contains_key(&Xid {
+                engine: config.engine,
+                key,
+            })
+        };
+        if mine(msgid) {
+            return Err(Rejection::new(ErrCode::MsgidConflict));
+        }
+        match body {
+            Body::Enrol { admdvs, .. } if !config.owns(admdvs_province(*admdvs)) => Err(
+                Rejection::with(ErrCode::InvalidAdmdvs, "a province another engine owns"),
+            ),
+            Body::Reverse {
+                omsgid,
+                fixmedins_code: None,
+            } if mine(omsgid) => Err(Rejection::with(
+                ErrCode::NotReversible,
+                "a cross-engine transfer: reversed by its own path",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies one federation op.
+    pub fn apply_fed(&mut self, op: &FedOp) -> Result<EntryApplied, Rejection> {
+        let Some(config) = self.fed.config.clone() else {
+            return Err(refuse("this engine has no [federation]"));
+        };
+        let time = op.time();
+        // Time passes first, as for a core write: in-engine transfers due by now return.
+        // Undone below unless the op applies.
+        self.expire_due(time.max(self.clock));
+        let step = match op {
+            FedOp::TransferOut { .. } => self.transfer_out(&config, op),
+            FedOp::Reverse {
+                actor,
+                omsgid,
+                time,
+            } => self.transfer_out_reverse(&config, actor, omsgid, *time),
+            FedOp::Accept { actor, xid, time } => self.incoming_answer(actor, xid, *time, true),
+            FedOp::Decline { actor, xid, time } => self.incoming_answer(actor, xid, *time, false),
+            FedOp::Deliver { msg, time } => self.deliver(&config, msg, *time),
+        };
+        match step {
+            Ok(Step::Applied(reply, mut send)) => {
+                self.expired_scratch.clear();
+                self.clock = time;
+                send.extend(self.fed_expire_due(time));
+                self.op_count += 1;
+                self.ledger.assert_conserved();
+                Ok(EntryApplied {
+                    reply: EntryReply::Fed(reply),
+                    replayed: false,
+                    send,
+                })
+            }
+            Ok(Step::Replay(reply, send)) => {
+                self.unexpire();
+                Ok(EntryApplied {
+                    reply: EntryReply::Fed(reply),
+                    replayed: true,
+                    send,
+                })
+            }
+            Err(rejection) => {
+                self.unexpire();
+                Err(rejection)
+            }
+        }
+    }
+
+    fn time_ok(&self, time: i64) -> Result<(), Rejection> {
+        if time < self.clock {
+            return Err(Rejection::with(
+                ErrCode::InvalidTime,
+                "earlier than the engine clock",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Phase 1 on the sender's engine: DOMAIN.md rule 14's checks, then the amount leaves the
+    /// sender's source into the in-flight account and the exchange enters the outbox.
+    fn transfer_out(&mut self, config: &FederationConfig, op: &FedOp) -> Result<Step, Rejection> {
+        let FedOp::TransferOut {
+            msgid,
+            time,
+            actor,
+            from_psn_no,
+            to_psn_no,
+            to_admdvs,
+            amount,
+            source,
+        } = op
+        else {
+            unreachable!("a TransferOut")
+        };
+        let (time, amount, source) = (*time, *amount, *source);
+        if !msgid_valid(msgid) || !code_valid(from_psn_no) || !code_valid(to_psn_no) {
+            return Err(Rejection::new(ErrCode::BadRequest));
+        }
+        if amount.is_zero() {
+            return Err(Rejection::new(ErrCode::InvalidAmount));
+        }
+        if !admdvs_valid(*to_admdvs) {
+            return Err(Rejection::new(ErrCode::InvalidAdmdvs));
+        }
+        match actor {
+            Actor::Admin => {}
+            Actor::Person(me) if me == from_psn_no => {}
+            _ => return Err(Rejection::new(ErrCode::Forbidden)),
+        }
+        let key = msgid_key(actor.msgid_scope(), msgid);
+        let xid = Xid {
+            engine: config.engine,
+            key,
+        };
+        let fingerprint = transfer_out_fingerprint(op);
+        if let Some(&i) = self.fed.index.get(&xid) {
+            if self.fed.exchanges[i as usize].fingerprint != fingerprint {
+                return Err(Rejection::new(ErrCode::MsgidConflict));
+            }
+            let view = FedReply::Exchange(self.exchange_view(i));
+            return Ok(Step::Replay(view, Vec::new()));
+        }
+        if let Some(record) = self.msgids.get(key) {
+            return Err(match record.reply {
+                None => Rejection::with(ErrCode::Reversed, "msgid was reversed"),
+                Some(_) => Rejection::new(ErrCode::MsgidConflict),
+            });
+        }
+        self.time_ok(time)?;
+        let to_province = admdvs_province(*to_admdvs);
+        if config.owns(to_province) {
+            return Err(Rejection::with(
+                ErrCode::InvalidAdmdvs,
+                "the receiver's province is this engine's: an in-engine transfer",
+            ));
+        }
+        let peer = config.peer_of(to_province).ok_or(Rejection::with(
+            ErrCode::InvalidAdmdvs,
+            "no engine owns the receiver's province",
+        ))?;
+        let from = self.person_index(from_psn_no)?;
+        let day_count = self.transfer_out_checks(from, amount, source, time)?;
+        // Checked: the change starts here.
+        let day = cst_day(time) as u32;
+        self.persons.wallet_day[from as usize] = (day << 8) | (day_count + 1);
+        let i = self.fed.exchanges.len() as u32;
+        let expires_at = day_start(cst_day(time) + 1) + i64::from(self.params.wallet_expiry_second);
+        let sender_admdvs = self.persons.hot[from as usize].admdvs;
+        self.fed.exchanges.push(Exchange {
+            xid,
+            outgoing: true,
+            peer,
+            person: Some(from),
+            to_psn_no: *to_psn_no,
+            to_admdvs: *to_admdvs,
+            sender_admdvs,
+            amount,
+            source,
+            created: time,
+            expires_at,
+            status: XStatus::InFlight,
+            reversed: false,
+            fingerprint,
+        });
+        self.fed.index.insert(xid, i);
+        self.fed.in_flight.insert(i);
+        let memo = exchange_memo(EntryKind::WalletHold, time, i);
+        self.post(
+            source_side(source, from),
+            LedgerSide::InFlight,
+            amount,
+            memo,
+        );
+        let send = vec![self.outbox_message(i)];
+        Ok(Step::Applied(
+            FedReply::Exchange(self.exchange_view(i)),
+            send,
+        ))
+    }
+
+    /// The sender's side of rule 14's checks, in its order, but `NOT_BOUND`: bindings across
+    /// engines are not built (docs/FEDERATION.md). Returns today's transfer count.
+    fn transfer_out_checks(
+        &self,
+        from: u32,
+        amount: Fen,
+        source: TransferSource,
+        time: i64,
+    ) -> Result<u32, Rejection> {
+        let p = &self.persons;
+        if p.is_suspended(from) {
+            return Err(ErrCode::PersonSuspended.into());
+        }
+        if source == TransferSource::Acct && p.is_resident(from) {
+            return Err(ErrCode::NoPersonalAccount.into());
+        }
+        if source == TransferSource::Wallet && !p.wallet_open(from) {
+            return Err(Rejection::with(
+                ErrCode::WalletNotOpen,
+                "the sender has no wallet",
+            ));
+        }
+        if amount > self.params.wallet_amount_max {
+            return Err(ErrCode::WalletAmountLimit.into());
+        }
+        if self.params.wallet_closed_at(cst_second_of_day(time)) {
+            return Err(ErrCode::WalletClosedHours.into());
+        }
+        let day = cst_day(time) as u32;
+        let packed = p.wallet_day[from as usize];
+        let count_today = if packed >> 8 == day { packed & 0xff } else { 0 };
+        if count_today >= u32::from(self.params.wallet_daily_count_max) {
+            return Err(ErrCode::WalletDailyLimit.into());
+        }
+        let balance = match source {
+            TransferSource::Acct => p.hot[from as usize].acct,
+            TransferSource::Wallet => p.hot[from as usize].wallet,
+        };
+        if balance < amount {
+            return Err(ErrCode::InsufficientBalance.into());
+        }
+        Ok(count_today)
+    }
+
+    /// The sender's timeout path (API.md's reversal): from now on the relay sends Block, and
+    /// the receiving engine blocks the exchange if its Prepare never arrived.
+    fn transfer_out_reverse(
+        &mut self,
+        config: &FederationConfig,
+        actor: &Actor,
+        omsgid: &str,
+        time: i64,
+    ) -> Result<Step, Rejection> {
+        if !msgid_valid(omsgid) {
+            return Err(Rejection::new(ErrCode::BadRequest));
+        }
+        let xid = Xid {
+            engine: config.engine,
+            key: msgid_key(actor.msgid_scope(), omsgid),
+        };
+        let not_found = Rejection::with(ErrCode::NotFound, "no cross-engine transfer");
+        let i = *self.fed.index.get(&xid).ok_or(not_found)?;
+        let x = &self.fed.exchanges[i as usize];
+        if !x.outgoing {
+            return Err(not_found);
+        }
+        if x.reversed || x.status != XStatus::InFlight {
+            return Ok(Step::Replay(
+                FedReply::Exchange(self.exchange_view(i)),
+                Vec::new(),
+            ));
+        }
+        self.time_ok(time)?;
+        self.fed.exchanges[i as usize].reversed = true;
+        let send = vec![self.outbox_message(i)];
+        Ok(Step::Applied(
+            FedReply::Exchange(self.exchange_view(i)),
+            send,
+        ))
+    }
+
+    /// The receiver (or an admin) accepts or declines a pending incoming exchange.
+    fn incoming_answer(
+        &mut self,
+        actor: &Actor,
+        xid: &Xid,
+        time: i64,
+        accept: bool,
+    ) -> Result<Step, Rejection> {
+        let not_found = Rejection::with(ErrCode::NotFound, "no incoming transfer");
+        let i = *self.fed.index.get(xid).ok_or(not_found)?;
+        let x = self.fed.exchanges[i as usize].clone();
+        if x.outgoing {
+            return Err(not_found);
+        }
+        match actor {
+            Actor::Admin => {}
+            Actor::Person(me) if x.person.is_some() && self.persons.find(me) == x.person => {}
+            _ => return Err(Rejection::new(ErrCode::Forbidden)),
+        }
+        let wanted = if accept {
+            Outcome::Accepted
+        } else {
+            Outcome::Declined
+        };
+        match x.status {
+            XStatus::Closed(o) if o == wanted => {
+                let view = FedReply::Exchange(self.exchange_view(i));
+                return Ok(Step::Replay(view, Vec::new()));
+            }
+            XStatus::Pending if x.expires_at > time => {}
+            _ => return Err(ErrCode::NotPending.into()),
+        }
+        self.time_ok(time)?;
+        let to = x.person.expect("a pending exchange has its receiver");
+        if accept {
+            let memo = exchange_memo(EntryKind::WalletIn, time, i);
+            self.post(LedgerSide::Remote, LedgerSide::Wallet(to), x.amount, memo);
+            let province = admdvs_province(x.sender_admdvs);
+            let channel = Channel::WalletCrossProvince;
+            self.stats.add(period_of(time), province, channel, x.amount);
+        }
+        let send = vec![self.close_incoming(i, wanted)];
+        Ok(Step::Applied(
+            FedReply::Exchange(self.exchange_view(i)),
+            send,
+        ))
+    }
+
+    /// Closes a pending incoming exchange; returns the Outcome for its sender.
+    fn close_incoming(&mut self, i: u32, outcome: Outcome) -> Message {
+        let x = &mut self.fed.exchanges[i as usize];
+        assert_eq!(x.status, XStatus::Pending);
+        x.status = XStatus::Closed(outcome);
+        let removed = self.fed.expiry.remove(&(x.expires_at, i));
+        assert!(removed, "a pending exchange is in the expiry set");
+        self.outcome_message(i)
+    }
+
+    /// Closes every pending incoming exchange due by `time` (06:00 CST the day after it was
+    /// made, as rule 14). Moves no money: it was never on this engine.
+    fn fed_expire_due(&mut self, time: i64) -> Vec<Message> {
+        let mut send = Vec::new();
+        while let Some(&(expires_at, i)) = self.fed.expiry.first() {
+            if expires_at > time {
+                break;
+            }
+            send.push(self.close_incoming(i, Outcome::Expired));
+        }
+        send
+    }
+
+    fn deliver(
+        &mut self,
+        config: &FederationConfig,
+        msg: &Message,
+        time: i64,
+    ) -> Result<Step, Rejection> {
+        if msg.to() != config.engine {
+            return Err(refuse("a message for another engine"));
+        }
+        let from = msg.from();
+        if !config.peers.contains_key(&from) {
+            return Err(refuse("a message from an engine that is not a peer"));
+        }
+        match msg {
+            Message::Prepare { .. } => self.deliver_prepare(config, msg, time),
+            Message::Block {
+                xid,
+                amount,
+                created,
+                ..
+            } => self.deliver_block(xid, *amount, *created, time),
+            Message::Outcome {
+                xid,
+                from_engine,
+                amount,
+                outcome,
+            } => self.deliver_outcome(xid, from_engine, *amount, *outcome, time),
+        }
+    }
+
+    /// Phase 2 on the receiver's engine: records the exchange pending (or closes it at once).
+    fn deliver_prepare(
+        &mut self,
+        config: &FederationConfig,
+        msg: &Message,
+        time: i64,
+    ) -> Result<Step, Rejection> {
+        let &Message::Prepare {
+            xid,
+            to_psn_no,
+            to_admdvs,
+            amount,
+            sender_admdvs,
+            created,
+            expires_at,
+            ..
+        } = msg
+        else {
+            unreachable!("a Prepare")
+        };
+        let sender_owns = config.peers[&xid.engine].contains(&admdvs_province(sender_admdvs));
+        if !admdvs_valid(sender_admdvs) || !sender_owns {
+            return Err(refuse("the sender's province is not the sending engine's"));
+        }
+        if !admdvs_valid(to_admdvs) || !config.owns(admdvs_province(to_admdvs)) {
+            return Err(refuse("a province this engine does not own"));
+        }
+        if amount.is_zero() || expires_at <= created {
+            return Err(refuse("a malformed Prepare"));
+        }
+        if let Some(&i) = self.fed.index.get(&xid) {
+            let x = &self.fed.exchanges[i as usize];
+            let blocked_before =
+                x.status == XStatus::Closed(Outcome::Blocked) && x.person.is_none();
+            let same = (
+                x.to_psn_no,
+                x.to_admdvs,
+                x.sender_admdvs,
+                x.created,
+                x.expires_at,
+            ) == (to_psn_no, to_admdvs, sender_admdvs, created, expires_at);
+            if x.outgoing || x.amount != amount || !(same || blocked_before) {
+                return Err(refuse("a Prepare that differs from the one recorded"));
+            }
+            let send = self.answer_of(i).into_iter().collect();
+            return Ok(Step::Replay(FedReply::Delivered, send));
+        }
+        self.time_ok(time)?;
+        let receiver = self.persons.find(&to_psn_no).filter(|&r| {
+            admdvs_province(self.persons.hot[r as usize].admdvs) == admdvs_province(to_admdvs)
+        });
+        let status = match receiver {
+            _ if time >= expires_at => XStatus::Closed(Outcome::Expired),
+            Some(r) if self.persons.wallet_open(r) => XStatus::Pending,
+            _ => XStatus::Closed(Outcome::Declined),
+        };
+        let i = self.fed.exchanges.len() as u32;
+        self.fed.exchanges.push(Exchange {
+            xid,
+            outgoing: false,
+            peer: xid.engine,
+            person: receiver,
+            to_psn_no,
+            to_admdvs,
+            sender_admdvs,
+            amount,
+            source: TransferSource::Wallet,
+            created,
+            expires_at,
+            status,
+            reversed: false,
+            fingerprint: 0,
+        });
+        self.fed.index.insert(xid, i);
+        if status == XStatus::Pending {
+            self.fed.expiry.insert((expires_at, i));
+        }
+        let send = self.answer_of(i).into_iter().collect();
+        Ok(Step::Applied(FedReply::Delivered, send))
+    }
+
+    /// The sender reversed: an exchange never seen here is blocked; one seen carries on.
+    fn deliver_block(
+        &mut self,
+        xid: &Xid,
+        amount: Fen,
+        created: i64,
+        time: i64,
+    ) -> Result<Step, Rejection> {
+        if amount.is_zero() {
+            return Err(refuse("a malformed Block"));
+        }
+        if let Some(&i) = self.fed.index.get(xid) {
+            let x = &self.fed.exchanges[i as usize];
+            if x.outgoing || x.amount != amount || x.created != created {
+                return Err(refuse("a Block that differs from the exchange recorded"));
+            }
+            let send = self.answer_of(i).into_iter().collect();
+            return Ok(Step::Replay(FedReply::Delivered, send));
+        }
+        self.time_ok(time)?;
+        let i = self.fed.exchanges.len() as u32;
+        self.fed.exchanges.push(Exchange {
+            xid: *xid,
+            outgoing: false,
+            peer: xid.engine,
+            person: None,
+            to_psn_no: Default::default(),
+            to_admdvs: 0,
+            sender_admdvs: 0,
+            amount,
+            source: TransferSource::Wallet,
+            created,
+            expires_at: time,
+            status: XStatus::Closed(Outcome::Blocked),
+            reversed: false,
+            fingerprint: 0,
+        });
+        self.fed.index.insert(*xid, i);
+        Ok(Step::Applied(
+            FedReply::Delivered,
+            vec![self.outcome_message(i)],
+        ))
+    }
+
+    /// Phase 3 on the sender's engine: commit (the money leaves for the other engine) or
+    /// return (to the sender's source).
+    fn deliver_outcome(
+        &mut self,
+        xid: &Xid,
+        from_engine: &crate::federation::EngineId,
+        amount: Fen,
+        outcome: Outcome,
+        time: i64,
+    ) -> Result<Step, Rejection> {
+        let Some(&i) = self.fed.index.get(xid) else {
+            return Err(refuse("an outcome for an unknown exchange"));
+        };
+        let x = self.fed.exchanges[i as usize].clone();
+        if !x.outgoing || x.peer != *from_engine {
+            return Err(refuse(
+                "an outcome from an engine the transfer was not sent to",
+            ));
+        }
+        if x.amount != amount {
+            return Err(refuse("an outcome whose amount differs"));
+        }
+        if outcome == Outcome::Blocked && !x.reversed {
+            return Err(refuse("blocked, but the sender never reversed it"));
+        }
+        match x.status {
+            XStatus::Closed(o) if o == outcome => {
+                return Ok(Step::Replay(FedReply::Delivered, Vec::new()));
+            }
+            XStatus::InFlight => {}
+            _ => return Err(refuse("an outcome that contradicts the one recorded")),
+        }
+        self.time_ok(time)?;
+        let sender = x.person.expect("an outgoing exchange has its sender");
+        if outcome == Outcome::Accepted {
+            let memo = exchange_memo(EntryKind::WalletHold, time, i);
+            self.post(LedgerSide::InFlight, LedgerSide::Remote, amount, memo);
+        } else {
+            let memo = exchange_memo(EntryKind::WalletReturn, time, i);
+            let to = source_side(x.source, sender);
+            self.post(LedgerSide::InFlight, to, amount, memo);
+        }
+        self.fed.exchanges[i as usize].status = XStatus::Closed(outcome);
+        self.fed.in_flight.remove(&i);
+        Ok(Step::Applied(FedReply::Delivered, Vec::new()))
+    }
+
+    /// The message a closed incoming exchange answers with (none while pending).
+    fn answer_of(&self, i: u32) -> Option<Message> {
+        match self.fed.exchanges[i as usize].status {
+            XStatus::Closed(_) => Some(self.outcome_message(i)),
+            _ => None,
+        }
+    }
+
+    fn outcome_message(&self, i: u32) -> Message {
+        let x = &self.fed.exchanges[i as usize];
+        let XStatus::Closed(outcome) = x.status else {
+            unreachable!("a closed exchange")
+        };
+        let config = self.fed.config.as_ref().expect("federated");
+        Message::Outcome {
+            xid: x.xid,
+            from_engine: config.engine,
+            amount: x.amount,
+            outcome,
+        }
+    }
+
+    /// What the relay sends for an exchange in flight: Prepare, or Block once reversed.
+    fn outbox_message(&self, i: u32) -> Message {
+        let x = &self.fed.exchanges[i as usize];
+        if x.reversed {
+            return Message::Block {
+                xid: x.xid,
+                to_engine: x.peer,
+                amount: x.amount,
+                created: x.created,
+            };
+        }
+        Message::Prepare {
+            xid: x.xid,
+            to_engine: x.peer,
+            to_psn_no: x.to_psn_no,
+            to_admdvs: x.to_admdvs,
+            amount: x.amount,
+            sender_admdvs: x.sender_admdvs,
+            created: x.created,
+            expires_at: x.expires_at,
+        }
+    }
+
+    /// The outbox: one message per exchange in flight, for the relay to (re)send until the
+    /// outcome is journaled. Derived from the records, so a restart rebuilds it.
+    pub fn fed_outbox(&self) -> Vec<Message> {
+        self.fed
+            .in_flight
+            .iter()
+            .map(|&i| self.outbox_message(i))
+            .collect()
+    }
+
+    fn exchange_view(&self, i: u32) -> ExchangeView {
+        let x = &self.fed.exchanges[i as usize];
+        ExchangeView {
+            xid: x.xid,
+            outgoing: x.outgoing,
+            peer: x.peer,
+            psn_no: x.person.map(|p| self.persons.psn_no_array(p)),
+            to_psn_no: x.to_psn_no,
+            amount: x.amount,
+            source: x.source,
+            status: x.status,
+            reversed: x.reversed,
+            created: x.created,
+            expires_at: x.expires_at,
+        }
+    }
+
+    /// One exchange by id.
+    pub fn exchange(&self, xid: &Xid) -> Option<ExchangeView> {
+        self.fed.index.get(xid).map(|&i| self.exchange_view(i))
+    }
+
+    /// Every exchange this engine holds, in the order they were made (checkers and tests).
+    pub fn exchanges(&self) -> impl Iterator<Item = ExchangeView> + '_ {
+        (0..self.fed.exchanges.len() as u32).map(|i| self.exchange_view(i))
+    }
+
+    /// Reconciliation counters by (CST day the exchange was made, peer engine), computed from
+    /// the exchange records (a few hundred thousand a year nationally).
+    pub fn fed_counters(
+        &self,
+    ) -> std::collections::BTreeMap<
+        (i32, crate::federation::EngineId),
+        crate::federation::FedCounters,
+    > {
+        self.fed.counters()
+    }
+
+    /// The ledger's totals (docs/FEDERATION.md's conservation equations).
+    pub fn money_totals(&self) -> MoneyTotals {
+        let l = &self.ledger;
+        MoneyTotals {
+            inside: l.acct_total + l.wallet_total + l.held,
+            in_flight: l.in_flight,
+            external_net: i128::from(l.credited)
+                - i128::from(l.paid_institutions)
+                - i128::from(l.paid_contributions)
+                + i128::from(l.returned_by_cancellations),
+            fed_sent: l.fed_sent,
+            fed_received: l.fed_received,
+        }
+    }
+}
+
+fn source_side(source: TransferSource, psn: u32) -> LedgerSide {
+    match source {
+        TransferSource::Acct => LedgerSide::Acct(psn),
+        TransferSource::Wallet => LedgerSide::Wallet(psn),
+    }
+}
+
+fn exchange_memo(kind: EntryKind, time: i64, i: u32) -> Memo {
+    Memo {
+        kind,
+        time,
+        counterparty: Counterparty::None,
+        reference: EntryRef::Exchange(u64::from(i) + 1),
+    }
+}

@@ -1,0 +1,840 @@
+//! Deterministic simulation of a federation (`gongji federation dst`): K engines, each a
+//! [`Node`] on fault-injecting storage, a [`Bus`] that drops, duplicates, reorders, delays,
+//! damages and partitions, clients that send cross-engine transfers, answer them, reverse
+//! them and resend what a crash left unanswered, and forgers whose messages must be refused.
+//! Every decision comes from one seed. After the faults stop and the partitions heal, the
+//! engines run to quiescence and [`check_quiescent`] judges the outcome; a failure names its
+//! seed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use gongji_core::certno::certno_with_check;
+use gongji_core::federation::codec::decode_message;
+use gongji_core::federation::{
+    EngineId, Entry, EntryApplied, EntryReply, ExchangeView, FedOp, FedReply, FederationConfig,
+    Message, Outcome, XStatus, Xid,
+};
+use gongji_core::time::{parse_cst, parse_period};
+use gongji_core::{
+    Actor, Body, Command, CreditItem, Fen, Insutype, Msgid, Op, PsnNo, TransferSource,
+};
+use gongji_journal::CrashMode;
+use splitmix::SplitMix64;
+
+use crate::bus::{Bus, BusFaults, BusStats};
+use crate::node::{Node, Submitted};
+
+/// The provinces the simulated engines own, one each.
+const PROVINCES: [u8; 4] = [11, 31, 44, 32];
+const PERSONS_PER_ENGINE: usize = 6;
+const CREDIT_FEN: u64 = 100_000;
+
+#[derive(Clone, Debug)]
+pub struct FedDstOptions {
+    pub seed: u64,
+    /// Steps of faulty running before the faults stop.
+    pub steps: u64,
+    /// Self-test of the checker: after quiescence, one engine takes in a well-formed Prepare
+    /// of an exchange no engine ever made and its receiver accepts it (money from nowhere).
+    /// The run must then fail.
+    pub sabotage: bool,
+}
+
+impl FedDstOptions {
+    pub fn new(seed: u64) -> FedDstOptions {
+        FedDstOptions {
+            seed,
+            steps: 1_500,
+            sabotage: false,
+        }
+    }
+}
+
+/// What a seed did and what was checked.
+#[derive(Clone, Debug, Default)]
+pub struct FedDstReport {
+    pub seed: u64,
+    pub engines: usize,
+    pub exchanges: u64,
+    pub outcomes: BTreeMap<&'static str, u64>,
+    pub transfers_acked: u64,
+    pub answers_acked: u64,
+    pub client_retries: u64,
+    pub crashes: u64,
+    pub ops_journaled: u64,
+    pub bus: BusStats,
+    pub damaged_refused: u64,
+    pub forged_refused: u64,
+    pub quiescence_rounds: u64,
+    pub national_received_fen: u64,
+}
+
+impl fmt::Display for FedDstReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = &self.bus;
+        write!(
+            f,
+            "seed {}: {} engines, {} exchanges {:?}, {} transfers and {} answers acknowledged, \
+             {} client resends, {} crashes, {} ops journaled; bus {} sent, {} dropped, \
+             {} duplicated, {} damaged, {} lost to partitions; refused {} damaged and {} \
+             forged messages; quiescent after {} rounds; {:.2} yuan crossed engines",
+            self.seed,
+            self.engines,
+            self.exchanges,
+            self.outcomes,
+            self.transfers_acked,
+            self.answers_acked,
+            self.client_retries,
+            self.crashes,
+            self.ops_journaled,
+            b.sent,
+            b.dropped,
+            b.duplicated,
+            b.corrupted,
+            b.partitioned,
+            self.damaged_refused,
+            self.forged_refused,
+            self.quiescence_rounds,
+            self.national_received_fen as f64 / 100.0,
+        )
+    }
+}
+
+/// What a client waits for.
+#[derive(Clone, Debug)]
+enum Tag {
+    Out { msgid: Msgid },
+    Answer { accept: bool },
+    Other,
+}
+
+type SimNode = Node<Tag>;
+
+/// What the clients were told (only replies released after a sync).
+#[derive(Debug, Default)]
+struct ClientLog {
+    /// (engine, xid) → amount of every acknowledged cross-engine transfer.
+    transfers: BTreeMap<(usize, Xid), Fen>,
+    /// (engine, xid) → accepted? for every acknowledged accept or decline.
+    answers: BTreeMap<(usize, Xid), bool>,
+    /// Transfers submitted and not answered (a crash took the reply): resent later.
+    unanswered: BTreeMap<(usize, Msgid), Entry>,
+}
+
+struct Sim {
+    rng: SplitMix64,
+    nodes: Vec<SimNode>,
+    bus: Bus,
+    step: u64,
+    /// Simulated seconds since the start; each engine adds its own clock skew.
+    now: i64,
+    start: i64,
+    skew: Vec<i64>,
+    log: ClientLog,
+    report: FedDstReport,
+    next_msgid: u64,
+}
+
+fn fail<T>(seed: u64, what: impl fmt::Display) -> Result<T, String> {
+    Err(format!(
+        "seed {seed}: {what} (rerun: gongji federation dst --seeds 1 --from-seed {seed})"
+    ))
+}
+
+/// Person `j` of engine `k`.
+pub fn psn(engine: usize, j: usize) -> PsnNo {
+    PsnNo::from(&format!("E{engine}P{j}")).expect("fits")
+}
+
+/// The place of engine `k`'s persons.
+pub fn admdvs(engine: usize) -> u32 {
+    u32::from(PROVINCES[engine]) * 10_000 + 105
+}
+
+fn engine_id(k: usize) -> EngineId {
+    EngineId::from(&format!("e{k}")).expect("fits")
+}
+
+/// Runs one seed; `Err` names the seed and the first violation.
+pub fn run(opts: &FedDstOptions) -> Result<FedDstReport, String> {
+    let seed = opts.seed;
+    let mut sim = Sim::new(seed).or_else(|e| fail(seed, e))?;
+    for _ in 0..opts.steps {
+        sim.faulty_step().or_else(|e| fail(seed, e))?;
+    }
+    sim.quiesce().or_else(|e| fail(seed, e))?;
+    if opts.sabotage {
+        sim.sabotage().or_else(|e| fail(seed, e))?;
+    }
+    check_quiescent(&sim.nodes, &sim.log).or_else(|e| fail(seed, e))?;
+    for node in &sim.nodes {
+        node.check_replay_equals_live().or_else(|e| fail(seed, e))?;
+    }
+    let mut report = sim.report;
+    report.bus = sim.bus.stats;
+    report.crashes = sim.nodes.iter().map(|n| n.crashes).sum();
+    report.ops_journaled = sim.nodes.iter().map(|n| n.ops_journaled).sum();
+    report.national_received_fen = sim
+        .nodes
+        .iter()
+        .map(|n| n.state.money_totals().fed_received)
+        .sum();
+    for node in &sim.nodes {
+        for x in node.state.exchanges().filter(|x| x.outgoing) {
+            report.exchanges += 1;
+            if let XStatus::Closed(o) = x.status {
+                *report.outcomes.entry(o.as_str()).or_default() += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+impl Sim {
+    fn new(seed: u64) -> Result<Sim, String> {
+        let mut rng = SplitMix64::new(seed);
+        let engines = 2 + rng.below(3) as usize;
+        let mut nodes = Vec::new();
+        for k in 0..engines {
+            nodes.push(Node::new(engine_config(k, engines))?);
+        }
+        let faults = BusFaults {
+            drop_per_mille: rng.range(0, 300),
+            duplicate_per_mille: rng.range(0, 200),
+            corrupt_per_mille: rng.range(0, 30),
+            delay_steps_max: rng.range(0, 40),
+        };
+        let start = parse_cst("2025-05-20 07:00:00").expect("time");
+        let skew = (0..engines).map(|_| rng.below(300) as i64).collect();
+        let mut sim = Sim {
+            rng,
+            nodes,
+            bus: Bus::new(faults),
+            step: 0,
+            now: 0,
+            start,
+            skew,
+            log: ClientLog::default(),
+            report: FedDstReport {
+                seed,
+                engines,
+                ..FedDstReport::default()
+            },
+            next_msgid: 0,
+        };
+        for k in 0..engines {
+            sim.populate(k)?;
+        }
+        Ok(sim)
+    }
+
+    /// The engine's time now: the simulated time plus its skew, never behind its clock.
+    fn time(&self, k: usize) -> i64 {
+        (self.start + self.now + self.skew[k]).max(self.nodes[k].state.clock())
+    }
+
+    fn msgid(&mut self) -> Msgid {
+        self.next_msgid += 1;
+        Msgid::from(&format!("c{}", self.next_msgid)).expect("fits")
+    }
+
+    /// Employees with open wallets and credited accounts, made durable before any fault.
+    fn populate(&mut self, k: usize) -> Result<(), String> {
+        let time = self.time(k);
+        populate(&mut self.nodes[k], k, time)
+    }
+
+    fn other(&mut self, k: usize) -> usize {
+        let n = self.nodes.len();
+        (k + 1 + self.rng.below(n as u64 - 1) as usize) % n
+    }
+
+    fn crash_mode(&mut self) -> CrashMode {
+        match self.rng.below(3) {
+            0 => CrashMode::DropUnsynced,
+            1 => CrashMode::KeepUnsynced,
+            _ => CrashMode::Torn {
+                seed: self.rng.next_u64(),
+            },
+        }
+    }
+
+    fn faulty_step(&mut self) -> Result<(), String> {
+        self.step += 1;
+        self.now += self.rng.range(1, 200) as i64;
+        if self.rng.chance(5) {
+            self.now += 6 * 3600;
+        }
+        let n = self.nodes.len();
+        match self.rng.weighted(&[40, 25, 3, 6, 6, 4]) {
+            0 => self.client_transfer()?,
+            1 => self.client_answer()?,
+            2 => self.client_reverse()?,
+            3 => self.client_resend()?,
+            4 => self.forge()?,
+            _ => {
+                let k = self.rng.below(n as u64) as usize;
+                let time = self.time(k);
+                self.nodes[k].submit(&Entry::Core(Op::Tick { time }), None)?;
+            }
+        }
+        self.deliver()?;
+        for k in 0..n {
+            if self.rng.chance(500) {
+                self.sync(k)?;
+            }
+        }
+        if self.step.is_multiple_of(10) {
+            self.resend_outboxes();
+        }
+        if self.rng.chance(8) {
+            let k = self.rng.below(n as u64) as usize;
+            let mode = self.crash_mode();
+            self.nodes[k].crash(mode)?;
+        }
+        if self.rng.chance(10) {
+            let k = self.rng.below(n as u64) as usize;
+            let (writes, syncs) = (self.rng.range(0, 5), self.rng.range(0, 3));
+            self.nodes[k].arm_crash(writes, syncs);
+        }
+        if self.rng.chance(10) {
+            let a = self.rng.below(n as u64) as usize;
+            let b = self.other(a);
+            let (a, b) = (engine_id(a), engine_id(b));
+            if self.bus.is_partitioned(a, b) {
+                self.bus.heal(a, b);
+            } else {
+                self.bus.partition(a, b);
+            }
+        }
+        Ok(())
+    }
+
+    fn submit_client(&mut self, k: usize, entry: Entry, tag: Tag) -> Result<(), String> {
+        if let Tag::Out { msgid } = &tag {
+            self.log.unanswered.insert((k, *msgid), entry.clone());
+        }
+        match self.nodes[k].submit(&entry, Some(tag.clone()))? {
+            Submitted::Refused(_) => {
+                // A business refusal (limits, balance, closed hours): the client gives up.
+                if let Tag::Out { msgid } = tag {
+                    self.log.unanswered.remove(&(k, msgid));
+                }
+            }
+            Submitted::Queued | Submitted::Crashed => {}
+        }
+        Ok(())
+    }
+
+    fn client_transfer(&mut self) -> Result<(), String> {
+        let k = self.rng.below(self.nodes.len() as u64) as usize;
+        let to_engine = self.other(k);
+        let from = self.rng.below(PERSONS_PER_ENGINE as u64) as usize;
+        let to_psn_no = if self.rng.chance(50) {
+            PsnNo::from("NOBODY").expect("fits")
+        } else {
+            psn(
+                to_engine,
+                self.rng.below(PERSONS_PER_ENGINE as u64) as usize,
+            )
+        };
+        let amount = if self.rng.chance(30) {
+            250_000
+        } else {
+            self.rng.range(1, 30_000)
+        };
+        let source = if self.rng.chance(200) {
+            TransferSource::Wallet
+        } else {
+            TransferSource::Acct
+        };
+        let msgid = self.msgid();
+        let entry = Entry::Fed(FedOp::TransferOut {
+            msgid,
+            time: self.time(k),
+            actor: Actor::Person(psn(k, from)),
+            from_psn_no: psn(k, from),
+            to_psn_no,
+            to_admdvs: admdvs(to_engine),
+            amount: Fen(amount),
+            source,
+        });
+        self.submit_client(k, entry, Tag::Out { msgid })
+    }
+
+    fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
+        if items.is_empty() {
+            return None;
+        }
+        Some(items[self.rng.below(items.len() as u64) as usize].clone())
+    }
+
+    fn client_answer(&mut self) -> Result<(), String> {
+        let k = self.rng.below(self.nodes.len() as u64) as usize;
+        let pending: Vec<ExchangeView> = self.nodes[k]
+            .state
+            .exchanges()
+            .filter(|x| !x.outgoing && x.status == XStatus::Pending)
+            .collect();
+        let Some(x) = self.pick(&pending) else {
+            return Ok(());
+        };
+        let accept = self.rng.chance(750);
+        let (time, xid) = (self.time(k), x.xid);
+        let actor = Actor::Person(x.psn_no.expect("a pending exchange has its receiver"));
+        let op = if accept {
+            FedOp::Accept { time, actor, xid }
+        } else {
+            FedOp::Decline { time, actor, xid }
+        };
+        self.submit_client(k, Entry::Fed(op), Tag::Answer { accept })
+    }
+
+    fn client_reverse(&mut self) -> Result<(), String> {
+        let k = self.rng.below(self.nodes.len() as u64) as usize;
+        let out: Vec<(Msgid, PsnNo)> = self
+            .log
+            .unanswered
+            .iter()
+            .filter(|((e, _), _)| *e == k)
+            .filter_map(|((_, m), entry)| match entry {
+                Entry::Fed(FedOp::TransferOut { from_psn_no, .. }) => Some((*m, *from_psn_no)),
+                _ => None,
+            })
+            .collect();
+        // A client reverses what it never got an answer for (API.md's timeout path).
+        let Some((omsgid, sender)) = self.pick(&out) else {
+            return Ok(());
+        };
+        let op = FedOp::Reverse {
+            time: self.time(k),
+            actor: Actor::Person(sender),
+            omsgid,
+        };
+        self.submit_client(k, Entry::Fed(op), Tag::Other)
+    }
+
+    /// A client resends a transfer whose reply a crash took, with the same msgid.
+    fn client_resend(&mut self) -> Result<(), String> {
+        let waiting: Vec<((usize, Msgid), Entry)> = self
+            .log
+            .unanswered
+            .iter()
+            .map(|(key, entry)| (*key, entry.clone()))
+            .collect();
+        let Some(((k, msgid), entry)) = self.pick(&waiting) else {
+            return Ok(());
+        };
+        let Entry::Fed(FedOp::TransferOut {
+            msgid: m,
+            actor,
+            from_psn_no,
+            to_psn_no,
+            to_admdvs,
+            amount,
+            source,
+            ..
+        }) = entry
+        else {
+            return Ok(());
+        };
+        self.report.client_retries += 1;
+        let resent = Entry::Fed(FedOp::TransferOut {
+            msgid: m,
+            time: self.time(k),
+            actor,
+            from_psn_no,
+            to_psn_no,
+            to_admdvs,
+            amount,
+            source,
+        });
+        self.submit_client(k, resent, Tag::Out { msgid })
+    }
+
+    /// A well-formed message that lies (another amount, another engine, an unknown id, a
+    /// province the receiver does not own): it must be refused and change nothing.
+    fn forge(&mut self) -> Result<(), String> {
+        let k = self.rng.below(self.nodes.len() as u64) as usize;
+        let known: Vec<ExchangeView> = self.nodes[k].state.exchanges().collect();
+        let Some(x) = self.pick(&known) else {
+            return Ok(());
+        };
+        let me = engine_id(k);
+        let variant = self.rng.below(4);
+        let other = engine_id(self.other(k));
+        let msg = if x.outgoing {
+            // An outcome for our own exchange that does not match it.
+            let (from_engine, amount, xid) = match variant {
+                1 => (me, x.amount, x.xid),
+                2 => (
+                    x.peer,
+                    x.amount,
+                    Xid {
+                        engine: me,
+                        key: self.rng.next_u64().into(),
+                    },
+                ),
+                _ => (x.peer, Fen(x.amount.0 + 1), x.xid),
+            };
+            Message::Outcome {
+                xid,
+                from_engine,
+                amount,
+                outcome: Outcome::Accepted,
+            }
+        } else {
+            // A Prepare for an exchange we hold with its amount changed, or claiming a
+            // receiver province we do not own, a sender province its engine does not own,
+            // or another engine as its destination.
+            let sender = engine_index(x.xid.engine);
+            let (mut to_engine, mut to_admdvs, mut sender_admdvs, mut amount) =
+                (me, admdvs(k), admdvs(sender), x.amount);
+            match variant {
+                1 => to_admdvs = admdvs(engine_index(other)),
+                2 => sender_admdvs = admdvs(k),
+                3 => to_engine = other,
+                _ => amount = Fen(amount.0 + 1),
+            }
+            Message::Prepare {
+                xid: x.xid,
+                to_engine,
+                to_psn_no: x.to_psn_no,
+                to_admdvs,
+                amount,
+                sender_admdvs,
+                created: x.created,
+                expires_at: x.expires_at,
+            }
+        };
+        let before = self.nodes[k].state.state_hash();
+        let time = self.time(k);
+        match self.nodes[k].submit(&Entry::Fed(FedOp::Deliver { time, msg }), None)? {
+            Submitted::Refused(_) => {
+                if self.nodes[k].state.state_hash() != before {
+                    return Err(format!("engine {k}: a refused forgery changed the state"));
+                }
+                self.report.forged_refused += 1;
+                Ok(())
+            }
+            other => Err(format!(
+                "engine {k}: a forged message was taken in: {other:?}"
+            )),
+        }
+    }
+
+    fn deliver(&mut self) -> Result<(), String> {
+        for m in self.bus.take_due(&mut self.rng, self.step) {
+            let msg = match decode_message(&m.bytes) {
+                Ok(msg) => msg,
+                Err(_) => {
+                    self.report.damaged_refused += 1;
+                    continue;
+                }
+            };
+            let k = engine_index(m.to);
+            let time = self.time(k);
+            let entry = Entry::Fed(FedOp::Deliver { time, msg });
+            if let Submitted::Refused(r) = self.nodes[k].submit(&entry, None)? {
+                return Err(format!(
+                    "engine {k} refused an honest message: {r:?}: {entry:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self, k: usize) -> Result<(), String> {
+        let mode = self.crash_mode();
+        let Some((sends, answers)) = self.nodes[k].sync(mode)? else {
+            return Ok(());
+        };
+        for msg in &sends {
+            self.bus.send(&mut self.rng, self.step, msg);
+        }
+        for (tag, applied) in answers {
+            self.acknowledge(k, tag, applied)?;
+        }
+        Ok(())
+    }
+
+    fn acknowledge(&mut self, k: usize, tag: Tag, applied: EntryApplied) -> Result<(), String> {
+        let EntryReply::Fed(FedReply::Exchange(x)) = applied.reply else {
+            return Ok(());
+        };
+        match tag {
+            Tag::Out { msgid } => {
+                self.log.unanswered.remove(&(k, msgid));
+                self.log.transfers.insert((k, x.xid), x.amount);
+                self.report.transfers_acked += 1;
+            }
+            Tag::Answer { accept } => {
+                let before = self.log.answers.insert((k, x.xid), accept);
+                if before.is_some_and(|b| b != accept) {
+                    return Err(format!("engine {k}: {} both accepted and declined", x.xid));
+                }
+                self.report.answers_acked += 1;
+            }
+            Tag::Other => {}
+        }
+        Ok(())
+    }
+
+    /// The relay's resend: every exchange in flight, until its outcome is journaled.
+    fn resend_outboxes(&mut self) {
+        for k in 0..self.nodes.len() {
+            for msg in self.nodes[k].durable_outbox().to_vec() {
+                self.bus.send(&mut self.rng, self.step, &msg);
+            }
+        }
+    }
+
+    /// No more faults or clients; partitions heal; time runs on (so pending transfers expire)
+    /// until nothing is in flight and the bus is empty.
+    fn quiesce(&mut self) -> Result<(), String> {
+        self.bus.heal_all();
+        self.bus.faults = BusFaults {
+            drop_per_mille: 0,
+            corrupt_per_mille: 0,
+            ..self.bus.faults
+        };
+        for round in 1..=200 {
+            self.report.quiescence_rounds = round;
+            self.now += 3 * 3600;
+            for k in 0..self.nodes.len() {
+                let time = self.time(k);
+                self.nodes[k].submit(&Entry::Core(Op::Tick { time }), None)?;
+                self.sync(k)?;
+            }
+            self.resend_outboxes();
+            for _ in 0..=self.bus.faults.delay_steps_max {
+                self.step += 1;
+                self.deliver()?;
+                for k in 0..self.nodes.len() {
+                    self.sync(k)?;
+                }
+            }
+            let open = self.nodes.iter().any(|n| {
+                n.state
+                    .exchanges()
+                    .any(|x| matches!(x.status, XStatus::InFlight | XStatus::Pending))
+            });
+            if !open && self.bus.is_empty() {
+                return Ok(());
+            }
+        }
+        Err("not quiescent after 200 rounds: an exchange never resolved".into())
+    }
+
+    fn sabotage(&mut self) -> Result<(), String> {
+        let (k, from) = (0, 1);
+        let xid = Xid {
+            engine: engine_id(from),
+            key: 0xdead_beef,
+        };
+        let time = self.time(k);
+        let msg = Message::Prepare {
+            xid,
+            to_engine: engine_id(k),
+            to_psn_no: psn(k, 0),
+            to_admdvs: admdvs(k),
+            amount: Fen(100),
+            sender_admdvs: admdvs(from),
+            created: time,
+            expires_at: time + 86_400,
+        };
+        self.nodes[k].submit(&Entry::Fed(FedOp::Deliver { time, msg }), None)?;
+        let accept = FedOp::Accept {
+            time,
+            actor: Actor::Admin,
+            xid,
+        };
+        self.nodes[k].submit(&Entry::Fed(accept), None)?;
+        self.sync(k)
+    }
+}
+
+/// The configuration of engine `k` of `engines`: `e<k>` owns one province, the others are
+/// its peers.
+pub fn engine_config(k: usize, engines: usize) -> FederationConfig {
+    let peers = (0..engines)
+        .filter(|&o| o != k)
+        .map(|o| (engine_id(o), vec![PROVINCES[o]]))
+        .collect();
+    FederationConfig {
+        engine: engine_id(k),
+        provinces: vec![PROVINCES[k]],
+        peers,
+    }
+}
+
+/// The simulation's population of engine `k`: `E<k>P0`… employees with open wallets and
+/// 1,000.00 yuan credited each, durable.
+pub fn populate<T>(node: &mut Node<T>, k: usize, time: i64) -> Result<(), String> {
+    let mut seq = 0;
+    let mut admin = |node: &mut Node<T>, body: Body| -> Result<(), String> {
+        seq += 1;
+        let op = Op::Write(Command {
+            msgid: Msgid::from(&format!("setup{seq}")).expect("fits"),
+            time,
+            actor: Actor::Admin,
+            body,
+        });
+        match node.submit(&Entry::Core(op), None)? {
+            Submitted::Queued => Ok(()),
+            other => Err(format!("engine {k}: set-up op {other:?}")),
+        }
+    };
+    for j in 0..PERSONS_PER_ENGINE {
+        let first17 = format!("{}19900101{j:03}", admdvs(k));
+        let certno = certno_with_check(&first17).ok_or("certno")?;
+        let certno = gongji_core::command::ArrayString::from(&certno).map_err(|_| "certno")?;
+        let enrol = Body::Enrol {
+            psn_no: psn(k, j),
+            certno,
+            psn_name: "张三".into(),
+            insutype: Insutype::Employee,
+            admdvs: admdvs(k),
+        };
+        admin(node, enrol)?;
+        admin(node, Body::OpenWallet { psn_no: psn(k, j) })?;
+    }
+    let items = (0..PERSONS_PER_ENGINE)
+        .map(|j| CreditItem {
+            psn_no: psn(k, j),
+            amount: Fen(CREDIT_FEN),
+        })
+        .collect();
+    let period = parse_period("2025-05").ok_or("period")?;
+    admin(node, Body::Credit { period, items })?;
+    match node.sync(CrashMode::DropUnsynced)? {
+        Some(_) => Ok(()),
+        None => Err("set-up sync failed".into()),
+    }
+}
+
+/// The fen credited to each engine by [`populate`].
+pub const CREDITED_PER_ENGINE_FEN: u64 = PERSONS_PER_ENGINE as u64 * CREDIT_FEN;
+
+fn engine_index(id: EngineId) -> usize {
+    id[1..].parse().expect("e<k>")
+}
+
+/// The checks at quiescence, over every engine's state and what the clients were told.
+fn check_quiescent(nodes: &[SimNode], log: &ClientLog) -> Result<(), String> {
+    check_engines(
+        nodes,
+        (nodes.len() * PERSONS_PER_ENGINE) as u64 * CREDIT_FEN,
+    )?;
+    check_client_log(nodes, log)
+}
+
+/// The checks over engines at quiescence (any transport): every exchange is known to both
+/// sides and closed alike (accepted = committed; declined, expired, blocked = returned), none
+/// in flight or pending, money conserved per engine and nationally with in-flight counted
+/// (`credited_fen` entered the federation and nothing left it), and the national statistics
+/// are the sum of the engines', each accepted transfer counted once.
+pub fn check_engines<T>(nodes: &[Node<T>], credited_fen: u64) -> Result<(), String> {
+    type Side = Option<(EngineId, ExchangeView)>;
+    let mut by_xid: BTreeMap<Xid, [Side; 2]> = BTreeMap::new();
+    for node in nodes {
+        node.state
+            .check()
+            .map_err(|e| format!("engine {}: {e}", node.id))?;
+        for x in node.state.exchanges() {
+            let side = usize::from(!x.outgoing);
+            if by_xid.entry(x.xid).or_default()[side]
+                .replace((node.id, x))
+                .is_some()
+            {
+                return Err("an exchange twice on one side".into());
+            }
+        }
+    }
+    let mut accepted = (0u64, 0u64);
+    for (xid, [sent, received]) in &by_xid {
+        let (Some((s_engine, s)), Some((r_engine, r))) = (sent, received) else {
+            return Err(format!("exchange {xid} known to one side only"));
+        };
+        let engines_agree = *s_engine == xid.engine && r.peer == xid.engine && s.peer == *r_engine;
+        if s.amount != r.amount || !engines_agree {
+            return Err(format!(
+                "exchange {xid}: the sides disagree on amount or engine"
+            ));
+        }
+        match (s.status, r.status) {
+            (XStatus::Closed(a), XStatus::Closed(b)) if a == b => {
+                if a == Outcome::Accepted {
+                    accepted = (accepted.0 + 1, accepted.1 + s.amount.0);
+                }
+            }
+            other => return Err(format!("exchange {xid}: sender and receiver {other:?}")),
+        }
+    }
+    // Money, per engine and nationally, in-flight counted.
+    let (mut inside, mut external, mut sent, mut received) = (0u128, 0i128, 0u64, 0u64);
+    for node in nodes {
+        let t = node.state.money_totals();
+        let left = t.inside as i128 + t.in_flight as i128;
+        let right = t.external_net + t.fed_received as i128 - t.fed_sent as i128;
+        if left != right || t.in_flight != 0 {
+            return Err(format!("engine {}: money not conserved: {t:?}", node.id));
+        }
+        inside += u128::from(t.inside);
+        external += t.external_net;
+        sent += t.fed_sent;
+        received += t.fed_received;
+    }
+    if sent != received || inside as i128 != external || received != accepted.1 {
+        return Err(format!(
+            "national money: sent {sent}, received {received}, accepted {accepted:?}, \
+             balances {inside}, credited net {external}"
+        ));
+    }
+    let credited = i128::from(credited_fen);
+    if external != credited {
+        return Err(format!("credited net {external} != {credited}"));
+    }
+    // National statistics are the sum of the engines', each transfer counted once.
+    let may = parse_period("2025-05").expect("period");
+    let dec = parse_period("2025-12").expect("period");
+    let counted = nodes.iter().fold((0, 0), |(c, a), n| {
+        let cell = n.state.stats(may, dec, None).cross_province;
+        (c + cell.count, a + cell.amount.0)
+    });
+    if counted != accepted {
+        return Err(format!("statistics {counted:?} != accepted {accepted:?}"));
+    }
+    // Reconciliation between engines finds nothing.
+    let counters: Vec<_> = nodes
+        .iter()
+        .map(|n| (n.id, n.state.fed_counters()))
+        .collect();
+    if let Some(first) = crate::reconcile::reconcile(&counters).first() {
+        return Err(format!("reconciliation: {first}"));
+    }
+    Ok(())
+}
+
+/// Every acknowledged reply is in the state it promised.
+fn check_client_log(nodes: &[SimNode], log: &ClientLog) -> Result<(), String> {
+    for ((k, xid), amount) in &log.transfers {
+        let x = nodes[*k].state.exchange(xid);
+        if x.as_ref().map(|x| (x.outgoing, x.amount)) != Some((true, *amount)) {
+            return Err(format!("acknowledged transfer {xid} lost on engine {k}"));
+        }
+    }
+    for ((k, xid), accept) in &log.answers {
+        let want = if *accept {
+            Outcome::Accepted
+        } else {
+            Outcome::Declined
+        };
+        let status = nodes[*k].state.exchange(xid).map(|x| x.status);
+        if status != Some(XStatus::Closed(want)) {
+            return Err(format!("acknowledged answer on {xid}: {status:?}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! The relay over NATS JetStream (issue 14): a stream per destination engine
+//! (`GJFED_<engine>`, subject `gongji.fed.<engine>`, file storage), a durable pull consumer
+//! per engine with explicit acks, and `Nats-Msg-Id` set from the exchange id and the message
+//! kind, so that the server drops a resend inside its duplicate window.
+//!
+//! The bus is allowed to lose, duplicate, reorder and delay: [`pump`] acknowledges a message
+//! only after the op it became is durable on the receiving engine (a crash before that leaves
+//! it to be redelivered), and the sending engine resends its durable outbox
+//! ([`resend_outbox`]) until the outcome is journaled. A message that does not decode, or that
+//! the engine refuses (forged, for another engine), is acknowledged so that it is not
+//! redelivered for ever, and counted; it changed nothing.
+//!
+//! Built and tested against a real `nats-server` with in-process engines ([`Node`]); the
+//! federated `gongji serve` that would run it is not built yet (docs/FEDERATION.md).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, stream};
+use futures_util::StreamExt;
+use gongji_core::federation::codec::{decode_message, encode_message};
+use gongji_core::federation::{EngineId, Entry, FedOp, Message};
+
+use crate::node::{Node, Submitted};
+
+/// Messages fetched per pump at most.
+pub const FETCH_MESSAGES_MAX: usize = 256;
+
+/// A failure of the transport (not of an engine): the caller retries later.
+#[derive(Debug)]
+pub struct RelayError(pub String);
+
+impl std::fmt::Display for RelayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "relay: {}", self.0)
+    }
+}
+
+impl std::error::Error for RelayError {}
+
+fn err(what: &str) -> impl Fn(&dyn std::fmt::Display) -> RelayError + '_ {
+    move |e| RelayError(format!("{what}: {e}"))
+}
+
+pub fn subject(engine: EngineId) -> String {
+    format!("gongji.fed.{engine}")
+}
+
+/// `Nats-Msg-Id`: the same message gets the same id, whoever sends it and however often.
+pub fn message_id(m: &Message) -> String {
+    match m {
+        Message::Prepare { xid, .. } => format!("{xid}.prepare"),
+        Message::Block { xid, .. } => format!("{xid}.block"),
+        Message::Outcome { xid, outcome, .. } => format!("{xid}.{}", outcome.as_str()),
+    }
+}
+
+/// One engine's connection: it publishes to any engine's stream and consumes its own.
+#[derive(Debug)]
+pub struct NatsRelay {
+    engine: EngineId,
+    js: jetstream::Context,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+}
+
+/// What a pump did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PumpStats {
+    pub delivered: u64,
+    pub damaged: u64,
+    pub refused: u64,
+    pub published: u64,
+    /// Publishes the server recognised as duplicates (`Nats-Msg-Id`).
+    pub deduplicated: u64,
+}
+
+impl NatsRelay {
+    /// Connects and makes sure `engine`'s stream and consumer exist (and the peers' streams,
+    /// so that a publish never waits for a stream that is not there).
+    pub async fn connect(
+        url: &str,
+        engine: EngineId,
+        peers: &[EngineId],
+    ) -> Result<NatsRelay, RelayError> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .connect(url)
+            .await
+            .map_err(|e| err("connect")(&e))?;
+        let js = jetstream::new(client);
+        for &e in std::iter::once(&engine).chain(peers) {
+            js.get_or_create_stream(stream::Config {
+                name: format!("GJFED_{e}"),
+                subjects: vec![subject(e)],
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err("stream")(&e))?;
+        }
+        let own = js
+            .get_stream(format!("GJFED_{engine}"))
+            .await
+            .map_err(|e| err("stream")(&e))?;
+        let consumer = own
+            .get_or_create_consumer(
+                &format!("engine-{engine}"),
+                pull::Config {
+                    durable_name: Some(format!("engine-{engine}")),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(2),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| err("consumer")(&e))?;
+        Ok(NatsRelay {
+            engine,
+            js,
+            consumer,
+        })
+    }
+
+    /// Publishes one message and waits for the server's acknowledgement (stored). Returns
+    /// whether the server found it a duplicate.
+    pub async fn publish(&self, m: &Message) -> Result<bool, RelayError> {
+        let mut bytes = Vec::new();
+        encode_message(m, &mut bytes);
+        self.publish_bytes(m.to(), &message_id(m), bytes).await
+    }
+
+    /// Publishes raw bytes (tests send damaged and forged ones through the real bus).
+    pub async fn publish_bytes(
+        &self,
+        to: EngineId,
+        id: &str,
+        bytes: Vec<u8>,
+    ) -> Result<bool, RelayError> {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(bytes.into())
+            .message_id(id);
+        let ack = self
+            .js
+            .send_publish(subject(to), publish)
+            .await
+            .map_err(|e| err("publish")(&e))?
+            .await
+            .map_err(|e| err("publish ack")(&e))?;
+        Ok(ack.duplicate)
+    }
+}
+
+/// One round of an engine's relay: fetch what the bus holds for it, journal each message as
+/// an op, sync, then (only then) acknowledge them and publish what the batch released.
+pub async fn pump<T>(
+    node: &mut Node<T>,
+    relay: &NatsRelay,
+    time: i64,
+) -> Result<PumpStats, RelayError> {
+    assert_eq!(node.id, relay.engine, "a relay serves its own engine");
+    let mut stats = PumpStats::default();
+    let mut batch = relay
+        .consumer
+        .fetch()
+        .max_messages(FETCH_MESSAGES_MAX)
+        .expires(Duration::from_millis(100))
+        .messages()
+        .await
+        .map_err(|e| err("fetch")(&e))?;
+    let mut to_ack = Vec::new();
+    while let Some(message) = batch.next().await {
+        let message = message.map_err(|e| err("fetch")(&e))?;
+        let msg = match decode_message(&message.payload) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::warn!(engine = %node.id, "damaged federation message refused: {e}");
+                stats.damaged += 1;
+                message.ack().await.map_err(|e| err("ack")(&e))?;
+                continue;
+            }
+        };
+        let time = time.max(node.state.clock());
+        let entry = Entry::Fed(FedOp::Deliver { time, msg });
+        match node.submit(&entry, None).map_err(RelayError)? {
+            Submitted::Queued => {
+                stats.delivered += 1;
+                to_ack.push(message);
+            }
+            Submitted::Refused(r) => {
+                tracing::warn!(engine = %node.id, "federation message refused: {r:?}");
+                stats.refused += 1;
+                message.ack().await.map_err(|e| err("ack")(&e))?;
+            }
+            // The engine restarted: unacknowledged messages come back after `ack_wait`.
+            Submitted::Crashed => return Ok(stats),
+        }
+    }
+    let Some((sends, _answers)) = node
+        .sync(gongji_journal::CrashMode::DropUnsynced)
+        .map_err(RelayError)?
+    else {
+        return Ok(stats);
+    };
+    for message in to_ack {
+        message.ack().await.map_err(|e| err("ack")(&e))?;
+    }
+    for m in &sends {
+        stats.published += 1;
+        stats.deduplicated += u64::from(relay.publish(m).await?);
+    }
+    Ok(stats)
+}
+
+/// The resend: every exchange in flight as of the last durable op, until answered.
+pub async fn resend_outbox<T>(node: &Node<T>, relay: &NatsRelay) -> Result<PumpStats, RelayError> {
+    let mut stats = PumpStats::default();
+    for m in node.durable_outbox() {
+        stats.published += 1;
+        stats.deduplicated += u64::from(relay.publish(m).await?);
+    }
+    Ok(stats)
+}
