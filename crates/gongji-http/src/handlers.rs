@@ -553,8 +553,14 @@ pub(crate) async fn metrics(State(app): AppState) -> Response {
     metrics::gauge!("gongji_batches").set(c.batches_total.load(Relaxed) as f64);
     metrics::gauge!("gongji_history_chunks_written")
         .set(c.history_chunks_total.load(Relaxed) as f64);
-    metrics::gauge!("gongji_history_chunks_cold")
-        .set(c.history_chunks_swapped_total.load(Relaxed) as f64);
+    // Chunks whose records are read from history files: those attached at start too.
+    let cold = app.engine.read(|s| {
+        gongji_core::Column::ALL
+            .into_iter()
+            .map(|column| s.cold_chunk_count(column))
+            .sum::<usize>()
+    });
+    metrics::gauge!("gongji_history_chunks_cold").set(cold as f64);
     metrics::gauge!("gongji_history_prefetched_records")
         .set(c.history_prefetched_total.load(Relaxed) as f64);
     for (part, bytes) in app.engine.read(gongji_core::State::memory) {
