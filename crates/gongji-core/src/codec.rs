@@ -29,25 +29,26 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-struct Enc<'a>(&'a mut Vec<u8>);
+/// The little-endian writer of ops (and of the federation's messages and ops).
+pub(crate) struct Enc<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl Enc<'_> {
-    fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
     fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn i64(&mut self, v: i64) {
+    pub(crate) fn i64(&mut self, v: i64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn str8(&mut self, s: &str) {
+    pub(crate) fn str8(&mut self, s: &str) {
         self.u8(u8::try_from(s.len()).expect("short string"));
         self.0.extend_from_slice(s.as_bytes());
     }
@@ -61,6 +62,19 @@ impl Enc<'_> {
             Some(s) => {
                 self.u8(1);
                 self.str8(s);
+            }
+        }
+    }
+    pub(crate) fn actor(&mut self, a: &Actor) {
+        match a {
+            Actor::Admin => self.u8(0),
+            Actor::Institution(c) => {
+                self.u8(1);
+                self.str8(c);
+            }
+            Actor::Person(p) => {
+                self.u8(2);
+                self.str8(p);
             }
         }
     }
@@ -84,17 +98,7 @@ pub fn encode_op(op: &Op, out: &mut Vec<u8>) {
             e.u8(1);
             e.str8(msgid);
             e.i64(*time);
-            match actor {
-                Actor::Admin => e.u8(0),
-                Actor::Institution(c) => {
-                    e.u8(1);
-                    e.str8(c);
-                }
-                Actor::Person(p) => {
-                    e.u8(2);
-                    e.str8(p);
-                }
-            }
+            e.actor(actor);
             encode_body(body, &mut e, false);
         }
     }
@@ -252,19 +256,20 @@ fn encode_body(body: &Body, e: &mut Enc<'_>, fingerprint: bool) {
     }
 }
 
-struct Dec<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// The reader of ops (and of the federation's messages and ops): every read checks the length.
+pub(crate) struct Dec<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Dec<'a> {
-    fn err<T>(&self, what: &'static str) -> Result<T, DecodeError> {
+    pub(crate) fn err<T>(&self, what: &'static str) -> Result<T, DecodeError> {
         Err(DecodeError {
             offset: self.pos,
             what,
         })
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() - self.pos < n {
             return self.err("truncated");
         }
@@ -272,7 +277,7 @@ impl<'a> Dec<'a> {
         self.pos += n;
         Ok(bytes)
     }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16, DecodeError> {
@@ -280,17 +285,17 @@ impl<'a> Dec<'a> {
             self.take(2)?.try_into().expect("2 bytes"),
         ))
     }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
-    fn i64(&mut self) -> Result<i64, DecodeError> {
+    pub(crate) fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))

@@ -9,7 +9,7 @@
 use arrayvec::ArrayString;
 
 use super::{Entry, FedOp, Message, Outcome, Xid};
-use crate::codec::DecodeError;
+use crate::codec::{Dec, DecodeError, Enc};
 use crate::command::{code_valid, msgid_valid, Actor, TransferSource};
 use crate::money::Fen;
 
@@ -18,76 +18,15 @@ pub const MESSAGE_VERSION: u8 = 1;
 /// The op tag of a federation op in a journal record (after the format version byte).
 pub const FED_OP_TAG: u8 = 2;
 
-struct Enc<'a>(&'a mut Vec<u8>);
-
+// Federation's fields on the op codec's writer and reader.
 impl Enc<'_> {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn str8(&mut self, s: &str) {
-        self.u8(u8::try_from(s.len()).expect("short string"));
-        self.0.extend_from_slice(s.as_bytes());
-    }
     fn xid(&mut self, x: &Xid) {
         self.str8(&x.engine);
         self.0.extend_from_slice(&x.key.to_le_bytes());
     }
-    fn actor(&mut self, a: &Actor) {
-        match a {
-            Actor::Admin => self.u8(0),
-            Actor::Institution(c) => {
-                self.u8(1);
-                self.str8(c);
-            }
-            Actor::Person(p) => {
-                self.u8(2);
-                self.str8(p);
-            }
-        }
-    }
-}
-
-struct Dec<'a> {
-    buf: &'a [u8],
-    pos: usize,
 }
 
 impl<'a> Dec<'a> {
-    fn err<T>(&self, what: &'static str) -> Result<T, DecodeError> {
-        Err(DecodeError {
-            offset: self.pos,
-            what,
-        })
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.buf.len() - self.pos < n {
-            return self.err("truncated");
-        }
-        let bytes = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(bytes)
-    }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
-    }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
-    }
-    fn i64(&mut self) -> Result<i64, DecodeError> {
-        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8")))
-    }
     fn str8<const N: usize>(
         &mut self,
         valid: fn(&str) -> bool,
