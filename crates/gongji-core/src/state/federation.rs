@@ -18,7 +18,7 @@ use crate::federation::{
     Message, MoneyTotals, Outcome, XStatus, Xid,
 };
 use crate::reply::{ErrCode, Rejection};
-use crate::time::{cst_day, cst_second_of_day, day_start, period_of};
+use crate::time::{cst_day, day_start, period_of};
 use crate::Fen;
 
 /// What a federation op comes to once judged.
@@ -291,26 +291,7 @@ impl State {
                 "the sender has no wallet",
             ));
         }
-        if amount > self.params.wallet_amount_max {
-            return Err(ErrCode::WalletAmountLimit.into());
-        }
-        if self.params.wallet_closed_at(cst_second_of_day(time)) {
-            return Err(ErrCode::WalletClosedHours.into());
-        }
-        let day = cst_day(time) as u32;
-        let packed = p.wallet_day[from as usize];
-        let count_today = if packed >> 8 == day { packed & 0xff } else { 0 };
-        if count_today >= u32::from(self.params.wallet_daily_count_max) {
-            return Err(ErrCode::WalletDailyLimit.into());
-        }
-        let balance = match source {
-            TransferSource::Acct => p.hot[from as usize].acct,
-            TransferSource::Wallet => p.hot[from as usize].wallet,
-        };
-        if balance < amount {
-            return Err(ErrCode::InsufficientBalance.into());
-        }
-        Ok(count_today)
+        self.sender_limits(from, amount, source, time)
     }
 
     /// The sender's timeout path (API.md's reversal): from now on the relay sends Block, and

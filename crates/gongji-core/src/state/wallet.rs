@@ -54,6 +54,39 @@ impl State {
         }
     }
 
+    /// The last of rule 14's checks of a sender, in their order: the amount limit, the closed
+    /// hours, the daily count and the balance (the federation's sender checks them too).
+    /// Returns the sender's transfers today.
+    pub(super) fn sender_limits(
+        &self,
+        from: u32,
+        amount: Fen,
+        source: TransferSource,
+        time: i64,
+    ) -> Result<u32, Rejection> {
+        let p = &self.persons;
+        if amount > self.params.wallet_amount_max {
+            return Err(ErrCode::WalletAmountLimit.into());
+        }
+        if self.params.wallet_closed_at(cst_second_of_day(time)) {
+            return Err(ErrCode::WalletClosedHours.into());
+        }
+        let day = cst_day(time) as u32;
+        let packed = p.wallet_day[from as usize];
+        let count_today = if packed >> 8 == day { packed & 0xff } else { 0 };
+        if count_today >= u32::from(self.params.wallet_daily_count_max) {
+            return Err(ErrCode::WalletDailyLimit.into());
+        }
+        let balance = match source {
+            TransferSource::Acct => p.hot[from as usize].acct,
+            TransferSource::Wallet => p.hot[from as usize].wallet,
+        };
+        if balance < amount {
+            return Err(ErrCode::InsufficientBalance.into());
+        }
+        Ok(count_today)
+    }
+
     pub(super) fn transfer_create(
         &mut self,
         from_psn_no: &PsnNo,
@@ -86,25 +119,8 @@ impl State {
         if !self.bound_either_way(from, to) {
             return Err(ErrCode::NotBound.into());
         }
-        if amount > self.params.wallet_amount_max {
-            return Err(ErrCode::WalletAmountLimit.into());
-        }
-        if self.params.wallet_closed_at(cst_second_of_day(time)) {
-            return Err(ErrCode::WalletClosedHours.into());
-        }
+        let count_today = self.sender_limits(from, amount, source, time)?;
         let day = cst_day(time) as u32;
-        let packed = p.wallet_day[from as usize];
-        let count_today = if packed >> 8 == day { packed & 0xff } else { 0 };
-        if count_today >= u32::from(self.params.wallet_daily_count_max) {
-            return Err(ErrCode::WalletDailyLimit.into());
-        }
-        let balance = match source {
-            TransferSource::Acct => p.hot[from as usize].acct,
-            TransferSource::Wallet => p.hot[from as usize].wallet,
-        };
-        if balance < amount {
-            return Err(ErrCode::InsufficientBalance.into());
-        }
         let cross_province = admdvs_province(p.hot[from as usize].admdvs)
             != admdvs_province(p.hot[to as usize].admdvs);
         self.persons.wallet_day[from as usize] = (day << 8) | (count_today + 1);
