@@ -2,6 +2,7 @@
 //! change state only after every check has passed, so a rejection changes nothing.
 
 mod bindings;
+mod bulk;
 mod check;
 mod chunked;
 mod counters;
