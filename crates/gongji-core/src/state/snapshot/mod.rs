@@ -329,7 +329,8 @@ impl State {
                 let indexes = person_indexes(p, &keys_at);
                 (indexes, super::masked::MaskedIndex::rebuild(&p.certno))
             });
-            let rest = Self::decode_after_persons(&mut d, p, &heads, version);
+            let recon_first_day = super::counters::recon_first_day(clock);
+            let rest = Self::decode_after_persons(&mut d, p, &heads, version, recon_first_day);
             (indexes.join().expect("the person index thread"), rest)
         });
         let ((index, certno_index), masked) = (indexes.0?, indexes.1);
@@ -398,6 +399,7 @@ impl State {
         persons: &Persons,
         heads: &HeadsAt,
         version: u32,
+        recon_first_day: i32,
     ) -> Res<Rest> {
         let n = persons.len();
         let insts = decode_institutions(d)?;
@@ -426,7 +428,7 @@ impl State {
             decode_msgids(d, &limits)?
         };
         let stats = decode_stats(d)?;
-        let recon = decode_recon(d, n_insts)?;
+        let recon = decode_recon(d, n_insts, recon_first_day)?;
         let recent = decode_recent(d, &setls, n_insts)?;
         if d.pos != d.buf.len() {
             return fail(d.pos, "trailing bytes");
