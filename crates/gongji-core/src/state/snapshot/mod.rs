@@ -199,6 +199,9 @@ impl std::error::Error for SnapshotDecodeError {}
 
 type Res<T> = Result<T, SnapshotDecodeError>;
 
+/// Persons from which a decoder builds their indexes on a thread of its own.
+const INDEX_THREAD_PERSONS_MIN: usize = 1 << 16;
+
 /// What [`State::decode_after_persons`] decodes.
 struct Rest {
     insts: Institutions,
@@ -322,17 +325,25 @@ impl State {
         let (mut persons, heads, keys_at) = decode_persons(&mut d)?;
         decode_credit_overflow(&mut d, &mut persons)?;
         // The person indexes (and the masked-certno one) are built on a thread of their own
-        // while the later sections, the msgid window above all, are decoded on this one.
-        let (indexes, rest) = std::thread::scope(|s| {
-            let p = &persons;
-            let indexes = s.spawn(move || {
-                let indexes = person_indexes(p, &keys_at);
-                (indexes, super::masked::MaskedIndex::rebuild(&p.certno))
-            });
-            let recon_first_day = super::counters::recon_first_day(clock);
-            let rest = Self::decode_after_persons(&mut d, p, &heads, version, recon_first_day);
-            (indexes.join().expect("the person index thread"), rest)
-        });
+        // while the later sections, the msgid window above all, are decoded on this one; a
+        // small state (the tests', the fuzzer's) does without the thread.
+        let recon_first_day = super::counters::recon_first_day(clock);
+        let build_indexes = |p: &Persons| {
+            let indexes = person_indexes(p, &keys_at);
+            (indexes, super::masked::MaskedIndex::rebuild(&p.certno))
+        };
+        let (indexes, rest) = if persons.len() < INDEX_THREAD_PERSONS_MIN {
+            let rest =
+                Self::decode_after_persons(&mut d, &persons, &heads, version, recon_first_day);
+            (build_indexes(&persons), rest)
+        } else {
+            std::thread::scope(|s| {
+                let p = &persons;
+                let indexes = s.spawn(move || build_indexes(p));
+                let rest = Self::decode_after_persons(&mut d, p, &heads, version, recon_first_day);
+                (indexes.join().expect("the person index thread"), rest)
+            })
+        };
         let ((index, certno_index), masked) = (indexes.0?, indexes.1);
         persons.index = index;
         persons.certno_index = certno_index;
