@@ -908,3 +908,26 @@ fn a_large_state_builds_its_indexes_beside_the_decode() {
     bad.copy_within(certnos + 8 * 3..certnos + 8 * 4, last);
     assert_eq!(refuse(&bad), ("duplicate certno", last));
 }
+
+#[test]
+fn the_full_check_finds_persons_indexed_under_another_masked_form() {
+    // Proves: an index that holds every person once, but two of them under each other's
+    // masked form, passes the hot check (which counts) and fails the full check (which looks
+    // every form up).
+    let mut b = rich_state();
+    b.state.check().unwrap();
+    let mut certnos: Vec<u64> = (0..b.state.persons.len())
+        .map(|i| b.state.persons.certno[i])
+        .collect();
+    let key = |c: u64| crate::certno::masked_key_of_packed(c);
+    let j = (1..certnos.len())
+        .find(|&j| key(certnos[j]) != key(certnos[0]))
+        .expect("two masked forms");
+    certnos.swap(0, j);
+    b.state.masked = crate::state::masked::MaskedIndex::rebuild(&certnos.into());
+    b.state.check_hot().unwrap();
+    assert_eq!(
+        b.state.check().unwrap_err(),
+        "the masked-certno index does not match the persons"
+    );
+}
