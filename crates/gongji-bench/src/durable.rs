@@ -319,6 +319,57 @@ pub struct RecoveryOptions {
     /// Leave the data directory in place (its path is printed), with its shutdown snapshot,
     /// so that a start of `gongji serve` on it can be timed or profiled.
     pub keep: bool,
+    /// Journal nothing: time one start on this existing data directory (one kept by `keep`,
+    /// or made by `gongji simulate --data`).
+    pub reuse: Option<PathBuf>,
+}
+
+/// CPU seconds this process has used, its exited threads included (`/proc/self/stat`).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) : utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / crate::sys::TICKS_PER_SECOND
+}
+
+/// One start on an existing data directory, timed: wall, CPU (all threads), resident memory.
+fn reuse_bench(dir: &std::path::Path) -> String {
+    let load = |s: &str| {
+        let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        format!(
+            "{s} {}",
+            avg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        )
+    };
+    let before = load("load average before");
+    let config = Config::new(dir);
+    let (cpu, t) = (process_cpu_seconds(), Instant::now());
+    let (engine, report) = Engine::open(config).expect("recovers");
+    let (secs, cpu) = (t.elapsed().as_secs_f64(), process_cpu_seconds() - cpu);
+    let rss = crate::sys::Rss::now();
+    let persons = engine.read(|s| s.person_count());
+    engine.shutdown().expect("clean shutdown");
+    let mut out = String::new();
+    let _ = writeln!(out, "machine: {}", Machine::detect());
+    let _ = writeln!(
+        out,
+        "start on {}: {secs:.2} s, {cpu:.2} s of CPU (all threads), {} persons, {} ops replayed after snapshot op {:?}, {} history chunks attached",
+        dir.display(),
+        thousands(persons as u64),
+        thousands(report.replayed_ops),
+        report.snapshot_op,
+        report.history_chunks
+    );
+    let _ = writeln!(out, "rss after the start = {rss}");
+    let _ = writeln!(out, "{before}; {}", load("after"));
+    out
 }
 
 /// Journals a population and `settlements` settlements through the real writer, then times
@@ -326,6 +377,9 @@ pub struct RecoveryOptions {
 /// the first removed, so that the whole journal is replayed (the worst case: a crash long
 /// after the last snapshot).
 pub fn recovery_bench(opts: &RecoveryOptions) -> String {
+    if let Some(dir) = &opts.reuse {
+        return reuse_bench(dir);
+    }
     let dir = opts
         .dir
         .join(format!("gongji-recovery-{}", std::process::id()));

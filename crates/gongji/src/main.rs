@@ -104,6 +104,10 @@ enum BenchCmd {
         /// Keep the data directory (with the snapshot of the last start) and print its path.
         #[arg(long)]
         keep: bool,
+        /// Journal nothing: time one start on this existing data directory (kept by --keep,
+        /// or made by `gongji simulate --data`).
+        #[arg(long)]
+        reuse: Option<std::path::PathBuf>,
     },
     /// The journal's write and fdatasync alone: a sparse segment (today), a zero-filled one
     /// overwritten in place, and the latter with O_DIRECT, for batches of 1, 1,000 and 8,190 ops.
@@ -199,6 +203,7 @@ fn main() -> Result<()> {
                     settlements,
                     dir,
                     keep,
+                    reuse,
                 }),
             ..
         } => {
@@ -207,6 +212,7 @@ fn main() -> Result<()> {
                 settlements,
                 dir,
                 keep,
+                reuse,
             };
             print!("{}", gongji_bench::recovery_bench(&opts));
             Ok(())
