@@ -17,6 +17,7 @@ mod journal_write;
 mod plan;
 mod population;
 mod projection_lag;
+mod store;
 mod sys;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ use plan::Plan;
 use population::{Population, SetupOp};
 pub use projection_lag::{projection_lag_bench, LagOptions};
 pub use splitmix::SplitMix64;
+pub use store::{store_bench, StoreBenchOptions, StoreKind, StoreReport};
 pub use sys::{mib, CpuSample, Machine, Rss};
 
 /// Items per crediting batch (the API's largest).

@@ -137,6 +137,31 @@ enum BenchCmd {
         #[arg(long)]
         peer: Option<String>,
     },
+    /// History records in the project's history files beside redb and fjall: append in
+    /// durable 64 K-record commits, cold and warm point reads, a person's entries, bytes on
+    /// disk, open time, RSS (issue 11: the store chosen by measurement).
+    Store {
+        #[arg(long, default_value_t = 1_000_000)]
+        persons: u32,
+        /// Settlements (rounded up to whole chunks of 65,536); their entries come with them.
+        #[arg(long, default_value_t = 10_000_000)]
+        settlements: u64,
+        /// Random point reads by settlement id per pass (few enough that the cold pass reads
+        /// mostly pages it has not read before).
+        #[arg(long, default_value_t = 2_000)]
+        reads: usize,
+        /// Random persons whose entries are walked per pass.
+        #[arg(long, default_value_t = 1_000)]
+        walks: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Comma-separated: files, redb, fjall.
+        #[arg(long, default_value = "files,redb,fjall", value_delimiter = ',')]
+        stores: Vec<String>,
+        /// Directory under which the stores are made (and removed).
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+    },
     /// The in-memory state machine alone: build a population, apply mixed commands, time them.
     Core {
         /// Persons enrolled before the run.
@@ -215,6 +240,39 @@ fn main() -> Result<()> {
                 reuse,
             };
             print!("{}", gongji_bench::recovery_bench(&opts));
+            Ok(())
+        }
+        Cmd::Bench {
+            what:
+                Some(BenchCmd::Store {
+                    persons,
+                    settlements,
+                    reads,
+                    walks,
+                    seed,
+                    stores,
+                    dir,
+                }),
+            ..
+        } => {
+            let stores = stores
+                .iter()
+                .map(|s| {
+                    gongji_bench::StoreKind::from_name(s)
+                        .ok_or_else(|| anyhow::anyhow!("unknown store {s:?}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let opts = gongji_bench::StoreBenchOptions {
+                persons,
+                settlements,
+                reads,
+                walks,
+                seed,
+                dir,
+                stores,
+            };
+            let report = gongji_bench::store_bench(&opts).map_err(anyhow::Error::msg)?;
+            print!("{}", report.text);
             Ok(())
         }
         Cmd::Bench {
