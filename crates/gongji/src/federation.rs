@@ -1,7 +1,7 @@
 //! `gongji federation …` (issue 14, docs/FEDERATION.md): engines that own provinces and
-//! cross-engine wallet transfers. Built so far: the deterministic simulation (`dst`). The
-//! `[federation]` table of `--config` is parsed and checked here ([`FederationToml`]); a
-//! federated `serve` is not built yet, so `serve` refuses a config that has the table.
+//! cross-engine wallet transfers: the deterministic simulation (`dst`) and the real-process
+//! run (`chaos`, `chaos.rs`). The `[federation]` table of `--config` is parsed and checked here
+//! ([`FederationToml`]); `serve` with it runs a federated engine and its relay.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +17,11 @@ pub enum FederationCmd {
     /// duplicates, reorders, delays, damages and partitions; checked at quiescence. Exits
     /// non-zero on any violation; a failure names its seed.
     Dst(FedDstArgs),
+    /// Real processes on loopback: a nats-server (from PATH; nothing is installed) and K
+    /// `gongji serve` engines under cross-province transfers, with SIGKILLs of engines and of
+    /// the server at random moments; then the simulation's checker over the engines' states
+    /// and the clients' logs. Exits non-zero on any violation and prints what it checked.
+    Chaos(crate::chaos::ChaosArgs),
 }
 
 #[derive(Debug, Args)]
@@ -35,6 +40,7 @@ pub struct FedDstArgs {
 pub fn run_cmd(cmd: FederationCmd) -> Result<()> {
     match cmd {
         FederationCmd::Dst(args) => dst(args),
+        FederationCmd::Chaos(args) => crate::chaos::run(args),
     }
 }
 
@@ -83,7 +89,7 @@ pub struct FederationToml {
     pub engine: String,
     /// Province prefixes this engine owns ("44").
     pub provinces: Vec<String>,
-    /// The NATS server the relay will use (the relay is not built yet).
+    /// The NATS server the relay uses (required to serve).
     pub nats: Option<String>,
     #[serde(default)]
     pub peers: BTreeMap<String, Vec<String>>,
