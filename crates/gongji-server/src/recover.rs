@@ -255,7 +255,7 @@ pub(crate) fn open(
     // When ops were replayed, or on the first start, the recovered state is written as a
     // snapshot first: the next start replays nothing twice, and the parameters are on disk
     // from the first op on.
-    if (loaded.is_none() || report.replayed_ops > 0) && snapshots_written(&state) {
+    if loaded.is_none() || report.replayed_ops > 0 {
         snapshots.write_streaming(head, &mut |sink| state.encode_snapshot_streaming(sink))?;
         snapshots.prune(snapshotter::SNAPSHOTS_KEPT)?;
     }
@@ -286,11 +286,7 @@ pub(crate) fn open(
     let (snapshot_handle, snapshot_thread) = snapshotter::spawn(
         snapshots,
         head.op,
-        if federated {
-            u64::MAX
-        } else {
-            config.snapshot_interval_ops
-        },
+        config.snapshot_interval_ops,
         shared.clone(),
         history,
     )?;
@@ -366,11 +362,4 @@ fn replay(
             .map_err(ServerError::Corrupt)?;
     }
     Ok(n)
-}
-
-/// Whether snapshots are written of `state`. Not of a federated one until the snapshot format
-/// has its federation section (docs/FEDERATION.md): such an engine recovers by replaying its
-/// journal from op 1, under the `[federation]` table it is started with.
-pub(crate) fn snapshots_written(state: &State) -> bool {
-    state.federation_config().is_none()
 }

@@ -618,8 +618,7 @@ fn sync_thread(syncer: &Mutex<Syncer>, rx: &Receiver<ToSync>) -> Result<(), Serv
                 // Every applied op is durable now: a last snapshot of the state saves the
                 // next start a replay.
                 let head = syncer.journal.head();
-                let federated = syncer.shared.federated;
-                let last = (frozen.op_count() == head.op && !federated).then_some((frozen, head));
+                let last = (frozen.op_count() == head.op).then_some((frozen, head));
                 syncer.snapshots.stop(last);
                 return Ok(());
             }

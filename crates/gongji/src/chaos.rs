@@ -237,13 +237,28 @@ impl EngineProc {
             .to_owned())
     }
 
-    /// The state in the data directory, recovered read-only (the engine must be stopped).
+    /// The state in the data directory, recovered read-only (the engine must be stopped)
+    /// from its newest snapshot and the journal after it; it must equal, hash for hash, the
+    /// state of the whole journal replayed from op 1.
     pub fn state(&self) -> Result<gongji_core::State> {
         let mut config = gongji_server::Config::new(&self.data);
         config.params.wallet_daily_count_max = 255;
         config.federation = Some(self.federation.clone());
-        let (state, _, _) = gongji_server::inspect(&config)
+        let (state, _, report) = gongji_server::inspect(&config)
             .map_err(|e| anyhow::anyhow!("engine {}: {e}", self.id))?;
+        ensure!(
+            report.snapshot_op.is_some(),
+            "engine {}: no snapshot after a clean stop",
+            self.id
+        );
+        let (genesis, _) = gongji_server::replay_from_genesis(&config, state.params().clone())
+            .map_err(|e| anyhow::anyhow!("engine {}: {e}", self.id))?
+            .context("the journal from op 1")?;
+        ensure!(
+            genesis.state_hash() == state.state_hash(),
+            "engine {}: the state from its snapshot differs from the journal's",
+            self.id
+        );
         Ok(state)
     }
 }
@@ -817,6 +832,7 @@ pub fn run(args: ChaosArgs) -> Result<()> {
         }
     }
     checked.push("every exchange closed alike on both engines (accepted = committed; declined, expired, blocked = returned), none on one side only, nothing in flight or pending; money conserved per engine and nationally; national statistics = the sum of the engines'; reconciliation finds no difference; each engine's full state check".to_owned());
+    checked.push("each engine's state from its snapshot (written at the clean stop; earlier ones at each restart) has the hash of its journal replayed from op 1".to_owned());
     checked.push("every acknowledged transfer is on its sender's engine with its amount; every acknowledged accept or decline is the receiver's outcome".to_owned());
     println!(
         "federation chaos: {n} engines, {} s, {} acknowledged transfers ({outcomes:?}), {} answers, {} reversals, {kills} kills (engines and nats-server), {} client calls without an answer, quiescent after {:.1} s, {:.1} s in all",

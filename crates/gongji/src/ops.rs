@@ -52,6 +52,11 @@ pub fn verify(args: DataArgs) -> Result<()> {
     }
     let (state, head, report) = gongji_server::inspect(&config).context("replay failed")?;
     check_recovery(&state, &report)?;
+    // A federated directory replays under its own [federation] table (from its snapshot).
+    let config = Config {
+        federation: state.federation_config().cloned(),
+        ..config
+    };
     let genesis = gongji_server::replay_from_genesis(&config, state.params().clone())
         .context("replay from op 1 failed")?;
     compare_with_genesis(&state, head, genesis, "segments")

@@ -39,6 +39,7 @@
 //!               ascending by period
 //! recon         n u64; (inst u32, day i32, setl_count u64, 6×u64 amounts) ascending by key
 //! recent        per institution: n u8, settlement index u32 × n, oldest first
+//! federation    a federated state's only: "GJFED001" and its section (`federation.rs`)
 //! ```
 //!
 //! A reply is a tag and its fields (see `msgids.rs`). Enrolment and binding replies are
@@ -95,6 +96,7 @@ mod bytes;
 mod contributions;
 mod counters;
 mod entries;
+mod federation;
 mod header;
 mod institutions;
 mod msgids;
@@ -111,6 +113,7 @@ use bytes::{Dec, Enc};
 use contributions::{decode_contributions, encode_contributions};
 use counters::{decode_recon, decode_stats, encode_recon, encode_stats};
 use entries::{decode_entries, encode_entries, RefLimits};
+use federation::{decode_federation, encode_federation};
 use header::{decode_ledger, decode_params, encode_ledger, encode_params};
 use institutions::{decode_institutions, decode_tokens, encode_institutions, encode_tokens};
 use msgids::{decode_msgids, decode_msgids_v3, encode_msgids, ReplyLimits};
@@ -253,12 +256,6 @@ impl State {
     }
 
     fn encode_sections(&self, e: &mut Enc<'_>, version: u32) {
-        // The snapshot formats have no federation section (docs/FEDERATION.md, not built
-        // yet): a federated state written without its exchanges would recover as another.
-        assert!(
-            !self.fed.is_configured(),
-            "snapshots of a federated engine are not built (issue 14)"
-        );
         let p = &self.persons;
         e.0.extend_from_slice(&MAGIC);
         e.put(version);
@@ -283,6 +280,8 @@ impl State {
         encode_stats(&self.stats, e);
         encode_recon(&self.recon, e);
         encode_recent(&self.recent, self.insts.list.len(), e);
+        // Last, and only for a federated state (`federation.rs`).
+        encode_federation(&self.fed, &self.ledger, e);
     }
 
     /// Decodes a snapshot made by [`State::encode_snapshot`], validating everything (see the
@@ -299,7 +298,7 @@ impl State {
         let params = decode_params(&mut d)?;
         let clock = d.get()?;
         let op_count = d.get()?;
-        let ledger = decode_ledger(&mut d)?;
+        let mut ledger = decode_ledger(&mut d)?;
         let (mut persons, heads) = decode_persons(&mut d)?;
         let n = persons.len();
         decode_credit_overflow(&mut d, &mut persons)?;
@@ -332,8 +331,18 @@ impl State {
         let stats = decode_stats(&mut d)?;
         let recon = decode_recon(&mut d, n_insts)?;
         let recent = decode_recent(&mut d, &setls, n_insts)?;
+        let fed = decode_federation(&mut d, n, &mut ledger)?;
         if d.pos != bytes.len() {
             return fail(d.pos, "trailing bytes");
+        }
+        // Entries name exchanges by index + 1: only ones the section holds.
+        let exchanges = fed.exchanges.len() as u64;
+        let names_none = |e: &Entry| match e.reference {
+            EntryRef::Exchange(id) => !(1..=exchanges).contains(&id),
+            _ => false,
+        };
+        if entries.hot_iter().any(|e| names_none(&e)) {
+            return fail(bytes.len(), "an entry names no exchange");
         }
 
         let masked = super::masked::MaskedIndex::rebuild(&persons.certno);
@@ -359,8 +368,7 @@ impl State {
             recon,
             ledger,
             op_count,
-            // No snapshot format holds federation (encoding a federated state is refused).
-            fed: Default::default(),
+            fed,
             scratch: Vec::with_capacity(256),
             expired_scratch: Vec::new(),
         };
@@ -426,11 +434,16 @@ impl State {
             counted = add(counted, c.amount.0)?;
         }
         let l = &self.ledger;
-        let inside = u128::from(l.acct_total) + u128::from(l.wallet_total) + u128::from(l.held);
+        let inside = u128::from(l.acct_total)
+            + u128::from(l.wallet_total)
+            + u128::from(l.held)
+            + u128::from(l.in_flight);
         let flows = i128::from(l.credited)
             - i128::from(l.paid_institutions)
             - i128::from(l.paid_contributions)
-            + i128::from(l.returned_by_cancellations);
+            + i128::from(l.returned_by_cancellations)
+            + i128::from(l.fed_received)
+            - i128::from(l.fed_sent);
         if inside as i128 != flows {
             return Err("ledger does not conserve money");
         }
