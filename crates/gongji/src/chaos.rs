@@ -52,6 +52,9 @@ pub struct ChaosArgs {
     /// Where the data directories go (a fresh temporary one under it).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
+    /// Keep the engines' data directories (and the server's store) afterwards.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 pub fn nats_server() -> Result<PathBuf> {
@@ -846,6 +849,10 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     );
     for c in checked {
         println!("checked: {c}");
+    }
+    if args.keep {
+        let kept = root.keep();
+        println!("kept: {}", kept.display());
     }
     println!("no violation");
     Ok(())

@@ -22,6 +22,17 @@ pub enum FederationCmd {
     /// the server at random moments; then the simulation's checker over the engines' states
     /// and the clients' logs. Exits non-zero on any violation and prints what it checked.
     Chaos(crate::chaos::ChaosArgs),
+    /// Reconciliation between engines (对账): per pair of engines and day, the sender's sent,
+    /// committed and returned against the receiver's received, accepted and refused, over the
+    /// engines' data directories (read-only). Prints every difference; exits non-zero on any.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// An engine's data directory; two or more.
+    #[arg(long, required = true)]
+    pub data: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +52,7 @@ pub fn run_cmd(cmd: FederationCmd) -> Result<()> {
     match cmd {
         FederationCmd::Dst(args) => dst(args),
         FederationCmd::Chaos(args) => crate::chaos::run(args),
+        FederationCmd::Reconcile(args) => reconcile(args),
     }
 }
 
@@ -79,6 +91,48 @@ fn dst(args: FedDstArgs) -> Result<()> {
     if !failures.is_empty() {
         bail!("federation simulation failed");
     }
+    Ok(())
+}
+
+fn reconcile(args: ReconcileArgs) -> Result<()> {
+    if args.data.len() < 2 {
+        bail!("--data: two or more engines' data directories");
+    }
+    let mut engines = Vec::new();
+    for dir in &args.data {
+        let (state, head, _) = gongji_server::inspect(&gongji_server::Config::new(dir))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        let config = state
+            .federation_config()
+            .with_context(|| format!("{}: not an engine of a federation", dir.display()))?;
+        if engines.iter().any(|(id, _)| *id == config.engine) {
+            bail!("engine {} given twice", config.engine);
+        }
+        let open = state.fed_open();
+        let in_flight: u64 = open.in_flight.values().map(|(n, _)| n).sum();
+        println!(
+            "engine {} ({}): op {}, {} exchanges, {in_flight} in flight, {} pending",
+            config.engine,
+            dir.display(),
+            head.op,
+            state.exchanges().count(),
+            open.pending
+        );
+        engines.push((config.engine, state.fed_counters()));
+    }
+    let differences = gongji_federation::reconcile::reconcile(&engines);
+    for d in &differences {
+        println!("difference: {d}");
+    }
+    println!(
+        "checked: per pair of these engines and CST day, sent = received, committed = accepted, \
+         returned = refused (counts and amounts); exchanges still in flight or pending count as \
+         differences until they close"
+    );
+    if !differences.is_empty() {
+        bail!("{} differences", differences.len());
+    }
+    println!("no difference");
     Ok(())
 }
 

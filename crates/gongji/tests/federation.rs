@@ -55,10 +55,95 @@ fn nats_server() -> PathBuf {
 fn two_served_engines_move_money_exactly_once_through_kills() {
     let dir = common::temp_dir("federation", "chaos");
     std::fs::create_dir_all(&dir).expect("dir");
+    let text = chaos(&dir, &["--seconds", "6", "--seed", "3"]);
+    // The run did something: transfers acknowledged, kills made.
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("federation chaos:"))
+        .expect("summary");
+    assert!(!line.contains(" 0 acknowledged transfers"), "{line}");
+    assert!(!line.contains(" 0 kills"), "{line}");
+    let accepted: u64 = line
+        .split("\"accepted\": ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|n| n.parse().ok())
+        .expect("accepted count");
+    let kept = kept_dir(&text);
+    let (e11, e31) = (kept.join("e11"), kept.join("e31"));
+    // Reconciliation over the two stopped engines' directories finds nothing.
+    let (ok, out) = common::gongji(&[
+        "federation".as_ref(),
+        "reconcile".as_ref(),
+        "--data".as_ref(),
+        e11.as_os_str(),
+        "--data".as_ref(),
+        e31.as_os_str(),
+    ]);
+    assert!(ok && out.contains("no difference"), "{out}");
+    // The national table over both counts each accepted transfer once.
+    let (ok, out) = common::gongji(&[
+        "report".as_ref(),
+        "--from".as_ref(),
+        "2030-01".as_ref(),
+        "--to".as_ref(),
+        "2030-01".as_ref(),
+        "--data".as_ref(),
+        e11.as_os_str(),
+        "--data".as_ref(),
+        e31.as_os_str(),
+    ]);
+    assert!(ok, "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("cross province"))
+        .expect("row");
+    let count: u64 = row
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .expect("count");
+    assert_eq!(count, accepted, "{out}");
+    // Engines of another run disagree with these: every difference printed, exit non-zero.
+    let other = chaos(&dir, &["--seconds", "1", "--seed", "4", "--no-kills"]);
+    let other = kept_dir(&other).join("e31");
+    let (ok, out) = common::gongji(&[
+        "federation".as_ref(),
+        "reconcile".as_ref(),
+        "--data".as_ref(),
+        e11.as_os_str(),
+        "--data".as_ref(),
+        other.as_os_str(),
+    ]);
+    assert!(!ok && out.contains("difference: e11→e31"), "{out}");
+    let (ok, out) = common::gongji(&[
+        "federation".as_ref(),
+        "reconcile".as_ref(),
+        "--data".as_ref(),
+        e11.as_os_str(),
+        "--data".as_ref(),
+        e11.as_os_str(),
+    ]);
+    assert!(!ok && out.contains("given twice"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `gongji federation chaos` with two engines and 8 persons each, keeping the data
+/// directories; it must pass. Returns its output.
+fn chaos(dir: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_gongji"))
-        .args(["federation", "chaos", "--engines", "2", "--seconds", "6"])
-        .args(["--persons", "8", "--seed", "3", "--dir"])
-        .arg(&dir)
+        .args([
+            "federation",
+            "chaos",
+            "--engines",
+            "2",
+            "--persons",
+            "8",
+            "--keep",
+        ])
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
         .env("NATS_SERVER", nats_server())
         .output()
         .expect("runs");
@@ -69,14 +154,15 @@ fn two_served_engines_move_money_exactly_once_through_kills() {
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("no violation"), "{text}");
-    // The run did something: transfers acknowledged, kills made.
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("federation chaos:"))
-        .expect("summary");
-    assert!(!line.contains(" 0 acknowledged transfers"), "{line}");
-    assert!(!line.contains(" 0 kills"), "{line}");
-    let _ = std::fs::remove_dir_all(&dir);
+    text
+}
+
+fn kept_dir(text: &str) -> PathBuf {
+    PathBuf::from(
+        text.lines()
+            .find_map(|l| l.strip_prefix("kept: "))
+            .expect("kept directories"),
+    )
 }
 
 /// A data directory made without `[federation]` refuses to be served with it: an engine's
