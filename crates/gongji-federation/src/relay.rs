@@ -187,6 +187,15 @@ impl NatsRelay {
         Ok(out)
     }
 
+    /// This engine's messages as a continuous pull (the client keeps requests outstanding, so
+    /// a message arrives as soon as it is stored).
+    pub async fn messages(&self) -> Result<pull::Stream, RelayError> {
+        self.consumer
+            .messages()
+            .await
+            .map_err(|e| err("messages")(&e))
+    }
+
     pub fn engine(&self) -> EngineId {
         self.engine
     }

@@ -11,8 +11,9 @@
 //!   trickle, not a flood). A resend carries a fresh `Nats-Msg-Id`, so that the server's
 //!   duplicate window does not drop it: the first send may have reached an engine that crashed
 //!   before its answer left, and only a new delivery makes it answer again;
-//! - the *receiver* fetches this engine's messages, submits them as `Deliver` ops in one
-//!   submission, and acknowledges each only once the writer answered it, which it does only
+//! - the *receiver* pulls this engine's messages continuously (a message arrives as soon as
+//!   the server stored it), takes a burst of them (what is ready, up to
+//!   [`FETCH_MESSAGES_MAX`]), submits them as `Deliver` ops in one submission, and acknowledges each only once the writer answered it, which it does only
 //!   after the op is durable. A message that does not decode, or that the engine refuses
 //!   (forged, for another engine, contradicting its record), is acknowledged too, so that it is
 //!   not redelivered for ever; it is logged and counted and changed nothing.
@@ -41,8 +42,6 @@ pub struct RelayOptions {
     /// The first resend of an exchange, and the longest interval between two.
     pub resend_first: Duration,
     pub resend_max: Duration,
-    /// Longest a fetch waits for a first message.
-    pub fetch_wait: Duration,
 }
 
 impl RelayOptions {
@@ -52,7 +51,6 @@ impl RelayOptions {
             resend_every: Duration::from_millis(500),
             resend_first: Duration::from_secs(1),
             resend_max: Duration::from_secs(30),
-            fetch_wait: Duration::from_millis(200),
         }
     }
 }
@@ -232,27 +230,50 @@ async fn receiver(
     opts: RelayOptions,
     mut stopped: watch::Receiver<bool>,
 ) {
+    use futures_util::{FutureExt, StreamExt};
     'connect: while let Some(relay) = connect(&opts.url, me, &peers, &mut stopped).await {
-        loop {
-            if *stopped.borrow() {
-                return;
+        let mut stream = match relay.messages().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(engine = %me, error = %e, "federation relay: no consumer");
+                if pause(&mut stopped, Duration::from_secs(1)).await {
+                    return;
+                }
+                continue 'connect;
             }
-            let fetched = tokio::select! {
-                fetched = relay.fetch(FETCH_MESSAGES_MAX, opts.fetch_wait) => fetched,
+        };
+        loop {
+            // Wait for one message, then take what else is ready (up to a batch) without
+            // waiting: one submission, one sync, for a burst.
+            let first = tokio::select! {
+                next = stream.next() => next,
                 _ = stopped.changed() => return,
             };
-            let messages = match fetched {
-                Ok(messages) => messages,
-                Err(e) => {
-                    tracing::warn!(engine = %me, error = %e, "federation relay: fetch failed");
-                    if pause(&mut stopped, Duration::from_secs(1)).await {
-                        return;
+            let mut messages = Vec::new();
+            let mut next = first;
+            loop {
+                match next {
+                    Some(Ok(message)) => messages.push(message),
+                    Some(Err(e)) => {
+                        tracing::warn!(engine = %me, error = %e, "federation relay: pull failed");
+                        break;
                     }
-                    continue 'connect;
+                    None => break,
                 }
-            };
+                if messages.len() == FETCH_MESSAGES_MAX {
+                    break;
+                }
+                match stream.next().now_or_never() {
+                    Some(n) => next = n,
+                    None => break,
+                }
+            }
             if messages.is_empty() {
-                continue;
+                // The pull ended or failed: connect again.
+                if pause(&mut stopped, Duration::from_secs(1)).await {
+                    return;
+                }
+                continue 'connect;
             }
             match deliver(&engine, me, messages).await {
                 Ok(()) => {}

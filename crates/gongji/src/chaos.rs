@@ -909,3 +909,141 @@ fn check_log(states: &[(EngineId, &gongji_core::State)], log: &ClientLog) -> Res
     }
     Ok(())
 }
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Seconds of load.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Client threads per engine, each one transfer at a time.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Persons per engine (each may send 255 transfers in the run's day).
+    #[arg(long, default_value_t = 400)]
+    pub persons: usize,
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// `gongji federation bench`: two engines and a nats-server on loopback (as `chaos`, no
+/// kills); client threads on each engine send cross-province transfers to the other, one
+/// request each; a probe thread sends one more every 20 ms and polls the receiving engine
+/// until the transfer is pending there. Prints acknowledged transfers per second and the
+/// probe's time from the sender's acknowledgement to the receiver's pending (p50, p99, max).
+pub fn bench(args: BenchArgs) -> Result<()> {
+    ensure!(args.persons >= 2, "--persons ≥ 2");
+    let exe = std::env::current_exe()?;
+    let nats_bin = nats_server()?;
+    std::fs::create_dir_all(&args.dir)?;
+    let root = tempfile::Builder::new()
+        .prefix("gongji-fedbench-")
+        .tempdir_in(&args.dir)?;
+    let nats = Nats::start(nats_bin, &root.path().join("nats"))?;
+    let engines: Vec<EngineProc> = (0..2)
+        .map(|k| EngineProc::start(&exe, root.path(), k, 2, &nats.url()))
+        .collect::<Result<_>>()?;
+    let https: Vec<Http> = engines
+        .iter()
+        .map(|e| Ok(Http::new(e.addr(), e.admin_token()?)))
+        .collect::<Result<_>>()?;
+    for (e, h) in engines.iter().zip(&https) {
+        populate(h, &e.province, args.persons, RUN_TIME)?;
+    }
+    let stop = AtomicBool::new(false);
+    let acked = [AtomicU64::new(0), AtomicU64::new(0)];
+    let refused = AtomicU64::new(0);
+    let started = Instant::now();
+    let latencies = std::thread::scope(|scope| {
+        for k in 0..2 {
+            for c in 0..args.clients {
+                let (https, stop, acked, refused) = (&https, &stop, &acked, &refused);
+                let persons = args.persons;
+                scope.spawn(move || {
+                    let from = PROVINCES[k];
+                    let to = PROVINCES[1 - k];
+                    let mut i = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let sender = (c + i * args.clients) % persons;
+                        let body = json!({"msgid": format!("b{c}x{i}"), "inf_time": RUN_TIME,
+                            "from_psn_no": psn(from, sender), "to_psn_no": psn(to, i % persons),
+                            "to_admdvs": admdvs(to), "amount": "0.01"});
+                        match https[k].post("/v1/wallet/transfers", &body) {
+                            Ok((200, _)) => acked[k].fetch_add(1, Ordering::Relaxed),
+                            _ => refused.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                });
+            }
+        }
+        let probe = scope.spawn(|| -> Result<Vec<Duration>> {
+            let mut out = Vec::new();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let body = json!({"msgid": format!("probe{i}"), "inf_time": RUN_TIME,
+                    "from_psn_no": psn(PROVINCES[0], i % args.persons),
+                    "to_psn_no": psn(PROVINCES[1], i % args.persons),
+                    "to_admdvs": admdvs(PROVINCES[1]), "amount": "0.01"});
+                let (status, v) = https[0].post("/v1/wallet/transfers", &body)?;
+                if status != 200 {
+                    continue;
+                }
+                let acked_at = Instant::now();
+                let id = v["output"]["transfer_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let path = format!("/v1/wallet/transfers/{id}");
+                loop {
+                    if https[1].get(&path).is_ok() {
+                        out.push(acked_at.elapsed());
+                        break;
+                    }
+                    ensure!(
+                        acked_at.elapsed() < Duration::from_secs(30),
+                        "{id} never arrived"
+                    );
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(out)
+        });
+        std::thread::sleep(Duration::from_secs(args.seconds));
+        stop.store(true, Ordering::Relaxed);
+        probe.join().expect("probe")
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut l = latencies;
+    l.sort_unstable();
+    ensure!(!l.is_empty(), "no probe arrived");
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1e3;
+    let (a, b) = (
+        acked[0].load(Ordering::Relaxed),
+        acked[1].load(Ordering::Relaxed),
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "federation bench: 2 engines ({} → {} and back), {} client threads per engine, one transfer per request, {:.1} s",
+        PROVINCES[0], PROVINCES[1], args.clients, elapsed
+    );
+    println!(
+        "acknowledged cross-province transfers: {} ({:.0}/s; {:.0}/s from each engine), {} refused or unanswered",
+        a + b,
+        (a + b) as f64 / elapsed,
+        (a + b) as f64 / elapsed / 2.0,
+        refused.load(Ordering::Relaxed)
+    );
+    println!(
+        "sender's acknowledgement → pending on the receiver ({} probes): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        l.len(),
+        pct(0.50),
+        pct(0.99),
+        l.last().expect("one").as_secs_f64() * 1e3
+    );
+    println!("load average at the end: {}", load.trim());
+    drop(engines);
+    drop(nats);
+    Ok(())
+}

@@ -26,6 +26,10 @@ pub enum FederationCmd {
     /// committed and returned against the receiver's received, accepted and refused, over the
     /// engines' data directories (read-only). Prints every difference; exits non-zero on any.
     Reconcile(ReconcileArgs),
+    /// Two engines and a nats-server on loopback (from PATH): cross-province transfers per
+    /// second over HTTP, and the time from the sender's acknowledgement to the receiver's
+    /// pending (p50, p99).
+    Bench(crate::chaos::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +57,7 @@ pub fn run_cmd(cmd: FederationCmd) -> Result<()> {
         FederationCmd::Dst(args) => dst(args),
         FederationCmd::Chaos(args) => crate::chaos::run(args),
         FederationCmd::Reconcile(args) => reconcile(args),
+        FederationCmd::Bench(args) => crate::chaos::bench(args),
     }
 }
 
