@@ -316,6 +316,9 @@ pub struct RecoveryOptions {
     /// Settlements journaled after the population.
     pub settlements: u64,
     pub dir: PathBuf,
+    /// Leave the data directory in place (its path is printed), with its shutdown snapshot,
+    /// so that a start of `gongji serve` on it can be timed or profiled.
+    pub keep: bool,
 }
 
 /// Journals a population and `settlements` settlements through the real writer, then times
@@ -380,7 +383,9 @@ pub fn recovery_bench(opts: &RecoveryOptions) -> String {
         }
     }
     let (replay_s, replayed_b, persons) = time_open(&config);
-    let _ = std::fs::remove_dir_all(&dir);
+    if !opts.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let mut out = String::new();
     let _ = writeln!(out, "machine: {}", Machine::detect());
     let _ = writeln!(
@@ -400,5 +405,8 @@ pub fn recovery_bench(opts: &RecoveryOptions) -> String {
         "start from the journal alone:     {replay_s:.2} s ({} ops replayed)",
         thousands(replayed_b)
     );
+    if opts.keep {
+        let _ = writeln!(out, "data directory kept: {}", dir.display());
+    }
     out
 }

@@ -1603,6 +1603,79 @@ fn rule_18_reconciliation() {
     w.done();
 }
 
+#[test]
+fn rule_18_reconciliation_of_days_no_longer_kept() {
+    // Proves: once the clock is more than 400 CST days past a day, that day's counters leave
+    // memory and the day is answered from the settlements themselves, with the same totals
+    // (cancellations included); a cancellation made after that is reflected too; the state
+    // checks, re-encodes to a snapshot with the same hash, and a replay reaches the same state.
+    let mut w = World::new();
+    w.inst(H1);
+    w.inst(H2);
+    w.employee("A");
+    w.employee("G");
+    w.fund("A", 50_000);
+    w.fund("G", 100_000);
+    w.bind("G", "A");
+    w.at("2025-05-20 12:00:00");
+    let s1 = w.settle(H1, "A", 10_000, 6_000);
+    w.at("2025-05-20 23:59:59");
+    let s2 = w.settle(H1, "A", 5_000, 0);
+    w.settle(H2, "A", 700, 0);
+    w.at("2025-05-21 00:00:00");
+    w.settle(H1, "A", 300, 0);
+    w.admin(Body::Cancel {
+        setl_id: s1.setl_id,
+    });
+    let day = parse_date("2025-05-20").unwrap();
+    let days = [day - 1, day, day + 1];
+    let before: Vec<_> = [H1, H2]
+        .iter()
+        .flat_map(|i| days.map(|d| w.s.reconciliation(i, d).unwrap()))
+        .collect();
+    let recon_bytes = |w: &World| {
+        w.s.memory()
+            .into_iter()
+            .find(|(part, _)| *part == "reconciliation")
+            .unwrap()
+            .1
+    };
+    assert!(recon_bytes(&w) > 0);
+    // On 2026-06-23 the 20th is the oldest of the 400 days kept; on the 25th, neither the
+    // 20th nor the 21st is.
+    w.tick("2026-06-23 12:00:00");
+    assert_eq!(parse_date("2026-06-23").unwrap() - (day + 1), 398);
+    assert!(recon_bytes(&w) > 0);
+    w.tick("2026-06-25 12:00:00");
+    assert_eq!(
+        recon_bytes(&w),
+        0,
+        "every day of counters is older than 400 days"
+    );
+    let after: Vec<_> = [H1, H2]
+        .iter()
+        .flat_map(|i| days.map(|d| w.s.reconciliation(i, d).unwrap()))
+        .collect();
+    assert_eq!(after, before);
+    assert_eq!(after[1].setl_count, 1, "s2 only: s1 was cancelled");
+    // A cancellation of a settlement on a day no longer kept.
+    w.at("2026-06-25 13:00:00");
+    w.admin(Body::Cancel {
+        setl_id: s2.setl_id,
+    });
+    assert_eq!(w.s.reconciliation(H1, day).unwrap(), Default::default());
+    assert_eq!(w.s.reconciliation(H2, day).unwrap().setl_count, 1);
+    // Today's counters are kept as always.
+    w.settle(H2, "A", 900, 0);
+    let today = parse_date("2026-06-25").unwrap();
+    assert_eq!(w.s.reconciliation(H2, today).unwrap().setl_count, 1);
+    let mut bytes = Vec::new();
+    w.s.encode_snapshot(&mut bytes);
+    let decoded = State::decode_snapshot(&bytes).unwrap();
+    assert_eq!(decoded.state_hash(), w.hash());
+    w.done();
+}
+
 /// One op of every body kind, and a tick.
 fn every_op() -> Vec<Op> {
     let write = |n: u32, actor: Actor, body: Body| {

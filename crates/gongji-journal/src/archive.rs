@@ -70,6 +70,9 @@ impl<S: Storage> Storage for WithArchive<S> {
     fn read_all(&self, name: &str) -> Result<Vec<u8>, StorageError> {
         self.0.read_all(&self.actual(name)?)
     }
+    fn read_mapped(&self, name: &str) -> Result<crate::FileBytes, StorageError> {
+        self.0.read_mapped(&self.actual(name)?)
+    }
     fn len(&self, name: &str) -> Result<u64, StorageError> {
         self.0.len(&self.actual(name)?)
     }

@@ -35,8 +35,8 @@ pub use format::{ChainHash, GENESIS_CHAIN_HASH};
 pub use journal::{verify, Journal, JournalConfig, JournalStats, RecordRef, SyncStats};
 pub use scan::{parse_segment_name, segment_file_name, Anchor, Recovery, TornTail};
 pub use snapshot::{
-    load_latest_snapshot, parse_snapshot_name, prune_snapshots, snapshot_file_name, write_snapshot,
-    write_snapshot_streaming, Encode, LoadedSnapshot, SkippedSnapshot, SnapshotDefect,
-    SnapshotError,
+    load_latest_snapshot, load_latest_snapshot_with, parse_snapshot_name, prune_snapshots,
+    snapshot_file_name, write_snapshot, write_snapshot_streaming, Encode, LoadedSnapshot,
+    SkippedSnapshot, SnapshotDefect, SnapshotError,
 };
-pub use storage::{FsStorage, Storage, StorageError};
+pub use storage::{FileBytes, FsStorage, Storage, StorageError};

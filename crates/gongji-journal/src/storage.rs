@@ -78,6 +78,11 @@ pub trait Storage: Send {
     /// Fills `buf` from `offset`; a read past the end is `ShortRead`.
     fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<(), StorageError>;
     fn read_all(&self, name: &str) -> Result<Vec<u8>, StorageError>;
+    /// The whole file, mapped where the storage can (a file of gigabytes is then not copied
+    /// into fresh memory, which the kernel must first zero), else read.
+    fn read_mapped(&self, name: &str) -> Result<FileBytes, StorageError> {
+        self.read_all(name).map(FileBytes::Read)
+    }
     fn len(&self, name: &str) -> Result<u64, StorageError>;
     fn set_len(&mut self, name: &str, len_bytes: u64) -> Result<(), StorageError>;
     /// fdatasync: makes prior writes and length changes of this file durable.
@@ -89,6 +94,23 @@ pub trait Storage: Send {
     fn remove(&mut self, name: &str) -> Result<(), StorageError>;
     /// Atomically replaces `to` (if present) with `from`.
     fn rename(&mut self, from: &str, to: &str) -> Result<(), StorageError>;
+}
+
+/// A whole file's bytes: read into memory, or mapped ([`Storage::read_mapped`]).
+#[derive(Debug)]
+pub enum FileBytes {
+    Read(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Read(v) => v,
+            FileBytes::Mapped(m) => m,
+        }
+    }
 }
 
 /// Rejects names that could escape the flat directory.
@@ -199,6 +221,25 @@ impl Storage for FsStorage {
 
     fn read_all(&self, name: &str) -> Result<Vec<u8>, StorageError> {
         std::fs::read(self.path(name)?).map_err(|e| io_err("read", name, e))
+    }
+
+    /// Maps the file read-only, its pages populated at once from the page cache.
+    #[allow(unsafe_code)]
+    fn read_mapped(&self, name: &str) -> Result<FileBytes, StorageError> {
+        let file = File::open(self.path(name)?).map_err(|e| io_err("open", name, e))?;
+        let len = file.metadata().map_err(|e| io_err("stat", name, e))?.len();
+        if len == 0 {
+            return Ok(FileBytes::Read(Vec::new()));
+        }
+        // SAFETY: a mapping is undefined behaviour if the file changes while it is mapped.
+        // Only snapshot files are mapped: they are written whole under a temporary name and
+        // renamed into place, never written again, and the data directory is locked by this
+        // process. (Removing the file, as pruning does, leaves the mapping valid.) A disk
+        // error under the mapping is a SIGBUS rather than an error: acceptable for a start,
+        // which could not go on without the bytes either.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+            .map_err(|e| io_err("mmap", name, e))?;
+        Ok(FileBytes::Mapped(map))
     }
 
     fn len(&self, name: &str) -> Result<u64, StorageError> {

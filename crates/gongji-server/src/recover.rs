@@ -45,25 +45,34 @@ fn load(
     report: &mut OpenReport,
 ) -> Result<Loaded, ServerError> {
     let phase = Instant::now();
-    let loaded = store.load_snapshot()?;
-    let read = phase.elapsed();
-    let (mut state, mut anchor) = match &loaded {
-        Some(snapshot) => {
-            let state = State::decode_snapshot(&snapshot.body).map_err(|e| {
+    let (mut bytes, mut decode_time) = (0, Duration::ZERO);
+    let loaded = store.load_snapshot_decoded(&mut |body| {
+        let started = Instant::now();
+        let decoded = State::decode_snapshot(body);
+        (bytes, decode_time) = (body.len(), started.elapsed());
+        decoded
+    })?;
+    let (loaded, decoded) = match loaded {
+        Some((snapshot, decoded)) => (Some(snapshot), Some(decoded)),
+        None => (None, None),
+    };
+    let (mut state, mut anchor) = match (&loaded, decoded) {
+        (Some(snapshot), Some(decoded)) => {
+            let state = decoded.map_err(|e| {
                 ServerError::Corrupt(format!("snapshot {} does not decode: {e}", snapshot.file))
             })?;
             tracing::info!(
                 file = %snapshot.file,
-                bytes = snapshot.body.len(),
-                read_millis = read.as_millis() as u64,
-                decode_millis = (phase.elapsed() - read).as_millis() as u64,
-                "snapshot loaded"
+                bytes,
+                millis = phase.elapsed().as_millis() as u64,
+                decode_millis = decode_time.as_millis() as u64,
+                "snapshot loaded (read, then decoded while its hash is checked)"
             );
             report.snapshot_op = Some(snapshot.anchor.op);
             report.skipped_snapshots = snapshot.skipped.clone();
             (state, Some(snapshot.anchor))
         }
-        None => (fresh_state(config)?, None),
+        _ => (fresh_state(config)?, None),
     };
     if !state.cold_missing().is_empty() {
         let phase = Instant::now();
@@ -252,13 +261,23 @@ pub(crate) fn open(
             "the configured parameters differ from the data directory's; keeping the latter"
         );
     }
-    // When ops were replayed, or on the first start, the recovered state is written as a
-    // snapshot first: the next start replays nothing twice, and the parameters are on disk
-    // from the first op on.
-    if loaded.is_none() || report.replayed_ops > 0 {
+    // On the first start (no snapshot at all), the state is written as a snapshot before
+    // anything else, so that the parameters are on disk from the first op on. After a replay
+    // on top of a snapshot, the snapshot thread writes one in the background (below): the next
+    // start then replays nothing twice, and this one serves without waiting for it (at 10 M
+    // persons and a full msgid window, writing it takes tens of seconds).
+    if loaded.is_none() {
         snapshots.write_streaming(head, &mut |sink| state.encode_snapshot_streaming(sink))?;
         snapshots.prune(snapshotter::SNAPSHOTS_KEPT)?;
     }
+    let snapshot_after_replay = loaded.is_some() && report.replayed_ops > 0;
+    // The op of the newest snapshot on disk (a rebuild of history replays from op 1, so none
+    // of the loaded snapshot's counts).
+    let snapshot_op = match loaded {
+        None => head.op,
+        Some(_) => report.snapshot_op.unwrap_or(0),
+    };
+    drop(loaded);
 
     let shared = Arc::new(Shared {
         durable: Durable::new(head.op),
@@ -283,13 +302,21 @@ pub(crate) fn open(
         }
         None => (None, None),
     };
-    let (snapshot_handle, snapshot_thread) = snapshotter::spawn(
+    let (mut snapshot_handle, snapshot_thread) = snapshotter::spawn(
         snapshots,
-        head.op,
+        snapshot_op,
         config.snapshot_interval_ops,
         shared.clone(),
         history,
     )?;
+    if snapshot_after_replay {
+        // Every replayed op is durable (it was read from the journal), so the frozen state
+        // goes to the snapshot thread at once.
+        let frozen = snapshot_handle
+            .1
+            .freeze(&shared.state.read(), &shared.counters);
+        snapshot_handle.0.hand(frozen, head);
+    }
     let capacity = config.queue_op_count_max.max(1);
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
     let (writer_thread, sync_thread) = writer::spawn(

@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use gongji_journal::{
-    load_latest_snapshot, prune_snapshots, write_snapshot_streaming, Anchor, Encode, Journal,
-    JournalError, LoadedSnapshot, ReplayError, Storage, TornTail,
+    load_latest_snapshot, load_latest_snapshot_with, prune_snapshots, write_snapshot_streaming,
+    Anchor, Encode, Journal, JournalError, LoadedSnapshot, ReplayError, Storage, TornTail,
 };
 
 use crate::{Config, ServerError};
@@ -77,10 +77,26 @@ pub trait SnapshotStore: Send {
     fn prune(&mut self, keep: usize) -> Result<(), ServerError>;
 }
 
+/// A snapshot body decoded into a state, or why it does not decode.
+pub type Decoded = Result<gongji_core::State, gongji_core::SnapshotDecodeError>;
+
 /// Where an engine keeps its journal and snapshots.
 pub trait Store: Send {
     /// The newest snapshot that verifies (with newer ones skipped); `None` when there is none.
     fn load_snapshot(&mut self) -> Result<Option<LoadedSnapshot>, ServerError>;
+    /// [`Store::load_snapshot`] with its body handed to `decode`; the [`LoadedSnapshot`]'s
+    /// body is then empty. A store may overlap the decode with the body's verification (the
+    /// file store does); the decoded value is returned only for a body that verifies.
+    fn load_snapshot_decoded(
+        &mut self,
+        decode: &mut dyn FnMut(&[u8]) -> Decoded,
+    ) -> Result<Option<(LoadedSnapshot, Decoded)>, ServerError> {
+        Ok(self.load_snapshot()?.map(|mut snapshot| {
+            let decoded = decode(&snapshot.body);
+            snapshot.body = Vec::new();
+            (snapshot, decoded)
+        }))
+    }
     /// Opens the journal after `start` (a snapshot's anchor; `None` = genesis). A writable
     /// open may repair (cut a torn tail, which it reports); a read-only one changes nothing.
     fn open_log(
@@ -128,6 +144,14 @@ impl<S: Storage + 'static> Store for FileStore<S> {
     fn load_snapshot(&mut self) -> Result<Option<LoadedSnapshot>, ServerError> {
         let storage = self.snapshots.as_ref().ok_or_else(|| taken("snapshot"))?;
         Ok(load_latest_snapshot(storage)?)
+    }
+
+    fn load_snapshot_decoded(
+        &mut self,
+        decode: &mut dyn FnMut(&[u8]) -> Decoded,
+    ) -> Result<Option<(LoadedSnapshot, Decoded)>, ServerError> {
+        let storage = self.snapshots.as_ref().ok_or_else(|| taken("snapshot"))?;
+        Ok(load_latest_snapshot_with(storage, decode)?)
     }
 
     fn open_log(

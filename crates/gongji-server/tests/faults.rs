@@ -5,6 +5,8 @@
 //! by applying exactly the acknowledged ops (plus a prefix of the in-flight submission) to a
 //! fresh [`State`]. Also: media damage in a journal record and in the newest snapshot.
 
+use std::sync::atomic::Ordering;
+
 use gongji_core::{Applied, Params, State};
 use gongji_journal::format::{RecordHeader, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use gongji_journal::{parse_snapshot_name, CrashMode, FaultStorage, JournalConfig, Storage};
@@ -401,6 +403,41 @@ fn damaged_newest_snapshot_falls_back_to_the_older_one() {
     assert_eq!(report.skipped_snapshots[0].file, newest);
     assert_eq!(report.replayed_ops, newest_op - older_op);
     engine.read(|s| s.check()).unwrap();
+    assert_eq!(engine.read(|s| s.state_hash()), want);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn a_start_that_replays_leaves_its_snapshot_to_the_background() {
+    // Proves: a start that replays ops on top of a snapshot does not write a snapshot before
+    // serving; the snapshot thread writes one at the head afterwards, so that a start after a
+    // second crash replays nothing, with the same state.
+    let fault = FaultStorage::new();
+    let (engine, _) = open(&fault, u64::MAX / 2);
+    for sub in script() {
+        engine.submit_wait(sub.requests).unwrap();
+    }
+    let want = engine.read(|s| s.state_hash());
+    let head = engine.counters().journal_head_op.load(Ordering::Acquire);
+    // A crash: no shutdown snapshot; only the first start's (op 0) is on disk.
+    let crashed = fault.after_crash(CrashMode::DropUnsynced);
+    drop(engine);
+    let writes_before = crashed.writes_total();
+    let (engine, report) = open(&crashed, u64::MAX / 2);
+    assert_eq!(report.snapshot_op, Some(0));
+    assert_eq!(report.replayed_ops, head);
+    assert_eq!(engine.read(|s| s.state_hash()), want);
+    // Written in the background: wait for the counter, not for the open.
+    let started = std::time::Instant::now();
+    while engine.counters().snapshot_op.load(Ordering::Acquire) != head {
+        assert!(started.elapsed().as_secs() < 30, "no snapshot at the head");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(crashed.writes_total() > writes_before);
+    let again = crashed.after_crash(CrashMode::DropUnsynced);
+    drop(engine);
+    let (engine, report) = open(&again, u64::MAX / 2);
+    assert_eq!((report.snapshot_op, report.replayed_ops), (Some(head), 0));
     assert_eq!(engine.read(|s| s.state_hash()), want);
     engine.shutdown().unwrap();
 }

@@ -361,19 +361,21 @@ impl DstTarget {
 impl Target for DstTarget {
     fn submit(&mut self, requests: Vec<WriteRequest>) -> Vec<WriteResult> {
         let mut out = Vec::with_capacity(requests.len());
-        let mut rest = requests;
-        while !rest.is_empty() {
+        let mut left = requests.len();
+        // Taken from the front as they go (a `split_off` would copy the rest each time).
+        let mut rest = requests.into_iter();
+        while left > 0 {
             let mut group = Vec::new();
             for _ in 0..self.rng.random_range(1..=3) {
-                if rest.is_empty() {
+                if left == 0 {
                     break;
                 }
                 let n = self
                     .rng
                     .random_range(1..=self.opts.submission_ops_max)
-                    .min(rest.len());
-                let tail = rest.split_off(n);
-                group.push(std::mem::replace(&mut rest, tail));
+                    .min(left);
+                left -= n;
+                group.push(rest.by_ref().take(n).collect());
             }
             out.extend(self.submit_group(group));
         }

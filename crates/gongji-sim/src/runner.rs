@@ -54,7 +54,7 @@ impl<'a> EngineTarget<'a> {
 type Receiver = tokio::sync::oneshot::Receiver<Vec<WriteResult>>;
 
 impl Target for EngineTarget<'_> {
-    fn submit(&mut self, mut requests: Vec<WriteRequest>) -> Vec<WriteResult> {
+    fn submit(&mut self, requests: Vec<WriteRequest>) -> Vec<WriteResult> {
         let mut in_flight: VecDeque<(usize, Receiver)> = VecDeque::new();
         let mut queued = 0;
         let mut results = Vec::with_capacity(requests.len());
@@ -65,9 +65,15 @@ impl Target for EngineTarget<'_> {
             results.extend(got);
             n
         };
-        while !requests.is_empty() {
-            let rest = requests.split_off(requests.len().min(SUBMISSION_OP_COUNT_MAX));
-            let chunk = std::mem::replace(&mut requests, rest);
+        // Chunks taken from the front as they go (a `split_off` per chunk would copy the rest
+        // each time: quadratic in a submission of millions).
+        let mut requests = requests.into_iter();
+        loop {
+            let chunk: Vec<WriteRequest> =
+                requests.by_ref().take(SUBMISSION_OP_COUNT_MAX).collect();
+            if chunk.is_empty() {
+                break;
+            }
             let n = chunk.len();
             while queued + n > self.queue_op_count_max {
                 queued -= take(&mut in_flight, &mut results);

@@ -42,6 +42,10 @@ use crate::dist;
 use crate::population::{self, Kind, Population, PopulationConfig};
 
 /// Where the generator's writes go and its reads come from.
+/// Requests handed to the target at once by [`Generator::send`] (and enrolments generated at
+/// once by the set-up): a bound on the memory a send holds, whatever the scale.
+const SEND_PIECE: usize = 1 << 18;
+
 pub trait Target {
     /// Submits `requests` in order and waits for all of them; one result per request.
     fn submit(&mut self, requests: Vec<WriteRequest>) -> Vec<WriteResult>;
@@ -290,10 +294,21 @@ impl Generator {
             });
             tags.push(e.tag);
         }
-        let results = target.submit(requests.clone());
-        assert_eq!(results.len(), requests.len(), "one result per request");
-        for ((request, tag), result) in requests.into_iter().zip(tags).zip(&results) {
-            self.absorb(request, tag, result);
+        // In pieces, so that the copy handed to the target is never the whole of a big send.
+        let mut results = Vec::with_capacity(requests.len());
+        let mut tags = tags.into_iter();
+        let mut requests = requests.into_iter();
+        loop {
+            let piece: Vec<WriteRequest> = requests.by_ref().take(SEND_PIECE).collect();
+            if piece.is_empty() {
+                break;
+            }
+            let got = target.submit(piece.clone());
+            assert_eq!(got.len(), piece.len(), "one result per request");
+            for ((request, tag), result) in piece.into_iter().zip(tags.by_ref()).zip(&got) {
+                self.absorb(request, tag, result);
+            }
+            results.extend(got);
         }
         results
     }
@@ -414,7 +429,11 @@ impl Generator {
                 )
             })
             .collect();
-        for (i, p) in self.pop.persons.iter().enumerate() {
+        for i in 0..self.pop.persons.len() {
+            if events.len() == SEND_PIECE {
+                self.send(target, std::mem::take(&mut events));
+            }
+            let p = &self.pop.persons[i];
             events.push(event(
                 Body::Enrol {
                     psn_no: p.psn_no,

@@ -102,6 +102,9 @@ enum BenchCmd {
         settlements: u64,
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
+        /// Keep the data directory (with the snapshot of the last start) and print its path.
+        #[arg(long)]
+        keep: bool,
     },
     /// The journal's write and fdatasync alone: a sparse segment (today), a zero-filled one
     /// overwritten in place, and the latter with O_DIRECT, for batches of 1, 1,000 and 8,190 ops.
@@ -196,6 +199,7 @@ fn main() -> Result<()> {
                     persons,
                     settlements,
                     dir,
+                    keep,
                 }),
             ..
         } => {
@@ -203,6 +207,7 @@ fn main() -> Result<()> {
                 persons,
                 settlements,
                 dir,
+                keep,
             };
             print!("{}", gongji_bench::recovery_bench(&opts));
             Ok(())

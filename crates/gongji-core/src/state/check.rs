@@ -233,11 +233,12 @@ impl State {
         };
         let mut recon: BTreeMap<(u32, i32), ReconTotals> = BTreeMap::new();
         let hot = &self.persons.hot;
+        let first_day = self.recon_first_day();
         for s in self.all_setls().filter(|s| !s.cancelled) {
-            recon
-                .entry((s.inst, cst_day(s.time)))
-                .or_default()
-                .apply(&s, true);
+            let day = cst_day(s.time);
+            if day >= first_day {
+                recon.entry((s.inst, day)).or_default().apply(&s, true);
+            }
             if !s.mulaid.is_zero() {
                 let channel = if s.cross_pool {
                     Channel::DrawCrossPool

@@ -137,6 +137,16 @@ impl ReconTotals {
     }
 }
 
+/// CST days of reconciliation totals kept in memory, the engine clock's day included
+/// (DOMAIN.md: at least 400). Older days are answered from the settlements in history
+/// ([`crate::State::reconciliation`]), as DOMAIN.md allows, so memory does not grow with years.
+pub(crate) const RECON_DAYS_KEPT: i32 = 400;
+
+/// The first CST day whose reconciliation totals are kept in memory at engine clock `clock`.
+pub(crate) fn recon_first_day(clock: i64) -> i32 {
+    crate::time::cst_day(clock).saturating_sub(RECON_DAYS_KEPT - 1)
+}
+
 /// Reconciliation totals per institution and CST day: one map per day, behind an `Arc`. A
 /// frozen copy shares every day; the writer copies a day's map only when it changes that day
 /// while the copy lives (today's, or an old day's when one of its settlements is cancelled).
@@ -155,6 +165,17 @@ impl Recon {
         Arc::make_mut(self.days.entry(day).or_default())
             .entry(inst)
             .or_default()
+    }
+
+    /// Drops the days before `day` (see [`RECON_DAYS_KEPT`]); the oldest days are first, so
+    /// this costs nothing when there is nothing to drop.
+    pub fn forget_before(&mut self, day: i32) {
+        while let Some(first) = self.days.first_entry() {
+            if *first.key() >= day {
+                break;
+            }
+            first.remove();
+        }
     }
 
     /// Bytes held (the maps' slots).

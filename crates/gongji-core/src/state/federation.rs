@@ -133,6 +133,7 @@ impl State {
             Ok(Step::Applied(reply, mut send)) => {
                 self.expired_scratch.clear();
                 self.clock = time;
+                self.recon.forget_before(self.recon_first_day());
                 send.extend(self.fed_expire_due(time));
                 self.op_count += 1;
                 self.ledger.assert_conserved();

@@ -57,13 +57,13 @@ impl MaskedIndex {
     }
 
     pub fn rebuild(certnos: &Chunked<u64>) -> MaskedIndex {
-        let mut index = MaskedIndex {
-            table: HashTable::with_capacity(certnos.len()),
-        };
-        for i in 0..certnos.len() {
-            index.insert(u32::try_from(i).expect("person index fits u32"), certnos);
+        let n = certnos.len();
+        u32::try_from(n).expect("person index fits u32");
+        MaskedIndex {
+            table: super::bulk::multi_index(n, |i| {
+                hash_key(masked_key_of_packed(certnos[i as usize]))
+            }),
         }
-        index
     }
 }
 

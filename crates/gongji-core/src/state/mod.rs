@@ -2,6 +2,7 @@
 //! change state only after every check has passed, so a rejection changes nothing.
 
 mod bindings;
+mod bulk;
 mod check;
 mod chunked;
 mod counters;
@@ -188,10 +189,16 @@ impl State {
         self.expired_scratch.clear();
         self.clock = time;
         self.msgids.forget_before(time - self.retention_seconds());
+        self.recon.forget_before(self.recon_first_day());
         Ok(Applied {
             reply: Reply::Tick { expired },
             replayed: false,
         })
+    }
+
+    /// The first CST day whose reconciliation totals are kept in memory.
+    pub(crate) fn recon_first_day(&self) -> i32 {
+        counters::recon_first_day(self.clock)
     }
 
     fn retention_seconds(&self) -> i64 {
@@ -230,6 +237,7 @@ impl State {
                     .insert(key, fingerprint, Some(reply.clone()), command.time);
                 self.msgids
                     .forget_before(command.time - self.retention_seconds());
+                self.recon.forget_before(self.recon_first_day());
                 Ok(Applied {
                     reply,
                     replayed: false,

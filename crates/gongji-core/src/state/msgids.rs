@@ -204,47 +204,29 @@ impl Msgids {
             .map(|&seq| &records.get(self.position(seq)).record)
     }
 
-    /// An empty set with room for `n` records in its index.
-    pub fn with_capacity(n: usize) -> Msgids {
-        Msgids {
-            index: HashTable::with_capacity(n),
-            ..Msgids::default()
-        }
-    }
-
-    /// [`Msgids::insert`] for a key not looked up before (a decoded snapshot's), in one probe
-    /// of the index: `false`, and nothing recorded, when the key is already there.
-    pub fn insert_new(
-        &mut self,
-        key: u128,
-        fingerprint: u64,
-        reply: Option<Reply>,
-        time: i64,
-    ) -> bool {
-        assert!(
-            self.records.back().is_none_or(|s| s.time <= time),
-            "msgid records out of time order"
-        );
-        let key = split(key);
-        let seq = self.base.wrapping_add(self.records.len() as u32);
-        let (records, base) = (&self.records, self.base);
-        let entry = self.index.entry(
-            key[0],
-            |&s| records.get(s.wrapping_sub(base) as usize).key == key,
-            |&s| records.get(s.wrapping_sub(base) as usize).key[0],
-        );
-        match entry {
-            hashbrown::hash_table::Entry::Occupied(_) => return false,
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(seq);
-            }
-        }
+    /// Appends a decoded snapshot's record without indexing it: the index is built once, by
+    /// [`Msgids::index_all`], after the last one. Times must not decrease (the caller checks).
+    pub fn push_unindexed(&mut self, key: u128, fingerprint: u64, reply: Option<Reply>, time: i64) {
+        debug_assert!(self.index.is_empty() && self.base == 0);
         self.records.push_back(Slot {
-            key,
+            key: split(key),
             time,
             record: MsgRecord { fingerprint, reply },
         });
-        true
+    }
+
+    /// Indexes every record pushed by [`Msgids::push_unindexed`], at once ([`super::bulk`]).
+    /// `Err(i)`: record `i` repeats the key of an earlier one.
+    pub fn index_all(&mut self) -> Result<(), usize> {
+        let q = &self.records;
+        u32::try_from(q.len()).expect("a msgid window fits u32 positions");
+        self.index = super::bulk::unique_index(
+            q.len(),
+            |i| q.get(i as usize).key[0],
+            |a, b| q.get(a as usize).key == q.get(b as usize).key,
+        )
+        .map_err(|i| i as usize)?;
+        Ok(())
     }
 
     /// Records `key`, made at `time` (not before the newest record's time).

@@ -264,9 +264,12 @@ impl State {
                 self.stats.sub(period, province, channel, setl.mulaid);
             }
         }
-        self.recon
-            .entry(setl.inst, cst_day(setl.time))
-            .apply(&setl, add);
+        // A cancelled settlement of a day no longer kept needs nothing: such a day is summed
+        // from the settlements themselves, which carry the cancellation.
+        let day = cst_day(setl.time);
+        if day >= self.recon_first_day() {
+            self.recon.entry(setl.inst, day).apply(&setl, add);
+        }
     }
 
     /// Reads the history records that `body` will read when applied by `actor` (the settlement

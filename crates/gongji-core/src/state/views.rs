@@ -276,7 +276,38 @@ impl State {
     /// An institution's totals for a CST day (rule 18).
     pub fn reconciliation(&self, code: &str, day: i32) -> Result<ReconView, Rejection> {
         let inst = self.institution_index(code)?;
-        Ok(self.recon.get(inst, day).copied().unwrap_or_default())
+        if day >= self.recon_first_day() {
+            return Ok(self.recon.get(inst, day).copied().unwrap_or_default());
+        }
+        Ok(self.recon_from_history(inst, day))
+    }
+
+    /// An institution's totals for a day whose counters are no longer kept (older than
+    /// `RECON_DAYS_KEPT`), summed from its settlements in history: settlements are in time
+    /// order, so the day's are one range, found by two binary searches; the range is read in
+    /// blocks. Costs a read of the whole day's settlements (of every institution).
+    fn recon_from_history(&self, inst: u32, day: i32) -> ReconView {
+        let start = |day: i32| i64::from(day) * 86_400 - 8 * 3_600;
+        let first_at = |t: i64| {
+            let (mut lo, mut hi) = (0, self.setls.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.setls.get(mid).time < t {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
+        let range = first_at(start(day))..first_at(start(day.saturating_add(1)));
+        let mut totals = ReconView::default();
+        for (i, s) in range.clone().zip(self.setls.range(range)) {
+            if s.inst == inst && !self.cancelled.contains(&(i as u32)) {
+                totals.apply(&s, true);
+            }
+        }
+        totals
     }
 
     /// The actor a token stands for, if the token is known and not revoked.

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use gongji_journal::{
-    load_latest_snapshot, verify, write_snapshot, FsStorage, Journal, Storage, StorageError,
+    load_latest_snapshot, load_latest_snapshot_with, verify, write_snapshot, FsStorage, Journal,
+    Storage, StorageError,
 };
 
 use crate::common::{append_range, collect, small_config};
@@ -95,4 +96,54 @@ fn fs_storage_primitives() {
         storage.len("b"),
         Err(StorageError::NotFound { .. })
     ));
+}
+
+#[test]
+fn a_mapped_snapshot_is_decoded_only_when_its_hash_verifies() {
+    // Proves: on a real directory (the file is mapped), the newest snapshot's body reaches the
+    // decoder whole and its value is returned; a newer snapshot whose body is damaged is
+    // decoded (the hash is checked meanwhile) but its value is dropped and the file is named
+    // as skipped; the older one's is returned.
+    let temp = TempDir::new("mapped");
+    std::fs::create_dir_all(&temp.0).unwrap();
+    let mut storage = FsStorage::open(&temp.0).unwrap();
+    let anchor = |op: u64| gongji_journal::Anchor {
+        op,
+        chain_hash: [op as u8; 32],
+    };
+    let body10 = vec![7u8; 300_000];
+    write_snapshot(&mut storage, anchor(10), &body10).unwrap();
+    let mut decoded = Vec::new();
+    let (loaded, value) = load_latest_snapshot_with(&storage, &mut |b: &[u8]| {
+        decoded.push(b.len());
+        b.iter().map(|&x| u64::from(x)).sum::<u64>()
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!((loaded.anchor, value), (anchor(10), 7 * 300_000));
+    assert!(loaded.body.is_empty() && loaded.skipped.is_empty());
+    assert_eq!(decoded, [300_000]);
+
+    let newer = write_snapshot(&mut storage, anchor(20), &[9u8; 1000]).unwrap();
+    let len = storage.len(&newer).unwrap();
+    // One byte of the newer body changed behind the storage's back.
+    let path = temp.0.join(&newer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[len as usize - 1] ^= 4;
+    std::fs::write(&path, &bytes).unwrap();
+    decoded.clear();
+    let (loaded, value) = load_latest_snapshot_with(&storage, &mut |b: &[u8]| {
+        decoded.push(b.len());
+        b.len()
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!((loaded.anchor, value), (anchor(10), 300_000));
+    assert_eq!(decoded, [1000, 300_000]);
+    assert_eq!(loaded.skipped.len(), 1);
+    assert_eq!(loaded.skipped[0].file, newer);
+    assert_eq!(
+        loaded.skipped[0].defect,
+        gongji_journal::SnapshotDefect::BodyHash
+    );
 }

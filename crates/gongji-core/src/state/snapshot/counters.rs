@@ -62,7 +62,9 @@ pub(super) fn encode_recon(recon: &Recon, e: &mut Enc<'_>) {
     }
 }
 
-pub(super) fn decode_recon(d: &mut Dec<'_>, insts: usize) -> Res<Recon> {
+/// Days before `first_day` are refused: they are forgotten as the clock passes, so no state
+/// holds one (and a decoded snapshot re-encodes to the same bytes).
+pub(super) fn decode_recon(d: &mut Dec<'_>, insts: usize, first_day: i32) -> Res<Recon> {
     let count = d.count(RECON_BYTES, "reconciliation count")?;
     let mut recon = Recon::default();
     let mut prev = None;
@@ -75,6 +77,9 @@ pub(super) fn decode_recon(d: &mut Dec<'_>, insts: usize) -> Res<Recon> {
             return Err("reconciliation not ascending");
         }
         prev = Some(key);
+        if key.1 < first_day {
+            return Err("reconciliation day older than the days kept");
+        }
         let totals = ReconTotals {
             setl_count: r.get(),
             medfee_sumamt: r.get(),

@@ -66,13 +66,12 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use arrayvec::ArrayString;
-use hashbrown::hash_table::Entry as TableEntry;
-use hashbrown::HashTable;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::bindings::{Binding, Scope};
 use super::chunked::Chunked;
 use super::counters::{Cell, Recon, ReconTotals, Stats, PROVINCES};
+use super::history::History;
 use super::ledger::{Counterparty, Entry, EntryKind, EntryRef, Ledger};
 use super::msgids::{MsgRecord, Msgids};
 use super::persons::{
@@ -118,7 +117,8 @@ use header::{decode_ledger, decode_params, encode_ledger, encode_params};
 use institutions::{decode_institutions, decode_tokens, encode_institutions, encode_tokens};
 use msgids::{decode_msgids, decode_msgids_v3, encode_msgids, ReplyLimits};
 use persons::{
-    decode_credit_overflow, decode_persons, encode_credit_overflow, encode_persons, HeadsAt,
+    decode_credit_overflow, decode_persons, encode_credit_overflow, encode_persons, person_indexes,
+    HeadsAt,
 };
 use recent::{decode_recent, encode_recent};
 use settlements::{decode_settlements, encode_settlements};
@@ -201,6 +201,31 @@ impl std::fmt::Display for SnapshotDecodeError {
 impl std::error::Error for SnapshotDecodeError {}
 
 type Res<T> = Result<T, SnapshotDecodeError>;
+
+/// Persons from which a decoder builds their indexes on a thread of its own.
+const INDEX_THREAD_PERSONS_MIN: usize = 1 << 16;
+
+/// What [`State::decode_after_persons`] decodes.
+struct Rest {
+    insts: Institutions,
+    tokens: Tokens,
+    bindings: Vec<Binding>,
+    setls: History<Settlement>,
+    cancelled: FxHashSet<u32>,
+    details: History<Detail>,
+    transfers: Vec<Transfer>,
+    expiry_queue: VecDeque<(i64, u32)>,
+    contributions: Vec<Contribution>,
+    contributions_paid: FxHashSet<(u32, u16)>,
+    entries: History<Entry>,
+    msgids: Msgids,
+    stats: Stats,
+    recon: Recon,
+    recent: super::recent::Recent,
+    /// The federation section's records and the ledger's (in flight, sent, received).
+    fed: crate::federation::Federation,
+    fed_sides: (u64, u64, u64),
+}
 
 fn fail<T>(offset: usize, what: &'static str) -> Res<T> {
     Err(SnapshotDecodeError {
@@ -299,43 +324,52 @@ impl State {
         let clock = d.get()?;
         let op_count = d.get()?;
         let mut ledger = decode_ledger(&mut d)?;
-        let (mut persons, heads) = decode_persons(&mut d)?;
-        let n = persons.len();
+        let (mut persons, heads, keys_at) = decode_persons(&mut d)?;
         decode_credit_overflow(&mut d, &mut persons)?;
-        let insts = decode_institutions(&mut d)?;
-        let tokens = decode_tokens(&mut d, n, insts.list.len())?;
-        let bindings = decode_bindings(&mut d, &persons, &heads)?;
-        let n_insts = insts.list.len();
-        let (setls, cancelled, details) = decode_settlements(&mut d, n, n_insts)?;
-        let (transfers, expiry_queue) = decode_transfers(&mut d, n)?;
-        let (contributions, contributions_paid) = decode_contributions(&mut d, n)?;
-        let limits = RefLimits {
-            persons: n,
-            insts: n_insts,
-            setls: setls.len() as u64,
-            transfers: transfers.len() as u64,
-            contributions: contributions.len() as u64,
+        // The person indexes (and the masked-certno one) are built on a thread of their own
+        // while the later sections, the msgid window above all, are decoded on this one; a
+        // small state (the tests', the fuzzer's) does without the thread.
+        let recon_first_day = super::counters::recon_first_day(clock);
+        let build_indexes = |p: &Persons| {
+            let indexes = person_indexes(p, &keys_at);
+            (indexes, super::masked::MaskedIndex::rebuild(&p.certno))
         };
-        let entries = decode_entries(&mut d, &persons, &heads, &limits)?;
-
-        let limits = ReplyLimits {
-            persons: &persons,
-            bindings: &bindings,
-            setls: setls.len(),
-        };
-        let msgids = if version == 3 {
-            decode_msgids_v3(&mut d, &limits)?
+        let (indexes, rest) = if persons.len() < INDEX_THREAD_PERSONS_MIN {
+            let rest =
+                Self::decode_after_persons(&mut d, &persons, &heads, version, recon_first_day);
+            (build_indexes(&persons), rest)
         } else {
-            decode_msgids(&mut d, &limits)?
+            std::thread::scope(|s| {
+                let p = &persons;
+                let indexes = s.spawn(move || build_indexes(p));
+                let rest = Self::decode_after_persons(&mut d, p, &heads, version, recon_first_day);
+                (indexes.join().expect("the person index thread"), rest)
+            })
         };
-        let stats = decode_stats(&mut d)?;
-        let recon = decode_recon(&mut d, n_insts)?;
-        let recent = decode_recent(&mut d, &setls, n_insts)?;
-        let fed = decode_federation(&mut d, n, &mut ledger)?;
-        if d.pos != bytes.len() {
-            return fail(d.pos, "trailing bytes");
-        }
-        // Entries name exchanges by index + 1: only ones the section holds.
+        let ((index, certno_index), masked) = (indexes.0?, indexes.1);
+        persons.index = index;
+        persons.certno_index = certno_index;
+        let Rest {
+            insts,
+            tokens,
+            bindings,
+            setls,
+            cancelled,
+            details,
+            transfers,
+            expiry_queue,
+            contributions,
+            contributions_paid,
+            entries,
+            msgids,
+            stats,
+            recon,
+            recent,
+            fed,
+            fed_sides,
+        } = rest?;
+        (ledger.in_flight, ledger.fed_sent, ledger.fed_received) = fed_sides;
+        // Entries name exchanges by index + 1: only ones the federation section holds.
         let exchanges = fed.exchanges.len() as u64;
         let names_none = |e: &Entry| match e.reference {
             EntryRef::Exchange(id) => !(1..=exchanges).contains(&id),
@@ -344,8 +378,6 @@ impl State {
         if entries.hot_iter().any(|e| names_none(&e)) {
             return fail(bytes.len(), "an entry names no exchange");
         }
-
-        let masked = super::masked::MaskedIndex::rebuild(&persons.certno);
         let state = State {
             params,
             clock,
@@ -383,6 +415,71 @@ impl State {
             })?;
         }
         Ok(state)
+    }
+
+    /// The sections after the persons', to the end of the snapshot.
+    fn decode_after_persons(
+        d: &mut Dec<'_>,
+        persons: &Persons,
+        heads: &HeadsAt,
+        version: u32,
+        recon_first_day: i32,
+    ) -> Res<Rest> {
+        let n = persons.len();
+        let insts = decode_institutions(d)?;
+        let tokens = decode_tokens(d, n, insts.list.len())?;
+        let bindings = decode_bindings(d, persons, heads)?;
+        let n_insts = insts.list.len();
+        let (setls, cancelled, details) = decode_settlements(d, n, n_insts)?;
+        let (transfers, expiry_queue) = decode_transfers(d, n)?;
+        let (contributions, contributions_paid) = decode_contributions(d, n)?;
+        let limits = RefLimits {
+            persons: n,
+            insts: n_insts,
+            setls: setls.len() as u64,
+            transfers: transfers.len() as u64,
+            contributions: contributions.len() as u64,
+        };
+        let entries = decode_entries(d, persons, heads, &limits)?;
+        let limits = ReplyLimits {
+            persons,
+            bindings: &bindings,
+            setls: setls.len(),
+        };
+        let msgids = if version == 3 {
+            decode_msgids_v3(d, &limits)?
+        } else {
+            decode_msgids(d, &limits)?
+        };
+        let stats = decode_stats(d)?;
+        let recon = decode_recon(d, n_insts, recon_first_day)?;
+        let recent = decode_recent(d, &setls, n_insts)?;
+        // Last, and only in a federated state's snapshot (`federation.rs`).
+        let mut sides = Ledger::default();
+        let fed = decode_federation(d, n, &mut sides)?;
+        let fed_sides = (sides.in_flight, sides.fed_sent, sides.fed_received);
+        if d.pos != d.buf.len() {
+            return fail(d.pos, "trailing bytes");
+        }
+        Ok(Rest {
+            insts,
+            tokens,
+            bindings,
+            setls,
+            cancelled,
+            details,
+            transfers,
+            expiry_queue,
+            contributions,
+            contributions_paid,
+            entries,
+            msgids,
+            stats,
+            recon,
+            recent,
+            fed,
+            fed_sides,
+        })
     }
 
     /// Checks that every sum [`State::check`] and later writes compute fits in a u64 and that

@@ -13,11 +13,13 @@ pub(super) fn encode_msgids(msgids: &Msgids, e: &mut Enc<'_>) {
     }
 }
 
-/// Records in queue order, so that decoding is one pass of inserts into an index sized once:
-/// at 50 M records, a sort or a search per record would be most of a start's time.
+/// Records in queue order, so that decoding is one pass over the records and then one build of
+/// the index in the order of its buckets (`state::bulk`): at 50 M records, a sort or a search
+/// per record, or inserts at random places, would be most of a start's time.
 pub(super) fn decode_msgids(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Msgids> {
     let count = d.count(MSGID_BYTES_MIN, "msgid count")?;
-    let mut msgids = Msgids::with_capacity(count);
+    let start = d.pos;
+    let mut msgids = Msgids::default();
     let mut prev = i64::MIN;
     for _ in 0..count {
         let at = d.pos;
@@ -29,11 +31,23 @@ pub(super) fn decode_msgids(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Ms
         let key: u128 = d.get()?;
         let fingerprint = d.get()?;
         let reply = decode_reply(d, limits)?;
-        if !msgids.insert_new(key, fingerprint, reply, time) {
-            return fail(at + 8, "msgid recorded twice");
+        msgids.push_unindexed(key, fingerprint, reply, time);
+    }
+    match msgids.index_all() {
+        Ok(()) => Ok(msgids),
+        Err(i) => {
+            // Only to name the offset: walk the records again up to the repeated one.
+            let mut again = Dec {
+                buf: d.buf,
+                pos: start,
+            };
+            for _ in 0..i {
+                again.take(8 + 16 + 8)?;
+                decode_reply(&mut again, limits)?;
+            }
+            fail(again.pos + 8, "msgid recorded twice")
         }
     }
-    Ok(msgids)
 }
 
 #[cfg(test)]

@@ -2,6 +2,9 @@
 
 use super::bytes::{Dec, Enc};
 use super::*;
+use hashbrown::HashTable;
+
+use crate::state::bulk;
 use crate::state::chunked::Arena;
 
 pub(super) fn encode_persons(p: &Persons, e: &mut Enc<'_>) {
@@ -68,7 +71,15 @@ fn arena(ends: &[u32], bytes: &[u8]) -> Arena {
     arena
 }
 
-pub(super) fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt)> {
+/// Where the keys the two person indexes are built from start, for error offsets.
+pub(super) struct KeysAt {
+    psn_no: usize,
+    certno: usize,
+}
+
+/// The persons' columns; their two indexes are left empty, for [`person_indexes`] to build
+/// (on another thread while the later sections are decoded).
+pub(super) fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt, KeysAt)> {
     let n = d.count(PERSON_MIN_BYTES, "person count")?;
     let (psn_no_end, psn_no_bytes, psn_no_at) = decode_arena(d, n)?;
     let mut start = 0;
@@ -135,52 +146,16 @@ pub(super) fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt)> {
         }
     }
 
-    let mut index = HashTable::with_capacity(n);
-    let psn_no = |i: u32| {
-        let end = psn_no_end[i as usize] as usize;
-        let start = if i == 0 {
-            0
-        } else {
-            psn_no_end[i as usize - 1] as usize
-        };
-        &psn_no_bytes[start..end]
-    };
-    let mut start = 0;
-    for i in 0..n as u32 {
-        let key = psn_no(i);
-        let hash = hash_bytes(key);
-        match index.entry(hash, |&j| psn_no(j) == key, |&j| hash_bytes(psn_no(j))) {
-            TableEntry::Occupied(_) => return fail(psn_no_at + start, "duplicate psn_no"),
-            TableEntry::Vacant(v) => {
-                v.insert(i);
-            }
-        }
-        start += key.len();
-    }
-    let mut certno_index = HashTable::with_capacity(n);
-    for (i, &c) in certno.iter().enumerate() {
-        let found = certno_index.entry(
-            hash_certno(c),
-            |&j: &u32| certno[j as usize] == c,
-            |&j: &u32| hash_certno(certno[j as usize]),
-        );
-        match found {
-            TableEntry::Occupied(_) => return fail(certno_at + i * 8, "duplicate certno"),
-            TableEntry::Vacant(v) => {
-                v.insert(i as u32);
-            }
-        }
-    }
     let heads = HeadsAt {
         given: heads_at,
         received: heads_at + n * 4,
         entry_tail: heads_at + n * 8,
     };
     let persons = Persons {
-        index,
+        index: HashTable::new(),
         psn_nos: arena(&psn_no_end, &psn_no_bytes),
         names: arena(&name_end, &name_bytes),
-        certno_index,
+        certno_index: HashTable::new(),
         certno: certno.into(),
         hot,
         given_head: given_head.into(),
@@ -189,7 +164,30 @@ pub(super) fn decode_persons(d: &mut Dec<'_>) -> Res<(Persons, HeadsAt)> {
         credit_mask: credit_mask.into(),
         credit_overflow: BTreeSet::new(),
     };
-    Ok((persons, heads))
+    let keys_at = KeysAt {
+        psn_no: psn_no_at,
+        certno: certno_at,
+    };
+    Ok((persons, heads, keys_at))
+}
+
+/// The persons' index by psn_no and by certno, refusing duplicates.
+pub(super) fn person_indexes(p: &Persons, at: &KeysAt) -> Res<(HashTable<u32>, HashTable<u32>)> {
+    let n = p.len();
+    let psn_no = |i: u32| p.psn_nos.get(i);
+    let index = bulk::unique_index(n, |i| hash_bytes(psn_no(i)), |a, b| psn_no(a) == psn_no(b))
+        .or_else(|i| {
+            let before: usize = (0..i).map(|j| psn_no(j).len()).sum();
+            fail(at.psn_no + before, "duplicate psn_no")
+        })?;
+    let certno = &p.certno;
+    let certno_index = bulk::unique_index(
+        n,
+        |i| hash_certno(certno[i as usize]),
+        |a, b| certno[a as usize] == certno[b as usize],
+    )
+    .or_else(|i| fail(at.certno + i as usize * 8, "duplicate certno"))?;
+    Ok((index, certno_index))
 }
 
 pub(super) fn encode_credit_overflow(p: &Persons, e: &mut Enc<'_>) {

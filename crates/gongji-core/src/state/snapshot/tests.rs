@@ -866,3 +866,45 @@ fn cold_history_reads_and_snapshots_as_hot_history_did() {
         .make_cold(column, k, std::sync::Arc::new(vec![0u8; 10]))
         .is_err());
 }
+
+#[test]
+fn a_large_state_builds_its_indexes_beside_the_decode() {
+    // Proves: above the threshold where a decoder builds the person indexes on a thread of
+    // their own and the indexes in bucket order, the decoded state is the same (hash, every
+    // person found by psn_no and certno), and a duplicate psn_no or certno far into the
+    // columns is still refused, naming its offset.
+    let n = super::INDEX_THREAD_PERSONS_MIN as u32 + 10;
+    let mut b = Builder::new();
+    for i in 0..n {
+        b.enrol(i, Insutype::Employee, 440106);
+    }
+    b.credit(MAY_2025, &[(7, 10_000), (n - 1, 20_000)]);
+    let bytes = encode(&b.state);
+    let decoded = State::decode_snapshot(&bytes).unwrap();
+    assert_eq!(decoded.state_hash(), b.state.state_hash());
+    for i in (0..n).step_by(997).chain([n - 1]) {
+        let view = decoded.person(psn(i).as_str()).unwrap();
+        assert_eq!(view.psn_no, psn(i));
+        let packed = crate::certno::certno_pack(&certno(i)).unwrap();
+        assert_eq!(decoded.persons.find_certno(packed), Some(i));
+    }
+    let refuse = |bytes: &[u8]| {
+        let e = State::decode_snapshot(bytes).unwrap_err();
+        (e.what, e.offset)
+    };
+    // psn_nos are 8 bytes each ("P" and 7 digits), after the count and n lengths.
+    let persons_at = 8 + 4 + 30 + 8 + 8 + 7 * 8;
+    let arena = persons_at + 8 + n as usize;
+    let last = arena + 8 * (n as usize - 1);
+    let mut bad = bytes.clone();
+    bad.copy_within(arena + 8 * 5..arena + 8 * 6, last);
+    assert_eq!(refuse(&bad), ("duplicate psn_no", last));
+    // The certno column follows the names (n lengths and their bytes).
+    let names_at = arena + 8 * n as usize;
+    let names_len: usize = (0..n).map(|i| format!("张{i}").len()).sum();
+    let certnos = names_at + n as usize + names_len;
+    let last = certnos + 8 * (n as usize - 1);
+    let mut bad = bytes;
+    bad.copy_within(certnos + 8 * 3..certnos + 8 * 4, last);
+    assert_eq!(refuse(&bad), ("duplicate certno", last));
+}
