@@ -17,7 +17,7 @@ use gongji_core::federation::{
 };
 use gongji_core::time::{parse_cst, parse_period};
 use gongji_core::{
-    Actor, Body, Command, CreditItem, Fen, Insutype, Msgid, Op, PsnNo, TransferSource,
+    Actor, Body, Command, CreditItem, Fen, Insutype, Msgid, Op, PsnNo, State, TransferSource,
 };
 use gongji_journal::CrashMode;
 use splitmix::SplitMix64;
@@ -736,16 +736,28 @@ fn check_quiescent(nodes: &[SimNode], log: &ClientLog) -> Result<(), String> {
 /// (`credited_fen` entered the federation and nothing left it), and the national statistics
 /// are the sum of the engines', each accepted transfer counted once.
 pub fn check_engines<T>(nodes: &[Node<T>], credited_fen: u64) -> Result<(), String> {
+    let states: Vec<(EngineId, &State)> = nodes.iter().map(|n| (n.id, &n.state)).collect();
+    let may = parse_period("2025-05").expect("period");
+    let dec = parse_period("2025-12").expect("period");
+    check_states(&states, credited_fen, (may, dec))
+}
+
+/// [`check_engines`] over engines' states however they were obtained (`gongji federation
+/// chaos` reads real engines' data directories), with the national statistics summed over
+/// `periods` (every month an exchange may have been accepted in).
+pub fn check_states(
+    nodes: &[(EngineId, &State)],
+    credited_fen: u64,
+    periods: (gongji_core::time::Period, gongji_core::time::Period),
+) -> Result<(), String> {
     type Side = Option<(EngineId, ExchangeView)>;
     let mut by_xid: BTreeMap<Xid, [Side; 2]> = BTreeMap::new();
-    for node in nodes {
-        node.state
-            .check()
-            .map_err(|e| format!("engine {}: {e}", node.id))?;
-        for x in node.state.exchanges() {
+    for &(id, state) in nodes {
+        state.check().map_err(|e| format!("engine {id}: {e}"))?;
+        for x in state.exchanges() {
             let side = usize::from(!x.outgoing);
             if by_xid.entry(x.xid).or_default()[side]
-                .replace((node.id, x))
+                .replace((id, x))
                 .is_some()
             {
                 return Err("an exchange twice on one side".into());
@@ -774,12 +786,12 @@ pub fn check_engines<T>(nodes: &[Node<T>], credited_fen: u64) -> Result<(), Stri
     }
     // Money, per engine and nationally, in-flight counted.
     let (mut inside, mut external, mut sent, mut received) = (0u128, 0i128, 0u64, 0u64);
-    for node in nodes {
-        let t = node.state.money_totals();
+    for &(id, state) in nodes {
+        let t = state.money_totals();
         let left = t.inside as i128 + t.in_flight as i128;
         let right = t.external_net + t.fed_received as i128 - t.fed_sent as i128;
         if left != right || t.in_flight != 0 {
-            return Err(format!("engine {}: money not conserved: {t:?}", node.id));
+            return Err(format!("engine {id}: money not conserved: {t:?}"));
         }
         inside += u128::from(t.inside);
         external += t.external_net;
@@ -797,10 +809,8 @@ pub fn check_engines<T>(nodes: &[Node<T>], credited_fen: u64) -> Result<(), Stri
         return Err(format!("credited net {external} != {credited}"));
     }
     // National statistics are the sum of the engines', each transfer counted once.
-    let may = parse_period("2025-05").expect("period");
-    let dec = parse_period("2025-12").expect("period");
-    let counted = nodes.iter().fold((0, 0), |(c, a), n| {
-        let cell = n.state.stats(may, dec, None).cross_province;
+    let counted = nodes.iter().fold((0, 0), |(c, a), (_, state)| {
+        let cell = state.stats(periods.0, periods.1, None).cross_province;
         (c + cell.count, a + cell.amount.0)
     });
     if counted != accepted {
@@ -809,7 +819,7 @@ pub fn check_engines<T>(nodes: &[Node<T>], credited_fen: u64) -> Result<(), Stri
     // Reconciliation between engines finds nothing.
     let counters: Vec<_> = nodes
         .iter()
-        .map(|n| (n.id, n.state.fed_counters()))
+        .map(|(id, state)| (*id, state.fed_counters()))
         .collect();
     if let Some(first) = crate::reconcile::reconcile(&counters).first() {
         return Err(format!("reconciliation: {first}"));

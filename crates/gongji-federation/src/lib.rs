@@ -8,11 +8,12 @@
 //! partitions; after healing, every exchange must be closed the same way on both sides and
 //! money conserved per engine and nationally. [`relay`] carries the same messages over NATS
 //! JetStream (tested against a real `nats-server`); [`reconcile`] compares engines' counters
-//! per pair and day. Not here yet: the server's federated engine (so no `gongji federation
-//! reconcile` over data directories either).
+//! per pair and day; [`serve`] runs the relay of a served engine (`gongji serve` with
+//! `[federation]`) between its writer and the bus.
 
 pub mod bus;
 pub mod dst;
 pub mod node;
 pub mod reconcile;
 pub mod relay;
+pub mod serve;

@@ -11,7 +11,7 @@
 //! redelivered for ever, and counted; it changed nothing.
 //!
 //! Built and tested against a real `nats-server` with in-process engines ([`Node`]); the
-//! federated `gongji serve` that would run it is not built yet (docs/FEDERATION.md).
+//! federated `gongji serve` runs it through [`crate::serve`].
 
 use std::time::Duration;
 
@@ -128,6 +128,76 @@ impl NatsRelay {
         let mut bytes = Vec::new();
         encode_message(m, &mut bytes);
         self.publish_bytes(m.to(), &message_id(m), bytes).await
+    }
+
+    /// Publishes several messages, all sent before any acknowledgement is awaited (the
+    /// server's fsync of one overlaps the next's send). Returns how many were duplicates.
+    ///
+    /// With `resend`, each `Nats-Msg-Id` gets it as a suffix: a resend must not be dropped by
+    /// the server's duplicate window (the first send may have been taken in by an engine that
+    /// then crashed before its answer left); the receiving engine answers it from its record.
+    pub async fn publish_many(
+        &self,
+        ms: &[Message],
+        resend: Option<&str>,
+    ) -> Result<u64, RelayError> {
+        let mut acks = Vec::with_capacity(ms.len());
+        for m in ms {
+            let mut bytes = Vec::new();
+            encode_message(m, &mut bytes);
+            let id = match resend {
+                None => message_id(m),
+                Some(suffix) => format!("{}.{suffix}", message_id(m)),
+            };
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(bytes.into())
+                .message_id(id);
+            let ack = self
+                .js
+                .send_publish(subject(m.to()), publish)
+                .await
+                .map_err(|e| err("publish")(&e))?;
+            acks.push(ack);
+        }
+        let mut duplicates = 0;
+        for ack in acks {
+            duplicates += u64::from(ack.await.map_err(|e| err("publish ack")(&e))?.duplicate);
+        }
+        Ok(duplicates)
+    }
+
+    /// Fetches up to `max` messages for this engine, waiting at most `wait` for the first.
+    pub async fn fetch(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<jetstream::Message>, RelayError> {
+        let mut batch = self
+            .consumer
+            .fetch()
+            .max_messages(max)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(|e| err("fetch")(&e))?;
+        let mut out = Vec::new();
+        while let Some(message) = batch.next().await {
+            out.push(message.map_err(|e| err("fetch")(&e))?);
+        }
+        Ok(out)
+    }
+
+    /// This engine's messages as a continuous pull (the client keeps requests outstanding, so
+    /// a message arrives as soon as it is stored).
+    pub async fn messages(&self) -> Result<pull::Stream, RelayError> {
+        self.consumer
+            .messages()
+            .await
+            .map_err(|e| err("messages")(&e))
+    }
+
+    pub fn engine(&self) -> EngineId {
+        self.engine
     }
 
     /// Publishes raw bytes (tests send damaged and forged ones through the real bus).

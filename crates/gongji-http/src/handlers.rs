@@ -117,6 +117,12 @@ pub(crate) async fn write_or_not_found(
     let result = async {
         let actor = actor(&app, &headers)?;
         let bytes = read_body(body).await?;
+        if let Some(config) = app.engine.federation() {
+            let fed = crate::federation::write(&app, &config, uri.path(), &bytes, &actor).await;
+            if let Some(answered) = fed {
+                return answered.map(|v| (200, Envelope::Ok(Output::Value(v))));
+            }
+        }
         let parsed = parse_write(uri.path(), from_text(&bytes)?, &actor)?;
         let results = submit(&app, vec![parsed.request]).await?;
         let raw_token = parsed.raw_token.as_deref();
@@ -265,8 +271,16 @@ pub(crate) async fn person(State(app): AppState, psn_no: Segment, headers: Heade
         if matches!(&actor, Actor::Person(me) if me.as_str() != psn_no) {
             return Err(forbidden());
         }
-        let view = app.engine.read(|s| s.person(&psn_no))?;
-        Ok(render::person(&view))
+        let Some(config) = app.engine.federation() else {
+            let view = app.engine.read(|s| s.person(&psn_no))?;
+            return Ok(render::person(&view));
+        };
+        // A federated engine also lists the person's cross-engine transfers.
+        app.engine.read(|s| {
+            let mut v = render::person(&s.person(&psn_no)?);
+            v["cross_engine_transfers"] = crate::federation::person_exchanges(s, &config, &psn_no);
+            Ok(v)
+        })
     })())
 }
 
@@ -338,6 +352,9 @@ pub(crate) async fn transfer(
     respond((|| {
         let actor = actor(&app, &headers)?;
         let not_found = Rejection::with(ErrCode::NotFound, "no such transfer");
+        if let Some(xid) = gongji_core::federation::Xid::parse(&transfer_id) {
+            return crate::federation::get(&app, &xid, &actor);
+        }
         let id = transfer_id.parse::<u64>().map_err(|_| not_found)?;
         let view = app.engine.read(|s| s.transfer(id))?;
         let allowed = match &actor {
@@ -566,8 +583,35 @@ pub(crate) async fn metrics(State(app): AppState) -> Response {
     for (part, bytes) in app.engine.read(gongji_core::State::memory) {
         metrics::gauge!("gongji_state_bytes", "part" => part).set(bytes as f64);
     }
+    if app.engine.federation().is_some() {
+        federation_metrics(&app);
+    }
     let text = crate::prometheus().render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// A federated engine's open exchanges (docs/FEDERATION.md): in flight per peer and the age
+/// of the oldest (engine clock), pending here. The relay counts resends per peer
+/// (`gongji_fed_resends_total`), deliveries and refusals itself.
+fn federation_metrics(app: &App) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (open, clock, peers) = app.engine.read(|s| {
+        let peers: Vec<_> = s
+            .federation_config()
+            .map(|c| c.peers.keys().copied().collect())
+            .unwrap_or_default();
+        (s.fed_open(), s.clock(), peers)
+    });
+    for peer in peers {
+        let (count, oldest) = open.in_flight.get(&peer).copied().unwrap_or((0, clock));
+        let label = peer.to_string();
+        metrics::gauge!("gongji_fed_in_flight", "peer" => label.clone()).set(count as f64);
+        metrics::gauge!("gongji_fed_in_flight_oldest_age_seconds", "peer" => label)
+            .set(clock.saturating_sub(oldest).max(0) as f64);
+    }
+    metrics::gauge!("gongji_fed_pending").set(open.pending as f64);
+    let dropped = app.engine.counters().fed_sends_dropped_total.load(Relaxed);
+    metrics::gauge!("gongji_fed_sends_dropped").set(dropped as f64);
 }
 
 /// What every request passes through, in one layer rather than three: a declared

@@ -6,6 +6,7 @@
 //! read lock and render views in `render.rs`. This is the only crate that knows JSON.
 
 mod console;
+mod federation;
 #[cfg(test)]
 mod fuzz;
 mod handlers;

@@ -36,6 +36,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+use gongji_core::federation::{EntryApplied, FedOp, FederationConfig, Message as FedMessage};
 use gongji_core::{Actor, Applied, Body, Msgid, Params, Rejection, State};
 use gongji_journal::private::{create_private_dir, private_options, restrict};
 use gongji_journal::{FsStorage, JournalConfig, JournalError, SnapshotError, Storage};
@@ -68,6 +69,9 @@ pub struct Config {
     /// Fewest journaled ops in a batch the writer hands to the sync thread (and in a part of a
     /// batch sent ahead); smaller batches it commits itself when the sync thread is idle.
     pub pipeline_ops_min: usize,
+    /// This engine's part in a federation (`[federation]`, docs/FEDERATION.md); `None`: the
+    /// engine holds every province, as always.
+    pub federation: Option<FederationConfig>,
 }
 
 impl Config {
@@ -82,6 +86,7 @@ impl Config {
             idle_tick_seconds: 1,
             load_sample_seconds: LOAD_SAMPLE_SECONDS,
             pipeline_ops_min: 1024,
+            federation: None,
         }
     }
 
@@ -110,6 +115,16 @@ pub struct WriteRequest {
 }
 
 pub type WriteResult = Result<Applied, Rejection>;
+
+/// A federation op as the HTTP layer or the relay hands it over: its time is the writer's to
+/// choose (the op's own time is replaced) unless an admin gave `inf_time`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FedRequest {
+    pub inf_time: Option<i64>,
+    pub op: FedOp,
+}
+
+pub type FedResult = Result<EntryApplied, Rejection>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SubmitError {
@@ -174,9 +189,25 @@ impl From<std::io::Error> for ServerError {
     }
 }
 
-pub(crate) struct Submission {
-    pub requests: Vec<WriteRequest>,
-    pub reply: tokio::sync::oneshot::Sender<Vec<WriteResult>>,
+pub(crate) enum Submission {
+    Core {
+        requests: Vec<WriteRequest>,
+        reply: tokio::sync::oneshot::Sender<Vec<WriteResult>>,
+    },
+    /// Federation ops (a federated engine only).
+    Fed {
+        requests: Vec<FedRequest>,
+        reply: tokio::sync::oneshot::Sender<Vec<FedResult>>,
+    },
+}
+
+impl Submission {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Submission::Core { requests, .. } => requests.len(),
+            Submission::Fed { requests, .. } => requests.len(),
+        }
+    }
 }
 
 pub(crate) enum Message {
@@ -207,6 +238,9 @@ pub struct Counters {
     pub history_prefetched_total: AtomicU64,
     /// The longest batch (apply, journal, sync, replies) since the last load sample.
     pub batch_nanos_max: AtomicU64,
+    /// Federation messages the durable ops released that the relay's queue had no room for
+    /// (the outbox resend or the peer's resend recovers each).
+    pub fed_sends_dropped_total: AtomicU64,
 }
 
 /// How far the state is applied, and how far it is durable. The writer raises `applied`
@@ -266,7 +300,17 @@ pub(crate) struct Shared {
     pub stopped: AtomicBool,
     /// The writer's load, sampled every [`LOAD_SAMPLE_SECONDS`], oldest first.
     pub load: Mutex<VecDeque<LoadSample>>,
+    /// Whether the state is an engine of a federation (fixed at open).
+    pub federated: bool,
+    /// Federation messages released by durable ops, for the relay to send
+    /// ([`Engine::take_fed_sends`]); at most [`FED_SENDS_MAX`].
+    pub fed_sends: Mutex<VecDeque<FedMessage>>,
+    pub fed_sends_ready: tokio::sync::Notify,
 }
+
+/// Most federation messages waiting for the relay; beyond it they are dropped and counted:
+/// each is either in the durable outbox (resent) or an answer the peer's resend asks again.
+pub const FED_SENDS_MAX: usize = 65_536;
 
 /// Seconds between two [`LoadSample`]s by default.
 pub const LOAD_SAMPLE_SECONDS: u64 = 10;
@@ -417,7 +461,17 @@ impl Engine {
                 .history_prefetched_total
                 .fetch_add(read as u64, Ordering::Relaxed);
         }
-        let n = requests.len();
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.enqueue(Submission::Core { requests, reply })?;
+        Ok(rx)
+    }
+
+    /// Puts a submission in the bounded queue, or answers `Overloaded`.
+    fn enqueue(&self, submission: Submission) -> Result<(), SubmitError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(SubmitError::Stopped);
+        }
+        let n = submission.len();
         let queued = self
             .shared
             .counters
@@ -430,12 +484,8 @@ impl Engine {
                 .fetch_sub(n, Ordering::AcqRel);
             return Err(SubmitError::Overloaded);
         }
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        match self
-            .tx
-            .try_send(Message::Write(Submission { requests, reply }))
-        {
-            Ok(()) => Ok(rx),
+        match self.tx.try_send(Message::Write(submission)) {
+            Ok(()) => Ok(()),
             Err(e) => {
                 self.shared
                     .counters
@@ -523,6 +573,41 @@ impl Engine {
 
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
+    }
+
+    /// This engine's federation configuration, if it is federated.
+    pub fn federation(&self) -> Option<FederationConfig> {
+        if !self.shared.federated {
+            return None;
+        }
+        self.read(|s| s.federation_config().cloned())
+    }
+
+    /// Queues federation ops (a federated engine only); answered like [`Engine::submit`],
+    /// once every op up to them is durable.
+    pub fn submit_fed(
+        &self,
+        requests: Vec<FedRequest>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Vec<FedResult>>, SubmitError> {
+        assert!(!requests.is_empty() && requests.len() <= SUBMISSION_OP_COUNT_MAX);
+        assert!(
+            self.shared.federated,
+            "federation ops on a federated engine"
+        );
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.enqueue(Submission::Fed { requests, reply })?;
+        Ok(rx)
+    }
+
+    /// Takes the federation messages released by durable ops so far (oldest first).
+    pub fn take_fed_sends(&self) -> Vec<FedMessage> {
+        let mut sends = self.shared.fed_sends.lock().expect("fed sends lock");
+        sends.drain(..).collect()
+    }
+
+    /// Waits until [`Engine::take_fed_sends`] may have something.
+    pub async fn fed_sends_ready(&self) {
+        self.shared.fed_sends_ready.notified().await;
     }
 
     /// The writer's load samples of the last hour, oldest first.

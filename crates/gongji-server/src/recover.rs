@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gongji_core::codec::decode_op;
+use gongji_core::federation::codec::decode_entry;
 use gongji_core::State;
 use gongji_journal::{Anchor, FsStorage, LoadedSnapshot, SkippedSnapshot, Storage, TornTail};
 use parking_lot::RwLock;
@@ -71,7 +72,7 @@ fn load(
             report.skipped_snapshots = snapshot.skipped.clone();
             (state, Some(snapshot.anchor))
         }
-        _ => (State::new(config.params.clone()), None),
+        _ => (fresh_state(config)?, None),
     };
     if !state.cold_missing().is_empty() {
         let phase = Instant::now();
@@ -89,7 +90,13 @@ fn load(
                 // Files are derived from the journal: replay it from op 1 and write them again.
                 tracing::warn!(error = %e, "a history file is missing or damaged; rebuilding history from the journal");
                 report.history_rebuilt = Some(e);
+                let federation = state.federation_config().cloned();
                 state = State::new(state.params().clone());
+                if let Some(federation) = federation {
+                    state
+                        .configure_federation(federation)
+                        .map_err(ServerError::Corrupt)?;
+                }
                 anchor = None;
                 report.snapshot_op = None;
                 if writable {
@@ -127,6 +134,32 @@ fn load(
     report.head_op = log.head().op;
     report.persons = state.person_count();
     Ok((state, log, loaded))
+}
+
+/// The state of an empty journal: the configured parameters and, for an engine of a
+/// federation, its `[federation]` table (fixed before the first op, like the parameters).
+fn fresh_state(config: &Config) -> Result<State, ServerError> {
+    let mut state = State::new(config.params.clone());
+    if let Some(federation) = &config.federation {
+        state
+            .configure_federation(federation.clone())
+            .map_err(|e| ServerError::Corrupt(format!("[federation]: {e}")))?;
+    }
+    Ok(state)
+}
+
+/// Whether `state` and the configuration agree on the federation (both without, or the same
+/// table): an engine's provinces and peers are fixed with its first op.
+fn check_federation(config: &Config, state: &State) -> Result<(), ServerError> {
+    if config.federation.as_ref() != state.federation_config() {
+        return Err(ServerError::Corrupt(format!(
+            "the configured [federation] ({:?}) differs from the data directory's ({:?}); an \
+             engine's provinces and peers are fixed with its first op",
+            config.federation,
+            state.federation_config()
+        )));
+    }
+    Ok(())
 }
 
 /// Recovers a data directory read-only (nothing on disk changes) and returns the state with
@@ -168,6 +201,11 @@ pub fn replay_from_genesis_store(
         return Ok(None);
     }
     let mut state = State::new(params);
+    if let Some(federation) = &config.federation {
+        state
+            .configure_federation(federation.clone())
+            .map_err(ServerError::Corrupt)?;
+    }
     replay(log.as_mut(), &mut state, 0, None)?;
     state
         .check()
@@ -211,6 +249,8 @@ pub(crate) fn open(
     let mut report = OpenReport::default();
     let (state, log, loaded) = load(&config, store.as_mut(), history.as_ref(), true, &mut report)?;
     let head = log.head();
+    check_federation(&config, &state)?;
+    let federated = state.federation_config().is_some();
     let mut snapshots = store.snapshots()?;
     let auditor = store.auditor();
 
@@ -245,6 +285,9 @@ pub(crate) fn open(
         counters: Counters::default(),
         stopped: AtomicBool::new(false),
         load: Mutex::new(VecDeque::new()),
+        federated,
+        fed_sends: Mutex::new(VecDeque::new()),
+        fed_sends_ready: tokio::sync::Notify::new(),
     });
     shared
         .counters
@@ -312,11 +355,21 @@ fn replay(
     history: Option<&HistoryDir>,
 ) -> Result<u64, ServerError> {
     let mut since_spill = 0u64;
+    let federated = state.federation_config().is_some();
     let n = log.replay(after_op, &mut |op_number, body| {
-        let op = decode_op(body).map_err(|e| format!("op {op_number} does not decode: {e}"))?;
-        match state.apply(&op) {
-            Ok(applied) if !applied.replayed => {}
-            Ok(_) => return Err(format!("op {op_number} replays an earlier msgid")),
+        let does_not_decode = |e| format!("op {op_number} does not decode: {e}");
+        // A federated journal holds federation ops too (op tag 2); a core decoder refuses
+        // them, so an unfederated state never misreads one.
+        let replayed = if federated {
+            let entry = decode_entry(body).map_err(does_not_decode)?;
+            state.apply_entry(&entry).map(|a| a.replayed)
+        } else {
+            let op = decode_op(body).map_err(does_not_decode)?;
+            state.apply(&op).map(|a| a.replayed)
+        };
+        match replayed {
+            Ok(false) => {}
+            Ok(true) => return Err(format!("op {op_number} replays an earlier msgid")),
             Err(rejection) => {
                 return Err(format!(
                     "op {op_number} is rejected on replay: {rejection:?}"

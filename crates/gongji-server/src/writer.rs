@@ -33,14 +33,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gongji_core::codec::encode_op;
-use gongji_core::{Command, Frozen, Op, State};
+use gongji_core::federation::codec::encode_entry;
+use gongji_core::federation::{Entry, EntryApplied, EntryReply, FedOp, Message as FedMessage};
+use gongji_core::{Applied, Command, Frozen, Op, Rejection, State};
 
 use crate::history::Made;
 use crate::snapshotter::{SnapshotGate, Snapshots};
 use crate::store::{Appended, Log};
 use crate::{
-    now_unix, Config, LoadSample, Message, ServerError, Shared, Submission, WriteResult,
-    LOAD_SAMPLE_COUNT_MAX,
+    now_unix, Config, FedResult, LoadSample, Message, ServerError, Shared, Submission, WriteResult,
+    FED_SENDS_MAX, LOAD_SAMPLE_COUNT_MAX,
 };
 
 /// Most ops applied under one hold of the state's write lock. Reads wait at most this many
@@ -112,7 +114,10 @@ struct Batch {
     /// The state's op count after the batch: the journal's head once it is synced.
     last_op: u64,
     /// The submissions and their results, released after the sync.
-    replies: Vec<(Submission, Vec<WriteResult>)>,
+    replies: Vec<Replies>,
+    /// Federation messages the batch's ops released (and the stored answers its duplicates
+    /// asked for), handed to the relay after the sync.
+    sends: Vec<FedMessage>,
     /// Ops taken from the queue (applied, rejected or replayed).
     queued_ops: usize,
     /// The state after `last_op`, frozen for a snapshot.
@@ -128,10 +133,20 @@ impl Batch {
             spans: Vec::new(),
             last_op,
             replies: Vec::new(),
+            sends: Vec::new(),
             queued_ops: 0,
             frozen: None,
             started: Instant::now(),
         }
+    }
+
+    /// Journals a federation op (a core op of a federated journal is [`Batch::push`]ed: the
+    /// same bytes).
+    fn push_fed(&mut self, op: &FedOp) {
+        let before = self.records.len();
+        encode_entry(&Entry::Fed(op.clone()), &mut self.records);
+        let len = u32::try_from(self.records.len() - before).expect("an op is under 4 GiB");
+        self.spans.push((op.time(), len));
     }
 
     fn push(&mut self, op: &Op) {
@@ -139,6 +154,29 @@ impl Batch {
         encode_op(op, &mut self.records);
         let len = u32::try_from(self.records.len() - before).expect("an op is under 4 GiB");
         self.spans.push((op.time(), len));
+    }
+}
+
+/// A submission's results, released after its batch's sync.
+enum Replies {
+    Core(
+        tokio::sync::oneshot::Sender<Vec<WriteResult>>,
+        Vec<WriteResult>,
+    ),
+    Fed(tokio::sync::oneshot::Sender<Vec<FedResult>>, Vec<FedResult>),
+}
+
+impl Replies {
+    fn send(self) {
+        // A client that went away does not stop the others.
+        match self {
+            Replies::Core(tx, results) => {
+                let _ = tx.send(results);
+            }
+            Replies::Fed(tx, results) => {
+                let _ = tx.send(results);
+            }
+        }
     }
 }
 
@@ -368,8 +406,33 @@ impl Writer {
         let mut state = shared.state.write();
         let mut locked_ops = 0;
         for submission in submissions {
-            let mut replies = Vec::with_capacity(submission.requests.len());
-            for request in &submission.requests {
+            let (requests, reply) = match submission {
+                Submission::Core { requests, reply } => (requests, reply),
+                Submission::Fed { requests, reply } => {
+                    let mut replies = Vec::with_capacity(requests.len());
+                    for request in &requests {
+                        let time = request
+                            .inf_time
+                            .unwrap_or_else(|| now_unix().max(state.clock()));
+                        let mut op = request.op.clone();
+                        op.set_time(time);
+                        let result = state.apply_fed(&op);
+                        if let Ok(applied) = &result {
+                            if !applied.replayed {
+                                batch.push_fed(&op);
+                            }
+                            batch.sends.extend(applied.send.iter().cloned());
+                        }
+                        replies.push(result);
+                    }
+                    locked_ops += requests.len();
+                    batch.queued_ops += requests.len();
+                    batch.replies.push(Replies::Fed(reply, replies));
+                    continue;
+                }
+            };
+            let mut replies = Vec::with_capacity(requests.len());
+            for request in &requests {
                 if locked_ops == LOCKED_OPS_MAX {
                     // Let waiting reads in between chunks of the batch: a fair unlock hands
                     // the lock to them, where a plain one lets this thread take it back
@@ -391,14 +454,18 @@ impl Writer {
                     actor: request.actor.clone(),
                     body: request.body.clone(),
                 });
-                let result = state.apply(&op);
+                let result = if self.shared.federated {
+                    apply_federated(&mut state, op.clone(), &mut batch.sends)
+                } else {
+                    state.apply(&op)
+                };
                 if matches!(result, Ok(ref a) if !a.replayed) {
                     batch.push(&op);
                 }
                 replies.push(result);
             }
-            batch.queued_ops += submission.requests.len();
-            batch.replies.push((submission, replies));
+            batch.queued_ops += requests.len();
+            batch.replies.push(Replies::Core(reply, replies));
         }
         batch.last_op = state.op_count();
         self.shared
@@ -421,6 +488,7 @@ impl Writer {
             spans: std::mem::take(&mut batch.spans),
             last_op: applied,
             replies: Vec::new(),
+            sends: Vec::new(),
             queued_ops: 0,
             frozen: None,
             started: batch.started,
@@ -467,7 +535,14 @@ impl Writer {
                 return Ok(());
             }
             let op = Op::Tick { time: now };
-            apply_tick(&mut state, &op);
+            if self.shared.federated {
+                // Time passing closes incoming exchanges due (06:00 expiry): their outcomes
+                // go to the senders once the tick is durable.
+                apply_federated(&mut state, op.clone(), &mut batch.sends)
+                    .expect("a tick at or after the clock applies");
+            } else {
+                apply_tick(&mut state, &op);
+            }
             batch.push(&op);
             batch.last_op = state.op_count();
             self.shared
@@ -479,7 +554,26 @@ impl Writer {
 }
 
 fn count(submissions: &[Submission]) -> usize {
-    submissions.iter().map(|s| s.requests.len()).sum()
+    submissions.iter().map(Submission::len).sum()
+}
+
+/// A core op on a federated state: the federation's guards first, and the outcomes of the
+/// incoming exchanges it closed (by the time it carries) into `sends`.
+fn apply_federated(
+    state: &mut State,
+    op: Op,
+    sends: &mut Vec<FedMessage>,
+) -> Result<Applied, Rejection> {
+    let EntryApplied {
+        reply,
+        replayed,
+        send,
+    } = state.apply_entry(&Entry::Core(op))?;
+    sends.extend(send);
+    let EntryReply::Core(reply) = reply else {
+        unreachable!("a core op answers a core reply")
+    };
+    Ok(Applied { reply, replayed })
 }
 
 fn apply_tick(state: &mut State, op: &Op) {
@@ -587,9 +681,11 @@ impl Syncer {
         if batch.queued_ops > 0 {
             metrics::histogram!("gongji_batch_ops").record(batch.queued_ops as f64);
         }
-        for (submission, replies) in batch.replies {
-            // A client that went away does not stop the others.
-            let _ = submission.reply.send(replies);
+        if !batch.sends.is_empty() {
+            self.release_sends(batch.sends);
+        }
+        for replies in batch.replies {
+            replies.send();
         }
         let nanos = u64::try_from(batch.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         c.batch_nanos_max.fetch_max(nanos, Ordering::Relaxed);
@@ -609,6 +705,24 @@ impl Syncer {
             self.removed_before = previous;
         }
         Ok(())
+    }
+
+    /// Hands the relay the messages of a batch now durable (a full queue drops the newest:
+    /// the outbox resend, or the peer's resend of what it asked, recovers each).
+    fn release_sends(&self, sends: Vec<FedMessage>) {
+        let mut queue = self.shared.fed_sends.lock().expect("fed sends lock");
+        for m in sends {
+            if queue.len() < FED_SENDS_MAX {
+                queue.push_back(m);
+            } else {
+                self.shared
+                    .counters
+                    .fed_sends_dropped_total
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        drop(queue);
+        self.shared.fed_sends_ready.notify_one();
     }
 
     fn append(&mut self, time: i64, body: &[u8]) -> Result<(), ServerError> {

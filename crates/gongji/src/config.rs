@@ -49,11 +49,7 @@ impl ConfigFile {
 
     pub fn apply(&self, config: &mut Config) -> Result<()> {
         if let Some(table) = &self.federation {
-            table.to_config()?;
-            bail!(
-                "[federation]: a federated `gongji serve` is not built yet (docs/FEDERATION.md); \
-                 remove the table to serve every province from this engine"
-            );
+            config.federation = Some(table.to_config()?);
         }
         let p = &mut config.params;
         if let Some(v) = self.binding_receivers_max {

@@ -1,7 +1,7 @@
 //! `gongji federation …` (issue 14, docs/FEDERATION.md): engines that own provinces and
-//! cross-engine wallet transfers. Built so far: the deterministic simulation (`dst`). The
-//! `[federation]` table of `--config` is parsed and checked here ([`FederationToml`]); a
-//! federated `serve` is not built yet, so `serve` refuses a config that has the table.
+//! cross-engine wallet transfers: the deterministic simulation (`dst`) and the real-process
+//! run (`chaos`, `chaos.rs`). The `[federation]` table of `--config` is parsed and checked here
+//! ([`FederationToml`]); `serve` with it runs a federated engine and its relay.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +17,26 @@ pub enum FederationCmd {
     /// duplicates, reorders, delays, damages and partitions; checked at quiescence. Exits
     /// non-zero on any violation; a failure names its seed.
     Dst(FedDstArgs),
+    /// Real processes on loopback: a nats-server (from PATH; nothing is installed) and K
+    /// `gongji serve` engines under cross-province transfers, with SIGKILLs of engines and of
+    /// the server at random moments; then the simulation's checker over the engines' states
+    /// and the clients' logs. Exits non-zero on any violation and prints what it checked.
+    Chaos(crate::chaos::ChaosArgs),
+    /// Reconciliation between engines (对账): per pair of engines and day, the sender's sent,
+    /// committed and returned against the receiver's received, accepted and refused, over the
+    /// engines' data directories (read-only). Prints every difference; exits non-zero on any.
+    Reconcile(ReconcileArgs),
+    /// Two engines and a nats-server on loopback (from PATH): cross-province transfers per
+    /// second over HTTP, and the time from the sender's acknowledgement to the receiver's
+    /// pending (p50, p99).
+    Bench(crate::chaos::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// An engine's data directory; two or more.
+    #[arg(long, required = true)]
+    pub data: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -35,6 +55,9 @@ pub struct FedDstArgs {
 pub fn run_cmd(cmd: FederationCmd) -> Result<()> {
     match cmd {
         FederationCmd::Dst(args) => dst(args),
+        FederationCmd::Chaos(args) => crate::chaos::run(args),
+        FederationCmd::Reconcile(args) => reconcile(args),
+        FederationCmd::Bench(args) => crate::chaos::bench(args),
     }
 }
 
@@ -76,6 +99,48 @@ fn dst(args: FedDstArgs) -> Result<()> {
     Ok(())
 }
 
+fn reconcile(args: ReconcileArgs) -> Result<()> {
+    if args.data.len() < 2 {
+        bail!("--data: two or more engines' data directories");
+    }
+    let mut engines = Vec::new();
+    for dir in &args.data {
+        let (state, head, _) = gongji_server::inspect(&gongji_server::Config::new(dir))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        let config = state
+            .federation_config()
+            .with_context(|| format!("{}: not an engine of a federation", dir.display()))?;
+        if engines.iter().any(|(id, _)| *id == config.engine) {
+            bail!("engine {} given twice", config.engine);
+        }
+        let open = state.fed_open();
+        let in_flight: u64 = open.in_flight.values().map(|(n, _)| n).sum();
+        println!(
+            "engine {} ({}): op {}, {} exchanges, {in_flight} in flight, {} pending",
+            config.engine,
+            dir.display(),
+            head.op,
+            state.exchanges().count(),
+            open.pending
+        );
+        engines.push((config.engine, state.fed_counters()));
+    }
+    let differences = gongji_federation::reconcile::reconcile(&engines);
+    for d in &differences {
+        println!("difference: {d}");
+    }
+    println!(
+        "checked: per pair of these engines and CST day, sent = received, committed = accepted, \
+         returned = refused (counts and amounts); exchanges still in flight or pending count as \
+         differences until they close"
+    );
+    if !differences.is_empty() {
+        bail!("{} differences", differences.len());
+    }
+    println!("no difference");
+    Ok(())
+}
+
 /// The `[federation]` table of `--config`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,7 +148,7 @@ pub struct FederationToml {
     pub engine: String,
     /// Province prefixes this engine owns ("44").
     pub provinces: Vec<String>,
-    /// The NATS server the relay will use (the relay is not built yet).
+    /// The NATS server the relay uses (required to serve).
     pub nats: Option<String>,
     #[serde(default)]
     pub peers: BTreeMap<String, Vec<String>>,

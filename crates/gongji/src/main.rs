@@ -1,6 +1,7 @@
 //! `gongji`: the command. Thin glue over the library crates.
 
 mod bench;
+mod chaos;
 mod config;
 mod demo;
 mod federation;

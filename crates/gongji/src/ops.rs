@@ -52,6 +52,11 @@ pub fn verify(args: DataArgs) -> Result<()> {
     }
     let (state, head, report) = gongji_server::inspect(&config).context("replay failed")?;
     check_recovery(&state, &report)?;
+    // A federated directory replays under its own [federation] table (from its snapshot).
+    let config = Config {
+        federation: state.federation_config().cloned(),
+        ..config
+    };
     let genesis = gongji_server::replay_from_genesis(&config, state.params().clone())
         .context("replay from op 1 failed")?;
     compare_with_genesis(&state, head, genesis, "segments")
@@ -148,8 +153,11 @@ pub(crate) fn compare_with_genesis(
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
+    /// A data directory; repeated (`--data a --data b …`): the engines of a federation, whose
+    /// national table is the sum of theirs (each transfer counted once, by its receiver's
+    /// engine).
     #[arg(long, default_value = "./gongji-data")]
-    pub data: PathBuf,
+    pub data: Vec<PathBuf>,
     /// First month, YYYY-MM.
     #[arg(long)]
     pub from: String,
@@ -167,8 +175,40 @@ pub struct ReportArgs {
 pub fn report(args: ReportArgs) -> Result<()> {
     let from = parse_period(&args.from).context("--from must be YYYY-MM")?;
     let to = parse_period(&args.to).context("--to must be YYYY-MM")?;
-    let (state, _, _) = crate::store::inspect(&Config::new(&args.data), args.store.as_deref())?;
-    let s = state.stats(from, to, args.prov);
+    let mut s: Option<gongji_core::views::StatsView> = None;
+    let mut engines = std::collections::BTreeSet::new();
+    for dir in &args.data {
+        let (state, _, _) = crate::store::inspect(&Config::new(dir), args.store.as_deref())
+            .with_context(|| format!("{}", dir.display()))?;
+        if args.data.len() > 1 {
+            // Several directories must be distinct engines of one federation: an unfederated
+            // engine holds every province, and one engine twice would count twice.
+            let config = state
+                .federation_config()
+                .with_context(|| format!("{}: not an engine of a federation", dir.display()))?;
+            if !engines.insert(config.engine) {
+                anyhow::bail!("engine {} given twice", config.engine);
+            }
+        }
+        let v = state.stats(from, to, args.prov);
+        s = Some(match s {
+            None => v,
+            Some(t) => gongji_core::views::StatsView {
+                total: t.total.plus(v.total),
+                account_draw: t.account_draw.plus(v.account_draw),
+                same_pool: t.same_pool.plus(v.same_pool),
+                cross_pool: t.cross_pool.plus(v.cross_pool),
+                wallet_transfer: t.wallet_transfer.plus(v.wallet_transfer),
+                in_province: t.in_province.plus(v.in_province),
+                cross_province: t.cross_province.plus(v.cross_province),
+            },
+        });
+    }
+    let s = s.context("no data directory")?;
+    if args.data.len() > 1 {
+        let names: Vec<String> = engines.iter().map(|e| e.to_string()).collect();
+        println!("National table of engines {}", names.join(", "));
+    }
     let scope = args
         .prov
         .map_or("all provinces".to_owned(), |p| format!("province {p}"));

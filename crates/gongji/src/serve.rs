@@ -31,8 +31,21 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let mut config = Config::new(&args.data);
+    let mut nats = None;
     if let Some(path) = &args.config {
-        ConfigFile::load(path)?.apply(&mut config)?;
+        let file = ConfigFile::load(path)?;
+        file.apply(&mut config)?;
+        if let Some(table) = &file.federation {
+            nats =
+                Some(table.nats.clone().context(
+                    "[federation] nats: the NATS server the relay uses (nats://host:port)",
+                )?);
+            if args.projection.is_some() {
+                anyhow::bail!(
+                    "--projection with [federation] is not built yet (docs/FEDERATION.md)"
+                );
+            }
+        }
     }
     let (engine, report) = crate::store::open_engine(config.clone(), args.store.as_deref())?;
     log_report(&report, &config);
@@ -58,6 +71,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
         tracing::info!(address = %listener.local_addr()?, "listening");
         // The web console (gongji-console) shares the listener.
         tracing::info!(url = %format!("http://{}/ui/", listener.local_addr()?), "web console");
+        // The relay between this engine and the bus (docs/FEDERATION.md), joined below.
+        let relay = match (&config.federation, &nats) {
+            (Some(federation), Some(url)) => {
+                tracing::info!(engine = %federation.engine, nats = %url, "federation relay");
+                Some(gongji_federation::serve::spawn(
+                    engine.clone(),
+                    federation,
+                    gongji_federation::serve::RelayOptions::new(url.clone()),
+                ))
+            }
+            _ => None,
+        };
         let app = Arc::new(gongji_http::App {
             engine: engine.clone(),
             journal_dir: config.journal_dir(),
@@ -78,9 +103,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 () = writer_stopped => {},
             }
         };
-        gongji_http::serve(listener, app, shutdown)
+        let served = gongji_http::serve(listener, app, shutdown)
             .await
-            .context("serving")
+            .context("serving");
+        if let Some(relay) = relay {
+            relay.stop().await;
+        }
+        served
     });
     tracing::info!("stopping: finishing the batch in flight and writing a snapshot");
     let stopped = engine.shutdown();

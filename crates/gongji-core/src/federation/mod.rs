@@ -40,6 +40,21 @@ pub struct Xid {
     pub key: u128,
 }
 
+impl Xid {
+    /// Reads the form [`Xid`]'s `Display` writes: `<engine>-<32 hex digits>`.
+    pub fn parse(s: &str) -> Option<Xid> {
+        let (engine, key) = s.rsplit_once('-')?;
+        let hex = key.len() == 32 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !engine_id_valid(engine) || !hex {
+            return None;
+        }
+        Some(Xid {
+            engine: EngineId::from(engine).ok()?,
+            key: u128::from_str_radix(key, 16).ok()?,
+        })
+    }
+}
+
 impl std::fmt::Display for Xid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{:032x}", self.engine, self.key)
@@ -222,6 +237,17 @@ impl FedOp {
             | FedOp::Deliver { time, .. } => *time,
         }
     }
+
+    /// The same op at `time` (the writer chooses the time of an op it is handed).
+    pub fn set_time(&mut self, to: i64) {
+        match self {
+            FedOp::TransferOut { time, .. }
+            | FedOp::Reverse { time, .. }
+            | FedOp::Accept { time, .. }
+            | FedOp::Decline { time, .. }
+            | FedOp::Deliver { time, .. } => *time = to,
+        }
+    }
 }
 
 /// One op of a federated engine's journal.
@@ -389,6 +415,15 @@ pub struct ExchangeView {
     pub reversed: bool,
     pub created: i64,
     pub expires_at: i64,
+}
+
+/// What is open on a federated engine (`State::fed_open`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FedOpen {
+    /// Per peer: exchanges in flight toward it, and the oldest one's creation time.
+    pub in_flight: std::collections::BTreeMap<crate::federation::EngineId, (u64, i64)>,
+    /// Incoming exchanges waiting for the receiver.
+    pub pending: u64,
 }
 
 /// The ledger's totals, for checks across engines.

@@ -14,8 +14,8 @@ use crate::certno::{admdvs_province, province_valid};
 use crate::command::{code_valid, msgid_valid, Actor, Body, Op, TransferSource};
 use crate::federation::codec::transfer_out_fingerprint;
 use crate::federation::{
-    Entry, EntryApplied, EntryReply, Exchange, ExchangeView, FedOp, FedReply, FederationConfig,
-    Message, MoneyTotals, Outcome, XStatus, Xid,
+    Entry, EntryApplied, EntryReply, Exchange, ExchangeView, FedOp, FedOpen, FedReply,
+    FederationConfig, Message, MoneyTotals, Outcome, XStatus, Xid,
 };
 use crate::reply::{ErrCode, Rejection};
 use crate::time::{cst_day, day_start, period_of};
@@ -680,6 +680,49 @@ impl State {
     /// One exchange by id.
     pub fn exchange(&self, xid: &Xid) -> Option<ExchangeView> {
         self.fed.index.get(xid).map(|&i| self.exchange_view(i))
+    }
+
+    /// The outgoing exchange a write `omsgid` of `actor` made on this engine, if it made one
+    /// (the reversal of a cross-engine transfer goes to [`FedOp::Reverse`]).
+    pub fn outgoing_xid(&self, actor: &Actor, omsgid: &str) -> Option<Xid> {
+        let config = self.fed.config.as_ref()?;
+        let xid = Xid {
+            engine: config.engine,
+            key: msgid_key(actor.msgid_scope(), omsgid),
+        };
+        let &i = self.fed.index.get(&xid)?;
+        self.fed.exchanges[i as usize].outgoing.then_some(xid)
+    }
+
+    /// The exchanges of one person here (sent or received), newest first, at most `limit`.
+    /// A scan of the records: a few hundred thousand a year nationally (an index per person
+    /// is not built).
+    pub fn person_exchanges(&self, psn_no: &str, limit: usize) -> Vec<ExchangeView> {
+        let Some(p) = self.persons.find(psn_no) else {
+            return Vec::new();
+        };
+        (0..self.fed.exchanges.len() as u32)
+            .rev()
+            .filter(|&i| self.fed.exchanges[i as usize].person == Some(p))
+            .take(limit)
+            .map(|i| self.exchange_view(i))
+            .collect()
+    }
+
+    /// For `/metrics`: exchanges in flight (sender side) per peer, with the creation time of
+    /// the oldest, and pending ones (receiver side).
+    pub fn fed_open(&self) -> FedOpen {
+        let mut open = FedOpen {
+            pending: self.fed.expiry.len() as u64,
+            ..FedOpen::default()
+        };
+        for &i in &self.fed.in_flight {
+            let x = &self.fed.exchanges[i as usize];
+            let (count, oldest) = open.in_flight.entry(x.peer).or_insert((0, i64::MAX));
+            *count += 1;
+            *oldest = (*oldest).min(x.created);
+        }
+        open
     }
 
     /// Every exchange this engine holds, in the order they were made (checkers and tests).

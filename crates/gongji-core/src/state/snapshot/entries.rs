@@ -72,6 +72,9 @@ pub(super) fn decode_entry(
         1 if (1..=limits.transfers).contains(&v) => EntryRef::Transfer(v),
         2 if (1..=limits.contributions).contains(&v) => EntryRef::Contribution(v),
         3 if v <= u64::from(u32::MAX) => EntryRef::Period(v as u32),
+        // An exchange of a federated state: checked against the federation section, which
+        // comes last (`decode_snapshot`).
+        4 if (1..=u64::from(u32::MAX)).contains(&v) => EntryRef::Exchange(v),
         _ => return Err("entry reference"),
     };
     Ok(Entry {

@@ -39,6 +39,7 @@
 //!               ascending by period
 //! recon         n u64; (inst u32, day i32, setl_count u64, 6×u64 amounts) ascending by key
 //! recent        per institution: n u8, settlement index u32 × n, oldest first
+//! federation    a federated state's only: "GJFED001" and its section (`federation.rs`)
 //! ```
 //!
 //! A reply is a tag and its fields (see `msgids.rs`). Enrolment and binding replies are
@@ -94,6 +95,7 @@ mod bytes;
 mod contributions;
 mod counters;
 mod entries;
+mod federation;
 mod header;
 mod institutions;
 mod msgids;
@@ -110,6 +112,7 @@ use bytes::{Dec, Enc};
 use contributions::{decode_contributions, encode_contributions};
 use counters::{decode_recon, decode_stats, encode_recon, encode_stats};
 use entries::{decode_entries, encode_entries, RefLimits};
+use federation::{decode_federation, encode_federation};
 use header::{decode_ledger, decode_params, encode_ledger, encode_params};
 use institutions::{decode_institutions, decode_tokens, encode_institutions, encode_tokens};
 use msgids::{decode_msgids, decode_msgids_v3, encode_msgids, ReplyLimits};
@@ -219,6 +222,9 @@ struct Rest {
     stats: Stats,
     recon: Recon,
     recent: super::recent::Recent,
+    /// The federation section's records and the ledger's (in flight, sent, received).
+    fed: crate::federation::Federation,
+    fed_sides: (u64, u64, u64),
 }
 
 fn fail<T>(offset: usize, what: &'static str) -> Res<T> {
@@ -275,12 +281,6 @@ impl State {
     }
 
     fn encode_sections(&self, e: &mut Enc<'_>, version: u32) {
-        // The snapshot formats have no federation section (docs/FEDERATION.md, not built
-        // yet): a federated state written without its exchanges would recover as another.
-        assert!(
-            !self.fed.is_configured(),
-            "snapshots of a federated engine are not built (issue 14)"
-        );
         let p = &self.persons;
         e.0.extend_from_slice(&MAGIC);
         e.put(version);
@@ -305,6 +305,8 @@ impl State {
         encode_stats(&self.stats, e);
         encode_recon(&self.recon, e);
         encode_recent(&self.recent, self.insts.list.len(), e);
+        // Last, and only for a federated state (`federation.rs`).
+        encode_federation(&self.fed, &self.ledger, e);
     }
 
     /// Decodes a snapshot made by [`State::encode_snapshot`], validating everything (see the
@@ -321,7 +323,7 @@ impl State {
         let params = decode_params(&mut d)?;
         let clock = d.get()?;
         let op_count = d.get()?;
-        let ledger = decode_ledger(&mut d)?;
+        let mut ledger = decode_ledger(&mut d)?;
         let (mut persons, heads, keys_at) = decode_persons(&mut d)?;
         decode_credit_overflow(&mut d, &mut persons)?;
         // The person indexes (and the masked-certno one) are built on a thread of their own
@@ -363,7 +365,19 @@ impl State {
             stats,
             recon,
             recent,
+            fed,
+            fed_sides,
         } = rest?;
+        (ledger.in_flight, ledger.fed_sent, ledger.fed_received) = fed_sides;
+        // Entries name exchanges by index + 1: only ones the federation section holds.
+        let exchanges = fed.exchanges.len() as u64;
+        let names_none = |e: &Entry| match e.reference {
+            EntryRef::Exchange(id) => !(1..=exchanges).contains(&id),
+            _ => false,
+        };
+        if entries.hot_iter().any(|e| names_none(&e)) {
+            return fail(bytes.len(), "an entry names no exchange");
+        }
         let state = State {
             params,
             clock,
@@ -386,8 +400,7 @@ impl State {
             recon,
             ledger,
             op_count,
-            // No snapshot format holds federation (encoding a federated state is refused).
-            fed: Default::default(),
+            fed,
             scratch: Vec::with_capacity(256),
             expired_scratch: Vec::new(),
         };
@@ -441,6 +454,10 @@ impl State {
         let stats = decode_stats(d)?;
         let recon = decode_recon(d, n_insts, recon_first_day)?;
         let recent = decode_recent(d, &setls, n_insts)?;
+        // Last, and only in a federated state's snapshot (`federation.rs`).
+        let mut sides = Ledger::default();
+        let fed = decode_federation(d, n, &mut sides)?;
+        let fed_sides = (sides.in_flight, sides.fed_sent, sides.fed_received);
         if d.pos != d.buf.len() {
             return fail(d.pos, "trailing bytes");
         }
@@ -460,6 +477,8 @@ impl State {
             stats,
             recon,
             recent,
+            fed,
+            fed_sides,
         })
     }
 
@@ -512,11 +531,16 @@ impl State {
             counted = add(counted, c.amount.0)?;
         }
         let l = &self.ledger;
-        let inside = u128::from(l.acct_total) + u128::from(l.wallet_total) + u128::from(l.held);
+        let inside = u128::from(l.acct_total)
+            + u128::from(l.wallet_total)
+            + u128::from(l.held)
+            + u128::from(l.in_flight);
         let flows = i128::from(l.credited)
             - i128::from(l.paid_institutions)
             - i128::from(l.paid_contributions)
-            + i128::from(l.returned_by_cancellations);
+            + i128::from(l.returned_by_cancellations)
+            + i128::from(l.fed_received)
+            - i128::from(l.fed_sent);
         if inside as i128 != flows {
             return Err("ledger does not conserve money");
         }

@@ -1,0 +1,216 @@
+//! The federation section (docs/FEDERATION.md): present only in a snapshot of a federated
+//! state, after every other section, so that an unfederated state's snapshot is byte for byte
+//! what it was, and a reader that does not know the section refuses a federated snapshot
+//! (trailing bytes) rather than misreading it as unfederated.
+//!
+//! ```text
+//! marker "GJFED001"
+//! config        engine (u8 len + bytes), provinces (u8 n + n × u8),
+//!               peers (u8 n + n × (engine, u8 m + m × u8)), ascending by engine
+//! ledger        in_flight u64, fed_sent u64, fed_received u64
+//! exchanges     n u64; each: xid engine (u8 len + bytes), key u128, outgoing u8,
+//!               peer (u8 len + bytes), person u32 (u32::MAX: none), to_psn_no (u8 len +
+//!               bytes; empty for a Block-only record), to_admdvs u32, sender_admdvs u32,
+//!               amount u64, source u8, created i64, expires_at i64,
+//!               status u8 (0 in flight, 1 pending, 2 + the outcome's index), reversed u8,
+//!               fingerprint u64
+//! ```
+//!
+//! The index by xid, the outbox (in flight) and the expiry set are derived and rebuilt; the
+//! state check (`Federation::check`, `State::check`) then compares records, sets and ledger.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::bytes::{Dec, Enc};
+use super::*;
+use crate::command::code_valid;
+use crate::federation::{
+    engine_id_valid, EngineId, Exchange, Federation, FederationConfig, Outcome, XStatus, Xid,
+};
+
+/// Starts the section; nothing else may follow the last section.
+const FED_MARKER: [u8; 8] = *b"GJFED001";
+/// The smallest exchange record: one-byte engine ids and an empty psn_no.
+const EXCHANGE_BYTES_MIN: usize = 2 + 16 + 1 + 2 + 4 + 1 + 4 + 4 + 8 + 1 + 8 + 8 + 1 + 1 + 8;
+const NO_PERSON: u32 = u32::MAX;
+
+pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'_>) {
+    let Some(config) = &fed.config else {
+        assert!(
+            fed.exchanges.is_empty()
+                && ledger.in_flight == 0
+                && ledger.fed_sent == 0
+                && ledger.fed_received == 0,
+            "exchanges without [federation]"
+        );
+        return;
+    };
+    e.0.extend_from_slice(&FED_MARKER);
+    e.str8(&config.engine);
+    provinces(&config.provinces, e);
+    e.put(u8::try_from(config.peers.len()).expect("at most 255 peers"));
+    for (peer, ps) in &config.peers {
+        e.str8(peer);
+        provinces(ps, e);
+    }
+    e.put(ledger.in_flight);
+    e.put(ledger.fed_sent);
+    e.put(ledger.fed_received);
+    e.count(fed.exchanges.len());
+    for x in &fed.exchanges {
+        e.str8(&x.xid.engine);
+        e.put(x.xid.key);
+        e.bool(x.outgoing);
+        e.str8(&x.peer);
+        e.put(x.person.unwrap_or(NO_PERSON));
+        e.str8(&x.to_psn_no);
+        e.put(x.to_admdvs);
+        e.put(x.sender_admdvs);
+        e.put(x.amount);
+        e.put(x.source as u8);
+        e.put(x.created);
+        e.put(x.expires_at);
+        e.put(match x.status {
+            XStatus::InFlight => 0u8,
+            XStatus::Pending => 1,
+            XStatus::Closed(o) => {
+                2 + Outcome::ALL
+                    .iter()
+                    .position(|&a| a == o)
+                    .expect("an outcome") as u8
+            }
+        });
+        e.bool(x.reversed);
+        e.put(x.fingerprint);
+    }
+}
+
+fn provinces(ps: &[u8], e: &mut Enc<'_>) {
+    e.put(u8::try_from(ps.len()).expect("at most 255 provinces"));
+    for &p in ps {
+        e.put(p);
+    }
+}
+
+fn engine(d: &mut Dec<'_>) -> Res<EngineId> {
+    let at = d.pos;
+    let s = d.str8()?;
+    if !engine_id_valid(s) {
+        return fail(at, "engine id");
+    }
+    EngineId::from(s).map_or_else(|_| fail(at, "engine id"), Ok)
+}
+
+fn decode_provinces(d: &mut Dec<'_>) -> Res<Vec<u8>> {
+    let n = usize::from(d.get::<u8>()?);
+    Ok(d.take(n)?.to_vec())
+}
+
+/// Decodes the section if the snapshot has one (bytes left after the last core section), into
+/// the federation and the ledger's federation sides. `persons` bounds the person indexes.
+pub(super) fn decode_federation(
+    d: &mut Dec<'_>,
+    persons: usize,
+    ledger: &mut Ledger,
+) -> Res<Federation> {
+    if d.left() == 0 {
+        return Ok(Federation::default());
+    }
+    let at = d.pos;
+    if !d.buf[at..].starts_with(&FED_MARKER) {
+        return fail(at, "trailing bytes");
+    }
+    d.take(FED_MARKER.len())?;
+    let at = d.pos;
+    let me = engine(d)?;
+    let own = decode_provinces(d)?;
+    let mut peers = BTreeMap::new();
+    for _ in 0..d.get::<u8>()? {
+        let peer = engine(d)?;
+        if peers.insert(peer, decode_provinces(d)?).is_some() {
+            return fail(at, "a peer twice");
+        }
+    }
+    let config = FederationConfig {
+        engine: me,
+        provinces: own,
+        peers,
+    };
+    if config.validate().is_err() {
+        return fail(at, "federation config");
+    }
+    ledger.in_flight = d.get()?;
+    ledger.fed_sent = d.get()?;
+    ledger.fed_received = d.get()?;
+    let n = d.count(EXCHANGE_BYTES_MIN, "exchange count")?;
+    let mut fed = Federation {
+        config: Some(Arc::new(config)),
+        ..Federation::default()
+    };
+    for i in 0..n as u32 {
+        let x = decode_exchange(d, persons)?;
+        if fed.index.insert(x.xid, i).is_some() {
+            return fail(d.pos, "an exchange twice");
+        }
+        match (x.outgoing, x.status) {
+            (true, XStatus::InFlight) => {
+                fed.in_flight.insert(i);
+            }
+            (false, XStatus::Pending) => {
+                fed.expiry.insert((x.expires_at, i));
+            }
+            _ => {}
+        }
+        fed.exchanges.push(x);
+    }
+    Ok(fed)
+}
+
+fn decode_exchange(d: &mut Dec<'_>, persons: usize) -> Res<Exchange> {
+    let at = d.pos;
+    let xid = Xid {
+        engine: engine(d)?,
+        key: d.get()?,
+    };
+    let outgoing = d.bool()?;
+    let peer = engine(d)?;
+    let person = match d.get::<u32>()? {
+        NO_PERSON => None,
+        p if (p as usize) < persons => Some(p),
+        _ => return fail(at, "exchange person"),
+    };
+    let psn_at = d.pos;
+    let to_psn_no = d.str8()?;
+    if !(to_psn_no.is_empty() || code_valid(to_psn_no)) {
+        return fail(psn_at, "exchange psn_no");
+    }
+    let to_psn_no = ArrayString::from(to_psn_no).map_or_else(|_| fail(psn_at, "psn_no"), Ok)?;
+    let (to_admdvs, sender_admdvs) = (d.get()?, d.get()?);
+    let amount = d.fen()?;
+    let source = d.tag(&SOURCES, "exchange source")?;
+    let (created, expires_at) = (d.get()?, d.get()?);
+    let status_at = d.pos;
+    let status = match d.get::<u8>()? {
+        0 => XStatus::InFlight,
+        1 => XStatus::Pending,
+        s @ 2..=5 => XStatus::Closed(Outcome::ALL[usize::from(s - 2)]),
+        _ => return fail(status_at, "exchange status"),
+    };
+    Ok(Exchange {
+        xid,
+        outgoing,
+        peer,
+        person,
+        to_psn_no,
+        to_admdvs,
+        sender_admdvs,
+        amount,
+        source,
+        created,
+        expires_at,
+        status,
+        reversed: d.bool()?,
+        fingerprint: d.get()?,
+    })
+}

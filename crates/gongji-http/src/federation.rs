@@ -1,0 +1,317 @@
+//! The HTTP side of a federated engine (docs/FEDERATION.md): which writes become federation
+//! ops, and how exchanges are shown. An engine without `[federation]` never comes here, so
+//! its API is exactly API.md's.
+//!
+//! - `POST /v1/wallet/transfers` with `to_admdvs` (the receiver's area code, which names the
+//!   engine that owns the receiver's province): a province of a peer makes the transfer an
+//!   exchange ([`FedOp::TransferOut`]); one this engine owns is the in-engine transfer, as
+//!   without the field. The rest of the body is parsed and checked as API.md's transfer.
+//! - `POST /v1/wallet/transfers/{transfer_id}/accept|decline` where the id is an exchange's
+//!   (`<engine>-<32 hex digits>`): [`FedOp::Accept`], [`FedOp::Decline`].
+//! - `POST /v1/reversals` naming the msgid of a cross-engine transfer: [`FedOp::Reverse`]
+//!   (`result` is `requested`, or `blocked` once the receiver's engine blocked it).
+//! - `GET /v1/wallet/transfers/{transfer_id}` of an exchange, and the person's
+//!   `cross_engine_transfers` in `GET /v1/persons/{psn_no}`: the same id on both engines.
+
+use gongji_core::certno::admdvs_province;
+use gongji_core::command::Body;
+use gongji_core::federation::{
+    EntryReply, ExchangeView, FedOp, FedReply, FederationConfig, Outcome, XStatus, Xid,
+};
+use gongji_core::time::format_cst;
+use gongji_core::{Actor, ErrCode, Rejection, State, TransferSource};
+use gongji_server::{FedRequest, SubmitError};
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::render::money;
+use crate::wire::{admdvs, bad, from_text, parse_write};
+use crate::App;
+
+/// Most exchanges a person's view lists (newest first).
+pub(crate) const PERSON_EXCHANGES_MAX: usize = 100;
+
+/// A JSON object's members in order, each value as its text; a key named twice is refused,
+/// as every body of the API refuses it.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut out: Vec<(String, &'a RawValue)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, &'a RawValue>()? {
+                    if out.iter().any(|(seen, _)| *seen == k) {
+                        return Err(serde::de::Error::custom("duplicate field"));
+                    }
+                    out.push((k, v));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+fn overloaded(e: SubmitError) -> Rejection {
+    match e {
+        SubmitError::Overloaded => {
+            Rejection::with(ErrCode::Overloaded, "retry with the same msgid")
+        }
+        SubmitError::Stopped => Rejection::with(ErrCode::Overloaded, "the writer has stopped"),
+    }
+}
+
+/// The segments of a write path after `/v1/`.
+fn segments(path: &str) -> Vec<&str> {
+    path.strip_prefix("/v1/")
+        .map(|p| p.split('/').collect())
+        .unwrap_or_default()
+}
+
+/// A write on a federated engine: `Some` when it is a federation one (answered here), `None`
+/// for the core path.
+pub(crate) async fn write(
+    app: &App,
+    config: &FederationConfig,
+    path: &str,
+    bytes: &[u8],
+    actor: &Actor,
+) -> Option<Result<Value, Rejection>> {
+    match segments(path).as_slice() {
+        ["wallet", "transfers"] => transfer_out(app, config, bytes, actor).await,
+        ["wallet", "transfers", t, answer @ ("accept" | "decline")] => {
+            let xid = Xid::parse(t)?;
+            Some(answer_incoming(app, xid, *answer == "accept", bytes, actor).await)
+        }
+        ["reversals"] => reverse(app, bytes, actor).await,
+        _ => None,
+    }
+}
+
+async fn submit(app: &App, inf_time: Option<i64>, op: FedOp) -> Result<ExchangeView, Rejection> {
+    let rx = app
+        .engine
+        .submit_fed(vec![FedRequest { inf_time, op }])
+        .map_err(overloaded)?;
+    let mut results = rx.await.map_err(|_| overloaded(SubmitError::Stopped))?;
+    match results.pop().expect("one result")?.reply {
+        EntryReply::Fed(FedReply::Exchange(view)) => Ok(view),
+        other => unreachable!("a client's federation op answers an exchange: {other:?}"),
+    }
+}
+
+async fn transfer_out(
+    app: &App,
+    config: &FederationConfig,
+    bytes: &[u8],
+    actor: &Actor,
+) -> Option<Result<Value, Rejection>> {
+    let members = match from_text::<Members>(bytes) {
+        Ok(m) => m,
+        Err(r) => return Some(Err(r)),
+    };
+    let at = members.0.iter().position(|(k, _)| k == "to_admdvs")?;
+    Some(
+        async {
+            let mut members = members.0;
+            let (_, to_admdvs) = members.remove(at);
+            let to_admdvs: Option<String> = serde_json::from_str(to_admdvs.get())
+                .map_err(|_| bad("to_admdvs must be a string of six digits"))?;
+            // The rest is API.md's transfer body, parsed and checked as such.
+            let rest: serde_json::Map<String, Value> = members
+                .into_iter()
+                .map(|(k, v)| Ok((k, serde_json::from_str(v.get()).map_err(|_| bad("body"))?)))
+                .collect::<Result<_, Rejection>>()?;
+            let rest = serde_json::to_vec(&rest).expect("JSON renders");
+            let parsed = parse_write("/v1/wallet/transfers", from_text(&rest)?, actor)?;
+            let to_admdvs = match to_admdvs {
+                Some(a) => admdvs(&a)?,
+                None => return Err(bad("to_admdvs must be a string of six digits")),
+            };
+            let request = parsed.request;
+            if config.owns(admdvs_province(to_admdvs)) {
+                // An in-engine transfer, as without the field.
+                let mut results = gongji_console::submit(&app.engine, vec![request]).await?;
+                let result = results.pop().expect("one result")?;
+                let output = app.engine.read(|s| crate::render::reply(s, &result.reply));
+                return Ok(serde_json::to_value(&output).expect("JSON renders"));
+            }
+            let Body::TransferCreate {
+                from_psn_no,
+                to_psn_no,
+                amount,
+                source,
+            } = request.body
+            else {
+                unreachable!("a transfer body")
+            };
+            let op = FedOp::TransferOut {
+                msgid: request.msgid,
+                time: 0,
+                actor: actor.clone(),
+                from_psn_no,
+                to_psn_no,
+                to_admdvs,
+                amount,
+                source,
+            };
+            let view = submit(app, request.inf_time, op).await?;
+            Ok(app.engine.read(|s| exchange(s, config, &view, true)))
+        }
+        .await,
+    )
+}
+
+async fn answer_incoming(
+    app: &App,
+    xid: Xid,
+    accept: bool,
+    bytes: &[u8],
+    actor: &Actor,
+) -> Result<Value, Rejection> {
+    // The body is API.md's `{"msgid"}` (and an admin's `inf_time`), checked as such.
+    let path = if accept {
+        "/v1/wallet/transfers/1/accept"
+    } else {
+        "/v1/wallet/transfers/1/decline"
+    };
+    let parsed = parse_write(path, from_text(bytes)?, actor)?;
+    let actor = actor.clone();
+    let op = if accept {
+        FedOp::Accept {
+            time: 0,
+            actor,
+            xid,
+        }
+    } else {
+        FedOp::Decline {
+            time: 0,
+            actor,
+            xid,
+        }
+    };
+    let view = submit(app, parsed.request.inf_time, op).await?;
+    let config = app.engine.federation().expect("federated");
+    Ok(app.engine.read(|s| exchange(s, &config, &view, false)))
+}
+
+async fn reverse(app: &App, bytes: &[u8], actor: &Actor) -> Option<Result<Value, Rejection>> {
+    let parsed = match from_text(bytes).and_then(|w| parse_write("/v1/reversals", w, actor)) {
+        Ok(p) => p,
+        // The core path answers it the same way.
+        Err(_) => return None,
+    };
+    let Body::Reverse {
+        omsgid,
+        fixmedins_code: None,
+    } = parsed.request.body
+    else {
+        return None;
+    };
+    let xid = app.engine.read(|s| s.outgoing_xid(actor, &omsgid))?;
+    let op = FedOp::Reverse {
+        time: 0,
+        actor: actor.clone(),
+        omsgid,
+    };
+    Some(submit(app, parsed.request.inf_time, op).await.map(|view| {
+        let result = match view.status {
+            XStatus::Closed(Outcome::Blocked) => "blocked",
+            _ => "requested",
+        };
+        json!({
+            "omsgid": omsgid.as_str(),
+            "result": result,
+            "transfer_id": xid.to_string(),
+            "status": status(view.status),
+        })
+    }))
+}
+
+/// API.md's transfer statuses, and `blocked` for one the sender reversed before it arrived.
+fn status(s: XStatus) -> &'static str {
+    match s {
+        XStatus::InFlight | XStatus::Pending => "pending",
+        XStatus::Closed(Outcome::Accepted) => "accepted",
+        XStatus::Closed(Outcome::Declined) => "declined",
+        XStatus::Closed(Outcome::Expired) => "returned",
+        XStatus::Closed(Outcome::Blocked) => "blocked",
+    }
+}
+
+/// An exchange as a transfer (API.md's fields, the id an exchange's), with the engines; the
+/// sender's balances when `balances` (the answer to the transfer itself).
+pub(crate) fn exchange(
+    state: &State,
+    config: &FederationConfig,
+    x: &ExchangeView,
+    balances: bool,
+) -> Value {
+    let (from_engine, to_engine) = if x.outgoing {
+        (config.engine, x.peer)
+    } else {
+        (x.peer, config.engine)
+    };
+    let from_psn_no = x.psn_no.filter(|_| x.outgoing);
+    let to_psn_no = x.to_psn_no;
+    let mut v = json!({
+        "transfer_id": x.xid.to_string(),
+        "from_psn_no": from_psn_no.as_ref().map(|p| p.as_str()),
+        "to_psn_no": to_psn_no.as_str(),
+        "amount": money(x.amount),
+        "source": match x.source { TransferSource::Acct => "acct", TransferSource::Wallet => "wallet" },
+        "scope": "cross_province",
+        "status": status(x.status),
+        "expires_at": format_cst(x.expires_at),
+        "from_engine": from_engine.as_str(),
+        "to_engine": to_engine.as_str(),
+    });
+    if !x.outgoing {
+        // The receiving engine does not learn the sender's source.
+        v.as_object_mut().expect("object").remove("source");
+    }
+    if let (true, Some(p)) = (balances && x.outgoing, from_psn_no) {
+        if let Ok(person) = state.person(&p) {
+            v["acct_balc"] = money(person.acct_balc);
+            v["wallet_balc"] = money(person.wallet_balc);
+        }
+    }
+    v
+}
+
+/// `GET /v1/wallet/transfers/{transfer_id}` of an exchange: admin, or its person here.
+pub(crate) fn get(app: &App, xid: &Xid, actor: &Actor) -> Result<Value, Rejection> {
+    let not_found = Rejection::with(ErrCode::NotFound, "no such transfer");
+    let config = app.engine.federation().ok_or(not_found)?;
+    app.engine.read(|s| {
+        let view = s.exchange(xid).ok_or(not_found)?;
+        let allowed = match actor {
+            Actor::Admin => true,
+            Actor::Institution(_) => false,
+            Actor::Person(me) => view.psn_no == Some(*me),
+        };
+        if !allowed {
+            return Err(Rejection::new(ErrCode::Forbidden));
+        }
+        Ok(exchange(s, &config, &view, false))
+    })
+}
+
+/// The person's exchanges for `GET /v1/persons/{psn_no}` on a federated engine.
+pub(crate) fn person_exchanges(state: &State, config: &FederationConfig, psn_no: &str) -> Value {
+    Value::Array(
+        state
+            .person_exchanges(psn_no, PERSON_EXCHANGES_MAX)
+            .iter()
+            .map(|x| exchange(state, config, x, false))
+            .collect(),
+    )
+}

