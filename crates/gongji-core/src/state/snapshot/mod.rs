@@ -349,58 +349,40 @@ impl State {
         let ((index, certno_index), masked) = (indexes.0?, indexes.1);
         persons.index = index;
         persons.certno_index = certno_index;
-        let Rest {
-            insts,
-            tokens,
-            bindings,
-            setls,
-            cancelled,
-            details,
-            transfers,
-            expiry_queue,
-            contributions,
-            contributions_paid,
-            entries,
-            msgids,
-            stats,
-            recon,
-            recent,
-            fed,
-            fed_sides,
-        } = rest?;
-        (ledger.in_flight, ledger.fed_sent, ledger.fed_received) = fed_sides;
+        let rest = rest?;
+        (ledger.in_flight, ledger.fed_sent, ledger.fed_received) = rest.fed_sides;
         // Entries name exchanges by index + 1: only ones the federation section holds.
-        let exchanges = fed.exchanges.len() as u64;
+        let exchanges = rest.fed.exchanges.len() as u64;
         let names_none = |e: &Entry| match e.reference {
             EntryRef::Exchange(id) => !(1..=exchanges).contains(&id),
             _ => false,
         };
-        if entries.hot_iter().any(|e| names_none(&e)) {
+        if rest.entries.hot_iter().any(|e| names_none(&e)) {
             return fail(bytes.len(), "an entry names no exchange");
         }
         let state = State {
             params,
             clock,
             persons,
-            insts,
-            tokens,
-            bindings: bindings.into(),
-            setls,
-            cancelled,
-            details,
-            transfers: transfers.into(),
-            expiry_queue,
-            contributions: contributions.into(),
-            contributions_paid,
-            entries,
-            msgids,
-            recent,
+            insts: rest.insts,
+            tokens: rest.tokens,
+            bindings: rest.bindings.into(),
+            setls: rest.setls,
+            cancelled: rest.cancelled,
+            details: rest.details,
+            transfers: rest.transfers.into(),
+            expiry_queue: rest.expiry_queue,
+            contributions: rest.contributions.into(),
+            contributions_paid: rest.contributions_paid,
+            entries: rest.entries,
+            msgids: rest.msgids,
+            recent: rest.recent,
             masked,
-            stats,
-            recon,
+            stats: rest.stats,
+            recon: rest.recon,
             ledger,
             op_count,
-            fed,
+            fed: rest.fed,
             scratch: Vec::with_capacity(256),
             expired_scratch: Vec::new(),
         };
