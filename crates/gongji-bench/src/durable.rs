@@ -324,21 +324,6 @@ pub struct RecoveryOptions {
     pub reuse: Option<PathBuf>,
 }
 
-/// CPU seconds this process has used, its exited threads included (`/proc/self/stat`).
-fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) : utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) as f64 / crate::sys::TICKS_PER_SECOND
-}
-
 /// One start on an existing data directory, timed: wall, CPU (all threads), resident memory.
 fn reuse_bench(dir: &std::path::Path) -> String {
     let load = |s: &str| {
@@ -350,9 +335,12 @@ fn reuse_bench(dir: &std::path::Path) -> String {
     };
     let before = load("load average before");
     let config = Config::new(dir);
-    let (cpu, t) = (process_cpu_seconds(), Instant::now());
+    let (cpu, t) = (crate::sys::process_cpu_seconds(), Instant::now());
     let (engine, report) = Engine::open(config).expect("recovers");
-    let (secs, cpu) = (t.elapsed().as_secs_f64(), process_cpu_seconds() - cpu);
+    let (secs, cpu) = (
+        t.elapsed().as_secs_f64(),
+        crate::sys::process_cpu_seconds() - cpu,
+    );
     let rss = crate::sys::Rss::now();
     let persons = engine.read(|s| s.person_count());
     engine.shutdown().expect("clean shutdown");

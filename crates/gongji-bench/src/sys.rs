@@ -147,6 +147,13 @@ impl CpuSample {
 
 /// `(comm, utime + stime)` of a `/proc/…/stat` line; the name is in parentheses and may hold
 /// spaces, so fields are counted after the last `)`.
+/// CPU seconds this process has used, its exited threads included (`/proc/self/stat`, where
+/// the per-thread files of [`CpuSample`] lose a thread once it ends); 0 without `/proc`.
+pub fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    parse_stat(&stat).map_or(0.0, |(_, ticks)| ticks as f64 / TICKS_PER_SECOND)
+}
+
 fn parse_stat(stat: &str) -> Option<(String, u64)> {
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;

@@ -57,6 +57,14 @@ pub struct ChaosArgs {
     pub keep: bool,
 }
 
+/// SIGKILL and reap the child, if there is one.
+fn kill9(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 pub fn nats_server() -> Result<PathBuf> {
     use gongji_federation::nats_server;
     nats_server::find().with_context(|| {
@@ -133,10 +141,7 @@ impl Nats {
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill9(&mut self.child);
     }
 }
 
@@ -215,10 +220,7 @@ impl EngineProc {
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill9(&mut self.child);
     }
 
     /// SIGTERM and wait: the engine finishes its batch and exits.

@@ -82,21 +82,7 @@ fn dst(args: FedDstArgs) -> Result<()> {
          national statistics = the sum of the engines', every acknowledged reply kept, forged \
          messages refused without change, replay from the journal = live state"
     );
-    println!(
-        "{} seeds in {:.1} s, {} failed{}",
-        args.seeds,
-        started.elapsed().as_secs_f64(),
-        failures.len(),
-        if failures.is_empty() {
-            String::new()
-        } else {
-            format!(": seeds {failures:?}")
-        }
-    );
-    if !failures.is_empty() {
-        bail!("federation simulation failed");
-    }
-    Ok(())
+    crate::simulate::seeds_summary(args.seeds, started, &failures, "federation simulation")
 }
 
 fn reconcile(args: ReconcileArgs) -> Result<()> {

@@ -88,9 +88,25 @@ pub fn dst(args: DstArgs) -> Result<()> {
             }
         }
     }
+    seeds_summary(
+        args.seeds,
+        started,
+        &failures,
+        "deterministic simulation testing",
+    )
+}
+
+/// The last line of a run over seeds (`dst`, `federation dst`): how many, how long, which
+/// failed; an error naming `what` when any did.
+pub(crate) fn seeds_summary(
+    seeds: u64,
+    started: std::time::Instant,
+    failures: &[u64],
+    what: &str,
+) -> Result<()> {
     println!(
         "{} seeds in {:.1} s, {} failed{}",
-        args.seeds,
+        seeds,
         started.elapsed().as_secs_f64(),
         failures.len(),
         if failures.is_empty() {
@@ -100,7 +116,7 @@ pub fn dst(args: DstArgs) -> Result<()> {
         }
     );
     if !failures.is_empty() {
-        bail!("deterministic simulation testing failed");
+        bail!("{what} failed");
     }
     Ok(())
 }
