@@ -233,6 +233,15 @@ fn main() -> Result<()> {
                 }),
             ..
         } => {
+            if let Some(d) = &reuse {
+                // A start creates a missing data directory: refuse to time that instead.
+                if !d.join("journal").is_dir() {
+                    bail!(
+                        "--reuse {}: not a data directory (no journal/ in it)",
+                        d.display()
+                    );
+                }
+            }
             let opts = gongji_bench::RecoveryOptions {
                 persons,
                 settlements,

@@ -109,3 +109,19 @@ fn snapshot_that_disagrees_with_the_journal_is_refused() {
     assert!(text.contains("disagrees"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bench_recovery_reuse_times_a_data_directory_and_refuses_anything_else() {
+    // Proves: `gongji bench recovery --reuse DIR` times one start on an existing data
+    // directory, and refuses a path that is not one without creating anything there (a
+    // start would make a fresh, empty data directory and time that).
+    let dir = populated("reuse");
+    let (ok, text) = gongji(&["bench", "recovery", "--reuse", &dir.to_string_lossy()]);
+    assert!(ok, "{text}");
+    assert!(text.contains("s of CPU (all threads), 5 persons"), "{text}");
+    let missing = temp_dir("verify", "reuse-missing");
+    let (ok, text) = gongji(&["bench", "recovery", "--reuse", &missing.to_string_lossy()]);
+    assert!(!ok && text.contains("not a data directory"), "{text}");
+    assert!(!missing.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
