@@ -73,6 +73,9 @@ impl<S: Storage> Storage for WithArchive<S> {
     fn read_mapped(&self, name: &str) -> Result<crate::FileBytes, StorageError> {
         self.0.read_mapped(&self.actual(name)?)
     }
+    fn map_lazily(&self, name: &str) -> Result<crate::FileBytes, StorageError> {
+        self.0.map_lazily(&self.actual(name)?)
+    }
     fn len(&self, name: &str) -> Result<u64, StorageError> {
         self.0.len(&self.actual(name)?)
     }

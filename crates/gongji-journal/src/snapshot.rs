@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::format::{HeaderDefect, SnapshotHeader, SNAPSHOT_HEADER_BYTES};
 use crate::scan::Anchor;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{FileBytes, Storage, StorageError};
 
 const SNAPSHOT_PREFIX: &str = "snapshot-";
 const SNAPSHOT_SUFFIX: &str = ".snap";
@@ -220,13 +220,16 @@ fn check_frame(name_op: u64, data: &[u8]) -> Result<SnapshotHeader, SnapshotDefe
 /// a start waits for the longer of the two instead of their sum). The decoded value is kept
 /// only if the hash verifies; a candidate that does not is skipped, as there. The returned
 /// [`LoadedSnapshot`]'s `body` is empty: the body went to `decode` and is not kept.
+///
+/// `decode` gets the whole file (mapped, where the storage maps) and where the body starts
+/// in it, so that what it decodes may go on reading the file's bytes where they lie.
 pub fn load_latest_snapshot_with<S: Storage, T>(
     storage: &S,
-    decode: &mut dyn FnMut(&[u8]) -> T,
+    decode: &mut dyn FnMut(&std::sync::Arc<FileBytes>, usize) -> T,
 ) -> Result<Option<(LoadedSnapshot, T)>, SnapshotError> {
     let mut skipped = Vec::new();
     for (op, file) in list_snapshots(storage)? {
-        let data = storage.read_mapped(&file)?;
+        let data = std::sync::Arc::new(storage.read_mapped(&file)?);
         let header = match check_frame(op, &data) {
             Ok(header) => header,
             Err(defect) => {
@@ -237,7 +240,7 @@ pub fn load_latest_snapshot_with<S: Storage, T>(
         let body = &data[SNAPSHOT_HEADER_BYTES..];
         let (hash, decoded) = std::thread::scope(|s| {
             let hash = s.spawn(|| *blake3::hash(body).as_bytes());
-            let decoded = decode(body);
+            let decoded = decode(&data, SNAPSHOT_HEADER_BYTES);
             (hash.join().expect("the snapshot hash thread"), decoded)
         });
         if hash != header.body_hash {

@@ -83,6 +83,10 @@ pub trait Storage: Send {
     fn read_mapped(&self, name: &str) -> Result<FileBytes, StorageError> {
         self.read_all(name).map(FileBytes::Read)
     }
+    /// [`Storage::read_mapped`] whose pages are read only as they are touched.
+    fn map_lazily(&self, name: &str) -> Result<FileBytes, StorageError> {
+        self.read_mapped(name)
+    }
     fn len(&self, name: &str) -> Result<u64, StorageError>;
     fn set_len(&mut self, name: &str, len_bytes: u64) -> Result<(), StorageError>;
     /// fdatasync: makes prior writes and length changes of this file durable.
@@ -101,6 +105,12 @@ pub trait Storage: Send {
 pub enum FileBytes {
     Read(Vec<u8>),
     Mapped(memmap2::Mmap),
+}
+
+impl AsRef<[u8]> for FileBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
 }
 
 impl std::ops::Deref for FileBytes {
@@ -183,6 +193,31 @@ impl FsStorage {
     }
 }
 
+impl FsStorage {
+    /// The file mapped read-only (`populate`: its pages read in at once).
+    #[allow(unsafe_code)]
+    fn map(&self, name: &str, populate: bool) -> Result<FileBytes, StorageError> {
+        let file = File::open(self.path(name)?).map_err(|e| io_err("open", name, e))?;
+        let len = file.metadata().map_err(|e| io_err("stat", name, e))?.len();
+        if len == 0 {
+            return Ok(FileBytes::Read(Vec::new()));
+        }
+        // SAFETY: a mapping is undefined behaviour if the file changes while it is mapped.
+        // Only snapshot files are mapped: they are written whole under a temporary name and
+        // renamed into place, never written again, and the data directory is locked by this
+        // process. (Removing the file, as pruning does, leaves the mapping valid.) A disk
+        // error under the mapping is a SIGBUS rather than an error. The state goes on reading
+        // its msgid window from the mapping after the start (`gongji_core::SharedBytes`): a
+        // disk that fails under a running engine stops it, as a failed journal write does.
+        let mut options = memmap2::MmapOptions::new();
+        if populate {
+            options.populate();
+        }
+        let map = unsafe { options.map(&file) }.map_err(|e| io_err("mmap", name, e))?;
+        Ok(FileBytes::Mapped(map))
+    }
+}
+
 impl Storage for FsStorage {
     fn create(&mut self, name: &str) -> Result<(), StorageError> {
         let path = self.path(name)?;
@@ -224,22 +259,12 @@ impl Storage for FsStorage {
     }
 
     /// Maps the file read-only, its pages populated at once from the page cache.
-    #[allow(unsafe_code)]
     fn read_mapped(&self, name: &str) -> Result<FileBytes, StorageError> {
-        let file = File::open(self.path(name)?).map_err(|e| io_err("open", name, e))?;
-        let len = file.metadata().map_err(|e| io_err("stat", name, e))?.len();
-        if len == 0 {
-            return Ok(FileBytes::Read(Vec::new()));
-        }
-        // SAFETY: a mapping is undefined behaviour if the file changes while it is mapped.
-        // Only snapshot files are mapped: they are written whole under a temporary name and
-        // renamed into place, never written again, and the data directory is locked by this
-        // process. (Removing the file, as pruning does, leaves the mapping valid.) A disk
-        // error under the mapping is a SIGBUS rather than an error: acceptable for a start,
-        // which could not go on without the bytes either.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
-            .map_err(|e| io_err("mmap", name, e))?;
-        Ok(FileBytes::Mapped(map))
+        self.map(name, true)
+    }
+
+    fn map_lazily(&self, name: &str) -> Result<FileBytes, StorageError> {
+        self.map(name, false)
     }
 
     fn len(&self, name: &str) -> Result<u64, StorageError> {

@@ -116,6 +116,15 @@ impl ColdBytes for ColdFile {
 /// Cold chunks made: the writer swaps them into the live state.
 pub(crate) type Made = Vec<(Column, usize, Arc<dyn ColdBytes>)>;
 
+/// What the snapshot thread hands the writer, to swap into the state between batches: the
+/// same records, now read from files.
+pub(crate) enum Swap {
+    /// History chunks written to files.
+    Chunks(Made),
+    /// The msgid section of the snapshot just written, read from its file.
+    Msgids(gongji_core::MsgidSection),
+}
+
 impl HistoryDir {
     /// Creates (or opens) `dir`, private to the service's user, and removes the temporary
     /// files of writes a crash cut short (they were never renamed into place, so nothing

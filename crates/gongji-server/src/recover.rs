@@ -48,8 +48,9 @@ fn load(
     let (mut bytes, mut decode_time) = (0, Duration::ZERO);
     let loaded = store.load_snapshot_decoded(&mut |body| {
         let started = Instant::now();
-        let decoded = State::decode_snapshot(body);
-        (bytes, decode_time) = (body.len(), started.elapsed());
+        bytes = body.bytes.len();
+        let decoded = body.decode();
+        decode_time = started.elapsed();
         decoded
     })?;
     let (loaded, decoded) = match loaded {
@@ -267,7 +268,9 @@ pub(crate) fn open(
     // start then replays nothing twice, and this one serves without waiting for it (at 10 M
     // persons and a full msgid window, writing it takes tens of seconds).
     if loaded.is_none() {
-        snapshots.write_streaming(head, &mut |sink| state.encode_snapshot_streaming(sink))?;
+        snapshots.write_streaming(head, &mut |sink| {
+            state.encode_snapshot_streaming(sink);
+        })?;
         snapshots.prune(snapshotter::SNAPSHOTS_KEPT)?;
     }
     let snapshot_after_replay = loaded.is_some() && report.replayed_ops > 0;

@@ -24,7 +24,7 @@ use std::time::Instant;
 use gongji_core::{Frozen, State};
 use gongji_journal::Anchor;
 
-use crate::history::{HistoryDir, Made, SpillTarget};
+use crate::history::{HistoryDir, SpillTarget, Swap};
 use crate::store::SnapshotStore;
 
 use crate::{Counters, ServerError, Shared};
@@ -160,14 +160,14 @@ fn spill(frozen: &mut Frozen, shared: &Shared, history: &History) -> Result<(), 
             .history_chunks_total
             .fetch_add(made.len() as u64, Ordering::Relaxed);
         // The writer may be gone at shutdown: the files stay, and the next start uses them.
-        let _ = cold_tx.send(made);
+        let _ = cold_tx.send(Swap::Chunks(made));
     }
     Ok(())
 }
 
 /// Starts the thread; `snapshot_op` is the op of the newest snapshot on disk.
 /// History files and where to send the chunks written to them.
-pub(crate) type History = Option<(HistoryDir, std::sync::mpsc::Sender<Made>)>;
+pub(crate) type History = Option<(HistoryDir, std::sync::mpsc::Sender<Swap>)>;
 
 pub(crate) fn spawn(
     storage: Box<dyn SnapshotStore>,
@@ -231,6 +231,28 @@ fn run(
     }
 }
 
+/// Hands the writer the msgid section of the snapshot just written, read from its file, in
+/// place of the records it queued up to the freeze (`State::adopt_msgids`): the queue then
+/// holds only the records made since the last snapshot, and the window lives in the file.
+fn adopt_msgids(
+    frozen: &Frozen,
+    file: &str,
+    msgids_at: u64,
+    storage: &dyn SnapshotStore,
+    history: &History,
+) -> Result<(), ServerError> {
+    let (Some((_, tx)), Some(mapped)) = (history, storage.mapped(file)) else {
+        return Ok(());
+    };
+    let (bytes, body_at) = mapped?;
+    let section = frozen
+        .msgid_section(bytes, body_at + msgids_at as usize)
+        .map_err(|e| ServerError::Corrupt(format!("snapshot {file} just written: {e}")))?;
+    // The writer may be gone at shutdown.
+    let _ = tx.send(Swap::Msgids(section));
+    Ok(())
+}
+
 fn write(
     job: Job,
     storage: &mut dyn SnapshotStore,
@@ -243,13 +265,15 @@ fn write(
     spill(&mut frozen, shared, history)?;
     let job = Job { frozen, head };
     let mut bytes = 0usize;
+    let mut msgids_at = 0;
     // Encoded and written piece by piece: no buffer of the snapshot's size.
     let file = storage.write_streaming(job.head, &mut |sink| {
-        job.frozen.encode_snapshot_streaming(&mut |piece| {
+        msgids_at = job.frozen.encode_snapshot_streaming(&mut |piece| {
             bytes += piece.len();
             sink(piece);
         });
     })?;
+    adopt_msgids(&job.frozen, &file, msgids_at, storage, history)?;
     // The shared chunks go back to the writer alone.
     drop(job.frozen);
     storage.prune(SNAPSHOTS_KEPT)?;

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use gongji_journal::{
     load_latest_snapshot, load_latest_snapshot_with, prune_snapshots, write_snapshot_streaming,
-    Anchor, Encode, Journal, JournalError, LoadedSnapshot, ReplayError, Storage, TornTail,
+    Anchor, Encode, FileBytes, Journal, JournalError, LoadedSnapshot, ReplayError, Storage,
+    TornTail,
 };
 
 use crate::{Config, ServerError};
@@ -75,10 +76,45 @@ pub trait SnapshotStore: Send {
     }
     /// Keeps the newest `keep` snapshots and removes older ones.
     fn prune(&mut self, keep: usize) -> Result<(), ServerError>;
+    /// The snapshot `file` (as [`SnapshotStore::write_streaming`] named it) mapped, and where
+    /// its body starts: `None` where snapshots are not mapped files.
+    fn mapped(
+        &self,
+        _file: &str,
+    ) -> Option<Result<(gongji_core::SharedBytes, usize), ServerError>> {
+        None
+    }
 }
 
 /// A snapshot body decoded into a state, or why it does not decode.
 pub type Decoded = Result<gongji_core::State, gongji_core::SnapshotDecodeError>;
+
+/// A snapshot body handed to a decoder.
+pub struct Body<'a> {
+    pub bytes: &'a [u8],
+    /// When the store maps its files: the file, in which the body starts at the offset
+    /// given. A state decoded from it may go on reading it (its msgid window).
+    pub shared: Option<(gongji_core::SharedBytes, usize)>,
+}
+
+impl std::fmt::Debug for Body<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body")
+            .field("bytes", &self.bytes.len())
+            .field("shared", &self.shared.as_ref().map(|(_, at)| at))
+            .finish()
+    }
+}
+
+impl Body<'_> {
+    /// The state in the body: reading the mapped file where it lies, when there is one.
+    pub fn decode(self) -> Decoded {
+        match self.shared {
+            Some((bytes, at)) => gongji_core::State::decode_snapshot_shared(bytes, at),
+            None => gongji_core::State::decode_snapshot(self.bytes),
+        }
+    }
+}
 
 /// Where an engine keeps its journal and snapshots.
 pub trait Store: Send {
@@ -89,10 +125,13 @@ pub trait Store: Send {
     /// file store does); the decoded value is returned only for a body that verifies.
     fn load_snapshot_decoded(
         &mut self,
-        decode: &mut dyn FnMut(&[u8]) -> Decoded,
+        decode: &mut dyn FnMut(Body<'_>) -> Decoded,
     ) -> Result<Option<(LoadedSnapshot, Decoded)>, ServerError> {
         Ok(self.load_snapshot()?.map(|mut snapshot| {
-            let decoded = decode(&snapshot.body);
+            let decoded = decode(Body {
+                bytes: &snapshot.body,
+                shared: None,
+            });
             snapshot.body = Vec::new();
             (snapshot, decoded)
         }))
@@ -148,10 +187,18 @@ impl<S: Storage + 'static> Store for FileStore<S> {
 
     fn load_snapshot_decoded(
         &mut self,
-        decode: &mut dyn FnMut(&[u8]) -> Decoded,
+        decode: &mut dyn FnMut(Body<'_>) -> Decoded,
     ) -> Result<Option<(LoadedSnapshot, Decoded)>, ServerError> {
         let storage = self.snapshots.as_ref().ok_or_else(|| taken("snapshot"))?;
-        Ok(load_latest_snapshot_with(storage, decode)?)
+        Ok(load_latest_snapshot_with(storage, &mut |data, at| {
+            // A file read into memory (not mapped) is not kept whole for its window's sake.
+            let shared = matches!(**data, FileBytes::Mapped(_))
+                .then(|| (data.clone() as gongji_core::SharedBytes, at));
+            decode(Body {
+                bytes: &data[at..],
+                shared,
+            })
+        })?)
     }
 
     fn open_log(
@@ -243,5 +290,17 @@ impl<S: Storage> SnapshotStore for FileSnapshots<S> {
     fn prune(&mut self, keep: usize) -> Result<(), ServerError> {
         prune_snapshots(&mut self.0, keep)?;
         Ok(())
+    }
+
+    fn mapped(&self, file: &str) -> Option<Result<(gongji_core::SharedBytes, usize), ServerError>> {
+        match self.0.map_lazily(file) {
+            Ok(bytes @ FileBytes::Mapped(_)) => Some(Ok((
+                Arc::new(bytes),
+                gongji_journal::format::SNAPSHOT_HEADER_BYTES,
+            ))),
+            // A storage that reads files into memory (the fault-injecting one).
+            Ok(FileBytes::Read(_)) => None,
+            Err(e) => Some(Err(crate::io_err(e))),
+        }
     }
 }

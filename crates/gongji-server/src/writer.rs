@@ -37,7 +37,7 @@ use gongji_core::federation::codec::encode_entry;
 use gongji_core::federation::{Entry, EntryApplied, EntryReply, FedOp, Message as FedMessage};
 use gongji_core::{Applied, Command, Frozen, Op, Rejection, State};
 
-use crate::history::Made;
+use crate::history::Swap;
 use crate::snapshotter::{SnapshotGate, Snapshots};
 use crate::store::{Appended, Log};
 use crate::{
@@ -63,7 +63,7 @@ pub(crate) fn spawn(
     rx: Receiver<Message>,
     (snapshots, gate): (Snapshots, SnapshotGate),
     head_hash: Arc<Mutex<[u8; 32]>>,
-    cold_rx: Option<Receiver<Made>>,
+    cold_rx: Option<Receiver<Swap>>,
 ) -> Result<Handles, ServerError> {
     // A rendezvous: the writer hands batch k+1 over once the sync thread is done with batch k.
     let (to_sync, from_writer) = std::sync::mpsc::sync_channel(0);
@@ -202,7 +202,7 @@ struct Writer {
     /// When the last load sample was taken.
     sampled_at: Instant,
     /// History chunks the snapshot thread wrote to files (with history files).
-    cold_rx: Option<Receiver<Made>>,
+    cold_rx: Option<Receiver<Swap>>,
 }
 
 /// What [`Writer::try_send`] did.
@@ -334,7 +334,14 @@ impl Writer {
         if let Ok(first) = cold_rx.try_recv() {
             let mut state = self.shared.state.write();
             let mut swapped = 0;
-            for made in std::iter::once(first).chain(cold_rx.try_iter()) {
+            for swap in std::iter::once(first).chain(cold_rx.try_iter()) {
+                let made = match swap {
+                    Swap::Chunks(made) => made,
+                    Swap::Msgids(section) => {
+                        state.adopt_msgids(section);
+                        continue;
+                    }
+                };
                 for (column, k, bytes) in made {
                     match state.make_cold(column, k, bytes) {
                         Ok(()) => swapped += 1,

@@ -70,9 +70,11 @@ impl State {
         let mut paid: Vec<_> = self.contributions_paid.iter().collect();
         paid.sort_unstable();
         let _ = write!(w, "{paid:?}");
-        let msgids = self.msgids.sorted_by_key();
-        let fifo: Vec<(i64, u128)> = self.msgids.iter().map(|(t, k, _)| (t, k)).collect();
-        let _ = write!(w, "{msgids:?}{fifo:?}");
+        // Records by key with their times (what forgetting reads), wherever they are held.
+        let queued = self.msgids.queued_by_key();
+        for r in self.msgids.by_key(&queued) {
+            let _ = write!(w, "({:?},{},{:?})", r.key(), r.time(), r.record());
+        }
         let _ = write!(w, "{:?}", self.stats.months);
         let mut recon: Vec<_> = self
             .recon

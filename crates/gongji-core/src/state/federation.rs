@@ -213,7 +213,7 @@ impl State {
             return Ok(Step::Replay(view, Vec::new()));
         }
         if let Some(record) = self.msgids.get(key) {
-            return Err(match record.reply {
+            return Err(match &record.reply {
                 None => Rejection::with(ErrCode::Reversed, "msgid was reversed"),
                 Some(_) => Rejection::new(ErrCode::MsgidConflict),
             });

@@ -43,11 +43,12 @@ pub(crate) use settle::Detail;
 pub use settle::Settlement;
 pub(crate) use wallet::{Transfer, TransferStatus};
 
+pub use msgids::SharedBytes;
 pub use rows::{
     BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, SettlementRow,
     TransferRow,
 };
-pub use snapshot::SnapshotDecodeError;
+pub use snapshot::{MsgidSection, SnapshotDecodeError};
 pub use validate::validate;
 
 /// A write that was applied, or replayed from its msgid.
@@ -356,9 +357,10 @@ impl Frozen {
         self.0.encode_snapshot(out);
     }
 
-    /// The same bytes in pieces ([`State::encode_snapshot_streaming`]).
-    pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) {
-        self.0.encode_snapshot_streaming(sink);
+    /// The same bytes in pieces ([`State::encode_snapshot_streaming`]); returns where the
+    /// msgid section starts.
+    pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) -> u64 {
+        self.0.encode_snapshot_streaming(sink)
     }
 }
 

@@ -288,8 +288,12 @@ impl State {
                     Some(code) => MsgidScope::Institution(code),
                     None => actor.msgid_scope(),
                 };
-                match self.msgids.get(msgid_key(scope, omsgid)).map(|r| &r.reply) {
-                    Some(Some(Reply::Settled(s))) => Some(*s),
+                match self
+                    .msgids
+                    .get(msgid_key(scope, omsgid))
+                    .map(|r| r.reply.clone())
+                {
+                    Some(Some(Reply::Settled(s))) => Some(s),
                     _ => None,
                 }
             }
@@ -385,9 +389,8 @@ impl State {
         time: i64,
     ) -> Result<Reply, Rejection> {
         let key = msgid_key(scope, omsgid);
-        let result = match self.msgids.get(key).map(|r| &r.reply) {
+        let result = match self.msgids.get(key).map(|r| r.into_owned().reply) {
             Some(Some(Reply::Settled(s))) => {
-                let s = *s;
                 if !self.cancelled.contains(&s) {
                     self.undo_settlement(s, time);
                 }

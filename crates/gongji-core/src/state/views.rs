@@ -342,10 +342,10 @@ impl State {
     }
 
     /// The remembered reply of a msgid applied in `scope`.
-    pub fn reply_of(&self, scope: MsgidScope<'_>, msgid: &str) -> Option<&Reply> {
+    pub fn reply_of(&self, scope: MsgidScope<'_>, msgid: &str) -> Option<Reply> {
         self.msgids
             .get(super::msgids::msgid_key(scope, msgid))
-            .and_then(|r| r.reply.as_ref())
+            .and_then(|r| r.into_owned().reply)
     }
 
     pub fn msgid_count(&self) -> usize {

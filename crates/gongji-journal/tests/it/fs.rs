@@ -114,7 +114,8 @@ fn a_mapped_snapshot_is_decoded_only_when_its_hash_verifies() {
     let body10 = vec![7u8; 300_000];
     write_snapshot(&mut storage, anchor(10), &body10).unwrap();
     let mut decoded = Vec::new();
-    let (loaded, value) = load_latest_snapshot_with(&storage, &mut |b: &[u8]| {
+    let (loaded, value) = load_latest_snapshot_with(&storage, &mut |data, at| {
+        let b = &data[at..];
         decoded.push(b.len());
         b.iter().map(|&x| u64::from(x)).sum::<u64>()
     })
@@ -132,9 +133,9 @@ fn a_mapped_snapshot_is_decoded_only_when_its_hash_verifies() {
     bytes[len as usize - 1] ^= 4;
     std::fs::write(&path, &bytes).unwrap();
     decoded.clear();
-    let (loaded, value) = load_latest_snapshot_with(&storage, &mut |b: &[u8]| {
-        decoded.push(b.len());
-        b.len()
+    let (loaded, value) = load_latest_snapshot_with(&storage, &mut |data, at| {
+        decoded.push(data.len() - at);
+        data.len() - at
     })
     .unwrap()
     .unwrap();

@@ -497,7 +497,7 @@ impl<S: OpSource> Projector<S> {
                 result: ReversalResult::Cancelled,
             } => match reversal_scope(op).and_then(|scope| state.reply_of(scope, omsgid)) {
                 Some(Reply::Settled(s)) => {
-                    dirty.setls.insert(*s);
+                    dirty.setls.insert(s);
                 }
                 _ => {
                     return Err(ProjectionError::Journal(format!(

@@ -44,42 +44,83 @@ pub(super) const SPILL_BYTES: usize = 1 << 20;
 
 /// The snapshot encoder: appends to a buffer, and with a sink, hands the buffer over whenever
 /// it reaches [`SPILL_BYTES`], so that a snapshot never needs its own size in memory.
-pub(super) struct Enc<'a>(
-    pub(super) &'a mut Vec<u8>,
-    pub(super) Option<&'a mut Sink<'a>>,
-);
+pub(super) struct Enc<'a> {
+    pub(super) buf: &'a mut Vec<u8>,
+    sink: Option<&'a mut Sink<'a>>,
+    /// Bytes handed to the sink, less those in `buf` before this encoder began.
+    handed: i64,
+}
 
 /// Where a streaming encoder hands its pieces.
 pub(super) type Sink<'a> = dyn FnMut(&[u8]) + 'a;
 
+impl<'a> Enc<'a> {
+    /// An encoder appending to `buf`.
+    pub(super) fn new(buf: &'a mut Vec<u8>) -> Enc<'a> {
+        let handed = -(buf.len() as i64);
+        Enc {
+            buf,
+            sink: None,
+            handed,
+        }
+    }
+
+    /// An encoder handing its bytes to `sink`, buffered in `buf` (empty).
+    pub(super) fn streaming(buf: &'a mut Vec<u8>, sink: &'a mut Sink<'a>) -> Enc<'a> {
+        debug_assert!(buf.is_empty());
+        Enc {
+            buf,
+            sink: Some(sink),
+            handed: 0,
+        }
+    }
+}
+
 impl Enc<'_> {
+    /// Whether it hands its bytes to a sink.
+    pub(super) fn streams(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    /// Bytes encoded so far.
+    pub(super) fn position(&self) -> u64 {
+        (self.handed + self.buf.len() as i64) as u64
+    }
+
     /// Hands what is buffered to the sink, if there is one and enough is buffered. Every
     /// writing method calls it first, so buffers stay near [`SPILL_BYTES`].
     #[inline]
     pub(super) fn spill(&mut self) {
-        if self.0.len() >= SPILL_BYTES {
-            if let Some(sink) = self.1.as_mut() {
-                sink(self.0);
-                self.0.clear();
+        if self.buf.len() >= SPILL_BYTES {
+            if let Some(sink) = self.sink.as_mut() {
+                sink(self.buf);
+                self.handed += self.buf.len() as i64;
+                self.buf.clear();
             }
         }
     }
     /// Hands the rest to the sink (with one).
     pub(super) fn finish(&mut self) {
-        if let Some(sink) = self.1.as_mut() {
-            if !self.0.is_empty() {
-                sink(self.0);
-                self.0.clear();
+        if let Some(sink) = self.sink.as_mut() {
+            if !self.buf.is_empty() {
+                sink(self.buf);
+                self.handed += self.buf.len() as i64;
+                self.buf.clear();
             }
         }
     }
+    /// Bytes as they are.
+    pub(super) fn raw(&mut self, b: &[u8]) {
+        self.spill();
+        self.buf.extend_from_slice(b);
+    }
     pub(super) fn put<T: Le>(&mut self, v: T) {
         self.spill();
-        v.put(self.0);
+        v.put(self.buf);
     }
     pub(super) fn bool(&mut self, v: bool) {
         self.spill();
-        self.0.push(u8::from(v));
+        self.buf.push(u8::from(v));
     }
     /// A history column's length and how many of its chunks are cold (not in the snapshot:
     /// in history files); its hot records follow.
@@ -95,24 +136,24 @@ impl Enc<'_> {
     }
     pub(super) fn col<'a, T: Le + 'a>(&mut self, v: impl IntoIterator<Item = &'a T>) {
         let v = v.into_iter();
-        if self.1.is_none() {
-            self.0.reserve(v.size_hint().0 * T::SIZE);
+        if self.sink.is_none() {
+            self.buf.reserve(v.size_hint().0 * T::SIZE);
         }
         for &x in v {
             self.spill();
-            x.put(self.0);
+            x.put(self.buf);
         }
     }
     pub(super) fn str8(&mut self, s: &str) {
         self.spill();
-        self.0
+        self.buf
             .push(u8::try_from(s.len()).expect("string of at most 255 bytes"));
-        self.0.extend_from_slice(s.as_bytes());
+        self.buf.extend_from_slice(s.as_bytes());
     }
     pub(super) fn str16(&mut self, s: &str) {
         self.spill();
         self.put(u16::try_from(s.len()).expect("string of at most 65535 bytes"));
-        self.0.extend_from_slice(s.as_bytes());
+        self.buf.extend_from_slice(s.as_bytes());
     }
 }
 

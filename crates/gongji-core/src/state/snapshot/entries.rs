@@ -39,7 +39,7 @@ pub(super) struct RefLimits {
 
 /// The entry's history-file record ([`crate::state::history::Record`]): the same 48 bytes.
 pub(super) fn encode_entry(entry: &Entry, e: &mut Enc<'_>) {
-    crate::state::history::Record::put(entry, e.0);
+    crate::state::history::Record::put(entry, e.buf);
 }
 
 pub(super) fn decode_entry(

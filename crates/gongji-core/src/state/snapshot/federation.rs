@@ -46,7 +46,7 @@ pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'
         );
         return;
     };
-    e.0.extend_from_slice(&FED_MARKER);
+    e.raw(&FED_MARKER);
     e.str8(&config.engine);
     provinces(&config.provinces, e);
     e.put(u8::try_from(config.peers.len()).expect("at most 255 peers"));

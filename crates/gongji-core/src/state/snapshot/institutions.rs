@@ -53,7 +53,7 @@ pub(super) fn encode_tokens(tokens: &Tokens, e: &mut Enc<'_>) {
     e.count(tokens.list.len());
     for t in &tokens.list {
         e.spill();
-        e.0.extend_from_slice(&t.hash);
+        e.raw(&t.hash);
         e.put(t.role as u8);
         e.put(t.scope);
         e.bool(t.revoked);

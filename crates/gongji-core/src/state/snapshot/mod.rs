@@ -1,13 +1,14 @@
-//! A versioned binary snapshot of the [`State`] (snapshot format version 4): everything but
+//! A versioned binary snapshot of the [`State`] (snapshot format version 5): everything but
 //! the history chunks that are cold (in the server's history files), which it counts.
 //!
 //! Hand-written and little-endian, like [`crate::codec`]. The layout:
 //!
 //! ```text
-//! magic "GJSNAPST", version u32 = 4 (1 was before msgid scopes, 2 before history files: entries
+//! magic "GJSNAPST", version u32 = 5 (1 was before msgid scopes, 2 before history files: entries
 //! linked forwards and settlements carried their cancelled mark; both are refused, and recovery
-//! skips them and needs an older snapshot or the journal from op 1; 3 differs only in its
-//! msgid section, ordered by key with the queue after it, and is still read)
+//! skips them and needs an older snapshot or the journal from op 1; 3 and 4 differ only in
+//! their msgid section, 3 ordered by key with the queue after it, 4 in queue order with the
+//! replies inline, and are still read)
 //! params        receivers u8, givers u8, wallet_amount_max u64, daily_count u8,
 //!               closed_from u32, closed_until u32, expiry_second u32, draw_order 3×u8,
 //!               msgid_retention_days u32
@@ -34,7 +35,9 @@
 //! contributions_paid  n u64; (psn u32, year u16) ascending
 //! entries       n u64, cold chunks u32; the hot ones: psn u32, prev u32, wallet u8, kind u8,
 //!               time i64, amount i64, balc u64, counterparty tag u8 + u32, reference tag u8 + u64
-//! msgids        n u64; (time i64, key u128, fingerprint u64, reply) in queue order (time order)
+//! msgids        n u64; n × (key u128, time i64, fingerprint u64, reply offset u64) ascending
+//!               by key; replies length u64; the replies, in the records' order (a state
+//!               reads this section where it lies: `state/msgids/sorted.rs`)
 //! stats         n u64; (period u32, 31 provinces × 4 channels × (count u64, amount u64))
 //!               ascending by period
 //! recon         n u64; (inst u32, day i32, setl_count u64, 6×u64 amounts) ascending by key
@@ -73,7 +76,7 @@ use super::chunked::Chunked;
 use super::counters::{Cell, Recon, ReconTotals, Stats, PROVINCES};
 use super::history::History;
 use super::ledger::{Counterparty, Entry, EntryKind, EntryRef, Ledger};
-use super::msgids::{MsgRecord, Msgids};
+use super::msgids::{MsgRecord, Msgids, SharedBytes};
 use super::persons::{
     hash_bytes, hash_certno, Hot, Institution, Institutions, Persons, Token, Tokens,
 };
@@ -115,7 +118,10 @@ use entries::{decode_entries, encode_entries, RefLimits};
 use federation::{decode_federation, encode_federation};
 use header::{decode_ledger, decode_params, encode_ledger, encode_params};
 use institutions::{decode_institutions, decode_tokens, encode_institutions, encode_tokens};
-use msgids::{decode_msgids, decode_msgids_v3, encode_msgids, ReplyLimits};
+pub(crate) use msgids::decode_checked_reply;
+use msgids::{
+    decode_msgids, decode_msgids_v3, decode_msgids_v4, encode_msgids, Owner, ReplyLimits,
+};
 use persons::{
     decode_credit_overflow, decode_persons, encode_credit_overflow, encode_persons, person_indexes,
     HeadsAt,
@@ -202,6 +208,52 @@ impl std::error::Error for SnapshotDecodeError {}
 
 type Res<T> = Result<T, SnapshotDecodeError>;
 
+/// A snapshot's msgid section, checked: what [`State::adopt_msgids`] takes.
+#[derive(Debug)]
+pub struct MsgidSection {
+    msgids: Msgids,
+    /// The queue's next sequence number when the state was frozen.
+    end: u32,
+}
+
+impl crate::Frozen {
+    /// The msgid section of this state's snapshot, at `at` in `bytes` (the written file,
+    /// mapped; `at` is where [`crate::Frozen::encode_snapshot_streaming`] said the section
+    /// starts, plus the file's header), checked as a decoder checks it, read where it lies.
+    pub fn msgid_section(
+        &self,
+        bytes: SharedBytes,
+        at: usize,
+    ) -> Result<MsgidSection, SnapshotDecodeError> {
+        let s = &self.0;
+        let owner = Owner { bytes, at };
+        let mut d = Dec {
+            buf: &(*owner.bytes).as_ref()[at..],
+            pos: 0,
+        };
+        let limits = ReplyLimits {
+            persons: s.persons.len(),
+            bindings: s.bindings.len(),
+            setls: s.setls.len(),
+            views: None,
+        };
+        let msgids = decode_msgids(&mut d, &limits, Some(&owner))?;
+        Ok(MsgidSection {
+            msgids,
+            end: s.msgids.end(),
+        })
+    }
+}
+
+impl State {
+    /// Reads the msgid records of `section` (this state's own, frozen earlier) where they
+    /// lie, in place of the queued records it holds; see `Msgids::adopt`. Nothing a lookup,
+    /// a snapshot or the state hash sees changes.
+    pub fn adopt_msgids(&mut self, section: MsgidSection) {
+        self.msgids.adopt(section.msgids, section.end);
+    }
+}
+
 /// Persons from which a decoder builds their indexes on a thread of its own.
 const INDEX_THREAD_PERSONS_MIN: usize = 1 << 16;
 
@@ -245,7 +297,7 @@ fn code_bytes_valid(s: &[u8]) -> bool {
 
 impl State {
     /// The snapshot format version [`State::encode_snapshot`] writes.
-    pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
+    pub const SNAPSHOT_FORMAT_VERSION: u32 = 5;
 
     /// Appends a snapshot of the whole state to `out` (see `state/snapshot/mod.rs` for the
     /// format). Canonical: the same state gives the same bytes.
@@ -259,30 +311,33 @@ impl State {
                 + self.setls.len() * SETTLEMENT_BYTES
                 + self.transfers.len() * TRANSFER_BYTES
                 + self.entries.len() * ENTRY_BYTES
-                + self.msgids.len() * 64,
+                + self.msgids.len() * 48,
         );
-        self.encode_sections(&mut Enc(out, None), Self::SNAPSHOT_FORMAT_VERSION);
+        self.encode_sections(&mut Enc::new(out), Self::SNAPSHOT_FORMAT_VERSION);
     }
 
     /// The bytes of [`State::encode_snapshot`], handed to `sink` in pieces of about a
-    /// mebibyte as they are encoded: a snapshot never needs its own size in memory.
-    pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) {
+    /// mebibyte as they are encoded: a snapshot never needs its own size in memory. Returns
+    /// where its msgid section starts (for [`State::adopt_msgids`]).
+    pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) -> u64 {
         let mut buf = Vec::with_capacity(bytes::SPILL_BYTES + (64 << 10));
-        let mut e = Enc(&mut buf, Some(sink));
-        self.encode_sections(&mut e, Self::SNAPSHOT_FORMAT_VERSION);
+        let mut e = Enc::streaming(&mut buf, sink);
+        let at = self.encode_sections(&mut e, Self::SNAPSHOT_FORMAT_VERSION);
         e.finish();
+        at
     }
 
-    /// The snapshot in format 3, which differs in its msgid section: for the test that the
-    /// previous release's snapshots are still read.
+    /// The snapshot in an earlier format (3 or 4), which differs in its msgid section: for
+    /// the tests that the previous releases' snapshots are still read.
     #[cfg(test)]
-    pub(crate) fn encode_snapshot_v3(&self, out: &mut Vec<u8>) {
-        self.encode_sections(&mut Enc(out, None), 3);
+    pub(crate) fn encode_snapshot_in(&self, version: u32, out: &mut Vec<u8>) {
+        self.encode_sections(&mut Enc::new(out), version);
     }
 
-    fn encode_sections(&self, e: &mut Enc<'_>, version: u32) {
+    /// Returns where the msgid section starts.
+    fn encode_sections(&self, e: &mut Enc<'_>, version: u32) -> u64 {
         let p = &self.persons;
-        e.0.extend_from_slice(&MAGIC);
+        e.raw(&MAGIC);
         e.put(version);
         encode_params(&self.params, e);
         e.put(self.clock);
@@ -297,9 +352,12 @@ impl State {
         encode_transfers(&self.transfers, &self.expiry_queue, e);
         encode_contributions(&self.contributions, e);
         encode_entries(&self.entries, e);
+        let msgids_at = e.position();
         match version {
             #[cfg(test)]
             3 => msgids::encode_msgids_v3(&self.msgids, e),
+            #[cfg(test)]
+            4 => msgids::encode_msgids_v4(&self.msgids, e),
             _ => encode_msgids(&self.msgids, e),
         }
         encode_stats(&self.stats, e);
@@ -307,17 +365,36 @@ impl State {
         encode_recent(&self.recent, self.insts.list.len(), e);
         // Last, and only for a federated state (`federation.rs`).
         encode_federation(&self.fed, &self.ledger, e);
+        msgids_at
     }
 
     /// Decodes a snapshot made by [`State::encode_snapshot`], validating everything (see the
-    /// module documentation) and finally running [`State::check`].
+    /// module documentation) and finally running [`State::check`]. The msgid section is
+    /// copied (see [`State::decode_snapshot_shared`]).
     pub fn decode_snapshot(bytes: &[u8]) -> Result<State, SnapshotDecodeError> {
+        Self::decode_snapshot_in(bytes, None)
+    }
+
+    /// [`State::decode_snapshot`] of `bytes[at..]`, whose msgid section the state goes on
+    /// reading where it lies (a mapped snapshot file: a start does not copy the window).
+    pub fn decode_snapshot_shared(
+        bytes: SharedBytes,
+        at: usize,
+    ) -> Result<State, SnapshotDecodeError> {
+        let owner = Owner { bytes, at };
+        Self::decode_snapshot_in(&(*owner.bytes).as_ref()[at..], Some(&owner))
+    }
+
+    fn decode_snapshot_in(
+        bytes: &[u8],
+        owner: Option<&Owner>,
+    ) -> Result<State, SnapshotDecodeError> {
         let mut d = Dec { buf: bytes, pos: 0 };
         if d.take(MAGIC.len())? != MAGIC {
             return fail(0, "not a gongji snapshot");
         }
         let version = d.get::<u32>()?;
-        if version != Self::SNAPSHOT_FORMAT_VERSION && version != 3 {
+        if !(3..=Self::SNAPSHOT_FORMAT_VERSION).contains(&version) {
             return fail(MAGIC.len(), "unknown snapshot format version");
         }
         let params = decode_params(&mut d)?;
@@ -335,14 +412,21 @@ impl State {
             (indexes, super::masked::MaskedIndex::rebuild(&p.certno))
         };
         let (indexes, rest) = if persons.len() < INDEX_THREAD_PERSONS_MIN {
-            let rest =
-                Self::decode_after_persons(&mut d, &persons, &heads, version, recon_first_day);
+            let rest = Self::decode_after_persons(
+                &mut d,
+                &persons,
+                &heads,
+                version,
+                recon_first_day,
+                owner,
+            );
             (build_indexes(&persons), rest)
         } else {
             std::thread::scope(|s| {
                 let p = &persons;
                 let indexes = s.spawn(move || build_indexes(p));
-                let rest = Self::decode_after_persons(&mut d, p, &heads, version, recon_first_day);
+                let rest =
+                    Self::decode_after_persons(&mut d, p, &heads, version, recon_first_day, owner);
                 (indexes.join().expect("the person index thread"), rest)
             })
         };
@@ -406,6 +490,7 @@ impl State {
         heads: &HeadsAt,
         version: u32,
         recon_first_day: i32,
+        owner: Option<&Owner>,
     ) -> Res<Rest> {
         let n = persons.len();
         let insts = decode_institutions(d)?;
@@ -423,15 +508,19 @@ impl State {
             contributions: contributions.len() as u64,
         };
         let entries = decode_entries(d, persons, heads, &limits)?;
-        let limits = ReplyLimits {
-            persons,
-            bindings: &bindings,
+        let mut limits = ReplyLimits {
+            persons: persons.len(),
+            bindings: bindings.len(),
             setls: setls.len(),
+            views: Some((persons, &bindings)),
         };
-        let msgids = if version == 3 {
-            decode_msgids_v3(d, &limits)?
-        } else {
-            decode_msgids(d, &limits)?
+        let msgids = match version {
+            3 => decode_msgids_v3(d, &limits)?,
+            4 => decode_msgids_v4(d, &limits)?,
+            _ => {
+                limits.views = None;
+                decode_msgids(d, &limits, owner)?
+            }
         };
         let stats = decode_stats(d)?;
         let recon = decode_recon(d, n_insts, recon_first_day)?;

@@ -1,11 +1,128 @@
-//! The msgid records with their replies, and the time-ordered queue over them.
+//! The msgid records with their replies. Format 5 writes them ascending by key, each record
+//! of fixed size with the offset of its reply, then the replies: a decoded snapshot reads its
+//! window where it lies (`state::msgids::Sorted`). Formats 4 (time order) and 3 (key order
+//! with the queue after it) are still read, into the queue.
 
 use super::bytes::{Dec, Enc};
 use super::*;
+use crate::state::msgids::{Rec, SharedBytes, SortedBuilder, SORTED_RECORD_BYTES};
 
+/// The bytes a decoder reads, when it may keep them: `bytes[at..]` is the decoder's buffer.
+pub(crate) struct Owner {
+    pub(crate) bytes: SharedBytes,
+    pub(crate) at: usize,
+}
+
+/// Two passes over the records in key order: the records with their replies' offsets, then
+/// the replies (a section's are copied as they are, a queued record's are encoded).
 pub(super) fn encode_msgids(msgids: &Msgids, e: &mut Enc<'_>) {
+    let queued = msgids.queued_by_key();
+    let count = msgids.by_key(&queued).count();
+    e.count(count);
+    let mut scratch = Vec::new();
+    let reply_len = |r: &Rec<'_>, scratch: &mut Vec<u8>| match r {
+        Rec::Sorted(s, i) => s.reply_bytes(*i).len(),
+        Rec::Live(_, slot) => {
+            scratch.clear();
+            encode_reply(slot.record.reply.as_ref(), &mut Enc::new(scratch));
+            scratch.len()
+        }
+    };
+    let mut at = 0u64;
+    for r in msgids.by_key(&queued) {
+        e.put(r.key());
+        e.put(r.time());
+        e.put(r.fingerprint());
+        e.put(at);
+        at += reply_len(&r, &mut scratch) as u64;
+    }
+    e.put(at);
+    for r in msgids.by_key(&queued) {
+        match r {
+            Rec::Sorted(s, i) => e.raw(s.reply_bytes(i)),
+            Rec::Live(_, slot) => encode_reply(slot.record.reply.as_ref(), e),
+        }
+    }
+}
+
+/// Format 5's section: checks every record (keys strictly ascending, each reply where the
+/// previous one ended, decoding to a reply whose references exist) in one pass that builds
+/// the section's directory, and keeps the bytes (`owner`'s, or a copy of the section's).
+pub(super) fn decode_msgids(
+    d: &mut Dec<'_>,
+    limits: &ReplyLimits<'_>,
+    owner: Option<&Owner>,
+) -> Res<Msgids> {
+    let start = d.pos;
+    let count = d.count(SORTED_RECORD_BYTES + 1, "msgid count")?;
+    if u32::try_from(count).is_err() {
+        return fail(start, "msgid count");
+    }
+    let records_at = d.pos;
+    let records = d.take(count * SORTED_RECORD_BYTES)?;
+    let replies_len_at = d.pos;
+    let replies_len = d.get::<u64>()?;
+    if replies_len > d.left() as u64 {
+        return fail(replies_len_at, "msgid replies length");
+    }
+    let replies_at = d.pos;
+    let replies = d.take(replies_len as usize)?;
+    let mut r = Dec {
+        buf: replies,
+        pos: 0,
+    };
+    let mut dir = SortedBuilder::new(count);
+    let mut prev: Option<u128> = None;
+    for (i, rec) in records.chunks_exact(SORTED_RECORD_BYTES).enumerate() {
+        let at = records_at + i * SORTED_RECORD_BYTES;
+        let key = u128::from_le_bytes(rec[..16].try_into().expect("16 bytes"));
+        if prev.is_some_and(|p| p >= key) {
+            return fail(at, "msgids not ascending");
+        }
+        prev = Some(key);
+        let reply_at = u64::from_le_bytes(rec[32..].try_into().expect("8 bytes"));
+        if reply_at != r.pos as u64 {
+            return fail(at + 32, "msgid reply offset");
+        }
+        // `limits` has no binding views: the first encoder's (tag 6) is refused here.
+        decode_reply(&mut r, Some(limits)).map_err(|e| SnapshotDecodeError {
+            offset: replies_at + e.offset,
+            ..e
+        })?;
+        dir.push(key);
+    }
+    if r.pos != replies.len() {
+        return fail(replies_at + r.pos, "msgid replies length");
+    }
+    let end = d.pos;
+    let sorted = match owner {
+        Some(o) => dir.finish(
+            o.bytes.clone(),
+            o.at + records_at,
+            o.at + replies_at..o.at + end,
+        ),
+        None => {
+            let copy = d.buf[records_at..end].to_vec();
+            let replies = replies_at - records_at..end - records_at;
+            dir.finish(std::sync::Arc::new(copy), 0, replies)
+        }
+    };
+    debug_assert!(start < records_at);
+    Ok(Msgids::with_sorted(sorted))
+}
+
+/// A reply of a section [`decode_msgids`] checked.
+pub(crate) fn decode_checked_reply(bytes: &[u8]) -> Option<Reply> {
+    decode_reply(&mut Dec { buf: bytes, pos: 0 }, None)
+        .expect("a section's replies were checked when it was decoded")
+}
+
+/// Format 4's section, for the test that it is still read: records in queue order.
+#[cfg(test)]
+pub(super) fn encode_msgids_v4(msgids: &Msgids, e: &mut Enc<'_>) {
+    assert!(msgids.all_queued(), "format 4 is written from a queue");
     e.count(msgids.len());
-    for (time, key, record) in msgids.iter() {
+    for (time, key, record) in msgids.queued() {
         e.put(time);
         e.put(key);
         e.put(record.fingerprint);
@@ -13,10 +130,9 @@ pub(super) fn encode_msgids(msgids: &Msgids, e: &mut Enc<'_>) {
     }
 }
 
-/// Records in queue order, so that decoding is one pass over the records and then one build of
-/// the index in the order of its buckets (`state::bulk`): at 50 M records, a sort or a search
-/// per record, or inserts at random places, would be most of a start's time.
-pub(super) fn decode_msgids(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Msgids> {
+/// Format 4's section: records in queue order, so that decoding is one pass over the records
+/// and then one build of the index in the order of its buckets (`state::bulk`).
+pub(super) fn decode_msgids_v4(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Msgids> {
     let count = d.count(MSGID_BYTES_MIN, "msgid count")?;
     let start = d.pos;
     let mut msgids = Msgids::default();
@@ -30,7 +146,7 @@ pub(super) fn decode_msgids(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Ms
         prev = time;
         let key: u128 = d.get()?;
         let fingerprint = d.get()?;
-        let reply = decode_reply(d, limits)?;
+        let reply = decode_reply(d, Some(limits))?;
         msgids.push_unindexed(key, fingerprint, reply, time);
     }
     match msgids.index_all() {
@@ -43,7 +159,7 @@ pub(super) fn decode_msgids(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Ms
             };
             for _ in 0..i {
                 again.take(8 + 16 + 8)?;
-                decode_reply(&mut again, limits)?;
+                decode_reply(&mut again, Some(limits))?;
             }
             fail(again.pos + 8, "msgid recorded twice")
         }
@@ -52,15 +168,16 @@ pub(super) fn decode_msgids(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Ms
 
 #[cfg(test)]
 pub(super) fn encode_msgids_v3(msgids: &Msgids, e: &mut Enc<'_>) {
-    let sorted = msgids.sorted_by_key();
-    e.count(sorted.len());
-    for (key, record) in sorted {
-        e.put(key);
-        e.put(record.fingerprint);
-        encode_reply(record.reply.as_ref(), e);
+    assert!(msgids.all_queued(), "format 3 is written from a queue");
+    let queued = msgids.queued_by_key();
+    e.count(queued.len());
+    for r in msgids.by_key(&queued) {
+        e.put(r.key());
+        e.put(r.fingerprint());
+        encode_reply(r.record().reply.as_ref(), e);
     }
     e.count(msgids.len());
-    for (time, key, _) in msgids.iter() {
+    for (time, key, _) in msgids.queued() {
         e.put(time);
         e.put(key);
     }
@@ -79,7 +196,7 @@ pub(super) fn decode_msgids_v3(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res
             return fail(at, "msgids not ascending");
         }
         let fingerprint = d.get()?;
-        let reply = decode_reply(d, limits)?;
+        let reply = decode_reply(d, Some(limits))?;
         records.push((key, Some(MsgRecord { fingerprint, reply })));
     }
     let fifo_at = d.pos + 8;
@@ -131,9 +248,12 @@ pub(super) const REPLY_BOUND: u8 = 14;
 
 /// What a decoded reply may refer to.
 pub(super) struct ReplyLimits<'a> {
-    pub(super) persons: &'a Persons,
-    pub(super) bindings: &'a [Binding],
+    pub(super) persons: usize,
+    pub(super) bindings: usize,
     pub(super) setls: usize,
+    /// The persons and bindings a legacy binding view (tag 6, formats 3 and 4) is checked
+    /// against; without, the tag is refused.
+    pub(super) views: Option<(&'a Persons, &'a [Binding])>,
 }
 
 pub(super) fn encode_reply(reply: Option<&Reply>, e: &mut Enc<'_>) {
@@ -265,18 +385,22 @@ pub(super) fn decode_binding_view(d: &mut Dec<'_>) -> Res<BindingView> {
     })
 }
 
-pub(super) fn decode_reply(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Option<Reply>> {
+/// A reply; its references are checked against `limits` (without, it was checked before).
+pub(super) fn decode_reply(
+    d: &mut Dec<'_>,
+    limits: Option<&ReplyLimits<'_>>,
+) -> Res<Option<Reply>> {
     let at = d.pos;
-    let index = |d: &mut Dec<'_>, len: usize, what: &'static str| {
+    let index = |d: &mut Dec<'_>, len: Option<usize>, what: &'static str| {
         let at = d.pos;
         let i: u32 = d.get()?;
-        if (i as usize) < len {
+        if len.is_none_or(|len| (i as usize) < len) {
             Ok(i)
         } else {
             fail(at, what)
         }
     };
-    let settlement = |d: &mut Dec<'_>| index(d, limits.setls, "reply settlement");
+    let settlement = |d: &mut Dec<'_>| index(d, limits.map(|l| l.setls), "reply settlement");
     Ok(Some(match d.get::<u8>()? {
         REPLY_NONE => return Ok(None),
         REPLY_TOKEN_CREATED => Reply::TokenCreated { token_id: d.get()? },
@@ -319,17 +443,19 @@ pub(super) fn decode_reply(d: &mut Dec<'_>, limits: &ReplyLimits<'_>) -> Res<Opt
             count: d.get()?,
             sum: d.fen()?,
         },
-        REPLY_ENROLLED => Reply::Enrolled(index(d, limits.persons.len(), "reply person")?),
+        REPLY_ENROLLED => Reply::Enrolled(index(d, limits.map(|l| l.persons), "reply person")?),
         REPLY_BOUND => Reply::Bound {
-            binding: index(d, limits.bindings.len(), "reply binding")?,
+            binding: index(d, limits.map(|l| l.bindings), "reply binding")?,
             priority: d.get()?,
             active: d.bool()?,
         },
         REPLY_BINDING_VIEW => {
+            let Some((p, bindings)) = limits.and_then(|l| l.views) else {
+                return fail(at, "reply tag");
+            };
             let v = decode_binding_view(d)?;
             let b = v.binding_id.wrapping_sub(1);
-            let p = limits.persons;
-            let same = limits.bindings.get(b as usize).is_some_and(|binding| {
+            let same = bindings.get(b as usize).is_some_and(|binding| {
                 p.psn_no(binding.giver) == v.giver_psn_no.as_str()
                     && p.psn_no(binding.receiver) == v.receiver_psn_no.as_str()
                     && binding.relation == v.relation

@@ -10,16 +10,14 @@ use crate::state::chunked::Arena;
 pub(super) fn encode_persons(p: &Persons, e: &mut Enc<'_>) {
     e.count(p.len());
     for arena in [&p.psn_nos, &p.names] {
-        if e.1.is_none() {
-            e.0.reserve(arena.len() + arena.byte_len());
+        if !e.streams() {
+            e.buf.reserve(arena.len() + arena.byte_len());
         }
         for s in arena.iter() {
-            e.spill();
-            e.0.push(u8::try_from(s.len()).expect("psn_no and name fit 255 bytes"));
+            e.put(u8::try_from(s.len()).expect("psn_no and name fit 255 bytes"));
         }
         for s in arena.iter() {
-            e.spill();
-            e.0.extend_from_slice(s);
+            e.raw(s);
         }
     }
     e.col(&p.certno);

@@ -5,7 +5,9 @@ use super::msgids::{encode_binding_view, REPLY_BINDING_VIEW, REPLY_BOUND};
 use super::*;
 use crate::certno::certno_with_check;
 use crate::command::{Actor, Body, Command, CreditItem, Msgid, Op, PsnNo};
+use crate::state::msgids::msgid_key;
 use crate::time::parse_cst;
+use std::sync::Arc;
 
 /// A small driver: admin writes with fresh msgids at a moving clock.
 struct Builder {
@@ -254,7 +256,7 @@ fn rich_state() -> Builder {
         ]
     );
     assert!(!s.cancelled.is_empty() && s.details.len() > 0);
-    assert!(s.msgids.iter().any(|(_, _, r)| r.reply.is_none()));
+    assert!(s.msgids.queued().any(|(_, _, r)| r.reply.is_none()));
     assert!(s.recon.iter().next().is_some() && !s.stats.months.is_empty());
     s.check().unwrap();
     b
@@ -445,8 +447,8 @@ fn hostile_structure_is_refused() {
     bad[0] = b'X';
     assert_eq!(refuse(&bad), "not a gongji snapshot");
     // Version 1 (msgid keys without scopes), 2 (entries linked forwards, settlements with
-    // their cancelled mark) and any other version are refused (3 is read: see below).
-    for version in [1, 2, 5] {
+    // their cancelled mark) and any other version are refused (3 and 4 are read: see below).
+    for version in [1, 2, 6] {
         let mut bad = bytes.clone();
         bad[8] = version;
         assert_eq!(refuse(&bad), "unknown snapshot format version");
@@ -515,9 +517,11 @@ fn hostile_structure_is_refused() {
     let e = mutate(&|s| s.expiry_queue.back_mut().unwrap().0 -= 1);
     assert_eq!(e.what, "expiry queue time");
 
-    // A msgid section that repeats its first key at the end, and one whose last record is
-    // older than the one before. The queue of a state holds neither, so the bytes are
-    // patched: the section ends where statistics and recon begin.
+    // Format 4's msgid section (still read) that repeats its first key at the end, and one
+    // whose last record is older than the one before. The queue of a state holds neither, so
+    // the bytes are patched: the section ends where statistics and recon begin.
+    let mut bytes = Vec::new();
+    b.state.encode_snapshot_in(4, &mut bytes);
     let s = State::decode_snapshot(&bytes).unwrap();
     let recent: usize = (0..s.insts.list.len() as u32)
         .map(|i| 1 + 4 * s.recent.of(i).count())
@@ -527,15 +531,15 @@ fn hostile_structure_is_refused() {
     let end = bytes.len() - tail;
     let sizes: Vec<usize> = s
         .msgids
-        .iter()
+        .queued()
         .map(|(_, _, r)| {
             let mut v = Vec::new();
-            super::msgids::encode_reply(r.reply.as_ref(), &mut super::bytes::Enc(&mut v, None));
+            super::msgids::encode_reply(r.reply.as_ref(), &mut Enc::new(&mut v));
             MSGID_BYTES_MIN - 1 + v.len()
         })
         .collect();
-    let (last_time, last_key, _) = s.msgids.iter().last().unwrap();
-    let first = s.msgids.iter().next().unwrap();
+    let (last_time, last_key, _) = s.msgids.queued().last().unwrap();
+    let first = s.msgids.queued().next().unwrap();
     let count_at = end - sizes.iter().sum::<usize>() - 8;
     let last = end - sizes.last().unwrap();
     assert_eq!(
@@ -563,13 +567,120 @@ fn hostile_structure_is_refused() {
     );
 }
 
+/// Where the msgid section of `state`'s snapshot starts, and the snapshot.
+fn msgid_section_at(state: &State) -> (usize, Vec<u8>) {
+    let mut bytes = Vec::new();
+    let at = state.encode_snapshot_streaming(&mut |piece| bytes.extend_from_slice(piece));
+    (at as usize, bytes)
+}
+
+#[test]
+fn hostile_msgid_sections_are_refused() {
+    // Proves: format 5's msgid section is checked record by record: keys out of order or
+    // repeated, a reply that does not start where the previous one ended, a replies length
+    // that runs past the snapshot or stops short, a count beyond the bytes, a reply naming a
+    // settlement that does not exist, and the legacy binding-view tag are each refused with
+    // the field named; a patch that keeps every rule is accepted (so the patching is sound).
+    let b = rich_state();
+    let (at, bytes) = msgid_section_at(&b.state);
+    let refuse = |bytes: &[u8]| State::decode_snapshot(bytes).unwrap_err().what;
+    let n = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+    assert!(n > 10);
+    let rec = |i: usize| at + 8 + i * 40;
+    let replies_len_at = rec(n);
+    let replies_at = replies_len_at + 8;
+    let key = |bytes: &[u8], i: usize| {
+        u128::from_le_bytes(bytes[rec(i)..rec(i) + 16].try_into().unwrap())
+    };
+    let patched = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut bad = bytes.clone();
+        f(&mut bad);
+        bad
+    };
+    // Keys: the second record's key made the first's, then below it.
+    let k0 = key(&bytes, 0);
+    assert_eq!(
+        refuse(&patched(
+            &|b| b[rec(1)..rec(1) + 16].copy_from_slice(&k0.to_le_bytes())
+        )),
+        "msgids not ascending"
+    );
+    assert_eq!(
+        refuse(&patched(
+            &|b| b[rec(1)..rec(1) + 16].copy_from_slice(&(k0 - 1).to_le_bytes())
+        )),
+        "msgids not ascending"
+    );
+    // A key moved within its gap keeps the order, and is accepted.
+    let (k1, k2) = (key(&bytes, 1), key(&bytes, 2));
+    assert!(k2 - k1 > 2);
+    assert!(State::decode_snapshot(&patched(
+        &|b| b[rec(1)..rec(1) + 16].copy_from_slice(&(k1 + 1).to_le_bytes())
+    ))
+    .is_ok());
+    // Reply offsets.
+    let e = State::decode_snapshot(&patched(&|b| b[rec(3) + 32] ^= 1)).unwrap_err();
+    assert_eq!((e.what, e.offset), ("msgid reply offset", rec(3) + 32));
+    // The replies' length: one more than there are (the bytes after are the next section's),
+    // one less, and beyond the end.
+    let len = u64::from_le_bytes(bytes[replies_len_at..replies_at].try_into().unwrap());
+    for (wrong, what) in [
+        (len + 1, "msgid replies length"),
+        (len - 1, "truncated"),
+        (u64::MAX, "msgid replies length"),
+    ] {
+        let bad = patched(&|b| b[replies_len_at..replies_at].copy_from_slice(&wrong.to_le_bytes()));
+        assert_eq!(refuse(&bad), what, "{wrong}");
+    }
+    let bad = patched(&|b| b[at..at + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes()));
+    assert_eq!(refuse(&bad), "msgid count");
+    // A settlement reply naming a settlement past the last.
+    let settled = (0..n)
+        .find(|&i| {
+            let off = u64::from_le_bytes(bytes[rec(i) + 32..rec(i) + 40].try_into().unwrap());
+            bytes[replies_at + off as usize] == super::msgids::REPLY_SETTLED
+        })
+        .expect("a settlement reply");
+    let off = u64::from_le_bytes(
+        bytes[rec(settled) + 32..rec(settled) + 40]
+            .try_into()
+            .unwrap(),
+    ) as usize;
+    let e = State::decode_snapshot(&patched(&|b| {
+        b[replies_at + off + 1..replies_at + off + 5].copy_from_slice(&u32::MAX.to_le_bytes())
+    }))
+    .unwrap_err();
+    assert_eq!(
+        (e.what, e.offset),
+        ("reply settlement", replies_at + off + 1)
+    );
+    // The legacy binding-view tag, in place of a reply's tag.
+    let bad = patched(&|b| b[replies_at + off] = REPLY_BINDING_VIEW);
+    assert_eq!(refuse(&bad), "reply tag");
+}
+
+#[test]
+fn format_4_snapshots_are_still_read() {
+    // Proves: a snapshot in format 4 (msgids in queue order) decodes to the same state as
+    // today's format, and encodes to today's bytes.
+    let b = rich_state();
+    let mut v4 = Vec::new();
+    b.state.encode_snapshot_in(4, &mut v4);
+    let today = encode(&b.state);
+    assert_ne!(v4, today, "the formats differ");
+    let decoded = State::decode_snapshot(&v4).unwrap();
+    assert!(decoded.msgids.all_queued());
+    assert_eq!(decoded.state_hash(), b.state.state_hash());
+    assert_eq!(encode(&decoded), today);
+}
+
 #[test]
 fn format_3_snapshots_are_still_read() {
     // Proves: a snapshot in the previous release's format (msgids ordered by key, the queue
     // after them) decodes to the same state as today's format, and encodes to today's bytes.
     let b = rich_state();
     let mut v3 = Vec::new();
-    b.state.encode_snapshot_v3(&mut v3);
+    b.state.encode_snapshot_in(3, &mut v3);
     let today = encode(&b.state);
     assert_ne!(v3, today, "the formats differ");
     let decoded = State::decode_snapshot(&v3).unwrap();
@@ -581,10 +692,11 @@ fn format_3_snapshots_are_still_read() {
 fn legacy_binding_view_replies_are_read_as_bound() {
     // Proves: a binding reply written as a whole view (tag 6, the first encoder's form)
     // decodes to the same `Reply::Bound` as the index form, which re-encodes to the bytes
-    // of today's encoder; a view that does not match its binding is refused.
+    // of today's encoder; a view that does not match its binding is refused. Format 4 (the
+    // tag is refused in format 5's sections: `hostile_msgid_sections_are_refused`).
     let b = rich_state();
     let mut bytes = Vec::new();
-    b.state.encode_snapshot(&mut bytes);
+    b.state.encode_snapshot_in(4, &mut bytes);
     // m24 made binding 1 (0 → 1) with priority 1; it has not been revoked.
     let key = super::super::msgids::msgid_key(crate::MsgidScope::Admin, "m24");
     let reply = b.state.msgids.get(key).unwrap().reply.clone().unwrap();
@@ -606,7 +718,7 @@ fn legacy_binding_view_replies_are_read_as_bound() {
     assert_eq!(bytes[at], REPLY_BOUND);
     let legacy = |view: &BindingView| {
         let mut tail = Vec::new();
-        let mut e = Enc(&mut tail, None);
+        let mut e = Enc::new(&mut tail);
         e.put(REPLY_BINDING_VIEW);
         encode_binding_view(view, &mut e);
         let mut out = bytes[..at].to_vec();
@@ -616,9 +728,7 @@ fn legacy_binding_view_replies_are_read_as_bound() {
     };
     let decoded = State::decode_snapshot(&legacy(&view)).unwrap();
     assert_eq!(decoded.msgids.get(key).unwrap().reply, Some(reply));
-    let mut again = Vec::new();
-    decoded.encode_snapshot(&mut again);
-    assert_eq!(again, bytes);
+    assert_eq!(encode(&decoded), encode(&b.state));
     let wrong = BindingView {
         relation: Relation::Spouse,
         ..view.clone()
@@ -930,4 +1040,67 @@ fn the_full_check_finds_persons_indexed_under_another_masked_form() {
         b.state.check().unwrap_err(),
         "the masked-certno index does not match the persons"
     );
+}
+
+#[test]
+fn adopted_msgid_sections_answer_as_the_queue_did() {
+    // Proves: a state that adopts the msgid section of its own frozen snapshots (read from the
+    // snapshot's bytes, as a server reads the file it wrote) answers every msgid lookup and
+    // every replayed or conflicting msgid, encodes and hashes exactly as a twin that never
+    // adopted: through writes made between the freeze and the adoption, records forgotten
+    // before and after it, and adoptions on top of adoptions; its queue then holds only the
+    // records made since the freeze.
+    let mut b = rich_state();
+    let mut twin = rich_state();
+    for round in 0..4u32 {
+        let frozen = b.state.freeze();
+        let (at, bytes) = {
+            let mut bytes = Vec::new();
+            let at = frozen.encode_snapshot_streaming(&mut |p| bytes.extend_from_slice(p));
+            (at as usize, bytes)
+        };
+        let mut since = 0;
+        for x in [&mut b, &mut twin] {
+            let n = 100 + round;
+            x.enrol(n, Insutype::Employee, 440106);
+            x.credit(MAY_2025 + 1 + round, &[(n, 90_000)]);
+            x.settle(n, 50_000, 1_000);
+            // Round 1 passes the window: every record made before it is forgotten, those of
+            // the adopted section among them.
+            x.tick(if round == 1 { 86_400 * 40 } else { 3_600 });
+            x.settle(n, 700, 0);
+            since = x.seq;
+        }
+        let section = frozen.msgid_section(Arc::new(bytes), at).unwrap();
+        drop(frozen);
+        b.state.adopt_msgids(section);
+        assert_eq!(
+            b.state.state_hash(),
+            twin.state.state_hash(),
+            "round {round}"
+        );
+        assert_eq!(encode(&b.state), encode(&twin.state), "round {round}");
+        b.state.check().unwrap();
+        // Only the ops since the freeze are queued (those of this round).
+        assert!(b.state.msgids.queued().count() <= 5, "round {round}");
+        for seq in 1..=since {
+            let key = msgid_key(crate::MsgidScope::Admin, &format!("m{seq}"));
+            let got = |s: &State| s.msgids.get(key).map(|r| r.into_owned());
+            assert_eq!(got(&b.state), got(&twin.state), "round {round} m{seq}");
+        }
+        // A msgid already used, with another body: replayed or refused alike.
+        for seq in [1, since - 3, since] {
+            let op = Op::Write(Command {
+                msgid: Msgid::from(&format!("m{seq}")).unwrap(),
+                time: b.time,
+                actor: Actor::Admin,
+                body: Body::Cancel { setl_id: 1 },
+            });
+            let a = format!("{:?}", b.state.apply(&op));
+            assert_eq!(a, format!("{:?}", twin.state.apply(&op)), "m{seq}");
+        }
+    }
+    // Round 1 forgot the records made before it (m1 was made again since, by a replay).
+    let m2 = msgid_key(crate::MsgidScope::Admin, "m2");
+    assert!(b.state.msgids.get(m2).is_none() && twin.state.msgids.get(m2).is_none());
 }

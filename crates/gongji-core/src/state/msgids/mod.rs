@@ -12,9 +12,20 @@
 //! The queue is stored in fixed-size chunks ([`Queue`]): growing never copies (and faults in
 //! again) what is already queued, and a chunk emptied at the front is kept to be refilled at
 //! the back, so a queue in its steady state touches no fresh memory.
+//!
+//! Beside the queue, the records a snapshot held ([`Sorted`]): a decoded snapshot's msgid
+//! section is read where it lies, and a server adopts each snapshot it writes
+//! ([`Msgids::adopt`]), so the queue holds only the records made since. Those are forgotten by
+//! a cut-off time, not removed.
 
+mod sorted;
+
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
+
+pub use sorted::SharedBytes;
+pub(crate) use sorted::{Builder as SortedBuilder, Sorted, RECORD_BYTES as SORTED_RECORD_BYTES};
 
 use hashbrown::HashTable;
 
@@ -30,10 +41,10 @@ pub(crate) struct MsgRecord {
 /// One remembered msgid. The key is stored as two words so that the slot is 8-aligned
 /// (a `u128` would align it to 16 and pad it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Slot {
+pub(crate) struct Slot {
     key: [u64; 2],
     time: i64,
-    record: MsgRecord,
+    pub(crate) record: MsgRecord,
 }
 
 /// Queues at least this long are never shrunk.
@@ -141,7 +152,7 @@ impl<T: Clone> Queue<T> {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Msgids {
     /// Sequence numbers of the records (see `base`), hashed by the key's low word.
     index: HashTable<u32>,
@@ -150,6 +161,67 @@ pub(crate) struct Msgids {
     /// The sequence number of `records[0]`; sequence numbers wrap, and the queue holds far
     /// fewer than 2³² records.
     base: u32,
+    /// The records of the snapshot this state was decoded from or last adopted. None of them
+    /// is in the queue.
+    sorted: Option<Arc<Sorted>>,
+    /// Records of `sorted` made before this time are forgotten.
+    cutoff: i64,
+}
+
+impl Default for Msgids {
+    fn default() -> Msgids {
+        Msgids {
+            index: HashTable::new(),
+            records: Queue::default(),
+            base: 0,
+            sorted: None,
+            cutoff: i64::MIN,
+        }
+    }
+}
+
+/// One record, from the queue or from a snapshot's section.
+pub(crate) enum Rec<'a> {
+    Live(u128, &'a Slot),
+    Sorted(&'a Sorted, usize),
+}
+
+impl Rec<'_> {
+    pub fn key(&self) -> u128 {
+        match *self {
+            Rec::Live(key, _) => key,
+            Rec::Sorted(s, i) => s.key(i),
+        }
+    }
+
+    pub fn time(&self) -> i64 {
+        match *self {
+            Rec::Live(_, slot) => slot.time,
+            Rec::Sorted(s, i) => s.time(i),
+        }
+    }
+
+    pub fn fingerprint(&self) -> u64 {
+        match *self {
+            Rec::Live(_, slot) => slot.record.fingerprint,
+            Rec::Sorted(s, i) => s.fingerprint(i),
+        }
+    }
+
+    /// The record itself (a snapshot's is decoded).
+    pub fn record(&self) -> Cow<'_, MsgRecord> {
+        match *self {
+            Rec::Live(_, slot) => Cow::Borrowed(&slot.record),
+            Rec::Sorted(s, i) => Cow::Owned(sorted_record(s, i)),
+        }
+    }
+}
+
+fn sorted_record(s: &Sorted, i: usize) -> MsgRecord {
+    MsgRecord {
+        fingerprint: s.fingerprint(i),
+        reply: super::snapshot::decode_checked_reply(s.reply_bytes(i)),
+    }
 }
 
 /// The key of `msgid` in `scope`: a hash of a tag byte, the scope's code, a separator that no
@@ -193,15 +265,50 @@ impl Msgids {
         seq.wrapping_sub(self.base) as usize
     }
 
-    pub fn get(&self, key: u128) -> Option<&MsgRecord> {
-        let key = split(key);
+    pub fn get(&self, key: u128) -> Option<Cow<'_, MsgRecord>> {
+        let words = split(key);
         let records = &self.records;
         let base = self.base;
-        self.index
-            .find(key[0], |&seq| {
-                records.get(seq.wrapping_sub(base) as usize).key == key
-            })
-            .map(|&seq| &records.get(self.position(seq)).record)
+        let live = self.index.find(words[0], |&seq| {
+            records.get(seq.wrapping_sub(base) as usize).key == words
+        });
+        if let Some(&seq) = live {
+            return Some(Cow::Borrowed(&records.get(self.position(seq)).record));
+        }
+        let sorted = self.sorted.as_deref()?;
+        let i = sorted.find(key)?;
+        (sorted.time(i) >= self.cutoff).then(|| Cow::Owned(sorted_record(sorted, i)))
+    }
+
+    /// Msgids whose records before the queue are a snapshot's (`sorted`), all of them kept.
+    pub fn with_sorted(sorted: Sorted) -> Msgids {
+        Msgids {
+            sorted: Some(Arc::new(sorted)),
+            ..Msgids::default()
+        }
+    }
+
+    /// Takes `sorted`, the section of a snapshot frozen when the queue's next sequence number
+    /// was `end` (what [`Msgids::end`] said then), in place of the records it holds: the
+    /// previous snapshot's and those the queue held before `end`. The records made since stay
+    /// queued; the cut-off stays (the section may hold records forgotten since it was frozen).
+    pub fn adopt(&mut self, section: Msgids, end: u32) {
+        let sorted = section.sorted.expect("a decoded section");
+        // When the queue's front has passed `end`, every record queued at the freeze has been
+        // forgotten since.
+        let ahead = end.wrapping_sub(self.base) as usize;
+        if ahead <= self.records.len() {
+            for _ in 0..ahead {
+                self.pop_front();
+            }
+        }
+        self.sorted = Some(sorted);
+        self.shrink_if_sparse(true);
+    }
+
+    /// The sequence number the next queued record will get.
+    pub fn end(&self) -> u32 {
+        self.base.wrapping_add(self.records.len() as u32)
     }
 
     /// Appends a decoded snapshot's record without indexing it: the index is built once, by
@@ -253,26 +360,33 @@ impl Msgids {
     /// Forgets the records made before `time`, and gives memory back once the queue holds
     /// less than a quarter of what it has room for.
     pub fn forget_before(&mut self, time: i64) {
+        self.cutoff = self.cutoff.max(time);
         let mut forgot = false;
-        while let Some(front) = self.records.front() {
-            if front.time >= time {
-                break;
-            }
-            let base = self.base;
-            match self.index.find_entry(front.key[0], |&seq| seq == base) {
-                Ok(entry) => {
-                    entry.remove();
-                }
-                Err(_) => unreachable!("a queued msgid is indexed"),
-            }
-            self.records.pop_front();
-            self.base = base.wrapping_add(1);
+        while self.records.front().is_some_and(|front| front.time < time) {
+            self.pop_front();
             forgot = true;
         }
+        self.shrink_if_sparse(forgot);
+    }
+
+    fn pop_front(&mut self) {
+        let front = self.records.front().expect("a record");
+        let base = self.base;
+        match self.index.find_entry(front.key[0], |&seq| seq == base) {
+            Ok(entry) => {
+                entry.remove();
+            }
+            Err(_) => unreachable!("a queued msgid is indexed"),
+        }
+        self.records.pop_front();
+        self.base = base.wrapping_add(1);
+    }
+
+    fn shrink_if_sparse(&mut self, popped: bool) {
         let len = self.records.len();
         // A queue of several chunks gives its memory back a chunk at a time as it empties;
         // a lone chunk, and the index, are shrunk (to a size the test here no longer meets).
-        if forgot
+        if popped
             && (self.records.chunks.len() <= 1 && self.records.capacity() > SHRINK_MIN.max(4 * len)
                 || self.index.capacity() > SHRINK_MIN.max(8 * len))
         {
@@ -288,38 +402,88 @@ impl Msgids {
             .shrink_to(room, |&s| records.get(s.wrapping_sub(base) as usize).key[0]);
     }
 
+    /// Records held: queued, and in the snapshot's section (whose forgotten records stay
+    /// until the next snapshot is adopted).
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.records.len() + self.sorted.as_ref().map_or(0, |s| s.len())
     }
 
-    /// Bytes held: the queue's room (the spare chunk included) and the index's slots.
+    /// Bytes held: the queue's room (the spare chunk included), the index's slots and the
+    /// section's directory (its records are the snapshot file's pages, not counted).
     pub fn memory(&self) -> u64 {
         (self.records.capacity() * std::mem::size_of::<Slot>() + self.index.capacity() * 5) as u64
+            + self.sorted.as_ref().map_or(0, |s| s.memory())
     }
 
-    /// The records, oldest first: (time recorded, key, record).
-    pub fn iter(&self) -> impl Iterator<Item = (i64, u128, &MsgRecord)> + '_ {
+    /// The queued records, oldest first: (time recorded, key, record). Not those of a
+    /// snapshot's section.
+    #[cfg(test)]
+    pub fn queued(&self) -> impl Iterator<Item = (i64, u128, &MsgRecord)> + '_ {
         self.records
             .iter()
             .map(|s| (s.time, join(s.key), &s.record))
     }
 
+    /// Whether every record is queued (none is a snapshot section's).
+    #[cfg(test)]
+    pub fn all_queued(&self) -> bool {
+        self.sorted.is_none()
+    }
+
     /// A copy of the records that shares their memory (see [`Queue`]), without the index: all
-    /// that a snapshot encodes. Only [`Msgids::iter`] and [`Msgids::sorted_by_key`] may be
-    /// asked of it.
+    /// that a snapshot encodes. Only [`Msgids::by_key`] and [`Msgids::queued`] may be asked
+    /// of it.
     pub fn frozen(&self) -> Msgids {
         Msgids {
             index: HashTable::new(),
             records: self.records.clone(),
             base: self.base,
+            sorted: self.sorted.clone(),
+            cutoff: self.cutoff,
         }
     }
 
-    /// Records sorted by key (the canonical order of snapshots and of the state hash).
-    pub fn sorted_by_key(&self) -> Vec<(u128, &MsgRecord)> {
-        let mut v: Vec<(u128, &MsgRecord)> = self.iter().map(|(_, k, r)| (k, r)).collect();
-        v.sort_unstable_by_key(|&(k, _)| k);
-        v
+    /// The queued records' keys and positions, ascending by key (for [`Msgids::by_key`]).
+    pub fn queued_by_key(&self) -> Vec<(u128, u32)> {
+        let mut queued: Vec<(u128, u32)> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(p, s)| (join(s.key), p as u32))
+            .collect();
+        queued.sort_unstable_by_key(|&(k, _)| k);
+        queued
+    }
+
+    /// The records not forgotten, ascending by key (the canonical order of snapshots and of
+    /// the state hash): the queue's (`queued`, from [`Msgids::queued_by_key`]) merged with the
+    /// section's.
+    pub fn by_key<'a>(&'a self, queued: &'a [(u128, u32)]) -> impl Iterator<Item = Rec<'a>> + 'a {
+        let records = &self.records;
+        let mut queued = queued
+            .iter()
+            .map(move |&(k, p)| Rec::Live(k, records.get(p as usize)))
+            .peekable();
+        let cutoff = self.cutoff;
+        let mut sorted = self
+            .sorted
+            .as_deref()
+            .into_iter()
+            .flat_map(|s| (0..s.len()).map(move |i| Rec::Sorted(s, i)))
+            .filter(move |r| r.time() >= cutoff)
+            .peekable();
+        std::iter::from_fn(move || match (queued.peek(), sorted.peek()) {
+            (Some(q), Some(s)) => {
+                debug_assert_ne!(q.key(), s.key(), "a key queued and in the section");
+                if q.key() < s.key() {
+                    queued.next()
+                } else {
+                    sorted.next()
+                }
+            }
+            (Some(_), None) => queued.next(),
+            (None, _) => sorted.next(),
+        })
     }
 }
 
@@ -346,7 +510,7 @@ mod tests {
         assert!(m.records.capacity() < 20_000);
         m.insert(key(1), 7, None, 2_000);
         assert_eq!(m.get(key(1)).map(|r| r.fingerprint), Some(7));
-        let times: Vec<i64> = m.iter().map(|(t, _, _)| t).collect();
+        let times: Vec<i64> = m.queued().map(|(t, _, _)| t).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
     }
 
