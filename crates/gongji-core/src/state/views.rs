@@ -348,7 +348,14 @@ impl State {
             .and_then(|r| r.into_owned().reply)
     }
 
+    /// Msgid records held: queued, and in the section of the snapshot the state was decoded
+    /// from or last adopted (whose forgotten records stay until the next one is adopted).
     pub fn msgid_count(&self) -> usize {
         self.msgids.len()
+    }
+
+    /// Msgid records in the queue: those made since the last snapshot adopted.
+    pub fn msgids_queued(&self) -> usize {
+        self.msgids.queued_len()
     }
 }

@@ -408,6 +408,11 @@ impl Msgids {
         self.records.len() + self.sorted.as_ref().map_or(0, |s| s.len())
     }
 
+    /// Records in the queue.
+    pub fn queued_len(&self) -> usize {
+        self.records.len()
+    }
+
     /// Bytes held: the queue's room (the spare chunk included), the index's slots and the
     /// section's directory (its records are the snapshot file's pages, not counted).
     pub fn memory(&self) -> u64 {
