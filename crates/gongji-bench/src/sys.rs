@@ -56,8 +56,8 @@ pub struct Rss {
     pub rss_kib: u64,
     /// `VmHWM`: the peak resident set size so far.
     pub hwm_kib: u64,
-    /// `RssFile`: the part of `VmRSS` that is mapped files (history files read through the
-    /// page cache), which the kernel may drop and read again.
+    /// `RssFile`: the part of `VmRSS` that is mapped files (the snapshot whose msgid section
+    /// the engine reads where it lies), which the kernel may drop and read again.
     pub file_kib: u64,
 }
 
