@@ -41,10 +41,10 @@ pub(crate) struct MsgRecord {
 /// One remembered msgid. The key is stored as two words so that the slot is 8-aligned
 /// (a `u128` would align it to 16 and pad it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Slot {
+struct Slot {
     key: [u64; 2],
     time: i64,
-    pub(crate) record: MsgRecord,
+    record: MsgRecord,
 }
 
 /// Queues at least this long are never shrunk.
@@ -180,39 +180,73 @@ impl Default for Msgids {
     }
 }
 
+/// The queued records in key order, for a snapshot or the state hash: their fields copied in
+/// one pass over the queue (in queue order, so its memory is read front to back) and their
+/// replies encoded into one buffer, then sorted by key. Walking the queue itself in key order
+/// would miss the cache on every record, once per pass.
+pub(crate) struct QueuedByKey {
+    entries: Vec<QueuedEntry>,
+    replies: Vec<u8>,
+}
+
+pub(crate) struct QueuedEntry {
+    key: [u64; 2],
+    time: i64,
+    fingerprint: u64,
+    reply_at: u64,
+    reply_len: u32,
+}
+
+impl QueuedByKey {
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
 /// One record, from the queue or from a snapshot's section.
 pub(crate) enum Rec<'a> {
-    Live(u128, &'a Slot),
+    Live(&'a QueuedEntry, &'a [u8]),
     Sorted(&'a Sorted, usize),
 }
 
-impl Rec<'_> {
+impl<'a> Rec<'a> {
     pub fn key(&self) -> u128 {
         match *self {
-            Rec::Live(key, _) => key,
+            Rec::Live(e, _) => join(e.key),
             Rec::Sorted(s, i) => s.key(i),
         }
     }
 
     pub fn time(&self) -> i64 {
         match *self {
-            Rec::Live(_, slot) => slot.time,
+            Rec::Live(e, _) => e.time,
             Rec::Sorted(s, i) => s.time(i),
         }
     }
 
     pub fn fingerprint(&self) -> u64 {
         match *self {
-            Rec::Live(_, slot) => slot.record.fingerprint,
+            Rec::Live(e, _) => e.fingerprint,
             Rec::Sorted(s, i) => s.fingerprint(i),
         }
     }
 
-    /// The record itself (a snapshot's is decoded).
-    pub fn record(&self) -> Cow<'_, MsgRecord> {
+    /// The reply as a snapshot encodes it.
+    pub fn reply_bytes(&self) -> &'a [u8] {
         match *self {
-            Rec::Live(_, slot) => Cow::Borrowed(&slot.record),
-            Rec::Sorted(s, i) => Cow::Owned(sorted_record(s, i)),
+            Rec::Live(e, replies) => {
+                &replies[e.reply_at as usize..e.reply_at as usize + e.reply_len as usize]
+            }
+            Rec::Sorted(s, i) => s.reply_bytes(i),
+        }
+    }
+
+    /// The record itself, decoded.
+    pub fn record(&self) -> MsgRecord {
+        MsgRecord {
+            fingerprint: self.fingerprint(),
+            reply: super::snapshot::decode_checked_reply(self.reply_bytes()),
         }
     }
 }
@@ -448,26 +482,34 @@ impl Msgids {
         }
     }
 
-    /// The queued records' keys and positions, ascending by key (for [`Msgids::by_key`]).
-    pub fn queued_by_key(&self) -> Vec<(u128, u32)> {
-        let mut queued: Vec<(u128, u32)> = self
-            .records
-            .iter()
-            .enumerate()
-            .map(|(p, s)| (join(s.key), p as u32))
-            .collect();
-        queued.sort_unstable_by_key(|&(k, _)| k);
-        queued
+    /// The queued records ascending by key (for [`Msgids::by_key`]).
+    pub fn queued_by_key(&self) -> QueuedByKey {
+        let mut entries = Vec::with_capacity(self.records.len());
+        let mut replies = Vec::new();
+        for slot in self.records.iter() {
+            let reply_at = replies.len();
+            super::snapshot::encode_reply_into(slot.record.reply.as_ref(), &mut replies);
+            entries.push(QueuedEntry {
+                key: slot.key,
+                time: slot.time,
+                fingerprint: slot.record.fingerprint,
+                reply_at: reply_at as u64,
+                reply_len: (replies.len() - reply_at) as u32,
+            });
+        }
+        entries.sort_unstable_by_key(|e| join(e.key));
+        QueuedByKey { entries, replies }
     }
 
     /// The records not forgotten, ascending by key (the canonical order of snapshots and of
     /// the state hash): the queue's (`queued`, from [`Msgids::queued_by_key`]) merged with the
     /// section's.
-    pub fn by_key<'a>(&'a self, queued: &'a [(u128, u32)]) -> impl Iterator<Item = Rec<'a>> + 'a {
-        let records = &self.records;
+    pub fn by_key<'a>(&'a self, queued: &'a QueuedByKey) -> impl Iterator<Item = Rec<'a>> + 'a {
+        let replies = &queued.replies[..];
         let mut queued = queued
+            .entries
             .iter()
-            .map(move |&(k, p)| Rec::Live(k, records.get(p as usize)))
+            .map(move |e| Rec::Live(e, replies))
             .peekable();
         let cutoff = self.cutoff;
         let mut sorted = self

@@ -118,7 +118,7 @@ use entries::{decode_entries, encode_entries, RefLimits};
 use federation::{decode_federation, encode_federation};
 use header::{decode_ledger, decode_params, encode_ledger, encode_params};
 use institutions::{decode_institutions, decode_tokens, encode_institutions, encode_tokens};
-pub(crate) use msgids::decode_checked_reply;
+pub(crate) use msgids::{decode_checked_reply, encode_reply_into};
 use msgids::{
     decode_msgids, decode_msgids_v3, decode_msgids_v4, encode_msgids, Owner, ReplyLimits,
 };

@@ -5,7 +5,7 @@
 
 use super::bytes::{Dec, Enc};
 use super::*;
-use crate::state::msgids::{Rec, SharedBytes, SortedBuilder, SORTED_RECORD_BYTES};
+use crate::state::msgids::{SharedBytes, SortedBuilder, SORTED_RECORD_BYTES};
 
 /// The bytes a decoder reads, when it may keep them: `bytes[at..]` is the decoder's buffer.
 pub(crate) struct Owner {
@@ -19,30 +19,23 @@ pub(super) fn encode_msgids(msgids: &Msgids, e: &mut Enc<'_>) {
     let queued = msgids.queued_by_key();
     let count = msgids.by_key(&queued).count();
     e.count(count);
-    let mut scratch = Vec::new();
-    let reply_len = |r: &Rec<'_>, scratch: &mut Vec<u8>| match r {
-        Rec::Sorted(s, i) => s.reply_bytes(*i).len(),
-        Rec::Live(_, slot) => {
-            scratch.clear();
-            encode_reply(slot.record.reply.as_ref(), &mut Enc::new(scratch));
-            scratch.len()
-        }
-    };
     let mut at = 0u64;
     for r in msgids.by_key(&queued) {
         e.put(r.key());
         e.put(r.time());
         e.put(r.fingerprint());
         e.put(at);
-        at += reply_len(&r, &mut scratch) as u64;
+        at += r.reply_bytes().len() as u64;
     }
     e.put(at);
     for r in msgids.by_key(&queued) {
-        match r {
-            Rec::Sorted(s, i) => e.raw(s.reply_bytes(i)),
-            Rec::Live(_, slot) => encode_reply(slot.record.reply.as_ref(), e),
-        }
+        e.raw(r.reply_bytes());
     }
+}
+
+/// A reply's encoding, appended to `out`.
+pub(crate) fn encode_reply_into(reply: Option<&Reply>, out: &mut Vec<u8>) {
+    encode_reply(reply, &mut Enc::new(out));
 }
 
 /// Format 5's section: checks every record (keys strictly ascending, each reply where the
@@ -174,7 +167,7 @@ pub(super) fn encode_msgids_v3(msgids: &Msgids, e: &mut Enc<'_>) {
     for r in msgids.by_key(&queued) {
         e.put(r.key());
         e.put(r.fingerprint());
-        encode_reply(r.record().reply.as_ref(), e);
+        e.raw(r.reply_bytes());
     }
     e.count(msgids.len());
     for (time, key, _) in msgids.queued() {
