@@ -50,6 +50,9 @@ use crate::{
 /// once it is durable (`Engine::durable`).
 const LOCKED_OPS_MAX: usize = 256;
 
+/// Adopted msgid records dropped from the queue per batch (a quarter of a millisecond).
+const ADOPTED_DRAIN_MAX: usize = 8_192;
+
 pub(crate) type Handles = (
     JoinHandle<Result<(), ServerError>>,
     JoinHandle<Result<(), ServerError>>,
@@ -411,6 +414,8 @@ impl Writer {
     fn apply(&mut self, batch: &mut Batch, submissions: Vec<Submission>) {
         let shared = self.shared.clone();
         let mut state = shared.state.write();
+        // Msgid records a snapshot's section now holds leave the queue a slice per batch.
+        state.drain_adopted_msgids(ADOPTED_DRAIN_MAX);
         let mut locked_ops = 0;
         for submission in submissions {
             let (requests, reply) = match submission {

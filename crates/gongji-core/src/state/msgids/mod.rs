@@ -166,6 +166,10 @@ pub(crate) struct Msgids {
     sorted: Option<Arc<Sorted>>,
     /// Records of `sorted` made before this time are forgotten.
     cutoff: i64,
+    /// Records at the front of the queue that `sorted` holds too (adopted, not yet dropped:
+    /// [`Msgids::drain`] drops them a slice at a time, so that no batch waits for millions).
+    /// Lookups may find them in either place, alike; everything else skips them.
+    adopted: usize,
 }
 
 impl Default for Msgids {
@@ -176,6 +180,7 @@ impl Default for Msgids {
             base: 0,
             sorted: None,
             cutoff: i64::MIN,
+            adopted: 0,
         }
     }
 }
@@ -324,20 +329,30 @@ impl Msgids {
 
     /// Takes `sorted`, the section of a snapshot frozen when the queue's next sequence number
     /// was `end` (what [`Msgids::end`] said then), in place of the records it holds: the
-    /// previous snapshot's and those the queue held before `end`. The records made since stay
-    /// queued; the cut-off stays (the section may hold records forgotten since it was frozen).
+    /// previous snapshot's, and those the queue held before `end`, which are dropped by
+    /// [`Msgids::drain`] (those made since stay queued). The cut-off stays (the section may
+    /// hold records forgotten since it was frozen).
     pub fn adopt(&mut self, section: Msgids, end: u32) {
         let sorted = section.sorted.expect("a decoded section");
         // When the queue's front has passed `end`, every record queued at the freeze has been
         // forgotten since.
         let ahead = end.wrapping_sub(self.base) as usize;
-        if ahead <= self.records.len() {
-            for _ in 0..ahead {
-                self.pop_front();
-            }
-        }
+        self.adopted = if ahead <= self.records.len() {
+            ahead
+        } else {
+            0
+        };
         self.sorted = Some(sorted);
-        self.shrink_if_sparse(true);
+    }
+
+    /// Drops at most `max` of the adopted records from the queue's front; returns how many
+    /// are left.
+    pub fn drain(&mut self, max: usize) -> usize {
+        for _ in 0..self.adopted.min(max) {
+            self.pop_front();
+        }
+        self.shrink_if_sparse(false);
+        self.adopted
     }
 
     /// The sequence number the next queued record will get.
@@ -414,13 +429,18 @@ impl Msgids {
         }
         self.records.pop_front();
         self.base = base.wrapping_add(1);
+        self.adopted = self.adopted.saturating_sub(1);
     }
 
     fn shrink_if_sparse(&mut self, popped: bool) {
         let len = self.records.len();
         // A queue of several chunks gives its memory back a chunk at a time as it empties;
         // a lone chunk, and the index, are shrunk (to a size the test here no longer meets).
+        // Not while records are adopted by snapshots: the queue then empties at every
+        // adoption and fills again up to the next, and shrinking the index each time would
+        // rehash it as it grows back, a pause of tens of milliseconds at millions of records.
         if popped
+            && self.sorted.is_none()
             && (self.records.chunks.len() <= 1 && self.records.capacity() > SHRINK_MIN.max(4 * len)
                 || self.index.capacity() > SHRINK_MIN.max(8 * len))
         {
@@ -439,12 +459,12 @@ impl Msgids {
     /// Records held: queued, and in the snapshot's section (whose forgotten records stay
     /// until the next snapshot is adopted).
     pub fn len(&self) -> usize {
-        self.records.len() + self.sorted.as_ref().map_or(0, |s| s.len())
+        self.queued_len() + self.sorted.as_ref().map_or(0, |s| s.len())
     }
 
-    /// Records in the queue.
+    /// Records in the queue, less those adopted.
     pub fn queued_len(&self) -> usize {
-        self.records.len()
+        self.records.len() - self.adopted
     }
 
     /// Bytes held: the queue's room (the spare chunk included), the index's slots and the
@@ -460,7 +480,20 @@ impl Msgids {
     pub fn queued(&self) -> impl Iterator<Item = (i64, u128, &MsgRecord)> + '_ {
         self.records
             .iter()
+            .skip(self.adopted)
             .map(|s| (s.time, join(s.key), &s.record))
+    }
+
+    /// Records in the queue, adopted ones included.
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Records in the queue that an adopted section holds too.
+    #[cfg(test)]
+    pub fn adopted(&self) -> usize {
+        self.adopted
     }
 
     /// Whether every record is queued (none is a snapshot section's).
@@ -479,14 +512,15 @@ impl Msgids {
             base: self.base,
             sorted: self.sorted.clone(),
             cutoff: self.cutoff,
+            adopted: self.adopted,
         }
     }
 
     /// The queued records ascending by key (for [`Msgids::by_key`]).
     pub fn queued_by_key(&self) -> QueuedByKey {
-        let mut entries = Vec::with_capacity(self.records.len());
+        let mut entries = Vec::with_capacity(self.queued_len());
         let mut replies = Vec::new();
-        for slot in self.records.iter() {
+        for slot in self.records.iter().skip(self.adopted) {
             let reply_at = replies.len();
             super::snapshot::encode_reply_into(slot.record.reply.as_ref(), &mut replies);
             entries.push(QueuedEntry {

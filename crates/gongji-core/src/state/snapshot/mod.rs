@@ -252,6 +252,12 @@ impl State {
     pub fn adopt_msgids(&mut self, section: MsgidSection) {
         self.msgids.adopt(section.msgids, section.end);
     }
+
+    /// Drops at most `max` of the queued msgid records that an adopted section holds too
+    /// (call between batches until it returns 0); returns how many are left.
+    pub fn drain_adopted_msgids(&mut self, max: usize) -> usize {
+        self.msgids.drain(max)
+    }
 }
 
 /// Persons from which a decoder builds their indexes on a thread of its own.
