@@ -506,6 +506,8 @@ pub struct FedOpen {
     pub in_flight: std::collections::BTreeMap<crate::federation::EngineId, (u64, i64)>,
     /// Incoming exchanges waiting for the receiver.
     pub pending: u64,
+    /// Cross-engine bindings proposed or revoked here and not yet answered by the peer.
+    pub bindings_unanswered: u64,
 }
 
 /// The ledger's totals, for checks across engines.

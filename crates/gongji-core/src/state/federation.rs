@@ -738,6 +738,7 @@ impl State {
     pub fn fed_open(&self) -> FedOpen {
         let mut open = FedOpen {
             pending: self.fed.expiry.len() as u64,
+            bindings_unanswered: self.fed.link_outbox.len() as u64,
             ..FedOpen::default()
         };
         for &i in &self.fed.in_flight {

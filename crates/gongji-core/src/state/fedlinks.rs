@@ -456,15 +456,17 @@ impl State {
         (0..self.fed.links.len() as u32).map(|l| self.link_view(l))
     }
 
-    /// The live (pending or active) cross-engine bindings of one person here.
-    pub fn person_links(&self, psn_no: &str) -> Vec<LinkView> {
+    /// The cross-engine bindings of one person here, newest first, at most `limit` (a scan
+    /// of the records, as for exchanges).
+    pub fn person_links(&self, psn_no: &str, limit: usize) -> Vec<LinkView> {
         let Some(p) = self.persons.find(psn_no) else {
             return Vec::new();
         };
-        self.fed
-            .live
-            .range((p, 0)..=(p, u32::MAX))
-            .map(|&(_, l)| self.link_view(l))
+        (0..self.fed.links.len() as u32)
+            .rev()
+            .filter(|&l| self.fed.links[l as usize].person == Some(p))
+            .take(limit)
+            .map(|l| self.link_view(l))
             .collect()
     }
 
