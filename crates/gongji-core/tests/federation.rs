@@ -442,6 +442,7 @@ fn malformed_forged_and_contradicting_messages_are_refused_and_change_nothing() 
         to_psn_no,
         to_admdvs,
         amount,
+        from_psn_no,
         sender_admdvs,
         created,
         expires_at,
@@ -504,6 +505,7 @@ fn malformed_forged_and_contradicting_messages_are_refused_and_change_nothing() 
         to_psn_no,
         to_admdvs,
         amount: Fen(amount.0 + 1),
+        from_psn_no,
         sender_admdvs,
         created,
         expires_at,
@@ -883,10 +885,11 @@ fn a_cross_engine_binding_is_made_by_the_exchange_and_a_transfer_needs_it() {
     assert!(bj.state.fed_outbox().is_empty());
     let after = transfer_out("tx5", gd.now, "S1", "R1", 110105, 100);
     assert_eq!(gd.apply(after).map(|_| ()), Err(ErrCode::NotBound));
-    // A transfer made before the revocation still resolves (the money was held before).
+    // A transfer made before the revocation that reaches bj after it: bj declines it at
+    // once (its binding is revoked there) and the money returns.
     let prepare = gd.state.fed_outbox().pop().expect("x1 in flight");
-    bj.deliver(&prepare).expect("pending");
-    let declined = decline(&mut bj, x1).expect("declined").send[0].clone();
+    let declined = bj.deliver(&prepare).expect("judged").send[0].clone();
+    assert_eq!(bj.status(&x1), XStatus::Closed(Outcome::Declined));
     gd.deliver(&declined).expect("returned");
     assert_eq!(gd.acct("S1"), Fen(100_000));
     // Another person may not revoke it; a revoked binding revoked again is answered as is.
@@ -1221,4 +1224,46 @@ fn revocations_that_cross_or_outrun_the_binding_leave_both_sides_revoked() {
     assert!(gd.state.fed_outbox().is_empty());
     gd.done();
     bj.done();
+}
+
+#[test]
+fn a_transfer_that_reaches_an_engine_where_the_binding_was_revoked_is_declined() {
+    let (mut gd, mut bj) = world();
+    let bxid = gd.state.links().next().expect("S1-R1").bxid;
+    // R1 revokes on bj; gd has not heard yet and takes a transfer over the binding it holds.
+    let unbind = bj
+        .unbind(bxid, Actor::Person(psn("R1")))
+        .expect("revoked")
+        .send[0]
+        .clone();
+    let xid = gd.send("tx1", "S1", "R1", 110105, 3_000);
+    let prepare = gd.state.fed_outbox().pop().expect("in flight");
+    assert!(matches!(&prepare, Message::Prepare { from_psn_no, .. } if *from_psn_no == psn("S1")));
+    // bj judges it by its own record of the binding: declined at once, nothing pending.
+    let answer = bj.deliver(&prepare).expect("judged");
+    assert_eq!(bj.status(&xid), XStatus::Closed(Outcome::Declined));
+    gd.deliver(&answer.send[0]).expect("returned");
+    assert_eq!(gd.acct("S1"), Fen(100_000));
+    let confirm = gd.deliver(&unbind).expect("revoked on gd").send[0].clone();
+    bj.deliver(&confirm).expect("confirmed");
+    // A Prepare naming a sender who holds no binding to the receiver here: declined too.
+    let mut other = Engine::new(config("gd", &[44], &[("bj", &[11])]));
+    other.enrol("S1", 440106, 100_000);
+    other.enrol("S2", 440106, 100_000);
+    let mut bj2 = Engine::new(config("bj", &[11], &[("gd", &[44])]));
+    bj2.enrol("R1", 110105, 0);
+    bind(&mut other, &mut bj2, "b1", "S1", "R1", 110105);
+    let x = other.send("tx1", "S1", "R1", 110105, 1_000);
+    let Message::Prepare { .. } = other.state.fed_outbox()[0].clone() else {
+        panic!("a Prepare")
+    };
+    let mut forged = other.state.fed_outbox()[0].clone();
+    if let Message::Prepare { from_psn_no, .. } = &mut forged {
+        *from_psn_no = psn("S2");
+    }
+    bj2.deliver(&forged).expect("judged");
+    assert_eq!(bj2.status(&x), XStatus::Closed(Outcome::Declined));
+    gd.done();
+    bj.done();
+    bj2.done();
 }

@@ -28,6 +28,7 @@ fn messages() -> Vec<Message> {
             to_psn_no: PsnNo::from("P110105001").expect("fits"),
             to_admdvs: 110_105,
             amount: Fen(20_000),
+            from_psn_no: PsnNo::from("P440106001").expect("fits"),
             sender_admdvs: 440_106,
             created: 1_747_700_000,
             expires_at: 1_747_778_400,

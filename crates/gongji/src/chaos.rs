@@ -668,6 +668,7 @@ fn check_bad_input(sh: &Shared, nats_url: &str) -> Result<Vec<String>> {
             to_psn_no: PsnNo::from(&from).expect("short"),
             to_admdvs: 650100,
             amount: Fen(100),
+            from_psn_no: PsnNo::from(&from).expect("short"),
             sender_admdvs: admdvs(peer_province).parse().expect("digits"),
             created: 1,
             expires_at: 2,

@@ -80,6 +80,7 @@ fn encode_message_into(m: &Message, e: &mut Enc<'_>) {
             to_psn_no,
             to_admdvs,
             amount,
+            from_psn_no,
             sender_admdvs,
             created,
             expires_at,
@@ -90,6 +91,7 @@ fn encode_message_into(m: &Message, e: &mut Enc<'_>) {
             e.str8(to_psn_no);
             e.u32(*to_admdvs);
             e.u64(amount.0);
+            e.str8(from_psn_no);
             e.u32(*sender_admdvs);
             e.i64(*created);
             e.i64(*expires_at);
@@ -171,6 +173,7 @@ fn decode_message_from(d: &mut Dec<'_>) -> Result<Message, DecodeError> {
             to_psn_no: d.str8(code_valid, "psn_no")?,
             to_admdvs: d.u32()?,
             amount: Fen(d.u64()?),
+            from_psn_no: d.str8(code_valid, "psn_no")?,
             sender_admdvs: d.u32()?,
             created: d.i64()?,
             expires_at: d.i64()?,

@@ -153,6 +153,8 @@ pub enum Message {
         to_psn_no: PsnNo,
         to_admdvs: u32,
         amount: Fen,
+        /// The sender (the receiver's engine checks their binding to the receiver).
+        from_psn_no: PsnNo,
         sender_admdvs: u32,
         created: i64,
         expires_at: i64,

@@ -470,6 +470,7 @@ impl State {
             to_psn_no,
             to_admdvs,
             amount,
+            from_psn_no,
             sender_admdvs,
             created,
             expires_at,
@@ -509,9 +510,12 @@ impl State {
         let receiver = self.persons.find(&to_psn_no).filter(|&r| {
             admdvs_province(self.persons.hot[r as usize].admdvs) == admdvs_province(to_admdvs)
         });
+        // This engine's own record of the binding: one revoked here (the sender's engine may
+        // not know it yet) carries no transfer.
+        let bound = |r: u32| self.fed.active_link(r, &from_psn_no, xid.engine).is_some();
         let status = match receiver {
             _ if time >= expires_at => XStatus::Closed(Outcome::Expired),
-            Some(r) if self.persons.wallet_open(r) => XStatus::Pending,
+            Some(r) if self.persons.wallet_open(r) && bound(r) => XStatus::Pending,
             _ => XStatus::Closed(Outcome::Declined),
         };
         let i = self.fed.exchanges.len() as u32;
@@ -663,12 +667,14 @@ impl State {
                 created: x.created,
             };
         }
+        let sender = x.person.expect("an outgoing exchange has its sender");
         Message::Prepare {
             xid: x.xid,
             to_engine: x.peer,
             to_psn_no: x.to_psn_no,
             to_admdvs: x.to_admdvs,
             amount: x.amount,
+            from_psn_no: self.persons.psn_no_array(sender),
             sender_admdvs: x.sender_admdvs,
             created: x.created,
             expires_at: x.expires_at,
