@@ -214,30 +214,7 @@ impl State {
             return Err(refuse("a malformed Bind"));
         }
         if let Some(&l) = self.fed.link_index.get(&bxid) {
-            let link = &self.fed.links[l as usize];
-            let unbound_first = link.person.is_none() && link.receiver_psn_no.is_empty();
-            let same = (
-                link.giver_psn_no,
-                link.giver_admdvs,
-                link.receiver_psn_no,
-                link.receiver_admdvs,
-                link.relation,
-                link.created,
-            ) == (
-                giver_psn_no,
-                giver_admdvs,
-                receiver_psn_no,
-                receiver_admdvs,
-                relation,
-                created,
-            );
-            if link.giver_here || !(same || unbound_first) {
-                return Err(refuse("a Bind that differs from the one recorded"));
-            }
-            return Ok(Step::Replay(
-                FedReply::Delivered,
-                vec![self.status_message(l)],
-            ));
+            return self.bind_again(l, msg);
         }
         self.time_ok(time)?;
         let receiver = self.persons.find(&receiver_psn_no).filter(|&r| {
@@ -266,6 +243,44 @@ impl State {
             FedReply::Delivered,
             vec![self.status_message(l)],
         ))
+    }
+
+    /// A `Bind` for a binding recorded here: answered from the record if it is the same (or
+    /// the record is of an `Unbind` that came first), refused if it differs.
+    fn bind_again(&self, l: u32, msg: &Message) -> Result<Step, Rejection> {
+        let &Message::Bind {
+            giver_psn_no,
+            giver_admdvs,
+            receiver_psn_no,
+            receiver_admdvs,
+            relation,
+            created,
+            ..
+        } = msg
+        else {
+            unreachable!("a Bind")
+        };
+        let link = &self.fed.links[l as usize];
+        let unbound_first = link.person.is_none() && link.receiver_psn_no.is_empty();
+        let same = (
+            link.giver_psn_no,
+            link.giver_admdvs,
+            link.receiver_psn_no,
+            link.receiver_admdvs,
+            link.relation,
+            link.created,
+        ) == (
+            giver_psn_no,
+            giver_admdvs,
+            receiver_psn_no,
+            receiver_admdvs,
+            relation,
+            created,
+        );
+        if link.giver_here || !(same || unbound_first) {
+            return Err(refuse("a Bind that differs from the one recorded"));
+        }
+        Ok(Step::Replay(FedReply::Delivered, vec![self.status_message(l)]))
     }
 
     /// Rule 6 on the receiver's side, with this engine's limits: the receiver's givers are
