@@ -280,7 +280,10 @@ impl State {
         if link.giver_here || !(same || unbound_first) {
             return Err(refuse("a Bind that differs from the one recorded"));
         }
-        Ok(Step::Replay(FedReply::Delivered, vec![self.status_message(l)]))
+        Ok(Step::Replay(
+            FedReply::Delivered,
+            vec![self.status_message(l)],
+        ))
     }
 
     /// Rule 6 on the receiver's side, with this engine's limits: the receiver's givers are
