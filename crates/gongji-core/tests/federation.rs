@@ -2,19 +2,23 @@
 //! of a cross-engine transfer, its duplicates (replayed, nothing changes), and malformed,
 //! forged or replayed bus messages (refused, nothing changes). Every engine journals what it
 //! applied, and every test ends by replaying that journal from op 1 into a fresh state, which
-//! must give the same state hash and pass the full `check`.
+//! must give the same state hash and pass the full `check`. Cross-engine bindings (rule 7's
+//! `wallet_only` across engines) go through the same exchange and the same checks: made,
+//! refused under the receiver engine's limits, revoked from either side, required by a
+//! transfer (`NOT_BOUND` without one).
 
 use std::collections::BTreeMap;
 
 use gongji_core::certno::certno_with_check;
 use gongji_core::federation::codec::{decode_entry, decode_message, encode_entry, encode_message};
 use gongji_core::federation::{
-    EngineId, Entry, EntryApplied, FedOp, FederationConfig, Message, Outcome, XStatus, Xid,
+    BindRefusal, EngineId, Entry, EntryApplied, EntryReply, FedOp, FedReply, FederationConfig,
+    LinkStatus, Message, Outcome, XStatus, Xid,
 };
 use gongji_core::time::{parse_cst, parse_period};
 use gongji_core::{
-    Actor, Body, Command, CreditItem, ErrCode, Fen, Insutype, Msgid, Op, Params, PsnNo, State,
-    TransferSource,
+    Actor, Body, Command, CreditItem, ErrCode, Fen, Insutype, Msgid, Op, Params, PersonStatus,
+    PsnNo, Relation, State, TransferSource,
 };
 
 fn t(s: &str) -> i64 {
@@ -44,6 +48,7 @@ fn config(engine: &str, provinces: &[u8], peers: &[(&str, &[u8])]) -> Federation
 /// One engine: its state, its journal (encoded entries) and its clock.
 struct Engine {
     state: State,
+    params: Params,
     config: FederationConfig,
     journal: Vec<Vec<u8>>,
     now: i64,
@@ -52,10 +57,15 @@ struct Engine {
 
 impl Engine {
     fn new(config: FederationConfig) -> Engine {
-        let mut state = State::new(Params::default());
+        Engine::with_params(config, Params::default())
+    }
+
+    fn with_params(config: FederationConfig, params: Params) -> Engine {
+        let mut state = State::new(params.clone());
         state.configure_federation(config.clone()).expect("config");
         Engine {
             state,
+            params,
             config,
             journal: Vec::new(),
             now: t("2025-05-20 10:00:00"),
@@ -111,16 +121,7 @@ impl Engine {
     }
 
     fn enrol(&mut self, p: &str, admdvs: u32, credit: u64) {
-        let first17 = format!("{admdvs}19900101{:03}", self.seq % 1000);
-        let certno = certno_with_check(&first17).expect("17 digits");
-        self.core(Body::Enrol {
-            psn_no: psn(p),
-            certno: arrayvec::ArrayString::from(&certno).expect("18"),
-            psn_name: "张三".into(),
-            insutype: Insutype::Employee,
-            admdvs,
-        })
-        .expect("enrolled");
+        self.enrol_without_wallet(p, admdvs);
         self.core(Body::OpenWallet { psn_no: psn(p) })
             .expect("wallet");
         if credit > 0 {
@@ -133,6 +134,40 @@ impl Engine {
             })
             .expect("credited");
         }
+    }
+
+    fn enrol_without_wallet(&mut self, p: &str, admdvs: u32) {
+        let first17 = format!("{admdvs}19900101{:03}", self.seq % 1000);
+        let certno = certno_with_check(&first17).expect("17 digits");
+        self.core(Body::Enrol {
+            psn_no: psn(p),
+            certno: arrayvec::ArrayString::from(&certno).expect("18"),
+            psn_name: "张三".into(),
+            insutype: Insutype::Employee,
+            admdvs,
+        })
+        .expect("enrolled");
+    }
+
+    /// A person (or admin) proposes a cross-engine binding; `Err` is the giver engine's
+    /// synchronous refusal.
+    fn bind_out(
+        &mut self,
+        msgid: &str,
+        giver: &str,
+        receiver: &str,
+        receiver_admdvs: u32,
+    ) -> Result<EntryApplied, ErrCode> {
+        self.apply(bind_out(msgid, self.now, giver, receiver, receiver_admdvs))
+    }
+
+    fn unbind(&mut self, bxid: Xid, actor: Actor) -> Result<EntryApplied, ErrCode> {
+        let time = self.now;
+        self.apply(Entry::Fed(FedOp::Unbind { time, actor, bxid }))
+    }
+
+    fn link(&self, bxid: &Xid) -> LinkStatus {
+        self.state.cross_binding(bxid).expect("binding").status
     }
 
     fn send(&mut self, msgid: &str, from: &str, to: &str, to_admdvs: u32, amount: u64) -> Xid {
@@ -159,7 +194,7 @@ impl Engine {
     /// full check.
     fn done(&self) {
         self.state.check().expect("check");
-        let mut fresh = State::new(Params::default());
+        let mut fresh = State::new(self.params.clone());
         fresh
             .configure_federation(self.config.clone())
             .expect("config");
@@ -198,8 +233,15 @@ impl Engine {
             .expect("a federation section");
         // (A cut exactly before the section reads as an unfederated state; the server refuses
         // to open it under its `[federation]` table, and the snapshot file's checksum covers
-        // the whole body.)
+        // the whole body. The same holds for a cut exactly before the bindings' section:
+        // it reads as the engine without them, a different state.)
+        let links = bytes.windows(8).rposition(|w| w == b"GJLNK001");
         for cut in marker + 1..bytes.len() {
+            if Some(cut) == links {
+                let without = State::decode_snapshot(&bytes[..cut]).expect("no bindings");
+                assert_ne!(without.state_hash(), self.state.state_hash());
+                continue;
+            }
             assert!(
                 State::decode_snapshot(&bytes[..cut]).is_err(),
                 "cut at {cut}"
@@ -212,7 +254,54 @@ impl Engine {
         let mut bad = bytes.clone();
         bad.extend_from_slice(b"x");
         assert!(State::decode_snapshot(&bad).is_err(), "trailing bytes");
+        // With cross-engine bindings, their section follows; its marker damaged: refused.
+        assert_eq!(links.is_some(), self.state.links().next().is_some());
+        if let Some(at) = links {
+            let mut bad = bytes.clone();
+            bad[at] ^= 1;
+            assert!(State::decode_snapshot(&bad).is_err(), "damaged link marker");
+        }
     }
+}
+
+fn bind_out(msgid: &str, time: i64, giver: &str, receiver: &str, receiver_admdvs: u32) -> Entry {
+    Entry::Fed(FedOp::BindOut {
+        msgid: mid(msgid),
+        time,
+        actor: Actor::Person(psn(giver)),
+        giver_psn_no: psn(giver),
+        receiver_psn_no: psn(receiver),
+        receiver_admdvs,
+        relation: Relation::Parent,
+    })
+}
+
+/// A binding made through the exchange: proposed on the giver's engine `a`, judged on `b`,
+/// the answer back on `a`. Returns its id and `b`'s answer.
+fn bind(
+    a: &mut Engine,
+    b: &mut Engine,
+    msgid: &str,
+    giver: &str,
+    receiver: &str,
+    receiver_admdvs: u32,
+) -> (Xid, LinkStatus) {
+    let proposed = a
+        .bind_out(msgid, giver, receiver, receiver_admdvs)
+        .expect("proposed");
+    let [Message::Bind { bxid, .. }] = proposed.send[..] else {
+        panic!("a Bind to send: {:?}", proposed.send)
+    };
+    assert_eq!(a.link(&bxid), LinkStatus::Pending);
+    let judged = b.deliver(&proposed.send[0]).expect("judged");
+    let [Message::BindStatus { status, .. }] = judged.send[..] else {
+        panic!("a BindStatus answer: {:?}", judged.send)
+    };
+    a.deliver(&judged.send[0]).expect("answered");
+    assert_eq!(a.link(&bxid), status);
+    assert_eq!(b.link(&bxid), status);
+    assert!(a.state.fed_outbox().is_empty() && b.state.fed_outbox().is_empty());
+    (bxid, status)
 }
 
 fn transfer_out(
@@ -242,6 +331,8 @@ fn world() -> (Engine, Engine) {
     let mut bj = Engine::new(config("bj", &[11], &[("gd", &[44]), ("sh", &[31])]));
     gd.enrol("S1", 440106, 100_000);
     bj.enrol("R1", 110105, 0);
+    let (_, status) = bind(&mut gd, &mut bj, "b-S1-R1", "S1", "R1", 110105);
+    assert_eq!(status, LinkStatus::Active);
     (gd, bj)
 }
 
@@ -351,6 +442,7 @@ fn malformed_forged_and_contradicting_messages_are_refused_and_change_nothing() 
         to_psn_no,
         to_admdvs,
         amount,
+        from_psn_no,
         sender_admdvs,
         created,
         expires_at,
@@ -413,6 +505,7 @@ fn malformed_forged_and_contradicting_messages_are_refused_and_change_nothing() 
         to_psn_no,
         to_admdvs,
         amount: Fen(amount.0 + 1),
+        from_psn_no,
         sender_admdvs,
         created,
         expires_at,
@@ -475,10 +568,19 @@ fn malformed_forged_and_contradicting_messages_are_refused_and_change_nothing() 
 fn declined_and_expired_transfers_return_to_the_sender() {
     let (mut gd, mut bj) = world();
     bj.enrol("R2", 110106, 0);
+    bj.enrol_without_wallet("R3", 110106);
+    bind(&mut gd, &mut bj, "b2", "S1", "R2", 110106);
+    bind(&mut gd, &mut bj, "b3", "S1", "R3", 110106);
     let x1 = gd.send("tx1", "S1", "R1", 110105, 10_000);
     let x2 = gd.send("tx2", "S1", "R2", 110106, 5_000);
-    // A receiver unknown on bj: declined at once, answered with the Prepare.
-    let x3 = gd.send("tx3", "S1", "NOBODY", 110105, 1_000);
+    // A receiver unknown on bj has no binding to anyone: NOT_BOUND on the sender's engine.
+    assert_eq!(
+        gd.apply(transfer_out("tx0", gd.now, "S1", "NOBODY", 110105, 1_000))
+            .map(|_| ()),
+        Err(ErrCode::NotBound)
+    );
+    // A receiver whose wallet is not open: declined at once, answered with the Prepare.
+    let x3 = gd.send("tx3", "S1", "R3", 110106, 1_000);
     assert_eq!(gd.acct("S1"), Fen(84_000));
     for m in gd.state.fed_outbox() {
         let answer = bj.deliver(&m).expect("prepared");
@@ -575,7 +677,7 @@ fn a_reversal_blocks_a_transfer_that_never_arrived_and_lets_one_that_did_carry_o
 
 #[test]
 fn the_sender_side_checks_rule_14_and_owns_its_provinces() {
-    let (mut gd, _bj) = world();
+    let (mut gd, mut bj) = world();
     let now = gd.now;
     let to = |amount: u64, to_admdvs: u32, msgid: &str| {
         transfer_out(msgid, now, "S1", "R1", to_admdvs, amount)
@@ -606,6 +708,7 @@ fn the_sender_side_checks_rule_14_and_owns_its_provinces() {
         admdvs: 440106,
     })
     .expect("enrolled");
+    bind(&mut gd, &mut bj, "b-P2-R1", "P2", "R1", 110105);
     let poor = Entry::Fed(FedOp::TransferOut {
         msgid: mid("e"),
         time: now,
@@ -675,6 +778,7 @@ fn the_sender_side_checks_rule_14_and_owns_its_provinces() {
         Err(ErrCode::NotReversible)
     );
     gd.done();
+    bj.done();
 }
 
 #[test]
@@ -721,4 +825,445 @@ fn an_engine_without_federation_refuses_federation_ops_and_config_is_checked() {
     plain
         .configure_federation(config("gd", &[44], &[]))
         .expect("valid");
+}
+
+fn reply_link(applied: &EntryApplied) -> LinkStatus {
+    match &applied.reply {
+        EntryReply::Fed(FedReply::Binding(view)) => view.status,
+        other => panic!("a binding reply: {other:?}"),
+    }
+}
+
+#[test]
+fn a_cross_engine_binding_is_made_by_the_exchange_and_a_transfer_needs_it() {
+    let mut gd = Engine::new(config("gd", &[44], &[("bj", &[11])]));
+    let mut bj = Engine::new(config("bj", &[11], &[("gd", &[44])]));
+    gd.enrol("S1", 440106, 100_000);
+    bj.enrol("R1", 110105, 50_000);
+    // No binding: NOT_BOUND on the sender's engine, nothing held, nothing sent.
+    let unbound = transfer_out("tx0", gd.now, "S1", "R1", 110105, 1_000);
+    assert_eq!(gd.apply(unbound).map(|_| ()), Err(ErrCode::NotBound));
+    // Proposed: pending on gd; a transfer is still NOT_BOUND; the Bind is in the outbox.
+    let proposed = gd.bind_out("b1", "S1", "R1", 110105).expect("proposed");
+    assert_eq!(reply_link(&proposed), LinkStatus::Pending);
+    let bxid = proposed.send[0].xid();
+    assert_eq!(gd.state.fed_outbox(), proposed.send);
+    let early = transfer_out("tx1", gd.now, "S1", "R1", 110105, 1_000);
+    assert_eq!(gd.apply(early).map(|_| ()), Err(ErrCode::NotBound));
+    // bj records it active under the same id, and answers.
+    let judged = bj.deliver(&proposed.send[0]).expect("judged");
+    assert_eq!(bj.link(&bxid), LinkStatus::Active);
+    let view = bj.state.cross_binding(&bxid).expect("recorded");
+    assert_eq!(
+        (view.giver_psn_no, view.receiver_psn_no, view.giver_here),
+        (psn("S1"), psn("R1"), false)
+    );
+    gd.deliver(&judged.send[0]).expect("active");
+    assert_eq!(gd.link(&bxid), LinkStatus::Active);
+    assert!(gd.state.fed_outbox().is_empty());
+    // The binding tells gd where R1 lives.
+    assert_eq!(gd.state.bound_remote_admdvs("S1", "R1"), Some(110105));
+    assert_eq!(bj.state.bound_remote_admdvs("R1", "S1"), Some(440106));
+    // Transfers now go through, in either direction (rule 14: a binding either way).
+    let x1 = gd.send("tx2", "S1", "R1", 110105, 1_000);
+    let back = transfer_out("tx3", bj.now, "R1", "S1", 440106, 2_000);
+    let back = bj.apply(back).expect("sent back").send[0].clone();
+    gd.deliver(&back).expect("pending on gd");
+    let x2 = back.xid();
+    let accepted = accept(&mut gd, x2, Actor::Person(psn("S1"))).expect("accepted");
+    bj.deliver(&accepted.send[0]).expect("committed");
+    assert_eq!(gd.wallet("S1"), Fen(2_000));
+    // The receiver revokes on its own engine; the Unbind travels to gd.
+    let revoked = bj.unbind(bxid, Actor::Person(psn("R1"))).expect("revoked");
+    assert_eq!(reply_link(&revoked), LinkStatus::Revoked);
+    assert_eq!(bj.state.fed_outbox(), revoked.send);
+    let refused = transfer_out("tx4", bj.now, "R1", "S1", 440106, 100);
+    assert_eq!(bj.apply(refused).map(|_| ()), Err(ErrCode::NotBound));
+    let confirmed = gd.deliver(&revoked.send[0]).expect("revoked on gd");
+    assert_eq!(gd.link(&bxid), LinkStatus::Revoked);
+    bj.deliver(&confirmed.send[0]).expect("confirmed");
+    assert!(bj.state.fed_outbox().is_empty());
+    let after = transfer_out("tx5", gd.now, "S1", "R1", 110105, 100);
+    assert_eq!(gd.apply(after).map(|_| ()), Err(ErrCode::NotBound));
+    // A transfer made before the revocation that reaches bj after it: bj declines it at
+    // once (its binding is revoked there) and the money returns.
+    let prepare = gd.state.fed_outbox().pop().expect("x1 in flight");
+    let declined = bj.deliver(&prepare).expect("judged").send[0].clone();
+    assert_eq!(bj.status(&x1), XStatus::Closed(Outcome::Declined));
+    gd.deliver(&declined).expect("returned");
+    assert_eq!(gd.acct("S1"), Fen(100_000));
+    // Another person may not revoke it; a revoked binding revoked again is answered as is.
+    assert_eq!(
+        gd.unbind(bxid, Actor::Person(psn("X1"))).map(|_| ()),
+        Err(ErrCode::Forbidden)
+    );
+    assert!(gd.unbind(bxid, Actor::Admin).expect("as is").replayed);
+    gd.done();
+    bj.done();
+}
+
+#[test]
+fn duplicates_of_every_binding_step_are_answered_from_the_record_and_change_nothing() {
+    let mut gd = Engine::new(config("gd", &[44], &[("bj", &[11])]));
+    let mut bj = Engine::new(config("bj", &[11], &[("gd", &[44])]));
+    gd.enrol("S1", 440106, 100_000);
+    bj.enrol("R1", 110105, 0);
+    let proposed = gd.bind_out("b1", "S1", "R1", 110105).expect("proposed");
+    let bxid = proposed.send[0].xid();
+    // The client's retry: the same binding; another body under the msgid: a conflict; the
+    // pair again under a new msgid: BINDING_EXISTS.
+    assert!(
+        gd.bind_out("b1", "S1", "R1", 110105)
+            .expect("again")
+            .replayed
+    );
+    assert_eq!(
+        gd.bind_out("b1", "S1", "R2", 110105).map(|_| ()),
+        Err(ErrCode::MsgidConflict)
+    );
+    assert_eq!(
+        gd.bind_out("b2", "S1", "R1", 110105).map(|_| ()),
+        Err(ErrCode::BindingExists)
+    );
+    // The binding's msgid is not a transfer's, nor a core write's.
+    let reuse = transfer_out("b1", gd.now, "S1", "R1", 110105, 100);
+    assert_eq!(gd.apply(reuse).map(|_| ()), Err(ErrCode::MsgidConflict));
+    let core = Op::Write(Command {
+        msgid: mid("b1"),
+        time: gd.now,
+        actor: Actor::Person(psn("S1")),
+        body: Body::OpenWallet { psn_no: psn("S1") },
+    });
+    assert_eq!(
+        gd.apply(Entry::Core(core)).map(|_| ()),
+        Err(ErrCode::MsgidConflict)
+    );
+    let judged = bj.deliver(&proposed.send[0]).expect("judged");
+    let again = bj.deliver(&proposed.send[0]).expect("duplicate Bind");
+    assert_eq!((again.replayed, &again.send), (true, &judged.send));
+    gd.deliver(&judged.send[0]).expect("active");
+    assert!(gd.deliver(&judged.send[0]).expect("duplicate").replayed);
+    // The revocation, its message and its confirmation, each twice.
+    let revoked = gd.unbind(bxid, Actor::Person(psn("S1"))).expect("revoked");
+    let unbind = revoked.send[0].clone();
+    let confirm = bj.deliver(&unbind).expect("revoked on bj").send[0].clone();
+    let again = bj.deliver(&unbind).expect("duplicate Unbind");
+    assert_eq!(
+        (again.replayed, &again.send),
+        (true, &vec![confirm.clone()])
+    );
+    gd.deliver(&confirm).expect("confirmed");
+    assert!(gd.deliver(&confirm).expect("duplicate").replayed);
+    // A late duplicate of the first answer (active) changes nothing now.
+    assert!(gd.deliver(&judged.send[0]).expect("stale").replayed);
+    assert_eq!(
+        (gd.link(&bxid), bj.link(&bxid)),
+        (LinkStatus::Revoked, LinkStatus::Revoked)
+    );
+    assert!(gd.state.fed_outbox().is_empty() && bj.state.fed_outbox().is_empty());
+    gd.done();
+    bj.done();
+}
+
+#[test]
+fn forged_malformed_and_contradicting_binding_messages_are_refused_and_change_nothing() {
+    let mut gd = Engine::new(config("gd", &[44], &[("bj", &[11]), ("sh", &[31])]));
+    let mut bj = Engine::new(config("bj", &[11], &[("gd", &[44]), ("sh", &[31])]));
+    gd.enrol("S1", 440106, 100_000);
+    bj.enrol("R1", 110105, 0);
+    let proposed = gd.bind_out("b1", "S1", "R1", 110105).expect("proposed");
+    let bind_msg = proposed.send[0].clone();
+    let bxid = bind_msg.xid();
+    let with = |f: &dyn Fn(&mut Message)| {
+        let mut m = bind_msg.clone();
+        f(&mut m);
+        m
+    };
+    let forged = [
+        with(&|m| {
+            if let Message::Bind { to_engine, .. } = m {
+                *to_engine = eid("sh");
+            }
+        }),
+        with(&|m| {
+            if let Message::Bind { bxid, .. } = m {
+                bxid.engine = eid("xz");
+            }
+        }),
+        // A giver province the sending engine does not own; a receiver province bj does not.
+        with(&|m| {
+            if let Message::Bind { giver_admdvs, .. } = m {
+                *giver_admdvs = 310101;
+            }
+        }),
+        with(&|m| {
+            if let Message::Bind {
+                receiver_admdvs, ..
+            } = m
+            {
+                *receiver_admdvs = 440106;
+            }
+        }),
+        with(&|m| {
+            if let Message::Bind { relation, .. } = m {
+                *relation = Relation::Other;
+            }
+        }),
+    ];
+    for m in &forged {
+        assert_eq!(bj.deliver(m).map(|_| ()), Err(ErrCode::BadRequest), "{m:?}");
+    }
+    assert!(bj.state.cross_binding(&bxid).is_none());
+    let judged = bj.deliver(&bind_msg).expect("the real one").send[0].clone();
+    // The same id with another receiver: refused, the record stands.
+    let changed = with(&|m| {
+        if let Message::Bind {
+            receiver_psn_no, ..
+        } = m
+        {
+            *receiver_psn_no = psn("R2");
+        }
+    });
+    assert_eq!(bj.deliver(&changed).map(|_| ()), Err(ErrCode::BadRequest));
+    let status = |from: &str, to: &str, bxid: Xid, status: LinkStatus| Message::BindStatus {
+        bxid,
+        from_engine: eid(from),
+        to_engine: eid(to),
+        status,
+    };
+    let unknown = Xid {
+        engine: eid("gd"),
+        key: 7,
+    };
+    for m in [
+        status("bj", "gd", unknown, LinkStatus::Active),
+        status("sh", "gd", bxid, LinkStatus::Active),
+        status("bj", "gd", bxid, LinkStatus::Pending),
+        Message::Unbind {
+            bxid: unknown,
+            from_engine: eid("bj"),
+            to_engine: eid("gd"),
+        },
+        Message::Unbind {
+            bxid,
+            from_engine: eid("sh"),
+            to_engine: eid("gd"),
+        },
+    ] {
+        assert_eq!(
+            gd.deliver(&m).map(|_| ()),
+            Err(ErrCode::BadRequest),
+            "{m:?}"
+        );
+    }
+    // bj may not be told the binding's state by an engine other than its giver's, nor by gd
+    // that it is active (only bj decides that); sh cannot unbind a binding it never saw.
+    assert_eq!(
+        bj.deliver(&status("gd", "bj", bxid, LinkStatus::Active))
+            .map(|_| ()),
+        Err(ErrCode::BadRequest)
+    );
+    let mut sh = Engine::new(config("sh", &[31], &[("gd", &[44]), ("bj", &[11])]));
+    let from_bj = Message::Unbind {
+        bxid,
+        from_engine: eid("bj"),
+        to_engine: eid("sh"),
+    };
+    assert_eq!(sh.deliver(&from_bj).map(|_| ()), Err(ErrCode::BadRequest));
+    gd.deliver(&judged).expect("active");
+    // Once active, a refusal contradicts it.
+    let contradicting = status(
+        "bj",
+        "gd",
+        bxid,
+        LinkStatus::Refused(BindRefusal::BindingLimit),
+    );
+    assert_eq!(
+        gd.deliver(&contradicting).map(|_| ()),
+        Err(ErrCode::BadRequest)
+    );
+    assert_eq!(gd.link(&bxid), LinkStatus::Active);
+    // Bytes: every new message round-trips; cut, extended, or an unknown status: refused.
+    for m in [bind_msg.clone(), judged.clone(), from_bj.clone()] {
+        let mut bytes = Vec::new();
+        encode_message(&m, &mut bytes);
+        assert_eq!(decode_message(&bytes), Ok(m));
+        assert!(decode_message(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_message(&[bytes.as_slice(), &[0]].concat()).is_err());
+    }
+    gd.done();
+    bj.done();
+    sh.done();
+}
+
+#[test]
+fn the_receivers_engine_enforces_its_own_limits_and_rules() {
+    let mut gd = Engine::with_params(
+        config("gd", &[44], &[("bj", &[11])]),
+        Params {
+            binding_receivers_max: 2,
+            ..Params::default()
+        },
+    );
+    // bj's province lets a receiver have one giver.
+    let mut bj = Engine::with_params(
+        config("bj", &[11], &[("gd", &[44])]),
+        Params {
+            binding_givers_max: 1,
+            ..Params::default()
+        },
+    );
+    for p in ["S1", "S2", "S3"] {
+        gd.enrol(p, 440106, 100_000);
+    }
+    for p in ["R1", "R2", "R3", "R4"] {
+        bj.enrol(p, 110105, 0);
+    }
+    let (b1, ok) = bind(&mut gd, &mut bj, "b1", "S1", "R1", 110105);
+    assert_eq!(ok, LinkStatus::Active);
+    // R1 has its one giver: bj refuses a second, from gd or from bj itself.
+    let (b2, limit) = bind(&mut gd, &mut bj, "b2", "S2", "R1", 110105);
+    assert_eq!(limit, LinkStatus::Refused(BindRefusal::BindingLimit));
+    let in_engine = bj.core(Body::Bind {
+        giver_psn_no: psn("R2"),
+        receiver_psn_no: psn("R1"),
+        relation: Relation::Spouse,
+    });
+    assert_eq!(in_engine.map(|_| ()), Err(ErrCode::BindingLimit));
+    // A refused binding carries no transfer and cannot be revoked.
+    let refused = transfer_out("t1", gd.now, "S2", "R1", 110105, 100);
+    assert_eq!(gd.apply(refused).map(|_| ()), Err(ErrCode::NotBound));
+    assert_eq!(
+        gd.unbind(b2, Actor::Admin).map(|_| ()),
+        Err(ErrCode::AlreadyRevoked)
+    );
+    // Unknown and suspended receivers are refused by bj.
+    let (_, unknown) = bind(&mut gd, &mut bj, "b3", "S2", "NOBODY", 110105);
+    assert_eq!(unknown, LinkStatus::Refused(BindRefusal::PersonNotFound));
+    bj.core(Body::SetStatus {
+        psn_no: psn("R3"),
+        status: PersonStatus::Suspended,
+    })
+    .expect("suspended");
+    let (_, suspended) = bind(&mut gd, &mut bj, "b4", "S2", "R3", 110105);
+    assert_eq!(suspended, LinkStatus::Refused(BindRefusal::PersonSuspended));
+    // gd's limit counts its givers' live cross-engine bindings: S1 has one of two.
+    let (_, ok) = bind(&mut gd, &mut bj, "b5", "S1", "R2", 110105);
+    assert_eq!(ok, LinkStatus::Active);
+    assert_eq!(
+        gd.bind_out("b6", "S1", "R4", 110105).map(|_| ()),
+        Err(ErrCode::BindingLimit)
+    );
+    // gd's own checks of the giver: a resident, a province gd owns, one nobody owns.
+    assert_eq!(
+        gd.bind_out("b7", "S3", "R4", 440105).map(|_| ()),
+        Err(ErrCode::InvalidAdmdvs)
+    );
+    assert_eq!(
+        gd.bind_out("b8", "S3", "R4", 510105).map(|_| ()),
+        Err(ErrCode::InvalidAdmdvs)
+    );
+    assert_eq!(
+        gd.bind_out("b9", "NOBODY", "R4", 110105).map(|_| ()),
+        Err(ErrCode::PersonNotFound)
+    );
+    // Revoked, R1's place is free again, on bj, for an in-engine giver.
+    let revoked = gd.unbind(b1, Actor::Person(psn("S1"))).expect("revoked");
+    let confirm = bj.deliver(&revoked.send[0]).expect("revoked on bj");
+    gd.deliver(&confirm.send[0]).expect("confirmed");
+    bj.core(Body::Bind {
+        giver_psn_no: psn("R2"),
+        receiver_psn_no: psn("R1"),
+        relation: Relation::Spouse,
+    })
+    .expect("an in-engine giver now");
+    gd.done();
+    bj.done();
+}
+
+#[test]
+fn revocations_that_cross_or_outrun_the_binding_leave_both_sides_revoked() {
+    let mut gd = Engine::new(config("gd", &[44], &[("bj", &[11])]));
+    let mut bj = Engine::new(config("bj", &[11], &[("gd", &[44])]));
+    gd.enrol("S1", 440106, 100_000);
+    bj.enrol("R1", 110105, 0);
+    bj.enrol("R2", 110105, 0);
+    // Revoked while pending, the Unbind arriving before the Bind: bj records it revoked and
+    // answers the late Bind so; nothing becomes active.
+    let proposed = gd.bind_out("b1", "S1", "R1", 110105).expect("proposed");
+    let bxid = proposed.send[0].xid();
+    let unbind = gd.unbind(bxid, Actor::Admin).expect("revoked").send[0].clone();
+    assert_eq!(gd.state.fed_outbox(), vec![unbind.clone()]);
+    let confirm = bj.deliver(&unbind).expect("recorded revoked").send[0].clone();
+    let late = bj.deliver(&proposed.send[0]).expect("late Bind");
+    assert_eq!((late.replayed, &late.send), (true, &vec![confirm.clone()]));
+    gd.deliver(&confirm).expect("confirmed");
+    assert_eq!(
+        (gd.link(&bxid), bj.link(&bxid)),
+        (LinkStatus::Revoked, LinkStatus::Revoked)
+    );
+    // Both sides revoke at once: each Unbind confirms the other's.
+    let (b2, _) = bind(&mut gd, &mut bj, "b2", "S1", "R2", 110105);
+    let from_gd = gd.unbind(b2, Actor::Admin).expect("gd revokes").send[0].clone();
+    let from_bj = bj.unbind(b2, Actor::Admin).expect("bj revokes").send[0].clone();
+    let to_bj = gd.deliver(&from_bj).expect("crossing").send[0].clone();
+    let to_gd = bj.deliver(&from_gd).expect("crossing").send[0].clone();
+    assert!(gd.state.fed_outbox().is_empty() && bj.state.fed_outbox().is_empty());
+    assert!(gd.deliver(&to_gd).expect("dup").replayed);
+    assert!(bj.deliver(&to_bj).expect("dup").replayed);
+    // Revoked while pending and refused by bj meanwhile: the refusal stands on both sides.
+    let proposed = gd.bind_out("b3", "S1", "NOBODY", 110105).expect("proposed");
+    let b3 = proposed.send[0].xid();
+    bj.deliver(&proposed.send[0]).expect("refused");
+    let unbind = gd.unbind(b3, Actor::Admin).expect("revoked").send[0].clone();
+    let answer = bj.deliver(&unbind).expect("answered");
+    assert!(answer.replayed);
+    gd.deliver(&answer.send[0]).expect("refused on gd");
+    let refused = LinkStatus::Refused(BindRefusal::PersonNotFound);
+    assert_eq!((gd.link(&b3), bj.link(&b3)), (refused, refused));
+    assert!(gd.state.fed_outbox().is_empty());
+    gd.done();
+    bj.done();
+}
+
+#[test]
+fn a_transfer_that_reaches_an_engine_where_the_binding_was_revoked_is_declined() {
+    let (mut gd, mut bj) = world();
+    let bxid = gd.state.links().next().expect("S1-R1").bxid;
+    // R1 revokes on bj; gd has not heard yet and takes a transfer over the binding it holds.
+    let unbind = bj
+        .unbind(bxid, Actor::Person(psn("R1")))
+        .expect("revoked")
+        .send[0]
+        .clone();
+    let xid = gd.send("tx1", "S1", "R1", 110105, 3_000);
+    let prepare = gd.state.fed_outbox().pop().expect("in flight");
+    assert!(matches!(&prepare, Message::Prepare { from_psn_no, .. } if *from_psn_no == psn("S1")));
+    // bj judges it by its own record of the binding: declined at once, nothing pending.
+    let answer = bj.deliver(&prepare).expect("judged");
+    assert_eq!(bj.status(&xid), XStatus::Closed(Outcome::Declined));
+    gd.deliver(&answer.send[0]).expect("returned");
+    assert_eq!(gd.acct("S1"), Fen(100_000));
+    let confirm = gd.deliver(&unbind).expect("revoked on gd").send[0].clone();
+    bj.deliver(&confirm).expect("confirmed");
+    // A Prepare naming a sender who holds no binding to the receiver here: declined too.
+    let mut other = Engine::new(config("gd", &[44], &[("bj", &[11])]));
+    other.enrol("S1", 440106, 100_000);
+    other.enrol("S2", 440106, 100_000);
+    let mut bj2 = Engine::new(config("bj", &[11], &[("gd", &[44])]));
+    bj2.enrol("R1", 110105, 0);
+    bind(&mut other, &mut bj2, "b1", "S1", "R1", 110105);
+    let x = other.send("tx1", "S1", "R1", 110105, 1_000);
+    let Message::Prepare { .. } = other.state.fed_outbox()[0].clone() else {
+        panic!("a Prepare")
+    };
+    let mut forged = other.state.fed_outbox()[0].clone();
+    if let Message::Prepare { from_psn_no, .. } = &mut forged {
+        *from_psn_no = psn("S2");
+    }
+    bj2.deliver(&forged).expect("judged");
+    assert_eq!(bj2.status(&x), XStatus::Closed(Outcome::Declined));
+    gd.done();
+    bj.done();
+    bj2.done();
 }

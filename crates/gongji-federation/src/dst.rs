@@ -1,7 +1,9 @@
 //! Deterministic simulation of a federation (`gongji federation dst`): K engines, each a
 //! [`Node`] on fault-injecting storage, a [`Bus`] that drops, duplicates, reorders, delays,
-//! damages and partitions, clients that send cross-engine transfers, answer them, reverse
-//! them and resend what a crash left unanswered, and forgers whose messages must be refused.
+//! damages and partitions, clients that bind persons across engines and revoke bindings,
+//! send cross-engine transfers (mostly over a binding, sometimes without one: `NOT_BOUND`),
+//! answer them, reverse them and resend what a crash left unanswered, and forgers whose
+//! messages must be refused.
 //! Every decision comes from one seed. After the faults stop and the partitions heal, the
 //! engines run to quiescence and [`check_quiescent`] judges the outcome; a failure names its
 //! seed.
@@ -13,11 +15,12 @@ use gongji_core::certno::certno_with_check;
 use gongji_core::federation::codec::decode_message;
 use gongji_core::federation::{
     EngineId, Entry, EntryApplied, EntryReply, ExchangeView, FedOp, FedReply, FederationConfig,
-    Message, Outcome, XStatus, Xid,
+    LinkStatus, LinkView, Message, Outcome, XStatus, Xid,
 };
 use gongji_core::time::{parse_cst, parse_period};
 use gongji_core::{
-    Actor, Body, Command, CreditItem, Fen, Insutype, Msgid, Op, PsnNo, State, TransferSource,
+    Actor, Body, Command, CreditItem, Fen, Insutype, Msgid, Op, PsnNo, Relation, State,
+    TransferSource,
 };
 use gongji_journal::CrashMode;
 use splitmix::SplitMix64;
@@ -39,6 +42,9 @@ pub struct FedDstOptions {
     /// of an exchange no engine ever made and its receiver accepts it (money from nowhere).
     /// The run must then fail.
     pub sabotage: bool,
+    /// Self-test of the binding checks: after quiescence, one engine takes in a well-formed
+    /// Bind that its peer never made. The run must then fail.
+    pub sabotage_binding: bool,
 }
 
 impl FedDstOptions {
@@ -47,6 +53,7 @@ impl FedDstOptions {
             seed,
             steps: 1_500,
             sabotage: false,
+            sabotage_binding: false,
         }
     }
 }
@@ -58,6 +65,10 @@ pub struct FedDstReport {
     pub engines: usize,
     pub exchanges: u64,
     pub outcomes: BTreeMap<&'static str, u64>,
+    /// Cross-engine bindings by final status (`active`, `refused`, `revoked`).
+    pub bindings: BTreeMap<&'static str, u64>,
+    pub binds_acked: u64,
+    pub unbinds_acked: u64,
     pub transfers_acked: u64,
     pub answers_acked: u64,
     pub client_retries: u64,
@@ -75,7 +86,8 @@ impl fmt::Display for FedDstReport {
         let b = &self.bus;
         write!(
             f,
-            "seed {}: {} engines, {} exchanges {:?}, {} transfers and {} answers acknowledged, \
+            "seed {}: {} engines, {} exchanges {:?}, bindings {:?} ({} binds, {} revocations \
+             acknowledged), {} transfers and {} answers acknowledged, \
              {} client resends, {} crashes, {} ops journaled; bus {} sent, {} dropped, \
              {} duplicated, {} damaged, {} lost to partitions; refused {} damaged and {} \
              forged messages; quiescent after {} rounds; {:.2} yuan crossed engines",
@@ -83,6 +95,9 @@ impl fmt::Display for FedDstReport {
             self.engines,
             self.exchanges,
             self.outcomes,
+            self.bindings,
+            self.binds_acked,
+            self.unbinds_acked,
             self.transfers_acked,
             self.answers_acked,
             self.client_retries,
@@ -106,6 +121,8 @@ impl fmt::Display for FedDstReport {
 enum Tag {
     Out { msgid: Msgid },
     Answer { accept: bool },
+    Bind { msgid: Msgid },
+    Unbind,
     Other,
 }
 
@@ -118,8 +135,12 @@ struct ClientLog {
     transfers: BTreeMap<(usize, Xid), Fen>,
     /// (engine, xid) → accepted? for every acknowledged accept or decline.
     answers: BTreeMap<(usize, Xid), bool>,
-    /// Transfers submitted and not answered (a crash took the reply): resent later.
+    /// Transfers and binds submitted and not answered (a crash took the reply): resent later.
     unanswered: BTreeMap<(usize, Msgid), Entry>,
+    /// (engine, bxid) of every acknowledged bind (giver's engine).
+    binds: BTreeMap<(usize, Xid), ()>,
+    /// (engine, bxid) of every acknowledged revocation.
+    unbinds: BTreeMap<(usize, Xid), ()>,
 }
 
 struct Sim {
@@ -167,6 +188,9 @@ pub fn run(opts: &FedDstOptions) -> Result<FedDstReport, String> {
     if opts.sabotage {
         sim.sabotage().or_else(|e| fail(seed, e))?;
     }
+    if opts.sabotage_binding {
+        sim.sabotage_binding().or_else(|e| fail(seed, e))?;
+    }
     check_quiescent(&sim.nodes, &sim.log).or_else(|e| fail(seed, e))?;
     for node in &sim.nodes {
         node.check_replay_equals_live().or_else(|e| fail(seed, e))?;
@@ -181,6 +205,9 @@ pub fn run(opts: &FedDstOptions) -> Result<FedDstReport, String> {
         .map(|n| n.state.money_totals().fed_received)
         .sum();
     for node in &sim.nodes {
+        for l in node.state.links().filter(|l| l.giver_here) {
+            *report.bindings.entry(l.status.as_str()).or_default() += 1;
+        }
         for x in node.state.exchanges().filter(|x| x.outgoing) {
             report.exchanges += 1;
             if let XStatus::Closed(o) = x.status {
@@ -267,12 +294,14 @@ impl Sim {
             self.now += 6 * 3600;
         }
         let n = self.nodes.len();
-        match self.rng.weighted(&[40, 25, 3, 6, 6, 4]) {
+        match self.rng.weighted(&[36, 22, 3, 6, 6, 4, 10, 2]) {
             0 => self.client_transfer()?,
             1 => self.client_answer()?,
             2 => self.client_reverse()?,
             3 => self.client_resend()?,
             4 => self.forge()?,
+            6 => self.client_bind()?,
+            7 => self.client_unbind()?,
             _ => {
                 let k = self.rng.below(n as u64) as usize;
                 let time = self.time(k);
@@ -312,13 +341,14 @@ impl Sim {
     }
 
     fn submit_client(&mut self, k: usize, entry: Entry, tag: Tag) -> Result<(), String> {
-        if let Tag::Out { msgid } = &tag {
+        if let Tag::Out { msgid } | Tag::Bind { msgid } = &tag {
             self.log.unanswered.insert((k, *msgid), entry.clone());
         }
         match self.nodes[k].submit(&entry, Some(tag.clone()))? {
             Submitted::Refused(_) => {
-                // A business refusal (limits, balance, closed hours): the client gives up.
-                if let Tag::Out { msgid } = tag {
+                // A business refusal (limits, balance, closed hours, NOT_BOUND): the client
+                // gives up.
+                if let Tag::Out { msgid } | Tag::Bind { msgid } = tag {
                     self.log.unanswered.remove(&(k, msgid));
                 }
             }
@@ -327,17 +357,86 @@ impl Sim {
         Ok(())
     }
 
-    fn client_transfer(&mut self) -> Result<(), String> {
+    /// A giver on engine `k` binds a person of another engine (now and then one unknown
+    /// there, whom that engine refuses).
+    fn client_bind(&mut self) -> Result<(), String> {
         let k = self.rng.below(self.nodes.len() as u64) as usize;
         let to_engine = self.other(k);
-        let from = self.rng.below(PERSONS_PER_ENGINE as u64) as usize;
-        let to_psn_no = if self.rng.chance(50) {
+        let giver = psn(k, self.rng.below(PERSONS_PER_ENGINE as u64) as usize);
+        let receiver = if self.rng.chance(50) {
             PsnNo::from("NOBODY").expect("fits")
         } else {
             psn(
                 to_engine,
                 self.rng.below(PERSONS_PER_ENGINE as u64) as usize,
             )
+        };
+        let msgid = self.msgid();
+        let entry = Entry::Fed(FedOp::BindOut {
+            msgid,
+            time: self.time(k),
+            actor: Actor::Person(giver),
+            giver_psn_no: giver,
+            receiver_psn_no: receiver,
+            receiver_admdvs: admdvs(to_engine),
+            relation: Relation::ELIGIBLE[self.rng.below(8) as usize],
+        });
+        self.submit_client(k, entry, Tag::Bind { msgid })
+    }
+
+    /// Either person of a live binding revokes it on their own engine.
+    fn client_unbind(&mut self) -> Result<(), String> {
+        let k = self.rng.below(self.nodes.len() as u64) as usize;
+        let live: Vec<LinkView> = self.nodes[k]
+            .state
+            .links()
+            .filter(|l| l.status.is_live() && l.psn_no.is_some())
+            .collect();
+        let Some(l) = self.pick(&live) else {
+            return Ok(());
+        };
+        let op = FedOp::Unbind {
+            time: self.time(k),
+            actor: Actor::Person(l.psn_no.expect("live")),
+            bxid: l.bxid,
+        };
+        self.submit_client(k, Entry::Fed(op), Tag::Unbind)
+    }
+
+    fn client_transfer(&mut self) -> Result<(), String> {
+        let k = self.rng.below(self.nodes.len() as u64) as usize;
+        let active: Vec<LinkView> = self.nodes[k]
+            .state
+            .links()
+            .filter(|l| l.status == LinkStatus::Active)
+            .collect();
+        // Mostly over an active binding (either way); sometimes to anyone, which is NOT_BOUND
+        // unless they happen to be bound.
+        let bound = if self.rng.chance(850) {
+            self.pick(&active)
+        } else {
+            None
+        };
+        let (from, to_engine, to_psn_no) = match bound {
+            Some(l) => {
+                let (remote, remote_admdvs) = if l.giver_here {
+                    (l.receiver_psn_no, l.receiver_admdvs)
+                } else {
+                    (l.giver_psn_no, l.giver_admdvs)
+                };
+                let to_engine = PROVINCES
+                    .iter()
+                    .position(|&p| u32::from(p) == remote_admdvs / 10_000)
+                    .expect("a simulated province");
+                let from = psn_index(&l.psn_no.expect("active"));
+                (from, to_engine, remote)
+            }
+            None => {
+                let to_engine = self.other(k);
+                let to = self.rng.below(PERSONS_PER_ENGINE as u64) as usize;
+                let from = self.rng.below(PERSONS_PER_ENGINE as u64) as usize;
+                (from, to_engine, psn(to_engine, to))
+            }
         };
         let amount = if self.rng.chance(30) {
             250_000
@@ -426,37 +525,26 @@ impl Sim {
         let Some(((k, msgid), entry)) = self.pick(&waiting) else {
             return Ok(());
         };
-        let Entry::Fed(FedOp::TransferOut {
-            msgid: m,
-            actor,
-            from_psn_no,
-            to_psn_no,
-            to_admdvs,
-            amount,
-            source,
-            ..
-        }) = entry
-        else {
+        let Entry::Fed(mut op) = entry else {
             return Ok(());
         };
+        let tag = match op {
+            FedOp::TransferOut { .. } => Tag::Out { msgid },
+            FedOp::BindOut { .. } => Tag::Bind { msgid },
+            _ => return Ok(()),
+        };
+        op.set_time(self.time(k));
         self.report.client_retries += 1;
-        let resent = Entry::Fed(FedOp::TransferOut {
-            msgid: m,
-            time: self.time(k),
-            actor,
-            from_psn_no,
-            to_psn_no,
-            to_admdvs,
-            amount,
-            source,
-        });
-        self.submit_client(k, resent, Tag::Out { msgid })
+        self.submit_client(k, Entry::Fed(op), tag)
     }
 
     /// A well-formed message that lies (another amount, another engine, an unknown id, a
     /// province the receiver does not own): it must be refused and change nothing.
     fn forge(&mut self) -> Result<(), String> {
         let k = self.rng.below(self.nodes.len() as u64) as usize;
+        if self.rng.chance(400) {
+            return self.forge_binding(k);
+        }
         let known: Vec<ExchangeView> = self.nodes[k].state.exchanges().collect();
         let Some(x) = self.pick(&known) else {
             return Ok(());
@@ -503,6 +591,7 @@ impl Sim {
                 to_psn_no: x.to_psn_no,
                 to_admdvs,
                 amount,
+                from_psn_no: psn(sender, 0),
                 sender_admdvs,
                 created: x.created,
                 expires_at: x.expires_at,
@@ -521,6 +610,58 @@ impl Sim {
             other => Err(format!(
                 "engine {k}: a forged message was taken in: {other:?}"
             )),
+        }
+    }
+
+    /// A binding message that lies: a status of pending, one claimed by this engine itself,
+    /// an Unbind of a binding nobody made from an engine that did not make it, or a Bind
+    /// whose receiver lives in a province the receiving engine does not own.
+    fn forge_binding(&mut self, k: usize) -> Result<(), String> {
+        let known: Vec<LinkView> = self.nodes[k].state.links().collect();
+        let Some(l) = self.pick(&known) else {
+            return Ok(());
+        };
+        let me = engine_id(k);
+        let msg = match self.rng.below(4) {
+            0 => Message::BindStatus {
+                bxid: l.bxid,
+                from_engine: l.peer,
+                to_engine: me,
+                status: LinkStatus::Pending,
+            },
+            1 => Message::BindStatus {
+                bxid: l.bxid,
+                from_engine: me,
+                to_engine: me,
+                status: LinkStatus::Revoked,
+            },
+            2 => Message::Unbind {
+                bxid: Xid {
+                    engine: me,
+                    key: self.rng.next_u64().into(),
+                },
+                from_engine: l.peer,
+                to_engine: me,
+            },
+            _ => Message::Bind {
+                bxid: l.bxid,
+                to_engine: me,
+                giver_psn_no: l.giver_psn_no,
+                giver_admdvs: admdvs(engine_index(l.peer)),
+                receiver_psn_no: psn(k, 0),
+                receiver_admdvs: admdvs(engine_index(l.peer)),
+                relation: Relation::Parent,
+                created: l.created,
+            },
+        };
+        let before = self.nodes[k].state.state_hash();
+        let time = self.time(k);
+        match self.nodes[k].submit(&Entry::Fed(FedOp::Deliver { time, msg }), None)? {
+            Submitted::Refused(_) if self.nodes[k].state.state_hash() == before => {
+                self.report.forged_refused += 1;
+                Ok(())
+            }
+            other => Err(format!("engine {k}: a forged binding message: {other:?}")),
         }
     }
 
@@ -560,6 +701,27 @@ impl Sim {
     }
 
     fn acknowledge(&mut self, k: usize, tag: Tag, applied: EntryApplied) -> Result<(), String> {
+        if let EntryReply::Fed(FedReply::Binding(l)) = &applied.reply {
+            match tag {
+                Tag::Bind { msgid } => {
+                    self.log.unanswered.remove(&(k, msgid));
+                    self.log.binds.insert((k, l.bxid), ());
+                    self.report.binds_acked += 1;
+                }
+                Tag::Unbind => {
+                    if l.status != LinkStatus::Revoked {
+                        return Err(format!(
+                            "engine {k}: revocation of {} answered {l:?}",
+                            l.bxid
+                        ));
+                    }
+                    self.log.unbinds.insert((k, l.bxid), ());
+                    self.report.unbinds_acked += 1;
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
         let EntryReply::Fed(FedReply::Exchange(x)) = applied.reply else {
             return Ok(());
         };
@@ -576,7 +738,7 @@ impl Sim {
                 }
                 self.report.answers_acked += 1;
             }
-            Tag::Other => {}
+            Tag::Bind { .. } | Tag::Unbind | Tag::Other => {}
         }
         Ok(())
     }
@@ -616,15 +778,40 @@ impl Sim {
                 }
             }
             let open = self.nodes.iter().any(|n| {
-                n.state
-                    .exchanges()
-                    .any(|x| matches!(x.status, XStatus::InFlight | XStatus::Pending))
+                let bindings = n
+                    .state
+                    .links()
+                    .any(|l| l.unbind || l.status == LinkStatus::Pending);
+                bindings
+                    || n.state
+                        .exchanges()
+                        .any(|x| matches!(x.status, XStatus::InFlight | XStatus::Pending))
             });
             if !open && self.bus.is_empty() {
                 return Ok(());
             }
         }
-        Err("not quiescent after 200 rounds: an exchange never resolved".into())
+        Err("not quiescent after 200 rounds: an exchange or a binding never resolved".into())
+    }
+
+    fn sabotage_binding(&mut self) -> Result<(), String> {
+        let (k, from) = (0, 1);
+        let time = self.time(k);
+        let msg = Message::Bind {
+            bxid: Xid {
+                engine: engine_id(from),
+                key: 0xdead_beef,
+            },
+            to_engine: engine_id(k),
+            giver_psn_no: psn(from, 0),
+            giver_admdvs: admdvs(from),
+            receiver_psn_no: psn(k, 0),
+            receiver_admdvs: admdvs(k),
+            relation: Relation::Parent,
+            created: time,
+        };
+        self.nodes[k].submit(&Entry::Fed(FedOp::Deliver { time, msg }), None)?;
+        self.sync(k)
     }
 
     fn sabotage(&mut self) -> Result<(), String> {
@@ -640,6 +827,7 @@ impl Sim {
             to_psn_no: psn(k, 0),
             to_admdvs: admdvs(k),
             amount: Fen(100),
+            from_psn_no: psn(from, 0),
             sender_admdvs: admdvs(from),
             created: time,
             expires_at: time + 86_400,
@@ -716,6 +904,13 @@ pub fn populate<T>(node: &mut Node<T>, k: usize, time: i64) -> Result<(), String
 
 /// The fen credited to each engine by [`populate`].
 pub const CREDITED_PER_ENGINE_FEN: u64 = PERSONS_PER_ENGINE as u64 * CREDIT_FEN;
+
+/// `j` of person `E<k>P<j>`.
+fn psn_index(p: &PsnNo) -> usize {
+    p.split_once('P')
+        .and_then(|(_, j)| j.parse().ok())
+        .expect("E<k>P<j>")
+}
 
 fn engine_index(id: EngineId) -> usize {
     id[1..].parse().expect("e<k>")
@@ -816,6 +1011,7 @@ pub fn check_states(
     if counted != accepted {
         return Err(format!("statistics {counted:?} != accepted {accepted:?}"));
     }
+    check_bindings(nodes)?;
     // Reconciliation between engines finds nothing.
     let counters: Vec<_> = nodes
         .iter()
@@ -827,8 +1023,94 @@ pub fn check_states(
     Ok(())
 }
 
+/// Every cross-engine binding is known to both engines, the giver's (which made its id) and
+/// the receiver's, and both hold it alike: the same persons, places and relation, the same
+/// final status (active, refused, revoked), nothing proposed or revoked unconfirmed. An
+/// `Unbind` that outran its `Bind` leaves the receiver's record without the binding's fields.
+/// Every exchange was sent by a person with a binding to its receiver on that engine.
+fn check_bindings(nodes: &[(EngineId, &State)]) -> Result<(), String> {
+    type Side = Option<(EngineId, LinkView)>;
+    let mut by_bxid: BTreeMap<Xid, [Side; 2]> = BTreeMap::new();
+    for &(id, state) in nodes {
+        for l in state.links() {
+            let side = usize::from(!l.giver_here);
+            if by_bxid.entry(l.bxid).or_default()[side]
+                .replace((id, l))
+                .is_some()
+            {
+                return Err("a binding twice on one side".into());
+            }
+        }
+    }
+    for (bxid, [giver, receiver]) in &by_bxid {
+        let (Some((g_engine, g)), Some((r_engine, r))) = (giver, receiver) else {
+            return Err(format!("binding {bxid} known to one side only"));
+        };
+        let engines_agree = *g_engine == bxid.engine && r.peer == *g_engine && g.peer == *r_engine;
+        let outran = r.psn_no.is_none() && r.receiver_psn_no.is_empty();
+        let fields = |l: &LinkView| {
+            (
+                l.giver_psn_no,
+                l.giver_admdvs,
+                l.receiver_psn_no,
+                l.receiver_admdvs,
+                l.relation,
+                l.created,
+            )
+        };
+        if !engines_agree || !(outran || fields(g) == fields(r)) {
+            return Err(format!("binding {bxid}: the sides disagree: {g:?} / {r:?}"));
+        }
+        let open = |l: &LinkView| l.unbind || l.status == LinkStatus::Pending;
+        if g.status != r.status || open(g) || open(r) {
+            return Err(format!(
+                "binding {bxid}: giver's {:?} {}, receiver's {:?} {}",
+                g.status, g.unbind, r.status, r.unbind
+            ));
+        }
+    }
+    for &(id, state) in nodes {
+        let links: Vec<LinkView> = state.links().collect();
+        for x in state.exchanges().filter(|x| x.outgoing) {
+            let bound = links.iter().any(|l| {
+                let remote = if l.giver_here {
+                    l.receiver_psn_no
+                } else {
+                    l.giver_psn_no
+                };
+                let was_active = matches!(l.status, LinkStatus::Active | LinkStatus::Revoked);
+                l.psn_no == x.psn_no && remote == x.to_psn_no && l.peer == x.peer && was_active
+            });
+            if !bound {
+                return Err(format!(
+                    "engine {id}: exchange {} sent without a binding",
+                    x.xid
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every acknowledged reply is in the state it promised.
 fn check_client_log(nodes: &[SimNode], log: &ClientLog) -> Result<(), String> {
+    for (k, bxid) in log.binds.keys() {
+        if !nodes[*k]
+            .state
+            .cross_binding(bxid)
+            .is_some_and(|l| l.giver_here)
+        {
+            return Err(format!("acknowledged binding {bxid} lost on engine {k}"));
+        }
+    }
+    for (k, bxid) in log.unbinds.keys() {
+        let status = nodes[*k].state.cross_binding(bxid).map(|l| l.status);
+        // Revoked, or refused: a binding revoked while proposed that the receiver's engine
+        // had refused stays refused.
+        if !matches!(status, Some(LinkStatus::Revoked | LinkStatus::Refused(_))) {
+            return Err(format!("acknowledged revocation of {bxid}: {status:?}"));
+        }
+    }
     for ((k, xid), amount) in &log.transfers {
         let x = nodes[*k].state.exchange(xid);
         if x.as_ref().map(|x| (x.outgoing, x.amount)) != Some((true, *amount)) {

@@ -45,13 +45,12 @@ pub fn subject(engine: EngineId) -> String {
     format!("gongji.fed.{engine}")
 }
 
-/// `Nats-Msg-Id`: the same message gets the same id, whoever sends it and however often.
+/// `Nats-Msg-Id`: the same message gets the same id, whoever sends it and however often
+/// (`<xid>.prepare`, `.block`, `.<outcome>`; a binding's `<bxid>.bind`, `.unbind`,
+/// `.bind-active`, `.bind-refused`, `.bind-revoked`; the duplicate window is per destination
+/// stream, so the two sides' `unbind` of one binding do not meet).
 pub fn message_id(m: &Message) -> String {
-    match m {
-        Message::Prepare { xid, .. } => format!("{xid}.prepare"),
-        Message::Block { xid, .. } => format!("{xid}.block"),
-        Message::Outcome { xid, outcome, .. } => format!("{xid}.{}", outcome.as_str()),
-    }
+    format!("{}.{}", m.xid(), m.kind())
 }
 
 /// One engine's connection: it publishes to any engine's stream and consumes its own.

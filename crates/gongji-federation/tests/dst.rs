@@ -1,15 +1,19 @@
 //! The federation's deterministic simulation over a bounded number of seeds (the command
 //! `gongji federation dst --seeds N` runs any number): every seed must end with every exchange
-//! closed the same way on both sides, money conserved per engine and nationally, and every
-//! acknowledged reply kept. The checker must also catch a planted violation.
+//! closed the same way on both sides, every cross-engine binding held alike by both engines,
+//! money conserved per engine and nationally, and every acknowledged reply kept. The checker
+//! must also catch planted violations.
 
 use gongji_federation::dst::{run, FedDstOptions};
 
 /// Seeds 1 to 12 pass, and together they exercised what they claim to: crashes, lost, doubled
-/// and damaged messages, forged messages refused, client resends, and every outcome.
+/// and damaged messages, forged messages refused, client resends, every outcome, and
+/// cross-engine bindings made, refused and revoked.
 #[test]
 fn bounded_seeds_pass_and_exercise_the_faults() {
     let mut totals = std::collections::BTreeMap::new();
+    let mut bindings = std::collections::BTreeMap::new();
+    let (mut binds, mut unbinds) = (0, 0);
     let (mut crashes, mut dropped, mut duplicated, mut damaged, mut forged, mut resent) =
         (0, 0, 0, 0, 0, 0);
     for seed in 1..=12 {
@@ -18,6 +22,11 @@ fn bounded_seeds_pass_and_exercise_the_faults() {
         for (outcome, n) in &report.outcomes {
             *totals.entry(*outcome).or_insert(0) += n;
         }
+        for (status, n) in &report.bindings {
+            *bindings.entry(*status).or_insert(0) += n;
+        }
+        binds += report.binds_acked;
+        unbinds += report.unbinds_acked;
         crashes += report.crashes;
         dropped += report.bus.dropped;
         duplicated += report.bus.duplicated;
@@ -33,6 +42,13 @@ fn bounded_seeds_pass_and_exercise_the_faults() {
     }
     assert!(crashes > 0 && dropped > 0 && duplicated > 0 && damaged > 0);
     assert!(forged > 0 && resent > 0);
+    for status in ["active", "refused", "revoked"] {
+        assert!(
+            bindings.get(status).copied().unwrap_or(0) > 0,
+            "no {status} binding: {bindings:?}"
+        );
+    }
+    assert!(binds > 0 && unbinds > 0);
 }
 
 /// A seed is reproducible: the same seed gives the same run.
@@ -54,5 +70,15 @@ fn the_checker_catches_a_planted_violation() {
         err.contains("seed 3") && err.contains("--from-seed 3"),
         "{err}"
     );
+    assert!(err.contains("one side only"), "{err}");
+}
+
+/// A binding one engine holds and its peer never made fails the run.
+#[test]
+fn the_checker_catches_a_binding_known_to_one_side() {
+    let mut opts = FedDstOptions::new(5);
+    opts.sabotage_binding = true;
+    let err = run(&opts).expect_err("the sabotage must be caught");
+    assert!(err.contains("seed 5") && err.contains("binding"), "{err}");
     assert!(err.contains("one side only"), "{err}");
 }

@@ -1,5 +1,6 @@
 //! The relay over a real `nats-server` with JetStream (`sync_interval: always`): two engines
-//! exchange transfers through their streams, the server is killed with SIGKILL and restarted
+//! make cross-engine bindings, exchange transfers over them and revoke one through their
+//! streams, the server is killed with SIGKILL and restarted
 //! on the same store in the middle, and at the end the same checks as the simulation hold.
 //! Duplicates (by `Nats-Msg-Id` and past it), damaged and forged bytes go through the real
 //! bus and change nothing. The server comes from `NATS_SERVER`, PATH, or the scripts directory of
@@ -13,9 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gongji_core::federation::codec::encode_message;
-use gongji_core::federation::{Entry, FedOp, Message, XStatus};
+use gongji_core::federation::{Entry, FedOp, LinkStatus, Message, XStatus};
 use gongji_core::time::parse_cst;
-use gongji_core::{Actor, Fen, Msgid, TransferSource};
+use gongji_core::{Actor, Fen, Msgid, Relation, TransferSource};
 use gongji_federation::dst::CREDITED_PER_ENGINE_FEN;
 use gongji_federation::dst::{admdvs, check_engines, engine_config, populate, psn};
 use gongji_federation::node::{Node, Submitted};
@@ -148,6 +149,26 @@ async fn transfers_cross_a_real_jetstream_exactly_once_through_a_server_kill() {
             .await
             .expect("relay 1"),
     ];
+    // Each of e0's six persons binds e1's person of the same number, over the real bus;
+    // a transfer needs the binding.
+    for j in 0..6 {
+        let entry = Entry::Fed(FedOp::BindOut {
+            msgid: Msgid::from(&format!("b{j}")).expect("fits"),
+            time: morning,
+            actor: Actor::Admin,
+            giver_psn_no: psn(0, j),
+            receiver_psn_no: psn(1, j),
+            receiver_admdvs: admdvs(1),
+            relation: Relation::Sibling,
+        });
+        let sends = client(&mut nodes[0], entry);
+        publish_all(&relays[0], &sends).await;
+    }
+    pump_until(&mut nodes, &relays, morning, |n| {
+        n[0].state.links().all(|l| l.status == LinkStatus::Active)
+            && n[1].state.links().count() == 6
+    })
+    .await;
     // Twelve transfers from e0's persons to e1's, 10.00 to 120.00 yuan.
     for n in 0..12 {
         let entry = Entry::Fed(FedOp::TransferOut {
@@ -212,6 +233,7 @@ async fn transfers_cross_a_real_jetstream_exactly_once_through_a_server_kill() {
         to_psn_no: x.to_psn_no,
         to_admdvs: admdvs(1),
         amount: x.amount,
+        from_psn_no: x.psn_no.expect("the sender"),
         sender_admdvs: admdvs(0),
         created: x.created,
         expires_at: x.expires_at,
@@ -244,6 +266,7 @@ async fn transfers_cross_a_real_jetstream_exactly_once_through_a_server_kill() {
         to_psn_no: x.to_psn_no,
         to_admdvs: admdvs(1),
         amount: Fen(x.amount.0 + 1),
+        from_psn_no: x.psn_no.expect("the sender"),
         sender_admdvs: admdvs(0),
         created: x.created,
         expires_at: x.expires_at,
@@ -270,10 +293,25 @@ async fn transfers_cross_a_real_jetstream_exactly_once_through_a_server_kill() {
         before,
         "the bus changed e1's state"
     );
-    // Let e0 take any answer the duplicate produced, then check both engines.
+    // Let e0 take any answer the duplicate produced.
     pump(&mut nodes[0], &relays[0], next_day)
         .await
         .expect("pump");
+    // e1's person 0 revokes its binding on e1; the revocation reaches e0 and is confirmed.
+    let bxid = nodes[1].state.links().next().expect("a binding").bxid;
+    let unbind = FedOp::Unbind {
+        time: next_day,
+        actor: Actor::Person(psn(1, 0)),
+        bxid,
+    };
+    let sends = client(&mut nodes[1], Entry::Fed(unbind));
+    publish_all(&relays[1], &sends).await;
+    pump_until(&mut nodes, &relays, next_day, |n| {
+        let revoked = n[0].state.cross_binding(&bxid).map(|l| l.status);
+        revoked == Some(LinkStatus::Revoked) && n[1].state.fed_outbox().is_empty()
+    })
+    .await;
+    // Then check both engines (bindings held alike among the checks).
     check_engines(&nodes, 2 * CREDITED_PER_ENGINE_FEN).expect("engines agree");
     assert_eq!(
         count(

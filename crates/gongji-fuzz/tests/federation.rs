@@ -1,11 +1,13 @@
 //! The federation's decoders (issue 14) against random bytes and mutated valid encodings: a
 //! bus message (`decode_message`, bytes from another machine) and a federated journal record
-//! (`decode_entry`). No panic, allocation bounded like the other targets, and an accepted
+//! (`decode_entry`), cross-engine bindings' messages and ops among them. No panic, allocation bounded like the other targets, and an accepted
 //! input re-encodes to itself (both encodings are canonical).
 
 use gongji_core::federation::codec::{decode_entry, decode_message, encode_entry, encode_message};
-use gongji_core::federation::{EngineId, Entry, FedOp, Message, Outcome, Xid};
-use gongji_core::{Actor, Fen, Msgid, Op, PsnNo, TransferSource};
+use gongji_core::federation::{
+    BindRefusal, EngineId, Entry, FedOp, LinkStatus, Message, Outcome, Xid,
+};
+use gongji_core::{Actor, Fen, Msgid, Op, PsnNo, Relation, TransferSource};
 use gongji_fuzz::alloc::measured;
 use gongji_fuzz::targets::alloc_bytes_max;
 use gongji_fuzz::{cases, run, Mutator};
@@ -26,6 +28,7 @@ fn messages() -> Vec<Message> {
             to_psn_no: PsnNo::from("P110105001").expect("fits"),
             to_admdvs: 110_105,
             amount: Fen(20_000),
+            from_psn_no: PsnNo::from("P440106001").expect("fits"),
             sender_admdvs: 440_106,
             created: 1_747_700_000,
             expires_at: 1_747_778_400,
@@ -43,6 +46,32 @@ fn messages() -> Vec<Message> {
             from_engine: bj,
             amount: Fen(u64::MAX),
             outcome,
+        });
+    }
+    out.push(Message::Bind {
+        bxid: xid(11),
+        to_engine: bj,
+        giver_psn_no: PsnNo::from("P440106001").expect("fits"),
+        giver_admdvs: 440_106,
+        receiver_psn_no: PsnNo::from("P110105001").expect("fits"),
+        receiver_admdvs: 110_105,
+        relation: Relation::MaternalGrandchild,
+        created: 1_747_700_000,
+    });
+    out.push(Message::Unbind {
+        bxid: xid(12),
+        from_engine: bj,
+        to_engine: EngineId::from("gd").expect("fits"),
+    });
+    let statuses = [LinkStatus::Active, LinkStatus::Revoked]
+        .into_iter()
+        .chain(BindRefusal::ALL.map(LinkStatus::Refused));
+    for status in statuses {
+        out.push(Message::BindStatus {
+            bxid: xid(13),
+            from_engine: bj,
+            to_engine: EngineId::from("gd").expect("fits"),
+            status,
         });
     }
     out
@@ -77,6 +106,20 @@ fn entries() -> Vec<Entry> {
         time: 3,
         actor: Actor::Admin,
         xid: xid(4),
+    }));
+    out.push(Entry::Fed(FedOp::BindOut {
+        msgid: Msgid::from("bind-0001").expect("fits"),
+        time: 4,
+        actor: Actor::Person(PsnNo::from("P1").expect("fits")),
+        giver_psn_no: PsnNo::from("P1").expect("fits"),
+        receiver_psn_no: PsnNo::from("R1").expect("fits"),
+        receiver_admdvs: 110_105,
+        relation: Relation::Spouse,
+    }));
+    out.push(Entry::Fed(FedOp::Unbind {
+        time: 5,
+        actor: Actor::Admin,
+        bxid: xid(6),
     }));
     out.push(Entry::Core(Op::Tick { time: 9 }));
     out
@@ -147,5 +190,124 @@ fn decode_entry_survives_random_and_mutated_bytes() {
     assert!(
         outcome.accepted > 0,
         "no mutated entry decoded: {outcome:?}"
+    );
+}
+
+/// Two federated engines' states holding cross-engine bindings in every status (made over
+/// the exchange: gd proposes, bj judges, the answers go back), and one exchange.
+fn federated_snapshots() -> Vec<Vec<u8>> {
+    use gongji_core::federation::FederationConfig;
+    use gongji_core::{Body, Command, Insutype, Params, State};
+    let config = |me: &str, mine: u8, peer: &str, theirs: u8| FederationConfig {
+        engine: EngineId::from(me).expect("fits"),
+        provinces: vec![mine],
+        peers: [(EngineId::from(peer).expect("fits"), vec![theirs])]
+            .into_iter()
+            .collect(),
+    };
+    let mut gd = State::new(Params::default());
+    gd.configure_federation(config("gd", 44, "bj", 11))
+        .expect("config");
+    let mut bj = State::new(Params::default());
+    bj.configure_federation(config("bj", 11, "gd", 44))
+        .expect("config");
+    let psn = |s: &str| PsnNo::from(s).expect("fits");
+    let mut seq = 0;
+    let mut core = |state: &mut State, body: Body| {
+        seq += 1;
+        let op = Op::Write(Command {
+            msgid: Msgid::from(&format!("m{seq}")).expect("fits"),
+            time: 1_747_700_000,
+            actor: Actor::Admin,
+            body,
+        });
+        state.apply_entry(&Entry::Core(op)).expect("applies");
+    };
+    for (state, p, admdvs) in [(&mut gd, "S1", 440_106u32), (&mut bj, "R1", 110_105)] {
+        let first17 = format!("{admdvs}19900101001");
+        let certno = gongji_core::certno::certno_with_check(&first17).expect("certno");
+        core(
+            state,
+            Body::Enrol {
+                psn_no: psn(p),
+                certno: gongji_core::command::ArrayString::from(&certno).expect("18"),
+                psn_name: "张三".into(),
+                insutype: Insutype::Employee,
+                admdvs,
+            },
+        );
+        core(state, Body::OpenWallet { psn_no: psn(p) });
+    }
+    let fed = |state: &mut State, op: FedOp| state.apply_fed(&op).expect("applies").send;
+    let mut out = Vec::new();
+    for (i, receiver) in ["R1", "NOBODY", "R1"].into_iter().enumerate() {
+        let bind = FedOp::BindOut {
+            msgid: Msgid::from(&format!("b{i}")).expect("fits"),
+            time: 1_747_700_000,
+            actor: Actor::Admin,
+            giver_psn_no: psn("S1"),
+            receiver_psn_no: psn(receiver),
+            receiver_admdvs: 110_105,
+            relation: Relation::Parent,
+        };
+        // The third, a duplicate pair while the first is active, is refused synchronously.
+        let Ok(applied) = gd.apply_fed(&bind) else {
+            continue;
+        };
+        let sent = applied.send;
+        let time = 1_747_700_001;
+        for m in sent {
+            for a in fed(&mut bj, FedOp::Deliver { time, msg: m }) {
+                fed(&mut gd, FedOp::Deliver { time, msg: a });
+            }
+        }
+        for s in [&gd, &bj] {
+            let mut bytes = Vec::new();
+            s.encode_snapshot(&mut bytes);
+            out.push(bytes);
+        }
+    }
+    // One revoked by bj, its Unbind not yet delivered (unconfirmed on bj).
+    let bxid = bj.links().next().expect("a binding").bxid;
+    fed(
+        &mut bj,
+        FedOp::Unbind {
+            time: 1_747_700_002,
+            actor: Actor::Admin,
+            bxid,
+        },
+    );
+    let mut bytes = Vec::new();
+    bj.encode_snapshot(&mut bytes);
+    out.push(bytes);
+    out
+}
+
+#[test]
+fn decode_snapshot_of_a_federated_state_with_bindings_survives_mutation() {
+    // Proves the snapshot decoder's federation and bindings sections never panic or
+    // over-allocate and accept only canonical bytes (targets::snapshot asserts both).
+    let seeds = federated_snapshots();
+    for s in &seeds {
+        assert!(gongji_fuzz::targets::snapshot(s), "a seed is refused");
+        assert!(
+            s.windows(8).any(|w| w == b"GJLNK001"),
+            "a seed without bindings"
+        );
+    }
+    let mutator = Mutator {
+        seeds: &seeds,
+        random_len_max: 200,
+    };
+    let outcome = run(
+        "decode_snapshot (federated)",
+        cases(100_000),
+        &mutator,
+        gongji_fuzz::targets::snapshot,
+    );
+    // A control: some mutations decode (the target is not refusing everything).
+    assert!(
+        outcome.accepted > 0,
+        "no mutated snapshot decoded: {outcome:?}"
     );
 }

@@ -12,11 +12,20 @@
 //!   (`result` is `requested`, or `blocked` once the receiver's engine blocked it).
 //! - `GET /v1/wallet/transfers/{transfer_id}` of an exchange, and the person's
 //!   `cross_engine_transfers` in `GET /v1/persons/{psn_no}`: the same id on both engines.
+//! - `POST /v1/bindings` with `receiver_admdvs` of a peer's province: a cross-engine
+//!   `wallet_only` binding ([`FedOp::BindOut`]), answered `pending` with its id (`<engine>-<32
+//!   hex>`, the same on both engines); the receiver's engine makes it `active` or `refused`.
+//!   `POST /v1/bindings/{binding_id}/revoke` with such an id: [`FedOp::Unbind`], on either
+//!   person's engine. The person's `cross_engine_bindings` in `GET /v1/persons/{psn_no}`.
+//! - A transfer without `to_admdvs` to a psn_no that is no person here, but with whom the
+//!   sender has an active cross-engine binding: the binding says where the receiver lives
+//!   (API.md's body, unchanged).
 
 use gongji_core::certno::admdvs_province;
 use gongji_core::command::Body;
 use gongji_core::federation::{
-    EntryReply, ExchangeView, FedOp, FedReply, FederationConfig, Outcome, XStatus, Xid,
+    EntryReply, ExchangeView, FedOp, FedReply, FederationConfig, LinkStatus, LinkView, Outcome,
+    XStatus, Xid,
 };
 use gongji_core::time::format_cst;
 use gongji_core::{Actor, ErrCode, Rejection, State, TransferSource};
@@ -32,6 +41,8 @@ use crate::App;
 
 /// Most exchanges a person's view lists (newest first).
 pub(crate) const PERSON_EXCHANGES_MAX: usize = 100;
+/// Most cross-engine bindings a person's view lists (newest first).
+pub(crate) const PERSON_BINDINGS_MAX: usize = 100;
 
 /// A JSON object's members in order, each value as its text; a key named twice is refused,
 /// as every body of the API refuses it.
@@ -92,20 +103,169 @@ pub(crate) async fn write(
             Some(answer_incoming(app, xid, *answer == "accept", bytes, actor).await)
         }
         ["reversals"] => reverse(app, bytes, actor).await,
+        ["bindings"] => bind_out(app, config, bytes, actor).await,
+        ["bindings", b, "revoke"] => {
+            let bxid = Xid::parse(b)?;
+            Some(unbind(app, config, bxid, bytes, actor).await)
+        }
         _ => None,
     }
 }
 
-async fn submit(app: &App, inf_time: Option<i64>, op: FedOp) -> Result<ExchangeView, Rejection> {
+async fn submit_op(app: &App, inf_time: Option<i64>, op: FedOp) -> Result<FedReply, Rejection> {
     let rx = app
         .engine
         .submit_fed(vec![FedRequest { inf_time, op }])
         .map_err(overloaded)?;
     let mut results = rx.await.map_err(|_| overloaded(SubmitError::Stopped))?;
     match results.pop().expect("one result")?.reply {
-        EntryReply::Fed(FedReply::Exchange(view)) => Ok(view),
-        other => unreachable!("a client's federation op answers an exchange: {other:?}"),
+        EntryReply::Fed(reply) => Ok(reply),
+        other => unreachable!("a client's federation op answers federation: {other:?}"),
     }
+}
+
+async fn submit(app: &App, inf_time: Option<i64>, op: FedOp) -> Result<ExchangeView, Rejection> {
+    match submit_op(app, inf_time, op).await? {
+        FedReply::Exchange(view) => Ok(view),
+        other => unreachable!("a transfer's op answers an exchange: {other:?}"),
+    }
+}
+
+async fn submit_link(app: &App, inf_time: Option<i64>, op: FedOp) -> Result<LinkView, Rejection> {
+    match submit_op(app, inf_time, op).await? {
+        FedReply::Binding(view) => Ok(view),
+        other => unreachable!("a binding's op answers a binding: {other:?}"),
+    }
+}
+
+/// A member's value as a string (None: JSON null), and the rest of the body as JSON bytes.
+type Taken = (Option<String>, Vec<u8>);
+
+/// A body without its member `key`; `None` when the body has no such member.
+fn take_member(bytes: &[u8], key: &str) -> Option<Result<Taken, Rejection>> {
+    let members = match from_text::<Members>(bytes) {
+        Ok(m) => m,
+        Err(r) => return Some(Err(r)),
+    };
+    let at = members.0.iter().position(|(k, _)| k == key)?;
+    let mut members = members.0;
+    let (_, value) = members.remove(at);
+    Some((|| {
+        let value: Option<String> = serde_json::from_str(value.get())
+            .map_err(|_| bad("an area code must be a string of six digits"))?;
+        let rest: serde_json::Map<String, Value> = members
+            .into_iter()
+            .map(|(k, v)| Ok((k, serde_json::from_str(v.get()).map_err(|_| bad("body"))?)))
+            .collect::<Result<_, Rejection>>()?;
+        Ok((value, serde_json::to_vec(&rest).expect("JSON renders")))
+    })())
+}
+
+/// A cross-engine binding (`receiver_admdvs` of a peer's province), else `None` (in-engine).
+async fn bind_out(
+    app: &App,
+    config: &FederationConfig,
+    bytes: &[u8],
+    actor: &Actor,
+) -> Option<Result<Value, Rejection>> {
+    let taken = take_member(bytes, "receiver_admdvs")?;
+    Some(
+        async {
+            let (receiver_admdvs, rest) = taken?;
+            // The rest is API.md's binding body, parsed and checked as such.
+            let parsed = parse_write("/v1/bindings", from_text(&rest)?, actor)?;
+            let receiver_admdvs = match receiver_admdvs {
+                Some(a) => admdvs(&a)?,
+                None => return Err(bad("receiver_admdvs must be a string of six digits")),
+            };
+            let request = parsed.request;
+            if config.owns(admdvs_province(receiver_admdvs)) {
+                // An in-engine binding, as without the field.
+                let mut results = gongji_console::submit(&app.engine, vec![request]).await?;
+                let result = results.pop().expect("one result")?;
+                let output = app.engine.read(|s| crate::render::reply(s, &result.reply));
+                return Ok(serde_json::to_value(&output).expect("JSON renders"));
+            }
+            let Body::Bind {
+                giver_psn_no,
+                receiver_psn_no,
+                relation,
+            } = request.body
+            else {
+                unreachable!("a binding body")
+            };
+            let op = FedOp::BindOut {
+                msgid: request.msgid,
+                time: 0,
+                actor: actor.clone(),
+                giver_psn_no,
+                receiver_psn_no,
+                receiver_admdvs,
+                relation,
+            };
+            let view = submit_link(app, request.inf_time, op).await?;
+            Ok(binding(config, &view))
+        }
+        .await,
+    )
+}
+
+/// The revocation of a cross-engine binding, on either person's engine.
+async fn unbind(
+    app: &App,
+    config: &FederationConfig,
+    bxid: Xid,
+    bytes: &[u8],
+    actor: &Actor,
+) -> Result<Value, Rejection> {
+    // The body is API.md's `{"msgid"}` (and an admin's `inf_time`), checked as such.
+    let parsed = parse_write("/v1/bindings/1/revoke", from_text(bytes)?, actor)?;
+    let op = FedOp::Unbind {
+        time: 0,
+        actor: actor.clone(),
+        bxid,
+    };
+    let view = submit_link(app, parsed.request.inf_time, op).await?;
+    Ok(binding(config, &view))
+}
+
+/// A cross-engine binding as API.md shows a binding (`mulaid_scope` always `wallet_only`, no
+/// `priority`: it is never drawn by instant call), with its status `pending`, `active`,
+/// `refused` (and `refusal`, the receiver engine's code) or `revoked`, both places and both
+/// engines.
+pub(crate) fn binding(config: &FederationConfig, l: &LinkView) -> Value {
+    let (giver_engine, receiver_engine) = if l.giver_here {
+        (config.engine, l.peer)
+    } else {
+        (l.peer, config.engine)
+    };
+    let mut v = json!({
+        "binding_id": l.bxid.to_string(),
+        "giver_psn_no": l.giver_psn_no.as_str(),
+        "receiver_psn_no": l.receiver_psn_no.as_str(),
+        "relation": l.relation.as_str(),
+        "mulaid_scope": "wallet_only",
+        "status": l.status.as_str(),
+        "giver_admdvs": format!("{:06}", l.giver_admdvs),
+        "receiver_admdvs": format!("{:06}", l.receiver_admdvs),
+        "giver_engine": giver_engine.as_str(),
+        "receiver_engine": receiver_engine.as_str(),
+    });
+    if let LinkStatus::Refused(r) = l.status {
+        v["refusal"] = json!(r.code().as_str());
+    }
+    v
+}
+
+/// The person's cross-engine bindings for `GET /v1/persons/{psn_no}` on a federated engine.
+pub(crate) fn person_bindings(state: &State, config: &FederationConfig, psn_no: &str) -> Value {
+    Value::Array(
+        state
+            .person_links(psn_no, PERSON_BINDINGS_MAX)
+            .iter()
+            .map(|l| binding(config, l))
+            .collect(),
+    )
 }
 
 async fn transfer_out(
@@ -114,60 +274,80 @@ async fn transfer_out(
     bytes: &[u8],
     actor: &Actor,
 ) -> Option<Result<Value, Rejection>> {
-    let members = match from_text::<Members>(bytes) {
-        Ok(m) => m,
-        Err(r) => return Some(Err(r)),
+    let (to_admdvs, rest) = match take_member(bytes, "to_admdvs") {
+        Some(Ok((to_admdvs, rest))) => {
+            let to_admdvs = to_admdvs.ok_or(bad("to_admdvs must be a string of six digits"));
+            (Some(to_admdvs), rest)
+        }
+        Some(Err(r)) => return Some(Err(r)),
+        // No `to_admdvs`: cross-engine only when the sender's binding says so (below).
+        None => (None, bytes.to_vec()),
     };
-    let at = members.0.iter().position(|(k, _)| k == "to_admdvs")?;
-    Some(
-        async {
-            let mut members = members.0;
-            let (_, to_admdvs) = members.remove(at);
-            let to_admdvs: Option<String> = serde_json::from_str(to_admdvs.get())
-                .map_err(|_| bad("to_admdvs must be a string of six digits"))?;
-            // The rest is API.md's transfer body, parsed and checked as such.
-            let rest: serde_json::Map<String, Value> = members
-                .into_iter()
-                .map(|(k, v)| Ok((k, serde_json::from_str(v.get()).map_err(|_| bad("body"))?)))
-                .collect::<Result<_, Rejection>>()?;
-            let rest = serde_json::to_vec(&rest).expect("JSON renders");
-            let parsed = parse_write("/v1/wallet/transfers", from_text(&rest)?, actor)?;
-            let to_admdvs = match to_admdvs {
-                Some(a) => admdvs(&a)?,
-                None => return Err(bad("to_admdvs must be a string of six digits")),
-            };
-            let request = parsed.request;
-            if config.owns(admdvs_province(to_admdvs)) {
-                // An in-engine transfer, as without the field.
-                let mut results = gongji_console::submit(&app.engine, vec![request]).await?;
-                let result = results.pop().expect("one result")?;
-                let output = app.engine.read(|s| crate::render::reply(s, &result.reply));
-                return Ok(serde_json::to_value(&output).expect("JSON renders"));
-            }
+    // The rest is API.md's transfer body, parsed and checked as such.
+    let parsed = match from_text(&rest).and_then(|w| parse_write("/v1/wallet/transfers", w, actor))
+    {
+        Ok(parsed) => parsed,
+        Err(r) if to_admdvs.is_some() => return Some(Err(r)),
+        // The core path answers it the same way.
+        Err(_) => return None,
+    };
+    let to_admdvs = match to_admdvs {
+        Some(a) => a.and_then(|a| admdvs(&a)),
+        None => {
             let Body::TransferCreate {
                 from_psn_no,
                 to_psn_no,
-                amount,
-                source,
-            } = request.body
+                ..
+            } = &parsed.request.body
             else {
                 unreachable!("a transfer body")
             };
-            let op = FedOp::TransferOut {
-                msgid: request.msgid,
-                time: 0,
-                actor: actor.clone(),
-                from_psn_no,
-                to_psn_no,
-                to_admdvs,
-                amount,
-                source,
-            };
-            let view = submit(app, request.inf_time, op).await?;
-            Ok(app.engine.read(|s| exchange(s, config, &view, true)))
+            // A receiver who is a person here is the in-engine transfer, as API.md's.
+            Ok(app.engine.read(|s| match s.person_index_of(to_psn_no) {
+                Some(_) => None,
+                None => s.bound_remote_admdvs(from_psn_no, to_psn_no),
+            })?)
         }
-        .await,
-    )
+    };
+    Some(transfer_out_to(app, config, parsed.request, to_admdvs, actor).await)
+}
+
+async fn transfer_out_to(
+    app: &App,
+    config: &FederationConfig,
+    request: gongji_server::WriteRequest,
+    to_admdvs: Result<u32, Rejection>,
+    actor: &Actor,
+) -> Result<Value, Rejection> {
+    let to_admdvs = to_admdvs?;
+    if config.owns(admdvs_province(to_admdvs)) {
+        // An in-engine transfer, as without the field.
+        let mut results = gongji_console::submit(&app.engine, vec![request]).await?;
+        let result = results.pop().expect("one result")?;
+        let output = app.engine.read(|s| crate::render::reply(s, &result.reply));
+        return Ok(serde_json::to_value(&output).expect("JSON renders"));
+    }
+    let Body::TransferCreate {
+        from_psn_no,
+        to_psn_no,
+        amount,
+        source,
+    } = request.body
+    else {
+        unreachable!("a transfer body")
+    };
+    let op = FedOp::TransferOut {
+        msgid: request.msgid,
+        time: 0,
+        actor: actor.clone(),
+        from_psn_no,
+        to_psn_no,
+        to_admdvs,
+        amount,
+        source,
+    };
+    let view = submit(app, request.inf_time, op).await?;
+    Ok(app.engine.read(|s| exchange(s, config, &view, true)))
 }
 
 async fn answer_incoming(

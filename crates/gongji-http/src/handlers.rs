@@ -275,10 +275,11 @@ pub(crate) async fn person(State(app): AppState, psn_no: Segment, headers: Heade
             let view = app.engine.read(|s| s.person(&psn_no))?;
             return Ok(render::person(&view));
         };
-        // A federated engine also lists the person's cross-engine transfers.
+        // A federated engine also lists the person's cross-engine transfers and bindings.
         app.engine.read(|s| {
             let mut v = render::person(&s.person(&psn_no)?);
             v["cross_engine_transfers"] = crate::federation::person_exchanges(s, &config, &psn_no);
+            v["cross_engine_bindings"] = crate::federation::person_bindings(s, &config, &psn_no);
             Ok(v)
         })
     })())
@@ -610,6 +611,7 @@ fn federation_metrics(app: &App) {
             .set(clock.saturating_sub(oldest).max(0) as f64);
     }
     metrics::gauge!("gongji_fed_pending").set(open.pending as f64);
+    metrics::gauge!("gongji_fed_bindings_unanswered").set(open.bindings_unanswered as f64);
     let dropped = app.engine.counters().fed_sends_dropped_total.load(Relaxed);
     metrics::gauge!("gongji_fed_sends_dropped").set(dropped as f64);
 }

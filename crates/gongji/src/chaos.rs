@@ -388,6 +388,46 @@ pub fn populate(http: &Http, province: &str, persons: usize, time: &str) -> Resu
     Ok(())
 }
 
+/// Binds person `j` of each engine to person `j` of every later engine (one cross-engine
+/// `wallet_only` binding each, made over the exchange), and waits until every person holds
+/// its `engines − 1` bindings active on its own engine.
+pub fn bind_all(https: &[Http], persons: usize) -> Result<()> {
+    let n = https.len();
+    for (k, h) in https.iter().enumerate() {
+        for (k2, to) in PROVINCES.iter().enumerate().take(n).skip(k + 1) {
+            for j in 0..persons {
+                let v = h.must(
+                    "/v1/bindings",
+                    &json!({"msgid": format!("bind-{k2}-{j}"), "inf_time": RUN_TIME,
+                        "giver_psn_no": psn(PROVINCES[k], j), "receiver_psn_no": psn(to, j),
+                        "relation": "sibling", "receiver_admdvs": admdvs(to)}),
+                )?;
+                ensure!(v["status"] == "pending" || v["status"] == "active", "{v}");
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (k, h) in https.iter().enumerate() {
+        for j in 0..persons {
+            let who = psn(PROVINCES[k], j);
+            loop {
+                let p = h.get(&format!("/v1/persons/{who}"))?;
+                let list = p["cross_engine_bindings"].as_array().context("bindings")?;
+                let active = list.iter().filter(|b| b["status"] == "active").count();
+                if active == n - 1 {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "{who}'s bindings never all active: {p}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What the clients were told (acknowledged replies only).
 #[derive(Default)]
 struct ClientLog {
@@ -420,11 +460,15 @@ fn transfer_client(sh: &Shared, k: usize, c: usize, persons: usize, seed: u64) {
         let to_province = PROVINCES[to];
         let amount = 1 + rng.next_u64() % 100;
         let msgid = format!("t{c}x{i}");
-        let body = json!({"msgid": msgid, "inf_time": RUN_TIME,
-            "from_psn_no": psn(&province, rng.next_u64() as usize % persons),
-            "to_psn_no": psn(to_province, rng.next_u64() as usize % persons),
-            "to_admdvs": admdvs(to_province),
+        // Person j is bound to person j of every other engine (`bind_all`); half the
+        // transfers name the receiver by psn_no alone, and the binding says where it lives.
+        let j = rng.next_u64() as usize % persons;
+        let mut body = json!({"msgid": msgid, "inf_time": RUN_TIME,
+            "from_psn_no": psn(&province, j), "to_psn_no": psn(to_province, j),
             "amount": format!("{}.{:02}", amount / 100, amount % 100), "source": "acct"});
+        if rng.next_u64().is_multiple_of(2) {
+            body["to_admdvs"] = json!(admdvs(to_province));
+        }
         // Retried with the same msgid until answered: a retry answers the first write.
         let reply = loop {
             match sh.https[k].post("/v1/wallet/transfers", &body) {
@@ -624,6 +668,7 @@ fn check_bad_input(sh: &Shared, nats_url: &str) -> Result<Vec<String>> {
             to_psn_no: PsnNo::from(&from).expect("short"),
             to_admdvs: 650100,
             amount: Fen(100),
+            from_psn_no: PsnNo::from(&from).expect("short"),
             sender_admdvs: admdvs(peer_province).parse().expect("digits"),
             created: 1,
             expires_at: 2,
@@ -680,6 +725,102 @@ fn check_bad_input(sh: &Shared, nats_url: &str) -> Result<Vec<String>> {
 }
 
 /// One transfer, seen pending on both engines with the same id, in both persons' views.
+/// A cross-engine binding through the real servers' HTTP: without one a transfer is
+/// `NOT_BOUND`; made, it is `pending` on the giver's engine and then `active` on both under
+/// the same id, and a transfer naming the receiver by psn_no alone goes to its engine; the
+/// receiver revokes it on its own engine, the giver's engine learns it, and a transfer is
+/// `NOT_BOUND` again. A binding to a person the receiver's engine does not know comes back
+/// `refused` with its code.
+fn check_bindings_over_http(sh: &Shared) -> Result<String> {
+    let (a, b) = (&sh.https[0], &sh.https[1]);
+    let (pa, pb) = (PROVINCES[0], PROVINCES[1]);
+    let (giver, receiver) = (psn(pa, 0), psn(pb, 1));
+    let transfer = |msgid: &str, with_admdvs: bool| {
+        let mut body = json!({"msgid": msgid, "inf_time": RUN_TIME, "from_psn_no": giver,
+            "to_psn_no": receiver, "amount": "0.50"});
+        if with_admdvs {
+            body["to_admdvs"] = json!(admdvs(pb));
+        }
+        a.post("/v1/wallet/transfers", &body)
+    };
+    let (status, r) = transfer("unbound-1", true)?;
+    ensure!(status == 422 && r["err_code"] == "NOT_BOUND", "{r}");
+    let bind = json!({"msgid": "http-bind", "inf_time": RUN_TIME, "giver_psn_no": giver,
+        "receiver_psn_no": receiver, "relation": "spouse", "receiver_admdvs": admdvs(pb)});
+    let v = a.must("/v1/bindings", &bind)?;
+    let id = v["binding_id"].as_str().context("binding_id")?.to_owned();
+    ensure!(
+        v["status"] == "pending" && v["mulaid_scope"] == "wallet_only" && Xid::parse(&id).is_some(),
+        "{v}"
+    );
+    let status_on = |http: &Http, who: &str| -> Result<Option<Value>> {
+        let p = http.get(&format!("/v1/persons/{who}"))?;
+        let list = p["cross_engine_bindings"].as_array().context("bindings")?;
+        Ok(list
+            .iter()
+            .find(|b| b["binding_id"] == id.as_str())
+            .map(|b| b["status"].clone()))
+    };
+    let wait = |http: &Http, who: &str, want: &str| -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while status_on(http, who)?.as_ref().and_then(|s| s.as_str()) != Some(want) {
+            ensure!(Instant::now() < deadline, "{id} never {want} for {who}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    };
+    wait(a, &giver, "active")?;
+    wait(b, &receiver, "active")?;
+    ensure!(
+        a.must("/v1/bindings", &bind)?["binding_id"] == id.as_str(),
+        "a retry"
+    );
+    // Named by psn_no alone: the binding says where the receiver lives.
+    let (status, r) = transfer("bound-1", false)?;
+    ensure!(
+        status == 200
+            && r["output"]["to_engine"] == sh.engines[1].lock().expect("lock").id.as_str(),
+        "{r}"
+    );
+    let xid = r["output"]["transfer_id"]
+        .as_str()
+        .and_then(Xid::parse)
+        .context("xid")?;
+    sh.log
+        .lock()
+        .expect("lock")
+        .transfers
+        .insert(xid, (0, Fen(50)));
+    let revoke = json!({"msgid": "http-unbind", "inf_time": RUN_TIME});
+    let v = b.must(&format!("/v1/bindings/{id}/revoke"), &revoke)?;
+    ensure!(v["status"] == "revoked", "{v}");
+    wait(a, &giver, "revoked")?;
+    let (status, r) = transfer("unbound-2", true)?;
+    ensure!(status == 422 && r["err_code"] == "NOT_BOUND", "{r}");
+    let nobody = json!({"msgid": "http-bind-nobody", "inf_time": RUN_TIME, "giver_psn_no": giver,
+        "receiver_psn_no": "NOBODY", "relation": "spouse", "receiver_admdvs": admdvs(pb)});
+    let v = a.must("/v1/bindings", &nobody)?;
+    let nobody_id = v["binding_id"].as_str().context("binding_id")?.to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let p = a.get(&format!("/v1/persons/{giver}"))?;
+        let list = p["cross_engine_bindings"].as_array().context("bindings")?;
+        let found = list.iter().find(|b| b["binding_id"] == nobody_id.as_str());
+        if found.is_some_and(|b| b["status"] == "refused") {
+            ensure!(
+                found.is_some_and(|b| b["refusal"] == "PERSON_NOT_FOUND"),
+                "{p}"
+            );
+            break;
+        }
+        ensure!(Instant::now() < deadline, "{nobody_id} never refused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(format!(
+        "binding {id}: a transfer without it NOT_BOUND; pending, then active on both engines under the same id; a transfer naming the receiver by psn_no alone went to its engine; revoked by the receiver on its engine, revoked on the giver's, NOT_BOUND again; a binding to an unknown person refused PERSON_NOT_FOUND by the receiver's engine"
+    ))
+}
+
 fn check_pending_both_sides(sh: &Shared) -> Result<String> {
     let (a, b) = (&sh.https[0], &sh.https[1]);
     let pa = sh.engines[0].lock().expect("lock").province.clone();
@@ -738,10 +879,12 @@ fn check_pending_both_sides(sh: &Shared) -> Result<String> {
 }
 
 pub fn run(args: ChaosArgs) -> Result<()> {
+    // Person 0 of the first engine gives `engines − 1` bindings (`bind_all`) and one more in
+    // `check_bindings_over_http`: at most the default 7 receivers of a giver.
+    let engines_max = PROVINCES.len() - 1;
     ensure!(
-        (2..=PROVINCES.len()).contains(&args.engines),
-        "--engines 2 to {}",
-        PROVINCES.len()
+        (2..=engines_max).contains(&args.engines),
+        "--engines 2 to {engines_max}"
     );
     ensure!(
         args.persons >= 2 && args.persons <= 1000,
@@ -776,7 +919,15 @@ pub fn run(args: ChaosArgs) -> Result<()> {
         stop: AtomicBool::new(false),
         http_errors: AtomicU64::new(0),
     };
-    let mut checked = vec![check_pending_both_sides(&sh)?];
+    bind_all(&sh.https, args.persons)?;
+    let mut checked = vec![
+        format!(
+            "{} cross-engine bindings (person j to person j of every other engine) made over the exchange through HTTP, active on both engines",
+            args.persons * n * (n - 1) / 2
+        ),
+        check_bindings_over_http(&sh)?,
+        check_pending_both_sides(&sh)?,
+    ];
     checked.extend(check_bad_input(&sh, &url)?);
     let nats = Mutex::new(nats);
     let kills = std::thread::scope(|scope| -> Result<u64> {
@@ -836,7 +987,7 @@ pub fn run(args: ChaosArgs) -> Result<()> {
             }
         }
     }
-    checked.push("every exchange closed alike on both engines (accepted = committed; declined, expired, blocked = returned), none on one side only, nothing in flight or pending; money conserved per engine and nationally; national statistics = the sum of the engines'; reconciliation finds no difference; each engine's full state check".to_owned());
+    checked.push("every exchange closed alike on both engines (accepted = committed; declined, expired, blocked = returned), none on one side only, nothing in flight or pending; every cross-engine binding held alike by both engines, nothing unconfirmed, every exchange sent over a binding; money conserved per engine and nationally; national statistics = the sum of the engines'; reconciliation finds no difference; each engine's full state check".to_owned());
     checked.push("each engine's state from its snapshot (written at the clean stop; earlier ones at each restart) has the hash of its journal replayed from op 1".to_owned());
     checked.push("every acknowledged transfer is on its sender's engine with its amount; every acknowledged accept or decline is the receiver's outcome".to_owned());
     println!(
@@ -868,14 +1019,16 @@ fn quiesce(sh: &Shared) -> Result<Duration> {
         let mut open = 0.0;
         for h in &sh.https {
             let m = h.metrics()?;
-            open += metric(&m, "gongji_fed_in_flight") + metric(&m, "gongji_fed_pending");
+            open += metric(&m, "gongji_fed_in_flight")
+                + metric(&m, "gongji_fed_pending")
+                + metric(&m, "gongji_fed_bindings_unanswered");
         }
         if open == 0.0 {
             return Ok(started.elapsed());
         }
         ensure!(
             Instant::now() < deadline,
-            "not quiescent after 120 s: {open} exchanges still open"
+            "not quiescent after 120 s: {open} exchanges or bindings still open"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -951,6 +1104,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     for (e, h) in engines.iter().zip(&https) {
         populate(h, &e.province, args.persons, RUN_TIME)?;
     }
+    bind_all(&https, args.persons)?;
     let stop = AtomicBool::new(false);
     let acked = [AtomicU64::new(0), AtomicU64::new(0)];
     let refused = AtomicU64::new(0);
@@ -968,7 +1122,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                         i += 1;
                         let sender = (c + i * args.clients) % persons;
                         let body = json!({"msgid": format!("b{c}x{i}"), "inf_time": RUN_TIME,
-                            "from_psn_no": psn(from, sender), "to_psn_no": psn(to, i % persons),
+                            "from_psn_no": psn(from, sender), "to_psn_no": psn(to, sender),
                             "to_admdvs": admdvs(to), "amount": "0.01"});
                         match https[k].post("/v1/wallet/transfers", &body) {
                             Ok((200, _)) => acked[k].fetch_add(1, Ordering::Relaxed),

@@ -78,8 +78,10 @@ fn dst(args: FedDstArgs) -> Result<()> {
     println!(
         "checked per seed: every exchange closed alike on both sides (accepted = committed; \
          declined, expired, blocked = returned), no exchange on one side only, nothing in \
-         flight or pending, money conserved per engine and nationally with in-flight counted, \
-         national statistics = the sum of the engines', every acknowledged reply kept, forged \
+         flight or pending, every cross-engine binding held alike by both engines (same \
+         persons, final status active, refused or revoked; nothing unconfirmed), every \
+         exchange sent over a binding, money conserved per engine and nationally with \
+         in-flight counted, national statistics = the sum of the engines', every acknowledged reply kept, forged \
          messages refused without change, replay from the journal = live state"
     );
     crate::simulate::seeds_summary(args.seeds, started, &failures, "federation simulation")

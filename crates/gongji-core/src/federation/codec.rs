@@ -8,9 +8,9 @@
 
 use arrayvec::ArrayString;
 
-use super::{Entry, FedOp, Message, Outcome, Xid};
+use super::{Entry, FedOp, LinkStatus, Message, Outcome, Xid};
 use crate::codec::{Dec, DecodeError, Enc};
-use crate::command::{code_valid, msgid_valid, Actor, TransferSource};
+use crate::command::{code_valid, msgid_valid, Actor, Relation, TransferSource};
 use crate::money::Fen;
 
 /// The version byte that starts every message.
@@ -58,6 +58,12 @@ impl<'a> Dec<'a> {
             _ => return self.err("actor tag"),
         })
     }
+    fn relation(&mut self) -> Result<Relation, DecodeError> {
+        match Relation::ALL.get(usize::from(self.u8()?)) {
+            Some(r) => Ok(*r),
+            None => self.err("relation"),
+        }
+    }
     fn end(&self) -> Result<(), DecodeError> {
         if self.pos != self.buf.len() {
             return self.err("trailing bytes");
@@ -74,6 +80,7 @@ fn encode_message_into(m: &Message, e: &mut Enc<'_>) {
             to_psn_no,
             to_admdvs,
             amount,
+            from_psn_no,
             sender_admdvs,
             created,
             expires_at,
@@ -84,6 +91,7 @@ fn encode_message_into(m: &Message, e: &mut Enc<'_>) {
             e.str8(to_psn_no);
             e.u32(*to_admdvs);
             e.u64(amount.0);
+            e.str8(from_psn_no);
             e.u32(*sender_admdvs);
             e.i64(*created);
             e.i64(*expires_at);
@@ -112,6 +120,48 @@ fn encode_message_into(m: &Message, e: &mut Enc<'_>) {
             e.u64(amount.0);
             e.u8(*outcome as u8);
         }
+        Message::Bind {
+            bxid,
+            to_engine,
+            giver_psn_no,
+            giver_admdvs,
+            receiver_psn_no,
+            receiver_admdvs,
+            relation,
+            created,
+        } => {
+            e.u8(4);
+            e.xid(bxid);
+            e.str8(to_engine);
+            e.str8(giver_psn_no);
+            e.u32(*giver_admdvs);
+            e.str8(receiver_psn_no);
+            e.u32(*receiver_admdvs);
+            e.u8(*relation as u8);
+            e.i64(*created);
+        }
+        Message::Unbind {
+            bxid,
+            from_engine,
+            to_engine,
+        } => {
+            e.u8(5);
+            e.xid(bxid);
+            e.str8(from_engine);
+            e.str8(to_engine);
+        }
+        Message::BindStatus {
+            bxid,
+            from_engine,
+            to_engine,
+            status,
+        } => {
+            e.u8(6);
+            e.xid(bxid);
+            e.str8(from_engine);
+            e.str8(to_engine);
+            e.u8(status.tag());
+        }
     }
 }
 
@@ -123,6 +173,7 @@ fn decode_message_from(d: &mut Dec<'_>) -> Result<Message, DecodeError> {
             to_psn_no: d.str8(code_valid, "psn_no")?,
             to_admdvs: d.u32()?,
             amount: Fen(d.u64()?),
+            from_psn_no: d.str8(code_valid, "psn_no")?,
             sender_admdvs: d.u32()?,
             created: d.i64()?,
             expires_at: d.i64()?,
@@ -140,6 +191,30 @@ fn decode_message_from(d: &mut Dec<'_>) -> Result<Message, DecodeError> {
             outcome: match Outcome::ALL.get(usize::from(d.u8()?)) {
                 Some(o) => *o,
                 None => return d.err("outcome"),
+            },
+        },
+        4 => Message::Bind {
+            bxid: d.xid()?,
+            to_engine: d.engine()?,
+            giver_psn_no: d.str8(code_valid, "psn_no")?,
+            giver_admdvs: d.u32()?,
+            receiver_psn_no: d.str8(code_valid, "psn_no")?,
+            receiver_admdvs: d.u32()?,
+            relation: d.relation()?,
+            created: d.i64()?,
+        },
+        5 => Message::Unbind {
+            bxid: d.xid()?,
+            from_engine: d.engine()?,
+            to_engine: d.engine()?,
+        },
+        6 => Message::BindStatus {
+            bxid: d.xid()?,
+            from_engine: d.engine()?,
+            to_engine: d.engine()?,
+            status: match LinkStatus::from_tag(d.u8()?) {
+                Some(s) => s,
+                None => return d.err("binding status"),
             },
         },
         _ => return d.err("message tag"),
@@ -204,6 +279,28 @@ pub(crate) fn transfer_out_fingerprint(op: &FedOp) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&out)
 }
 
+/// The body of a `BindOut` without msgid, time and actor: what a retry must repeat.
+pub(crate) fn bind_out_fingerprint(op: &FedOp) -> u64 {
+    let FedOp::BindOut {
+        giver_psn_no,
+        receiver_psn_no,
+        receiver_admdvs,
+        relation,
+        ..
+    } = op
+    else {
+        unreachable!("a BindOut")
+    };
+    let mut out = Vec::with_capacity(80);
+    let mut e = Enc(&mut out);
+    e.u8(0xb1);
+    e.str8(giver_psn_no);
+    e.str8(receiver_psn_no);
+    e.u32(*receiver_admdvs);
+    e.u8(*relation as u8);
+    xxhash_rust::xxh3::xxh3_64(&out)
+}
+
 /// Appends the journal record bytes of a federated journal's entry.
 pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
     let op = match entry {
@@ -259,6 +356,30 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
             e.i64(*time);
             encode_message_into(msg, &mut e);
         }
+        FedOp::BindOut {
+            msgid,
+            time,
+            actor,
+            giver_psn_no,
+            receiver_psn_no,
+            receiver_admdvs,
+            relation,
+        } => {
+            e.u8(6);
+            e.str8(msgid);
+            e.i64(*time);
+            e.actor(actor);
+            e.str8(giver_psn_no);
+            e.str8(receiver_psn_no);
+            e.u32(*receiver_admdvs);
+            e.u8(*relation as u8);
+        }
+        FedOp::Unbind { time, actor, bxid } => {
+            e.u8(7);
+            e.i64(*time);
+            e.actor(actor);
+            e.xid(bxid);
+        }
     }
 }
 
@@ -303,6 +424,20 @@ pub fn decode_entry(buf: &[u8]) -> Result<Entry, DecodeError> {
         5 => FedOp::Deliver {
             time: d.i64()?,
             msg: decode_message_from(&mut d)?,
+        },
+        6 => FedOp::BindOut {
+            msgid: d.str8(msgid_valid, "msgid")?,
+            time: d.i64()?,
+            actor: d.actor()?,
+            giver_psn_no: d.str8(code_valid, "psn_no")?,
+            receiver_psn_no: d.str8(code_valid, "psn_no")?,
+            receiver_admdvs: d.u32()?,
+            relation: d.relation()?,
+        },
+        7 => FedOp::Unbind {
+            time: d.i64()?,
+            actor: d.actor()?,
+            bxid: d.xid()?,
         },
         _ => return d.err("federation op tag"),
     };

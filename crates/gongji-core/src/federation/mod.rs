@@ -10,6 +10,10 @@
 //! (`state/federation.rs`), so the state stays a pure function of the journal.
 
 pub mod codec;
+pub mod links;
+
+pub(crate) use links::Link;
+pub use links::{BindRefusal, LinkStatus, LinkView};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use std::sync::Arc;
 use arrayvec::ArrayString;
 
 use crate::certno::province_valid;
-use crate::command::{Actor, Msgid, Op, PsnNo, TransferSource};
+use crate::command::{Actor, Msgid, Op, PsnNo, Relation, TransferSource};
 use crate::money::Fen;
 
 /// An engine's id: 1 to 16 characters `[0-9a-z]`.
@@ -149,6 +153,8 @@ pub enum Message {
         to_psn_no: PsnNo,
         to_admdvs: u32,
         amount: Fen,
+        /// The sender (the receiver's engine checks their binding to the receiver).
+        from_psn_no: PsnNo,
         sender_admdvs: u32,
         created: i64,
         expires_at: i64,
@@ -168,14 +174,43 @@ pub enum Message {
         amount: Fen,
         outcome: Outcome,
     },
+    /// Giver's engine → receiver's engine: record this binding if your rules allow it.
+    Bind {
+        bxid: Xid,
+        to_engine: EngineId,
+        giver_psn_no: PsnNo,
+        giver_admdvs: u32,
+        receiver_psn_no: PsnNo,
+        receiver_admdvs: u32,
+        relation: Relation,
+        created: i64,
+    },
+    /// Either side → the other: this binding is revoked here.
+    Unbind {
+        bxid: Xid,
+        from_engine: EngineId,
+        to_engine: EngineId,
+    },
+    /// Either side → the other, answering `Bind` or `Unbind`: the binding as recorded here
+    /// (active, refused or revoked; never pending).
+    BindStatus {
+        bxid: Xid,
+        from_engine: EngineId,
+        to_engine: EngineId,
+        status: LinkStatus,
+    },
 }
 
 impl Message {
+    /// The exchange's xid, or the binding's bxid.
     pub fn xid(&self) -> Xid {
         match self {
             Message::Prepare { xid, .. }
             | Message::Block { xid, .. }
             | Message::Outcome { xid, .. } => *xid,
+            Message::Bind { bxid, .. }
+            | Message::Unbind { bxid, .. }
+            | Message::BindStatus { bxid, .. } => *bxid,
         }
     }
 
@@ -183,15 +218,38 @@ impl Message {
     pub fn from(&self) -> EngineId {
         match self {
             Message::Prepare { xid, .. } | Message::Block { xid, .. } => xid.engine,
-            Message::Outcome { from_engine, .. } => *from_engine,
+            Message::Bind { bxid, .. } => bxid.engine,
+            Message::Outcome { from_engine, .. }
+            | Message::Unbind { from_engine, .. }
+            | Message::BindStatus { from_engine, .. } => *from_engine,
         }
     }
 
     /// The engine it is for.
     pub fn to(&self) -> EngineId {
         match self {
-            Message::Prepare { to_engine, .. } | Message::Block { to_engine, .. } => *to_engine,
+            Message::Prepare { to_engine, .. }
+            | Message::Block { to_engine, .. }
+            | Message::Bind { to_engine, .. }
+            | Message::Unbind { to_engine, .. }
+            | Message::BindStatus { to_engine, .. } => *to_engine,
             Message::Outcome { xid, .. } => xid.engine,
+        }
+    }
+
+    /// A short name of its kind (the relay's `Nats-Msg-Id` suffix).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Prepare { .. } => "prepare",
+            Message::Block { .. } => "block",
+            Message::Outcome { outcome, .. } => outcome.as_str(),
+            Message::Bind { .. } => "bind",
+            Message::Unbind { .. } => "unbind",
+            Message::BindStatus { status, .. } => match status {
+                LinkStatus::Active => "bind-active",
+                LinkStatus::Revoked => "bind-revoked",
+                _ => "bind-refused",
+            },
         }
     }
 }
@@ -225,6 +283,19 @@ pub enum FedOp {
     Decline { time: i64, actor: Actor, xid: Xid },
     /// A message the bus delivered to this engine.
     Deliver { time: i64, msg: Message },
+    /// A client's binding of a local giver to a receiver in a peer's province (giver's
+    /// side): idempotent by `msgid` in the actor's scope, which also gives the bxid.
+    BindOut {
+        msgid: Msgid,
+        time: i64,
+        actor: Actor,
+        giver_psn_no: PsnNo,
+        receiver_psn_no: PsnNo,
+        receiver_admdvs: u32,
+        relation: Relation,
+    },
+    /// Either person (or an admin) revokes a cross-engine binding on their own engine.
+    Unbind { time: i64, actor: Actor, bxid: Xid },
 }
 
 impl FedOp {
@@ -234,7 +305,9 @@ impl FedOp {
             | FedOp::Reverse { time, .. }
             | FedOp::Accept { time, .. }
             | FedOp::Decline { time, .. }
-            | FedOp::Deliver { time, .. } => *time,
+            | FedOp::Deliver { time, .. }
+            | FedOp::BindOut { time, .. }
+            | FedOp::Unbind { time, .. } => *time,
         }
     }
 
@@ -245,7 +318,9 @@ impl FedOp {
             | FedOp::Reverse { time, .. }
             | FedOp::Accept { time, .. }
             | FedOp::Decline { time, .. }
-            | FedOp::Deliver { time, .. } => *time = to,
+            | FedOp::Deliver { time, .. }
+            | FedOp::BindOut { time, .. }
+            | FedOp::Unbind { time, .. } => *time = to,
         }
     }
 }
@@ -315,6 +390,14 @@ pub struct Federation {
     pub(crate) in_flight: BTreeSet<u32>,
     /// Receiver side: pending exchanges by expiry.
     pub(crate) expiry: BTreeSet<(i64, u32)>,
+    /// Cross-engine bindings (`links.rs`), in the order this engine first recorded them.
+    pub(crate) links: Vec<Link>,
+    /// Link index by bxid.
+    pub(crate) link_index: BTreeMap<Xid, u32>,
+    /// Links whose message the relay sends until answered (`Link::outgoing`).
+    pub(crate) link_outbox: BTreeSet<u32>,
+    /// (local person, link) of every pending or active link: the persons' binding limits.
+    pub(crate) live: BTreeSet<(u32, u32)>,
 }
 
 impl Federation {
@@ -359,9 +442,10 @@ impl Federation {
 
     /// The derived sets and the index agree with the records.
     pub(crate) fn check(&self, person_count: usize) -> Result<(), String> {
-        if self.config.is_none() && !self.exchanges.is_empty() {
+        if self.config.is_none() && !(self.exchanges.is_empty() && self.links.is_empty()) {
             return Err("exchanges without [federation]".into());
         }
+        self.check_links(person_count)?;
         if self.index.len() != self.exchanges.len() {
             return Err("exchange index size differs".into());
         }
@@ -424,6 +508,8 @@ pub struct FedOpen {
     pub in_flight: std::collections::BTreeMap<crate::federation::EngineId, (u64, i64)>,
     /// Incoming exchanges waiting for the receiver.
     pub pending: u64,
+    /// Cross-engine bindings proposed or revoked here and not yet answered by the peer.
+    pub bindings_unanswered: u64,
 }
 
 /// The ledger's totals, for checks across engines.
@@ -445,9 +531,12 @@ pub enum FedReply {
     Exchange(ExchangeView),
     /// A bus message was taken in (or recognised as a duplicate).
     Delivered,
+    /// The cross-engine binding after the op (a bind or a revocation).
+    Binding(LinkView),
 }
 
 /// What `State::apply_entry` answered.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryReply {
     Core(crate::Reply),

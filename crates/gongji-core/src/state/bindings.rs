@@ -120,13 +120,17 @@ impl State {
         if self.binding_between(giver, receiver).is_some() {
             return Err(ErrCode::BindingExists.into());
         }
-        if self.given(giver).count() >= usize::from(self.params.binding_receivers_max) {
+        // The limits count a federated engine's live cross-engine bindings too (none on an
+        // engine without [federation]).
+        let given = self.given(giver).count() + self.fed.live_count(giver, true);
+        if given >= usize::from(self.params.binding_receivers_max) {
             return Err(Rejection::with(
                 ErrCode::BindingLimit,
                 "giver has the most receivers",
             ));
         }
-        if self.received(receiver).count() >= usize::from(self.params.binding_givers_max) {
+        let received = self.received(receiver).count() + self.fed.live_count(receiver, false);
+        if received >= usize::from(self.params.binding_givers_max) {
             return Err(Rejection::with(
                 ErrCode::BindingLimit,
                 "receiver has the most givers",

@@ -22,17 +22,17 @@ use crate::time::{cst_day, day_start, period_of};
 use crate::Fen;
 
 /// What a federation op comes to once judged.
-enum Step {
+pub(super) enum Step {
     Applied(FedReply, Vec<Message>),
     /// A duplicate: the stored answer, nothing changed.
     Replay(FedReply, Vec<Message>),
 }
 
-fn refuse(detail: &'static str) -> Rejection {
+pub(super) fn refuse(detail: &'static str) -> Rejection {
     Rejection::with(ErrCode::BadRequest, detail)
 }
 
-fn admdvs_valid(a: u32) -> bool {
+pub(super) fn admdvs_valid(a: u32) -> bool {
     (100_000..=999_999).contains(&a) && province_valid(admdvs_province(a))
 }
 
@@ -86,10 +86,11 @@ impl State {
     ) -> Result<(), Rejection> {
         let mine = |omsgid: &str| {
             let key = msgid_key(actor.msgid_scope(), omsgid);
-            self.fed.index.contains_key(&Xid {
+            let xid = Xid {
                 engine: config.engine,
                 key,
-            })
+            };
+            self.fed.index.contains_key(&xid) || self.fed.link_index.contains_key(&xid)
         };
         if mine(msgid) {
             return Err(Rejection::new(ErrCode::MsgidConflict));
@@ -128,6 +129,8 @@ impl State {
             FedOp::Accept { actor, xid, time } => self.incoming_answer(actor, xid, *time, true),
             FedOp::Decline { actor, xid, time } => self.incoming_answer(actor, xid, *time, false),
             FedOp::Deliver { msg, time } => self.deliver(&config, msg, *time),
+            FedOp::BindOut { .. } => self.bind_out(&config, op),
+            FedOp::Unbind { actor, bxid, time } => self.unbind(actor, bxid, *time),
         };
         match step {
             Ok(Step::Applied(reply, mut send)) => {
@@ -158,7 +161,7 @@ impl State {
         }
     }
 
-    fn time_ok(&self, time: i64) -> Result<(), Rejection> {
+    pub(super) fn time_ok(&self, time: i64) -> Result<(), Rejection> {
         if time < self.clock {
             return Err(Rejection::with(
                 ErrCode::InvalidTime,
@@ -218,6 +221,9 @@ impl State {
                 Some(_) => Rejection::new(ErrCode::MsgidConflict),
             });
         }
+        if self.fed.link_index.contains_key(&xid) {
+            return Err(Rejection::new(ErrCode::MsgidConflict));
+        }
         self.time_ok(time)?;
         let to_province = admdvs_province(*to_admdvs);
         if config.owns(to_province) {
@@ -231,7 +237,7 @@ impl State {
             "no engine owns the receiver's province",
         ))?;
         let from = self.person_index(from_psn_no)?;
-        let day_count = self.transfer_out_checks(from, amount, source, time)?;
+        let day_count = self.transfer_out_checks(from, to_psn_no, peer, amount, source, time)?;
         // Checked: the change starts here.
         let day = cst_day(time) as u32;
         self.persons.wallet_day[from as usize] = (day << 8) | (day_count + 1);
@@ -270,11 +276,14 @@ impl State {
         ))
     }
 
-    /// The sender's side of rule 14's checks, in its order, but `NOT_BOUND`: bindings across
-    /// engines are not built (docs/FEDERATION.md). Returns today's transfer count.
+    /// The sender's side of rule 14's checks, in its order; `NOT_BOUND` unless the two have an
+    /// active cross-engine binding (either way) with the receiver on that peer. Returns
+    /// today's transfer count.
     fn transfer_out_checks(
         &self,
         from: u32,
+        to_psn_no: &str,
+        peer: crate::federation::EngineId,
         amount: Fen,
         source: TransferSource,
         time: i64,
@@ -290,6 +299,12 @@ impl State {
             return Err(Rejection::with(
                 ErrCode::WalletNotOpen,
                 "the sender has no wallet",
+            ));
+        }
+        if self.fed.active_link(from, to_psn_no, peer).is_none() {
+            return Err(Rejection::with(
+                ErrCode::NotBound,
+                "no active cross-engine binding between the two",
             ));
         }
         self.sender_limits(from, amount, source, time)
@@ -430,6 +445,16 @@ impl State {
                 amount,
                 outcome,
             } => self.deliver_outcome(xid, from_engine, *amount, *outcome, time),
+            Message::Bind { .. } => self.deliver_bind(config, msg, time),
+            Message::Unbind {
+                bxid, from_engine, ..
+            } => self.deliver_unbind(config, bxid, *from_engine, time),
+            Message::BindStatus {
+                bxid,
+                from_engine,
+                status,
+                ..
+            } => self.deliver_bind_status(bxid, *from_engine, *status, time),
         }
     }
 
@@ -445,6 +470,7 @@ impl State {
             to_psn_no,
             to_admdvs,
             amount,
+            from_psn_no,
             sender_admdvs,
             created,
             expires_at,
@@ -484,9 +510,12 @@ impl State {
         let receiver = self.persons.find(&to_psn_no).filter(|&r| {
             admdvs_province(self.persons.hot[r as usize].admdvs) == admdvs_province(to_admdvs)
         });
+        // This engine's own record of the binding: one revoked here (the sender's engine may
+        // not know it yet) carries no transfer.
+        let bound = |r: u32| self.fed.active_link(r, &from_psn_no, xid.engine).is_some();
         let status = match receiver {
             _ if time >= expires_at => XStatus::Closed(Outcome::Expired),
-            Some(r) if self.persons.wallet_open(r) => XStatus::Pending,
+            Some(r) if self.persons.wallet_open(r) && bound(r) => XStatus::Pending,
             _ => XStatus::Closed(Outcome::Declined),
         };
         let i = self.fed.exchanges.len() as u32;
@@ -638,26 +667,27 @@ impl State {
                 created: x.created,
             };
         }
+        let sender = x.person.expect("an outgoing exchange has its sender");
         Message::Prepare {
             xid: x.xid,
             to_engine: x.peer,
             to_psn_no: x.to_psn_no,
             to_admdvs: x.to_admdvs,
             amount: x.amount,
+            from_psn_no: self.persons.psn_no_array(sender),
             sender_admdvs: x.sender_admdvs,
             created: x.created,
             expires_at: x.expires_at,
         }
     }
 
-    /// The outbox: one message per exchange in flight, for the relay to (re)send until the
+    /// The outbox: one message per exchange in flight and per binding proposed or revoked
+    /// here and not yet answered, for the relay to (re)send until the
     /// outcome is journaled. Derived from the records, so a restart rebuilds it.
     pub fn fed_outbox(&self) -> Vec<Message> {
-        self.fed
-            .in_flight
-            .iter()
-            .map(|&i| self.outbox_message(i))
-            .collect()
+        let exchanges = self.fed.in_flight.iter().map(|&i| self.outbox_message(i));
+        let links = self.fed.link_outbox.iter().map(|&l| self.link_message(l));
+        exchanges.chain(links).collect()
     }
 
     fn exchange_view(&self, i: u32) -> ExchangeView {
@@ -714,6 +744,7 @@ impl State {
     pub fn fed_open(&self) -> FedOpen {
         let mut open = FedOpen {
             pending: self.fed.expiry.len() as u64,
+            bindings_unanswered: self.fed.link_outbox.len() as u64,
             ..FedOpen::default()
         };
         for &i in &self.fed.in_flight {

@@ -8,6 +8,7 @@ mod chunked;
 mod counters;
 mod credits;
 mod federation;
+mod fedlinks;
 mod history;
 mod ledger;
 mod lookup;

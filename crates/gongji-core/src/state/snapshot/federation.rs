@@ -14,6 +14,14 @@
 //!               amount u64, source u8, created i64, expires_at i64,
 //!               status u8 (0 in flight, 1 pending, 2 + the outcome's index), reversed u8,
 //!               fingerprint u64
+//! then, only when the engine holds cross-engine bindings (so a snapshot without any is what it
+//! was before they were built):
+//! marker "GJLNK001"
+//! links         n u64 (≥ 1); each: bxid engine, key u128, giver_here u8, peer,
+//!               person u32 (u32::MAX: none), giver_psn_no, giver_admdvs u32,
+//!               receiver_psn_no (empty for an Unbind that came first), receiver_admdvs u32,
+//!               relation u8, created i64, status u8 (0 pending, 1 active, 2 revoked,
+//!               3 + refusal), unbind u8, fingerprint u64
 //! ```
 //!
 //! The index by xid, the outbox (in flight) and the expiry set are derived and rebuilt; the
@@ -25,8 +33,10 @@ use std::sync::Arc;
 use super::bytes::{Dec, Enc};
 use super::*;
 use crate::command::code_valid;
+use crate::command::Relation;
 use crate::federation::{
-    engine_id_valid, EngineId, Exchange, Federation, FederationConfig, Outcome, XStatus, Xid,
+    engine_id_valid, EngineId, Exchange, Federation, FederationConfig, Link, LinkStatus, Outcome,
+    XStatus, Xid,
 };
 
 /// Starts the section; nothing else may follow the last section.
@@ -34,6 +44,10 @@ const FED_MARKER: [u8; 8] = *b"GJFED001";
 /// The smallest exchange record: one-byte engine ids and an empty psn_no.
 const EXCHANGE_BYTES_MIN: usize = 2 + 16 + 1 + 2 + 4 + 1 + 4 + 4 + 8 + 1 + 8 + 8 + 1 + 1 + 8;
 const NO_PERSON: u32 = u32::MAX;
+/// Starts the cross-engine bindings, after the exchanges, when there are any.
+const LINK_MARKER: [u8; 8] = *b"GJLNK001";
+/// The smallest link record: one-byte engine ids, empty psn_nos.
+const LINK_BYTES_MIN: usize = 2 + 16 + 1 + 2 + 4 + 1 + 4 + 1 + 4 + 1 + 8 + 1 + 1 + 8;
 
 pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'_>) {
     let Some(config) = &fed.config else {
@@ -83,6 +97,27 @@ pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'
         });
         e.bool(x.reversed);
         e.put(x.fingerprint);
+    }
+    if fed.links.is_empty() {
+        return;
+    }
+    e.raw(&LINK_MARKER);
+    e.count(fed.links.len());
+    for l in &fed.links {
+        e.str8(&l.bxid.engine);
+        e.put(l.bxid.key);
+        e.bool(l.giver_here);
+        e.str8(&l.peer);
+        e.put(l.person.unwrap_or(NO_PERSON));
+        e.str8(&l.giver_psn_no);
+        e.put(l.giver_admdvs);
+        e.str8(&l.receiver_psn_no);
+        e.put(l.receiver_admdvs);
+        e.put(l.relation as u8);
+        e.put(l.created);
+        e.put(l.status.tag());
+        e.bool(l.unbind);
+        e.put(l.fingerprint);
     }
 }
 
@@ -164,7 +199,69 @@ pub(super) fn decode_federation(
         }
         fed.exchanges.push(x);
     }
+    if d.left() == 0 || !d.buf[d.pos..].starts_with(&LINK_MARKER) {
+        return Ok(fed);
+    }
+    d.take(LINK_MARKER.len())?;
+    let n = d.count(LINK_BYTES_MIN, "binding count")?;
+    if n == 0 {
+        return fail(d.pos, "an empty bindings section");
+    }
+    for _ in 0..n {
+        let link = decode_link(d, persons)?;
+        if fed.link_index.contains_key(&link.bxid) {
+            return fail(d.pos, "a binding twice");
+        }
+        fed.push_link(link);
+    }
     Ok(fed)
+}
+
+fn psn_no_or_empty(d: &mut Dec<'_>) -> Res<crate::command::PsnNo> {
+    let at = d.pos;
+    let s = d.str8()?;
+    if !(s.is_empty() || code_valid(s)) {
+        return fail(at, "binding psn_no");
+    }
+    ArrayString::from(s).map_or_else(|_| fail(at, "psn_no"), Ok)
+}
+
+fn decode_link(d: &mut Dec<'_>, persons: usize) -> Res<Link> {
+    let at = d.pos;
+    let bxid = Xid {
+        engine: engine(d)?,
+        key: d.get()?,
+    };
+    let giver_here = d.bool()?;
+    let peer = engine(d)?;
+    let person = match d.get::<u32>()? {
+        NO_PERSON => None,
+        p if (p as usize) < persons => Some(p),
+        _ => return fail(at, "binding person"),
+    };
+    let (giver_psn_no, giver_admdvs) = (psn_no_or_empty(d)?, d.get()?);
+    let (receiver_psn_no, receiver_admdvs) = (psn_no_or_empty(d)?, d.get()?);
+    let relation = d.tag(&Relation::ALL, "binding relation")?;
+    let created = d.get()?;
+    let status_at = d.pos;
+    let Some(status) = LinkStatus::from_tag(d.get()?) else {
+        return fail(status_at, "binding status");
+    };
+    Ok(Link {
+        bxid,
+        giver_here,
+        peer,
+        person,
+        giver_psn_no,
+        giver_admdvs,
+        receiver_psn_no,
+        receiver_admdvs,
+        relation,
+        created,
+        status,
+        unbind: d.bool()?,
+        fingerprint: d.get()?,
+    })
 }
 
 fn decode_exchange(d: &mut Dec<'_>, persons: usize) -> Res<Exchange> {
