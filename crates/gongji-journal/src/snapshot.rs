@@ -197,7 +197,16 @@ fn check_snapshot(name_op: u64, data: &[u8]) -> Result<SnapshotHeader, SnapshotD
 
 /// The header and length of one snapshot file's bytes, not the body's hash.
 fn check_frame(name_op: u64, data: &[u8]) -> Result<SnapshotHeader, SnapshotDefect> {
-    let header = SnapshotHeader::decode(data).map_err(SnapshotDefect::Header)?;
+    check_header(name_op, data, data.len() as u64)
+}
+
+/// The header (`head`: the file's first bytes) against the file's name and length.
+fn check_header(
+    name_op: u64,
+    head: &[u8],
+    file_len_bytes: u64,
+) -> Result<SnapshotHeader, SnapshotDefect> {
+    let header = SnapshotHeader::decode(head).map_err(SnapshotDefect::Header)?;
     if header.op != name_op {
         return Err(SnapshotDefect::NameMismatch {
             name_op,
@@ -205,14 +214,43 @@ fn check_frame(name_op: u64, data: &[u8]) -> Result<SnapshotHeader, SnapshotDefe
         });
     }
     let expected_bytes = (SNAPSHOT_HEADER_BYTES as u64).saturating_add(header.body_len);
-    if data.len() as u64 != expected_bytes {
-        let file_len_bytes = data.len() as u64;
+    if file_len_bytes != expected_bytes {
         return Err(SnapshotDefect::LengthMismatch {
             file_len_bytes,
             expected_bytes,
         });
     }
     Ok(header)
+}
+
+/// [`check_snapshot`] reading the file a mebibyte at a time into one buffer: verifying a
+/// snapshot of gigabytes neither copies it into fresh memory (the kernel zeroing every page
+/// first) nor maps it (its pages counted as the process's own until unmapped).
+fn check_snapshot_file<S: Storage>(
+    storage: &S,
+    name: &str,
+    name_op: u64,
+) -> Result<Result<SnapshotHeader, SnapshotDefect>, StorageError> {
+    let len = storage.len(name)?;
+    let mut buf = vec![0u8; (SNAPSHOT_HEADER_BYTES as u64).min(len) as usize];
+    storage.read_at(name, 0, &mut buf)?;
+    let header = match check_header(name_op, &buf, len) {
+        Ok(header) => header,
+        Err(defect) => return Ok(Err(defect)),
+    };
+    let mut hasher = blake3::Hasher::new();
+    buf.resize(1 << 20, 0);
+    let mut at = SNAPSHOT_HEADER_BYTES as u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        storage.read_at(name, at, &mut buf[..n])?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    if *hasher.finalize().as_bytes() != header.body_hash {
+        return Ok(Err(SnapshotDefect::BodyHash));
+    }
+    Ok(Ok(header))
 }
 
 /// [`load_latest_snapshot`] that hands the newest candidate's body to `decode` while the
@@ -316,9 +354,7 @@ pub fn prune_snapshots<S: Storage>(
     for (op, file) in list_snapshots(storage)? {
         if valid >= keep {
             removed.push(file);
-        } else if check_snapshot(op, &storage.map_lazily(&file)?).is_ok() {
-            // Mapped, not read: a snapshot of gigabytes read into fresh memory after every
-            // snapshot written cost more CPU (the kernel zeroing the pages) than its hash.
+        } else if check_snapshot_file(storage, &file, op)?.is_ok() {
             valid += 1;
         }
     }
