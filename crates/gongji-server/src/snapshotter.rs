@@ -237,7 +237,7 @@ fn run(
 fn adopt_msgids(
     frozen: &Frozen,
     file: &str,
-    msgids_at: u64,
+    encoded: gongji_core::EncodedMsgids,
     storage: &dyn SnapshotStore,
     history: &History,
 ) -> Result<(), ServerError> {
@@ -246,7 +246,7 @@ fn adopt_msgids(
     };
     let (bytes, body_at) = mapped?;
     let section = frozen
-        .msgid_section(bytes, body_at + msgids_at as usize)
+        .msgid_section(bytes, body_at, encoded)
         .map_err(|e| ServerError::Corrupt(format!("snapshot {file} just written: {e}")))?;
     // The writer may be gone at shutdown.
     let _ = tx.send(Swap::Msgids(section));
@@ -265,15 +265,16 @@ fn write(
     spill(&mut frozen, shared, history)?;
     let job = Job { frozen, head };
     let mut bytes = 0usize;
-    let mut msgids_at = 0;
+    let mut encoded = None;
     // Encoded and written piece by piece: no buffer of the snapshot's size.
     let file = storage.write_streaming(job.head, &mut |sink| {
-        msgids_at = job.frozen.encode_snapshot_streaming(&mut |piece| {
+        encoded = Some(job.frozen.encode_snapshot_streaming(&mut |piece| {
             bytes += piece.len();
             sink(piece);
-        });
+        }));
     })?;
-    adopt_msgids(&job.frozen, &file, msgids_at, storage, history)?;
+    let encoded = encoded.expect("the store encoded the snapshot");
+    adopt_msgids(&job.frozen, &file, encoded, storage, history)?;
     // The shared chunks go back to the writer alone.
     drop(job.frozen);
     storage.prune(SNAPSHOTS_KEPT)?;

@@ -49,7 +49,7 @@ pub use rows::{
     BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, SettlementRow,
     TransferRow,
 };
-pub use snapshot::{MsgidSection, SnapshotDecodeError};
+pub use snapshot::{EncodedMsgids, MsgidSection, SnapshotDecodeError};
 pub use validate::validate;
 
 /// A write that was applied, or replayed from its msgid.
@@ -359,8 +359,8 @@ impl Frozen {
     }
 
     /// The same bytes in pieces ([`State::encode_snapshot_streaming`]); returns where the
-    /// msgid section starts.
-    pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) -> u64 {
+    /// msgid section lies.
+    pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) -> EncodedMsgids {
         self.0.encode_snapshot_streaming(sink)
     }
 }

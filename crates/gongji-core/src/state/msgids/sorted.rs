@@ -64,7 +64,9 @@ fn prefix(key: u128, bits: u32) -> usize {
     }
 }
 
-/// Builds a [`Sorted`] while its section is checked: the caller pushes every key, ascending.
+/// Builds a [`Sorted`] while its section is checked or written: the caller pushes every key,
+/// ascending.
+#[derive(Debug)]
 pub(crate) struct Builder {
     dir: Vec<u32>,
     bits: u32,

@@ -216,31 +216,48 @@ pub struct MsgidSection {
     end: u32,
 }
 
+/// Where a snapshot's msgid section lies and what its encoder saw of it: the count, the
+/// replies' length and the directory of its keys, built as they were written.
+#[derive(Debug)]
+pub struct EncodedMsgids {
+    at: u64,
+    count: usize,
+    replies_len: u64,
+    dir: super::msgids::SortedBuilder,
+}
+
 impl crate::Frozen {
-    /// The msgid section of this state's snapshot, at `at` in `bytes` (the written file,
-    /// mapped; `at` is where [`crate::Frozen::encode_snapshot_streaming`] said the section
-    /// starts, plus the file's header), checked as a decoder checks it, read where it lies.
+    /// The msgid section of this state's snapshot in `bytes` (the written file, mapped), whose
+    /// body starts at `body_at`; `encoded` is what
+    /// [`crate::Frozen::encode_snapshot_streaming`] returned. The records are not read again
+    /// (this process wrote them a moment ago, and reading them would fault in every page):
+    /// the count and the replies' length in the file must be the encoder's.
     pub fn msgid_section(
         &self,
         bytes: SharedBytes,
-        at: usize,
+        body_at: usize,
+        encoded: EncodedMsgids,
     ) -> Result<MsgidSection, SnapshotDecodeError> {
-        let s = &self.0;
-        let owner = Owner { bytes, at };
-        let mut d = Dec {
-            buf: &(*owner.bytes).as_ref()[at..],
-            pos: 0,
+        let b = (*bytes).as_ref();
+        let at = body_at + encoded.at as usize;
+        let word = |at: usize| {
+            b.get(at..at + 8)
+                .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
         };
-        let limits = ReplyLimits {
-            persons: s.persons.len(),
-            bindings: s.bindings.len(),
-            setls: s.setls.len(),
-            views: None,
-        };
-        let msgids = decode_msgids(&mut d, &limits, Some(&owner))?;
+        let records = at + 8;
+        let replies_len_at = records + encoded.count * super::msgids::SORTED_RECORD_BYTES;
+        let replies = replies_len_at + 8;
+        let fits = word(at) == Some(encoded.count as u64)
+            && word(replies_len_at) == Some(encoded.replies_len)
+            && b.len() as u64 >= replies as u64 + encoded.replies_len;
+        if !fits {
+            return fail(at, "msgid section is not the one encoded");
+        }
+        let end = replies + encoded.replies_len as usize;
+        let sorted = encoded.dir.finish(bytes, records, replies..end);
         Ok(MsgidSection {
-            msgids,
-            end: s.msgids.end(),
+            msgids: Msgids::with_sorted(sorted),
+            end: self.0.msgids.end(),
         })
     }
 }
@@ -324,13 +341,13 @@ impl State {
 
     /// The bytes of [`State::encode_snapshot`], handed to `sink` in pieces of about a
     /// mebibyte as they are encoded: a snapshot never needs its own size in memory. Returns
-    /// where its msgid section starts (for [`State::adopt_msgids`]).
-    pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) -> u64 {
+    /// where its msgid section lies (for [`crate::Frozen::msgid_section`]).
+    pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) -> EncodedMsgids {
         let mut buf = Vec::with_capacity(bytes::SPILL_BYTES + (64 << 10));
         let mut e = Enc::streaming(&mut buf, sink);
-        let at = self.encode_sections(&mut e, Self::SNAPSHOT_FORMAT_VERSION);
+        let encoded = self.encode_sections(&mut e, Self::SNAPSHOT_FORMAT_VERSION);
         e.finish();
-        at
+        encoded.expect("the current format")
     }
 
     /// The snapshot in an earlier format (3 or 4), which differs in its msgid section: for
@@ -340,8 +357,8 @@ impl State {
         self.encode_sections(&mut Enc::new(out), version);
     }
 
-    /// Returns where the msgid section starts.
-    fn encode_sections(&self, e: &mut Enc<'_>, version: u32) -> u64 {
+    /// Returns where the msgid section lies (in the current format).
+    fn encode_sections(&self, e: &mut Enc<'_>, version: u32) -> Option<EncodedMsgids> {
         let p = &self.persons;
         e.raw(&MAGIC);
         e.put(version);
@@ -359,19 +376,33 @@ impl State {
         encode_contributions(&self.contributions, e);
         encode_entries(&self.entries, e);
         let msgids_at = e.position();
-        match version {
+        let encoded = match version {
             #[cfg(test)]
-            3 => msgids::encode_msgids_v3(&self.msgids, e),
+            3 => {
+                msgids::encode_msgids_v3(&self.msgids, e);
+                None
+            }
             #[cfg(test)]
-            4 => msgids::encode_msgids_v4(&self.msgids, e),
-            _ => encode_msgids(&self.msgids, e),
-        }
+            4 => {
+                msgids::encode_msgids_v4(&self.msgids, e);
+                None
+            }
+            _ => {
+                let (count, replies_len, dir) = encode_msgids(&self.msgids, e);
+                Some(EncodedMsgids {
+                    at: msgids_at,
+                    count,
+                    replies_len,
+                    dir,
+                })
+            }
+        };
         encode_stats(&self.stats, e);
         encode_recon(&self.recon, e);
         encode_recent(&self.recent, self.insts.list.len(), e);
         // Last, and only for a federated state (`federation.rs`).
         encode_federation(&self.fed, &self.ledger, e);
-        msgids_at
+        encoded
     }
 
     /// Decodes a snapshot made by [`State::encode_snapshot`], validating everything (see the

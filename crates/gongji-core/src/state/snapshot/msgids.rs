@@ -14,14 +14,18 @@ pub(crate) struct Owner {
 }
 
 /// Two passes over the records in key order: the records with their replies' offsets, then
-/// the replies (a section's are copied as they are, a queued record's are encoded).
-pub(super) fn encode_msgids(msgids: &Msgids, e: &mut Enc<'_>) {
+/// the replies (a section's are copied as they are, a queued record's were encoded once).
+/// Returns the count, the replies' length and the directory of the keys written.
+pub(super) fn encode_msgids(msgids: &Msgids, e: &mut Enc<'_>) -> (usize, u64, SortedBuilder) {
     let queued = msgids.queued_by_key();
     let count = msgids.by_key(&queued).count();
     e.count(count);
+    let mut dir = SortedBuilder::new(count);
     let mut at = 0u64;
     for r in msgids.by_key(&queued) {
-        e.put(r.key());
+        let key = r.key();
+        dir.push(key);
+        e.put(key);
         e.put(r.time());
         e.put(r.fingerprint());
         e.put(at);
@@ -31,6 +35,7 @@ pub(super) fn encode_msgids(msgids: &Msgids, e: &mut Enc<'_>) {
     for r in msgids.by_key(&queued) {
         e.raw(r.reply_bytes());
     }
+    (count, at, dir)
 }
 
 /// A reply's encoding, appended to `out`.

@@ -570,8 +570,8 @@ fn hostile_structure_is_refused() {
 /// Where the msgid section of `state`'s snapshot starts, and the snapshot.
 fn msgid_section_at(state: &State) -> (usize, Vec<u8>) {
     let mut bytes = Vec::new();
-    let at = state.encode_snapshot_streaming(&mut |piece| bytes.extend_from_slice(piece));
-    (at as usize, bytes)
+    let encoded = state.encode_snapshot_streaming(&mut |piece| bytes.extend_from_slice(piece));
+    (encoded.at as usize, bytes)
 }
 
 #[test]
@@ -1054,11 +1054,35 @@ fn adopted_msgid_sections_answer_as_the_queue_did() {
     let mut twin = rich_state();
     for round in 0..4u32 {
         let frozen = b.state.freeze();
-        let (at, bytes) = {
-            let mut bytes = Vec::new();
-            let at = frozen.encode_snapshot_streaming(&mut |p| bytes.extend_from_slice(p));
-            (at as usize, bytes)
-        };
+        let mut bytes = Vec::new();
+        let encoded = frozen.encode_snapshot_streaming(&mut |p| bytes.extend_from_slice(p));
+        if round == 0 {
+            // Bytes that are not the snapshot just encoded (its msgid section shifted, then
+            // cut short) are refused.
+            let e = |bytes: Vec<u8>| {
+                let again = frozen.encode_snapshot_streaming(&mut |_| {});
+                frozen
+                    .msgid_section(Arc::new(bytes), 0, again)
+                    .unwrap_err()
+                    .what
+            };
+            assert_eq!(
+                e([&[0][..], &bytes].concat()),
+                "msgid section is not the one encoded"
+            );
+            let end = encoded.at as usize + 16 + encoded.count * 40 + encoded.replies_len as usize;
+            assert_eq!(
+                e(bytes[..end - 1].to_vec()),
+                "msgid section is not the one encoded"
+            );
+            assert!(frozen
+                .msgid_section(
+                    Arc::new(bytes[..end].to_vec()),
+                    0,
+                    frozen.encode_snapshot_streaming(&mut |_| {})
+                )
+                .is_ok());
+        }
         let mut since = 0;
         for x in [&mut b, &mut twin] {
             let n = 100 + round;
@@ -1071,7 +1095,7 @@ fn adopted_msgid_sections_answer_as_the_queue_did() {
             x.settle(n, 700, 0);
             since = x.seq;
         }
-        let section = frozen.msgid_section(Arc::new(bytes), at).unwrap();
+        let section = frozen.msgid_section(Arc::new(bytes), 0, encoded).unwrap();
         drop(frozen);
         b.state.adopt_msgids(section);
         // The adopted records leave the queue a slice at a time: none, some or all of them
