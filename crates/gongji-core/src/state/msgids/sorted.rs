@@ -9,6 +9,10 @@
 //! section's pages are the page cache's, faulted in by lookups or the hash check, never
 //! fresh memory to be zeroed.
 //!
+//! Most lookups are of msgids never seen (every new write's): a blocked Bloom filter of the
+//! keys (10 bits a record, one cache line a key) answers most of those without touching the
+//! section's pages.
+//!
 //! Records are never removed from a [`Sorted`]: [`super::Msgids`] forgets them by time (a
 //! record made before its cut-off is not found) and drops them when it adopts the next
 //! snapshot's section, which leaves them out.
@@ -25,6 +29,49 @@ pub(crate) const RECORD_BYTES: usize = 16 + 8 + 8 + 8;
 /// Records per directory entry, on average.
 const PER_ENTRY: usize = 8;
 
+/// Bloom filter bits per record, and bits set per key (in one 512-bit block).
+const BLOOM_BITS: usize = 10;
+const BLOOM_PROBES: u32 = 6;
+
+/// A blocked Bloom filter over 128-bit keys that are already hashes: the high word picks a
+/// 512-bit block (a cache line), six 9-bit slices of the low word the bits in it.
+#[derive(Debug)]
+struct Bloom {
+    blocks: Vec<[u64; 8]>,
+}
+
+impl Bloom {
+    fn new(len: usize) -> Bloom {
+        let blocks = (len * BLOOM_BITS / 512).max(1).next_power_of_two();
+        Bloom {
+            blocks: vec![[0; 8]; blocks],
+        }
+    }
+
+    fn probes(&self, key: u128) -> (usize, impl Iterator<Item = (usize, u64)>) {
+        let block = ((key >> 64) as usize) & (self.blocks.len() - 1);
+        let low = key as u64;
+        let bits = (0..BLOOM_PROBES).map(move |i| {
+            let bit = (low >> (i * 9)) & 511;
+            ((bit >> 6) as usize, 1u64 << (bit & 63))
+        });
+        (block, bits)
+    }
+
+    fn insert(&mut self, key: u128) {
+        let (block, bits) = self.probes(key);
+        for (word, mask) in bits {
+            self.blocks[block][word] |= mask;
+        }
+    }
+
+    fn may_hold(&self, key: u128) -> bool {
+        let (block, mut bits) = self.probes(key);
+        let b = &self.blocks[block];
+        bits.all(|(word, mask)| b[word] & mask != 0)
+    }
+}
+
 pub(crate) struct Sorted {
     bytes: SharedBytes,
     /// Where the records start in `bytes`.
@@ -37,6 +84,7 @@ pub(crate) struct Sorted {
     /// `2^bits + 1` entries.
     dir: Vec<u32>,
     bits: u32,
+    bloom: Bloom,
 }
 
 impl std::fmt::Debug for Sorted {
@@ -71,6 +119,7 @@ pub(crate) struct Builder {
     dir: Vec<u32>,
     bits: u32,
     pushed: u32,
+    bloom: Bloom,
 }
 
 impl Builder {
@@ -81,6 +130,7 @@ impl Builder {
             dir: Vec::with_capacity((1 << bits) + 1),
             bits,
             pushed: 0,
+            bloom: Bloom::new(len),
         }
     }
 
@@ -91,6 +141,7 @@ impl Builder {
         while self.dir.len() <= p {
             self.dir.push(self.pushed);
         }
+        self.bloom.insert(key);
         self.pushed += 1;
     }
 
@@ -109,6 +160,7 @@ impl Builder {
             replies_len: replies.len(),
             dir: self.dir,
             bits: self.bits,
+            bloom: self.bloom,
         }
     }
 }
@@ -156,6 +208,9 @@ impl Sorted {
 
     /// The position of `key`, if a record has it.
     pub fn find(&self, key: u128) -> Option<usize> {
+        if !self.bloom.may_hold(key) {
+            return None;
+        }
         let p = prefix(key, self.bits);
         let (mut lo, mut hi) = (self.dir[p] as usize, self.dir[p + 1] as usize);
         while lo < hi {
@@ -171,7 +226,7 @@ impl Sorted {
 
     /// Bytes of memory of its own (the records are the snapshot's).
     pub fn memory(&self) -> u64 {
-        (self.dir.capacity() * 4) as u64
+        (self.dir.capacity() * 4 + self.bloom.blocks.len() * 64) as u64
     }
 }
 
@@ -222,5 +277,23 @@ mod tests {
             }
             assert_eq!(s.find(0), None);
         }
+    }
+
+    #[test]
+    fn the_filter_turns_most_absent_keys_away() {
+        // Proves: the Bloom filter holds every key pushed (no false negative: every key is
+        // found above) and passes few absent ones: under 3 % of 100,000 hashes not in a
+        // section of 100,000 keys (10 bits a key, six probes: about 1 % expected).
+        let key = |i: u64| xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes());
+        let mut bloom = Bloom::new(100_000);
+        for i in 0..100_000 {
+            bloom.insert(key(i));
+        }
+        assert!((0..100_000).all(|i| bloom.may_hold(key(i))));
+        let passed = (100_000..200_000)
+            .filter(|&i| bloom.may_hold(key(i)))
+            .count();
+        assert!(passed < 3_000, "{passed} absent keys passed");
+        assert!(passed > 0, "a filter that passes nothing holds nothing");
     }
 }
