@@ -161,8 +161,8 @@ pub(crate) struct Msgids {
     /// The sequence number of `records[0]`; sequence numbers wrap, and the queue holds far
     /// fewer than 2³² records.
     base: u32,
-    /// The records of the snapshot this state was decoded from or last adopted. None of them
-    /// is in the queue.
+    /// The records of the snapshot this state was decoded from or last adopted. Of the queue,
+    /// only its first `adopted` records are among them.
     sorted: Option<Arc<Sorted>>,
     /// Records of `sorted` made before this time are forgotten.
     cutoff: i64,
