@@ -33,11 +33,15 @@ const PER_ENTRY: usize = 8;
 const BLOOM_BITS: usize = 10;
 const BLOOM_PROBES: u32 = 6;
 
-/// A blocked Bloom filter over 128-bit keys that are already hashes: the high word picks a
-/// 512-bit block (a cache line), six 9-bit slices of the low word the bits in it.
+/// A blocked Bloom filter over 128-bit keys that are already hashes: the key's top bits pick
+/// a 512-bit block (a cache line), six 9-bit slices of the low word the bits in it. Top bits,
+/// so that keys pushed in ascending order (a section's) fill the blocks front to back: at 67 M
+/// records a filter filled at random places took seconds of a start in cache misses.
 #[derive(Debug)]
 struct Bloom {
     blocks: Vec<[u64; 8]>,
+    /// log2 of the number of blocks.
+    bits: u32,
 }
 
 impl Bloom {
@@ -45,11 +49,12 @@ impl Bloom {
         let blocks = (len * BLOOM_BITS / 512).max(1).next_power_of_two();
         Bloom {
             blocks: vec![[0; 8]; blocks],
+            bits: blocks.trailing_zeros(),
         }
     }
 
     fn probes(&self, key: u128) -> (usize, impl Iterator<Item = (usize, u64)>) {
-        let block = ((key >> 64) as usize) & (self.blocks.len() - 1);
+        let block = prefix(key, self.bits);
         let low = key as u64;
         let bits = (0..BLOOM_PROBES).map(move |i| {
             let bit = (low >> (i * 9)) & 511;
