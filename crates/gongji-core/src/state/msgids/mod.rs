@@ -256,13 +256,6 @@ impl<'a> Rec<'a> {
     }
 }
 
-fn sorted_record(s: &Sorted, i: usize) -> MsgRecord {
-    MsgRecord {
-        fingerprint: s.fingerprint(i),
-        reply: super::snapshot::decode_checked_reply(s.reply_bytes(i)),
-    }
-}
-
 /// The key of `msgid` in `scope`: a hash of a tag byte, the scope's code, a separator that no
 /// code contains, and the msgid; so two scopes never share a key (short of a 128-bit collision).
 pub(crate) fn msgid_key(scope: MsgidScope<'_>, msgid: &str) -> u128 {
@@ -316,7 +309,7 @@ impl Msgids {
         }
         let sorted = self.sorted.as_deref()?;
         let i = sorted.find(key)?;
-        (sorted.time(i) >= self.cutoff).then(|| Cow::Owned(sorted_record(sorted, i)))
+        (sorted.time(i) >= self.cutoff).then(|| Cow::Owned(Rec::Sorted(sorted, i).record()))
     }
 
     /// Msgids whose records before the queue are a snapshot's (`sorted`), all of them kept.
@@ -351,7 +344,6 @@ impl Msgids {
         for _ in 0..self.adopted.min(max) {
             self.pop_front();
         }
-        self.shrink_if_sparse(false);
         self.adopted
     }
 
