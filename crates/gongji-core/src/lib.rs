@@ -31,7 +31,7 @@ pub use reply::{ErrCode, Rejection, Reply};
 pub use state::views;
 pub use state::{
     validate as validate_command, Applied, ColdBytes, Column, EncodedMsgids, Frozen, MsgidSection,
-    SharedBytes, SnapshotDecodeError, State, HISTORY_CHUNK,
+    SectionBytes, SharedBytes, SnapshotDecodeError, State, HISTORY_CHUNK,
 };
 pub use state::{
     BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, Settlement,

@@ -281,6 +281,9 @@ pub fn load_latest_snapshot_with<S: Storage, T>(
             let decoded = decode(&data, SNAPSHOT_HEADER_BYTES);
             (hash.join().expect("the snapshot hash thread"), decoded)
         });
+        // Every page was read (the hash) and decoded; what the state goes on reading of the
+        // file (its msgid window) is mapped again as it is touched.
+        data.release(0..data.len());
         if hash != header.body_hash {
             skipped.push(SkippedSnapshot {
                 file,

@@ -104,7 +104,53 @@ pub trait Storage: Send {
 #[derive(Debug)]
 pub enum FileBytes {
     Read(Vec<u8>),
-    Mapped(memmap2::Mmap),
+    /// The mapping, and the file, for [`FileBytes::read_at`].
+    Mapped(memmap2::Mmap, File),
+}
+
+impl FileBytes {
+    /// Unmaps the pages of `range` (widened to whole pages, cut to the file) of a mapped
+    /// file from this process (`MADV_DONTNEED`); they stay in the page cache, and the next
+    /// read maps them again. Resident memory then counts only the pages read since. Nothing
+    /// for bytes read into memory; a failure is ignored (the pages stay: it is a hint).
+    #[allow(unsafe_code)]
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        if let FileBytes::Mapped(map, _) = self {
+            let end = range.end.min(map.len());
+            if range.start >= end {
+                return;
+            }
+            // SAFETY: `map` is a read-only shared mapping of a file that never changes (see
+            // `FsStorage::map`). For such a mapping MADV_DONTNEED discards no data: a later
+            // read faults in the file's same bytes. (Only on private or anonymous mappings
+            // does it replace contents with zeros, the reason memmap2 marks it unsafe.)
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    range.start,
+                    end - range.start,
+                )
+            };
+        }
+    }
+}
+
+impl FileBytes {
+    /// Fills `out` with the bytes at `at`: of a mapped file, read with `pread` rather than
+    /// through the mapping, so that nothing is mapped into the process (a touch of the
+    /// mapping maps the page cache's whole folio, up to 2 MiB). Panics on a read error or
+    /// past the end, as a failed read through the mapping would (SIGBUS): the file was
+    /// checked when it was opened, and a disk failing under a running engine stops it.
+    pub fn read_at(&self, at: usize, out: &mut [u8]) {
+        match self {
+            FileBytes::Read(v) => out.copy_from_slice(&v[at..at + out.len()]),
+            FileBytes::Mapped(_, file) => {
+                use std::os::unix::fs::FileExt;
+                file.read_exact_at(out, at as u64)
+                    .expect("reading a mapped snapshot file");
+            }
+        }
+    }
 }
 
 impl AsRef<[u8]> for FileBytes {
@@ -118,7 +164,7 @@ impl std::ops::Deref for FileBytes {
     fn deref(&self) -> &[u8] {
         match self {
             FileBytes::Read(v) => v,
-            FileBytes::Mapped(m) => m,
+            FileBytes::Mapped(m, _) => m,
         }
     }
 }
@@ -214,7 +260,7 @@ impl FsStorage {
             options.populate();
         }
         let map = unsafe { options.map(&file) }.map_err(|e| io_err("mmap", name, e))?;
-        Ok(FileBytes::Mapped(map))
+        Ok(FileBytes::Mapped(map, file))
     }
 }
 

@@ -263,12 +263,12 @@ fn write(
     let Job { mut frozen, head } = job;
     // Full chunks go to history files first; the snapshot then leaves them out.
     spill(&mut frozen, shared, history)?;
-    let job = Job { frozen, head };
+    let mut job = Job { frozen, head };
     let mut bytes = 0usize;
     let mut encoded = None;
     // Encoded and written piece by piece: no buffer of the snapshot's size.
     let file = storage.write_streaming(job.head, &mut |sink| {
-        encoded = Some(job.frozen.encode_snapshot_streaming(&mut |piece| {
+        encoded = Some(job.frozen.encode_snapshot_releasing(&mut |piece| {
             bytes += piece.len();
             sink(piece);
         }));

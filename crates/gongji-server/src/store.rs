@@ -175,6 +175,25 @@ impl<S: Storage + 'static> FileStore<S> {
     }
 }
 
+/// A snapshot file mapped, whose msgid section a state reads where it lies.
+struct MappedFile(Arc<FileBytes>);
+
+impl AsRef<[u8]> for MappedFile {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl gongji_core::SectionBytes for MappedFile {
+    fn release(&self, range: std::ops::Range<usize>) {
+        self.0.release(range);
+    }
+
+    fn read_at(&self, at: usize, out: &mut [u8]) {
+        self.0.read_at(at, out);
+    }
+}
+
 fn taken(what: &str) -> ServerError {
     ServerError::Corrupt(format!("the file store's {what} handle was already taken"))
 }
@@ -192,8 +211,12 @@ impl<S: Storage + 'static> Store for FileStore<S> {
         let storage = self.snapshots.as_ref().ok_or_else(|| taken("snapshot"))?;
         Ok(load_latest_snapshot_with(storage, &mut |data, at| {
             // A file read into memory (not mapped) is not kept whole for its window's sake.
-            let shared = matches!(**data, FileBytes::Mapped(_))
-                .then(|| (data.clone() as gongji_core::SharedBytes, at));
+            let shared = matches!(**data, FileBytes::Mapped(..)).then(|| {
+                (
+                    Arc::new(MappedFile(data.clone())) as gongji_core::SharedBytes,
+                    at,
+                )
+            });
             decode(Body {
                 bytes: &data[at..],
                 shared,
@@ -294,8 +317,8 @@ impl<S: Storage> SnapshotStore for FileSnapshots<S> {
 
     fn mapped(&self, file: &str) -> Option<Result<(gongji_core::SharedBytes, usize), ServerError>> {
         match self.0.map_lazily(file) {
-            Ok(bytes @ FileBytes::Mapped(_)) => Some(Ok((
-                Arc::new(bytes),
+            Ok(bytes @ FileBytes::Mapped(..)) => Some(Ok((
+                Arc::new(MappedFile(Arc::new(bytes))),
                 gongji_journal::format::SNAPSHOT_HEADER_BYTES,
             ))),
             // A storage that reads files into memory (the fault-injecting one).

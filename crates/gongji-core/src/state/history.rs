@@ -583,7 +583,7 @@ impl super::State {
         s.setls = self.setls.clone();
         s.details = self.details.clone();
         s.entries = self.entries.clone();
-        super::Frozen(s)
+        super::Frozen(s, false)
     }
 
     /// The encoding of full chunk `k` of `column`: the bytes its history file holds.

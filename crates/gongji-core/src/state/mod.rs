@@ -44,7 +44,7 @@ pub(crate) use settle::Detail;
 pub use settle::Settlement;
 pub(crate) use wallet::{Transfer, TransferStatus};
 
-pub use msgids::SharedBytes;
+pub use msgids::{SectionBytes, SharedBytes};
 pub use rows::{
     BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, SettlementRow,
     TransferRow,
@@ -344,7 +344,10 @@ impl State {
 /// newest-settlements and masked-certno indexes), which decoding rebuilds; so it can be
 /// encoded and nothing else.
 #[derive(Debug)]
-pub struct Frozen(State);
+pub struct Frozen(
+    State,
+    /* encoded by `encode_snapshot_releasing`, which drops parts */ bool,
+);
 
 impl Frozen {
     /// Ops applied up to the moment it was frozen.
@@ -355,12 +358,14 @@ impl Frozen {
     /// The snapshot of the state at the moment it was frozen: the same bytes
     /// [`State::encode_snapshot`] would have written then.
     pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
+        assert!(!self.1, "a frozen state is encoded once");
         self.0.encode_snapshot(out);
     }
 
     /// The same bytes in pieces ([`State::encode_snapshot_streaming`]); returns where the
     /// msgid section lies.
     pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) -> EncodedMsgids {
+        assert!(!self.1, "a frozen state is encoded once");
         self.0.encode_snapshot_streaming(sink)
     }
 }
@@ -372,32 +377,35 @@ impl State {
     /// shared, and a chunk is copied only when the writer next changes it while the frozen
     /// copy lives.
     pub fn freeze(&self) -> Frozen {
-        Frozen(State {
-            params: self.params.clone(),
-            clock: self.clock,
-            persons: self.persons.frozen(),
-            insts: self.insts.frozen(),
-            tokens: self.tokens.frozen(),
-            bindings: self.bindings.clone(),
-            setls: self.setls.clone(),
-            cancelled: self.cancelled.clone(),
-            details: self.details.clone(),
-            transfers: self.transfers.clone(),
-            expiry_queue: self.expiry_queue.clone(),
-            contributions: self.contributions.clone(),
-            // Derived from the contributions when encoded.
-            contributions_paid: FxHashSet::default(),
-            entries: self.entries.clone(),
-            msgids: self.msgids.frozen(),
-            recent: self.recent.clone(),
-            masked: masked::MaskedIndex::default(),
-            stats: self.stats.clone(),
-            recon: self.recon.clone(),
-            ledger: self.ledger.clone(),
-            op_count: self.op_count,
-            fed: self.fed.clone(),
-            scratch: Vec::new(),
-            expired_scratch: Vec::new(),
-        })
+        Frozen(
+            State {
+                params: self.params.clone(),
+                clock: self.clock,
+                persons: self.persons.frozen(),
+                insts: self.insts.frozen(),
+                tokens: self.tokens.frozen(),
+                bindings: self.bindings.clone(),
+                setls: self.setls.clone(),
+                cancelled: self.cancelled.clone(),
+                details: self.details.clone(),
+                transfers: self.transfers.clone(),
+                expiry_queue: self.expiry_queue.clone(),
+                contributions: self.contributions.clone(),
+                // Derived from the contributions when encoded.
+                contributions_paid: FxHashSet::default(),
+                entries: self.entries.clone(),
+                msgids: self.msgids.frozen(),
+                recent: self.recent.clone(),
+                masked: masked::MaskedIndex::default(),
+                stats: self.stats.clone(),
+                recon: self.recon.clone(),
+                ledger: self.ledger.clone(),
+                op_count: self.op_count,
+                fed: self.fed.clone(),
+                scratch: Vec::new(),
+                expired_scratch: Vec::new(),
+            },
+            false,
+        )
     }
 }

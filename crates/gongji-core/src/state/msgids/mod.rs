@@ -24,8 +24,8 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-pub use sorted::SharedBytes;
 pub(crate) use sorted::{Builder as SortedBuilder, Sorted, RECORD_BYTES as SORTED_RECORD_BYTES};
+pub use sorted::{SectionBytes, SharedBytes};
 
 use hashbrown::HashTable;
 
@@ -307,9 +307,13 @@ impl Msgids {
         if let Some(&seq) = live {
             return Some(Cow::Borrowed(&records.get(self.position(seq)).record));
         }
-        let sorted = self.sorted.as_deref()?;
-        let i = sorted.find(key)?;
-        (sorted.time(i) >= self.cutoff).then(|| Cow::Owned(Rec::Sorted(sorted, i).record()))
+        let found = self.sorted.as_deref()?.lookup(key)?;
+        (found.time >= self.cutoff).then(|| {
+            Cow::Owned(MsgRecord {
+                fingerprint: found.fingerprint,
+                reply: super::snapshot::decode_checked_reply(&found.reply),
+            })
+        })
     }
 
     /// Msgids whose records before the queue are a snapshot's (`sorted`), all of them kept.

@@ -21,7 +21,25 @@ use std::ops::Range;
 use std::sync::Arc;
 
 /// Bytes a [`Sorted`] reads: a mapped snapshot file, or a copy of one's msgid section.
-pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+pub trait SectionBytes: AsRef<[u8]> + Send + Sync {
+    /// A hint that the pages of `range` need not stay resident. A mapped file drops them
+    /// from the process: they stay in the page cache, and the next touch maps them again.
+    /// A snapshot reads a whole section to write the next one; without this, every page of
+    /// it would count in the process's memory until the section is dropped.
+    fn release(&self, _range: Range<usize>) {}
+
+    /// Fills `out` with the bytes at `at`. A mapped file reads them (`pread`) rather than
+    /// touching the mapping: a touch maps the page cache's whole folio (up to 2 MiB) into
+    /// the process, so the few records a lookup reads would make the section resident.
+    fn read_at(&self, at: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self.as_ref()[at..at + out.len()]);
+    }
+}
+
+impl SectionBytes for Vec<u8> {}
+
+/// A [`SectionBytes`] shared by a state and its frozen copies.
+pub type SharedBytes = Arc<dyn SectionBytes>;
 
 /// A record: key u128, time i64, fingerprint u64, reply offset u64 (little-endian).
 pub(crate) const RECORD_BYTES: usize = 16 + 8 + 8 + 8;
@@ -170,6 +188,18 @@ impl Builder {
     }
 }
 
+/// Records a lookup reads into a buffer on the stack (a directory entry covers 8 on average).
+const LOOKUP_STACK_RECORDS: usize = 32;
+
+/// A record [`Sorted::lookup`] found.
+#[derive(Debug)]
+pub struct Found {
+    pub time: i64,
+    pub fingerprint: u64,
+    /// The reply as `snapshot::msgids::encode_reply` wrote it.
+    pub reply: Vec<u8>,
+}
+
 fn word<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     b[at..at + N].try_into().expect("N bytes")
 }
@@ -177,6 +207,20 @@ fn word<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
 impl Sorted {
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Releases ([`SectionBytes::release`]) the pages of records `..i` and of their replies,
+    /// which a pass in key order has read.
+    pub fn release_before(&self, i: usize) {
+        let i = i.min(self.len);
+        let replies = if i < self.len {
+            self.reply_at(i)
+        } else {
+            self.replies_len
+        };
+        self.bytes
+            .release(self.records..self.records + i * RECORD_BYTES);
+        self.bytes.release(self.replies..self.replies + replies);
     }
 
     fn record(&self, i: usize) -> &[u8] {
@@ -211,7 +255,58 @@ impl Sorted {
         &b[self.replies + self.reply_at(i)..self.replies + end]
     }
 
+    /// The record with `key`, read with [`SectionBytes::read_at`]: the directory's range of
+    /// records and the one after it (where the reply ends) in one read, then the reply.
+    pub fn lookup(&self, key: u128) -> Option<Found> {
+        if !self.bloom.may_hold(key) {
+            return None;
+        }
+        let p = prefix(key, self.bits);
+        let (lo, hi) = (self.dir[p] as usize, self.dir[p + 1] as usize);
+        if lo >= hi {
+            return None;
+        }
+        let end = (hi + 1).min(self.len);
+        let mut stack = [0u8; LOOKUP_STACK_RECORDS * RECORD_BYTES];
+        let mut heap = Vec::new();
+        let buf = if end - lo <= LOOKUP_STACK_RECORDS {
+            &mut stack[..(end - lo) * RECORD_BYTES]
+        } else {
+            heap.resize((end - lo) * RECORD_BYTES, 0);
+            &mut heap[..]
+        };
+        self.bytes.read_at(self.records + lo * RECORD_BYTES, buf);
+        let rec = |j: usize| &buf[j * RECORD_BYTES..(j + 1) * RECORD_BYTES];
+        let (mut a, mut b) = (0, hi - lo);
+        let j = loop {
+            if a >= b {
+                return None;
+            }
+            let mid = a + (b - a) / 2;
+            match u128::from_le_bytes(word(rec(mid), 0)).cmp(&key) {
+                std::cmp::Ordering::Less => a = mid + 1,
+                std::cmp::Ordering::Greater => b = mid,
+                std::cmp::Ordering::Equal => break mid,
+            }
+        };
+        let r = rec(j);
+        let reply_at = u64::from_le_bytes(word(r, 32)) as usize;
+        let reply_end = if lo + j + 1 < self.len {
+            u64::from_le_bytes(word(rec(j + 1), 32)) as usize
+        } else {
+            self.replies_len
+        };
+        let mut reply = vec![0; reply_end.saturating_sub(reply_at)];
+        self.bytes.read_at(self.replies + reply_at, &mut reply);
+        Some(Found {
+            time: i64::from_le_bytes(word(r, 16)),
+            fingerprint: u64::from_le_bytes(word(r, 24)),
+            reply,
+        })
+    }
+
     /// The position of `key`, if a record has it.
+    #[cfg(test)]
     pub fn find(&self, key: u128) -> Option<usize> {
         if !self.bloom.may_hold(key) {
             return None;
@@ -279,8 +374,37 @@ mod tests {
                 assert_eq!(s.fingerprint(i), i as u64 * 3);
                 assert_eq!(s.reply_bytes(i), &[i as u8]);
                 assert_eq!(s.find(k ^ 1), None, "n {n}");
+                assert_lookup(&s, k, i);
             }
             assert_eq!(s.find(0), None);
+            assert!(s.lookup(0).is_none());
+        }
+    }
+
+    /// `lookup(key)` reads record `i`'s fields and reply, as `find` and the accessors do, and
+    /// a key next to it is not found.
+    fn assert_lookup(s: &Sorted, key: u128, i: usize) {
+        let found = s
+            .lookup(key)
+            .unwrap_or_else(|| panic!("key {key:x} at {i}"));
+        assert_eq!(found.time, s.time(i));
+        assert_eq!(found.fingerprint, s.fingerprint(i));
+        assert_eq!(found.reply, s.reply_bytes(i));
+        assert!(s.lookup(key ^ 1).is_none());
+    }
+
+    #[test]
+    fn a_lookup_reads_a_crowded_directory_entry_whole() {
+        // Proves: when far more records than fit the stack buffer share a directory entry
+        // (keys alike in their top bits), `lookup` reads them on the heap and finds every
+        // one, the last record's reply ending the section included.
+        let n = 3 * LOOKUP_STACK_RECORDS + 5;
+        let keys: Vec<u128> = (1..=n as u128).map(|i| i * 2).collect();
+        let s = section(&keys);
+        let p = prefix(keys[0], s.bits);
+        assert!(s.dir[p + 1] as usize - s.dir[p] as usize > LOOKUP_STACK_RECORDS);
+        for (i, &k) in keys.iter().enumerate() {
+            assert_lookup(&s, k, i);
         }
     }
 

@@ -227,6 +227,25 @@ pub struct EncodedMsgids {
 }
 
 impl crate::Frozen {
+    /// [`crate::Frozen::encode_snapshot_streaming`]'s bytes, dropping the frozen persons and
+    /// bindings as soon as they are encoded. The writer changes person records all the time,
+    /// and each change to a chunk still shared with a frozen copy copies the chunk: with the
+    /// frozen ones gone, the writer's copies are the only ones for the rest of the write
+    /// (the msgid section, the longest part, and the fsync). Encodes once: the frozen state
+    /// is then incomplete, and only [`crate::Frozen::msgid_section`] may be asked of it.
+    pub fn encode_snapshot_releasing(&mut self, sink: &mut dyn FnMut(&[u8])) -> EncodedMsgids {
+        assert!(!self.1, "a frozen state is encoded once");
+        let mut buf = Vec::with_capacity(bytes::SPILL_BYTES + (64 << 10));
+        let mut e = Enc::streaming(&mut buf, sink);
+        self.0.encode_front(&mut e, State::SNAPSHOT_FORMAT_VERSION);
+        self.1 = true;
+        self.0.persons = Persons::default();
+        self.0.bindings = Default::default();
+        let encoded = self.0.encode_back(&mut e, State::SNAPSHOT_FORMAT_VERSION);
+        e.finish();
+        encoded.expect("the current format")
+    }
+
     /// The msgid section of this state's snapshot in `bytes` (the written file, mapped), whose
     /// body starts at `body_at`; `encoded` is what
     /// [`crate::Frozen::encode_snapshot_streaming`] returned. The records are not read again
@@ -359,6 +378,13 @@ impl State {
 
     /// Returns where the msgid section lies (in the current format).
     fn encode_sections(&self, e: &mut Enc<'_>, version: u32) -> Option<EncodedMsgids> {
+        self.encode_front(e, version);
+        self.encode_back(e, version)
+    }
+
+    /// The sections up to the bindings: the columns every write changes, which a frozen
+    /// copy drops once they are encoded (`Frozen::encode_snapshot_releasing`).
+    fn encode_front(&self, e: &mut Enc<'_>, version: u32) {
         let p = &self.persons;
         e.raw(&MAGIC);
         e.put(version);
@@ -371,6 +397,11 @@ impl State {
         encode_institutions(&self.insts, e);
         encode_tokens(&self.tokens, e);
         encode_bindings(&self.bindings, e);
+    }
+
+    /// The sections after [`State::encode_front`]'s, which read neither persons nor
+    /// bindings; returns where the msgid section lies (in the current format).
+    fn encode_back(&self, e: &mut Enc<'_>, version: u32) -> Option<EncodedMsgids> {
         encode_settlements(&self.setls, &self.cancelled, &self.details, e);
         encode_transfers(&self.transfers, &self.expiry_queue, e);
         encode_contributions(&self.contributions, e);

@@ -5,7 +5,7 @@
 
 use super::bytes::{Dec, Enc};
 use super::*;
-use crate::state::msgids::{SharedBytes, SortedBuilder, SORTED_RECORD_BYTES};
+use crate::state::msgids::{Rec, SharedBytes, SortedBuilder, SORTED_RECORD_BYTES};
 
 /// The bytes a decoder reads, when it may keep them: `bytes[at..]` is the decoder's buffer.
 pub(crate) struct Owner {
@@ -18,11 +18,11 @@ pub(crate) struct Owner {
 /// Returns the count, the replies' length and the directory of the keys written.
 pub(super) fn encode_msgids(msgids: &Msgids, e: &mut Enc<'_>) -> (usize, u64, SortedBuilder) {
     let queued = msgids.queued_by_key();
-    let count = msgids.by_key(&queued).count();
+    let count = msgids.by_key(&queued).inspect(releasing()).count();
     e.count(count);
     let mut dir = SortedBuilder::new(count);
     let mut at = 0u64;
-    for r in msgids.by_key(&queued) {
+    for r in msgids.by_key(&queued).inspect(releasing()) {
         let key = r.key();
         dir.push(key);
         e.put(key);
@@ -32,10 +32,28 @@ pub(super) fn encode_msgids(msgids: &Msgids, e: &mut Enc<'_>) -> (usize, u64, So
         at += r.reply_bytes().len() as u64;
     }
     e.put(at);
-    for r in msgids.by_key(&queued) {
+    for r in msgids.by_key(&queued).inspect(releasing()) {
         e.raw(r.reply_bytes());
     }
     (count, at, dir)
+}
+
+/// Records of the previous section between two releases of the pages read.
+const RELEASE_RECORDS: usize = 1 << 20;
+
+/// Each of the three passes above reads the previous snapshot's section (mapped) in key
+/// order: the pages behind it are released as it goes (`Sorted::release_before`), so the
+/// section read whole does not become resident memory whole.
+fn releasing() -> impl FnMut(&Rec<'_>) {
+    let mut next = RELEASE_RECORDS;
+    move |r| {
+        if let Rec::Sorted(s, i) = *r {
+            if i >= next {
+                s.release_before(i);
+                next = i + RELEASE_RECORDS;
+            }
+        }
+    }
 }
 
 /// A reply's encoding, appended to `out`.

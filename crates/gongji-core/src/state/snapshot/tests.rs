@@ -790,6 +790,17 @@ fn a_frozen_copy_encodes_the_moment_it_was_made() {
     let mut out = Vec::new();
     frozen.encode_snapshot(&mut out);
     assert_eq!(out, before);
+    // The snapshot thread's encoding drops the persons and bindings it has written: the
+    // same bytes, and the live state's chunks are no longer shared with it.
+    let mut frozen = frozen;
+    let mut released = Vec::new();
+    frozen.encode_snapshot_releasing(&mut |piece| released.extend_from_slice(piece));
+    assert_eq!(released, before);
+    assert_eq!(frozen.0.persons.len(), 0);
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        frozen.encode_snapshot_streaming(&mut |_| {})
+    }));
+    assert!(again.is_err(), "a frozen state is encoded once");
     assert_eq!(b.state.state_hash(), twin.state.state_hash());
     assert_eq!(encode(&b.state), encode(&twin.state));
     b.state.check().unwrap();
