@@ -305,6 +305,9 @@ pub struct RunFigures {
     pub loadavg: (f64, f64),
     /// Resident memory halfway through the run (the end is `E2eReport::rss_after_run`).
     pub rss_mid_run: Rss,
+    /// The highest resident memory (KiB) sampled in each third of the run: snapshots make it
+    /// rise and fall every few seconds, so two single samples may catch a peak and a trough.
+    pub rss_peaks: [u64; 3],
     /// Snapshots frozen during the run, and the writer's longest pause to freeze one.
     pub snapshots: u64,
     pub freeze_nanos_max: u64,
@@ -354,9 +357,18 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
             .spawn(move || query_loop(&engine, &stop, persons, rate, seed, months))
             .expect("query thread")
     };
-    std::thread::sleep(Duration::from_secs_f64(opts.seconds as f64 / 2.0));
-    let rss_mid_run = Rss::now();
-    std::thread::sleep(Duration::from_secs_f64(opts.seconds as f64 / 2.0));
+    // Resident memory every quarter second; the middle's is the first sample past half-time.
+    let (run, mut rss_mid_run, mut rss_samples) =
+        (Duration::from_secs(opts.seconds), None, Vec::new());
+    while started.elapsed() < run {
+        std::thread::sleep(RSS_SAMPLE_EVERY.min(run.saturating_sub(started.elapsed())));
+        let rss = Rss::now();
+        rss_samples.push((started.elapsed(), rss.rss_kib));
+        if rss_mid_run.is_none() && started.elapsed() >= run / 2 {
+            rss_mid_run = Some(rss);
+        }
+    }
+    let rss_mid_run = rss_mid_run.unwrap_or_else(Rss::now);
     // Sampled before the clients stop: an ended thread leaves /proc/self/task.
     let cpu_after = CpuSample::now();
     stop.store(true, Ordering::Relaxed);
@@ -378,10 +390,27 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
         cpu: cpu_after.since(&cpu_before),
         loadavg: (cpu_before.loadavg_1m, cpu_after.loadavg_1m),
         rss_mid_run,
+        rss_peaks: thirds_peaks(&rss_samples, run),
         snapshots: c.snapshots_frozen_total.load(Ordering::Relaxed) - snapshots_before,
         freeze_nanos_max: c.snapshot_freeze_nanos_max.load(Ordering::Relaxed),
         history_chunks: c.history_chunks_swapped_total.load(Ordering::Relaxed),
     }
+}
+
+/// The pause before the population's resident memory is measured again.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// How often the run samples resident memory.
+const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// The highest of the `(time, KiB)` samples in each third of `run`.
+fn thirds_peaks(samples: &[(Duration, u64)], run: Duration) -> [u64; 3] {
+    let mut peaks = [0; 3];
+    for &(t, kib) in samples {
+        let third = ((3 * t.as_nanos()) / run.as_nanos().max(1)).min(2) as usize;
+        peaks[third] = peaks[third].max(kib);
+    }
+    peaks
 }
 
 /// One client: make a batch under the generator's lock and queue it, wait for its replies,
@@ -679,6 +708,8 @@ pub struct E2eReport {
     pub machine: Machine,
     pub population: Population,
     pub rss_after_population: Rss,
+    /// The same, [`SETTLE`] and one more write later.
+    pub rss_settled: Rss,
     /// `State::memory` after the population and after the run.
     pub memory: (StateMemory, StateMemory),
     pub run: RunFigures,
@@ -732,6 +763,19 @@ pub fn e2e_bench(opts: &E2eOptions) -> E2eReport {
         };
         submit_setup(&engine, vec![admin("warm".into(), start, warm)], 1);
         report.rss_after_population = Rss::now();
+        // The allocator returns freed memory to the system a second after it is freed, when
+        // a thread next frees a page (mimalloc's purge delay); the write above has just
+        // freed the build's msgid records. Measured again once that has had its chance, after
+        // one more write.
+        std::thread::sleep(SETTLE);
+        let settle = Body::RegisterInstitution {
+            fixmedins_code: plan::inst_code(99_998, 440_106, false),
+            fixmedins_name: "定点医院".into(),
+            fixmedins_type: InstType::Medical,
+            admdvs: 440_106,
+        };
+        submit_setup(&engine, vec![admin("settle".into(), start, settle)], 1);
+        report.rss_settled = Rss::now();
         report.memory.0 = engine.read(gongji_core::State::memory);
         report.run = run_mix(&engine, &plan, opts, times);
         report.rss_after_run = Rss::now();
@@ -950,7 +994,13 @@ impl std::fmt::Display for E2eReport {
             1e6 * snapshot / attempted.max(1) as f64,
             1e6 * clients / attempted.max(1) as f64
         )?;
-        writeln!(f, "rss after population = {}", self.rss_after_population)?;
+        writeln!(
+            f,
+            "rss after population = {}; {} s and one write later = {}",
+            self.rss_after_population,
+            SETTLE.as_secs(),
+            self.rss_settled
+        )?;
         writeln!(
             f,
             "rss in the middle of the run = {}, after the run = {}: the end is {:+.1}% of the \
@@ -959,9 +1009,19 @@ impl std::fmt::Display for E2eReport {
             r.rss_mid_run,
             self.rss_after_run,
             100.0 * (self.rss_after_run.rss_kib as f64 / r.rss_mid_run.rss_kib.max(1) as f64 - 1.0),
-            1024.0 * (self.rss_after_run.rss_kib as f64 - self.rss_after_population.rss_kib as f64)
+            1024.0 * (self.rss_after_run.rss_kib as f64 - self.rss_settled.rss_kib as f64)
                 / r.accepted_ops.max(1) as f64,
             r.history_chunks
+        )?;
+        let [a, b, c] = r.rss_peaks;
+        writeln!(
+            f,
+            "rss peak in each third of the run (sampled every {} ms) = {} / {} / {} MiB: the last third's is {:+.1}% of the middle third's",
+            RSS_SAMPLE_EVERY.as_millis(),
+            a / 1024,
+            b / 1024,
+            c / 1024,
+            100.0 * (c as f64 / b.max(1) as f64 - 1.0)
         )?;
         let parts: Vec<String> = self
             .memory
@@ -1063,6 +1123,23 @@ impl std::fmt::Display for E2eReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rss_peaks_are_taken_per_third() {
+        // Proves: each sample counts in its own third (the last instant in the last), and a
+        // third's figure is its highest sample.
+        let s = |ms: u64, kib: u64| (Duration::from_millis(ms), kib);
+        let samples = [
+            s(100, 5),
+            s(900, 9),
+            s(1_000, 4),
+            s(1_999, 7),
+            s(2_000, 3),
+            s(3_000, 6),
+        ];
+        assert_eq!(thirds_peaks(&samples, Duration::from_secs(3)), [9, 7, 6]);
+        assert_eq!(thirds_peaks(&[], Duration::from_secs(3)), [0, 0, 0]);
+    }
 
     /// A small run end to end: the mix is applied through the writer, every kind appears,
     /// accepts find their transfers, and the state checks.

@@ -27,15 +27,49 @@ pub enum Kind {
 
 #[derive(Clone, Debug)]
 pub struct Person {
-    pub psn_no: PsnNo,
-    pub certno: ArrayString<18>,
     pub kind: Kind,
     pub admdvs: u32,
+    /// Birth date as `yyyymmdd` and the sequence within the area and date: with `admdvs`,
+    /// the identity number ([`Person::certno`]). Kept instead of the strings, which would
+    /// more than double the size of a person (13 M of them at scale 0.01).
+    pub birth: u32,
+    pub seq: u16,
     /// Monthly crediting (0 for residents): 2 % of the contribution base in service, the
     /// province's fixed amount when retired (DOMAIN.md rule 16).
     pub credit: Fen,
     /// The account's balance carried into the first simulated month.
     pub opening: Fen,
+}
+
+impl Person {
+    /// The identity number: area, birth date, sequence and check character.
+    pub fn certno(&self) -> ArrayString<18> {
+        let digits = format!("{:06}{}{:03}", self.admdvs, self.birth, self.seq);
+        let certno = certno_with_check(&digits).expect("17 digits");
+        ArrayString::from(&certno).expect("18 characters")
+    }
+}
+
+impl Population {
+    /// The `psn_no` of person `i`: the area's code and `i`, eight digits.
+    pub fn psn_no(&self, i: u32) -> PsnNo {
+        psn_no_of(self.persons[i as usize].admdvs, i)
+    }
+}
+
+/// `{admdvs:06}{i:08}`, without `format!` (the workload asks for one on most events).
+fn psn_no_of(admdvs: u32, i: u32) -> PsnNo {
+    let mut out = PsnNo::new();
+    for (value, width) in [(admdvs, 6u32), (i, 8)] {
+        assert!(
+            u64::from(value) < 10u64.pow(width),
+            "{value} fits {width} digits"
+        );
+        for k in (0..width).rev() {
+            out.push(char::from(b'0' + (value / 10u32.pow(k) % 10) as u8));
+        }
+    }
+    out
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,7 +257,6 @@ impl Builder<'_> {
                 break (date, *next - 1);
             }
         };
-        let certno = certno_with_check(&format!("{admdvs:06}{date}{seq:03}")).expect("17 digits");
         let (credit, opening) = match kind {
             Kind::InService => {
                 // Contribution base: median 7,000 yuan a month, within the usual 60 %–300 %
@@ -243,10 +276,10 @@ impl Builder<'_> {
             Kind::Resident => (Fen::ZERO, Fen::ZERO),
         };
         self.persons.push(Person {
-            psn_no: PsnNo::from(&format!("{admdvs:06}{i:08}")).expect("short psn_no"),
-            certno: ArrayString::from(&certno).expect("18 characters"),
             kind,
             admdvs,
+            birth: date,
+            seq,
             credit,
             opening,
         });
@@ -476,13 +509,16 @@ mod tests {
         assert_eq!(n(Kind::Resident), 18_938);
         let mut certnos = rustc_hash::FxHashSet::default();
         let mut psn_nos = rustc_hash::FxHashSet::default();
-        for p in &pop.persons {
-            assert!(gongji_core::certno::certno_valid(&p.certno), "{}", p.certno);
+        for (i, p) in pop.persons.iter().enumerate() {
+            let certno = p.certno();
+            assert!(gongji_core::certno::certno_valid(&certno), "{certno}");
             assert!(gongji_core::certno::province_valid(
                 (p.admdvs / 10_000) as u8
             ));
-            assert!(certnos.insert(p.certno));
-            assert!(psn_nos.insert(p.psn_no));
+            assert!(certnos.insert(certno));
+            let psn_no = pop.psn_no(i as u32);
+            assert_eq!(psn_no.as_str(), format!("{:06}{i:08}", p.admdvs));
+            assert!(psn_nos.insert(psn_no));
             assert_eq!(p.kind == Kind::Resident, p.credit.is_zero());
         }
         assert!(pop.bindings.len() > 1_000, "{}", pop.bindings.len());

@@ -436,8 +436,8 @@ impl Generator {
             let p = &self.pop.persons[i];
             events.push(event(
                 Body::Enrol {
-                    psn_no: p.psn_no,
-                    certno: p.certno,
+                    psn_no: self.pop.psn_no(i as u32),
+                    certno: p.certno(),
                     psn_name: population::name_of(i as u32),
                     insutype: if p.kind == Kind::Resident {
                         gongji_core::Insutype::Resident
@@ -455,9 +455,10 @@ impl Generator {
             .pop
             .persons
             .iter()
-            .filter(|p| !p.opening.is_zero())
-            .map(|p| CreditItem {
-                psn_no: p.psn_no,
+            .enumerate()
+            .filter(|(_, p)| !p.opening.is_zero())
+            .map(|(i, p)| CreditItem {
+                psn_no: self.pop.psn_no(i as u32),
                 amount: p.opening,
             })
             .collect();
@@ -475,8 +476,8 @@ impl Generator {
         Event {
             time,
             body: Body::Bind {
-                giver_psn_no: self.pop.persons[b.giver as usize].psn_no,
-                receiver_psn_no: self.pop.persons[b.receiver as usize].psn_no,
+                giver_psn_no: self.pop.psn_no(b.giver),
+                receiver_psn_no: self.pop.psn_no(b.receiver),
                 relation: b.relation,
             },
             tag: Tag::Bind,
@@ -519,7 +520,7 @@ impl Generator {
                 .iter()
                 .filter(|&&i| !self.suspended[i as usize])
                 .map(|&i| CreditItem {
-                    psn_no: self.pop.persons[i as usize].psn_no,
+                    psn_no: self.pop.psn_no(i),
                     amount: self.pop.persons[i as usize].credit,
                 })
                 .collect();
@@ -597,7 +598,7 @@ impl Generator {
             events.push(Event {
                 time,
                 body: Body::SetStatus {
-                    psn_no: self.pop.persons[psn as usize].psn_no,
+                    psn_no: self.pop.psn_no(psn),
                     status: if suspended {
                         PersonStatus::Suspended
                     } else {
@@ -693,7 +694,7 @@ impl Generator {
             time,
             body: Body::Settle {
                 fixmedins_code: code,
-                psn_no: self.pop.persons[psn as usize].psn_no,
+                psn_no: self.pop.psn_no(psn),
                 medfee_sumamt: medfee,
                 fund_pay_sumamt: fund,
                 acct_used,
@@ -781,7 +782,7 @@ impl Generator {
             let mut acct_used = true;
             if self.aided_flag[psn as usize] {
                 // It must not draw on its givers unplanned: the own balances pay at most.
-                let own = own_balances(state, &self.pop.persons[psn as usize].psn_no);
+                let own = own_balances(state, &self.pop.psn_no(psn));
                 if own.is_zero() {
                     acct_used = false;
                 } else {
@@ -831,7 +832,7 @@ impl Generator {
             {
                 continue;
             }
-            let Some(view) = view(state, &self.pop.persons[payer as usize].psn_no) else {
+            let Some(view) = view(state, &self.pop.psn_no(payer)) else {
                 continue;
             };
             if view.status != PersonStatus::Active || view.acct_balc < RESIDENT_CONTRIBUTION {
@@ -844,7 +845,7 @@ impl Generator {
                 time,
                 body: Body::Contribute {
                     payer_psn_no: view.psn_no,
-                    psn_no: self.pop.persons[psn as usize].psn_no,
+                    psn_no: self.pop.psn_no(psn),
                     year,
                     amount: RESIDENT_CONTRIBUTION,
                 },
@@ -974,7 +975,7 @@ impl Generator {
             {
                 continue;
             }
-            let Some(sender) = view(state, &self.pop.persons[from as usize].psn_no) else {
+            let Some(sender) = view(state, &self.pop.psn_no(from)) else {
                 continue;
             };
             if sender.status != PersonStatus::Active || sender.acct_balc.0 < amount {
@@ -987,7 +988,7 @@ impl Generator {
                 events.push(Event {
                     time,
                     body: Body::OpenWallet {
-                        psn_no: self.pop.persons[to as usize].psn_no,
+                        psn_no: self.pop.psn_no(to),
                     },
                     tag: Tag::OpenWallet(to),
                     msgid: None,
@@ -997,7 +998,7 @@ impl Generator {
                 time,
                 body: Body::TransferCreate {
                     from_psn_no: sender.psn_no,
-                    to_psn_no: self.pop.persons[to as usize].psn_no,
+                    to_psn_no: self.pop.psn_no(to),
                     amount: Fen(amount),
                     source: TransferSource::Acct,
                 },
@@ -1066,7 +1067,7 @@ impl Generator {
         if self.is_touched(r, day) || self.suspended[r as usize] {
             return None;
         }
-        let v = view(state, &self.pop.persons[r as usize].psn_no)?;
+        let v = view(state, &self.pop.psn_no(r))?;
         if v.status != PersonStatus::Active {
             return None;
         }
@@ -1118,14 +1119,14 @@ impl Generator {
             events.push(Event {
                 time,
                 body: Body::OpenWallet {
-                    psn_no: self.pop.persons[0].psn_no,
+                    psn_no: self.pop.psn_no(0),
                 },
                 tag: Tag::None,
                 msgid: Some(old.msgid),
             });
         }
         let a = self.employees[self.rng.random_range(0..self.employees.len())];
-        let p = self.pop.persons[a as usize].psn_no;
+        let p = self.pop.psn_no(a);
         let code = self.pop.institutions[0].code;
         events.push(Event {
             time,
@@ -1153,8 +1154,8 @@ impl Generator {
             events.push(Event {
                 time,
                 body: Body::TransferCreate {
-                    from_psn_no: self.pop.persons[from as usize].psn_no,
-                    to_psn_no: self.pop.persons[to as usize].psn_no,
+                    from_psn_no: self.pop.psn_no(from),
+                    to_psn_no: self.pop.psn_no(to),
                     amount: Fen(199_999),
                     source: TransferSource::Wallet,
                 },

@@ -39,7 +39,7 @@ pub(super) fn encode_msgids(msgids: &Msgids, e: &mut Enc<'_>) -> (usize, u64, So
 }
 
 /// Records of the previous section between two releases of the pages read.
-const RELEASE_RECORDS: usize = 1 << 20;
+const RELEASE_RECORDS: usize = 1 << 18;
 
 /// Each of the three passes above reads the previous snapshot's section (mapped) in key
 /// order: the pages behind it are released as it goes (`Sorted::release_before`), so the
