@@ -763,10 +763,20 @@ pub fn e2e_bench(opts: &E2eOptions) -> E2eReport {
         };
         submit_setup(&engine, vec![admin("warm".into(), start, warm)], 1);
         report.rss_after_population = Rss::now();
-        // The allocator returns freed memory to the system a second after it is freed, when
-        // a thread next frees a page (mimalloc's purge delay); the write above has just
-        // freed the build's msgid records. Measured again once that has had its chance, after
-        // one more write.
+        // Measured again at rest: once a snapshot in progress is written (until then the
+        // writer's copy-on-write copies and the queued msgid records' sorted copy are held
+        // twice), and a while later, after one more write, since the allocator returns
+        // freed memory to the system a second after it is freed, when a thread next frees a
+        // page (mimalloc's purge delay), and the write above has just freed the build's
+        // msgid records.
+        let c = engine.counters();
+        let waited = Instant::now();
+        while c.snapshots_written_total.load(Ordering::Acquire)
+            < c.snapshots_frozen_total.load(Ordering::Acquire)
+            && waited.elapsed() < Duration::from_secs(600)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         std::thread::sleep(SETTLE);
         let settle = Body::RegisterInstitution {
             fixmedins_code: plan::inst_code(99_998, 440_106, false),
@@ -996,7 +1006,8 @@ impl std::fmt::Display for E2eReport {
         )?;
         writeln!(
             f,
-            "rss after population = {}; {} s and one write later = {}",
+            "rss after population = {}; at rest (no snapshot in progress, {} s and one write \
+             later) = {}",
             self.rss_after_population,
             SETTLE.as_secs(),
             self.rss_settled

@@ -230,6 +230,8 @@ pub struct Counters {
     pub snapshot_op_previous: AtomicU64,
     /// Snapshots handed to the snapshot thread, and the writer's longest pause to freeze one.
     pub snapshots_frozen_total: AtomicU64,
+    /// Snapshots the snapshot thread has written (frozen minus written: one in progress).
+    pub snapshots_written_total: AtomicU64,
     pub snapshot_freeze_nanos_max: AtomicU64,
     /// History chunks written to files, and swapped out of the live state by the writer.
     pub history_chunks_total: AtomicU64,

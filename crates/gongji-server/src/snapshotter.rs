@@ -286,6 +286,10 @@ fn write(
         .counters
         .snapshot_op_previous
         .store(previous, Ordering::Release);
+    shared
+        .counters
+        .snapshots_written_total
+        .fetch_add(1, Ordering::Release);
     tracing::info!(
         file,
         op = job.head.op,
