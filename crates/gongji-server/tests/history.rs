@@ -376,7 +376,11 @@ fn transfers_and_contributions_go_to_files_and_come_back_exactly() {
             time += day;
         }
         let r = engine.submit_wait(requests).unwrap();
-        assert!(r.iter().all(|r| r.is_ok()), "{:?}", r.iter().find(|r| r.is_err()));
+        assert!(
+            r.iter().all(|r| r.is_ok()),
+            "{:?}",
+            r.iter().find(|r| r.is_err())
+        );
     }
     // Contributions: senders 0..10 for their residents, years from 1970.
     let mut year = 1970u16;
@@ -396,7 +400,11 @@ fn transfers_and_contributions_go_to_files_and_come_back_exactly() {
             .map(|(y, i)| contribute(y, i, &mut n))
             .collect();
         let r = engine.submit_wait(requests).unwrap();
-        assert!(r.iter().all(|r| r.is_ok()), "{:?}", r.iter().find(|r| r.is_err()));
+        assert!(
+            r.iter().all(|r| r.is_ok()),
+            "{:?}",
+            r.iter().find(|r| r.is_err())
+        );
         year += 600;
     }
     // The snapshot thread writes the files; the writer swaps them in after a later batch.
@@ -407,7 +415,9 @@ fn transfers_and_contributions_go_to_files_and_come_back_exactly() {
             "no chunk went cold: {:?}",
             history_files(dir.path())
         );
-        let r = engine.submit_wait(vec![contribute(year, 0, &mut n)]).unwrap();
+        let r = engine
+            .submit_wait(vec![contribute(year, 0, &mut n)])
+            .unwrap();
         assert!(r[0].is_ok(), "{r:?}");
         year += 1;
         std::thread::sleep(Duration::from_millis(20));
@@ -431,7 +441,10 @@ fn transfers_and_contributions_go_to_files_and_come_back_exactly() {
             Body::TransferAccept { transfer_id: 3 },
         )])
         .unwrap();
-    assert_eq!(r[0].as_ref().unwrap_err().code, gongji_core::ErrCode::NotPending);
+    assert_eq!(
+        r[0].as_ref().unwrap_err().code,
+        gongji_core::ErrCode::NotPending
+    );
     assert!(prefetched() > before_prefetch);
     let live = engine.read(|s| {
         assert!(format!("{:?}", s.transfer(3)).contains("Returned"));

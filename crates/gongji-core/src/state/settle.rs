@@ -279,8 +279,7 @@ impl State {
     /// never waits for the disk. Changes nothing; returns how many records it read.
     pub fn prefetch(&self, actor: &crate::command::Actor, body: &crate::command::Body) -> usize {
         use crate::command::Body;
-        if let Body::TransferAccept { transfer_id } | Body::TransferDecline { transfer_id } = body
-        {
+        if let Body::TransferAccept { transfer_id } | Body::TransferDecline { transfer_id } = body {
             return match self.transfer_index(*transfer_id) {
                 Ok(t) => {
                     std::hint::black_box(self.transfers.get(t as usize));

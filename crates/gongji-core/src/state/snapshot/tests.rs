@@ -1185,7 +1185,8 @@ fn transfers_and_contributions() -> Builder {
                 "{candidates:?}"
             );
             let mut bytes = Vec::new();
-            b.state.encode_chunk(crate::Column::Transfers, 0, &mut bytes);
+            b.state
+                .encode_chunk(crate::Column::Transfers, 0, &mut bytes);
             let e = b
                 .state
                 .make_cold(crate::Column::Transfers, 0, Arc::new(bytes))
@@ -1267,7 +1268,10 @@ fn cold_transfers_and_contributions_answer_as_a_twin_that_kept_them() {
             let op = x.op(body);
             let code = x.state.apply(&op).unwrap_err().code;
             assert!(
-                matches!(code, crate::ErrCode::NotPending | crate::ErrCode::AlreadyPaid),
+                matches!(
+                    code,
+                    crate::ErrCode::NotPending | crate::ErrCode::AlreadyPaid
+                ),
                 "{code:?}"
             );
         }
@@ -1279,7 +1283,9 @@ fn cold_transfers_and_contributions_answer_as_a_twin_that_kept_them() {
     let mut decoded = State::decode_snapshot(&cold_bytes).unwrap();
     assert_eq!(decoded.cold_missing(), columns);
     for (column, k, bytes) in &made {
-        decoded.make_cold(*column, *k, Arc::new(bytes.clone())).unwrap();
+        decoded
+            .make_cold(*column, *k, Arc::new(bytes.clone()))
+            .unwrap();
     }
     assert_eq!(decoded.state_hash(), hash);
     decoded.check().unwrap();
