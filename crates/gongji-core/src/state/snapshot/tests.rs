@@ -1311,6 +1311,18 @@ fn cold_transfers_and_contributions_answer_as_a_twin_that_kept_them() {
     assert_eq!(cold.state.state_hash(), twin.state.state_hash());
     cold.state.check().unwrap();
     assert_eq!(reads(&cold.state), reads(&twin.state));
+
+    // A snapshot whose expiry queue names a transfer in a cold chunk is refused.
+    let t = cold.transfer(5, 45, 13) as u32 - 1;
+    let expires_at = cold.state.transfers.get(t as usize).expires_at;
+    let mut item = expires_at.to_le_bytes().to_vec();
+    item.extend_from_slice(&t.to_le_bytes());
+    let mut bytes = encode(&cold.state);
+    let at = bytes.windows(12).position(|w| w == item).unwrap() + 8;
+    State::decode_snapshot(&bytes).unwrap();
+    bytes[at..at + 4].copy_from_slice(&5u32.to_le_bytes());
+    let e = State::decode_snapshot(&bytes).unwrap_err();
+    assert_eq!(e.what, "queued transfer in a cold chunk");
 }
 
 #[test]
