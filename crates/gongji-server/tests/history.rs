@@ -1,6 +1,7 @@
-//! History files (`history.rs`): full chunks of settlements, details and entries leave the
-//! heap for files while the engine runs; reads, cancellations of old settlements, restarts
-//! and lost or damaged files all give the answers of a state that kept everything in memory.
+//! History files (`history.rs`): full chunks of settlements, details, entries, closed
+//! transfers and contributions leave the heap for files while the engine runs; reads,
+//! cancellations of old settlements, answers to old transfers, restarts and lost or damaged
+//! files all give the answers of a state that kept everything in memory.
 
 use std::time::{Duration, Instant};
 
