@@ -347,6 +347,11 @@ impl Le<'_> {
         self.0 = &self.0[1..];
         v
     }
+    pub fn u16(&mut self) -> u16 {
+        let (a, rest) = self.0.split_at(2);
+        self.0 = rest;
+        u16::from_le_bytes(a.try_into().expect("2 bytes"))
+    }
     pub fn u32(&mut self) -> u32 {
         let (a, rest) = self.0.split_at(4);
         self.0 = rest;
@@ -605,7 +610,7 @@ impl super::State {
 
     /// Full hot chunks of `column` that are final: every chunk of a write-once column; of the
     /// transfers, those before the first transfer the expiry queue holds (the queue holds
-    /// every pending transfer, in transfer order, so none after it can change).
+    /// every pending transfer, in transfer order, so none before its first can change).
     fn final_hot(&self, column: Column) -> std::ops::Range<usize> {
         let full = with_column!(self, column, |h| h.full_hot());
         match column {

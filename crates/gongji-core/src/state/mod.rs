@@ -87,12 +87,10 @@ impl history::Record for Contribution {
 
     fn get(b: &[u8]) -> Contribution {
         let mut r = history::Le(b);
-        let (payer, psn) = (r.u32(), r.u32());
-        let year = u16::from_le_bytes([r.u8(), r.u8()]);
         Contribution {
-            payer,
-            psn,
-            year,
+            payer: r.u32(),
+            psn: r.u32(),
+            year: r.u16(),
             amount: Fen(r.u64()),
             time: r.i64(),
             acct_balc: Fen(r.u64()),
