@@ -105,3 +105,191 @@ async fn old_settlements_are_cancelled_and_reversed_from_history_files() {
     assert_eq!(s.state_hash(), hash);
     s.stop().await;
 }
+
+/// An admin write at `time` through the engine (the bulk of the history is loaded this way,
+/// as `inf_time` loads it over HTTP).
+fn admin_write(n: &mut u64, time: i64, body: gongji_core::Body) -> gongji_server::WriteRequest {
+    *n += 1;
+    gongji_server::WriteRequest {
+        msgid: gongji_core::Msgid::from(&format!("wt-{n}")).unwrap(),
+        inf_time: Some(time),
+        actor: gongji_core::Actor::Admin,
+        body,
+    }
+}
+
+fn wpsn(i: u32) -> gongji_core::PsnNo {
+    gongji_core::PsnNo::from(&format!("W{i:04}")).unwrap()
+}
+
+/// Senders W0000..W0039 (employees, credited), residents W0040..W0049 with wallets, each
+/// sender bound to `40 + i % 10`; then `days` days of three transfers from each sender, the
+/// first of each day accepted and the second declined (the rest return at 06:00 the next
+/// day). Returns the time of the day after the last.
+fn wallet_days(engine: &gongji_server::Engine, n: &mut u64, mut time: i64, days: u32) -> i64 {
+    use gongji_core::{Body, Fen};
+    let mut requests = Vec::new();
+    if *n == 0 {
+        for i in 0..50u32 {
+            let certno = gongji_core::certno::certno_with_check(&format!("44010619900101{i:03}"));
+            requests.push(admin_write(
+                n,
+                time,
+                Body::Enrol {
+                    psn_no: wpsn(i),
+                    certno: gongji_core::command::ArrayString::from(&certno.unwrap()).unwrap(),
+                    psn_name: format!("钱包{i}"),
+                    insutype: if i < 40 {
+                        gongji_core::Insutype::Employee
+                    } else {
+                        gongji_core::Insutype::Resident
+                    },
+                    admdvs: 440106,
+                },
+            ));
+        }
+        let items = (0..40)
+            .map(|i| gongji_core::CreditItem {
+                psn_no: wpsn(i),
+                amount: Fen(10_000_000),
+            })
+            .collect();
+        let period = gongji_core::time::parse_period("2031-01").unwrap();
+        requests.push(admin_write(n, time, Body::Credit { period, items }));
+        for i in 40..50 {
+            requests.push(admin_write(n, time, Body::OpenWallet { psn_no: wpsn(i) }));
+        }
+        for i in 0..40 {
+            let body = Body::Bind {
+                giver_psn_no: wpsn(i),
+                receiver_psn_no: wpsn(40 + i % 10),
+                relation: gongji_core::Relation::Child,
+            };
+            requests.push(admin_write(n, time, body));
+        }
+    }
+    let mut next_id = engine.read(|s| s.transfer_count()) as u64 + 1;
+    for _ in 0..days {
+        let first = next_id;
+        for i in 0..40u32 {
+            for amount in [1 + u64::from(i), 7, 9] {
+                let body = Body::TransferCreate {
+                    from_psn_no: wpsn(i),
+                    to_psn_no: wpsn(40 + i % 10),
+                    amount: Fen(amount),
+                    source: gongji_core::TransferSource::Acct,
+                };
+                requests.push(admin_write(n, time, body));
+                next_id += 1;
+            }
+        }
+        requests.push(admin_write(
+            n,
+            time,
+            Body::TransferAccept { transfer_id: first },
+        ));
+        let body = Body::TransferDecline {
+            transfer_id: first + 1,
+        };
+        requests.push(admin_write(n, time, body));
+        time += 86_400;
+        if requests.len() > 5_000 {
+            let r = engine.submit_wait(std::mem::take(&mut requests)).unwrap();
+            assert!(
+                r.iter().all(|r| r.is_ok()),
+                "{:?}",
+                r.iter().find(|r| r.is_err())
+            );
+        }
+    }
+    let r = engine.submit_wait(requests).unwrap();
+    assert!(
+        r.iter().all(|r| r.is_ok()),
+        "{:?}",
+        r.iter().find(|r| r.is_err())
+    );
+    time
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_transfers_are_read_and_answered_from_history_files() {
+    // Proves: a wallet transfer whose chunk of 64 K transfers is in a history file (the server
+    // restarted since, so nothing of it is on the heap) reads over HTTP exactly as it did
+    // when it was new (`GET /v1/wallet/transfers/{id}`: accepted, declined, returned), and
+    // an answer to it is refused `409 NOT_PENDING` as it would have been, also after
+    // another restart.
+    let s = Server::start().await;
+    let engine = s.engine.clone();
+    let start = gongji_core::time::parse_cst("2031-06-01 10:00:00").unwrap();
+    // Two days: the first day's transfers are closed by the second day's first write.
+    let (n, time) = tokio::task::spawn_blocking(move || {
+        let mut n = 0;
+        let time = wallet_days(&engine, &mut n, start, 2);
+        (n, time)
+    })
+    .await
+    .unwrap();
+    let paths: Vec<String> = [1, 2, 3, 120]
+        .iter()
+        .map(|id| format!("/v1/wallet/transfers/{id}"))
+        .collect();
+    let mut early = Vec::new();
+    for path in &paths {
+        early.push(s.get(&s.admin, path).await.ok());
+    }
+    let statuses: Vec<_> = early.iter().map(|t| t["status"].clone()).collect();
+    assert_eq!(
+        statuses,
+        [
+            json!("accepted"),
+            json!("declined"),
+            json!("returned"),
+            json!("returned")
+        ]
+    );
+
+    // More than a chunk of transfers, all closed by a later write.
+    let engine = s.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut n = n;
+        let time = wallet_days(&engine, &mut n, time, 546);
+        let credit = gongji_core::Body::Credit {
+            period: gongji_core::time::parse_period("2034-01").unwrap(),
+            items: vec![gongji_core::CreditItem {
+                psn_no: wpsn(0),
+                amount: gongji_core::Fen(1),
+            }],
+        };
+        let r = engine
+            .submit_wait(vec![admin_write(&mut n, time, credit)])
+            .unwrap();
+        assert!(r[0].is_ok(), "{r:?}");
+        assert!(engine.read(|s| s.transfer_count()) > 65_536);
+    })
+    .await
+    .unwrap();
+
+    // A restart: the shutdown snapshot leaves the final chunk to its file.
+    let dir = s.stop().await;
+    let s = Server::open(dir, |_| {}).await;
+    let cold = s
+        .engine
+        .read(|st| st.cold_chunk_count(gongji_core::Column::Transfers));
+    assert!(cold >= 1, "the first chunk of transfers is in a file");
+    for (path, early) in paths.iter().zip(&early) {
+        assert_eq!(&s.get(&s.admin, path).await.ok(), early, "{path}");
+    }
+    s.post(
+        &s.admin,
+        "/v1/wallet/transfers/3/accept",
+        json!({ "msgid": m() }),
+    )
+    .await
+    .err(409, "NOT_PENDING");
+    let hash = s.state_hash();
+    let dir = s.stop().await;
+    let s = Server::open(dir, |_| {}).await;
+    assert_eq!(s.get(&s.admin, &paths[0]).await.ok(), early[0]);
+    assert_eq!(s.state_hash(), hash);
+    s.stop().await;
+}

@@ -1,5 +1,6 @@
 //! History files: the cold chunks of the history columns (settlements, their giver details,
-//! ledger entries), one file per 64 K records, in `history/` beside the journal.
+//! ledger entries, closed wallet transfers, contributions), one file per 64 K records, in
+//! `history/` beside the journal.
 //!
 //! `{column}-{chunk:08}.bin`: a 24-byte header (magic `GJHIST02`, chunk number u32, body
 //! length u32, CRC32C of the block table u32, zero u32), the block table (a CRC32C of each

@@ -446,10 +446,18 @@ impl Engine {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(SubmitError::Stopped);
         }
-        // Prefetch: the history records a cancellation or reversal will read are read here,
-        // on the caller's thread, so that the writer finds them in memory.
-        let history =
-            |r: &WriteRequest| matches!(r.body, Body::Cancel { .. } | Body::Reverse { .. });
+        // Prefetch: the history records a cancellation, a reversal or an answer to a transfer
+        // will read are read here, on the caller's thread, so that the writer finds them in
+        // memory.
+        let history = |r: &WriteRequest| {
+            matches!(
+                r.body,
+                Body::Cancel { .. }
+                    | Body::Reverse { .. }
+                    | Body::TransferAccept { .. }
+                    | Body::TransferDecline { .. }
+            )
+        };
         if requests.iter().any(history) {
             let read = self.read(|s| {
                 requests

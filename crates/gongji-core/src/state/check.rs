@@ -150,7 +150,35 @@ impl State {
             }
         }
         self.check_counters()?;
+        self.check_cold_records()?;
         self.check_entry_lists()
+    }
+
+    /// What [`State::check_hot`] leaves to the cold chunks: their transfers are final and
+    /// their contributions' pairs are in the paid set.
+    fn check_cold_records(&self) -> Result<(), String> {
+        for (t, transfer) in self
+            .transfers
+            .range(0..self.transfers.cold_len())
+            .enumerate()
+        {
+            if transfer.status == TransferStatus::Pending {
+                return Err(format!("pending transfer {} in a cold chunk", t + 1));
+            }
+            self.check_transfer_source(t, &transfer)?;
+        }
+        let mut cold = self.contributions.range(0..self.contributions.cold_len());
+        if !cold.all(|c| self.contributions_paid.contains(&(c.psn, c.year))) {
+            return Err("contributions paid differ from the contributions".into());
+        }
+        Ok(())
+    }
+
+    fn check_transfer_source(&self, t: usize, transfer: &super::Transfer) -> Result<(), String> {
+        if transfer.source == TransferSource::Acct && self.persons.is_resident(transfer.from) {
+            return Err(format!("transfer {} from a resident's account", t + 1));
+        }
+        Ok(())
     }
 
     /// The checks that read no history, so that their time depends on persons and not on
@@ -161,9 +189,10 @@ impl State {
         let hot = &self.persons.hot;
         let acct_total = hot.iter().map(|h| h.acct.0).sum::<u64>();
         let wallet_total = hot.iter().map(|h| h.wallet.0).sum::<u64>();
+        // Cold transfers are final (`check` reads them): the pending ones are all hot.
         let held = self
             .transfers
-            .iter()
+            .hot_iter()
             .filter(|t| t.status == TransferStatus::Pending)
             .map(|t| t.amount.0)
             .sum::<u64>();
@@ -175,8 +204,8 @@ impl State {
         }
         self.ledger.assert_conserved();
         // The paid (person, year) pairs are exactly the contributions' (snapshots write them
-        // from the contributions).
-        let paid = self.contributions.iter().map(|c| (c.psn, c.year));
+        // from the contributions); the hot ones here, the cold ones in `check`.
+        let paid = self.contributions.hot_iter().map(|c| (c.psn, c.year));
         if self.contributions_paid.len() != self.contributions.len()
             || !paid.clone().all(|k| self.contributions_paid.contains(&k))
         {
@@ -262,7 +291,7 @@ impl State {
                 count(&mut stats, key, s.mulaid);
             }
         }
-        for c in &self.contributions {
+        for c in self.contributions.iter() {
             let (pa, pb) = (hot[c.payer as usize].admdvs, hot[c.psn as usize].admdvs);
             let channel = if admdvs_pool(pa) == admdvs_pool(pb) {
                 Channel::DrawSamePool
@@ -291,7 +320,7 @@ impl State {
             let super::ledger::EntryRef::Transfer(id) = e.reference else {
                 return Err("wallet_in entry without a transfer".into());
             };
-            let t = &self.transfers[id as usize - 1];
+            let t = self.transfers.get(id as usize - 1);
             let channel = if t.cross_province {
                 Channel::WalletCrossProvince
             } else {
@@ -377,20 +406,24 @@ impl State {
         if active != linked {
             return Err(format!("{active} active bindings but {linked} linked"));
         }
-        let mut queued = vec![false; self.transfers.len()];
+        // The hot transfers only (cold ones: `check_cold_records`); a queued one is hot.
+        let first = self.transfers.cold_len();
+        let mut queued = vec![false; self.transfers.len() - first];
         for &(_, q) in &self.expiry_queue {
-            queued[q as usize] = true;
+            match queued.get_mut((q as usize).wrapping_sub(first)) {
+                Some(slot) => *slot = true,
+                None => return Err(format!("queued transfer {} is not hot", q + 1)),
+            }
         }
-        for (t, transfer) in self.transfers.iter().enumerate() {
-            if transfer.status == TransferStatus::Pending && !queued[t] {
+        for (i, transfer) in self.transfers.hot_iter().enumerate() {
+            let t = first + i;
+            if transfer.status == TransferStatus::Pending && !queued[i] {
                 return Err(format!(
                     "pending transfer {} not in the expiry queue",
                     t + 1
                 ));
             }
-            if transfer.source == TransferSource::Acct && self.persons.is_resident(transfer.from) {
-                return Err(format!("transfer {} from a resident's account", t + 1));
-            }
+            self.check_transfer_source(t, &transfer)?;
         }
         Ok(())
     }

@@ -130,7 +130,7 @@ impl State {
     }
 
     pub(crate) fn contribution_view(&self, c: u32) -> ContributionView {
-        let contribution = &self.contributions[c as usize];
+        let contribution = self.contributions.get(c as usize);
         ContributionView {
             contribution_id: u64::from(c) + 1,
             payer_psn_no: self.persons.psn_no_array(contribution.payer),

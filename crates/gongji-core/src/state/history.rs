@@ -1,11 +1,15 @@
-//! History columns (settlements, their giver details, ledger entries): append-only records
-//! addressed by position, whose full chunks leave the heap for files.
+//! History columns (settlements, their giver details, ledger entries, wallet transfers,
+//! contributions): append-only records addressed by position, whose final full chunks leave
+//! the heap for files.
 //!
 //! A [`History`] is a [`super::Chunked`] whose leading chunks may be *cold*: the chunk's records
 //! encoded with [`Record`] in bytes the engine does not hold ([`ColdBytes`], a history file
 //! in the server, read with `pread` through the page cache). Records are immutable once written (a settlement's `cancelled` mark lives in a
 //! set beside it; an entry links to the person's previous entry, never to the next), so a full
-//! chunk never changes again and can go cold once it is durable: the snapshot thread writes
+//! chunk never changes again and can go cold once it is durable. A wallet transfer changes
+//! once, from pending to accepted, declined or returned, and never after: its chunk is final
+//! once the expiry queue holds none of its transfers (every pending transfer is queued, and
+//! the queue is in transfer order), and only then goes cold. The snapshot thread writes
 //! it to a file, and the writer swaps its hot chunk for the file's bytes
 //! ([`crate::State::make_cold`]). Reads decode a record by value from either form.
 //!
@@ -55,6 +59,8 @@ const _: () = assert!(
     <super::Settlement as Record>::BYTES <= RECORD_BYTES_MAX
         && <super::Entry as Record>::BYTES <= RECORD_BYTES_MAX
         && <super::Detail as Record>::BYTES <= RECORD_BYTES_MAX
+        && <super::Transfer as Record>::BYTES <= RECORD_BYTES_MAX
+        && <super::Contribution as Record>::BYTES <= RECORD_BYTES_MAX
 );
 
 enum Slot<T> {
@@ -161,6 +167,16 @@ impl<T: Record + Clone> History<T> {
     /// Full hot chunks after the cold ones: those that may go cold.
     pub fn full_hot(&self) -> std::ops::Range<usize> {
         self.cold..self.len >> SHIFT
+    }
+
+    /// Hot record `i`, to change in place (a transfer's status). A cold record never changes:
+    /// asking for one is a bug.
+    pub fn hot_mut(&mut self, i: usize) -> &mut T {
+        assert!(i < self.len, "record {i} out of {}", self.len);
+        match &mut self.slots[i >> SHIFT] {
+            Slot::Hot(c) => &mut Arc::make_mut(c).0[i & MASK],
+            _ => panic!("record {i} is cold and cannot change"),
+        }
     }
 
     #[inline]
@@ -331,6 +347,11 @@ impl Le<'_> {
         self.0 = &self.0[1..];
         v
     }
+    pub fn u16(&mut self) -> u16 {
+        let (a, rest) = self.0.split_at(2);
+        self.0 = rest;
+        u16::from_le_bytes(a.try_into().expect("2 bytes"))
+    }
     pub fn u32(&mut self) -> u32 {
         let (a, rest) = self.0.split_at(4);
         self.0 = rest;
@@ -473,10 +494,18 @@ pub enum Column {
     Settlements,
     Details,
     Entries,
+    Transfers,
+    Contributions,
 }
 
 impl Column {
-    pub const ALL: [Column; 3] = [Column::Settlements, Column::Details, Column::Entries];
+    pub const ALL: [Column; 5] = [
+        Column::Settlements,
+        Column::Details,
+        Column::Entries,
+        Column::Transfers,
+        Column::Contributions,
+    ];
 
     /// The column's name in history file names.
     pub fn name(self) -> &'static str {
@@ -484,6 +513,8 @@ impl Column {
             Column::Settlements => "settlements",
             Column::Details => "details",
             Column::Entries => "entries",
+            Column::Transfers => "transfers",
+            Column::Contributions => "contributions",
         }
     }
 
@@ -493,12 +524,14 @@ impl Column {
 
     /// Bytes of one cold chunk of this column.
     pub fn chunk_bytes(self) -> usize {
-        use super::{Detail, Entry, Settlement};
+        use super::{Contribution, Detail, Entry, Settlement, Transfer};
         CHUNK
             * match self {
                 Column::Settlements => Settlement::BYTES,
                 Column::Details => Detail::BYTES,
                 Column::Entries => Entry::BYTES,
+                Column::Transfers => Transfer::BYTES,
+                Column::Contributions => Contribution::BYTES,
             }
     }
 }
@@ -519,6 +552,14 @@ macro_rules! with_column {
                 let $h = &$state.entries;
                 $body
             }
+            Column::Transfers => {
+                let $h = &$state.transfers;
+                $body
+            }
+            Column::Contributions => {
+                let $h = &$state.contributions;
+                $body
+            }
         }
     };
     (mut $state:expr, $col:expr, |$h:ident| $body:expr) => {
@@ -533,6 +574,14 @@ macro_rules! with_column {
             }
             Column::Entries => {
                 let $h = &mut $state.entries;
+                $body
+            }
+            Column::Transfers => {
+                let $h = &mut $state.transfers;
+                $body
+            }
+            Column::Contributions => {
+                let $h = &mut $state.contributions;
                 $body
             }
         }
@@ -559,30 +608,52 @@ impl super::State {
         with_column!(self, column, |h| h.cold_chunks())
     }
 
-    /// Full chunks still on the heap, in order per column: they may go cold once every op that
-    /// wrote them is durable.
+    /// Full hot chunks of `column` that are final: every chunk of a write-once column; of the
+    /// transfers, those before the first transfer the expiry queue holds (the queue holds
+    /// every pending transfer, in transfer order, so none before its first can change).
+    fn final_hot(&self, column: Column) -> std::ops::Range<usize> {
+        let full = with_column!(self, column, |h| h.full_hot());
+        match column {
+            Column::Transfers => {
+                let open = self
+                    .expiry_queue
+                    .front()
+                    .map_or(self.transfers.len(), |&(_, t)| t as usize);
+                full.start..full.end.min(open >> super::chunked::SHIFT).max(full.start)
+            }
+            _ => full,
+        }
+    }
+
+    /// Final full chunks still on the heap, in order per column: they may go cold once every
+    /// op that wrote them is durable.
     pub fn cold_candidates(&self) -> Vec<(Column, usize)> {
         Column::ALL
             .into_iter()
-            .flat_map(|c| with_column!(self, c, |h| h.full_hot()).map(move |k| (c, k)))
+            .flat_map(|c| self.final_hot(c).map(move |k| (c, k)))
             .collect()
     }
 
-    /// Whether a full chunk is still on the heap (cheap: for the writer after each sync).
+    /// Whether a final full chunk is still on the heap (cheap: for the writer after each
+    /// sync).
     pub fn has_cold_candidates(&self) -> bool {
         Column::ALL
             .into_iter()
-            .any(|c| !with_column!(self, c, |h| h.full_hot()).is_empty())
+            .any(|c| !self.final_hot(c).is_empty())
     }
 
-    /// A [`super::Frozen`] copy of the history columns alone (the rest empty): what the
-    /// snapshot thread needs to write full chunks to files between snapshots. Its cost is a
-    /// copy of three chunk tables.
+    /// A [`super::Frozen`] copy of the history columns alone (the rest empty, but for the
+    /// expiry queue's first item, which bounds the final transfers): what the snapshot thread
+    /// needs to write full chunks to files between snapshots. Its cost is a copy of five
+    /// chunk tables.
     pub fn freeze_history(&self) -> super::Frozen {
         let mut s = super::State::new(self.params.clone());
         s.setls = self.setls.clone();
         s.details = self.details.clone();
         s.entries = self.entries.clone();
+        s.transfers = self.transfers.clone();
+        s.contributions = self.contributions.clone();
+        s.expiry_queue.extend(self.expiry_queue.front().copied());
         super::Frozen(s, false)
     }
 
@@ -599,6 +670,10 @@ impl super::State {
         k: usize,
         bytes: Arc<dyn ColdBytes>,
     ) -> Result<(), String> {
+        let hot = k >= with_column!(self, column, |h| h.cold_chunks());
+        if hot && !self.final_hot(column).contains(&k) {
+            return Err(format!("{} chunk {k} is not final", column.name()));
+        }
         with_column!(mut self, column, |h| h.make_cold(k, bytes))
     }
 }

@@ -52,7 +52,7 @@ impl State {
             if examined == PENDING_SCAN_MAX || found.len() == limit {
                 return Ok((found, false));
             }
-            let transfer = &self.transfers[t as usize];
+            let transfer = self.transfers.get(t as usize);
             // Items of answered transfers stay in the queue until their time; a transfer whose
             // time has come is returned by the next op, so it is no longer offered.
             if transfer.to == psn

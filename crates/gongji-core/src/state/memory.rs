@@ -5,8 +5,7 @@ use std::mem::size_of;
 
 use super::bindings::Binding;
 use super::persons::Hot;
-use super::wallet::Transfer;
-use super::{Contribution, State};
+use super::State;
 
 /// Bytes of a hash table with `capacity` slots of `slot` bytes (one control byte each).
 fn table(capacity: usize, slot: usize) -> u64 {
@@ -42,11 +41,10 @@ impl State {
                     + table(self.cancelled.capacity(), 4)
                     + self.recent.memory(),
             ),
-            ("transfers", records::<Transfer>(self.transfers.len())),
+            ("transfers", self.transfers.heap_bytes()),
             (
                 "contributions",
-                records::<Contribution>(self.contributions.len())
-                    + table(self.contributions_paid.capacity(), 8),
+                self.contributions.heap_bytes() + table(self.contributions_paid.capacity(), 8),
             ),
             ("entries", self.entries.heap_bytes()),
             ("msgids", self.msgids.memory()),

@@ -60,7 +60,8 @@ pub struct Applied {
     pub replayed: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A contribution paid: never changes once written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Contribution {
     pub payer: u32,
     pub psn: u32,
@@ -68,6 +69,33 @@ pub(crate) struct Contribution {
     pub amount: Fen,
     pub time: i64,
     pub acct_balc: Fen,
+}
+
+/// 34 bytes: payer u32, psn u32, year u16, amount u64, time i64, acct_balc u64 (the
+/// snapshot's contribution layout).
+impl history::Record for Contribution {
+    const BYTES: usize = 34;
+
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.payer.to_le_bytes());
+        out.extend_from_slice(&self.psn.to_le_bytes());
+        out.extend_from_slice(&self.year.to_le_bytes());
+        out.extend_from_slice(&self.amount.0.to_le_bytes());
+        out.extend_from_slice(&self.time.to_le_bytes());
+        out.extend_from_slice(&self.acct_balc.0.to_le_bytes());
+    }
+
+    fn get(b: &[u8]) -> Contribution {
+        let mut r = history::Le(b);
+        Contribution {
+            payer: r.u32(),
+            psn: r.u32(),
+            year: r.u16(),
+            amount: Fen(r.u64()),
+            time: r.i64(),
+            acct_balc: Fen(r.u64()),
+        }
+    }
 }
 
 /// Everything the engine knows. See the crate documentation.
@@ -84,11 +112,14 @@ pub struct State {
     /// Indexes of the cancelled settlements (the records themselves never change).
     pub(crate) cancelled: FxHashSet<u32>,
     pub(crate) details: History<Detail>,
-    pub(crate) transfers: Chunked<Transfer>,
+    /// Wallet transfers; a chunk goes cold once none of its transfers is queued to expire.
+    pub(crate) transfers: History<Transfer>,
     /// Pending transfers by expiry time. Transfers are made in clock order and expire at a
     /// monotonic function of their creation time, so a FIFO queue is already sorted.
     pub(crate) expiry_queue: VecDeque<(i64, u32)>,
-    pub(crate) contributions: Chunked<Contribution>,
+    pub(crate) contributions: History<Contribution>,
+    /// The (person, year) pairs paid (rule 15): a hot index over the contributions, so that a
+    /// contribution's check reads no history.
     pub(crate) contributions_paid: FxHashSet<(u32, u16)>,
     pub(crate) entries: History<Entry>,
     pub(crate) msgids: Msgids,
@@ -125,9 +156,9 @@ impl State {
             setls: History::default(),
             cancelled: FxHashSet::default(),
             details: History::default(),
-            transfers: Chunked::default(),
+            transfers: History::default(),
             expiry_queue: VecDeque::new(),
-            contributions: Chunked::default(),
+            contributions: History::default(),
             contributions_paid: FxHashSet::default(),
             entries: History::default(),
             msgids: Msgids::default(),

@@ -205,7 +205,7 @@ impl State {
     }
 
     pub fn transfer_row(&self, t: u32) -> TransferRow {
-        let tr = &self.transfers[t as usize];
+        let tr = self.transfers.get(t as usize);
         TransferRow {
             from: tr.from,
             to: tr.to,
@@ -219,7 +219,7 @@ impl State {
     }
 
     pub fn contribution_row(&self, c: u32) -> ContributionRow {
-        let co = &self.contributions[c as usize];
+        let co = self.contributions.get(c as usize);
         ContributionRow {
             payer: co.payer,
             psn: co.psn,

@@ -273,11 +273,21 @@ impl State {
     }
 
     /// Reads the history records that `body` will read when applied by `actor` (the settlement
-    /// a cancellation or reversal returns, and its givers' parts), so that a record in a cold
-    /// chunk is in memory (the page cache) before the op reaches the writer, which then never
-    /// waits for the disk. Changes nothing; returns how many records it read.
+    /// a cancellation or reversal returns, and its givers' parts; the transfer an acceptance
+    /// or a refusal names, which is cold only if it is no longer pending), so that a record in
+    /// a cold chunk is in memory (the page cache) before the op reaches the writer, which then
+    /// never waits for the disk. Changes nothing; returns how many records it read.
     pub fn prefetch(&self, actor: &crate::command::Actor, body: &crate::command::Body) -> usize {
         use crate::command::Body;
+        if let Body::TransferAccept { transfer_id } | Body::TransferDecline { transfer_id } = body {
+            return match self.transfer_index(*transfer_id) {
+                Ok(t) => {
+                    std::hint::black_box(self.transfers.get(t as usize));
+                    1
+                }
+                Err(_) => 0,
+            };
+        }
         let s = match body {
             Body::Cancel { setl_id } => self.settlement_index(*setl_id).ok(),
             Body::Reverse {

@@ -229,7 +229,9 @@ impl State {
                 Body::OpenWallet { psn_no } => psn_no == me,
                 Body::TransferCreate { from_psn_no, .. } => from_psn_no == me,
                 Body::TransferAccept { transfer_id } | Body::TransferDecline { transfer_id } => {
-                    let t = &self.transfers[self.transfer_index(*transfer_id)? as usize];
+                    let t = self
+                        .transfers
+                        .get(self.transfer_index(*transfer_id)? as usize);
                     self.persons.find(me) == Some(t.to)
                 }
                 Body::Contribute { payer_psn_no, .. } => payer_psn_no == me,

@@ -2,6 +2,7 @@
 //! on expiry at 06:00 CST the next day, driven by the ordered expiry queue.
 
 use super::counters::Channel;
+use super::history::{Le, Record};
 use super::ledger::{Counterparty, EntryKind, EntryRef, LedgerSide, Memo};
 use super::views::TransferView;
 use super::State;
@@ -30,7 +31,9 @@ impl TransferStatus {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A wallet transfer. Its status changes once, from pending; then the record is final
+/// (`history.rs`: its chunk may go cold).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Transfer {
     pub from: u32,
     pub to: u32,
@@ -40,6 +43,46 @@ pub(crate) struct Transfer {
     pub status: TransferStatus,
     pub created: i64,
     pub expires_at: i64,
+}
+
+/// Transfer sources and statuses by tag (the variant's declaration index).
+pub(super) const SOURCES: [TransferSource; 2] = [TransferSource::Acct, TransferSource::Wallet];
+pub(super) const STATUSES: [TransferStatus; 4] = [
+    TransferStatus::Pending,
+    TransferStatus::Accepted,
+    TransferStatus::Declined,
+    TransferStatus::Returned,
+];
+
+/// 35 bytes: from u32, to u32, amount u64, source u8, cross_province u8, status u8,
+/// created i64, expires_at i64 (the snapshot's transfer layout).
+impl Record for Transfer {
+    const BYTES: usize = 35;
+
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.from.to_le_bytes());
+        out.extend_from_slice(&self.to.to_le_bytes());
+        out.extend_from_slice(&self.amount.0.to_le_bytes());
+        out.push(self.source as u8);
+        out.push(u8::from(self.cross_province));
+        out.push(self.status as u8);
+        out.extend_from_slice(&self.created.to_le_bytes());
+        out.extend_from_slice(&self.expires_at.to_le_bytes());
+    }
+
+    fn get(b: &[u8]) -> Transfer {
+        let mut r = Le(b);
+        Transfer {
+            from: r.u32(),
+            to: r.u32(),
+            amount: Fen(r.u64()),
+            source: SOURCES[usize::from(r.u8())],
+            cross_province: r.u8() != 0,
+            status: STATUSES[usize::from(r.u8())],
+            created: r.i64(),
+            expires_at: r.i64(),
+        }
+    }
 }
 
 /// Marks an `expired_scratch` record of a queue item that was dropped without a return (the
@@ -158,7 +201,7 @@ impl State {
         time: i64,
     ) -> Result<Reply, Rejection> {
         let t = self.transfer_index(transfer_id)?;
-        let transfer = self.transfers[t as usize].clone();
+        let transfer = self.transfers.get(t as usize);
         if transfer.status != TransferStatus::Pending {
             return Err(ErrCode::NotPending.into());
         }
@@ -169,7 +212,7 @@ impl State {
             transfer.amount,
             memo,
         );
-        self.transfers[t as usize].status = TransferStatus::Accepted;
+        self.transfers.hot_mut(t as usize).status = TransferStatus::Accepted;
         let channel = if transfer.cross_province {
             Channel::WalletCrossProvince
         } else {
@@ -187,7 +230,7 @@ impl State {
         time: i64,
     ) -> Result<Reply, Rejection> {
         let t = self.transfer_index(transfer_id)?;
-        if self.transfers[t as usize].status != TransferStatus::Pending {
+        if self.transfers.get(t as usize).status != TransferStatus::Pending {
             return Err(ErrCode::NotPending.into());
         }
         self.return_transfer(t, TransferStatus::Declined, time);
@@ -195,7 +238,7 @@ impl State {
     }
 
     fn return_transfer(&mut self, t: u32, status: TransferStatus, time: i64) {
-        let transfer = self.transfers[t as usize].clone();
+        let transfer = self.transfers.get(t as usize);
         let memo = transfer_memo(EntryKind::WalletReturn, time, transfer.to, t);
         self.post(
             LedgerSide::Hold,
@@ -203,7 +246,7 @@ impl State {
             transfer.amount,
             memo,
         );
-        self.transfers[t as usize].status = status;
+        self.transfers.hot_mut(t as usize).status = status;
     }
 
     /// Returns every pending transfer due by `time` (expired once the clock reads its expiry
@@ -215,12 +258,12 @@ impl State {
                 break;
             }
             self.expiry_queue.pop_front();
-            if self.transfers[t as usize].status != TransferStatus::Pending {
+            if self.transfers.get(t as usize).status != TransferStatus::Pending {
                 // Recorded too: a rejected write must put the queue back exactly as it was.
                 self.expired_scratch.push((t, NOT_RETURNED));
                 continue;
             }
-            let from = self.transfers[t as usize].from;
+            let from = self.transfers.get(t as usize).from;
             let tail = self.persons.hot[from as usize].entry_tail;
             // The return happens at the moment of expiry, not at the time of the op.
             self.return_transfer(t, TransferStatus::Returned, expires_at);
@@ -233,7 +276,7 @@ impl State {
     /// Undoes the expiries of the write in progress, newest first.
     pub(super) fn unexpire(&mut self) {
         while let Some((t, tail)) = self.expired_scratch.pop() {
-            let transfer = self.transfers[t as usize].clone();
+            let transfer = self.transfers.get(t as usize);
             if tail == NOT_RETURNED {
                 self.expiry_queue.push_front((transfer.expires_at, t));
                 continue;
@@ -253,7 +296,7 @@ impl State {
             *total -= amount.0;
             self.ledger.held += amount.0;
             self.pop_entry(transfer.from);
-            self.transfers[t as usize].status = TransferStatus::Pending;
+            self.transfers.hot_mut(t as usize).status = TransferStatus::Pending;
             self.expiry_queue.push_front((transfer.expires_at, t));
         }
     }
@@ -261,7 +304,7 @@ impl State {
     /// The transfer as the API shows it; `with_balances` adds the sender's balances (the
     /// reply of a creation).
     pub(crate) fn transfer_view(&self, t: u32, with_balances: bool) -> TransferView {
-        let transfer = &self.transfers[t as usize];
+        let transfer = self.transfers.get(t as usize);
         let from = transfer.from as usize;
         TransferView {
             transfer_id: u64::from(t) + 1,

@@ -1,8 +1,8 @@
 //! The msgid records a snapshot held, read where they lie: in the snapshot's own bytes (a
 //! mapped file on a start), never copied into records of our own.
 //!
-//! A snapshot's msgid section (format 5) is the records ascending by key, each of fixed size
-//! (key, time, fingerprint, where its reply starts), then the replies in the same order. A
+//! A snapshot's msgid section (formats 5 and 6) is the records ascending by key, each of fixed
+//! size (key, time, fingerprint, where its reply starts), then the replies in the same order. A
 //! lookup finds its key through a directory of the keys' top bits (built while the section
 //! is checked, about half a byte a record) and a binary search of the few records under one
 //! entry. At 67 M records this is what lets a start skip materialising 4 GB of window: the

@@ -1,4 +1,5 @@
-//! The contributions section and the (person, year) pairs already paid.
+//! The contributions section (hot records; full chunks are in history files) and the
+//! (person, year) pairs already paid.
 
 use super::bytes::{Dec, Enc};
 use super::*;
@@ -6,12 +7,26 @@ use super::*;
 /// The (person, year) pairs whose contribution is paid.
 type Paid = FxHashSet<(u32, u16)>;
 
-/// The (person, year) pairs paid are written from the contributions themselves, which hold
-/// exactly one per pair (`State::check` compares the set with them), so a frozen state needs
-/// no copy of the set.
-pub(super) fn encode_contributions(contributions: &Chunked<Contribution>, e: &mut Enc<'_>) {
-    e.count(contributions.len());
-    for c in contributions {
+/// The (person, year) pairs paid, sorted, are the contributions' (exactly one per pair:
+/// `State::check` compares the set with them). A live or decoded state writes them from its
+/// set; a frozen state, which leaves the set out (copying it would pause the writer), from
+/// the contributions, reading the cold chunks on the snapshot thread. Format 6 writes the
+/// count of cold chunks and the hot records; earlier formats every record (tests only).
+pub(super) fn encode_contributions(
+    contributions: &History<Contribution>,
+    paid: &Paid,
+    version: u32,
+    e: &mut Enc<'_>,
+) {
+    let records = if version >= 6 {
+        e.history(contributions);
+        contributions.hot_iter()
+    } else {
+        e.count(contributions.len());
+        contributions.iter()
+    };
+    for c in records {
+        e.spill();
         e.put(c.payer);
         e.put(c.psn);
         e.put(c.year);
@@ -19,18 +34,31 @@ pub(super) fn encode_contributions(contributions: &Chunked<Contribution>, e: &mu
         e.put(c.time);
         e.put(c.acct_balc);
     }
-    let mut paid: Vec<(u32, u16)> = contributions.iter().map(|c| (c.psn, c.year)).collect();
+    let mut paid: Vec<(u32, u16)> = if paid.len() == contributions.len() {
+        paid.iter().copied().collect()
+    } else {
+        contributions.iter().map(|c| (c.psn, c.year)).collect()
+    };
     paid.sort_unstable();
     e.count(paid.len());
     for (psn, year) in paid {
+        e.spill();
         e.put(psn);
         e.put(year);
     }
 }
 
-pub(super) fn decode_contributions(d: &mut Dec<'_>, n: usize) -> Res<(Vec<Contribution>, Paid)> {
-    let count = d.count(CONTRIBUTION_BYTES, "contribution count")?;
-    let contributions = d.records(count, CONTRIBUTION_BYTES, |_, r| {
+pub(super) fn decode_contributions(
+    d: &mut Dec<'_>,
+    n: usize,
+    version: u32,
+) -> Res<(History<Contribution>, Paid)> {
+    let (cold, count) = if version >= 6 {
+        d.history(CONTRIBUTION_BYTES, "contribution count")?
+    } else {
+        (0, d.count(CONTRIBUTION_BYTES, "contribution count")?)
+    };
+    let hot = d.records(count, CONTRIBUTION_BYTES, |_, r| {
         Ok(Contribution {
             payer: r.index(n, "contribution payer")?,
             psn: r.index(n, "contribution person")?,
@@ -40,7 +68,12 @@ pub(super) fn decode_contributions(d: &mut Dec<'_>, n: usize) -> Res<(Vec<Contri
             acct_balc: r.get(),
         })
     })?;
+    let contributions = History::from_parts(cold, hot);
+    let at = d.pos;
     let count = d.count(PAID_BYTES, "contributions paid count")?;
+    if count != contributions.len() {
+        return fail(at, "contributions paid count");
+    }
     let mut contributions_paid = FxHashSet::with_capacity_and_hasher(count, Default::default());
     let mut prev = None;
     d.records(count, PAID_BYTES, |_, r| {

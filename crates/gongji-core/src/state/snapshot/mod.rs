@@ -1,14 +1,15 @@
-//! A versioned binary snapshot of the [`State`] (snapshot format version 5): everything but
+//! A versioned binary snapshot of the [`State`] (snapshot format version 6): everything but
 //! the history chunks that are cold (in the server's history files), which it counts.
 //!
 //! Hand-written and little-endian, like [`crate::codec`]. The layout:
 //!
 //! ```text
-//! magic "GJSNAPST", version u32 = 5 (1 was before msgid scopes, 2 before history files: entries
+//! magic "GJSNAPST", version u32 = 6 (1 was before msgid scopes, 2 before history files: entries
 //! linked forwards and settlements carried their cancelled mark; both are refused, and recovery
 //! skips them and needs an older snapshot or the journal from op 1; 3 and 4 differ only in
 //! their msgid section, 3 ordered by key with the queue after it, 4 in queue order with the
-//! replies inline, and are still read)
+//! replies inline; 5 holds every transfer and contribution, with no cold-chunk count; all
+//! three are still read)
 //! params        receivers u8, givers u8, wallet_amount_max u64, daily_count u8,
 //!               closed_from u32, closed_until u32, expiry_second u32, draw_order 3×u8,
 //!               msgid_retention_days u32
@@ -28,10 +29,11 @@
 //!               wallet_balc (u64 each), details_start u32, details_len u8, cross_pool u8
 //! cancelled     n u64; settlement index u32 ascending
 //! details       n u64, cold chunks u32; the hot ones: giver u32, amount u64
-//! transfers     n u64; from u32, to u32, amount u64, source u8, cross_province u8, status u8,
-//!               created i64, expires_at i64
-//! expiry_queue  n u64; (expires_at i64, transfer u32) in queue order
-//! contributions n u64; payer u32, psn u32, year u16, amount u64, time i64, acct_balc u64
+//! transfers     n u64, cold chunks u32; the hot ones: from u32, to u32, amount u64, source u8,
+//!               cross_province u8, status u8, created i64, expires_at i64
+//! expiry_queue  n u64; (expires_at i64, transfer u32) in queue order, each a hot transfer
+//! contributions n u64, cold chunks u32; the hot ones: payer u32, psn u32, year u16,
+//!               amount u64, time i64, acct_balc u64
 //! contributions_paid  n u64; (psn u32, year u16) ascending
 //! entries       n u64, cold chunks u32; the hot ones: psn u32, prev u32, wallet u8, kind u8,
 //!               time i64, amount i64, balc u64, counterparty tag u8 + u32, reference tag u8 + u64
@@ -144,13 +146,8 @@ const INST_TYPES: [InstType; 2] = [InstType::Medical, InstType::Pharmacy];
 const ROLES: [Role; 3] = [Role::Admin, Role::Institution, Role::Person];
 const RELATIONS: [Relation; 9] = Relation::ALL;
 const SCOPES: [Scope; 2] = [Scope::InProvince, Scope::WalletOnly];
-const SOURCES: [TransferSource; 2] = [TransferSource::Acct, TransferSource::Wallet];
-const TRANSFER_STATUSES: [TransferStatus; 4] = [
-    TransferStatus::Pending,
-    TransferStatus::Accepted,
-    TransferStatus::Declined,
-    TransferStatus::Returned,
-];
+const SOURCES: [TransferSource; 2] = super::wallet::SOURCES;
+const TRANSFER_STATUSES: [TransferStatus; 4] = super::wallet::STATUSES;
 const KINDS: [EntryKind; 8] = super::ledger::ENTRY_KINDS;
 const DRAW_SOURCES: [DrawSource; 3] = [
     DrawSource::OwnAcct,
@@ -307,9 +304,9 @@ struct Rest {
     setls: History<Settlement>,
     cancelled: FxHashSet<u32>,
     details: History<Detail>,
-    transfers: Vec<Transfer>,
+    transfers: History<Transfer>,
     expiry_queue: VecDeque<(i64, u32)>,
-    contributions: Vec<Contribution>,
+    contributions: History<Contribution>,
     contributions_paid: FxHashSet<(u32, u16)>,
     entries: History<Entry>,
     msgids: Msgids,
@@ -339,7 +336,7 @@ fn code_bytes_valid(s: &[u8]) -> bool {
 
 impl State {
     /// The snapshot format version [`State::encode_snapshot`] writes.
-    pub const SNAPSHOT_FORMAT_VERSION: u32 = 5;
+    pub const SNAPSHOT_FORMAT_VERSION: u32 = 6;
 
     /// Appends a snapshot of the whole state to `out` (see `state/snapshot/mod.rs` for the
     /// format). Canonical: the same state gives the same bytes.
@@ -369,8 +366,9 @@ impl State {
         encoded.expect("the current format")
     }
 
-    /// The snapshot in an earlier format (3 or 4), which differs in its msgid section: for
-    /// the tests that the previous releases' snapshots are still read.
+    /// The snapshot in an earlier format (3 or 4, which differ in their msgid section; 5,
+    /// which holds every transfer and contribution): for the tests that the previous
+    /// releases' snapshots are still read.
     #[cfg(test)]
     pub(crate) fn encode_snapshot_in(&self, version: u32, out: &mut Vec<u8>) {
         self.encode_sections(&mut Enc::new(out), version);
@@ -403,8 +401,8 @@ impl State {
     /// bindings; returns where the msgid section lies (in the current format).
     fn encode_back(&self, e: &mut Enc<'_>, version: u32) -> Option<EncodedMsgids> {
         encode_settlements(&self.setls, &self.cancelled, &self.details, e);
-        encode_transfers(&self.transfers, &self.expiry_queue, e);
-        encode_contributions(&self.contributions, e);
+        encode_transfers(&self.transfers, &self.expiry_queue, version, e);
+        encode_contributions(&self.contributions, &self.contributions_paid, version, e);
         encode_entries(&self.entries, e);
         let msgids_at = e.position();
         let encoded = match version {
@@ -522,9 +520,9 @@ impl State {
             setls: rest.setls,
             cancelled: rest.cancelled,
             details: rest.details,
-            transfers: rest.transfers.into(),
+            transfers: rest.transfers,
             expiry_queue: rest.expiry_queue,
-            contributions: rest.contributions.into(),
+            contributions: rest.contributions,
             contributions_paid: rest.contributions_paid,
             entries: rest.entries,
             msgids: rest.msgids,
@@ -566,8 +564,8 @@ impl State {
         let bindings = decode_bindings(d, persons, heads)?;
         let n_insts = insts.list.len();
         let (setls, cancelled, details) = decode_settlements(d, n, n_insts)?;
-        let (transfers, expiry_queue) = decode_transfers(d, n)?;
-        let (contributions, contributions_paid) = decode_contributions(d, n)?;
+        let (transfers, expiry_queue) = decode_transfers(d, n, version)?;
+        let (contributions, contributions_paid) = decode_contributions(d, n, version)?;
         let limits = RefLimits {
             persons: n,
             insts: n_insts,
@@ -631,7 +629,7 @@ impl State {
         hot.iter().try_fold(0, |a, h| add(a, h.acct.0))?;
         hot.iter().try_fold(0, |a, h| add(a, h.wallet.0))?;
         let mut held = 0;
-        for t in &self.transfers {
+        for t in self.transfers.iter() {
             if t.status == TransferStatus::Pending {
                 held = add(held, t.amount.0)?;
             }
@@ -643,7 +641,7 @@ impl State {
             match (e.kind, e.reference) {
                 (EntryKind::Credit, _) => credited = add(credited, e.amount as u64)?,
                 (EntryKind::WalletIn, EntryRef::Transfer(id)) => {
-                    counted = add(counted, self.transfers[id as usize - 1].amount.0)?;
+                    counted = add(counted, self.transfers.get(id as usize - 1).amount.0)?;
                 }
                 _ => {}
             }
@@ -666,7 +664,7 @@ impl State {
                 counted = add(counted, s.mulaid.0)?;
             }
         }
-        for c in &self.contributions {
+        for c in self.contributions.iter() {
             counted = add(counted, c.amount.0)?;
         }
         let l = &self.ledger;
