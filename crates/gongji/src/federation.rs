@@ -157,8 +157,11 @@ pub struct FederationToml {
     pub engine: String,
     /// Province prefixes this engine owns ("44").
     pub provinces: Vec<String>,
-    /// The NATS server the relay uses (required to serve).
+    /// The NATS server the relay uses (required to serve); a cluster's servers separated by
+    /// commas.
     pub nats: Option<String>,
+    /// Copies of each JetStream stream the relay creates (1 to 5; 3 on a three-node cluster).
+    pub nats_replicas: Option<usize>,
     #[serde(default)]
     pub peers: BTreeMap<String, Vec<String>>,
 }
@@ -181,10 +184,15 @@ impl FederationToml {
         for (engine, list) in &self.peers {
             peers.insert(id(engine)?, provinces(list)?);
         }
-        if let Some(url) = &self.nats {
-            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
-                bail!("[federation] nats: a nats:// or tls:// URL, not {url:?}");
+        if let Some(urls) = &self.nats {
+            for url in urls.split(',').map(str::trim) {
+                if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                    bail!("[federation] nats: nats:// or tls:// URLs separated by commas, not {urls:?}");
+                }
             }
+        }
+        if self.nats_replicas.is_some_and(|r| !(1..=5).contains(&r)) {
+            bail!("[federation] nats_replicas: 1 to 5");
         }
         let config = FederationConfig {
             engine: id(&self.engine)?,
@@ -219,6 +227,12 @@ mod tests {
         assert_eq!(config.engine.as_str(), "gd");
         assert_eq!(config.provinces, vec![44]);
         assert_eq!(config.peer_of(31).map(|e| e.to_string()), Some("sh".into()));
+        // A cluster: its servers separated by commas, and three copies of each stream.
+        let cluster = "engine = \"gd\"\nprovinces = [\"44\"]\nnats_replicas = 3\n\
+            nats = \"nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224\"";
+        let table: FederationToml = toml::from_str(cluster).expect("parses");
+        table.to_config().expect("valid");
+        assert_eq!(table.nats_replicas, Some(3));
         for bad in [
             "engine = \"gd\"\nprovinces = [\"44\"]\n[peers]\nbj = [\"44\"]",
             "engine = \"GD\"\nprovinces = [\"44\"]",
@@ -226,6 +240,12 @@ mod tests {
             "engine = \"gd\"\nprovinces = [\"99\"]",
             "engine = \"gd\"\nprovinces = [\"44\"]\nextra = 1",
             "engine = \"gd\"\nprovinces = [\"44\"]\nnats = \"http://x\"",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats = \"nats://a:1,http://x\"",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats = \"nats://a:1,\"",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats_replicas = 0",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats_replicas = 6",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats_replicas = -1",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats_replicas = \"3\"",
         ] {
             let parsed = toml::from_str::<FederationToml>(bad);
             assert!(

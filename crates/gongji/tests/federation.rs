@@ -284,6 +284,28 @@ fn running_engines_are_read_over_http(
     e31.stop();
 }
 
+/// The same run over a three-node JetStream cluster (`--nats-cluster 3`: streams with three
+/// replicas, engines failing over between the nodes), a node of which is killed with SIGKILL
+/// and restarted during the run: the same checks hold (about 30 s).
+#[test]
+fn engines_over_a_three_node_jetstream_cluster_move_money_exactly_once() {
+    let dir = common::temp_dir("federation", "cluster");
+    std::fs::create_dir_all(&dir).expect("dir");
+    // Seed 3's second kill is of a NATS node.
+    let text = chaos(
+        &dir,
+        &["--seconds", "6", "--seed", "3", "--nats-cluster", "3"],
+    );
+    assert!(text.contains("3-node JetStream cluster"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("federation chaos:"))
+        .expect("summary");
+    assert!(!line.contains(" 0 acknowledged transfers"), "{line}");
+    assert!(!line.contains("(0 of nats-server nodes)"), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Runs `gongji federation chaos` with two engines and 8 persons each, keeping the data
 /// directories; it must pass. Returns its output.
 fn chaos(dir: &std::path::Path, args: &[&str]) -> String {
