@@ -61,6 +61,26 @@ impl Drop for Nats {
     }
 }
 
+/// Asserts that a 200 answer of `GET path` (the document's path template) matches the schema
+/// `openapi.json` gives it, with the document's components beside it.
+fn documented(template: &str, envelope: &Value) {
+    let doc = gongji_http::openapi_document();
+    let schema =
+        &doc["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    assert!(schema.is_object(), "GET {template}: not documented");
+    let root = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [schema],
+    });
+    let validator = jsonschema::draft202012::new(&root).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(envelope)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "GET {template}: {envelope}: {errors:#?}");
+}
+
 fn config(me: &str, province: u8, peer: &str, peer_province: u8) -> FederationConfig {
     let id = |s: &str| EngineId::from(s).expect("engine id");
     FederationConfig {
@@ -198,6 +218,15 @@ async fn a_cross_engine_binding_is_read_by_id_on_both_engines() {
     }
     assert_eq!(on_a["giver_engine"], "e11");
     assert_eq!(on_a["receiver_engine"], "e31");
+    // The answers are as openapi.json documents them, on both engines.
+    for (s, v) in [(a, &on_a), (b, &on_b)] {
+        documented(
+            "/v1/bindings/{binding_id}",
+            &json!({"infcode": 0, "output": v}),
+        );
+        let counters = s.get(&s.admin, "/v1/federation/counters").await;
+        documented("/v1/federation/counters", &counters.json);
+    }
     // The person view lists the same binding.
     let view = a.person("A1").await;
     assert_eq!(view["cross_engine_bindings"][0], on_a, "{view}");
