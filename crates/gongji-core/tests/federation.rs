@@ -161,9 +161,28 @@ impl Engine {
         self.apply(bind_out(msgid, self.now, giver, receiver, receiver_admdvs))
     }
 
+    /// A client's revocation with a fresh msgid.
     fn unbind(&mut self, bxid: Xid, actor: Actor) -> Result<EntryApplied, ErrCode> {
+        self.seq += 1;
+        let msgid = format!("u{}", self.seq);
+        self.unbind_as(bxid, actor, Some(&msgid))
+    }
+
+    /// A revocation with this msgid, or without one (an op of a journal written before).
+    fn unbind_as(
+        &mut self,
+        bxid: Xid,
+        actor: Actor,
+        msgid: Option<&str>,
+    ) -> Result<EntryApplied, ErrCode> {
         let time = self.now;
-        self.apply(Entry::Fed(FedOp::Unbind { time, actor, bxid }))
+        let msgid = msgid.map(mid);
+        self.apply(Entry::Fed(FedOp::Unbind {
+            time,
+            actor,
+            bxid,
+            msgid,
+        }))
     }
 
     fn link(&self, bxid: &Xid) -> LinkStatus {
@@ -236,8 +255,9 @@ impl Engine {
         // the whole body. The same holds for a cut exactly before the bindings' section:
         // it reads as the engine without them, a different state.)
         let links = bytes.windows(8).rposition(|w| w == b"GJLNK001");
+        let unbinds = bytes.windows(8).rposition(|w| w == b"GJUNB001");
         for cut in marker + 1..bytes.len() {
-            if Some(cut) == links {
+            if Some(cut) == links || Some(cut) == unbinds {
                 let without = State::decode_snapshot(&bytes[..cut]).expect("no bindings");
                 assert_ne!(without.state_hash(), self.state.state_hash());
                 continue;
@@ -874,7 +894,9 @@ fn a_cross_engine_binding_is_made_by_the_exchange_and_a_transfer_needs_it() {
     bj.deliver(&accepted.send[0]).expect("committed");
     assert_eq!(gd.wallet("S1"), Fen(2_000));
     // The receiver revokes on its own engine; the Unbind travels to gd.
-    let revoked = bj.unbind(bxid, Actor::Person(psn("R1"))).expect("revoked");
+    let revoked = bj
+        .unbind_as(bxid, Actor::Person(psn("R1")), Some("rv1"))
+        .expect("revoked");
     assert_eq!(reply_link(&revoked), LinkStatus::Revoked);
     assert_eq!(bj.state.fed_outbox(), revoked.send);
     let refused = transfer_out("tx4", bj.now, "R1", "S1", 440106, 100);
@@ -892,12 +914,77 @@ fn a_cross_engine_binding_is_made_by_the_exchange_and_a_transfer_needs_it() {
     assert_eq!(bj.status(&x1), XStatus::Closed(Outcome::Declined));
     gd.deliver(&declined).expect("returned");
     assert_eq!(gd.acct("S1"), Fen(100_000));
-    // Another person may not revoke it; a revoked binding revoked again is answered as is.
+    // Another person may not revoke it; a revoked binding revoked again is ALREADY_REVOKED,
+    // on either engine, and changes nothing (API.md's revoke).
     assert_eq!(
         gd.unbind(bxid, Actor::Person(psn("X1"))).map(|_| ()),
         Err(ErrCode::Forbidden)
     );
-    assert!(gd.unbind(bxid, Actor::Admin).expect("as is").replayed);
+    let (hash_gd, hash_bj) = (gd.state.state_hash(), bj.state.state_hash());
+    assert_eq!(
+        gd.unbind(bxid, Actor::Admin).map(|_| ()),
+        Err(ErrCode::AlreadyRevoked)
+    );
+    assert_eq!(
+        bj.unbind(bxid, Actor::Person(psn("R1"))).map(|_| ()),
+        Err(ErrCode::AlreadyRevoked)
+    );
+    // The first revocation's retry (same msgid, same binding) is answered as the first time.
+    let again = bj
+        .unbind_as(bxid, Actor::Person(psn("R1")), Some("rv1"))
+        .expect("replayed");
+    assert!(again.replayed && again.send.is_empty());
+    let shown = |reply: &EntryReply| match reply {
+        EntryReply::Fed(FedReply::Binding(l)) => (l.bxid, l.status, l.psn_no),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(shown(&again.reply), shown(&revoked.reply));
+    // Its msgid may name nothing else in R1's scope: another binding, a transfer.
+    let other = Xid {
+        engine: bxid.engine,
+        key: bxid.key ^ 1,
+    };
+    assert_eq!(
+        bj.unbind_as(other, Actor::Person(psn("R1")), Some("rv1"))
+            .map(|_| ()),
+        Err(ErrCode::MsgidConflict)
+    );
+    let reused = transfer_out("rv1", bj.now, "R1", "S1", 440106, 100);
+    assert_eq!(bj.apply(reused).map(|_| ()), Err(ErrCode::MsgidConflict));
+    let core = Op::Write(Command {
+        msgid: mid("rv1"),
+        time: bj.now,
+        actor: Actor::Person(psn("R1")),
+        body: Body::OpenWallet { psn_no: psn("R1") },
+    });
+    assert_eq!(
+        bj.apply(Entry::Core(core)).map(|_| ()),
+        Err(ErrCode::MsgidConflict)
+    );
+    // Malformed msgids are refused.
+    for bad in ["", "a b", &"x".repeat(65)] {
+        let op = Entry::Fed(FedOp::Unbind {
+            time: bj.now,
+            actor: Actor::Admin,
+            bxid,
+            msgid: Some(Msgid::from(bad).unwrap_or_default()),
+        });
+        assert_eq!(
+            bj.apply(op).map(|_| ()),
+            Err(ErrCode::BadRequest),
+            "{bad:?}"
+        );
+    }
+    // An op without a msgid (a journal written before they were kept) answers it as it is.
+    assert!(
+        gd.unbind_as(bxid, Actor::Admin, None)
+            .expect("as is")
+            .replayed
+    );
+    assert_eq!(
+        (gd.state.state_hash(), bj.state.state_hash()),
+        (hash_gd, hash_bj)
+    );
     gd.done();
     bj.done();
 }

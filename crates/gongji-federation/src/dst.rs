@@ -399,6 +399,7 @@ impl Sim {
             time: self.time(k),
             actor: Actor::Person(l.psn_no.expect("live")),
             bxid: l.bxid,
+            msgid: Some(self.msgid()),
         };
         self.submit_client(k, Entry::Fed(op), Tag::Unbind)
     }

@@ -80,10 +80,29 @@ impl NatsRelay {
         engine: EngineId,
         peers: &[EngineId],
     ) -> Result<NatsRelay, RelayError> {
+        NatsRelay::connect_with(url, engine, peers, 1).await
+    }
+
+    /// [`NatsRelay::connect`] to `url`, which may list the servers of a cluster separated by
+    /// commas (the client fails over between them), creating missing streams with `replicas`
+    /// copies (3 on a three-node JetStream cluster, so that a node's loss loses nothing and
+    /// stops nothing). A stream that exists is used as it is.
+    pub async fn connect_with(
+        url: &str,
+        engine: EngineId,
+        peers: &[EngineId],
+        replicas: usize,
+    ) -> Result<NatsRelay, RelayError> {
+        let urls: Vec<String> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
-            .connect(url)
+            .connect(urls)
             .await
             .map_err(|e| err("connect")(&e))?;
         let js = jetstream::new(client);
@@ -93,6 +112,7 @@ impl NatsRelay {
                 subjects: vec![subject(e)],
                 storage: stream::StorageType::File,
                 duplicate_window: Duration::from_secs(120),
+                num_replicas: replicas.max(1),
                 ..Default::default()
             })
             .await

@@ -36,7 +36,10 @@ use crate::relay::{NatsRelay, RelayError, FETCH_MESSAGES_MAX};
 /// How a served engine's relay runs.
 #[derive(Clone, Debug)]
 pub struct RelayOptions {
+    /// The server, or a cluster's servers separated by commas.
     pub url: String,
+    /// Copies of each stream the relay creates (`[federation] nats_replicas`).
+    pub replicas: usize,
     /// How often the outbox is looked at for resends.
     pub resend_every: Duration,
     /// The first resend of an exchange, and the longest interval between two.
@@ -48,6 +51,7 @@ impl RelayOptions {
     pub fn new(url: impl Into<String>) -> RelayOptions {
         RelayOptions {
             url: url.into(),
+            replicas: 1,
             resend_every: Duration::from_millis(500),
             resend_first: Duration::from_secs(1),
             resend_max: Duration::from_secs(30),
@@ -90,7 +94,7 @@ pub fn spawn(engine: Arc<Engine>, config: &FederationConfig, opts: RelayOptions)
 
 /// Connects, retrying every second until connected or stopped.
 async fn connect(
-    url: &str,
+    opts: &RelayOptions,
     me: EngineId,
     peers: &[EngineId],
     stopped: &mut watch::Receiver<bool>,
@@ -99,7 +103,7 @@ async fn connect(
         if *stopped.borrow() {
             return None;
         }
-        match NatsRelay::connect(url, me, peers).await {
+        match NatsRelay::connect_with(&opts.url, me, peers, opts.replicas).await {
             Ok(relay) => return Some(relay),
             Err(e) => tracing::warn!(engine = %me, error = %e, "federation relay: no bus yet"),
         }
@@ -126,7 +130,7 @@ async fn sender(
 ) {
     let mut unsent: Vec<Message> = Vec::new();
     let mut backoff = Backoff::default();
-    'connect: while let Some(relay) = connect(&opts.url, me, &peers, &mut stopped).await {
+    'connect: while let Some(relay) = connect(&opts, me, &peers, &mut stopped).await {
         let mut resend = tokio::time::interval(opts.resend_every);
         resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -231,7 +235,7 @@ async fn receiver(
     mut stopped: watch::Receiver<bool>,
 ) {
     use futures_util::{FutureExt, StreamExt};
-    'connect: while let Some(relay) = connect(&opts.url, me, &peers, &mut stopped).await {
+    'connect: while let Some(relay) = connect(&opts, me, &peers, &mut stopped).await {
         let mut stream = match relay.messages().await {
             Ok(stream) => stream,
             Err(e) => {

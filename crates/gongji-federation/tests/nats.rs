@@ -303,6 +303,7 @@ async fn transfers_cross_a_real_jetstream_exactly_once_through_a_server_kill() {
         time: next_day,
         actor: Actor::Person(psn(1, 0)),
         bxid,
+        msgid: Some(Msgid::from("unbind1").expect("fits")),
     };
     let sends = client(&mut nodes[1], Entry::Fed(unbind));
     publish_all(&relays[1], &sends).await;

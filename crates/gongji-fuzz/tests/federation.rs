@@ -120,6 +120,13 @@ fn entries() -> Vec<Entry> {
         time: 5,
         actor: Actor::Admin,
         bxid: xid(6),
+        msgid: None,
+    }));
+    out.push(Entry::Fed(FedOp::Unbind {
+        time: 6,
+        actor: Actor::Admin,
+        bxid: xid(7),
+        msgid: Some(Msgid::from("rv1").expect("fits")),
     }));
     out.push(Entry::Core(Op::Tick { time: 9 }));
     out
@@ -275,6 +282,7 @@ fn federated_snapshots() -> Vec<Vec<u8>> {
             time: 1_747_700_002,
             actor: Actor::Admin,
             bxid,
+            msgid: Some(Msgid::from("rv1").expect("fits")),
         },
     );
     let mut bytes = Vec::new();

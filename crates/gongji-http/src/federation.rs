@@ -15,8 +15,13 @@
 //! - `POST /v1/bindings` with `receiver_admdvs` of a peer's province: a cross-engine
 //!   `wallet_only` binding ([`FedOp::BindOut`]), answered `pending` with its id (`<engine>-<32
 //!   hex>`, the same on both engines); the receiver's engine makes it `active` or `refused`.
-//!   `POST /v1/bindings/{binding_id}/revoke` with such an id: [`FedOp::Unbind`], on either
-//!   person's engine. The person's `cross_engine_bindings` in `GET /v1/persons/{psn_no}`.
+//!   `POST /v1/bindings/{binding_id}/revoke` with such an id: [`FedOp::Unbind`] with its msgid,
+//!   on either person's engine (a revoked one: `409 ALREADY_REVOKED`). `GET
+//!   /v1/bindings/{binding_id}` and the person's `cross_engine_bindings` in `GET
+//!   /v1/persons/{psn_no}`.
+//! - `POST /v1/batch`: each op through [`plan`], as the single write.
+//! - `GET /v1/federation/counters`: the reconciliation counters, for `gongji federation
+//!   reconcile` and `gongji report` against running engines.
 //! - A transfer without `to_admdvs` to a psn_no that is no person here, but with whom the
 //!   sender has an active cross-engine binding: the binding says where the receiver lives
 //!   (API.md's body, unchanged).
@@ -28,8 +33,8 @@ use gongji_core::federation::{
     XStatus, Xid,
 };
 use gongji_core::time::format_cst;
-use gongji_core::{Actor, ErrCode, Rejection, State, TransferSource};
-use gongji_server::{FedRequest, SubmitError};
+use gongji_core::{Actor, ErrCode, Msgid, Rejection, State, TransferSource};
+use gongji_server::{FedRequest, SubmitError, WriteRequest};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -87,6 +92,54 @@ fn segments(path: &str) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// What a write on a federated engine becomes once parsed.
+pub(crate) enum Planned {
+    /// A core write whose body named a province this engine owns (`to_admdvs`,
+    /// `receiver_admdvs`): API.md's write, the member taken out.
+    Core(WriteRequest),
+    /// A federation op, and how its reply is shown.
+    Fed(FedRequest, Shape),
+}
+
+/// How a federation op's reply is shown.
+pub(crate) enum Shape {
+    /// A transfer: the exchange, with the sender's balances when `balances`.
+    Exchange {
+        balances: bool,
+    },
+    Binding,
+    Reversal {
+        omsgid: Msgid,
+        xid: Xid,
+    },
+}
+
+/// A write on a federated engine, parsed: `Some` when it is a federation one (or a core one
+/// whose body had a federation member), `None` for the core path, which parses and answers
+/// it as on any engine. The same for a single write and for an op of `POST /v1/batch`.
+pub(crate) fn plan(
+    app: &App,
+    config: &FederationConfig,
+    path: &str,
+    bytes: &[u8],
+    actor: &Actor,
+) -> Option<Result<Planned, Rejection>> {
+    match segments(path).as_slice() {
+        ["wallet", "transfers"] => transfer_out(app, config, bytes, actor),
+        ["wallet", "transfers", t, answer @ ("accept" | "decline")] => {
+            let xid = Xid::parse(t)?;
+            Some(answer_incoming(xid, *answer == "accept", bytes, actor))
+        }
+        ["reversals"] => reverse(app, bytes, actor),
+        ["bindings"] => bind_out(config, bytes, actor),
+        ["bindings", b, "revoke"] => {
+            let bxid = Xid::parse(b)?;
+            Some(unbind(bxid, bytes, actor))
+        }
+        _ => None,
+    }
+}
+
 /// A write on a federated engine: `Some` when it is a federation one (answered here), `None`
 /// for the core path.
 pub(crate) async fn write(
@@ -96,46 +149,73 @@ pub(crate) async fn write(
     bytes: &[u8],
     actor: &Actor,
 ) -> Option<Result<Value, Rejection>> {
-    match segments(path).as_slice() {
-        ["wallet", "transfers"] => transfer_out(app, config, bytes, actor).await,
-        ["wallet", "transfers", t, answer @ ("accept" | "decline")] => {
-            let xid = Xid::parse(t)?;
-            Some(answer_incoming(app, xid, *answer == "accept", bytes, actor).await)
+    let planned = plan(app, config, path, bytes, actor)?;
+    Some(
+        async {
+            match planned? {
+                Planned::Core(request) => {
+                    let mut results = gongji_console::submit(&app.engine, vec![request]).await?;
+                    let result = results.pop().expect("one result")?;
+                    let output = app.engine.read(|s| crate::render::reply(s, &result.reply));
+                    Ok(serde_json::to_value(&output).expect("JSON renders"))
+                }
+                Planned::Fed(request, shape) => {
+                    let mut results = submit_fed(app, vec![request]).await?;
+                    let reply = results.pop().expect("one result")?;
+                    Ok(app.engine.read(|s| render(s, config, &shape, reply)))
+                }
+            }
         }
-        ["reversals"] => reverse(app, bytes, actor).await,
-        ["bindings"] => bind_out(app, config, bytes, actor).await,
-        ["bindings", b, "revoke"] => {
-            let bxid = Xid::parse(b)?;
-            Some(unbind(app, config, bxid, bytes, actor).await)
+        .await,
+    )
+}
+
+/// Submits federation ops (applied in order, answered once all are durable).
+pub(crate) async fn submit_fed(
+    app: &App,
+    requests: Vec<FedRequest>,
+) -> Result<Vec<Result<FedReply, Rejection>>, Rejection> {
+    let rx = app.engine.submit_fed(requests).map_err(overloaded)?;
+    let results = rx.await.map_err(|_| overloaded(SubmitError::Stopped))?;
+    Ok(results
+        .into_iter()
+        .map(|r| match r?.reply {
+            EntryReply::Fed(reply) => Ok(reply),
+            other => unreachable!("a client's federation op answers federation: {other:?}"),
+        })
+        .collect())
+}
+
+/// A federation op's reply as the API shows it.
+pub(crate) fn render(
+    state: &State,
+    config: &FederationConfig,
+    shape: &Shape,
+    r: FedReply,
+) -> Value {
+    match (shape, r) {
+        (Shape::Exchange { balances }, FedReply::Exchange(view)) => {
+            exchange(state, config, &view, *balances)
         }
-        _ => None,
+        (Shape::Binding, FedReply::Binding(view)) => binding(config, &view),
+        (Shape::Reversal { omsgid, xid }, FedReply::Exchange(view)) => {
+            let result = match view.status {
+                XStatus::Closed(Outcome::Blocked) => "blocked",
+                _ => "requested",
+            };
+            json!({
+                "omsgid": omsgid.as_str(),
+                "result": result,
+                "transfer_id": xid.to_string(),
+                "status": status(view.status),
+            })
+        }
+        (_, other) => unreachable!("a client's op answers as its kind: {other:?}"),
     }
 }
 
-async fn submit_op(app: &App, inf_time: Option<i64>, op: FedOp) -> Result<FedReply, Rejection> {
-    let rx = app
-        .engine
-        .submit_fed(vec![FedRequest { inf_time, op }])
-        .map_err(overloaded)?;
-    let mut results = rx.await.map_err(|_| overloaded(SubmitError::Stopped))?;
-    match results.pop().expect("one result")?.reply {
-        EntryReply::Fed(reply) => Ok(reply),
-        other => unreachable!("a client's federation op answers federation: {other:?}"),
-    }
-}
-
-async fn submit(app: &App, inf_time: Option<i64>, op: FedOp) -> Result<ExchangeView, Rejection> {
-    match submit_op(app, inf_time, op).await? {
-        FedReply::Exchange(view) => Ok(view),
-        other => unreachable!("a transfer's op answers an exchange: {other:?}"),
-    }
-}
-
-async fn submit_link(app: &App, inf_time: Option<i64>, op: FedOp) -> Result<LinkView, Rejection> {
-    match submit_op(app, inf_time, op).await? {
-        FedReply::Binding(view) => Ok(view),
-        other => unreachable!("a binding's op answers a binding: {other:?}"),
-    }
+fn fed(inf_time: Option<i64>, op: FedOp, shape: Shape) -> Planned {
+    Planned::Fed(FedRequest { inf_time, op }, shape)
 }
 
 /// A member's value as a string (None: JSON null), and the rest of the body as JSON bytes.
@@ -162,71 +242,57 @@ fn take_member(bytes: &[u8], key: &str) -> Option<Result<Taken, Rejection>> {
 }
 
 /// A cross-engine binding (`receiver_admdvs` of a peer's province), else `None` (in-engine).
-async fn bind_out(
-    app: &App,
+fn bind_out(
     config: &FederationConfig,
     bytes: &[u8],
     actor: &Actor,
-) -> Option<Result<Value, Rejection>> {
+) -> Option<Result<Planned, Rejection>> {
     let taken = take_member(bytes, "receiver_admdvs")?;
-    Some(
-        async {
-            let (receiver_admdvs, rest) = taken?;
-            // The rest is API.md's binding body, parsed and checked as such.
-            let parsed = parse_write("/v1/bindings", from_text(&rest)?, actor)?;
-            let receiver_admdvs = match receiver_admdvs {
-                Some(a) => admdvs(&a)?,
-                None => return Err(bad("receiver_admdvs must be a string of six digits")),
-            };
-            let request = parsed.request;
-            if config.owns(admdvs_province(receiver_admdvs)) {
-                // An in-engine binding, as without the field.
-                let mut results = gongji_console::submit(&app.engine, vec![request]).await?;
-                let result = results.pop().expect("one result")?;
-                let output = app.engine.read(|s| crate::render::reply(s, &result.reply));
-                return Ok(serde_json::to_value(&output).expect("JSON renders"));
-            }
-            let Body::Bind {
-                giver_psn_no,
-                receiver_psn_no,
-                relation,
-            } = request.body
-            else {
-                unreachable!("a binding body")
-            };
-            let op = FedOp::BindOut {
-                msgid: request.msgid,
-                time: 0,
-                actor: actor.clone(),
-                giver_psn_no,
-                receiver_psn_no,
-                receiver_admdvs,
-                relation,
-            };
-            let view = submit_link(app, request.inf_time, op).await?;
-            Ok(binding(config, &view))
+    Some((|| {
+        let (receiver_admdvs, rest) = taken?;
+        // The rest is API.md's binding body, parsed and checked as such.
+        let parsed = parse_write("/v1/bindings", from_text(&rest)?, actor)?;
+        let receiver_admdvs = match receiver_admdvs {
+            Some(a) => admdvs(&a)?,
+            None => return Err(bad("receiver_admdvs must be a string of six digits")),
+        };
+        let request = parsed.request;
+        if config.owns(admdvs_province(receiver_admdvs)) {
+            // An in-engine binding, as without the field.
+            return Ok(Planned::Core(request));
         }
-        .await,
-    )
+        let Body::Bind {
+            giver_psn_no,
+            receiver_psn_no,
+            relation,
+        } = request.body
+        else {
+            unreachable!("a binding body")
+        };
+        let op = FedOp::BindOut {
+            msgid: request.msgid,
+            time: 0,
+            actor: actor.clone(),
+            giver_psn_no,
+            receiver_psn_no,
+            receiver_admdvs,
+            relation,
+        };
+        Ok(fed(request.inf_time, op, Shape::Binding))
+    })())
 }
 
 /// The revocation of a cross-engine binding, on either person's engine.
-async fn unbind(
-    app: &App,
-    config: &FederationConfig,
-    bxid: Xid,
-    bytes: &[u8],
-    actor: &Actor,
-) -> Result<Value, Rejection> {
+fn unbind(bxid: Xid, bytes: &[u8], actor: &Actor) -> Result<Planned, Rejection> {
     // The body is API.md's `{"msgid"}` (and an admin's `inf_time`), checked as such.
     let parsed = parse_write("/v1/bindings/1/revoke", from_text(bytes)?, actor)?;
     let op = FedOp::Unbind {
         time: 0,
         actor: actor.clone(),
         bxid,
+        msgid: Some(parsed.request.msgid),
     };
-    let view = submit_link(app, parsed.request.inf_time, op).await?;
-    Ok(binding(config, &view))
+    Ok(fed(parsed.request.inf_time, op, Shape::Binding))
 }
 
 /// A cross-engine binding as API.md shows a binding (`mulaid_scope` always `wallet_only`, no
@@ -257,6 +323,28 @@ pub(crate) fn binding(config: &FederationConfig, l: &LinkView) -> Value {
     v
 }
 
+/// `GET /v1/bindings/{binding_id}` of a cross-engine binding: admin, or its person here.
+pub(crate) fn get_binding(app: &App, bxid: &Xid, actor: &Actor) -> Result<Value, Rejection> {
+    let not_found = Rejection::with(ErrCode::BindingNotFound, "no such binding");
+    let config = app.engine.federation().ok_or(not_found)?;
+    app.engine.read(|s| {
+        // A record of an `Unbind` that came before its `Bind` holds no binding: not shown.
+        let view = s
+            .cross_binding(bxid)
+            .filter(|l| !l.receiver_psn_no.is_empty());
+        let view = view.ok_or(not_found)?;
+        let allowed = match actor {
+            Actor::Admin => true,
+            Actor::Institution(_) => false,
+            Actor::Person(me) => view.psn_no == Some(*me),
+        };
+        if !allowed {
+            return Err(Rejection::new(ErrCode::Forbidden));
+        }
+        Ok(binding(&config, &view))
+    })
+}
+
 /// The person's cross-engine bindings for `GET /v1/persons/{psn_no}` on a federated engine.
 pub(crate) fn person_bindings(state: &State, config: &FederationConfig, psn_no: &str) -> Value {
     Value::Array(
@@ -268,12 +356,12 @@ pub(crate) fn person_bindings(state: &State, config: &FederationConfig, psn_no: 
     )
 }
 
-async fn transfer_out(
+fn transfer_out(
     app: &App,
     config: &FederationConfig,
     bytes: &[u8],
     actor: &Actor,
-) -> Option<Result<Value, Rejection>> {
+) -> Option<Result<Planned, Rejection>> {
     let (to_admdvs, rest) = match take_member(bytes, "to_admdvs") {
         Some(Ok((to_admdvs, rest))) => {
             let to_admdvs = to_admdvs.ok_or(bad("to_admdvs must be a string of six digits"));
@@ -309,23 +397,19 @@ async fn transfer_out(
             })?)
         }
     };
-    Some(transfer_out_to(app, config, parsed.request, to_admdvs, actor).await)
+    Some(transfer_out_to(config, parsed.request, to_admdvs, actor))
 }
 
-async fn transfer_out_to(
-    app: &App,
+fn transfer_out_to(
     config: &FederationConfig,
-    request: gongji_server::WriteRequest,
+    request: WriteRequest,
     to_admdvs: Result<u32, Rejection>,
     actor: &Actor,
-) -> Result<Value, Rejection> {
+) -> Result<Planned, Rejection> {
     let to_admdvs = to_admdvs?;
     if config.owns(admdvs_province(to_admdvs)) {
         // An in-engine transfer, as without the field.
-        let mut results = gongji_console::submit(&app.engine, vec![request]).await?;
-        let result = results.pop().expect("one result")?;
-        let output = app.engine.read(|s| crate::render::reply(s, &result.reply));
-        return Ok(serde_json::to_value(&output).expect("JSON renders"));
+        return Ok(Planned::Core(request));
     }
     let Body::TransferCreate {
         from_psn_no,
@@ -346,17 +430,19 @@ async fn transfer_out_to(
         amount,
         source,
     };
-    let view = submit(app, request.inf_time, op).await?;
-    Ok(app.engine.read(|s| exchange(s, config, &view, true)))
+    Ok(fed(
+        request.inf_time,
+        op,
+        Shape::Exchange { balances: true },
+    ))
 }
 
-async fn answer_incoming(
-    app: &App,
+fn answer_incoming(
     xid: Xid,
     accept: bool,
     bytes: &[u8],
     actor: &Actor,
-) -> Result<Value, Rejection> {
+) -> Result<Planned, Rejection> {
     // The body is API.md's `{"msgid"}` (and an admin's `inf_time`), checked as such.
     let path = if accept {
         "/v1/wallet/transfers/1/accept"
@@ -378,12 +464,14 @@ async fn answer_incoming(
             xid,
         }
     };
-    let view = submit(app, parsed.request.inf_time, op).await?;
-    let config = app.engine.federation().expect("federated");
-    Ok(app.engine.read(|s| exchange(s, &config, &view, false)))
+    Ok(fed(
+        parsed.request.inf_time,
+        op,
+        Shape::Exchange { balances: false },
+    ))
 }
 
-async fn reverse(app: &App, bytes: &[u8], actor: &Actor) -> Option<Result<Value, Rejection>> {
+fn reverse(app: &App, bytes: &[u8], actor: &Actor) -> Option<Result<Planned, Rejection>> {
     let parsed = match from_text(bytes).and_then(|w| parse_write("/v1/reversals", w, actor)) {
         Ok(p) => p,
         // The core path answers it the same way.
@@ -402,18 +490,11 @@ async fn reverse(app: &App, bytes: &[u8], actor: &Actor) -> Option<Result<Value,
         actor: actor.clone(),
         omsgid,
     };
-    Some(submit(app, parsed.request.inf_time, op).await.map(|view| {
-        let result = match view.status {
-            XStatus::Closed(Outcome::Blocked) => "blocked",
-            _ => "requested",
-        };
-        json!({
-            "omsgid": omsgid.as_str(),
-            "result": result,
-            "transfer_id": xid.to_string(),
-            "status": status(view.status),
-        })
-    }))
+    Some(Ok(fed(
+        parsed.request.inf_time,
+        op,
+        Shape::Reversal { omsgid, xid },
+    )))
 }
 
 /// API.md's transfer statuses, and `blocked` for one the sender reversed before it arrived.
@@ -494,4 +575,49 @@ pub(crate) fn person_exchanges(state: &State, config: &FederationConfig, psn_no:
             .map(|x| exchange(state, config, x, false))
             .collect(),
     )
+}
+
+/// `GET /v1/federation/counters` (admin): this engine's reconciliation counters per CST day
+/// of creation and peer engine (`State::fed_counters`), what `gongji federation reconcile`
+/// and `gongji report` read from a running engine. An engine without `[federation]`: 404.
+pub(crate) fn counters(app: &App, actor: &Actor) -> Result<Value, Rejection> {
+    if *actor != Actor::Admin {
+        return Err(Rejection::new(ErrCode::Forbidden));
+    }
+    let config = app.engine.federation().ok_or(Rejection::with(
+        ErrCode::NotFound,
+        "not an engine of a federation",
+    ))?;
+    let tally = |t: gongji_core::federation::Tally| json!({"count": t.count, "amount": money(gongji_core::Fen(t.amount))});
+    app.engine.read(|s| {
+        let open = s.fed_open();
+        let in_flight: u64 = open.in_flight.values().map(|(n, _)| n).sum();
+        let rows: Vec<Value> = s
+            .fed_counters()
+            .into_iter()
+            .map(|((day, peer), c)| {
+                json!({
+                    "date": gongji_core::time::format_date(day),
+                    "peer": peer.as_str(),
+                    "sent": tally(c.sent),
+                    "committed": tally(c.committed),
+                    "returned": tally(c.returned),
+                    "in_flight": tally(c.in_flight),
+                    "received": tally(c.received),
+                    "accepted": tally(c.accepted),
+                    "refused": tally(c.refused),
+                    "pending": tally(c.pending),
+                })
+            })
+            .collect();
+        Ok(json!({
+            "engine": config.engine.as_str(),
+            "provinces": config.provinces.iter().map(|p| format!("{p:02}")).collect::<Vec<_>>(),
+            "op_count": s.op_count(),
+            "exchange_count": s.exchanges().count(),
+            "in_flight_count": in_flight,
+            "pending_count": open.pending,
+            "counters": rows,
+        }))
+    })
 }

@@ -10,12 +10,14 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gongji_core::certno::province_valid;
+use gongji_core::federation::{FedOp, FederationConfig};
 use gongji_core::time::{parse_date, parse_period, Period};
 use gongji_core::views::ENTRIES_LIMIT_MAX;
-use gongji_core::{Actor, ErrCode, Rejection};
-use gongji_server::{WriteRequest, WriteResult, SUBMISSION_OP_COUNT_MAX};
+use gongji_core::{Actor, Body as CoreBody, ErrCode, Rejection};
+use gongji_server::{FedRequest, WriteRequest, WriteResult, SUBMISSION_OP_COUNT_MAX};
 use serde_json::{json, Value};
 
+use crate::federation::Shape;
 use crate::render::{BatchResults, Envelope, Output};
 use crate::wire::{self, bad, from_text, parse_write, Field, OpWire, Yuan};
 use crate::{render, App, BODY_BYTES_MAX};
@@ -154,6 +156,9 @@ pub(crate) async fn batch(State(app): AppState, headers: HeaderMap, body: Body) 
     let result = async {
         let actor = actor(&app, &headers)?;
         let bytes = read_body(body).await?;
+        if let Some(config) = app.engine.federation() {
+            return batch_federated(&app, &config, &bytes, &actor).await;
+        }
         let mut parsed = parse_batch(&bytes, &actor)?;
         let requests: Vec<WriteRequest> = parsed
             .iter_mut()
@@ -185,6 +190,158 @@ pub(crate) async fn batch(State(app): AppState, headers: HeaderMap, body: Body) 
         Ok(output) => json_response(StatusCode::OK, &BatchOk(output)),
         Err(rejection) => fail(rejection),
     }
+}
+
+/// One op of a batch on a federated engine, parsed.
+enum FedBatchOp {
+    Core(BatchOp),
+    Fed(FedRequest, Shape),
+}
+
+/// A batch op's path and its body's text, for the federation's parser (which reads the
+/// body's members itself, as for a single write).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpRaw<'a> {
+    #[serde(borrow, default)]
+    path: Field<'a>,
+    #[serde(borrow, default)]
+    body: Option<&'a serde_json::value::RawValue>,
+}
+
+/// `POST /v1/batch` on a federated engine: each op is parsed as the same write alone would be
+/// (`to_admdvs`, `receiver_admdvs`, an exchange's or a cross-engine binding's id), so it gets
+/// the same answer. Core ops and federation ops go to the writer as separate submissions:
+/// each run of consecutive ops of one kind is one submission, made durable together, and a
+/// run is submitted only once the one before it is answered, so the ops apply in the
+/// batch's order. A batch of core ops alone is one submission, as on any engine. Two parses
+/// read the state (a reversal: did this scope's msgid make a cross-engine transfer? a
+/// transfer without `to_admdvs`: is the receiver a person here?); such an op is parsed after
+/// the run before it is applied when that run could change the answer.
+async fn batch_federated(
+    app: &App,
+    config: &FederationConfig,
+    bytes: &[u8],
+    actor: &Actor,
+) -> Result<BatchResults, Rejection> {
+    let wire: BatchWire = from_text(bytes)?;
+    let ops = wire.ops.ok_or(bad("ops must be an array"))?;
+    if ops.is_empty() {
+        return Err(bad("ops must not be empty"));
+    }
+    if ops.len() > SUBMISSION_OP_COUNT_MAX {
+        return Err(Rejection::with(ErrCode::TooLarge, "at most 8190 ops"));
+    }
+    let mut envelopes: Vec<Option<(u16, Envelope)>> = (0..ops.len()).map(|_| None).collect();
+    let mut run: Vec<(usize, FedBatchOp)> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let raw: Result<OpRaw, Rejection> = from_text(op.get().as_bytes());
+        let path = raw.as_ref().ok().and_then(|r| r.path.str("path").ok());
+        let flush_first = match path.as_deref() {
+            Some("/v1/reversals") => run
+                .iter()
+                .any(|(_, o)| matches!(o, FedBatchOp::Fed(r, _) if matches!(r.op, FedOp::TransferOut { .. }))),
+            Some("/v1/wallet/transfers") => run.iter().any(|(_, o)| {
+                matches!(o, FedBatchOp::Core(c) if matches!(c.request.as_ref().map(|r| &r.body), Some(CoreBody::Enrol { .. })))
+            }),
+            _ => false,
+        };
+        if flush_first {
+            flush(app, config, &mut run, &mut envelopes).await?;
+        }
+        match raw.and_then(|raw| parse_federated_op(app, config, raw, op.get(), actor)) {
+            Err(r) => envelopes[i] = Some((r.code.http_status(), render::error(&r))),
+            Ok(parsed) => {
+                let kind = |o: &FedBatchOp| matches!(o, FedBatchOp::Core(_));
+                if run
+                    .last()
+                    .is_some_and(|(_, last)| kind(last) != kind(&parsed))
+                {
+                    flush(app, config, &mut run, &mut envelopes).await?;
+                }
+                run.push((i, parsed));
+            }
+        }
+    }
+    flush(app, config, &mut run, &mut envelopes).await?;
+    Ok(BatchResults(
+        envelopes
+            .into_iter()
+            .map(|e| e.expect("every op answered"))
+            .collect(),
+    ))
+}
+
+/// One op of a federated batch, parsed as the same write alone would be.
+fn parse_federated_op(
+    app: &App,
+    config: &FederationConfig,
+    raw: OpRaw<'_>,
+    op: &str,
+    actor: &Actor,
+) -> Result<FedBatchOp, Rejection> {
+    use crate::federation::Planned;
+    let path = raw.path.str("path")?;
+    let body = raw.body.ok_or(bad("body"))?.get().as_bytes();
+    match crate::federation::plan(app, config, &path, body, actor) {
+        Some(Ok(Planned::Fed(request, shape))) => Ok(FedBatchOp::Fed(request, shape)),
+        Some(Ok(Planned::Core(request))) => Ok(FedBatchOp::Core(BatchOp {
+            request: Some(request),
+            raw_token: None,
+        })),
+        Some(Err(rejection)) => Err(rejection),
+        None => parse_batch_op(op.as_bytes(), actor).map(FedBatchOp::Core),
+    }
+}
+
+/// Submits a run of one kind of op, waits for it to be durable, and renders each answer.
+async fn flush(
+    app: &App,
+    config: &FederationConfig,
+    run: &mut Vec<(usize, FedBatchOp)>,
+    envelopes: &mut [Option<(u16, Envelope)>],
+) -> Result<(), Rejection> {
+    let Some((_, first)) = run.first() else {
+        return Ok(());
+    };
+    if matches!(first, FedBatchOp::Core(_)) {
+        let (at, mut ops): (Vec<usize>, Vec<BatchOp>) = run
+            .drain(..)
+            .map(|(i, o)| match o {
+                FedBatchOp::Core(op) => (i, op),
+                FedBatchOp::Fed(..) => unreachable!("a core run"),
+            })
+            .unzip();
+        let requests = ops.iter_mut().filter_map(|o| o.request.take()).collect();
+        let results = submit(app, requests).await?;
+        app.engine.read(|state| {
+            for ((&i, op), result) in at.iter().zip(&ops).zip(&results) {
+                envelopes[i] = Some(write_envelope(state, result, op.raw_token.as_deref()));
+            }
+        });
+        return Ok(());
+    }
+    let (at, planned): (Vec<usize>, Vec<(FedRequest, Shape)>) = run
+        .drain(..)
+        .map(|(i, o)| match o {
+            FedBatchOp::Fed(request, shape) => (i, (request, shape)),
+            FedBatchOp::Core(_) => unreachable!("a federation run"),
+        })
+        .unzip();
+    let (requests, shapes): (Vec<FedRequest>, Vec<Shape>) = planned.into_iter().unzip();
+    let results = crate::federation::submit_fed(app, requests).await?;
+    app.engine.read(|state| {
+        for ((&i, shape), result) in at.iter().zip(&shapes).zip(results) {
+            envelopes[i] = Some(match result {
+                Ok(reply) => {
+                    let v = crate::federation::render(state, config, shape, reply);
+                    (200, Envelope::Ok(Output::Value(v)))
+                }
+                Err(r) => (r.code.http_status(), render::error(&r)),
+            });
+        }
+    });
+    Ok(())
 }
 
 /// `{"infcode": 0, "output": {"results": …}}`.
@@ -368,6 +525,40 @@ pub(crate) async fn transfer(
         }
         Ok(render::transfer(&view))
     })())
+}
+
+/// `GET /v1/bindings/{binding_id}`: one binding as the person's view shows it, whatever its
+/// status (revoked too): an in-engine one by its number, a cross-engine one by its
+/// `<engine>-<32 hex>` id (federated engines). Admin, or the binding's person on this engine.
+pub(crate) async fn binding(
+    State(app): AppState,
+    binding_id: Segment,
+    headers: HeaderMap,
+) -> Response {
+    let binding_id = segment(binding_id);
+    respond((|| {
+        let actor = actor(&app, &headers)?;
+        let not_found = Rejection::with(ErrCode::BindingNotFound, "no such binding");
+        if let Some(bxid) = gongji_core::federation::Xid::parse(&binding_id) {
+            return crate::federation::get_binding(&app, &bxid, &actor);
+        }
+        let id = binding_id.parse::<u64>().map_err(|_| not_found)?;
+        let view = app.engine.read(|s| s.binding(id))?;
+        let allowed = match &actor {
+            Actor::Admin => true,
+            Actor::Institution(_) => false,
+            Actor::Person(me) => *me == view.giver_psn_no || *me == view.receiver_psn_no,
+        };
+        if !allowed {
+            return Err(forbidden());
+        }
+        Ok(render::binding(&view))
+    })())
+}
+
+/// `GET /v1/federation/counters` (admin; federated engines).
+pub(crate) async fn federation_counters(State(app): AppState, headers: HeaderMap) -> Response {
+    respond(actor(&app, &headers).and_then(|actor| crate::federation::counters(&app, &actor)))
 }
 
 pub(crate) async fn stats(

@@ -95,10 +95,15 @@ fn router_with(app: Arc<App>, limits: Limits) -> Router {
             get(handlers::reconciliation).post(handlers::reconcile),
         )
         .route("/v1/stats", get(handlers::stats))
+        .route(
+            "/v1/federation/counters",
+            get(handlers::federation_counters),
+        )
         .route("/v1/audit/verify", get(handlers::audit_verify))
         .route("/v1/persons/{psn_no}", get(handlers::person))
         .route("/v1/persons/{psn_no}/entries", get(handlers::entries))
         .route("/v1/settlements/{setl_id}", get(handlers::settlement))
+        .route("/v1/bindings/{binding_id}", get(handlers::binding))
         .route(
             "/v1/wallet/transfers/{transfer_id}",
             get(handlers::transfer),

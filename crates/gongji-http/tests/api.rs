@@ -144,6 +144,43 @@ async fn persons_institutions_status_wallet_and_credits() {
 }
 
 #[tokio::test]
+async fn a_binding_is_read_by_id() {
+    // Proves: GET /v1/bindings/{id} answers the binding as the person's view shows it, by
+    // admin, its giver or its receiver (others and institutions 403, no token 401); a revoked
+    // one is still read (status revoked, priority 0); unknown and malformed ids are 404
+    // BINDING_NOT_FOUND; reading changes nothing.
+    let w = World::new().await;
+    let path = format!("/v1/bindings/{}", w.ab);
+    let listed = w.s.person("PB").await["bindings_received"][0].clone();
+    let hash = w.s.state_hash();
+    assert_eq!(w.s.get(&w.admin, &path).await.ok(), listed);
+    assert_eq!(w.s.get(&w.pa, &path).await.ok(), listed);
+    assert_eq!(w.s.get(&w.pb, &path).await.ok(), listed);
+    w.s.get(&w.pc, &path).await.err(403, "FORBIDDEN");
+    w.s.get(&w.h1, &path).await.err(403, "FORBIDDEN");
+    assert_eq!(w.s.get_opt(None, &path).await.status, 401);
+    assert_eq!(w.s.state_hash(), hash);
+    for bad in [
+        "/v1/bindings/0",
+        "/v1/bindings/999",
+        "/v1/bindings/-1",
+        "/v1/bindings/1.0",
+        "/v1/bindings/18446744073709551616",
+        "/v1/bindings/%FF",
+        // An exchange-form id on an engine without [federation].
+        "/v1/bindings/e11-00000000000000000000000000000000",
+    ] {
+        w.s.get(&w.admin, bad).await.err(404, "BINDING_NOT_FOUND");
+    }
+    let revoke = format!("/v1/bindings/{}/revoke", w.ab);
+    let revoked = w.s.post(&w.pb, &revoke, json!({"msgid": m()})).await.ok();
+    let read = w.s.get(&w.pa, &path).await.ok();
+    assert_eq!(read["status"], "revoked");
+    assert_eq!(read["priority"], 0);
+    assert_eq!(read["binding_id"], revoked["binding_id"]);
+}
+
+#[tokio::test]
 async fn bindings_scope_priority_and_revoke() {
     // Proves: a binding returns its fields (scope in_province / wallet_only), priorities number
     // a receiver's givers 1, 2, … and are renumbered after a revoke, a person may bind as giver,

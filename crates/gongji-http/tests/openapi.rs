@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 /// The routes of `src/lib.rs` and the write paths of `src/wire.rs` (`target`), by hand: a new
 /// route must be added here and to the document.
-const CODE_ROUTES: [(&str, &str); 28] = [
+const CODE_ROUTES: [(&str, &str); 30] = [
     // lib.rs
     ("get", "/healthz"),
     ("get", "/metrics"),
@@ -26,6 +26,8 @@ const CODE_ROUTES: [(&str, &str); 28] = [
     ("get", "/v1/persons/{psn_no}/entries"),
     ("get", "/v1/settlements/{setl_id}"),
     ("get", "/v1/wallet/transfers/{transfer_id}"),
+    ("get", "/v1/bindings/{binding_id}"),
+    ("get", "/v1/federation/counters"),
     // wire.rs write paths (POST through the fallback)
     ("post", "/v1/tokens"),
     ("post", "/v1/tokens/{token_id}/revoke"),
@@ -646,6 +648,13 @@ async fn real_responses_match_the_documented_schemas() {
         Some(json!({"msgid": "br1", "inf_time": time()})),
         200,
     );
+    for (real, status) in [
+        ("/v1/bindings/1", 200),
+        ("/v1/bindings/2", 200),
+        ("/v1/bindings/9", 404),
+    ] {
+        step("get", "/v1/bindings/{binding_id}", real, None, status);
+    }
     let token_body = json!({"msgid": "tk1", "role": "institution", "fixmedins_code": inst,
         "inf_time": time()});
     step(
@@ -707,6 +716,9 @@ async fn real_responses_match_the_documented_schemas() {
         400,
     );
     step("get", "/v1/audit/verify", "/v1/audit/verify", None, 200);
+    // An engine without [federation] has no federation counters.
+    let counters = "/v1/federation/counters";
+    step("get", counters, counters, None, 404);
     step(
         "post",
         "/v1/batch",

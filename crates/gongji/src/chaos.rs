@@ -55,6 +55,10 @@ pub struct ChaosArgs {
     /// Keep the engines' data directories (and the server's store) afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// NATS servers: 1, or a JetStream cluster of 3 to 5 nodes on loopback (streams with 3
+    /// replicas), whose nodes are killed one at a time at random.
+    #[arg(long, default_value_t = 1)]
+    pub nats_cluster: usize,
 }
 
 /// SIGKILL and reap the child, if there is one.
@@ -90,58 +94,135 @@ fn wait_listening(port: u16, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// A real `nats-server` with JetStream, its store in `dir`.
+/// A real `nats-server` with JetStream, its store in `dir`; or a JetStream cluster of such
+/// servers on loopback (`--nats-cluster N`), each with its own store, routes to the others.
 pub struct Nats {
     bin: PathBuf,
     dir: PathBuf,
-    pub port: u16,
+    nodes: Vec<NatsNode>,
+}
+
+struct NatsNode {
+    port: u16,
+    route_port: u16,
     child: Option<Child>,
 }
 
 impl Nats {
     pub fn start(bin: PathBuf, dir: &Path) -> Result<Nats> {
+        Nats::start_cluster(bin, dir, 1)
+    }
+
+    /// One server (`nodes` 1, as `start`), or a cluster of `nodes`, all started and listening.
+    pub fn start_cluster(bin: PathBuf, dir: &Path, nodes: usize) -> Result<Nats> {
         std::fs::create_dir_all(dir)?;
         let mut n = Nats {
             bin,
             dir: dir.to_owned(),
-            port: free_port(),
-            child: None,
+            nodes: (0..nodes)
+                .map(|_| NatsNode {
+                    port: free_port(),
+                    route_port: free_port(),
+                    child: None,
+                })
+                .collect(),
         };
         n.restart()?;
         Ok(n)
     }
 
+    /// The client URL: every node's, separated by commas (the relay fails over between them).
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect();
+        urls.join(",")
     }
 
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Copies of each stream: 3 on a cluster of three or more, else 1.
+    pub fn replicas(&self) -> usize {
+        if self.nodes.len() >= 3 {
+            3
+        } else {
+            1
+        }
+    }
+
+    /// Starts every node that is down, then waits until each listens.
     pub fn restart(&mut self) -> Result<()> {
-        let conf = self.dir.join("nats.conf");
-        std::fs::write(
-            &conf,
-            format!(
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_none() {
+                self.spawn(i)?;
+            }
+        }
+        for n in &self.nodes {
+            wait_listening(n.port, "nats-server")?;
+        }
+        Ok(())
+    }
+
+    pub fn restart_node(&mut self, i: usize) -> Result<()> {
+        self.spawn(i)?;
+        wait_listening(self.nodes[i].port, "nats-server")
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<()> {
+        let (conf, log) = if self.nodes.len() == 1 {
+            let conf = format!(
                 "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
-                self.port,
+                self.nodes[0].port,
                 self.dir.join("store").display()
-            ),
-        )?;
+            );
+            (conf, "nats".to_owned())
+        } else {
+            let routes: Vec<String> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, n)| format!("nats-route://127.0.0.1:{}", n.route_port))
+                .collect();
+            let conf = format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n\
+                 cluster {{\n  name: gjfed\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                self.nodes[i].port,
+                self.dir.join(format!("store-n{i}")).display(),
+                self.nodes[i].route_port,
+                routes.join(", ")
+            );
+            (conf, format!("nats-n{i}"))
+        };
+        let conf_path = self.dir.join(format!("{log}.conf"));
+        std::fs::write(&conf_path, conf)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("nats.log"))?;
+            .open(self.dir.join(format!("{log}.log")))?;
         let child = Command::new(&self.bin)
             .arg("-c")
-            .arg(&conf)
+            .arg(&conf_path)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", self.bin.display()))?;
-        self.child = Some(child);
-        wait_listening(self.port, "nats-server")
+        self.nodes[i].child = Some(child);
+        Ok(())
     }
 
     pub fn kill9(&mut self) {
-        kill9(&mut self.child);
+        for n in &mut self.nodes {
+            kill9(&mut n.child);
+        }
+    }
+
+    pub fn kill9_node(&mut self, i: usize) {
+        kill9(&mut self.nodes[i].child);
     }
 }
 
@@ -164,7 +245,12 @@ pub struct EngineProc {
 
 impl EngineProc {
     /// Writes the config of engine `k` of `n` and starts it.
-    pub fn start(exe: &Path, root: &Path, k: usize, n: usize, nats: &str) -> Result<EngineProc> {
+    pub fn start(exe: &Path, root: &Path, k: usize, n: usize, nats: &Nats) -> Result<EngineProc> {
+        let replicas = match nats.replicas() {
+            1 => String::new(),
+            r => format!("nats_replicas = {r}\n"),
+        };
+        let nats = nats.url();
         let id = |k: usize| format!("e{}", PROVINCES[k]);
         let mut peers = String::new();
         for j in (0..n).filter(|&j| j != k) {
@@ -172,7 +258,7 @@ impl EngineProc {
         }
         let text = format!(
             "wallet_daily_count_max = 255\n\n[federation]\nengine = \"{}\"\nprovinces = [\"{}\"]\n\
-             nats = \"{nats}\"\n\n[federation.peers]\n{peers}",
+             nats = \"{nats}\"\n{replicas}\n[federation.peers]\n{peers}",
             id(k),
             PROVINCES[k]
         );
@@ -554,9 +640,11 @@ fn answer_client(sh: &Shared, k: usize, seed: u64) {
     }
 }
 
-fn chaos_thread(sh: &Shared, nats: &Mutex<Nats>, exe: &Path, seed: u64) -> Result<u64> {
+/// Kills engines and the bus (a node of it) at random until the run stops; returns the kills
+/// and how many of them were of the bus.
+fn chaos_thread(sh: &Shared, nats: &Mutex<Nats>, exe: &Path, seed: u64) -> Result<(u64, u64)> {
     let mut rng = SplitMix64::new(seed ^ 0xc4a05);
-    let mut kills = 0;
+    let (mut kills, mut bus_kills) = (0, 0);
     while !sh.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(700 + rng.next_u64() % 1500));
         if sh.stop.load(Ordering::Relaxed) {
@@ -566,9 +654,15 @@ fn chaos_thread(sh: &Shared, nats: &Mutex<Nats>, exe: &Path, seed: u64) -> Resul
         let down = Duration::from_millis(100 + rng.next_u64() % 700);
         if victim == sh.engines.len() {
             let mut n = nats.lock().expect("lock");
-            n.kill9();
+            // One node of a cluster, at random (the others keep the streams' quorum).
+            let node = match n.node_count() {
+                1 => 0,
+                count => rng.next_u64() as usize % count,
+            };
+            n.kill9_node(node);
             std::thread::sleep(down);
-            n.restart()?;
+            n.restart_node(node)?;
+            bus_kills += 1;
         } else {
             let mut e = sh.engines[victim].lock().expect("lock");
             e.kill9();
@@ -577,7 +671,7 @@ fn chaos_thread(sh: &Shared, nats: &Mutex<Nats>, exe: &Path, seed: u64) -> Resul
         }
         kills += 1;
     }
-    Ok(kills)
+    Ok((kills, bus_kills))
 }
 
 /// Bad input through HTTP and forged or damaged bytes through the bus change nothing (the
@@ -890,6 +984,10 @@ pub fn run(args: ChaosArgs) -> Result<()> {
         args.persons >= 2 && args.persons <= 1000,
         "--persons 2 to 1000"
     );
+    ensure!(
+        args.nats_cluster == 1 || (3..=5).contains(&args.nats_cluster),
+        "--nats-cluster 1, or 3 to 5"
+    );
     let started = Instant::now();
     let exe = std::env::current_exe()?;
     let nats_bin = nats_server()?;
@@ -897,11 +995,17 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     let root = tempfile::Builder::new()
         .prefix("gongji-chaos-")
         .tempdir_in(&args.dir)?;
-    let nats = Nats::start(nats_bin, &root.path().join("nats"))?;
+    let nats = Nats::start_cluster(nats_bin, &root.path().join("nats"), args.nats_cluster)?;
     let url = nats.url();
     let mut engines = Vec::new();
     for k in 0..args.engines {
-        engines.push(EngineProc::start(&exe, root.path(), k, args.engines, &url)?);
+        engines.push(EngineProc::start(
+            &exe,
+            root.path(),
+            k,
+            args.engines,
+            &nats,
+        )?);
     }
     let https: Vec<Http> = engines
         .iter()
@@ -929,8 +1033,14 @@ pub fn run(args: ChaosArgs) -> Result<()> {
         check_pending_both_sides(&sh)?,
     ];
     checked.extend(check_bad_input(&sh, &url)?);
+    if args.nats_cluster > 1 {
+        checked.push(format!(
+            "the bus is a {}-node JetStream cluster (streams with 3 replicas, clients failing over between the nodes); kills of the bus are of one node at a time, at random",
+            args.nats_cluster
+        ));
+    }
     let nats = Mutex::new(nats);
-    let kills = std::thread::scope(|scope| -> Result<u64> {
+    let (kills, bus_kills) = std::thread::scope(|scope| -> Result<(u64, u64)> {
         for k in 0..n {
             for c in 0..args.clients {
                 let sh = &sh;
@@ -947,7 +1057,7 @@ pub fn run(args: ChaosArgs) -> Result<()> {
         sh.stop.store(true, Ordering::Relaxed);
         match chaos {
             Some(c) => c.join().expect("chaos thread"),
-            None => Ok(0),
+            None => Ok((0, 0)),
         }
     })?;
     // Heal, then move every clock a day on: what was left pending expires at 06:00.
@@ -991,7 +1101,7 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     checked.push("each engine's state from its snapshot (written at the clean stop; earlier ones at each restart) has the hash of its journal replayed from op 1".to_owned());
     checked.push("every acknowledged transfer is on its sender's engine with its amount; every acknowledged accept or decline is the receiver's outcome".to_owned());
     println!(
-        "federation chaos: {n} engines, {} s, {} acknowledged transfers ({outcomes:?}), {} answers, {} reversals, {kills} kills (engines and nats-server), {} client calls without an answer, quiescent after {:.1} s, {:.1} s in all",
+        "federation chaos: {n} engines, {} s, {} acknowledged transfers ({outcomes:?}), {} answers, {} reversals, {kills} kills ({bus_kills} of nats-server nodes), {} client calls without an answer, quiescent after {:.1} s, {:.1} s in all",
         args.seconds,
         log.transfers.len(),
         log.answers.len(),
@@ -1095,7 +1205,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         .tempdir_in(&args.dir)?;
     let nats = Nats::start(nats_bin, &root.path().join("nats"))?;
     let engines: Vec<EngineProc> = (0..2)
-        .map(|k| EngineProc::start(&exe, root.path(), k, 2, &nats.url()))
+        .map(|k| EngineProc::start(&exe, root.path(), k, 2, &nats))
         .collect::<Result<_>>()?;
     let https: Vec<Http> = engines
         .iter()

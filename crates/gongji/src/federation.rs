@@ -24,7 +24,8 @@ pub enum FederationCmd {
     Chaos(crate::chaos::ChaosArgs),
     /// Reconciliation between engines (对账): per pair of engines and day, the sender's sent,
     /// committed and returned against the receiver's received, accepted and refused, over the
-    /// engines' data directories (read-only). Prints every difference; exits non-zero on any.
+    /// engines' data directories (read-only) and running engines (`--url`, `--token`). Prints
+    /// every difference; exits non-zero on any.
     Reconcile(ReconcileArgs),
     /// Two engines and a nats-server on loopback (from PATH): cross-province transfers per
     /// second over HTTP, and the time from the sender's acknowledgement to the receiver's
@@ -34,9 +35,16 @@ pub enum FederationCmd {
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    /// An engine's data directory; two or more.
-    #[arg(long, required = true)]
+    /// An engine's data directory (repeated); with `--url`, two or more engines in all.
+    #[arg(long)]
     pub data: Vec<std::path::PathBuf>,
+    /// A running engine's base URL (repeated), read over HTTP with an admin token.
+    #[arg(long)]
+    pub url: Vec<String>,
+    /// The admin token for each `--url`, in order (or one for all); `@FILE` reads it from a
+    /// file, such as the engine's `admin.token`.
+    #[arg(long)]
+    pub token: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -88,19 +96,24 @@ fn dst(args: FedDstArgs) -> Result<()> {
 }
 
 fn reconcile(args: ReconcileArgs) -> Result<()> {
-    if args.data.len() < 2 {
-        bail!("--data: two or more engines' data directories");
+    let remotes = crate::remote::remotes(&args.url, &args.token)?;
+    if args.data.len() + remotes.len() < 2 {
+        bail!("--data, --url: two or more engines (data directories or running engines)");
     }
-    let mut engines = Vec::new();
+    let mut engines: Vec<(EngineId, gongji_federation::reconcile::EngineCounters)> = Vec::new();
+    let mut add = |id: EngineId, counters| {
+        if engines.iter().any(|(seen, _)| *seen == id) {
+            bail!("engine {id} given twice");
+        }
+        engines.push((id, counters));
+        Ok(())
+    };
     for dir in &args.data {
         let (state, head, _) = gongji_server::inspect(&gongji_server::Config::new(dir))
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
         let config = state
             .federation_config()
             .with_context(|| format!("{}: not an engine of a federation", dir.display()))?;
-        if engines.iter().any(|(id, _)| *id == config.engine) {
-            bail!("engine {} given twice", config.engine);
-        }
         let open = state.fed_open();
         let in_flight: u64 = open.in_flight.values().map(|(n, _)| n).sum();
         println!(
@@ -111,7 +124,15 @@ fn reconcile(args: ReconcileArgs) -> Result<()> {
             state.exchanges().count(),
             open.pending
         );
-        engines.push((config.engine, state.fed_counters()));
+        add(config.engine, state.fed_counters())?;
+    }
+    for remote in &remotes {
+        let c = remote.counters()?;
+        println!(
+            "engine {} ({}, running): op {}, {} exchanges, {} in flight, {} pending",
+            c.engine, remote.url, c.op_count, c.exchange_count, c.in_flight_count, c.pending_count
+        );
+        add(c.engine, c.counters)?;
     }
     let differences = gongji_federation::reconcile::reconcile(&engines);
     for d in &differences {
@@ -136,8 +157,11 @@ pub struct FederationToml {
     pub engine: String,
     /// Province prefixes this engine owns ("44").
     pub provinces: Vec<String>,
-    /// The NATS server the relay uses (required to serve).
+    /// The NATS server the relay uses (required to serve); a cluster's servers separated by
+    /// commas.
     pub nats: Option<String>,
+    /// Copies of each JetStream stream the relay creates (1 to 5; 3 on a three-node cluster).
+    pub nats_replicas: Option<usize>,
     #[serde(default)]
     pub peers: BTreeMap<String, Vec<String>>,
 }
@@ -160,10 +184,15 @@ impl FederationToml {
         for (engine, list) in &self.peers {
             peers.insert(id(engine)?, provinces(list)?);
         }
-        if let Some(url) = &self.nats {
-            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
-                bail!("[federation] nats: a nats:// or tls:// URL, not {url:?}");
+        if let Some(urls) = &self.nats {
+            for url in urls.split(',').map(str::trim) {
+                if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                    bail!("[federation] nats: nats:// or tls:// URLs separated by commas, not {urls:?}");
+                }
             }
+        }
+        if self.nats_replicas.is_some_and(|r| !(1..=5).contains(&r)) {
+            bail!("[federation] nats_replicas: 1 to 5");
         }
         let config = FederationConfig {
             engine: id(&self.engine)?,
@@ -198,6 +227,12 @@ mod tests {
         assert_eq!(config.engine.as_str(), "gd");
         assert_eq!(config.provinces, vec![44]);
         assert_eq!(config.peer_of(31).map(|e| e.to_string()), Some("sh".into()));
+        // A cluster: its servers separated by commas, and three copies of each stream.
+        let cluster = "engine = \"gd\"\nprovinces = [\"44\"]\nnats_replicas = 3\n\
+            nats = \"nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224\"";
+        let table: FederationToml = toml::from_str(cluster).expect("parses");
+        table.to_config().expect("valid");
+        assert_eq!(table.nats_replicas, Some(3));
         for bad in [
             "engine = \"gd\"\nprovinces = [\"44\"]\n[peers]\nbj = [\"44\"]",
             "engine = \"GD\"\nprovinces = [\"44\"]",
@@ -205,6 +240,12 @@ mod tests {
             "engine = \"gd\"\nprovinces = [\"99\"]",
             "engine = \"gd\"\nprovinces = [\"44\"]\nextra = 1",
             "engine = \"gd\"\nprovinces = [\"44\"]\nnats = \"http://x\"",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats = \"nats://a:1,http://x\"",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats = \"nats://a:1,\"",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats_replicas = 0",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats_replicas = 6",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats_replicas = -1",
+            "engine = \"gd\"\nprovinces = [\"44\"]\nnats_replicas = \"3\"",
         ] {
             let parsed = toml::from_str::<FederationToml>(bad);
             assert!(

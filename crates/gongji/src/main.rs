@@ -7,6 +7,7 @@ mod demo;
 mod federation;
 mod ops;
 mod project;
+mod remote;
 mod serve;
 mod simulate;
 mod store;

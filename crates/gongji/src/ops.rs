@@ -155,9 +155,17 @@ pub(crate) fn compare_with_genesis(
 pub struct ReportArgs {
     /// A data directory; repeated (`--data a --data b …`): the engines of a federation, whose
     /// national table is the sum of theirs (each transfer counted once, by its receiver's
-    /// engine).
-    #[arg(long, default_value = "./gongji-data")]
+    /// engine). Default `./gongji-data` when neither `--data` nor `--url` is given.
+    #[arg(long)]
     pub data: Vec<PathBuf>,
+    /// A running engine's base URL (repeated; beside `--data` or instead of it), read over
+    /// HTTP (`GET /v1/stats`) with an admin token.
+    #[arg(long)]
+    pub url: Vec<String>,
+    /// The admin token for each `--url`, in order (or one for all); `@FILE` reads it from a
+    /// file, such as the engine's `admin.token`.
+    #[arg(long)]
+    pub token: Vec<String>,
     /// First month, YYYY-MM.
     #[arg(long)]
     pub from: String,
@@ -172,25 +180,19 @@ pub struct ReportArgs {
     pub store: Option<String>,
 }
 
-pub fn report(args: ReportArgs) -> Result<()> {
+pub fn report(mut args: ReportArgs) -> Result<()> {
     let from = parse_period(&args.from).context("--from must be YYYY-MM")?;
     let to = parse_period(&args.to).context("--to must be YYYY-MM")?;
+    let remotes = crate::remote::remotes(&args.url, &args.token)?;
+    if args.data.is_empty() && remotes.is_empty() {
+        args.data.push(PathBuf::from("./gongji-data"));
+    }
+    // Several sources must be distinct engines of one federation: an unfederated engine
+    // holds every province, and one engine twice would count twice.
+    let several = args.data.len() + remotes.len() > 1;
     let mut s: Option<gongji_core::views::StatsView> = None;
     let mut engines = std::collections::BTreeSet::new();
-    for dir in &args.data {
-        let (state, _, _) = crate::store::inspect(&Config::new(dir), args.store.as_deref())
-            .with_context(|| format!("{}", dir.display()))?;
-        if args.data.len() > 1 {
-            // Several directories must be distinct engines of one federation: an unfederated
-            // engine holds every province, and one engine twice would count twice.
-            let config = state
-                .federation_config()
-                .with_context(|| format!("{}: not an engine of a federation", dir.display()))?;
-            if !engines.insert(config.engine) {
-                anyhow::bail!("engine {} given twice", config.engine);
-            }
-        }
-        let v = state.stats(from, to, args.prov);
+    let mut add = |v: gongji_core::views::StatsView| {
         s = Some(match s {
             None => v,
             Some(t) => gongji_core::views::StatsView {
@@ -203,9 +205,34 @@ pub fn report(args: ReportArgs) -> Result<()> {
                 cross_province: t.cross_province.plus(v.cross_province),
             },
         });
+    };
+    for dir in &args.data {
+        let (state, _, _) = crate::store::inspect(&Config::new(dir), args.store.as_deref())
+            .with_context(|| format!("{}", dir.display()))?;
+        if several {
+            let config = state
+                .federation_config()
+                .with_context(|| format!("{}: not an engine of a federation", dir.display()))?;
+            if !engines.insert(config.engine) {
+                anyhow::bail!("engine {} given twice", config.engine);
+            }
+        }
+        add(state.stats(from, to, args.prov));
+    }
+    for remote in &remotes {
+        if several {
+            let engine = remote
+                .counters()
+                .with_context(|| format!("{}: not an engine of a federation", remote.url))?
+                .engine;
+            if !engines.insert(engine) {
+                anyhow::bail!("engine {engine} given twice");
+            }
+        }
+        add(remote.stats(&args.from, &args.to, args.prov)?);
     }
     let s = s.context("no data directory")?;
-    if args.data.len() > 1 {
+    if several {
         let names: Vec<String> = engines.iter().map(|e| e.to_string()).collect();
         println!("National table of engines {}", names.join(", "));
     }

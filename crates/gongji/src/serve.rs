@@ -32,10 +32,12 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> Result<()> {
     let mut config = Config::new(&args.data);
     let mut nats = None;
+    let mut replicas = 1;
     if let Some(path) = &args.config {
         let file = ConfigFile::load(path)?;
         file.apply(&mut config)?;
         if let Some(table) = &file.federation {
+            replicas = table.nats_replicas.unwrap_or(1);
             nats =
                 Some(table.nats.clone().context(
                     "[federation] nats: the NATS server the relay uses (nats://host:port)",
@@ -75,10 +77,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let relay = match (&config.federation, &nats) {
             (Some(federation), Some(url)) => {
                 tracing::info!(engine = %federation.engine, nats = %url, "federation relay");
+                let mut opts = gongji_federation::serve::RelayOptions::new(url.clone());
+                opts.replicas = replicas;
                 Some(gongji_federation::serve::spawn(
                     engine.clone(),
                     federation,
-                    gongji_federation::serve::RelayOptions::new(url.clone()),
+                    opts,
                 ))
             }
             _ => None,

@@ -374,11 +374,19 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
             e.u32(*receiver_admdvs);
             e.u8(*relation as u8);
         }
-        FedOp::Unbind { time, actor, bxid } => {
-            e.u8(7);
+        FedOp::Unbind {
+            time,
+            actor,
+            bxid,
+            msgid,
+        } => {
+            e.u8(if msgid.is_some() { 8 } else { 7 });
             e.i64(*time);
             e.actor(actor);
             e.xid(bxid);
+            if let Some(msgid) = msgid {
+                e.str8(msgid);
+            }
         }
     }
 }
@@ -434,10 +442,14 @@ pub fn decode_entry(buf: &[u8]) -> Result<Entry, DecodeError> {
             receiver_admdvs: d.u32()?,
             relation: d.relation()?,
         },
-        7 => FedOp::Unbind {
+        tag @ (7 | 8) => FedOp::Unbind {
             time: d.i64()?,
             actor: d.actor()?,
             bxid: d.xid()?,
+            msgid: match tag {
+                8 => Some(d.str8(msgid_valid, "msgid")?),
+                _ => None,
+            },
         },
         _ => return d.err("federation op tag"),
     };

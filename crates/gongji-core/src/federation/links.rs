@@ -204,6 +204,9 @@ impl super::Federation {
     pub(crate) fn push_link(&mut self, link: Link) -> u32 {
         let l = self.links.len() as u32;
         self.link_index.insert(link.bxid, l);
+        if let Some(p) = link.person {
+            self.person_links.insert((p, l));
+        }
         self.links.push(link);
         self.resync_link(l);
         l
@@ -249,6 +252,12 @@ impl super::Federation {
                 return Err(format!("binding {}: live set differs", link.bxid));
             }
             live += usize::from(is_live);
+            if link
+                .person
+                .is_some_and(|p| !self.person_links.contains(&(p, l)))
+            {
+                return Err(format!("binding {}: not in its person's set", link.bxid));
+            }
             let pending_ok = link.giver_here || link.status != LinkStatus::Pending;
             let giver_ok = !link.giver_here || link.person.is_some();
             let unbind_ok = !link.unbind || link.status == LinkStatus::Revoked;
@@ -257,7 +266,9 @@ impl super::Federation {
                 return Err(format!("binding {}: {:?}", link.bxid, link.status));
             }
         }
+        let with_person = self.links.iter().filter(|l| l.person.is_some()).count();
         if live != self.live.len()
+            || with_person != self.person_links.len()
             || self
                 .link_outbox
                 .iter()

@@ -294,8 +294,16 @@ pub enum FedOp {
         receiver_admdvs: u32,
         relation: Relation,
     },
-    /// Either person (or an admin) revokes a cross-engine binding on their own engine.
-    Unbind { time: i64, actor: Actor, bxid: Xid },
+    /// Either person (or an admin) revokes a cross-engine binding on their own engine. With
+    /// the client's `msgid` (op tag 8) the revocation is idempotent by it, as API.md's revoke:
+    /// a retry answers the first time's answer, another revoke of a revoked binding is
+    /// `ALREADY_REVOKED`. Without it (op tag 7, journals written before): answered as it is.
+    Unbind {
+        time: i64,
+        actor: Actor,
+        bxid: Xid,
+        msgid: Option<Msgid>,
+    },
 }
 
 impl FedOp {
@@ -398,6 +406,14 @@ pub struct Federation {
     pub(crate) link_outbox: BTreeSet<u32>,
     /// (local person, link) of every pending or active link: the persons' binding limits.
     pub(crate) live: BTreeSet<(u32, u32)>,
+    /// (local person, exchange) of every exchange with a person here: the person's view.
+    pub(crate) person_exchanges: BTreeSet<(u32, u32)>,
+    /// (local person, link) of every link with a person here, whatever its status.
+    pub(crate) person_links: BTreeSet<(u32, u32)>,
+    /// The msgid key (in the client's scope) of each revocation made here by a client write
+    /// that carried its msgid, and the link it revoked: a retry is answered from it, and no
+    /// other write may take the msgid.
+    pub(crate) unbind_msgids: BTreeMap<u128, u32>,
 }
 
 impl Federation {
@@ -440,12 +456,37 @@ impl Federation {
         Ok((crate::certno::admdvs_province(x.sender_admdvs), x.amount))
     }
 
+    /// Appends an exchange record and enters it in the index and the person's set (the
+    /// outbox and expiry set are the caller's: they depend on the side and status).
+    pub(crate) fn push_exchange(&mut self, x: Exchange) -> u32 {
+        let i = self.exchanges.len() as u32;
+        let fresh = self.index.insert(x.xid, i).is_none();
+        assert!(fresh, "exchange {} recorded twice", x.xid);
+        if let Some(p) = x.person {
+            self.person_exchanges.insert((p, i));
+        }
+        self.exchanges.push(x);
+        i
+    }
+
     /// The derived sets and the index agree with the records.
     pub(crate) fn check(&self, person_count: usize) -> Result<(), String> {
         if self.config.is_none() && !(self.exchanges.is_empty() && self.links.is_empty()) {
             return Err("exchanges without [federation]".into());
         }
         self.check_links(person_count)?;
+        for (&key, &l) in &self.unbind_msgids {
+            // Revoked here; a refusal crossing the revocation may have closed it since.
+            let closed = self
+                .links
+                .get(l as usize)
+                .is_some_and(|link| !link.status.is_live() && link.person.is_some());
+            if !closed || key == 0 {
+                return Err(format!(
+                    "revocation msgid {key:x}: link {l} is not closed here"
+                ));
+            }
+        }
         if self.index.len() != self.exchanges.len() {
             return Err("exchange index size differs".into());
         }
@@ -471,6 +512,15 @@ impl Federation {
             if !x.outgoing && x.status == XStatus::InFlight {
                 return Err(format!("exchange {}: receiver side", x.xid));
             }
+            if x.person
+                .is_some_and(|p| !self.person_exchanges.contains(&(p, i)))
+            {
+                return Err(format!("exchange {}: not in its person's set", x.xid));
+            }
+        }
+        let with_person = self.exchanges.iter().filter(|x| x.person.is_some()).count();
+        if with_person != self.person_exchanges.len() {
+            return Err("the persons' exchange set names an unknown exchange".into());
         }
         // Every record was checked against both sets above; what is left is an entry naming
         // no record.

@@ -92,7 +92,11 @@ impl State {
             };
             self.fed.index.contains_key(&xid) || self.fed.link_index.contains_key(&xid)
         };
-        if mine(msgid) {
+        let unbind_msgid = self
+            .fed
+            .unbind_msgids
+            .contains_key(&msgid_key(actor.msgid_scope(), msgid));
+        if mine(msgid) || unbind_msgid {
             return Err(Rejection::new(ErrCode::MsgidConflict));
         }
         match body {
@@ -130,7 +134,12 @@ impl State {
             FedOp::Decline { actor, xid, time } => self.incoming_answer(actor, xid, *time, false),
             FedOp::Deliver { msg, time } => self.deliver(&config, msg, *time),
             FedOp::BindOut { .. } => self.bind_out(&config, op),
-            FedOp::Unbind { actor, bxid, time } => self.unbind(actor, bxid, *time),
+            FedOp::Unbind {
+                actor,
+                bxid,
+                time,
+                msgid,
+            } => self.unbind(&config, actor, bxid, msgid.as_ref(), *time),
         };
         match step {
             Ok(Step::Applied(reply, mut send)) => {
@@ -221,7 +230,7 @@ impl State {
                 Some(_) => Rejection::new(ErrCode::MsgidConflict),
             });
         }
-        if self.fed.link_index.contains_key(&xid) {
+        if self.fed.link_index.contains_key(&xid) || self.fed.unbind_msgids.contains_key(&key) {
             return Err(Rejection::new(ErrCode::MsgidConflict));
         }
         self.time_ok(time)?;
@@ -241,10 +250,9 @@ impl State {
         // Checked: the change starts here.
         let day = cst_day(time) as u32;
         self.persons.wallet_day[from as usize] = (day << 8) | (day_count + 1);
-        let i = self.fed.exchanges.len() as u32;
         let expires_at = day_start(cst_day(time) + 1) + i64::from(self.params.wallet_expiry_second);
         let sender_admdvs = self.persons.hot[from as usize].admdvs;
-        self.fed.exchanges.push(Exchange {
+        let i = self.fed.push_exchange(Exchange {
             xid,
             outgoing: true,
             peer,
@@ -260,7 +268,6 @@ impl State {
             reversed: false,
             fingerprint,
         });
-        self.fed.index.insert(xid, i);
         self.fed.in_flight.insert(i);
         let memo = exchange_memo(EntryKind::WalletHold, time, i);
         self.post(
@@ -518,8 +525,7 @@ impl State {
             Some(r) if self.persons.wallet_open(r) && bound(r) => XStatus::Pending,
             _ => XStatus::Closed(Outcome::Declined),
         };
-        let i = self.fed.exchanges.len() as u32;
-        self.fed.exchanges.push(Exchange {
+        let i = self.fed.push_exchange(Exchange {
             xid,
             outgoing: false,
             peer: xid.engine,
@@ -535,7 +541,6 @@ impl State {
             reversed: false,
             fingerprint: 0,
         });
-        self.fed.index.insert(xid, i);
         if status == XStatus::Pending {
             self.fed.expiry.insert((expires_at, i));
         }
@@ -563,8 +568,7 @@ impl State {
             return Ok(Step::Replay(FedReply::Delivered, send));
         }
         self.time_ok(time)?;
-        let i = self.fed.exchanges.len() as u32;
-        self.fed.exchanges.push(Exchange {
+        let i = self.fed.push_exchange(Exchange {
             xid: *xid,
             outgoing: false,
             peer: xid.engine,
@@ -580,7 +584,6 @@ impl State {
             reversed: false,
             fingerprint: 0,
         });
-        self.fed.index.insert(*xid, i);
         Ok(Step::Applied(
             FedReply::Delivered,
             vec![self.outcome_message(i)],
@@ -724,18 +727,18 @@ impl State {
         self.fed.exchanges[i as usize].outgoing.then_some(xid)
     }
 
-    /// The exchanges of one person here (sent or received), newest first, at most `limit`.
-    /// A scan of the records: a few hundred thousand a year nationally (an index per person
-    /// is not built).
+    /// The exchanges of one person here (sent or received), newest first, at most `limit`
+    /// (the person's set: no scan of the records).
     pub fn person_exchanges(&self, psn_no: &str, limit: usize) -> Vec<ExchangeView> {
         let Some(p) = self.persons.find(psn_no) else {
             return Vec::new();
         };
-        (0..self.fed.exchanges.len() as u32)
+        self.fed
+            .person_exchanges
+            .range((p, 0)..=(p, u32::MAX))
             .rev()
-            .filter(|&i| self.fed.exchanges[i as usize].person == Some(p))
             .take(limit)
-            .map(|i| self.exchange_view(i))
+            .map(|&(_, i)| self.exchange_view(i))
             .collect()
     }
 

@@ -63,7 +63,8 @@ impl State {
                 Vec::new(),
             ));
         }
-        if self.fed.index.contains_key(&bxid) || self.msgids.get(key).is_some() {
+        let taken = self.fed.index.contains_key(&bxid) || self.fed.unbind_msgids.contains_key(&key);
+        if taken || self.msgids.get(key).is_some() {
             return Err(Rejection::new(ErrCode::MsgidConflict));
         }
         self.time_ok(*time)?;
@@ -143,14 +144,44 @@ impl State {
     }
 
     /// Either person (or an admin) revokes a cross-engine binding; the peer learns it by
-    /// `Unbind`. Revoking a revoked binding answers it as it is.
+    /// `Unbind`. With the client's msgid, as API.md's revoke: a retry is answered as the first
+    /// time, the msgid with another binding is `MSGID_CONFLICT`, and a revoke of a binding
+    /// revoked already (here, by the peer, or refused there) is `ALREADY_REVOKED`. An op
+    /// without a msgid (written before they were kept) answers a revoked binding as it is.
     pub(super) fn unbind(
         &mut self,
+        config: &FederationConfig,
         actor: &Actor,
         bxid: &Xid,
+        msgid: Option<&crate::command::Msgid>,
         time: i64,
     ) -> Result<Step, Rejection> {
         let not_found = Rejection::new(ErrCode::BindingNotFound);
+        let key = match msgid {
+            Some(m) if !msgid_valid(m) => return Err(Rejection::new(ErrCode::BadRequest)),
+            Some(m) => Some(msgid_key(actor.msgid_scope(), m)),
+            None => None,
+        };
+        if let Some(key) = key {
+            if let Some(&l) = self.fed.unbind_msgids.get(&key) {
+                if self.fed.links[l as usize].bxid != *bxid {
+                    return Err(Rejection::new(ErrCode::MsgidConflict));
+                }
+                return Ok(Step::Replay(
+                    FedReply::Binding(self.link_view(l)),
+                    Vec::new(),
+                ));
+            }
+            let as_xid = Xid {
+                engine: config.engine,
+                key,
+            };
+            let taken =
+                self.fed.index.contains_key(&as_xid) || self.fed.link_index.contains_key(&as_xid);
+            if taken || self.msgids.get(key).is_some() {
+                return Err(Rejection::new(ErrCode::MsgidConflict));
+            }
+        }
         let l = *self.fed.link_index.get(bxid).ok_or(not_found)?;
         let link = &self.fed.links[l as usize];
         let person = link.person.ok_or(not_found)?;
@@ -160,12 +191,13 @@ impl State {
             _ => return Err(Rejection::new(ErrCode::Forbidden)),
         }
         match link.status {
-            LinkStatus::Revoked => {
+            LinkStatus::Revoked if key.is_none() => {
                 return Ok(Step::Replay(
                     FedReply::Binding(self.link_view(l)),
                     Vec::new(),
                 ))
             }
+            LinkStatus::Revoked => return Err(ErrCode::AlreadyRevoked.into()),
             LinkStatus::Refused(_) => {
                 return Err(Rejection::with(
                     ErrCode::AlreadyRevoked,
@@ -179,6 +211,9 @@ impl State {
         link.status = LinkStatus::Revoked;
         link.unbind = true;
         self.fed.resync_link(l);
+        if let Some(key) = key {
+            self.fed.unbind_msgids.insert(key, l);
+        }
         let send = vec![self.link_message(l)];
         Ok(Step::Applied(FedReply::Binding(self.link_view(l)), send))
     }
@@ -474,17 +509,18 @@ impl State {
         (0..self.fed.links.len() as u32).map(|l| self.link_view(l))
     }
 
-    /// The cross-engine bindings of one person here, newest first, at most `limit` (a scan
-    /// of the records, as for exchanges).
+    /// The cross-engine bindings of one person here, newest first, at most `limit` (the
+    /// person's set: no scan of the records).
     pub fn person_links(&self, psn_no: &str, limit: usize) -> Vec<LinkView> {
         let Some(p) = self.persons.find(psn_no) else {
             return Vec::new();
         };
-        (0..self.fed.links.len() as u32)
+        self.fed
+            .person_links
+            .range((p, 0)..=(p, u32::MAX))
             .rev()
-            .filter(|&l| self.fed.links[l as usize].person == Some(p))
             .take(limit)
-            .map(|l| self.link_view(l))
+            .map(|&(_, l)| self.link_view(l))
             .collect()
     }
 

@@ -22,6 +22,11 @@
 //!               receiver_psn_no (empty for an Unbind that came first), receiver_admdvs u32,
 //!               relation u8, created i64, status u8 (0 pending, 1 active, 2 revoked,
 //!               3 + refusal), unbind u8, fingerprint u64
+//! then, only when revocations made here kept their client's msgid (so a snapshot without
+//! any is what it was before they were kept):
+//! marker "GJUNB001"
+//! revocations   n u64 (≥ 1); each: msgid key u128 (ascending), link u32 (a link closed
+//!               here: revoked, or refused by a refusal that crossed the revocation)
 //! ```
 //!
 //! The index by xid, the outbox (in flight) and the expiry set are derived and rebuilt; the
@@ -48,6 +53,9 @@ const NO_PERSON: u32 = u32::MAX;
 const LINK_MARKER: [u8; 8] = *b"GJLNK001";
 /// The smallest link record: one-byte engine ids, empty psn_nos.
 const LINK_BYTES_MIN: usize = 2 + 16 + 1 + 2 + 4 + 1 + 4 + 1 + 4 + 1 + 8 + 1 + 1 + 8;
+/// Starts the msgids of revocations made here, after the links, when there are any.
+const UNBIND_MARKER: [u8; 8] = *b"GJUNB001";
+const UNBIND_BYTES: usize = 16 + 4;
 
 pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'_>) {
     let Some(config) = &fed.config else {
@@ -119,6 +127,15 @@ pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'
         e.bool(l.unbind);
         e.put(l.fingerprint);
     }
+    if fed.unbind_msgids.is_empty() {
+        return;
+    }
+    e.raw(&UNBIND_MARKER);
+    e.count(fed.unbind_msgids.len());
+    for (&key, &l) in &fed.unbind_msgids {
+        e.put(key);
+        e.put(l);
+    }
 }
 
 fn provinces(ps: &[u8], e: &mut Enc<'_>) {
@@ -185,7 +202,7 @@ pub(super) fn decode_federation(
     };
     for i in 0..n as u32 {
         let x = decode_exchange(d, persons)?;
-        if fed.index.insert(x.xid, i).is_some() {
+        if fed.index.contains_key(&x.xid) {
             return fail(d.pos, "an exchange twice");
         }
         match (x.outgoing, x.status) {
@@ -197,7 +214,7 @@ pub(super) fn decode_federation(
             }
             _ => {}
         }
-        fed.exchanges.push(x);
+        fed.push_exchange(x);
     }
     if d.left() == 0 || !d.buf[d.pos..].starts_with(&LINK_MARKER) {
         return Ok(fed);
@@ -213,6 +230,28 @@ pub(super) fn decode_federation(
             return fail(d.pos, "a binding twice");
         }
         fed.push_link(link);
+    }
+    if d.left() == 0 || !d.buf[d.pos..].starts_with(&UNBIND_MARKER) {
+        return Ok(fed);
+    }
+    d.take(UNBIND_MARKER.len())?;
+    let n = d.count(UNBIND_BYTES, "revocation count")?;
+    if n == 0 {
+        return fail(d.pos, "an empty revocations section");
+    }
+    let mut last = None;
+    for _ in 0..n {
+        let at = d.pos;
+        let (key, l): (u128, u32) = (d.get()?, d.get()?);
+        let closed_here = fed
+            .links
+            .get(l as usize)
+            .is_some_and(|link| !link.status.is_live() && link.person.is_some());
+        if last.is_some_and(|k| k >= key) || key == 0 || !closed_here {
+            return fail(at, "a revocation's msgid");
+        }
+        last = Some(key);
+        fed.unbind_msgids.insert(key, l);
     }
     Ok(fed)
 }
