@@ -515,14 +515,7 @@ pub(crate) async fn transfer(
         }
         let id = transfer_id.parse::<u64>().map_err(|_| not_found)?;
         let view = app.engine.read(|s| s.transfer(id))?;
-        let allowed = match &actor {
-            Actor::Admin => true,
-            Actor::Institution(_) => false,
-            Actor::Person(me) => *me == view.from_psn_no || *me == view.to_psn_no,
-        };
-        if !allowed {
-            return Err(forbidden());
-        }
+        admin_or_persons(&actor, &view.from_psn_no, &view.to_psn_no)?;
         Ok(render::transfer(&view))
     })())
 }
@@ -544,16 +537,22 @@ pub(crate) async fn binding(
         }
         let id = binding_id.parse::<u64>().map_err(|_| not_found)?;
         let view = app.engine.read(|s| s.binding(id))?;
-        let allowed = match &actor {
-            Actor::Admin => true,
-            Actor::Institution(_) => false,
-            Actor::Person(me) => *me == view.giver_psn_no || *me == view.receiver_psn_no,
-        };
-        if !allowed {
-            return Err(forbidden());
-        }
+        admin_or_persons(&actor, &view.giver_psn_no, &view.receiver_psn_no)?;
         Ok(render::binding(&view))
     })())
+}
+
+/// Refuses (403) all but an admin and the two persons a record is between.
+fn admin_or_persons(
+    actor: &Actor,
+    a: &gongji_core::PsnNo,
+    b: &gongji_core::PsnNo,
+) -> Result<(), Rejection> {
+    match actor {
+        Actor::Admin => Ok(()),
+        Actor::Person(me) if me == a || me == b => Ok(()),
+        Actor::Person(_) | Actor::Institution(_) => Err(forbidden()),
+    }
 }
 
 /// `GET /v1/federation/counters` (admin; federated engines).

@@ -159,6 +159,21 @@ async fn person(s: &Server, psn_no: &str, admdvs: &str, seq: u32) {
 }
 
 /// Reads `path` on `s` (admin) until it exists and `done` holds of its output; bounded (20 s).
+/// Both engines' state hashes once neither has changed for 300 ms (no message in flight).
+async fn quiet(a: &Server, b: &Server) -> ([u8; 32], [u8; 32]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = (a.state_hash(), b.state_hash());
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = (a.state_hash(), b.state_hash());
+        if now == last {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "the engines never settled");
+        last = now;
+    }
+}
+
 async fn until(s: &Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -268,15 +283,16 @@ async fn a_cross_engine_binding_is_read_by_id_on_both_engines() {
         .ok();
     assert_eq!(revoked["status"], "revoked");
     until(a, &path, |v| v["status"] == "revoked").await;
-    // A second revoke, on either engine, is refused and changes nothing.
-    let (ha, hb) = (a.state_hash(), b.state_hash());
+    // A second revoke, on either engine, is refused and changes nothing (once the first
+    // revoke's messages have all arrived: the relays deliver them after `until` sees it).
+    let (ha, hb) = quiet(a, b).await;
     b.post(&b1, &format!("{path}/revoke"), json!({"msgid": "rv2"}))
         .await
         .err(409, "ALREADY_REVOKED");
     a.post(&a1, &format!("{path}/revoke"), json!({"msgid": "rv3"}))
         .await
         .err(409, "ALREADY_REVOKED");
-    assert_eq!((a.state_hash(), b.state_hash()), (ha, hb));
+    assert_eq!(quiet(a, b).await, (ha, hb));
     // The first revoke's retry answers as the first time, byte for byte.
     let first = b.post(&b1, &format!("{path}/revoke"), revoke.clone()).await;
     assert_eq!(first.ok(), revoked);

@@ -286,8 +286,11 @@ fn running_engines_are_read_over_http(
 
 /// The same run over a three-node JetStream cluster (`--nats-cluster 3`: streams with three
 /// replicas, engines failing over between the nodes), a node of which is killed with SIGKILL
-/// and restarted during the run: the same checks hold (about 30 s).
+/// and restarted during the run: the same checks hold (about 30 s). On demand, as issue 14
+/// asks (`cargo test -p gongji --test federation -- --ignored`): one run of about a dozen
+/// failed, at its 120 s quiescence deadline, for a reason not found (docs/FEDERATION.md).
 #[test]
+#[ignore = "on demand: a three-node JetStream cluster; one unexplained failure in about a dozen runs"]
 fn engines_over_a_three_node_jetstream_cluster_move_money_exactly_once() {
     let dir = common::temp_dir("federation", "cluster");
     std::fs::create_dir_all(&dir).expect("dir");
