@@ -159,12 +159,12 @@ async fn person(s: &Server, psn_no: &str, admdvs: &str, seq: u32) {
 }
 
 /// Reads `path` on `s` (admin) until it exists and `done` holds of its output; bounded (20 s).
-/// Both engines' state hashes once neither has changed for 300 ms (no message in flight).
+/// Both engines' state hashes once neither has changed for a second (no message in flight).
 async fn quiet(a: &Server, b: &Server) -> ([u8; 32], [u8; 32]) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = (a.state_hash(), b.state_hash());
     loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let now = (a.state_hash(), b.state_hash());
         if now == last {
             return now;
