@@ -397,6 +397,17 @@ fn run_mix(engine: &Arc<Engine>, plan: &Plan, opts: &E2eOptions, times: Times) -
     }
 }
 
+/// An institution registered by an untimed write (the `n`th of these codes), which moves
+/// the engine clock.
+fn untimed_institution(n: u32) -> Body {
+    Body::RegisterInstitution {
+        fixmedins_code: plan::inst_code(n, 440_106, false),
+        fixmedins_name: "定点医院".into(),
+        fixmedins_type: InstType::Medical,
+        admdvs: 440_106,
+    }
+}
+
 /// The pause before the population's resident memory is measured again.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -621,12 +632,7 @@ fn credit_test(opts: &E2eOptions, times: Times) -> CreditFigures {
     }
     figures.enrol = t.elapsed();
     let later = build + 31 * 86_400;
-    let warm = Body::RegisterInstitution {
-        fixmedins_code: plan::inst_code(0, 440_106, false),
-        fixmedins_name: "定点医院".into(),
-        fixmedins_type: InstType::Medical,
-        admdvs: 440_106,
-    };
+    let warm = untimed_institution(0);
     submit_setup(&engine, vec![admin("warm".into(), later, warm)], 1);
     let period = parse_period("2025-01").expect("valid period");
     let mut rng = SplitMix64::new(opts.seed);
@@ -755,12 +761,7 @@ pub fn e2e_bench(opts: &E2eOptions) -> E2eReport {
         report.population = build(&engine, &plan, opts.batch_ops, &mut rng, times.build);
         // An untimed write a month later: the build's msgid records expire before the run.
         let start = times.run_start;
-        let warm = Body::RegisterInstitution {
-            fixmedins_code: plan::inst_code(99_999, 440_106, false),
-            fixmedins_name: "定点医院".into(),
-            fixmedins_type: InstType::Medical,
-            admdvs: 440_106,
-        };
+        let warm = untimed_institution(99_999);
         submit_setup(&engine, vec![admin("warm".into(), start, warm)], 1);
         report.rss_after_population = Rss::now();
         // Measured again at rest: once a snapshot in progress is written (until then the
@@ -778,12 +779,7 @@ pub fn e2e_bench(opts: &E2eOptions) -> E2eReport {
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(SETTLE);
-        let settle = Body::RegisterInstitution {
-            fixmedins_code: plan::inst_code(99_998, 440_106, false),
-            fixmedins_name: "定点医院".into(),
-            fixmedins_type: InstType::Medical,
-            admdvs: 440_106,
-        };
+        let settle = untimed_institution(99_998);
         submit_setup(&engine, vec![admin("settle".into(), start, settle)], 1);
         report.rss_settled = Rss::now();
         report.memory.0 = engine.read(gongji_core::State::memory);

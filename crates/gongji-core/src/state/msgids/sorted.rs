@@ -213,14 +213,10 @@ impl Sorted {
     /// which a pass in key order has read.
     pub fn release_before(&self, i: usize) {
         let i = i.min(self.len);
-        let replies = if i < self.len {
-            self.reply_at(i)
-        } else {
-            self.replies_len
-        };
         self.bytes
             .release(self.records..self.records + i * RECORD_BYTES);
-        self.bytes.release(self.replies..self.replies + replies);
+        self.bytes
+            .release(self.replies..self.replies + self.reply_start(i));
     }
 
     fn record(&self, i: usize) -> &[u8] {
@@ -244,15 +240,19 @@ impl Sorted {
         u64::from_le_bytes(word(self.record(i), 32)) as usize
     }
 
-    /// The encoded reply of record `i` (as `snapshot::msgids::encode_reply` wrote it).
-    pub fn reply_bytes(&self, i: usize) -> &[u8] {
-        let end = if i + 1 < self.len {
-            self.reply_at(i + 1)
+    /// Where record `i`'s reply starts among the replies; for `i == len`, where they end.
+    fn reply_start(&self, i: usize) -> usize {
+        if i < self.len {
+            self.reply_at(i)
         } else {
             self.replies_len
-        };
+        }
+    }
+
+    /// The encoded reply of record `i` (as `snapshot::msgids::encode_reply` wrote it).
+    pub fn reply_bytes(&self, i: usize) -> &[u8] {
         let b = (*self.bytes).as_ref();
-        &b[self.replies + self.reply_at(i)..self.replies + end]
+        &b[self.replies + self.reply_start(i)..self.replies + self.reply_start(i + 1)]
     }
 
     /// The record with `key`, read with [`SectionBytes::read_at`]: the directory's range of
@@ -305,25 +305,6 @@ impl Sorted {
         })
     }
 
-    /// The position of `key`, if a record has it.
-    #[cfg(test)]
-    pub fn find(&self, key: u128) -> Option<usize> {
-        if !self.bloom.may_hold(key) {
-            return None;
-        }
-        let p = prefix(key, self.bits);
-        let (mut lo, mut hi) = (self.dir[p] as usize, self.dir[p + 1] as usize);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.key(mid).cmp(&key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid),
-            }
-        }
-        None
-    }
-
     /// Bytes of memory of its own (the records are the snapshot's).
     pub fn memory(&self) -> u64 {
         (self.dir.capacity() * 4 + self.bloom.blocks.len() * 64) as u64
@@ -369,14 +350,12 @@ mod tests {
             let s = section(&keys);
             assert_eq!(s.len(), n);
             for (i, &k) in keys.iter().enumerate() {
-                assert_eq!(s.find(k), Some(i), "n {n} key {k:x}");
+                assert_eq!(s.key(i), k, "n {n} key {k:x}");
                 assert_eq!(s.time(i), i as i64);
                 assert_eq!(s.fingerprint(i), i as u64 * 3);
                 assert_eq!(s.reply_bytes(i), &[i as u8]);
-                assert_eq!(s.find(k ^ 1), None, "n {n}");
                 assert_lookup(&s, k, i);
             }
-            assert_eq!(s.find(0), None);
             assert!(s.lookup(0).is_none());
         }
     }

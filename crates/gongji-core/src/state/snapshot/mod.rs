@@ -223,6 +223,19 @@ pub struct EncodedMsgids {
     dir: super::msgids::SortedBuilder,
 }
 
+/// Runs `encode` on an encoder that hands `sink` its bytes in pieces of about a mebibyte;
+/// returns where the msgid section lies (the current format has one).
+fn stream(
+    sink: &mut dyn FnMut(&[u8]),
+    encode: impl FnOnce(&mut Enc<'_>) -> Option<EncodedMsgids>,
+) -> EncodedMsgids {
+    let mut buf = Vec::with_capacity(bytes::SPILL_BYTES + (64 << 10));
+    let mut e = Enc::streaming(&mut buf, sink);
+    let encoded = encode(&mut e);
+    e.finish();
+    encoded.expect("the current format")
+}
+
 impl crate::Frozen {
     /// [`crate::Frozen::encode_snapshot_streaming`]'s bytes, dropping the frozen persons and
     /// bindings as soon as they are encoded. The writer changes person records all the time,
@@ -232,15 +245,13 @@ impl crate::Frozen {
     /// is then incomplete, and only [`crate::Frozen::msgid_section`] may be asked of it.
     pub fn encode_snapshot_releasing(&mut self, sink: &mut dyn FnMut(&[u8])) -> EncodedMsgids {
         assert!(!self.1, "a frozen state is encoded once");
-        let mut buf = Vec::with_capacity(bytes::SPILL_BYTES + (64 << 10));
-        let mut e = Enc::streaming(&mut buf, sink);
-        self.0.encode_front(&mut e, State::SNAPSHOT_FORMAT_VERSION);
-        self.1 = true;
-        self.0.persons = Persons::default();
-        self.0.bindings = Default::default();
-        let encoded = self.0.encode_back(&mut e, State::SNAPSHOT_FORMAT_VERSION);
-        e.finish();
-        encoded.expect("the current format")
+        stream(sink, |e| {
+            self.0.encode_front(e, State::SNAPSHOT_FORMAT_VERSION);
+            self.1 = true;
+            self.0.persons = Persons::default();
+            self.0.bindings = Default::default();
+            self.0.encode_back(e, State::SNAPSHOT_FORMAT_VERSION)
+        })
     }
 
     /// The msgid section of this state's snapshot in `bytes` (the written file, mapped), whose
@@ -359,11 +370,9 @@ impl State {
     /// mebibyte as they are encoded: a snapshot never needs its own size in memory. Returns
     /// where its msgid section lies (for [`crate::Frozen::msgid_section`]).
     pub fn encode_snapshot_streaming(&self, sink: &mut dyn FnMut(&[u8])) -> EncodedMsgids {
-        let mut buf = Vec::with_capacity(bytes::SPILL_BYTES + (64 << 10));
-        let mut e = Enc::streaming(&mut buf, sink);
-        let encoded = self.encode_sections(&mut e, Self::SNAPSHOT_FORMAT_VERSION);
-        e.finish();
-        encoded.expect("the current format")
+        stream(sink, |e| {
+            self.encode_sections(e, Self::SNAPSHOT_FORMAT_VERSION)
+        })
     }
 
     /// The snapshot in an earlier format (3 or 4, which differ in their msgid section; 5,
