@@ -409,7 +409,7 @@ fn untimed_institution(n: u32) -> Body {
 }
 
 /// The pause before the population's resident memory is measured again.
-const SETTLE: Duration = Duration::from_secs(2);
+pub(crate) const SETTLE: Duration = Duration::from_secs(2);
 
 /// How often the run samples resident memory.
 const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(250);

@@ -7,6 +7,7 @@ mod demo;
 mod federation;
 mod ops;
 mod project;
+mod purge;
 mod remote;
 mod serve;
 mod simulate;
@@ -187,6 +188,7 @@ enum BenchCmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     ops::init_logging();
+    purge::spawn();
     match cli.command {
         Cmd::Serve(args) => serve::run(args),
         Cmd::Verify(args) => ops::verify(args),
