@@ -720,6 +720,8 @@ pub struct E2eReport {
     pub memory: (StateMemory, StateMemory),
     pub run: RunFigures,
     pub rss_after_run: Rss,
+    /// The same once at rest: no snapshot in progress, [`SETTLE`] later.
+    pub rss_after_run_at_rest: Rss,
     pub data_bytes: u64,
     pub journal_bytes: u64,
     pub stats_ns: Vec<u64>,
@@ -735,6 +737,21 @@ impl E2eReport {
         self.run.tally.applied[Kind::Settle as usize] as f64
             / self.run.elapsed.as_secs_f64().max(1e-9)
     }
+}
+
+/// Waits until no snapshot is in progress (until then the writer's copy-on-write copies and the
+/// queued msgid records' sorted copy are held twice), then [`SETTLE`], in which `gongji`'s
+/// purge thread returns what the allocator freed.
+fn at_rest(engine: &Engine) {
+    let c = engine.counters();
+    let waited = Instant::now();
+    while c.snapshots_written_total.load(Ordering::Acquire)
+        < c.snapshots_frozen_total.load(Ordering::Acquire)
+        && waited.elapsed() < Duration::from_secs(600)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(SETTLE);
 }
 
 /// Runs the whole benchmark (see the module documentation).
@@ -764,27 +781,17 @@ pub fn e2e_bench(opts: &E2eOptions) -> E2eReport {
         let warm = untimed_institution(99_999);
         submit_setup(&engine, vec![admin("warm".into(), start, warm)], 1);
         report.rss_after_population = Rss::now();
-        // Measured again at rest: once a snapshot in progress is written (until then the
-        // writer's copy-on-write copies and the queued msgid records' sorted copy are held
-        // twice), and a while later, after one more write, since the allocator returns
-        // freed memory to the system a second after it is freed, when a thread next frees a
-        // page (mimalloc's purge delay), and the write above has just freed the build's
-        // msgid records.
-        let c = engine.counters();
-        let waited = Instant::now();
-        while c.snapshots_written_total.load(Ordering::Acquire)
-            < c.snapshots_frozen_total.load(Ordering::Acquire)
-            && waited.elapsed() < Duration::from_secs(600)
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(SETTLE);
+        // Measured again at rest, and after one more write (the write above has just freed
+        // the build's msgid records).
+        at_rest(&engine);
         let settle = untimed_institution(99_998);
         submit_setup(&engine, vec![admin("settle".into(), start, settle)], 1);
         report.rss_settled = Rss::now();
         report.memory.0 = engine.read(gongji_core::State::memory);
         report.run = run_mix(&engine, &plan, opts, times);
         report.rss_after_run = Rss::now();
+        at_rest(&engine);
+        report.rss_after_run_at_rest = Rss::now();
         report.memory.1 = engine.read(gongji_core::State::memory);
         let (from, to) = times.five_months();
         report.stats_months = (from.to_string(), to.to_string());
@@ -1020,6 +1027,15 @@ impl std::fmt::Display for E2eReport {
                 / r.accepted_ops.max(1) as f64,
             r.history_chunks
         )?;
+        writeln!(
+            f,
+            "rss at rest after the run (no snapshot in progress, {} s later) = {}: resident \
+             growth at rest = {:.1} bytes per applied command over the run",
+            SETTLE.as_secs(),
+            self.rss_after_run_at_rest,
+            1024.0 * (self.rss_after_run_at_rest.rss_kib as f64 - self.rss_settled.rss_kib as f64)
+                / r.accepted_ops.max(1) as f64,
+        )?;
         let [a, b, c] = r.rss_peaks;
         writeln!(
             f,
@@ -1181,5 +1197,7 @@ mod tests {
         assert_eq!(credit.batches, 3, "{text}");
         assert!(report.data_bytes > 0, "{text}");
         assert!(text.contains("batch latency p99 = "), "{text}");
+        assert!(report.rss_after_run_at_rest.rss_kib > 0, "{text}");
+        assert!(text.contains("rss at rest after the run"), "{text}");
     }
 }
