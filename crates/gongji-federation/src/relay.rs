@@ -25,6 +25,14 @@ use crate::node::{Node, Submitted};
 /// Messages fetched per pump at most.
 pub const FETCH_MESSAGES_MAX: usize = 256;
 
+/// Publishes sent before their acknowledgements are awaited, at most. async-nats lets a
+/// JetStream context have 5,000 publishes unacknowledged and makes the next one wait for a
+/// permit, without a timeout, until an acknowledgement is awaited: a [`NatsRelay::publish_many`]
+/// of more messages than that, which awaited its acknowledgements only after sending them
+/// all, waited for ever. That was the three-node `chaos` run's "not quiescent" (a resend of
+/// 6,404 exchanges in flight, after the bus had been slow; every relay stuck, no error).
+pub const PUBLISH_ACKS_PENDING_MAX: usize = 1_024;
+
 /// A failure of the transport (not of an engine): the caller retries later.
 #[derive(Debug)]
 pub struct RelayError(pub String);
@@ -149,8 +157,9 @@ impl NatsRelay {
         self.publish_bytes(m.to(), &message_id(m), bytes).await
     }
 
-    /// Publishes several messages, all sent before any acknowledgement is awaited (the
-    /// server's fsync of one overlaps the next's send). Returns how many were duplicates.
+    /// Publishes several messages, up to [`PUBLISH_ACKS_PENDING_MAX`] sent before their
+    /// acknowledgements are awaited (the server's fsync of one overlaps the next's send).
+    /// Returns how many were duplicates.
     ///
     /// With `resend`, each `Nats-Msg-Id` gets it as a suffix: a resend must not be dropped by
     /// the server's duplicate window (the first send may have been taken in by an engine that
@@ -160,27 +169,30 @@ impl NatsRelay {
         ms: &[Message],
         resend: Option<&str>,
     ) -> Result<u64, RelayError> {
-        let mut acks = Vec::with_capacity(ms.len());
-        for m in ms {
-            let mut bytes = Vec::new();
-            encode_message(m, &mut bytes);
-            let id = match resend {
-                None => message_id(m),
-                Some(suffix) => format!("{}.{suffix}", message_id(m)),
-            };
-            let publish = jetstream::message::PublishMessage::build()
-                .payload(bytes.into())
-                .message_id(id);
-            let ack = self
-                .js
-                .send_publish(subject(m.to()), publish)
-                .await
-                .map_err(|e| err("publish")(&e))?;
-            acks.push(ack);
-        }
         let mut duplicates = 0;
-        for ack in acks {
-            duplicates += u64::from(ack.await.map_err(|e| err("publish ack")(&e))?.duplicate);
+        for chunk in ms.chunks(PUBLISH_ACKS_PENDING_MAX) {
+            let mut acks = Vec::with_capacity(chunk.len());
+            for m in chunk {
+                let mut bytes = Vec::new();
+                encode_message(m, &mut bytes);
+                let id = match resend {
+                    None => message_id(m),
+                    Some(suffix) => format!("{}.{suffix}", message_id(m)),
+                };
+                let publish = jetstream::message::PublishMessage::build()
+                    .payload(bytes.into())
+                    .message_id(id);
+                let ack = self
+                    .js
+                    .send_publish(subject(m.to()), publish)
+                    .await
+                    .map_err(|e| err("publish")(&e))?;
+                acks.push(ack);
+            }
+            for ack in acks {
+                let ack = ack.await.map_err(|e| err("publish ack")(&e))?;
+                duplicates += u64::from(ack.duplicate);
+            }
         }
         Ok(duplicates)
     }

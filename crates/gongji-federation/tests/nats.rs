@@ -327,3 +327,40 @@ async fn transfers_cross_a_real_jetstream_exactly_once_through_a_server_kill() {
     }
     drop(server);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_resend_of_more_messages_than_acks_may_wait_completes() {
+    // Proves: `publish_many` of more messages than async-nats lets wait for their
+    // acknowledgements (5,000; the next publish then waits for a permit, with no timeout)
+    // completes, every message stored once. It used to send them all before awaiting any
+    // acknowledgement and wait for ever: the three-node chaos run's "not quiescent", every
+    // relay's resend of 6,404 exchanges stuck without an error.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _server = Server::start(dir.path(), port);
+    let url = format!("nats://127.0.0.1:{port}");
+    let (e0, e1) = (engine_config(0, 2).engine, engine_config(1, 2).engine);
+    let relay = NatsRelay::connect(&url, e0, &[e1]).await.expect("connects");
+    let msgs: Vec<Message> = (0..6_000u128)
+        .map(|key| Message::Outcome {
+            xid: gongji_core::federation::Xid { engine: e1, key },
+            from_engine: e0,
+            amount: Fen(1),
+            outcome: gongji_core::federation::Outcome::Declined,
+        })
+        .collect();
+    let published = tokio::time::timeout(
+        Duration::from_secs(60),
+        relay.publish_many(&msgs, Some("r1")),
+    )
+    .await
+    .expect("publish_many returns: more acknowledgements waited for than async-nats allows");
+    assert_eq!(published.expect("published"), 0, "no duplicates");
+    // Each is in e1's stream once: the resend of the same messages with the same suffix is
+    // found a duplicate, every one.
+    let again = relay
+        .publish_many(&msgs, Some("r1"))
+        .await
+        .expect("published");
+    assert_eq!(again, 6_000);
+}

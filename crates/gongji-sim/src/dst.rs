@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::calib::Target as Quota;
-use crate::workload::{GenConfig, Generator, Target};
+use crate::workload::{GenConfig, Generator, Reads, Target};
 
 #[derive(Clone, Debug)]
 pub struct DstOptions {
@@ -382,8 +382,8 @@ impl Target for DstTarget {
         out
     }
 
-    fn read<R>(&mut self, f: impl FnOnce(&State) -> R) -> R {
-        self.engine().read(f)
+    fn read<R>(&mut self, f: impl FnOnce(&dyn Reads) -> R) -> R {
+        self.engine().read(|s| f(s))
     }
 }
 

@@ -10,12 +10,15 @@
 //!   decline / expiry, cancellations, reversals), steering each month to its quota.
 //! - [`runner`]: `gongji simulate` — the generator against the real engine, then the
 //!   engine's own statistics table beside the scaled published figures.
+//! - [`federated`]: `gongji simulate --engines K` — the same run over K federated engines
+//!   that split the provinces, joined by a reliable in-process bus ([`federated::Hub`]).
 //! - [`dst`]: the generator against an engine on fault-injecting storage, crashed and
 //!   restarted at random, checked against an independent reference state.
 
 pub mod calib;
 pub mod dist;
 pub mod dst;
+pub mod federated;
 pub mod population;
 pub mod runner;
 pub mod workload;

@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 
 use gongji_core::time::Period;
 use gongji_core::views::StatsView;
-use gongji_core::State;
 use gongji_server::{Config, Engine, WriteRequest, WriteResult, SUBMISSION_OP_COUNT_MAX};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::calib::{self, Figure, Published};
-use crate::workload::{GenConfig, Generator, Tally, Target};
+use crate::workload::{GenConfig, Generator, Reads, Tally, Target};
 
 #[derive(Clone, Debug)]
 pub struct SimulateOptions {
@@ -55,48 +54,63 @@ type Receiver = tokio::sync::oneshot::Receiver<Vec<WriteResult>>;
 
 impl Target for EngineTarget<'_> {
     fn submit(&mut self, requests: Vec<WriteRequest>) -> Vec<WriteResult> {
-        let mut in_flight: VecDeque<(usize, Receiver)> = VecDeque::new();
-        let mut queued = 0;
-        let mut results = Vec::with_capacity(requests.len());
-        let take = |in_flight: &mut VecDeque<(usize, Receiver)>, results: &mut Vec<_>| {
-            let (n, rx) = in_flight.pop_front().expect("a submission in flight");
-            let got: Vec<WriteResult> = rx.blocking_recv().expect("the writer stopped");
-            assert_eq!(got.len(), n);
-            results.extend(got);
-            n
-        };
-        // Chunks taken from the front as they go (a `split_off` per chunk would copy the rest
-        // each time: quadratic in a submission of millions).
-        let mut requests = requests.into_iter();
-        loop {
-            let chunk: Vec<WriteRequest> =
-                requests.by_ref().take(SUBMISSION_OP_COUNT_MAX).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            let n = chunk.len();
-            while queued + n > self.queue_op_count_max {
-                queued -= take(&mut in_flight, &mut results);
-            }
-            let rx = self
-                .engine
-                .submit(chunk)
-                .unwrap_or_else(|e| panic!("submit refused: {e:?}"));
-            in_flight.push_back((n, rx));
-            queued += n;
-            if let Some(p) = &self.progress {
-                p.inc(n as u64);
-            }
-        }
-        while !in_flight.is_empty() {
-            take(&mut in_flight, &mut results);
-        }
-        results
+        submit_core(
+            self.engine,
+            self.queue_op_count_max,
+            requests,
+            self.progress.as_ref(),
+        )
     }
 
-    fn read<R>(&mut self, f: impl FnOnce(&State) -> R) -> R {
-        self.engine.read(f)
+    fn read<R>(&mut self, f: impl FnOnce(&dyn Reads) -> R) -> R {
+        self.engine.read(|s| f(s))
     }
+}
+
+/// Submits `requests` to `engine` in order, in submissions of at most
+/// [`SUBMISSION_OP_COUNT_MAX`], several in flight but never more than `queue_op_count_max` ops,
+/// and waits for every answer.
+pub(crate) fn submit_core(
+    engine: &Engine,
+    queue_op_count_max: usize,
+    requests: Vec<WriteRequest>,
+    progress: Option<&ProgressBar>,
+) -> Vec<WriteResult> {
+    let mut in_flight: VecDeque<(usize, Receiver)> = VecDeque::new();
+    let mut queued = 0;
+    let mut results = Vec::with_capacity(requests.len());
+    let take = |in_flight: &mut VecDeque<(usize, Receiver)>, results: &mut Vec<_>| {
+        let (n, rx) = in_flight.pop_front().expect("a submission in flight");
+        let got: Vec<WriteResult> = rx.blocking_recv().expect("the writer stopped");
+        assert_eq!(got.len(), n);
+        results.extend(got);
+        n
+    };
+    // Chunks taken from the front as they go (a `split_off` per chunk would copy the rest
+    // each time: quadratic in a submission of millions).
+    let mut requests = requests.into_iter();
+    loop {
+        let chunk: Vec<WriteRequest> = requests.by_ref().take(SUBMISSION_OP_COUNT_MAX).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let n = chunk.len();
+        while queued + n > queue_op_count_max {
+            queued -= take(&mut in_flight, &mut results);
+        }
+        let rx = engine
+            .submit(chunk)
+            .unwrap_or_else(|e| panic!("submit refused: {e:?}"));
+        in_flight.push_back((n, rx));
+        queued += n;
+        if let Some(p) = progress {
+            p.inc(n as u64);
+        }
+    }
+    while !in_flight.is_empty() {
+        take(&mut in_flight, &mut results);
+    }
+    results
 }
 
 /// What a run measured.
@@ -115,6 +129,10 @@ pub struct SimulateReport {
     pub data_dir: PathBuf,
     /// Months whose engine statistics missed the generator's quota (channel, got, wanted).
     pub off_quota: Vec<String>,
+    /// The ledger's totals at the end (compared with a federated run's sum).
+    pub money: gongji_core::federation::MoneyTotals,
+    /// The table of each province over the run's months.
+    pub provinces: Vec<(u8, StatsView)>,
 }
 
 /// The engine's configuration for history loading: every write carries its own `inf_time`,
@@ -129,7 +147,7 @@ pub fn engine_config(data_dir: PathBuf) -> Config {
 /// that write would carry the wall clock (today), after which no write of 2025 could be
 /// applied (`INVALID_TIME`). The directory is locked as `Engine::open` locks it; `gongji
 /// serve` creates the admin token when it first starts on the directory.
-fn open_for_history(
+pub(crate) fn open_for_history(
     config: &Config,
 ) -> Result<(Engine, gongji_server::OpenReport, std::fs::File), String> {
     let io = |e: std::io::Error| format!("{}: {e}", config.data_dir.display());
@@ -144,7 +162,8 @@ fn open_for_history(
     Ok((engine, report, lock))
 }
 
-pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
+/// The months and scale the simulator is calibrated for.
+pub(crate) fn check_options(opts: &SimulateOptions) -> Result<(), String> {
     let first = Period(2025 * 12);
     let last = Period(2025 * 12 + 11);
     if opts.from < first || opts.to > last || opts.from > opts.to {
@@ -157,6 +176,11 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
     if !(opts.scale > 0.0 && opts.scale <= 0.01) {
         return Err("--scale must be in (0, 0.01]".into());
     }
+    Ok(())
+}
+
+pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
+    check_options(opts)?;
     let temp;
     let data_dir = match &opts.data {
         Some(dir) => dir.clone(),
@@ -182,52 +206,19 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
     let cfg = GenConfig::calibrated(opts.scale, opts.seed, opts.from, opts.to);
     let mut gen = Generator::new(cfg);
     let mut target = EngineTarget::new(&engine, &config);
-    let bar = |len: u64, what: &str| {
-        if !opts.progress {
-            return None;
-        }
-        let bar = ProgressBar::new(len);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec})",
-            )
-            .expect("template"),
-        );
-        bar.set_message(what.to_owned());
-        Some(bar)
-    };
-    let credited = gen
-        .pop
-        .persons
-        .iter()
-        .filter(|p| !p.opening.is_zero())
-        .count();
-    let setup_ops = gen.pop.persons.len()
-        + gen.pop.institutions.len()
-        + credited.div_ceil(gongji_core::command::CREDIT_ITEMS_MAX)
-        + gen.pop.bindings.iter().filter(|b| !b.later).count();
-    target.progress = bar(setup_ops as u64, "population");
-    gen.setup(&mut target);
-    if let Some(p) = target.progress.take() {
-        p.finish();
-    }
-    let setup_elapsed = started.elapsed();
-    let days: Vec<i32> = gen.days().collect();
-    let day_bar = bar(days.len() as u64, "days");
-    for &day in &days {
-        gen.day(&mut target, day);
-        if let Some(p) = &day_bar {
-            p.set_message(gongji_core::time::format_date(day));
-            p.inc(1);
-        }
-    }
-    if let Some(p) = day_bar {
-        p.finish();
-    }
+    let setup_elapsed = drive(&mut gen, &mut target, opts.progress, started, |t, bar| {
+        std::mem::replace(&mut t.progress, bar)
+    });
     let elapsed = started.elapsed();
     let stats = engine.read(|s| s.stats(opts.from, opts.to, None));
     let check = engine.read(|s| s.check());
     let off_quota = engine.read(|s| off_quota(s, &gen));
+    let (money, provinces) = engine.read(|s| {
+        let tables = provinces()
+            .map(|p| (p, s.stats(opts.from, opts.to, Some(p))))
+            .collect();
+        (s.money_totals(), tables)
+    });
     let ops_journaled = engine
         .counters()
         .ops_applied_total
@@ -249,12 +240,82 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport, String> {
         check,
         data_dir,
         off_quota,
+        money,
+        provinces,
     })
 }
 
-/// The months whose statistics (read from the engine) differ from the quotas the generator
-/// steered for: a diagnostic of the steering, printed under the table.
-fn off_quota(state: &State, gen: &Generator) -> Vec<String> {
+/// The province codes of the population, in order.
+pub fn provinces() -> impl Iterator<Item = u8> {
+    let mut codes: Vec<u8> = crate::population::AREAS
+        .iter()
+        .map(|(_, areas)| gongji_core::certno::admdvs_province(areas[0]))
+        .collect();
+    codes.sort_unstable();
+    codes.into_iter()
+}
+
+/// A progress bar of `len` steps named `what` (none without `progress`).
+pub(crate) fn bar(progress: bool, len: u64, what: &str) -> Option<ProgressBar> {
+    if !progress {
+        return None;
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec})",
+        )
+        .expect("template"),
+    );
+    bar.set_message(what.to_owned());
+    Some(bar)
+}
+
+/// The generator's run against `target`: the population's set-up (its progress bar handed to
+/// the target by `set_bar`, which returns the one it replaces), then every day. Returns how
+/// long the run had taken since `started` when the set-up ended.
+pub(crate) fn drive<T: Target>(
+    gen: &mut Generator,
+    target: &mut T,
+    progress: bool,
+    started: Instant,
+    set_bar: impl Fn(&mut T, Option<ProgressBar>) -> Option<ProgressBar>,
+) -> Duration {
+    let credited = gen
+        .pop
+        .persons
+        .iter()
+        .filter(|p| !p.opening.is_zero())
+        .count();
+    let setup_ops = gen.pop.persons.len()
+        + gen.pop.institutions.len()
+        + credited.div_ceil(gongji_core::command::CREDIT_ITEMS_MAX)
+        + gen.pop.bindings.iter().filter(|b| !b.later).count();
+    set_bar(target, bar(progress, setup_ops as u64, "population"));
+    gen.setup(target);
+    if let Some(p) = set_bar(target, None) {
+        p.finish();
+    }
+    let setup_elapsed = started.elapsed();
+    let days: Vec<i32> = gen.days().collect();
+    let day_bar = bar(progress, days.len() as u64, "days");
+    for &day in &days {
+        gen.day(target, day);
+        if let Some(p) = &day_bar {
+            p.set_message(gongji_core::time::format_date(day));
+            p.inc(1);
+        }
+    }
+    if let Some(p) = day_bar {
+        p.finish();
+    }
+    setup_elapsed
+}
+
+/// The months whose statistics (read from the engine, or the sum of a federation's) differ
+/// from the quotas the generator steered for: a diagnostic of the steering, printed under the
+/// table.
+pub(crate) fn off_quota(state: &dyn Reads, gen: &Generator) -> Vec<String> {
     let mut out = Vec::new();
     for day in gen.days() {
         let period = gongji_core::time::period_of(gongji_core::time::day_start(day));
@@ -264,7 +325,7 @@ fn off_quota(state: &State, gen: &Generator) -> Vec<String> {
         let Some(plan) = gen.cfg.plan.iter().find(|m| m.period == period) else {
             continue;
         };
-        let s = state.stats(period, period, None);
+        let s = state.stats(period, period);
         for (name, got, want) in [
             ("account draws", s.account_draw, plan.draw),
             ("wallet in province", s.in_province, plan.wallet_in_province),

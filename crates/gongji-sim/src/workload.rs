@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 
 use gongji_core::time::{cst_day, day_start, format_cst, parse_date, period_of, Period};
-use gongji_core::views::{BindingScope, PersonView};
+use gongji_core::views::{BindingScope, PersonView, StatsView};
 use gongji_core::{
     Actor, Body, CreditItem, Fen, InstCode, InstType, Msgid, PersonStatus, Reply, State,
     TransferSource,
@@ -49,8 +49,27 @@ const SEND_PIECE: usize = 1 << 18;
 pub trait Target {
     /// Submits `requests` in order and waits for all of them; one result per request.
     fn submit(&mut self, requests: Vec<WriteRequest>) -> Vec<WriteResult>;
-    /// Runs `f` on the current state.
-    fn read<R>(&mut self, f: impl FnOnce(&State) -> R) -> R;
+    /// Runs `f` on what the generator reads now (the state; several engines' together).
+    fn read<R>(&mut self, f: impl FnOnce(&dyn Reads) -> R) -> R;
+}
+
+/// What the generator reads to plan a day: a person's view and the statistics table. One
+/// engine's [`State`], or the engines of a federation read together, each person on its own
+/// engine and the table their sum (`crate::federated`).
+pub trait Reads {
+    fn person(&self, psn_no: &str) -> Option<PersonView>;
+    /// The table of `from..=to`, all provinces.
+    fn stats(&self, from: Period, to: Period) -> StatsView;
+}
+
+impl Reads for State {
+    fn person(&self, psn_no: &str) -> Option<PersonView> {
+        State::person(self, psn_no).ok()
+    }
+
+    fn stats(&self, from: Period, to: Period) -> StatsView {
+        State::stats(self, from, to, None)
+    }
 }
 
 /// How much of everything happens.
@@ -704,14 +723,14 @@ impl Generator {
         }
     }
 
-    fn wave_b(&mut self, state: &State, day: i32) -> Vec<Event> {
+    fn wave_b(&mut self, state: &dyn Reads, day: i32) -> Vec<Event> {
         let noon = day_start(day) + 12 * 3600;
         let period = period_of(noon);
         let plan = self.month_plan(period);
         let month_first = period_first_day(period);
         let days_in_month = period_first_day(Period(period.0 + 1)) - month_first;
         let days_left = days_in_month - (day - month_first);
-        let stats = state.stats(period, period, None);
+        let stats = state.stats(period, period);
         let mut events = Vec::new();
         self.ordinary_visits(state, day, f64::from(days_in_month), &mut events);
         let dom = i64::from(day - month_first);
@@ -751,7 +770,7 @@ impl Generator {
 
     fn ordinary_visits(
         &mut self,
-        state: &State,
+        state: &dyn Reads,
         day: i32,
         days_in_month: f64,
         events: &mut Vec<Event>,
@@ -813,7 +832,7 @@ impl Generator {
 
     fn contributions(
         &mut self,
-        state: &State,
+        state: &dyn Reads,
         day: i32,
         count: u64,
         year: u16,
@@ -860,7 +879,7 @@ impl Generator {
     /// the month's last day), plus some that will be declined or left to expire.
     fn transfers(
         &mut self,
-        state: &State,
+        state: &dyn Reads,
         day: i32,
         need: Quota,
         days_left: i32,
@@ -940,7 +959,7 @@ impl Generator {
     /// from a random start: a large amount may need one of the few senders who hold it).
     fn place_transfer(
         &mut self,
-        state: &State,
+        state: &dyn Reads,
         day: i32,
         amount: u64,
         fate: Fate,
@@ -1015,7 +1034,7 @@ impl Generator {
     /// share of what the month still needs.
     fn mutual_aid(
         &mut self,
-        state: &State,
+        state: &dyn Reads,
         day: i32,
         need: Quota,
         days_left: i32,
@@ -1062,7 +1081,7 @@ impl Generator {
 
     /// A receiver for a mutual-aid settlement, untouched today with untouched givers, and
     /// what it holds itself and what its active in-province givers hold; marks them touched.
-    fn pick_receiver(&mut self, state: &State, day: i32) -> Option<(u32, Fen, u64)> {
+    fn pick_receiver(&mut self, state: &dyn Reads, day: i32) -> Option<(u32, Fen, u64)> {
         let r = self.aided[self.rng.random_range(0..self.aided.len())];
         if self.is_touched(r, day) || self.suspended[r as usize] {
             return None;
@@ -1106,7 +1125,7 @@ impl Generator {
     /// Writes meant to be refused or replayed, for simulation testing: a replay of a recent
     /// applied request, the same msgid with another body, a transfer beyond the balance, a
     /// fund part above the total, a binding to oneself.
-    fn chaos(&mut self, _state: &State, day: i32, events: &mut Vec<Event>) {
+    fn chaos(&mut self, _state: &dyn Reads, day: i32, events: &mut Vec<Event>) {
         let time = self.visit_time(day);
         if !self.recent.is_empty() {
             let old = self.recent[self.rng.random_range(0..self.recent.len())].clone();
@@ -1196,12 +1215,12 @@ fn index_of(psn_no: &str) -> u32 {
         .expect("a generated psn_no")
 }
 
-fn view(state: &State, psn_no: &str) -> Option<PersonView> {
-    state.person(psn_no).ok()
+fn view(state: &dyn Reads, psn_no: &str) -> Option<PersonView> {
+    state.person(psn_no)
 }
 
 /// A person's own account plus wallet.
-fn own_balances(state: &State, psn_no: &str) -> Fen {
+fn own_balances(state: &dyn Reads, psn_no: &str) -> Fen {
     view(state, psn_no).map_or(Fen::ZERO, |v| {
         v.acct_balc.checked_add(v.wallet_balc).expect("balances")
     })

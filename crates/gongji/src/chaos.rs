@@ -995,17 +995,28 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     let root = tempfile::Builder::new()
         .prefix("gongji-chaos-")
         .tempdir_in(&args.dir)?;
-    let nats = Nats::start_cluster(nats_bin, &root.path().join("nats"), args.nats_cluster)?;
+    let keep = args.keep;
+    let result = run_in(args, root.path(), &exe, nats_bin, started);
+    if keep {
+        // Kept on failure too: the engines' and the servers' logs say what happened.
+        let kept = root.keep();
+        println!("kept: {}", kept.display());
+    }
+    result
+}
+
+fn run_in(
+    args: ChaosArgs,
+    root: &Path,
+    exe: &Path,
+    nats_bin: PathBuf,
+    started: Instant,
+) -> Result<()> {
+    let nats = Nats::start_cluster(nats_bin, &root.join("nats"), args.nats_cluster)?;
     let url = nats.url();
     let mut engines = Vec::new();
     for k in 0..args.engines {
-        engines.push(EngineProc::start(
-            &exe,
-            root.path(),
-            k,
-            args.engines,
-            &nats,
-        )?);
+        engines.push(EngineProc::start(exe, root, k, args.engines, &nats)?);
     }
     let https: Vec<Http> = engines
         .iter()
@@ -1113,10 +1124,6 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     for c in checked {
         println!("checked: {c}");
     }
-    if args.keep {
-        let kept = root.keep();
-        println!("kept: {}", kept.display());
-    }
     println!("no violation");
     Ok(())
 }
@@ -1136,10 +1143,23 @@ fn quiesce(sh: &Shared) -> Result<Duration> {
         if open == 0.0 {
             return Ok(started.elapsed());
         }
-        ensure!(
-            Instant::now() < deadline,
-            "not quiescent after 120 s: {open} exchanges or bindings still open"
-        );
+        if Instant::now() >= deadline {
+            // What each engine's relay did: the federation's lines of its /metrics.
+            let mut lines = Vec::new();
+            for (k, h) in sh.https.iter().enumerate() {
+                let m = h.metrics()?;
+                let id = sh.engines[k].lock().expect("lock").id;
+                lines.extend(
+                    m.lines()
+                        .filter(|l| l.starts_with("gongji_fed_"))
+                        .map(|l| format!("  engine {id}: {l}")),
+                );
+            }
+            bail!(
+                "not quiescent after 120 s: {open} exchanges or bindings still open\n{}",
+                lines.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -1186,6 +1206,15 @@ pub struct BenchArgs {
     /// Persons per engine (each may send 255 transfers in the run's day).
     #[arg(long, default_value_t = 400)]
     pub persons: usize,
+    /// Offered load: cross-province transfers per second from both engines together, spread
+    /// over the client threads, each sending on a fixed schedule (a request that falls behind
+    /// it goes at once). Default: each client as fast as its answers come.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Kill the nats-server with SIGKILL every this many seconds during the load, and restart
+    /// it (on its store) 0.5 s later. Default: no kills.
+    #[arg(long)]
+    pub nats_kill_every: Option<f64>,
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
 }
@@ -1195,18 +1224,46 @@ pub struct BenchArgs {
 /// request each; a probe thread sends one more every 20 ms and polls the receiving engine
 /// until the transfer is pending there. Prints acknowledged transfers per second and the
 /// probe's time from the sender's acknowledgement to the receiver's pending (p50, p99, max).
+/// `--rate` paces the clients (an offered load below saturation, so that the probe measures
+/// the path and not a growing backlog); `--nats-kill-every` kills the server with SIGKILL and
+/// restarts it on its store during the load.
 pub fn bench(args: BenchArgs) -> Result<()> {
     ensure!(args.persons >= 2, "--persons ≥ 2");
+    if let Some(r) = args.rate {
+        ensure!(
+            r.is_finite() && r > 0.0,
+            "--rate: transfers per second, more than 0"
+        );
+        ensure!(args.clients >= 1, "--rate needs --clients ≥ 1");
+        // Each sender may make 255 transfers a day (the engines' wallet_daily_count_max); the
+        // probe sends up to 50 a second more from the first engine's persons.
+        let per_sender = (r / 2.0 + 50.0) * args.seconds as f64 / args.persons as f64;
+        ensure!(
+            per_sender < 250.0,
+            "--rate {r} for {} s is {per_sender:.0} transfers per sender: more than the daily \
+             count allows (255); give more --persons",
+            args.seconds
+        );
+    }
+    if let Some(s) = args.nats_kill_every {
+        ensure!(
+            s.is_finite() && s >= 1.0,
+            "--nats-kill-every: seconds, at least 1"
+        );
+    }
     let exe = std::env::current_exe()?;
     let nats_bin = nats_server()?;
     std::fs::create_dir_all(&args.dir)?;
     let root = tempfile::Builder::new()
         .prefix("gongji-fedbench-")
         .tempdir_in(&args.dir)?;
-    let nats = Nats::start(nats_bin, &root.path().join("nats"))?;
-    let engines: Vec<EngineProc> = (0..2)
-        .map(|k| EngineProc::start(&exe, root.path(), k, 2, &nats))
-        .collect::<Result<_>>()?;
+    let nats = std::sync::Mutex::new(Nats::start(nats_bin, &root.path().join("nats"))?);
+    let engines: Vec<EngineProc> = {
+        let nats = nats.lock().expect("nats");
+        (0..2)
+            .map(|k| EngineProc::start(&exe, root.path(), k, 2, &nats))
+            .collect::<Result<_>>()?
+    };
     let https: Vec<Http> = engines
         .iter()
         .map(|e| Ok(Http::new(e.addr(), e.admin_token()?)))
@@ -1215,9 +1272,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         populate(h, &e.province, args.persons, RUN_TIME)?;
     }
     bind_all(&https, args.persons)?;
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let stop = AtomicBool::new(false);
     let acked = [AtomicU64::new(0), AtomicU64::new(0)];
     let refused = AtomicU64::new(0);
+    let kills = AtomicU64::new(0);
+    // Seconds between one client's requests, when paced.
+    let interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64((2 * args.clients) as f64 / r));
     let started = Instant::now();
     let latencies = std::thread::scope(|scope| {
         for k in 0..2 {
@@ -1228,7 +1291,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     let from = PROVINCES[k];
                     let to = PROVINCES[1 - k];
                     let mut i = 0usize;
+                    // Clients start spread over one interval, so the offered load is even.
+                    let mut next = interval.map(|d| {
+                        Instant::now()
+                            + d.mul_f64((k * args.clients + c) as f64) / (2 * args.clients) as u32
+                    });
                     while !stop.load(Ordering::Relaxed) {
+                        if let (Some(at), Some(d)) = (next.as_mut(), interval) {
+                            let now = Instant::now();
+                            if *at > now {
+                                std::thread::sleep(*at - now);
+                            }
+                            *at += d;
+                        }
                         i += 1;
                         let sender = (c + i * args.clients) % persons;
                         let body = json!({"msgid": format!("b{c}x{i}"), "inf_time": RUN_TIME,
@@ -1242,6 +1317,27 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 });
             }
         }
+        let killer = scope.spawn(|| -> Result<()> {
+            let Some(every) = args.nats_kill_every else {
+                return Ok(());
+            };
+            let every = Duration::from_secs_f64(every);
+            let mut at = Instant::now() + every;
+            loop {
+                while Instant::now() < at {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                at += every;
+                let mut nats = nats.lock().expect("nats");
+                nats.kill9();
+                kills.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(500));
+                nats.restart()?;
+            }
+        });
         let probe = scope.spawn(|| -> Result<Vec<Duration>> {
             let mut out = Vec::new();
             let mut i = 0usize;
@@ -1267,7 +1363,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                         break;
                     }
                     ensure!(
-                        acked_at.elapsed() < Duration::from_secs(30),
+                        acked_at.elapsed() < Duration::from_secs(120),
                         "{id} never arrived"
                     );
                     std::thread::sleep(Duration::from_micros(500));
@@ -1278,9 +1374,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         });
         std::thread::sleep(Duration::from_secs(args.seconds));
         stop.store(true, Ordering::Relaxed);
-        probe.join().expect("probe")
+        // The rate is over the load's time, not the last probe's wait after it.
+        let load_secs = started.elapsed().as_secs_f64();
+        killer.join().expect("killer")?;
+        probe.join().expect("probe").map(|l| (l, load_secs))
     })?;
-    let elapsed = started.elapsed().as_secs_f64();
+    let (latencies, elapsed) = latencies;
     let mut l = latencies;
     l.sort_unstable();
     ensure!(!l.is_empty(), "no probe arrived");
@@ -1291,9 +1390,20 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "federation bench: 2 engines ({} → {} and back), {} client threads per engine, one transfer per request, {:.1} s",
+        "federation bench: 2 engines ({} → {} and back), {} client threads per engine, one transfer per request, {:.1} s of load",
         PROVINCES[0], PROVINCES[1], args.clients, elapsed
     );
+    println!(
+        "offered: {}; nats-server killed (SIGKILL) and restarted {} times{}",
+        args.rate
+            .map_or("as fast as the clients go".to_owned(), |r| format!(
+                "{r} transfers/s together"
+            )),
+        kills.load(Ordering::Relaxed),
+        args.nats_kill_every
+            .map_or(String::new(), |s| format!(", every {s} s, down 0.5 s each"))
+    );
+    println!("load average before the load: {}", load_before.trim());
     println!(
         "acknowledged cross-province transfers: {} ({:.0}/s; {:.0}/s from each engine), {} refused or unanswered",
         a + b,

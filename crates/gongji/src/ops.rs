@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use gongji_core::time::parse_period;
+use gongji_core::federation::EngineId;
+use gongji_core::time::{parse_period, Period};
+use gongji_core::views::{StatsCell as Cell, StatsView};
 use gongji_core::{Actor, Body, Msgid, Role};
 use gongji_server::{Config, WriteRequest};
 
@@ -187,27 +189,40 @@ pub fn report(mut args: ReportArgs) -> Result<()> {
     if args.data.is_empty() && remotes.is_empty() {
         args.data.push(PathBuf::from("./gongji-data"));
     }
+    let sources = Sources {
+        data: &args.data,
+        remotes: &remotes,
+        store: args.store.as_deref(),
+    };
+    let (engines, s) = national_stats(&sources, from, to, args.prov)?;
+    print!("{}", national_table(&engines, from, to, args.prov, &s));
+    Ok(())
+}
+
+/// Where `gongji report` (and `gongji simulate --engines`) reads: data directories and
+/// running engines.
+pub struct Sources<'a> {
+    pub data: &'a [PathBuf],
+    pub remotes: &'a [crate::remote::Remote],
+    pub store: Option<&'a str>,
+}
+
+/// The statistics of one engine, or the national table of a federation: the sum of its
+/// engines' tables, each engine given once (its ids are returned, empty for one source).
+pub fn national_stats(
+    sources: &Sources,
+    from: Period,
+    to: Period,
+    prov: Option<u8>,
+) -> Result<(Vec<EngineId>, StatsView)> {
     // Several sources must be distinct engines of one federation: an unfederated engine
     // holds every province, and one engine twice would count twice.
-    let several = args.data.len() + remotes.len() > 1;
-    let mut s: Option<gongji_core::views::StatsView> = None;
+    let several = sources.data.len() + sources.remotes.len() > 1;
+    let mut s: Option<StatsView> = None;
     let mut engines = std::collections::BTreeSet::new();
-    let mut add = |v: gongji_core::views::StatsView| {
-        s = Some(match s {
-            None => v,
-            Some(t) => gongji_core::views::StatsView {
-                total: t.total.plus(v.total),
-                account_draw: t.account_draw.plus(v.account_draw),
-                same_pool: t.same_pool.plus(v.same_pool),
-                cross_pool: t.cross_pool.plus(v.cross_pool),
-                wallet_transfer: t.wallet_transfer.plus(v.wallet_transfer),
-                in_province: t.in_province.plus(v.in_province),
-                cross_province: t.cross_province.plus(v.cross_province),
-            },
-        });
-    };
-    for dir in &args.data {
-        let (state, _, _) = crate::store::inspect(&Config::new(dir), args.store.as_deref())
+    let mut add = |v: StatsView| s = Some(s.map_or(v, |t| t.plus(v)));
+    for dir in sources.data {
+        let (state, _, _) = crate::store::inspect(&Config::new(dir), sources.store)
             .with_context(|| format!("{}", dir.display()))?;
         if several {
             let config = state
@@ -217,9 +232,9 @@ pub fn report(mut args: ReportArgs) -> Result<()> {
                 anyhow::bail!("engine {} given twice", config.engine);
             }
         }
-        add(state.stats(from, to, args.prov));
+        add(state.stats(from, to, prov));
     }
-    for remote in &remotes {
+    for remote in sources.remotes {
         if several {
             let engine = remote
                 .counters()
@@ -229,19 +244,15 @@ pub fn report(mut args: ReportArgs) -> Result<()> {
                 anyhow::bail!("engine {engine} given twice");
             }
         }
-        add(remote.stats(&args.from, &args.to, args.prov)?);
+        add(remote.stats(&from.to_string(), &to.to_string(), prov)?);
     }
     let s = s.context("no data directory")?;
-    if several {
-        let names: Vec<String> = engines.iter().map(|e| e.to_string()).collect();
-        println!("National table of engines {}", names.join(", "));
-    }
-    let scope = args
-        .prov
-        .map_or("all provinces".to_owned(), |p| format!("province {p}"));
-    println!("Family mutual aid, {from} to {to}, {scope}");
-    println!("{:<44} {:>14} {:>18}", "", "count", "amount (yuan)");
-    let rows = [
+    Ok((engines.into_iter().collect(), s))
+}
+
+/// The rows of `gongji report`'s table, labelled.
+pub fn table_rows(s: &StatsView) -> [(&'static str, Cell); 7] {
+    [
         ("all family mutual aid", s.total),
         ("instant call of a bound giver's account", s.account_draw),
         ("  same pooling area", s.same_pool),
@@ -249,15 +260,35 @@ pub fn report(mut args: ReportArgs) -> Result<()> {
         ("medical-insurance wallet transfers", s.wallet_transfer),
         ("  in province", s.in_province),
         ("  cross province", s.cross_province),
-    ];
-    for (label, cell) in rows {
-        println!(
+    ]
+}
+
+/// `gongji report`'s table (with the engines it sums, when several).
+pub fn national_table(
+    engines: &[EngineId],
+    from: Period,
+    to: Period,
+    prov: Option<u8>,
+    s: &StatsView,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if !engines.is_empty() {
+        let names: Vec<String> = engines.iter().map(|e| e.to_string()).collect();
+        let _ = writeln!(out, "National table of engines {}", names.join(", "));
+    }
+    let scope = prov.map_or("all provinces".to_owned(), |p| format!("province {p}"));
+    let _ = writeln!(out, "Family mutual aid, {from} to {to}, {scope}");
+    let _ = writeln!(out, "{:<44} {:>14} {:>18}", "", "count", "amount (yuan)");
+    for (label, cell) in table_rows(s) {
+        let _ = writeln!(
+            out,
             "{label:<44} {:>14} {:>18}",
             cell.count,
             cell.amount.to_string()
         );
     }
-    Ok(())
+    out
 }
 
 #[derive(Debug, clap::Args)]

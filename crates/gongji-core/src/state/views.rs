@@ -2,7 +2,7 @@
 
 use super::counters::{Cell, ReconTotals};
 use super::ledger::Counterparty;
-use super::{Scope, State, TransferStatus};
+use super::{Scope, State};
 use crate::command::{
     Actor, InstCode, InstType, Insutype, MsgidScope, PersonStatus, PsnNo, Relation, Role,
 };
@@ -16,6 +16,7 @@ pub use super::ledger::Counterparty as EntryCounterparty;
 pub use super::ledger::EntryKind;
 pub use super::ledger::EntryRef;
 pub use super::recent::RECENT_SETTLEMENTS_MAX;
+pub use super::wallet::TransferStatus;
 
 pub use super::wallet::TransferStatus as TransferState;
 
@@ -120,6 +121,22 @@ pub struct StatsView {
     pub wallet_transfer: Cell,
     pub in_province: Cell,
     pub cross_province: Cell,
+}
+
+impl StatsView {
+    /// Cell by cell: the national table of a federation is the sum of its engines' (each
+    /// figure is counted on one engine only: a cross-engine transfer on the receiver's).
+    pub fn plus(self, o: StatsView) -> StatsView {
+        StatsView {
+            total: self.total.plus(o.total),
+            account_draw: self.account_draw.plus(o.account_draw),
+            same_pool: self.same_pool.plus(o.same_pool),
+            cross_pool: self.cross_pool.plus(o.cross_pool),
+            wallet_transfer: self.wallet_transfer.plus(o.wallet_transfer),
+            in_province: self.in_province.plus(o.in_province),
+            cross_province: self.cross_province.plus(o.cross_province),
+        }
+    }
 }
 
 pub type ReconView = ReconTotals;
