@@ -510,8 +510,7 @@ enum Query {
 
 /// Reads a random person (eight times in ten), a person's entries or an old settlement (one in
 /// ten) or the statistics of the run's five months (one in ten),
-/// `rate` times a second, each answered as of the last durable op, at once
-/// ([`Engine::person_durable`] and its siblings), as the HTTP layer answers them.
+/// `rate` times a second, each answered once what it saw is durable ([`Engine::durable`]).
 fn query_loop(
     engine: &Engine,
     stop: &AtomicBool,
@@ -540,45 +539,46 @@ fn query_loop(
             _ => Query::Person(psn_no(rng.below(u64::from(persons)) as u32)),
         };
         let t = Instant::now();
-        // As the HTTP layer answers them: as of the last durable op, at once.
-        match &kind {
+        let seen = match &kind {
             Query::Stats => {
-                std::hint::black_box(engine.stats_durable(from, to, None));
+                let (view, seen) = engine.read(|s| (s.stats(from, to, None), s.op_count()));
+                std::hint::black_box(view);
+                seen
             }
             Query::Person(psn) => {
-                let view = engine.person_durable(psn).expect("not federated");
+                let (view, seen) = engine.read(|s| (s.person(psn), s.op_count()));
                 assert!(view.is_ok(), "an enrolled person is found");
+                seen
             }
             // A person's oldest entries (the walk back covers all of them), or a settlement
             // from the older half: from history files when their chunks are cold.
             Query::History(true, r) => {
                 let psn = psn_no((r % u64::from(persons)) as u32);
-                let page = engine.entries_durable(&psn, None, 100);
-                assert!(
-                    page.is_some_and(|p| p.is_ok()),
-                    "an enrolled person's entries are found"
-                );
+                let (page, seen) = engine.read(|s| (s.entries(&psn, None, 100), s.op_count()));
+                assert!(page.is_ok(), "an enrolled person's entries are found");
+                seen
             }
             Query::History(false, r) => {
-                let older_half = engine.marks_durable().settlement_count() as u64 / 2;
-                let view = (older_half > 0).then(|| {
-                    engine
-                        .settlement_durable(1 + r % older_half)
-                        .expect("not federated")
+                let (view, seen) = engine.read(|s| {
+                    let older_half = s.settlement_count() as u64 / 2;
+                    let view = (older_half > 0).then(|| s.settlement(1 + r % older_half));
+                    (view, s.op_count())
                 });
                 let view = std::hint::black_box(view);
                 assert!(view.is_none_or(|v| v.is_ok()), "an old settlement is found");
+                seen
             }
-        }
+        };
         let (answered, viewed) = match kind {
             Query::Stats => (&mut ns.stats, &mut ns.stats_view),
             Query::History(..) => (&mut ns.history, &mut ns.history_view),
             Query::Person(_) => (&mut ns.person, &mut ns.person_view),
         };
-        // Nothing to wait for: the read alone is the answer.
-        let ns_taken = t.elapsed().as_nanos() as u64;
-        viewed.push(ns_taken);
-        answered.push(ns_taken);
+        viewed.push(t.elapsed().as_nanos() as u64);
+        if engine.wait_durable(seen).is_err() {
+            break;
+        }
+        answered.push(t.elapsed().as_nanos() as u64);
     }
     ns
 }
@@ -929,7 +929,7 @@ impl std::fmt::Display for E2eReport {
             w.sort_unstable();
             writeln!(
                 f,
-                "query latency ({label}, {} during the run, answered as of the last durable op) \
+                "query latency ({label}, {} during the run, answered once what it saw is durable) \
                  p1 = {:.3} ms p50 = {:.3} ms p99 = {:.3} ms p100 = {:.3} ms; the read alone \
                  (lock + view) p50 = {:.3} ms p99 = {:.3} ms p100 = {:.3} ms",
                 th(v.len() as u64),

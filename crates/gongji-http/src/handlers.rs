@@ -429,7 +429,7 @@ pub(crate) async fn person(State(app): AppState, psn_no: Segment, headers: Heade
             return Err(forbidden());
         }
         let Some(config) = app.engine.federation() else {
-            let view = app.engine.person_durable(&psn_no).expect("not federated")?;
+            let view = app.engine.read(|s| s.person(&psn_no))?;
             return Ok(render::person(&view));
         };
         // A federated engine also lists the person's cross-engine transfers and bindings.
@@ -440,7 +440,6 @@ pub(crate) async fn person(State(app): AppState, psn_no: Segment, headers: Heade
             Ok(v)
         })
     })())
-    .answered_durable(!app.engine.is_federated())
 }
 
 pub(crate) async fn entries(
@@ -473,13 +472,9 @@ pub(crate) async fn entries(
             Actor::Person(me) if me.as_str() == psn_no => {}
             _ => return Err(forbidden()),
         }
-        let (page, next) = match app.engine.entries_durable(&psn_no, after, limit) {
-            Some(read) => read?,
-            None => app.engine.read(|s| s.entries(&psn_no, after, limit))?,
-        };
+        let (page, next) = app.engine.read(|s| s.entries(&psn_no, after, limit))?;
         Ok(render::entries(&page, next))
     })())
-    .answered_durable(!app.engine.is_federated())
 }
 
 pub(crate) async fn settlement(
@@ -493,10 +488,7 @@ pub(crate) async fn settlement(
         let id = setl_id
             .parse::<u64>()
             .map_err(|_| Rejection::new(ErrCode::SettlementNotFound))?;
-        let view = match app.engine.settlement_durable(id) {
-            Some(read) => read?,
-            None => app.engine.read(|s| s.settlement(id))?,
-        };
+        let view = app.engine.read(|s| s.settlement(id))?;
         let allowed = match &actor {
             Actor::Admin => true,
             Actor::Institution(code) => *code == view.fixmedins_code,
@@ -507,7 +499,6 @@ pub(crate) async fn settlement(
         }
         Ok(Output::Settlement(view, true))
     })())
-    .answered_durable(!app.engine.is_federated())
 }
 
 pub(crate) async fn transfer(
@@ -545,14 +536,10 @@ pub(crate) async fn binding(
             return crate::federation::get_binding(&app, &bxid, &actor);
         }
         let id = binding_id.parse::<u64>().map_err(|_| not_found)?;
-        let view = match app.engine.binding_durable(id) {
-            Some(read) => read?,
-            None => app.engine.read(|s| s.binding(id))?,
-        };
+        let view = app.engine.read(|s| s.binding(id))?;
         admin_or_persons(&actor, &view.giver_psn_no, &view.receiver_psn_no)?;
         Ok(render::binding(&view))
     })())
-    .answered_durable(!app.engine.is_federated())
 }
 
 /// Refuses (403) all but an admin and the two persons a record is between.
@@ -601,10 +588,9 @@ pub(crate) async fn stats(
         if actor != Actor::Admin {
             return Err(forbidden());
         }
-        let view = app.engine.stats_durable(from, to, prov);
+        let view = app.engine.read(|s| s.stats(from, to, prov));
         Ok(render::stats(from, to, prov, &view))
     })())
-    .answered_durable(true)
 }
 
 const RECON_AMOUNTS: [&str; 6] = [
@@ -865,27 +851,6 @@ pub(crate) async fn guard(limit: std::time::Duration, request: Request, next: Ne
     response
 }
 
-/// A reply whose every part is as of the last durable op (the `_durable` reads of
-/// `gongji_server::Engine`): [`durable_reads`] lets it go at once.
-#[derive(Clone, Copy)]
-struct AnsweredDurable;
-
-trait MarkDurable {
-    fn answered_durable(self, durable: bool) -> Response;
-}
-
-impl MarkDurable for Response {
-    /// Marks a reply computed from durable views alone (when `durable`). Only a 200 or a
-    /// refusal of the view itself (404) qualifies: a 401, 403 or 400 may rest on the live
-    /// token table or the live state, and waits as before.
-    fn answered_durable(mut self, durable: bool) -> Response {
-        if durable && matches!(self.status(), StatusCode::OK | StatusCode::NOT_FOUND) {
-            self.extensions_mut().insert(AnsweredDurable);
-        }
-        self
-    }
-}
-
 /// Whether a request reads the state (API reads, the console's pages): its answer must wait
 /// until what it saw is durable. Writes answer after their own sync and render only their
 /// op's own records; the service endpoints show no state.
@@ -902,11 +867,8 @@ fn reads_state(request: &Request) -> bool {
 }
 
 /// Reads never show a state that a crash could still undo. The writer applies batch k+1 while
-/// batch k is being synced, so the live state may hold ops that are not durable yet. The reads
-/// of persons, entries, settlements, bindings and statistics are computed as of the last
-/// durable op (`gongji_server::Engine::person_durable` and its siblings) and go at once. Any
-/// other read takes the state's read lock between the writer's chunks and may see ops not
-/// durable yet: its reply is held until every op
+/// batch k is being synced, and a read takes the state's read lock between the writer's
+/// chunks, so it may see ops that are not durable yet. Its reply is held until every op
 /// applied when the handler returned (at least every op it saw) is durable: the rest of the
 /// batch being applied and its sync, at most. If the writer stopped first, what the read saw
 /// may be lost, and it is refused (`503 OVERLOADED`) instead.
@@ -915,9 +877,6 @@ pub(crate) async fn durable_reads(State(app): AppState, request: Request, next: 
         return next.run(request).await;
     }
     let response = next.run(request).await;
-    if response.extensions().get::<AnsweredDurable>().is_some() {
-        return response;
-    }
     let seen = app.engine.applied_op();
     match app.engine.durable(seen).await {
         Ok(()) => response,

@@ -6,10 +6,8 @@
 //! applied ones to the sync thread, which appends them to the [`gongji_journal::Journal`],
 //! makes the batch durable with one sync, and only then releases the replies, while the writer
 //! applies the next batch (`writer.rs`: the pipeline). Rejected writes and replays are not
-//! journaled. Reads never enter the journal path: persons, entries, settlements, bindings and
-//! the statistics are answered at once as of the last durable op ([`Engine::person_durable`]
-//! and its siblings, `reads.rs`); any other read goes through [`Engine::read`], and what it
-//! shows is answered once it is durable ([`Engine::durable`], [`Engine::read_durable`]).
+//! journaled. Reads go through [`Engine::read`] and never enter the journal path; what they
+//! show is answered once it is durable ([`Engine::durable`], [`Engine::read_durable`]).
 //!
 //! Where the journal and snapshots live is the [`Store`] seam (`store.rs`): files in the data
 //! directory ([`FileStore`], used by [`Engine::open`] and [`Engine::open_on`]) or PostgreSQL
@@ -23,7 +21,6 @@
 //! journal suffix and checks the state. Full chunks of history go to files (`history.rs`).
 
 mod history;
-mod reads;
 mod recover;
 /// Test support, not part of the product: built only with the `testkit` feature.
 #[cfg(feature = "testkit")]
@@ -301,8 +298,6 @@ impl Durable {
 pub(crate) struct Shared {
     pub state: RwLock<State>,
     pub durable: Durable,
-    /// What reads need to answer as of the last durable op (`reads.rs`).
-    pub reads: reads::Reads,
     pub counters: Counters,
     pub stopped: AtomicBool,
     /// The writer's load, sampled every [`LOAD_SAMPLE_SECONDS`], oldest first.
@@ -588,11 +583,6 @@ impl Engine {
 
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
-    }
-
-    /// Whether this engine is part of a federation (fixed at open).
-    pub fn is_federated(&self) -> bool {
-        self.shared.federated
     }
 
     /// This engine's federation configuration, if it is federated.

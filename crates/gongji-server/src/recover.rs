@@ -282,11 +282,8 @@ pub(crate) fn open(
     };
     drop(loaded);
 
-    // Everything recovered is durable: the reads' first marks.
-    let reads = crate::reads::Reads::new(state.marks());
     let shared = Arc::new(Shared {
         durable: Durable::new(head.op),
-        reads,
         state: RwLock::new(state),
         counters: Counters::default(),
         stopped: AtomicBool::new(false),

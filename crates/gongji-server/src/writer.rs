@@ -21,11 +21,6 @@
 //! two thread wake-ups (on two shared cores they cost single-settlement HTTP load most of its
 //! rate).
 //!
-//! After each batch (and each part sent ahead) the writer takes the state's `Marks`; whichever
-//! thread commits it publishes them for the reads just before `durable_op` moves (`reads.rs`).
-//! Before an op that changes a person's status, wallet or bindings, or cancels a settlement,
-//! the writer records what it changes in the reads' overlay.
-//!
 //! A snapshot is frozen by the writer between two batches (the state after exactly the last op
 //! of the batch just applied), carried with that batch, and handed to the snapshot thread only
 //! after that batch's sync (by whichever thread commits it): its op is durable before a byte of
@@ -40,11 +35,9 @@ use std::time::{Duration, Instant};
 use gongji_core::codec::encode_op;
 use gongji_core::federation::codec::encode_entry;
 use gongji_core::federation::{Entry, EntryApplied, EntryReply, FedOp, Message as FedMessage};
-use gongji_core::views::Marks;
 use gongji_core::{Applied, Command, Frozen, Op, Rejection, State};
 
 use crate::history::Swap;
-use crate::reads::Pre;
 use crate::snapshotter::{SnapshotGate, Snapshots};
 use crate::store::{Appended, Log};
 use crate::{
@@ -53,9 +46,8 @@ use crate::{
 };
 
 /// Most ops applied under one hold of the state's write lock. Reads wait at most this many
-/// ops' apply time (under a millisecond), not a whole batch's. The reads of `reads.rs` answer
-/// as of the last durable op at once; any other read's answer waits until what it saw is
-/// durable (`Engine::durable`).
+/// ops' apply time (under a millisecond), not a whole batch's. What they see is answered only
+/// once it is durable (`Engine::durable`).
 const LOCKED_OPS_MAX: usize = 256;
 
 /// Adopted msgid records dropped from the queue per batch (a quarter of a millisecond).
@@ -133,8 +125,6 @@ struct Batch {
     queued_ops: usize,
     /// The state after `last_op`, frozen for a snapshot.
     frozen: Option<Frozen>,
-    /// The state's marks after `last_op`, for reads once it is durable (`reads.rs`).
-    marks: Option<Arc<Marks>>,
     started: Instant,
 }
 
@@ -149,7 +139,6 @@ impl Batch {
             sends: Vec::new(),
             queued_ops: 0,
             frozen: None,
-            marks: None,
             started: Instant::now(),
         }
     }
@@ -427,8 +416,6 @@ impl Writer {
         let mut state = shared.state.write();
         // Msgid records a snapshot's section now holds leave the queue a slice per batch.
         state.drain_adopted_msgids(ADOPTED_DRAIN_MAX);
-        let reads = &shared.reads;
-        reads.prune(shared.durable.op.load(Ordering::Acquire));
         let mut locked_ops = 0;
         for submission in submissions {
             let (requests, reply) = match submission {
@@ -463,14 +450,9 @@ impl Writer {
                     // the lock to them, where a plain one lets this thread take it back
                     // before a woken read has run (on a busy machine, chunk after chunk).
                     let applied = state.op_count();
-                    // Taken only when a part may go ahead (a copy of the statistics' index).
-                    let marks = (batch.spans.len() >= self.config.pipeline_ops_min)
-                        .then(|| Arc::new(state.marks()));
                     self.shared.durable.set_applied(applied, Ordering::Release);
                     parking_lot::RwLockWriteGuard::unlock_fair(state);
-                    if let Some(marks) = marks {
-                        self.hand_part(batch, applied, marks);
-                    }
+                    self.hand_part(batch, applied);
                     state = shared.state.write();
                     locked_ops = 0;
                 }
@@ -487,15 +469,7 @@ impl Writer {
                 let result = if self.shared.federated {
                     apply_federated(&mut state, op.clone(), &mut batch.sends)
                 } else {
-                    // (A federated engine's reads wait for durability: no overlay to keep.)
-                    let pre = Pre::of(&state, &request.body, &request.actor);
-                    let result = state.apply(&op);
-                    if let Ok(applied) = &result {
-                        if !applied.replayed {
-                            reads.record(pre, &applied.reply, state.op_count());
-                        }
-                    }
-                    result
+                    state.apply(&op)
                 };
                 if matches!(result, Ok(ref a) if !a.replayed) {
                     batch.push(&op);
@@ -506,7 +480,6 @@ impl Writer {
             batch.replies.push(Replies::Core(reply, replies));
         }
         batch.last_op = state.op_count();
-        batch.marks = Some(Arc::new(state.marks()));
         self.shared
             .durable
             .set_applied(batch.last_op, Ordering::Release);
@@ -517,7 +490,10 @@ impl Writer {
     /// apply of the rest, even when one submission is the whole batch. The replies still leave
     /// after the batch's last sync; a crash in between keeps a prefix, as a batch that outgrows
     /// the journal's buffer always could.
-    fn hand_part(&mut self, batch: &mut Batch, applied: u64, marks: Arc<Marks>) {
+    fn hand_part(&mut self, batch: &mut Batch, applied: u64) {
+        if batch.spans.len() < self.config.pipeline_ops_min {
+            return;
+        }
         let part = Batch {
             seq: 0,
             records: std::mem::take(&mut batch.records),
@@ -527,7 +503,6 @@ impl Writer {
             sends: Vec::new(),
             queued_ops: 0,
             frozen: None,
-            marks: Some(marks),
             started: batch.started,
         };
         // Busy: keep them (gone: the hand-off of the whole batch finds out).
@@ -582,7 +557,6 @@ impl Writer {
             }
             batch.push(&op);
             batch.last_op = state.op_count();
-            batch.marks = Some(Arc::new(state.marks()));
             self.shared
                 .durable
                 .set_applied(batch.last_op, Ordering::Release);
@@ -706,14 +680,6 @@ impl Syncer {
                 "the writer applied up to op {} but the journal's head is op {}",
                 batch.last_op, head.op
             )));
-        }
-        if let Some(marks) = batch.marks {
-            assert_eq!(
-                marks.op, head.op,
-                "a batch's marks are taken after its last op"
-            );
-            // Before `durable_op` moves: a read never finds marks older than it.
-            self.shared.reads.publish(marks);
         }
         self.shared.durable.publish(head.op);
         let c = &self.shared.counters;

@@ -141,54 +141,6 @@ impl StatsView {
 
 pub type ReconView = ReconTotals;
 
-/// Where the state stood after op `op`: the lengths of the columns that only grow (persons,
-/// entries, settlements, bindings) and a copy of the statistics (a pointer per month, shared
-/// until the writer next changes that month). With them, the state after a later op still
-/// answers the reads of those records as they were after `op` ([`State::person_as_of`] and its
-/// siblings): the server answers a read as of the last durable op without waiting for the ops
-/// applied since.
-#[derive(Clone, Debug)]
-pub struct Marks {
-    pub op: u64,
-    persons: usize,
-    entries: usize,
-    setls: usize,
-    bindings: usize,
-    stats: super::Stats,
-}
-
-impl Marks {
-    /// Settlements made up to op `op`.
-    pub fn settlement_count(&self) -> usize {
-        self.setls
-    }
-
-    /// Bindings made up to op `op`.
-    pub fn binding_count(&self) -> usize {
-        self.bindings
-    }
-
-    /// [`State::stats`] as it was after op `op`.
-    pub fn stats(&self, from: Period, to: Period, province: Option<u8>) -> StatsView {
-        stats_view(&self.stats, from, to, province)
-    }
-}
-
-fn stats_view(stats: &super::Stats, from: Period, to: Period, province: Option<u8>) -> StatsView {
-    let [same_pool, cross_pool, in_province, cross_province] = stats.sum(from, to, province);
-    let account_draw = same_pool.plus(cross_pool);
-    let wallet_transfer = in_province.plus(cross_province);
-    StatsView {
-        total: account_draw.plus(wallet_transfer),
-        account_draw,
-        same_pool,
-        cross_pool,
-        wallet_transfer,
-        in_province,
-        cross_province,
-    }
-}
-
 /// Largest page of entries.
 pub const ENTRIES_LIMIT_MAX: u32 = 1_000;
 
@@ -197,58 +149,12 @@ impl State {
         Ok(self.person_view(self.person_index(psn_no)?))
     }
 
-    /// The current [`Marks`].
-    pub fn marks(&self) -> Marks {
-        Marks {
-            op: self.op_count,
-            persons: self.persons.len(),
-            entries: self.entries.len(),
-            setls: self.setls.len(),
-            bindings: self.bindings.len(),
-            stats: self.stats.clone(),
-        }
-    }
-
-    /// [`State::person`] as it was after op `m.op` (`m` taken then), as far as money changes
-    /// it: a person enrolled since is not found, and each balance is the one before the
-    /// oldest of the person's entries made since (every change of a balance is an entry:
-    /// `post`). Status, wallet opening and bindings are today's: the caller overlays those
-    /// changed since `m.op`.
-    pub fn person_as_of(&self, psn_no: &str, m: &Marks) -> Result<PersonView, Rejection> {
-        let i = self.person_index(psn_no)?;
-        if i as usize >= m.persons {
-            return Err(Rejection::new(ErrCode::PersonNotFound));
-        }
-        let mut view = self.person_view(i);
-        let mut at = self.persons.hot[i as usize].entry_tail;
-        while at as usize > m.entries {
-            let e = self.entries.get(at as usize - 1);
-            let before = i128::from(e.balc.0) - i128::from(e.amount);
-            let before = Fen(u64::try_from(before).expect("an entry's balance before is >= 0"));
-            if e.wallet {
-                view.wallet_balc = before;
-            } else {
-                view.acct_balc = before;
-            }
-            at = e.prev;
-        }
-        Ok(view)
-    }
-
     pub fn institution(&self, code: &str) -> Result<InstitutionView, Rejection> {
         Ok(self.institution_view(self.institution_index(code)?))
     }
 
     pub fn settlement(&self, setl_id: u64) -> Result<SettlementView, Rejection> {
         Ok(self.settlement_view(self.settlement_index(setl_id)?))
-    }
-
-    /// [`State::settlement`] as it was after op `m.op`: one made since is not found. Its
-    /// `cancelled` mark is today's: the caller overlays cancellations made since `m.op`.
-    pub fn settlement_as_of(&self, setl_id: u64, m: &Marks) -> Result<SettlementView, Rejection> {
-        let s = super::persons::id_to_index(setl_id, m.setls.min(self.setls.len()))
-            .ok_or(Rejection::new(ErrCode::SettlementNotFound))?;
-        Ok(self.settlement_view(s as u32))
     }
 
     /// The newest settlements made at institution `fixmedins_code` (at most
@@ -299,15 +205,6 @@ impl State {
         Ok(self.binding_view(self.binding_index(binding_id)?))
     }
 
-    /// [`State::binding`] as it was after op `m.op` as far as its existence goes: one made
-    /// since is not found. Its status and priority are today's: the caller overlays those of a
-    /// receiver whose bindings changed since `m.op`.
-    pub fn binding_as_of(&self, binding_id: u64, m: &Marks) -> Result<BindingView, Rejection> {
-        let b = super::persons::id_to_index(binding_id, m.bindings.min(self.bindings.len()))
-            .ok_or(Rejection::new(ErrCode::BindingNotFound))?;
-        Ok(self.binding_view(b as u32))
-    }
-
     /// A person's entries, oldest first, after entry `after` (exclusive), at most `limit`.
     /// Returns the page and the id to pass as `after` for the next page, if there is one.
     pub fn entries(
@@ -316,45 +213,13 @@ impl State {
         after: Option<u64>,
         limit: u32,
     ) -> Result<(Vec<EntryView>, Option<u64>), Rejection> {
-        self.entries_upto(
-            psn_no,
-            after,
-            limit,
-            (self.persons.len(), self.entries.len()),
-        )
-    }
-
-    /// [`State::entries`] as they were after op `m.op`: entries made since are left out (and
-    /// a person enrolled since is not found).
-    pub fn entries_as_of(
-        &self,
-        psn_no: &str,
-        after: Option<u64>,
-        limit: u32,
-        m: &Marks,
-    ) -> Result<(Vec<EntryView>, Option<u64>), Rejection> {
-        self.entries_upto(psn_no, after, limit, (m.persons, m.entries))
-    }
-
-    /// The entries among the first `len`, of a person among the first `persons`.
-    fn entries_upto(
-        &self,
-        psn_no: &str,
-        after: Option<u64>,
-        limit: u32,
-        (persons, len): (usize, usize),
-    ) -> Result<(Vec<EntryView>, Option<u64>), Rejection> {
         let psn = self.person_index(psn_no)?;
-        if psn as usize >= persons {
-            return Err(Rejection::new(ErrCode::PersonNotFound));
-        }
-        let len = len.min(self.entries.len());
         assert!((1..=ENTRIES_LIMIT_MAX).contains(&limit));
         // The list runs newest to oldest: collect the ids after `after`, then page from the
         // oldest end. The walk is as long as the person's entries after `after`.
         let stop = match after {
             None => 0,
-            Some(id) => super::persons::id_to_index(id, len)
+            Some(id) => super::persons::id_to_index(id, self.entries.len())
                 .filter(|&i| self.entries.get(i).psn == psn)
                 .map(|i| i as u32 + 1)
                 .ok_or(Rejection::with(
@@ -364,10 +229,6 @@ impl State {
         };
         let mut ids = Vec::new();
         let mut at = self.persons.hot[psn as usize].entry_tail;
-        // Entries made after the first `len` are newer than any before: skip them.
-        while at as usize > len {
-            at = self.entries.get(at as usize - 1).prev;
-        }
         while at > stop {
             ids.push(at);
             at = self.entries.get(at as usize - 1).prev;
@@ -414,7 +275,19 @@ impl State {
 
     /// The statistics table over `from..=to`, for one province or all (rule 17).
     pub fn stats(&self, from: Period, to: Period, province: Option<u8>) -> StatsView {
-        stats_view(&self.stats, from, to, province)
+        let [same_pool, cross_pool, in_province, cross_province] =
+            self.stats.sum(from, to, province);
+        let account_draw = same_pool.plus(cross_pool);
+        let wallet_transfer = in_province.plus(cross_province);
+        StatsView {
+            total: account_draw.plus(wallet_transfer),
+            account_draw,
+            same_pool,
+            cross_pool,
+            wallet_transfer,
+            in_province,
+            cross_province,
+        }
     }
 
     /// An institution's totals for a CST day (rule 18).

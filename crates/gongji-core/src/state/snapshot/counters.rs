@@ -27,11 +27,8 @@ pub(super) fn decode_stats(d: &mut Dec<'_>) -> Res<Stats> {
             return fail(at, "statistics months not ascending");
         }
         prev = Some(period);
-        let mut month = std::sync::Arc::new([[Cell::default(); 4]; PROVINCES.len()]);
-        for cells in std::sync::Arc::get_mut(&mut month)
-            .expect("a new month")
-            .iter_mut()
-        {
+        let mut month = Box::new([[Cell::default(); 4]; PROVINCES.len()]);
+        for cells in month.iter_mut() {
             for cell in cells {
                 cell.count = d.get()?;
                 cell.amount = d.get()?;
