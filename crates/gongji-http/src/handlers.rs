@@ -56,6 +56,12 @@ fn ok(output: Value) -> Response {
 
 /// The actor behind the bearer token, or 401.
 fn actor(app: &App, headers: &HeaderMap) -> Result<Actor, Rejection> {
+    actor_at(app, headers).map(|(actor, _)| actor)
+}
+
+/// [`actor`], with the op after which no token changed: the answer cannot be undone by a crash
+/// once that op is durable.
+fn actor_at(app: &App, headers: &HeaderMap) -> Result<(Actor, u64), Rejection> {
     let unauthorized = Rejection::with(ErrCode::Unauthorized, "a valid bearer token is required");
     let value = headers.get(header::AUTHORIZATION).ok_or(unauthorized)?;
     let token = value
@@ -68,10 +74,10 @@ fn actor(app: &App, headers: &HeaderMap) -> Result<Actor, Rejection> {
         .filter(|t| !t.is_empty())
         .ok_or(unauthorized)?;
     let hash = gongji_server::token_hash(token);
-    app.engine
-        .read(|s| s.token_actor(&hash))
-        .map(|(_, actor)| actor)
-        .ok_or(unauthorized)
+    let (found, changed) = app
+        .engine
+        .read(|s| (s.token_actor(&hash), s.tokens_changed_op()));
+    found.map(|(_, actor)| (actor, changed)).ok_or(unauthorized)
 }
 
 /// The body's bytes, at most [`BODY_BYTES_MAX`]; they are parsed where their type is known.
@@ -565,8 +571,9 @@ pub(crate) async fn stats(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    respond((|| {
-        let actor = actor(&app, &headers)?;
+    let mut durable_at = None;
+    let mut response = respond((|| {
+        let (actor, auth_op) = actor_at(&app, &headers)?;
         let q = query(raw);
         let period = |name: &'static str| -> Result<Period, Rejection> {
             let text = param(&q, name).ok_or(Rejection::with(ErrCode::BadRequest, name))?;
@@ -588,10 +595,21 @@ pub(crate) async fn stats(
         if actor != Actor::Admin {
             return Err(forbidden());
         }
-        let view = app.engine.read(|s| s.stats(from, to, prov));
+        // As of the last durable batch: only the authorisation may be newer.
+        let view = app.engine.stats_durable(from, to, prov);
+        durable_at = Some(DurableAt(auth_op));
         Ok(render::stats(from, to, prov, &view))
-    })())
+    })());
+    if let Some(at) = durable_at {
+        response.extensions_mut().insert(at);
+    }
+    response
 }
+
+/// On a reply: it shows nothing newer than this op (a read answered as of the last durable
+/// batch), so [`durable_reads`] holds it only until this op is durable, not every op applied.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DurableAt(pub u64);
 
 const RECON_AMOUNTS: [&str; 6] = [
     "medfee_sumamt",
@@ -870,14 +888,18 @@ fn reads_state(request: &Request) -> bool {
 /// batch k is being synced, and a read takes the state's read lock between the writer's
 /// chunks, so it may see ops that are not durable yet. Its reply is held until every op
 /// applied when the handler returned (at least every op it saw) is durable: the rest of the
-/// batch being applied and its sync, at most. If the writer stopped first, what the read saw
-/// may be lost, and it is refused (`503 OVERLOADED`) instead.
+/// batch being applied and its sync, at most. A reply marked [`DurableAt`] (the statistics,
+/// answered as of the last durable batch) waits only for its op. If the writer stopped first,
+/// what the read saw may be lost, and it is refused (`503 OVERLOADED`) instead.
 pub(crate) async fn durable_reads(State(app): AppState, request: Request, next: Next) -> Response {
     if !reads_state(&request) {
         return next.run(request).await;
     }
     let response = next.run(request).await;
-    let seen = app.engine.applied_op();
+    let seen = match response.extensions().get::<DurableAt>() {
+        Some(at) => at.0,
+        None => app.engine.applied_op(),
+    };
     match app.engine.durable(seen).await {
         Ok(()) => response,
         Err(_) => fail(Rejection::with(

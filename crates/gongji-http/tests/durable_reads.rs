@@ -119,3 +119,75 @@ async fn a_person_read_between_apply_and_a_failed_sync_is_refused() {
     .unwrap();
     assert!(engine.read(|s| s.person("DURABLE02").is_err()));
 }
+
+fn get_stats(server: &Server) -> tokio::task::JoinHandle<(u16, serde_json::Value)> {
+    let request = server
+        .client
+        .get(format!("{}/v1/stats?from=2000-01&to=2099-12", server.base))
+        .bearer_auth(&server.admin);
+    tokio::spawn(async move {
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_answer_while_a_batch_is_synced_but_wait_for_a_token_change() {
+    // Proves: GET /v1/stats, answered from the statistics of the last durable batch, is
+    // answered while an enrolment's sync is held (a person read is not: above); while a token
+    // revocation's sync is held, the same read waits (its authorisation could be undone by a
+    // crash), and is answered once that sync is done.
+    let fault = FaultStorage::new();
+    let server = Server::on_fault_storage(fault.clone()).await;
+    let _gate = ReleaseOnPanic(fault.clone());
+    let write = enrol_with_sync_held(&server, &fault, "DURABLE03").await;
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), get_stats(&server))
+        .await
+        .expect("answered while the sync is held")
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output"]["total"]["count"], 0, "{body}");
+    assert!(!write.is_finished(), "no write reply before the sync");
+    fault.release_syncs();
+    assert_eq!(write.await.unwrap(), 200);
+
+    // A second admin token, revoked with the sync held.
+    let created = server
+        .post(
+            &server.admin,
+            "/v1/tokens",
+            json!({"msgid": m(), "role": "admin"}),
+        )
+        .await
+        .ok();
+    let token_id = created["token_id"].as_str().expect("a token id").to_owned();
+    fault.hold_syncs();
+    let request = server
+        .client
+        .post(format!("{}/v1/tokens/{token_id}/revoke", server.base))
+        .bearer_auth(&server.admin)
+        .json(&json!({"msgid": m()}));
+    let revoke =
+        tokio::spawn(async move { request.send().await.expect("request").status().as_u16() });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fault.syncs_held() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sync never came"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut read = get_stats(&server);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut read)
+            .await
+            .is_err(),
+        "a read answered while a token change it depends on was not durable"
+    );
+    fault.release_syncs();
+    let (status, body) = read.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(revoke.await.unwrap(), 200);
+    server.stop().await;
+}

@@ -37,6 +37,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use gongji_core::federation::{EntryApplied, FedOp, FederationConfig, Message as FedMessage};
+use gongji_core::time::Period;
+use gongji_core::views::{StatsCopy, StatsView};
 use gongji_core::{Actor, Applied, Body, Msgid, Params, Rejection, State};
 use gongji_journal::private::{create_private_dir, private_options, restrict};
 use gongji_journal::{FsStorage, JournalConfig, JournalError, SnapshotError, Storage};
@@ -298,6 +300,9 @@ impl Durable {
 pub(crate) struct Shared {
     pub state: RwLock<State>,
     pub durable: Durable,
+    /// The statistics after the last batch made durable (published by whichever thread
+    /// commits it, once its sync is done): statistics reads take no lock and never wait.
+    pub stats: arc_swap::ArcSwap<StatsCopy>,
     pub counters: Counters,
     pub stopped: AtomicBool,
     /// The writer's load, sampled every [`LOAD_SAMPLE_SECONDS`], oldest first.
@@ -571,6 +576,13 @@ impl Engine {
             }
             lock = self.shared.durable.cond.wait(lock).expect("durable lock");
         }
+    }
+
+    /// The statistics table (as [`State::stats`]) as of the last batch made durable: no lock,
+    /// no wait, and nothing a crash could undo. Ops of the batch being synced and of the one
+    /// being applied are not in it yet.
+    pub fn stats_durable(&self, from: Period, to: Period, province: Option<u8>) -> StatsView {
+        self.shared.stats.load().stats(from, to, province)
     }
 
     /// Runs `f` on the current state and returns its result once every op the state held is

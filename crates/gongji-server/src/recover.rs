@@ -284,6 +284,7 @@ pub(crate) fn open(
 
     let shared = Arc::new(Shared {
         durable: Durable::new(head.op),
+        stats: arc_swap::ArcSwap::from_pointee(state.stats_copy()),
         state: RwLock::new(state),
         counters: Counters::default(),
         stopped: AtomicBool::new(false),

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use gongji_core::codec::encode_op;
 use gongji_core::federation::codec::encode_entry;
 use gongji_core::federation::{Entry, EntryApplied, EntryReply, FedOp, Message as FedMessage};
+use gongji_core::views::StatsCopy;
 use gongji_core::{Applied, Command, Frozen, Op, Rejection, State};
 
 use crate::history::Swap;
@@ -125,6 +126,9 @@ struct Batch {
     queued_ops: usize,
     /// The state after `last_op`, frozen for a snapshot.
     frozen: Option<Frozen>,
+    /// The statistics after `last_op`, published for reads once it is durable (a part sent
+    /// ahead of its batch has none: the reads keep the previous batch's).
+    stats: Option<StatsCopy>,
     started: Instant,
 }
 
@@ -139,6 +143,7 @@ impl Batch {
             sends: Vec::new(),
             queued_ops: 0,
             frozen: None,
+            stats: None,
             started: Instant::now(),
         }
     }
@@ -480,6 +485,7 @@ impl Writer {
             batch.replies.push(Replies::Core(reply, replies));
         }
         batch.last_op = state.op_count();
+        batch.stats = Some(state.stats_copy());
         self.shared
             .durable
             .set_applied(batch.last_op, Ordering::Release);
@@ -503,6 +509,7 @@ impl Writer {
             sends: Vec::new(),
             queued_ops: 0,
             frozen: None,
+            stats: None,
             started: batch.started,
         };
         // Busy: keep them (gone: the hand-off of the whole batch finds out).
@@ -557,6 +564,7 @@ impl Writer {
             }
             batch.push(&op);
             batch.last_op = state.op_count();
+            batch.stats = Some(state.stats_copy());
             self.shared
                 .durable
                 .set_applied(batch.last_op, Ordering::Release);
@@ -680,6 +688,9 @@ impl Syncer {
                 "the writer applied up to op {} but the journal's head is op {}",
                 batch.last_op, head.op
             )));
+        }
+        if let Some(stats) = batch.stats {
+            self.shared.stats.store(Arc::new(stats));
         }
         self.shared.durable.publish(head.op);
         let c = &self.shared.counters;

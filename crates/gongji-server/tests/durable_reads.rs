@@ -6,6 +6,7 @@
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
+use gongji_core::time::Period;
 use gongji_journal::{CrashMode, FaultStorage, JournalConfig};
 use gongji_server::scenario::{filler, script};
 use gongji_server::{Config, Engine, SubmitError};
@@ -121,4 +122,84 @@ fn a_read_between_apply_and_a_failed_sync_never_answers_with_it() {
     let (engine, _) = Engine::open_on(config(), restarted.clone(), restarted).unwrap();
     assert_eq!(engine.read(|s| s.token_count()), before);
     engine.shutdown().unwrap();
+}
+
+/// The script's first settlement again, under a new msgid, at the writer's own time.
+fn another_settlement() -> gongji_server::WriteRequest {
+    let mut request = script()
+        .into_iter()
+        .flat_map(|sub| sub.requests)
+        .find(|r| matches!(r.body, gongji_core::Body::Settle { .. }))
+        .expect("the script settles");
+    request.msgid = gongji_core::Msgid::from("stats-held").unwrap();
+    request.inf_time = None;
+    request
+}
+
+fn all_stats(engine: &Engine) -> (gongji_core::views::StatsView, gongji_core::views::StatsView) {
+    let (from, to) = (Period(0), Period(u32::MAX));
+    (
+        engine.stats_durable(from, to, None),
+        engine.read(|s| s.stats(from, to, None)),
+    )
+}
+
+#[test]
+fn statistics_are_answered_at_once_as_of_the_last_durable_batch() {
+    // Proves: with a settlement applied and its sync held, the live statistics count it but
+    // `stats_durable` answers at once without it; after the sync it counts it. When the held
+    // sync fails instead, the restarted engine's statistics are what `stats_durable` showed.
+    for fails in [false, true] {
+        let fault = FaultStorage::new();
+        let (engine, _) = Engine::open_on(config(), fault.clone(), fault.clone()).unwrap();
+        for sub in script() {
+            engine.submit_wait(sub.requests).expect("the engine runs");
+        }
+        let (durable, live) = all_stats(&engine);
+        assert_eq!(durable, live, "everything is durable");
+        assert!(durable.total.count > 0, "the script settles");
+        fault.hold_syncs();
+        struct Release(FaultStorage);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.release_syncs();
+                }
+            }
+        }
+        let _release = Release(fault.clone());
+        let reply = engine.submit(vec![another_settlement()]).expect("queued");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while fault.syncs_held() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the sync never came");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (held, live) = all_stats(&engine);
+        assert_eq!(live.total.count, durable.total.count + 1, "applied");
+        assert_eq!(held, durable, "not durable: not shown");
+        if fails {
+            fault.set_crash_at_sync(fault.syncs_total() + 1);
+        }
+        fault.release_syncs();
+        let acknowledged = reply.blocking_recv().is_ok();
+        assert_eq!(acknowledged, !fails);
+        if !fails {
+            let (after, live) = all_stats(&engine);
+            assert_eq!(after, live, "durable: shown");
+            engine.shutdown().unwrap();
+            continue;
+        }
+        assert!(engine.shutdown().is_err(), "the failed sync is reported");
+        assert_eq!(
+            all_stats(&engine).0,
+            durable,
+            "still as of the last durable batch"
+        );
+        drop(engine);
+        let restarted = fault.after_crash(CrashMode::DropUnsynced);
+        let (engine, _) = Engine::open_on(config(), restarted.clone(), restarted).unwrap();
+        let (reopened, live) = all_stats(&engine);
+        assert_eq!((reopened, live), (durable, durable));
+        engine.shutdown().unwrap();
+    }
 }

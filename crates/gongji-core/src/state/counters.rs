@@ -68,19 +68,23 @@ pub(crate) enum Channel {
 
 type MonthCells = [[Cell; 4]; PROVINCES.len()];
 
+/// The statistics by month. A month is shared (copy on write), so that a copy of the whole
+/// table ([`crate::views::StatsCopy`], which the server takes after every batch for the reads
+/// it answers as of the last durable op) costs a pointer per month; the writer copies a
+/// month's 2 KiB the first time it changes it after such a copy.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Stats {
-    pub months: BTreeMap<Period, Box<MonthCells>>,
+    pub months: BTreeMap<Period, Arc<MonthCells>>,
 }
 
 impl Stats {
     pub fn add(&mut self, period: Period, province: u8, channel: Channel, amount: Fen) {
-        let month = self.months.entry(period).or_default();
+        let month = Arc::make_mut(self.months.entry(period).or_default());
         month[province_slot(province)][channel as usize].add(amount);
     }
 
     pub fn sub(&mut self, period: Period, province: u8, channel: Channel, amount: Fen) {
-        let month = self.months.get_mut(&period).expect("counted month");
+        let month = Arc::make_mut(self.months.get_mut(&period).expect("counted month"));
         month[province_slot(province)][channel as usize].sub(amount);
     }
 

@@ -281,6 +281,10 @@ pub(crate) struct Token {
 pub(crate) struct Tokens {
     pub index: FxHashMap<[u8; 32], u32>,
     pub list: Chunked<Token>,
+    /// The op that last created or revoked a token (0 after a decode: every op a decoded
+    /// state holds is durable). Not state: a server answers a read whose authorisation is
+    /// older than its durable op without waiting for the ops applied since.
+    pub changed_op: u64,
 }
 
 impl Tokens {
@@ -289,6 +293,7 @@ impl Tokens {
         Tokens {
             index: FxHashMap::default(),
             list: self.list.clone(),
+            changed_op: self.changed_op,
         }
     }
 }
@@ -404,6 +409,7 @@ impl State {
             scope,
             revoked: false,
         });
+        self.tokens.changed_op = self.op_count + 1;
         Ok(Reply::TokenCreated {
             token_id: u64::from(i) + 1,
         })
@@ -412,6 +418,7 @@ impl State {
     pub(super) fn revoke_token(&mut self, token_id: u64) -> Result<Reply, Rejection> {
         let i = id_to_index(token_id, self.tokens.list.len()).ok_or(ErrCode::NotFound)?;
         self.tokens.list[i].revoked = true;
+        self.tokens.changed_op = self.op_count + 1;
         Ok(Reply::TokenRevoked { token_id })
     }
 

@@ -275,19 +275,13 @@ impl State {
 
     /// The statistics table over `from..=to`, for one province or all (rule 17).
     pub fn stats(&self, from: Period, to: Period, province: Option<u8>) -> StatsView {
-        let [same_pool, cross_pool, in_province, cross_province] =
-            self.stats.sum(from, to, province);
-        let account_draw = same_pool.plus(cross_pool);
-        let wallet_transfer = in_province.plus(cross_province);
-        StatsView {
-            total: account_draw.plus(wallet_transfer),
-            account_draw,
-            same_pool,
-            cross_pool,
-            wallet_transfer,
-            in_province,
-            cross_province,
-        }
+        stats_view(&self.stats, from, to, province)
+    }
+
+    /// A copy of the statistics as they are now, which later ops leave as it is: a pointer per
+    /// month (see [`StatsCopy`]).
+    pub fn stats_copy(&self) -> StatsCopy {
+        StatsCopy(self.stats.clone())
     }
 
     /// An institution's totals for a CST day (rule 18).
@@ -342,6 +336,13 @@ impl State {
         Some((u64::from(i) + 1, actor))
     }
 
+    /// The op that last created or revoked a token: a token's answer from
+    /// [`State::token_actor`] cannot be undone by a crash once this op is durable (0 when
+    /// every token change is older than this state's decoding).
+    pub fn tokens_changed_op(&self) -> u64 {
+        self.tokens.changed_op
+    }
+
     pub fn token_count(&self) -> usize {
         self.tokens.list.len()
     }
@@ -374,5 +375,32 @@ impl State {
     /// Msgid records in the queue: those made since the last snapshot adopted.
     pub fn msgids_queued(&self) -> usize {
         self.msgids.queued_len()
+    }
+}
+
+/// The statistics as they were after some op ([`State::stats_copy`]): a server answers
+/// statistics reads from the copy taken after the last durable batch, without the state's lock.
+#[derive(Clone, Debug, Default)]
+pub struct StatsCopy(super::Stats);
+
+impl StatsCopy {
+    /// [`State::stats`] as it was when the copy was taken.
+    pub fn stats(&self, from: Period, to: Period, province: Option<u8>) -> StatsView {
+        stats_view(&self.0, from, to, province)
+    }
+}
+
+fn stats_view(stats: &super::Stats, from: Period, to: Period, province: Option<u8>) -> StatsView {
+    let [same_pool, cross_pool, in_province, cross_province] = stats.sum(from, to, province);
+    let account_draw = same_pool.plus(cross_pool);
+    let wallet_transfer = in_province.plus(cross_province);
+    StatsView {
+        total: account_draw.plus(wallet_transfer),
+        account_draw,
+        same_pool,
+        cross_pool,
+        wallet_transfer,
+        in_province,
+        cross_province,
     }
 }

@@ -34,7 +34,7 @@ pub(super) fn decode_stats(d: &mut Dec<'_>) -> Res<Stats> {
                 cell.amount = d.get()?;
             }
         }
-        months.push((period, month));
+        months.push((period, std::sync::Arc::new(*month)));
     }
     Ok(Stats {
         months: months.into_iter().collect::<BTreeMap<_, _>>(),

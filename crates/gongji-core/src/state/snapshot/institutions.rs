@@ -91,5 +91,6 @@ pub(super) fn decode_tokens(d: &mut Dec<'_>, persons: usize, insts: usize) -> Re
     Ok(Tokens {
         index,
         list: list.into(),
+        changed_op: 0,
     })
 }
