@@ -118,97 +118,39 @@ fn admin_write(n: &mut u64, time: i64, body: gongji_core::Body) -> gongji_server
     }
 }
 
-fn wpsn(i: u32) -> gongji_core::PsnNo {
-    gongji_core::PsnNo::from(&format!("W{i:04}")).unwrap()
-}
-
-/// Senders W0000..W0039 (employees, credited), residents W0040..W0049 with wallets, each
-/// sender bound to `40 + i % 10`; then `days` days of three transfers from each sender, the
-/// first of each day accepted and the second declined (the rest return at 06:00 the next
-/// day). Returns the time of the day after the last.
+/// The wallet world of `scenario::wallet_world` (persons W0000..W0049) when `n` is 0, then
+/// `days` days of `scenario::wallet_day`, as admin writes. Returns the time of the day after
+/// the last.
 fn wallet_days(engine: &gongji_server::Engine, n: &mut u64, mut time: i64, days: u32) -> i64 {
-    use gongji_core::{Body, Fen};
+    use gongji_server::scenario::{wallet_day, wallet_world};
     let mut requests = Vec::new();
     if *n == 0 {
-        for i in 0..50u32 {
-            let certno = gongji_core::certno::certno_with_check(&format!("44010619900101{i:03}"));
-            requests.push(admin_write(
-                n,
-                time,
-                Body::Enrol {
-                    psn_no: wpsn(i),
-                    certno: gongji_core::command::ArrayString::from(&certno.unwrap()).unwrap(),
-                    psn_name: format!("钱包{i}"),
-                    insutype: if i < 40 {
-                        gongji_core::Insutype::Employee
-                    } else {
-                        gongji_core::Insutype::Resident
-                    },
-                    admdvs: 440106,
-                },
-            ));
-        }
-        let items = (0..40)
-            .map(|i| gongji_core::CreditItem {
-                psn_no: wpsn(i),
-                amount: Fen(10_000_000),
-            })
-            .collect();
-        let period = gongji_core::time::parse_period("2031-01").unwrap();
-        requests.push(admin_write(n, time, Body::Credit { period, items }));
-        for i in 40..50 {
-            requests.push(admin_write(n, time, Body::OpenWallet { psn_no: wpsn(i) }));
-        }
-        for i in 0..40 {
-            let body = Body::Bind {
-                giver_psn_no: wpsn(i),
-                receiver_psn_no: wpsn(40 + i % 10),
-                relation: gongji_core::Relation::Child,
-            };
+        for body in wallet_world('W', "19900101") {
             requests.push(admin_write(n, time, body));
         }
     }
     let mut next_id = engine.read(|s| s.transfer_count()) as u64 + 1;
     for _ in 0..days {
-        let first = next_id;
-        for i in 0..40u32 {
-            for amount in [1 + u64::from(i), 7, 9] {
-                let body = Body::TransferCreate {
-                    from_psn_no: wpsn(i),
-                    to_psn_no: wpsn(40 + i % 10),
-                    amount: Fen(amount),
-                    source: gongji_core::TransferSource::Acct,
-                };
-                requests.push(admin_write(n, time, body));
-                next_id += 1;
-            }
+        for body in wallet_day('W', next_id) {
+            requests.push(admin_write(n, time, body));
         }
-        requests.push(admin_write(
-            n,
-            time,
-            Body::TransferAccept { transfer_id: first },
-        ));
-        let body = Body::TransferDecline {
-            transfer_id: first + 1,
-        };
-        requests.push(admin_write(n, time, body));
+        next_id += 120;
         time += 86_400;
         if requests.len() > 5_000 {
-            let r = engine.submit_wait(std::mem::take(&mut requests)).unwrap();
-            assert!(
-                r.iter().all(|r| r.is_ok()),
-                "{:?}",
-                r.iter().find(|r| r.is_err())
-            );
+            submit_all(engine, std::mem::take(&mut requests));
         }
     }
+    submit_all(engine, requests);
+    time
+}
+
+fn submit_all(engine: &gongji_server::Engine, requests: Vec<gongji_server::WriteRequest>) {
     let r = engine.submit_wait(requests).unwrap();
     assert!(
         r.iter().all(|r| r.is_ok()),
         "{:?}",
         r.iter().find(|r| r.is_err())
     );
-    time
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +198,7 @@ async fn old_transfers_are_read_and_answered_from_history_files() {
         let credit = gongji_core::Body::Credit {
             period: gongji_core::time::parse_period("2034-01").unwrap(),
             items: vec![gongji_core::CreditItem {
-                psn_no: wpsn(0),
+                psn_no: gongji_server::scenario::wallet_psn('W', 0),
                 amount: gongji_core::Fen(1),
             }],
         };

@@ -327,3 +327,73 @@ pub fn op_of(request: &WriteRequest) -> Op {
         body: request.body.clone(),
     })
 }
+
+/// Person `i` of a wallet world ([`wallet_world`]): `{prefix}0000`, `{prefix}0001`, ….
+pub fn wallet_psn(prefix: char, i: u32) -> PsnNo {
+    PsnNo::from(&format!("{prefix}{i:04}")).expect("a short psn_no")
+}
+
+/// The history tests' wallet world: senders 0..40 (employees, each credited 100,000 yuan for
+/// 2031-01), residents 40..50 with wallets, each sender bound to resident `40 + i % 10`;
+/// certificate numbers of people born on `birth` (`YYYYMMDD`), distinct per `prefix`.
+pub fn wallet_world(prefix: char, birth: &str) -> Vec<Body> {
+    let mut bodies = Vec::new();
+    for i in 0..50u32 {
+        let certno = certno_with_check(&format!("440106{birth}{i:03}")).expect("a certno");
+        bodies.push(Body::Enrol {
+            psn_no: wallet_psn(prefix, i),
+            certno: gongji_core::command::ArrayString::from(&certno).expect("18 bytes"),
+            psn_name: format!("钱包{i}"),
+            insutype: if i < 40 {
+                Insutype::Employee
+            } else {
+                Insutype::Resident
+            },
+            admdvs: 440106,
+        });
+    }
+    bodies.push(Body::Credit {
+        period: parse_period("2031-01").expect("a period"),
+        items: (0..40)
+            .map(|i| CreditItem {
+                psn_no: wallet_psn(prefix, i),
+                amount: Fen(10_000_000),
+            })
+            .collect(),
+    });
+    for i in 40..50 {
+        bodies.push(Body::OpenWallet {
+            psn_no: wallet_psn(prefix, i),
+        });
+    }
+    for i in 0..40 {
+        bodies.push(Body::Bind {
+            giver_psn_no: wallet_psn(prefix, i),
+            receiver_psn_no: wallet_psn(prefix, 40 + i % 10),
+            relation: Relation::Child,
+        });
+    }
+    bodies
+}
+
+/// A day of the wallet world's transfers: three from each sender to its resident (120, the
+/// first with id `first`), the first of them accepted and the second declined; the rest are
+/// returned at 06:00 the next day.
+pub fn wallet_day(prefix: char, first: u64) -> Vec<Body> {
+    let mut bodies = Vec::new();
+    for i in 0..40u32 {
+        for amount in [1 + u64::from(i), 7, 9] {
+            bodies.push(Body::TransferCreate {
+                from_psn_no: wallet_psn(prefix, i),
+                to_psn_no: wallet_psn(prefix, 40 + i % 10),
+                amount: Fen(amount),
+                source: TransferSource::Acct,
+            });
+        }
+    }
+    bodies.push(Body::TransferAccept { transfer_id: first });
+    bodies.push(Body::TransferDecline {
+        transfer_id: first + 1,
+    });
+    bodies
+}

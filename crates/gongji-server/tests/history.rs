@@ -258,49 +258,13 @@ fn psn(i: u32) -> PsnNo {
     PsnNo::from(&format!("T{i:04}")).unwrap()
 }
 
-/// Senders T0000..T0039 (employees, credited), residents T0040..T0049 with wallets, each
-/// sender bound to resident `40 + i % 10`.
+/// The wallet world of `scenario::wallet_world`, as admin writes at `time`.
 fn wallet_world(time: i64) -> Vec<WriteRequest> {
-    let mut requests = Vec::new();
-    let mut n = 0;
-    let mut push = |body: Body| {
-        n += 1;
-        requests.push(admin(format!("tw-{n}"), time, body));
-    };
-    for i in 0..50u32 {
-        let certno = gongji_core::certno::certno_with_check(&format!("44010619800101{i:03}"));
-        push(Body::Enrol {
-            psn_no: psn(i),
-            certno: gongji_core::command::ArrayString::from(&certno.unwrap()).unwrap(),
-            psn_name: format!("钱包{i}"),
-            insutype: if i < 40 {
-                gongji_core::Insutype::Employee
-            } else {
-                gongji_core::Insutype::Resident
-            },
-            admdvs: 440106,
-        });
-    }
-    push(Body::Credit {
-        period: gongji_core::time::parse_period("2031-01").unwrap(),
-        items: (0..40)
-            .map(|i| CreditItem {
-                psn_no: psn(i),
-                amount: Fen(10_000_000),
-            })
-            .collect(),
-    });
-    for i in 40..50 {
-        push(Body::OpenWallet { psn_no: psn(i) });
-    }
-    for i in 0..40 {
-        push(Body::Bind {
-            giver_psn_no: psn(i),
-            receiver_psn_no: psn(40 + i % 10),
-            relation: gongji_core::Relation::Child,
-        });
-    }
-    requests
+    gongji_server::scenario::wallet_world('T', "19800101")
+        .into_iter()
+        .enumerate()
+        .map(|(n, body)| admin(format!("tw-{}", n + 1), time, body))
+        .collect()
 }
 
 /// Every read of transfers and contributions this test compares: transfers by id (as
@@ -351,29 +315,11 @@ fn transfers_and_contributions_go_to_files_and_come_back_exactly() {
     while next_id <= 65_600 {
         let mut requests = Vec::new();
         for _ in 0..20 {
-            let first = next_id;
-            for i in 0..40u32 {
-                for amount in [1 + u64::from(i), 7, 9] {
-                    let body = Body::TransferCreate {
-                        from_psn_no: psn(i),
-                        to_psn_no: psn(40 + i % 10),
-                        amount: Fen(amount),
-                        source: gongji_core::TransferSource::Acct,
-                    };
-                    n += 1;
-                    requests.push(admin(format!("tt-{n}"), time, body));
-                    next_id += 1;
-                }
-            }
-            for body in [
-                Body::TransferAccept { transfer_id: first },
-                Body::TransferDecline {
-                    transfer_id: first + 1,
-                },
-            ] {
+            for body in gongji_server::scenario::wallet_day('T', next_id) {
                 n += 1;
                 requests.push(admin(format!("tt-{n}"), time, body));
             }
+            next_id += 120;
             time += day;
         }
         let r = engine.submit_wait(requests).unwrap();

@@ -127,16 +127,13 @@ fn bench_recovery_reuse_times_a_data_directory_and_refuses_anything_else() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn wpsn(i: u32) -> gongji_core::PsnNo {
-    gongji_core::PsnNo::from(&format!("W{i:04}")).unwrap()
-}
-
-/// Senders W0000..W0039 (employees, credited), residents W0040..W0049 with wallets, each
-/// sender bound to `40 + i % 10`, and more than a chunk of transfers: three a day from each
-/// sender, the first of each day accepted, the second declined, the rest returned at 06:00
-/// the next day; a last write closes the last day's.
+/// The wallet world of `scenario::wallet_world` (persons W0000..W0049) and more than a chunk
+/// of transfers (`scenario::wallet_day`: three a day from each sender, the first of each day
+/// accepted, the second declined, the rest returned at 06:00 the next day); a last write
+/// closes the last day's.
 fn wallet_history(engine: &Engine) {
     use gongji_core::{Actor, Body, Fen, Msgid};
+    use gongji_server::scenario::{wallet_day, wallet_psn, wallet_world};
     let mut time = gongji_core::time::parse_cst("2031-06-01 10:00:00").unwrap();
     let mut n = 0u64;
     let mut requests = Vec::new();
@@ -149,84 +146,37 @@ fn wallet_history(engine: &Engine) {
             body,
         });
     };
-    for i in 0..50u32 {
-        let certno = gongji_core::certno::certno_with_check(&format!("44010619900101{i:03}"));
-        let insutype = if i < 40 {
-            gongji_core::Insutype::Employee
-        } else {
-            gongji_core::Insutype::Resident
-        };
-        let body = Body::Enrol {
-            psn_no: wpsn(i),
-            certno: gongji_core::command::ArrayString::from(&certno.unwrap()).unwrap(),
-            psn_name: format!("钱包{i}"),
-            insutype,
-            admdvs: 440106,
-        };
+    for body in wallet_world('W', "19900101") {
         push(&mut requests, time, body);
     }
-    let credit = |period: &str, n: u32, amount: u64| Body::Credit {
-        period: gongji_core::time::parse_period(period).unwrap(),
-        items: (0..n)
-            .map(|i| gongji_core::CreditItem {
-                psn_no: wpsn(i),
-                amount: Fen(amount),
-            })
-            .collect(),
+    let submit = |requests: Vec<_>| {
+        let r = engine.submit_wait(requests).unwrap();
+        assert!(
+            r.iter().all(|r| r.is_ok()),
+            "{:?}",
+            r.iter().find(|r| r.is_err())
+        );
     };
-    push(&mut requests, time, credit("2031-01", 40, 10_000_000));
-    for i in 40..50 {
-        push(&mut requests, time, Body::OpenWallet { psn_no: wpsn(i) });
-    }
-    for i in 0..40 {
-        let body = Body::Bind {
-            giver_psn_no: wpsn(i),
-            receiver_psn_no: wpsn(40 + i % 10),
-            relation: gongji_core::Relation::Child,
-        };
-        push(&mut requests, time, body);
-    }
     let mut next_id = 1;
     while next_id <= 65_600 {
-        let first = next_id;
-        for i in 0..40u32 {
-            for amount in [1 + u64::from(i), 7, 9] {
-                let body = Body::TransferCreate {
-                    from_psn_no: wpsn(i),
-                    to_psn_no: wpsn(40 + i % 10),
-                    amount: Fen(amount),
-                    source: gongji_core::TransferSource::Acct,
-                };
-                push(&mut requests, time, body);
-                next_id += 1;
-            }
+        for body in wallet_day('W', next_id) {
+            push(&mut requests, time, body);
         }
-        push(
-            &mut requests,
-            time,
-            Body::TransferAccept { transfer_id: first },
-        );
-        let decline = Body::TransferDecline {
-            transfer_id: first + 1,
-        };
-        push(&mut requests, time, decline);
+        next_id += 120;
         time += 86_400;
         if requests.len() > 5_000 {
-            let r = engine.submit_wait(std::mem::take(&mut requests)).unwrap();
-            assert!(
-                r.iter().all(|r| r.is_ok()),
-                "{:?}",
-                r.iter().find(|r| r.is_err())
-            );
+            submit(std::mem::take(&mut requests));
         }
     }
-    push(&mut requests, time, credit("2034-01", 1, 1));
-    let r = engine.submit_wait(requests).unwrap();
-    assert!(
-        r.iter().all(|r| r.is_ok()),
-        "{:?}",
-        r.iter().find(|r| r.is_err())
-    );
+    let credit = Body::Credit {
+        period: gongji_core::time::parse_period("2034-01").unwrap(),
+        items: vec![gongji_core::CreditItem {
+            psn_no: wallet_psn('W', 0),
+            amount: Fen(1),
+        }],
+    };
+    push(&mut requests, time, credit);
+    submit(requests);
 }
 
 #[test]
