@@ -29,6 +29,19 @@ async fn enrol_with_sync_held(
             &json!({"msgid": m(), "psn_no": psn_no, "certno": certno_in("440106", unique() as u32),
                       "psn_name": "张三丰", "insutype": "310", "admdvs": "440106"}),
         );
+    let write = send_when_held(fault, request).await;
+    // Applied, not durable.
+    assert!(server.engine.read(|s| s.person(psn_no).is_ok()));
+    assert!(server.engine.applied_op() > server.engine.durable_op());
+    write
+}
+
+/// Sends a write with the syncs held; returns once the writer applied it and the sync thread
+/// waits at the gate, with the write's status to come.
+async fn send_when_held(
+    fault: &FaultStorage,
+    request: reqwest::RequestBuilder,
+) -> tokio::task::JoinHandle<u16> {
     let write =
         tokio::spawn(async move { request.send().await.expect("request").status().as_u16() });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -39,9 +52,6 @@ async fn enrol_with_sync_held(
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    // Applied, not durable.
-    assert!(server.engine.read(|s| s.person(psn_no).is_ok()));
-    assert!(server.engine.applied_op() > server.engine.durable_op());
     write
 }
 
@@ -57,9 +67,18 @@ impl Drop for ReleaseOnPanic {
 }
 
 fn get_person(server: &Server, psn_no: &str) -> tokio::task::JoinHandle<(u16, serde_json::Value)> {
+    get(server, &format!("/v1/persons/{psn_no}"))
+}
+
+fn get_stats(server: &Server) -> tokio::task::JoinHandle<(u16, serde_json::Value)> {
+    get(server, "/v1/stats?from=2000-01&to=2099-12")
+}
+
+/// An admin's GET, answered in a task: its status and body.
+fn get(server: &Server, path: &str) -> tokio::task::JoinHandle<(u16, serde_json::Value)> {
     let request = server
         .client
-        .get(format!("{}/v1/persons/{psn_no}", server.base))
+        .get(format!("{}{path}", server.base))
         .bearer_auth(&server.admin);
     tokio::spawn(async move {
         let response = request.send().await.expect("request");
@@ -120,18 +139,6 @@ async fn a_person_read_between_apply_and_a_failed_sync_is_refused() {
     assert!(engine.read(|s| s.person("DURABLE02").is_err()));
 }
 
-fn get_stats(server: &Server) -> tokio::task::JoinHandle<(u16, serde_json::Value)> {
-    let request = server
-        .client
-        .get(format!("{}/v1/stats?from=2000-01&to=2099-12", server.base))
-        .bearer_auth(&server.admin);
-    tokio::spawn(async move {
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("json"))
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statistics_answer_while_a_batch_is_synced_but_wait_for_a_token_change() {
     // Proves: GET /v1/stats, answered from the statistics of the last durable batch, is
@@ -168,16 +175,7 @@ async fn statistics_answer_while_a_batch_is_synced_but_wait_for_a_token_change()
         .post(format!("{}/v1/tokens/{token_id}/revoke", server.base))
         .bearer_auth(&server.admin)
         .json(&json!({"msgid": m()}));
-    let revoke =
-        tokio::spawn(async move { request.send().await.expect("request").status().as_u16() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while fault.syncs_held() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the sync never came"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let revoke = send_when_held(&fault, request).await;
     let mut read = get_stats(&server);
     assert!(
         tokio::time::timeout(Duration::from_millis(300), &mut read)

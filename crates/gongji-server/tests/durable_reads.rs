@@ -24,6 +24,39 @@ fn config() -> Config {
     config
 }
 
+/// Opens the gate when a test panics with the syncs held: the engine's drop waits for the
+/// sync thread.
+struct Release(FaultStorage);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.release_syncs();
+        }
+    }
+}
+
+/// Holds the journal's syncs and submits `requests`; returns once the writer has applied them
+/// and the sync thread waits at the gate, with the guard that opens it if the test fails.
+fn submit_with_sync_held(
+    engine: &Engine,
+    fault: &FaultStorage,
+    requests: Vec<gongji_server::WriteRequest>,
+) -> (
+    tokio::sync::oneshot::Receiver<Vec<gongji_server::WriteResult>>,
+    Release,
+) {
+    fault.hold_syncs();
+    let release = Release(fault.clone());
+    let reply = engine.submit(requests).expect("queued");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fault.syncs_held() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the sync never came");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (reply, release)
+}
+
 /// Runs the script, holds the journal's syncs, submits one more write (a token) and waits
 /// until the writer has applied it and the sync thread waits at the gate. Returns the engine,
 /// the write's reply, the token count a read shows before the write, and the reader's answer.
@@ -44,24 +77,7 @@ fn apply_but_hold_sync(
     let before = engine
         .read_durable(|s| s.token_count())
         .expect("everything is durable: answered at once");
-    fault.hold_syncs();
-    // A failed assertion below must not leave the sync thread waiting for ever (the engine's
-    // drop waits for it): the gate opens when the test panics.
-    struct Release(FaultStorage);
-    impl Drop for Release {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                self.0.release_syncs();
-            }
-        }
-    }
-    let _release = Release(fault.clone());
-    let reply = engine.submit(vec![filler(1)]).expect("queued");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while fault.syncs_held() == 0 {
-        assert!(std::time::Instant::now() < deadline, "the sync never came");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let (reply, _release) = submit_with_sync_held(&engine, fault, vec![filler(1)]);
     // Applied, not durable: the state holds the token.
     assert!(engine.applied_op() > engine.durable_op());
     assert_eq!(engine.read(|s| s.token_count()), before + 1);
@@ -158,22 +174,7 @@ fn statistics_are_answered_at_once_as_of_the_last_durable_batch() {
         let (durable, live) = all_stats(&engine);
         assert_eq!(durable, live, "everything is durable");
         assert!(durable.total.count > 0, "the script settles");
-        fault.hold_syncs();
-        struct Release(FaultStorage);
-        impl Drop for Release {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    self.0.release_syncs();
-                }
-            }
-        }
-        let _release = Release(fault.clone());
-        let reply = engine.submit(vec![another_settlement()]).expect("queued");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while fault.syncs_held() == 0 {
-            assert!(std::time::Instant::now() < deadline, "the sync never came");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let (reply, _release) = submit_with_sync_held(&engine, &fault, vec![another_settlement()]);
         let (held, live) = all_stats(&engine);
         assert_eq!(live.total.count, durable.total.count + 1, "applied");
         assert_eq!(held, durable, "not durable: not shown");
