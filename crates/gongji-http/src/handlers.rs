@@ -62,8 +62,39 @@ fn actor(app: &App, headers: &HeaderMap) -> Result<Actor, Rejection> {
 /// [`actor`], with the op after which no token changed: the answer cannot be undone by a crash
 /// once that op is durable.
 fn actor_at(app: &App, headers: &HeaderMap) -> Result<(Actor, u64), Rejection> {
-    let unauthorized = Rejection::with(ErrCode::Unauthorized, "a valid bearer token is required");
-    let value = headers.get(header::AUTHORIZATION).ok_or(unauthorized)?;
+    let hash = bearer_hash(headers)?;
+    let (found, changed) = app
+        .engine
+        .read(|s| (s.token_actor(&hash), s.tokens_changed_op()));
+    found
+        .map(|(_, actor)| (actor, changed))
+        .ok_or_else(unauthorized)
+}
+
+/// Resolves the bearer token and runs `f` with its actor on the same hold of the state's read
+/// lock: a read waits for the writer's lock once, not twice (once for the token, once for the
+/// view). `f` answers in the handlers' order: 401 is settled before it runs.
+fn read_as<R>(
+    app: &App,
+    headers: &HeaderMap,
+    f: impl FnOnce(Actor, &gongji_core::State) -> Result<R, Rejection>,
+) -> Result<R, Rejection> {
+    let hash = bearer_hash(headers)?;
+    app.engine.read(|s| {
+        let (_, actor) = s.token_actor(&hash).ok_or_else(unauthorized)?;
+        f(actor, s)
+    })
+}
+
+fn unauthorized() -> Rejection {
+    Rejection::with(ErrCode::Unauthorized, "a valid bearer token is required")
+}
+
+/// The hash of the request's bearer token, or 401 when there is none.
+fn bearer_hash(headers: &HeaderMap) -> Result<[u8; 32], Rejection> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(unauthorized)?;
     let token = value
         .to_str()
         .ok()
@@ -72,12 +103,8 @@ fn actor_at(app: &App, headers: &HeaderMap) -> Result<(Actor, u64), Rejection> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
-        .ok_or(unauthorized)?;
-    let hash = gongji_server::token_hash(token);
-    let (found, changed) = app
-        .engine
-        .read(|s| (s.token_actor(&hash), s.tokens_changed_op()));
-    found.map(|(_, actor)| (actor, changed)).ok_or(unauthorized)
+        .ok_or_else(unauthorized)?;
+    Ok(gongji_server::token_hash(token))
 }
 
 /// The body's bytes, at most [`BODY_BYTES_MAX`]; they are parsed where their type is known.
@@ -429,23 +456,19 @@ fn respond_output(result: Result<Output, Rejection>) -> Response {
 
 pub(crate) async fn person(State(app): AppState, psn_no: Segment, headers: HeaderMap) -> Response {
     let psn_no = segment(psn_no);
-    respond((|| {
-        let actor = actor(&app, &headers)?;
+    let config = app.engine.federation();
+    respond(read_as(&app, &headers, |actor, s| {
         if matches!(&actor, Actor::Person(me) if me.as_str() != psn_no) {
             return Err(forbidden());
         }
-        let Some(config) = app.engine.federation() else {
-            let view = app.engine.read(|s| s.person(&psn_no))?;
-            return Ok(render::person(&view));
-        };
+        let mut v = render::person(&s.person(&psn_no)?);
         // A federated engine also lists the person's cross-engine transfers and bindings.
-        app.engine.read(|s| {
-            let mut v = render::person(&s.person(&psn_no)?);
-            v["cross_engine_transfers"] = crate::federation::person_exchanges(s, &config, &psn_no);
-            v["cross_engine_bindings"] = crate::federation::person_bindings(s, &config, &psn_no);
-            Ok(v)
-        })
-    })())
+        if let Some(config) = &config {
+            v["cross_engine_transfers"] = crate::federation::person_exchanges(s, config, &psn_no);
+            v["cross_engine_bindings"] = crate::federation::person_bindings(s, config, &psn_no);
+        }
+        Ok(v)
+    }))
 }
 
 pub(crate) async fn entries(
@@ -455,8 +478,7 @@ pub(crate) async fn entries(
     headers: HeaderMap,
 ) -> Response {
     let psn_no = segment(psn_no);
-    respond((|| {
-        let actor = actor(&app, &headers)?;
+    let page: Result<(u32, Option<u64>), Rejection> = (|| {
         let q = query(raw);
         let limit = match param(&q, "limit") {
             None => 100,
@@ -473,14 +495,18 @@ pub(crate) async fn entries(
                     .map_err(|_| bad("after must be an entry_id"))?,
             ),
         };
+        Ok((limit, after))
+    })();
+    respond(read_as(&app, &headers, |actor, s| {
+        let (limit, after) = page?;
         match &actor {
             Actor::Admin => {}
             Actor::Person(me) if me.as_str() == psn_no => {}
             _ => return Err(forbidden()),
         }
-        let (page, next) = app.engine.read(|s| s.entries(&psn_no, after, limit))?;
+        let (page, next) = s.entries(&psn_no, after, limit)?;
         Ok(render::entries(&page, next))
-    })())
+    }))
 }
 
 pub(crate) async fn settlement(
@@ -489,12 +515,11 @@ pub(crate) async fn settlement(
     headers: HeaderMap,
 ) -> Response {
     let setl_id = segment(setl_id);
-    respond_output((|| {
-        let actor = actor(&app, &headers)?;
+    respond_output(read_as(&app, &headers, |actor, s| {
         let id = setl_id
             .parse::<u64>()
             .map_err(|_| Rejection::new(ErrCode::SettlementNotFound))?;
-        let view = app.engine.read(|s| s.settlement(id))?;
+        let view = s.settlement(id)?;
         let allowed = match &actor {
             Actor::Admin => true,
             Actor::Institution(code) => *code == view.fixmedins_code,
@@ -504,7 +529,7 @@ pub(crate) async fn settlement(
             return Err(forbidden());
         }
         Ok(Output::Settlement(view, true))
-    })())
+    }))
 }
 
 pub(crate) async fn transfer(
@@ -513,17 +538,18 @@ pub(crate) async fn transfer(
     headers: HeaderMap,
 ) -> Response {
     let transfer_id = segment(transfer_id);
-    respond((|| {
-        let actor = actor(&app, &headers)?;
+    if let Some(xid) = gongji_core::federation::Xid::parse(&transfer_id) {
+        return respond(
+            actor(&app, &headers).and_then(|actor| crate::federation::get(&app, &xid, &actor)),
+        );
+    }
+    respond(read_as(&app, &headers, |actor, s| {
         let not_found = Rejection::with(ErrCode::NotFound, "no such transfer");
-        if let Some(xid) = gongji_core::federation::Xid::parse(&transfer_id) {
-            return crate::federation::get(&app, &xid, &actor);
-        }
         let id = transfer_id.parse::<u64>().map_err(|_| not_found)?;
-        let view = app.engine.read(|s| s.transfer(id))?;
+        let view = s.transfer(id)?;
         admin_or_persons(&actor, &view.from_psn_no, &view.to_psn_no)?;
         Ok(render::transfer(&view))
-    })())
+    }))
 }
 
 /// `GET /v1/bindings/{binding_id}`: one binding as the person's view shows it, whatever its
@@ -535,17 +561,19 @@ pub(crate) async fn binding(
     headers: HeaderMap,
 ) -> Response {
     let binding_id = segment(binding_id);
-    respond((|| {
-        let actor = actor(&app, &headers)?;
+    if let Some(bxid) = gongji_core::federation::Xid::parse(&binding_id) {
+        return respond(
+            actor(&app, &headers)
+                .and_then(|actor| crate::federation::get_binding(&app, &bxid, &actor)),
+        );
+    }
+    respond(read_as(&app, &headers, |actor, s| {
         let not_found = Rejection::with(ErrCode::BindingNotFound, "no such binding");
-        if let Some(bxid) = gongji_core::federation::Xid::parse(&binding_id) {
-            return crate::federation::get_binding(&app, &bxid, &actor);
-        }
         let id = binding_id.parse::<u64>().map_err(|_| not_found)?;
-        let view = app.engine.read(|s| s.binding(id))?;
+        let view = s.binding(id)?;
         admin_or_persons(&actor, &view.giver_psn_no, &view.receiver_psn_no)?;
         Ok(render::binding(&view))
-    })())
+    }))
 }
 
 /// Refuses (403) all but an admin and the two persons a record is between.
