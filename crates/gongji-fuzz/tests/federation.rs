@@ -58,10 +58,26 @@ fn messages() -> Vec<Message> {
         relation: Relation::MaternalGrandchild,
         created: 1_747_700_000,
     });
-    out.push(Message::Unbind {
-        bxid: xid(12),
+    for created in [None, Some(1_747_700_000)] {
+        out.push(Message::Unbind {
+            bxid: xid(12),
+            from_engine: bj,
+            to_engine: EngineId::from("gd").expect("fits"),
+            created,
+        });
+    }
+    let gd = EngineId::from("gd").expect("fits");
+    out.push(Message::ClosedThrough {
         from_engine: bj,
-        to_engine: EngineId::from("gd").expect("fits"),
+        to_engine: gd,
+        exchanges: 20_230,
+        bindings: gongji_core::federation::NO_DAY,
+    });
+    out.push(Message::ForgetThrough {
+        from_engine: gd,
+        to_engine: bj,
+        exchanges: 20_230,
+        bindings: 20_100,
     });
     let statuses = [LinkStatus::Active, LinkStatus::Revoked]
         .into_iter()
@@ -128,6 +144,7 @@ fn entries() -> Vec<Entry> {
         bxid: xid(7),
         msgid: Some(Msgid::from("rv1").expect("fits")),
     }));
+    out.push(Entry::Fed(FedOp::Forget { time: 8 }));
     out.push(Entry::Core(Op::Tick { time: 9 }));
     out
 }
