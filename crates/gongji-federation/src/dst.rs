@@ -15,7 +15,7 @@ use gongji_core::certno::certno_with_check;
 use gongji_core::federation::codec::decode_message;
 use gongji_core::federation::{
     EngineId, Entry, EntryApplied, EntryReply, ExchangeView, FedOp, FedReply, FederationConfig,
-    LinkStatus, LinkView, Message, Outcome, XStatus, Xid,
+    LinkStatus, LinkView, Message, Outcome, XStatus, Xid, NO_DAY,
 };
 use gongji_core::time::{parse_cst, parse_period};
 use gongji_core::{
@@ -566,6 +566,9 @@ impl Sim {
     /// province the receiver does not own): it must be refused and change nothing.
     fn forge(&mut self) -> Result<(), String> {
         let k = self.rng.below(self.nodes.len() as u64) as usize;
+        if self.rng.chance(100) {
+            return self.forge_watermark(k);
+        }
         if self.rng.chance(400) {
             return self.forge_binding(k);
         }
@@ -687,6 +690,40 @@ impl Sim {
                 Ok(())
             }
             other => Err(format!("engine {k}: a forged binding message: {other:?}")),
+        }
+    }
+
+    /// A forgetting message that lies (docs/FEDERATION.md, "Forgetting"): an answer to a
+    /// claim this engine never made (it claims only at quiescence), a claim of a day not yet
+    /// past here, a claim of nothing, or one from this engine to itself.
+    fn forge_watermark(&mut self, k: usize) -> Result<(), String> {
+        let (me, other) = (engine_id(k), engine_id(self.other(k)));
+        let time = self.time(k);
+        let today = gongji_core::time::cst_day(time);
+        let claim = |from, exchanges, bindings| Message::ClosedThrough {
+            from_engine: from,
+            to_engine: me,
+            exchanges,
+            bindings,
+        };
+        let msg = match self.rng.below(4) {
+            0 => Message::ForgetThrough {
+                from_engine: other,
+                to_engine: me,
+                exchanges: today - 3,
+                bindings: NO_DAY,
+            },
+            1 => claim(other, today, NO_DAY),
+            2 => claim(other, NO_DAY, NO_DAY),
+            _ => claim(me, today - 3, today - 3),
+        };
+        let before = self.nodes[k].state.state_hash();
+        match self.nodes[k].submit(&Entry::Fed(FedOp::Deliver { time, msg }), None)? {
+            Submitted::Refused(_) if self.nodes[k].state.state_hash() == before => {
+                self.report.forged_refused += 1;
+                Ok(())
+            }
+            other => Err(format!("engine {k}: a forged watermark message: {other:?}")),
         }
     }
 
