@@ -614,5 +614,16 @@ async fn the_relay_drives_forgetting_claims_across_a_real_jetstream() {
         assert!(s.engine.read(|s| s.fed_outbox().is_empty()));
         s.engine.read(|s| s.check()).expect("state check");
     }
+    // /metrics shows it: two days since the day agreed, nothing unconfirmed, no record yet
+    // forgotten (the msgid window has not passed).
+    let text = a.get_opt(None, "/metrics").await.text();
+    for line in [
+        "gongji_fed_forgotten_through_age_days{peer=\"e31\",kind=\"exchanges\"} 2",
+        "gongji_fed_forgotten_through_age_days{peer=\"e31\",kind=\"bindings\"} 2",
+        "gongji_fed_claims_unconfirmed 0",
+        "gongji_fed_records_forgotten{kind=\"exchanges\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
     fed.stop().await;
 }
