@@ -1484,6 +1484,21 @@ fn forgetting_drops_closed_records_behind_an_agreed_watermark_past_the_msgid_win
     let wm = gd.state.fed_watermarks()[&eid("bj")];
     assert_eq!((wm.exchanges, wm.bindings), (day19 + 1, day19));
     assert_eq!(bj.state.fed_watermarks()[&eid("gd")].exchanges, day19 + 1);
+    // The state hash covers the watermark: a snapshot whose agreed day is one earlier
+    // decodes (a valid state) to another hash.
+    let mut bytes = Vec::new();
+    gd.state.encode_snapshot(&mut bytes);
+    let at = bytes
+        .windows(8)
+        .rposition(|w| w == b"GJFGT001")
+        .expect("section");
+    let day_at = at + 8 + 8 + 1 + "bj".len();
+    let day = i32::from_le_bytes(bytes[day_at..day_at + 4].try_into().expect("4"));
+    assert_eq!(day, day19 + 1);
+    bytes[day_at..day_at + 4].copy_from_slice(&(day - 1).to_le_bytes());
+    let earlier = State::decode_snapshot(&bytes).expect("a valid state");
+    assert_eq!(earlier.fed_watermarks()[&eid("bj")].exchanges, day19);
+    assert_ne!(earlier.state_hash(), gd.state.state_hash());
     // Duplicates of either: replayed, nothing changes.
     assert!(bj.deliver(&claim).expect("replayed").replayed);
     assert!(gd.deliver(&reply).expect("replayed").replayed);
