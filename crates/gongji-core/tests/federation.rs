@@ -13,7 +13,7 @@ use gongji_core::certno::certno_with_check;
 use gongji_core::federation::codec::{decode_entry, decode_message, encode_entry, encode_message};
 use gongji_core::federation::{
     BindRefusal, EngineId, Entry, EntryApplied, EntryReply, FedOp, FedReply, FederationConfig,
-    LinkStatus, Message, Outcome, XStatus, Xid,
+    LinkStatus, Message, Outcome, XStatus, Xid, NO_DAY,
 };
 use gongji_core::time::{parse_cst, parse_period};
 use gongji_core::{
@@ -194,7 +194,7 @@ impl Engine {
             .apply(transfer_out(msgid, self.now, from, to, to_admdvs, amount))
             .expect("transfer out");
         assert_eq!(applied.send.len(), 1, "the Prepare to send");
-        applied.send[0].xid()
+        applied.send[0].xid().expect("an id")
     }
 
     fn acct(&self, p: &str) -> Fen {
@@ -256,10 +256,15 @@ impl Engine {
         // it reads as the engine without them, a different state.)
         let links = bytes.windows(8).rposition(|w| w == b"GJLNK001");
         let unbinds = bytes.windows(8).rposition(|w| w == b"GJUNB001");
+        let forgetting = bytes.windows(8).rposition(|w| w == b"GJFGT001");
         for cut in marker + 1..bytes.len() {
-            if Some(cut) == links || Some(cut) == unbinds {
-                let without = State::decode_snapshot(&bytes[..cut]).expect("no bindings");
-                assert_ne!(without.state_hash(), self.state.state_hash());
+            if [links, unbinds, forgetting].contains(&Some(cut)) {
+                // Without the forgetting section the entries name exchange numbers it gave:
+                // refused; else another state.
+                match State::decode_snapshot(&bytes[..cut]) {
+                    Err(_) => assert!(self.state.fed_record_counts().2 > 0),
+                    Ok(s) => assert_ne!(s.state_hash(), self.state.state_hash()),
+                }
                 continue;
             }
             assert!(
@@ -281,6 +286,33 @@ impl Engine {
             bad[at] ^= 1;
             assert!(State::decode_snapshot(&bad).is_err(), "damaged link marker");
         }
+        // With watermarks, the forgetting section is last; its marker damaged: refused.
+        assert_eq!(
+            forgetting.is_some(),
+            !self.state.fed_watermarks().is_empty()
+        );
+        if let Some(at) = forgetting {
+            let mut bad = bytes.clone();
+            bad[at + 7] ^= 1;
+            assert!(
+                State::decode_snapshot(&bad).is_err(),
+                "damaged forget marker"
+            );
+        }
+    }
+
+    fn forget(&mut self) -> Result<EntryApplied, ErrCode> {
+        let time = self.now;
+        self.apply(Entry::Fed(FedOp::Forget { time }))
+    }
+
+    /// `msg` is refused and changes nothing (the harness compares the state hash).
+    fn refuses(&mut self, msg: &Message) {
+        assert_eq!(
+            self.deliver(msg).map(|_| ()),
+            Err(ErrCode::BadRequest),
+            "{msg:?}"
+        );
     }
 }
 
@@ -604,7 +636,7 @@ fn declined_and_expired_transfers_return_to_the_sender() {
     assert_eq!(gd.acct("S1"), Fen(84_000));
     for m in gd.state.fed_outbox() {
         let answer = bj.deliver(&m).expect("prepared");
-        if m.xid() == x3 {
+        if m.xid() == Some(x3) {
             assert!(matches!(
                 answer.send[..],
                 [Message::Outcome {
@@ -866,7 +898,7 @@ fn a_cross_engine_binding_is_made_by_the_exchange_and_a_transfer_needs_it() {
     // Proposed: pending on gd; a transfer is still NOT_BOUND; the Bind is in the outbox.
     let proposed = gd.bind_out("b1", "S1", "R1", 110105).expect("proposed");
     assert_eq!(reply_link(&proposed), LinkStatus::Pending);
-    let bxid = proposed.send[0].xid();
+    let bxid = proposed.send[0].xid().expect("an id");
     assert_eq!(gd.state.fed_outbox(), proposed.send);
     let early = transfer_out("tx1", gd.now, "S1", "R1", 110105, 1_000);
     assert_eq!(gd.apply(early).map(|_| ()), Err(ErrCode::NotBound));
@@ -889,7 +921,7 @@ fn a_cross_engine_binding_is_made_by_the_exchange_and_a_transfer_needs_it() {
     let back = transfer_out("tx3", bj.now, "R1", "S1", 440106, 2_000);
     let back = bj.apply(back).expect("sent back").send[0].clone();
     gd.deliver(&back).expect("pending on gd");
-    let x2 = back.xid();
+    let x2 = back.xid().expect("an id");
     let accepted = accept(&mut gd, x2, Actor::Person(psn("S1"))).expect("accepted");
     bj.deliver(&accepted.send[0]).expect("committed");
     assert_eq!(gd.wallet("S1"), Fen(2_000));
@@ -996,7 +1028,7 @@ fn duplicates_of_every_binding_step_are_answered_from_the_record_and_change_noth
     gd.enrol("S1", 440106, 100_000);
     bj.enrol("R1", 110105, 0);
     let proposed = gd.bind_out("b1", "S1", "R1", 110105).expect("proposed");
-    let bxid = proposed.send[0].xid();
+    let bxid = proposed.send[0].xid().expect("an id");
     // The client's retry: the same binding; another body under the msgid: a conflict; the
     // pair again under a new msgid: BINDING_EXISTS.
     assert!(
@@ -1060,7 +1092,7 @@ fn forged_malformed_and_contradicting_binding_messages_are_refused_and_change_no
     bj.enrol("R1", 110105, 0);
     let proposed = gd.bind_out("b1", "S1", "R1", 110105).expect("proposed");
     let bind_msg = proposed.send[0].clone();
-    let bxid = bind_msg.xid();
+    let bxid = bind_msg.xid().expect("an id");
     let with = |f: &dyn Fn(&mut Message)| {
         let mut m = bind_msg.clone();
         f(&mut m);
@@ -1130,11 +1162,13 @@ fn forged_malformed_and_contradicting_binding_messages_are_refused_and_change_no
             bxid: unknown,
             from_engine: eid("bj"),
             to_engine: eid("gd"),
+            created: None,
         },
         Message::Unbind {
             bxid,
             from_engine: eid("sh"),
             to_engine: eid("gd"),
+            created: None,
         },
     ] {
         assert_eq!(
@@ -1155,6 +1189,7 @@ fn forged_malformed_and_contradicting_binding_messages_are_refused_and_change_no
         bxid,
         from_engine: eid("bj"),
         to_engine: eid("sh"),
+        created: Some(1_747_700_000),
     };
     assert_eq!(sh.deliver(&from_bj).map(|_| ()), Err(ErrCode::BadRequest));
     gd.deliver(&judged).expect("active");
@@ -1278,7 +1313,7 @@ fn revocations_that_cross_or_outrun_the_binding_leave_both_sides_revoked() {
     // Revoked while pending, the Unbind arriving before the Bind: bj records it revoked and
     // answers the late Bind so; nothing becomes active.
     let proposed = gd.bind_out("b1", "S1", "R1", 110105).expect("proposed");
-    let bxid = proposed.send[0].xid();
+    let bxid = proposed.send[0].xid().expect("an id");
     let unbind = gd.unbind(bxid, Actor::Admin).expect("revoked").send[0].clone();
     assert_eq!(gd.state.fed_outbox(), vec![unbind.clone()]);
     let confirm = bj.deliver(&unbind).expect("recorded revoked").send[0].clone();
@@ -1300,7 +1335,7 @@ fn revocations_that_cross_or_outrun_the_binding_leave_both_sides_revoked() {
     assert!(bj.deliver(&to_bj).expect("dup").replayed);
     // Revoked while pending and refused by bj meanwhile: the refusal stands on both sides.
     let proposed = gd.bind_out("b3", "S1", "NOBODY", 110105).expect("proposed");
-    let b3 = proposed.send[0].xid();
+    let b3 = proposed.send[0].xid().expect("an id");
     bj.deliver(&proposed.send[0]).expect("refused");
     let unbind = gd.unbind(b3, Actor::Admin).expect("revoked").send[0].clone();
     let answer = bj.deliver(&unbind).expect("answered");
@@ -1353,4 +1388,289 @@ fn a_transfer_that_reaches_an_engine_where_the_binding_was_revoked_is_declined()
     gd.done();
     bj.done();
     bj2.done();
+}
+
+/// gd and bj, two days of history: on 05-19 S1 binds R2 and revokes it (closed); on 05-20
+/// S1 binds R1 (active, so binding days from 05-20 on stay), sends tx1 (accepted) and tx2
+/// (declined). Returns (gd, bj, [tx1, tx2], the revoked binding's Bind and Unbind messages,
+/// every message the exchanges put on the bus).
+fn two_days() -> (Engine, Engine, [Xid; 2], [Message; 2], Vec<Message>) {
+    let mut gd = Engine::new(config("gd", &[44], &[("bj", &[11])]));
+    let mut bj = Engine::new(config("bj", &[11], &[("gd", &[44])]));
+    gd.now = t("2025-05-19 10:00:00");
+    bj.now = gd.now;
+    gd.enrol("S1", 440106, 100_000);
+    bj.enrol("R1", 110105, 0);
+    bj.enrol("R2", 110105, 0);
+    let proposed = gd.bind_out("b-R2", "S1", "R2", 110105).expect("proposed");
+    let bind_msg = proposed.send[0].clone();
+    let bxid = bind_msg.xid().expect("an id");
+    let judged = bj.deliver(&bind_msg).expect("judged");
+    gd.deliver(&judged.send[0]).expect("active");
+    let revoked = gd.unbind(bxid, Actor::Admin).expect("revoked");
+    let unbind_msg = revoked.send[0].clone();
+    let confirmed = bj.deliver(&unbind_msg).expect("revoked on bj");
+    gd.deliver(&confirmed.send[0]).expect("confirmed");
+    gd.now = t("2025-05-20 10:00:00");
+    bj.now = gd.now;
+    bind(&mut gd, &mut bj, "b-R1", "S1", "R1", 110105);
+    let mut bus = Vec::new();
+    let tx1 = gd.send("tx1", "S1", "R1", 110105, 20_000);
+    let tx2 = gd.send("tx2", "S1", "R1", 110105, 5_000);
+    for msg in gd.state.fed_outbox() {
+        bus.push(msg.clone());
+        bj.deliver(&msg).expect("pending");
+    }
+    let accepted = accept(&mut bj, tx1, Actor::Admin).expect("accepted");
+    let declined = decline(&mut bj, tx2).expect("declined");
+    for msg in accepted.send.iter().chain(&declined.send) {
+        bus.push(msg.clone());
+        gd.deliver(msg).expect("closed");
+    }
+    (gd, bj, [tx1, tx2], [bind_msg, unbind_msg], bus)
+}
+
+/// Both engines' figures as `reconcile` and `report` read them.
+fn figures(e: &Engine) -> impl PartialEq + std::fmt::Debug {
+    let may = parse_period("2025-05").expect("period");
+    (
+        e.state.fed_counters(),
+        e.state.money_totals(),
+        e.state.stats(may, may, None),
+        e.state.stats(may, may, Some(44)),
+    )
+}
+
+#[test]
+fn forgetting_drops_closed_records_behind_an_agreed_watermark_past_the_msgid_window() {
+    let (mut gd, mut bj, [tx1, tx2], _, _) = two_days();
+    let (gd_before, bj_before) = (format!("{:?}", figures(&gd)), format!("{:?}", figures(&bj)));
+    assert_eq!(gd.state.fed_record_counts(), (2, 2, 0, 0));
+    // Two days on, gd claims: exchanges through 05-20 (nothing open), bindings through 05-19
+    // (S1-R1 of 05-20 is active). Nothing goes yet: nothing is agreed.
+    gd.now = t("2025-05-22 09:00:00");
+    bj.now = gd.now;
+    let claimed = gd.forget().expect("claims");
+    let day19 = gongji_core::time::cst_day(t("2025-05-19 12:00:00"));
+    let claim = Message::ClosedThrough {
+        from_engine: eid("gd"),
+        to_engine: eid("bj"),
+        exchanges: day19 + 1,
+        bindings: day19,
+    };
+    assert_eq!(claimed.send, vec![claim.clone()]);
+    assert_eq!(
+        gd.state.fed_outbox(),
+        vec![claim.clone()],
+        "resent until answered"
+    );
+    assert_eq!(gd.state.fed_record_counts(), (2, 2, 0, 0));
+    assert_eq!(
+        gd.forget().map(|_| ()),
+        Err(ErrCode::BadRequest),
+        "nothing new"
+    );
+    // bj agrees (its side is closed too) and answers with the claimed days; gd takes them.
+    let answer = bj.deliver(&claim).expect("agreed");
+    let reply = Message::ForgetThrough {
+        from_engine: eid("bj"),
+        to_engine: eid("gd"),
+        exchanges: day19 + 1,
+        bindings: day19,
+    };
+    assert_eq!(answer.send, vec![reply.clone()]);
+    gd.deliver(&reply).expect("agreed");
+    assert!(gd.state.fed_outbox().is_empty());
+    let wm = gd.state.fed_watermarks()[&eid("bj")];
+    assert_eq!((wm.exchanges, wm.bindings), (day19 + 1, day19));
+    assert_eq!(bj.state.fed_watermarks()[&eid("gd")].exchanges, day19 + 1);
+    // The state hash covers the watermark: a snapshot whose agreed day is one earlier
+    // decodes (a valid state) to another hash.
+    let mut bytes = Vec::new();
+    gd.state.encode_snapshot(&mut bytes);
+    let at = bytes
+        .windows(8)
+        .rposition(|w| w == b"GJFGT001")
+        .expect("section");
+    let day_at = at + 8 + 8 + 1 + "bj".len();
+    let day = i32::from_le_bytes(bytes[day_at..day_at + 4].try_into().expect("4"));
+    assert_eq!(day, day19 + 1);
+    bytes[day_at..day_at + 4].copy_from_slice(&(day - 1).to_le_bytes());
+    let earlier = State::decode_snapshot(&bytes).expect("a valid state");
+    assert_eq!(earlier.fed_watermarks()[&eid("bj")].exchanges, day19);
+    assert_ne!(earlier.state_hash(), gd.state.state_hash());
+    // Duplicates of either: replayed, nothing changes.
+    assert!(bj.deliver(&claim).expect("replayed").replayed);
+    assert!(gd.deliver(&reply).expect("replayed").replayed);
+    // Agreed, but inside the 30-day msgid window: still held.
+    assert_eq!(gd.forget().map(|_| ()), Err(ErrCode::BadRequest));
+    assert_eq!(
+        bj.forget().map(|_| ()),
+        Err(ErrCode::BadRequest),
+        "agreed already"
+    );
+    assert_eq!(bj.state.fed_record_counts(), (2, 2, 0, 0));
+    // Past the window: the closed records of the agreed days go, the active binding stays.
+    gd.now = t("2025-06-25 09:00:00");
+    bj.now = gd.now;
+    let forgot = gd.forget().expect("forgets");
+    assert!(matches!(
+        forgot.reply,
+        EntryReply::Fed(FedReply::Forgot {
+            exchanges: 2,
+            bindings: 1
+        })
+    ));
+    bj.forget().expect("forgets");
+    assert_eq!(gd.state.fed_record_counts(), (0, 1, 2, 1));
+    assert_eq!(bj.state.fed_record_counts(), (0, 1, 2, 1));
+    assert!(gd.state.exchange(&tx1).is_none() && bj.state.exchange(&tx2).is_none());
+    // The counters, the money and the statistics answer as before.
+    assert_eq!(format!("{:?}", figures(&gd)), gd_before);
+    assert_eq!(format!("{:?}", figures(&bj)), bj_before);
+    // The person's entries still name the exchange, by its number.
+    let (entries, _) = gd.state.entries("S1", None, 100).expect("entries");
+    assert!(entries.iter().any(|e| e.reference == "forgotten-1"));
+    // A new exchange after forgetting gets the next number and lives as any other.
+    let tx3 = gd.send("tx3", "S1", "R1", 110105, 1_000);
+    let prepare = gd.state.fed_outbox()[0].clone();
+    assert!(matches!(prepare, Message::Prepare { .. }), "{prepare:?}");
+    bj.deliver(&prepare).expect("pending");
+    let accepted = accept(&mut bj, tx3, Actor::Admin).expect("accepted");
+    gd.deliver(&accepted.send[0]).expect("committed");
+    let (entries, _) = gd.state.entries("S1", None, 100).expect("entries");
+    assert!(entries.iter().any(|e| e.reference == tx3.to_string()));
+    gd.done();
+    bj.done();
+}
+
+#[test]
+fn late_copies_of_forgotten_messages_are_refused_never_judged_anew() {
+    let (mut gd, mut bj, _, [bind_msg, unbind_msg], bus) = two_days();
+    gd.now = t("2025-05-22 09:00:00");
+    bj.now = gd.now;
+    let claim = gd.forget().expect("claims").send[0].clone();
+    let reply = bj.deliver(&claim).expect("agreed").send[0].clone();
+    gd.deliver(&reply).expect("agreed");
+    gd.now = t("2025-06-25 09:00:00");
+    bj.now = gd.now;
+    gd.forget().expect("forgets");
+    bj.forget().expect("forgets");
+    // Every message about the forgotten days, delivered again: refused, nothing changes
+    // (the harness compares the state hash); without the watermark bj would take the
+    // Prepares in as new pending transfers.
+    for msg in &bus {
+        if msg.to() == eid("bj") {
+            bj.refuses(msg);
+        } else {
+            gd.refuses(msg);
+        }
+    }
+    bj.refuses(&bind_msg);
+    bj.refuses(&unbind_msg);
+    // An Unbind from a journal written before forgetting (no day) can no longer be judged.
+    let Message::Unbind {
+        bxid,
+        from_engine,
+        to_engine,
+        ..
+    } = unbind_msg
+    else {
+        panic!("an Unbind")
+    };
+    bj.refuses(&Message::Unbind {
+        bxid,
+        from_engine,
+        to_engine,
+        created: None,
+    });
+    // A Block of a forgotten day, even one never seen: refused.
+    if let Some(Message::Prepare {
+        xid,
+        amount,
+        created,
+        ..
+    }) = bus.first().cloned()
+    {
+        bj.refuses(&Message::Block {
+            xid: Xid {
+                key: xid.key ^ 1,
+                ..xid
+            },
+            to_engine: eid("bj"),
+            amount,
+            created,
+        });
+    }
+    // A stale claim is answered again (replayed), not refused.
+    assert!(bj.deliver(&claim).expect("replayed").replayed);
+    assert_eq!(gd.state.fed_record_counts().0, 0);
+    assert_eq!(bj.state.fed_record_counts().0, 0);
+    gd.done();
+    bj.done();
+}
+
+#[test]
+fn hostile_watermark_messages_are_refused_and_change_nothing() {
+    let (mut gd, mut bj, _, _, _) = two_days();
+    let mut sh = Engine::new(config("sh", &[31], &[("gd", &[44]), ("bj", &[11])]));
+    bj.now = t("2025-05-20 12:00:00");
+    // A transfer of 05-20 still pending on bj.
+    let tx3 = gd.send("tx3", "S1", "R1", 110105, 1_000);
+    let prepare = gd.state.fed_outbox().pop().expect("in flight");
+    bj.deliver(&prepare).expect("pending");
+    // gd two days on; bj before 06:00 of 05-21, when tx3 would expire.
+    gd.now = t("2025-05-22 09:00:00");
+    bj.now = t("2025-05-21 05:00:00");
+    let day20 = gongji_core::time::cst_day(t("2025-05-20 12:00:00"));
+    let closed = |from: &str, to: &str, x: i32, b: i32| Message::ClosedThrough {
+        from_engine: eid(from),
+        to_engine: eid(to),
+        exchanges: x,
+        bindings: b,
+    };
+    let forget = |from: &str, to: &str, x: i32, b: i32| Message::ForgetThrough {
+        from_engine: eid(from),
+        to_engine: eid(to),
+        exchanges: x,
+        bindings: b,
+    };
+    let today = gongji_core::time::cst_day(bj.now);
+    for m in [
+        // A day with an exchange open on bj (tx3 pending).
+        closed("gd", "bj", day20, NO_DAY),
+        // A day with a binding live on bj.
+        closed("gd", "bj", NO_DAY, day20),
+        // A day not yet past on bj.
+        closed("gd", "bj", today, NO_DAY),
+        // Claims nothing; a negative day.
+        closed("gd", "bj", NO_DAY, NO_DAY),
+        closed("gd", "bj", -5, NO_DAY),
+        // For another engine; from an engine that is no peer.
+        closed("gd", "sh", day20 - 1, NO_DAY),
+        closed("xx", "bj", day20 - 1, NO_DAY),
+        // An agreement bj never asked for (it claimed nothing).
+        forget("gd", "bj", day20 - 1, NO_DAY),
+    ] {
+        bj.refuses(&m);
+    }
+    // gd claims through 05-19 (tx3 of 05-20 is in flight there); a forged answer for more
+    // than it claimed, or from an engine it did not claim to: refused.
+    let claim = gd.forget().expect("claims").send;
+    assert_eq!(
+        claim,
+        vec![closed("gd", "bj", day20 - 1, day20 - 1)],
+        "exchanges through 05-19, bindings through 05-19"
+    );
+    gd.refuses(&forget("bj", "gd", day20, NO_DAY));
+    gd.refuses(&forget("bj", "gd", NO_DAY, day20));
+    gd.refuses(&forget("sh", "gd", day20 - 1, NO_DAY));
+    gd.refuses(&forget("bj", "gd", NO_DAY, NO_DAY));
+    sh.refuses(&claim[0]);
+    // The honest claim is taken; the pending transfer of 05-20 is untouched.
+    let reply = bj.deliver(&claim[0]).expect("agreed").send[0].clone();
+    gd.deliver(&reply).expect("agreed");
+    assert_eq!(bj.status(&tx3), XStatus::Pending);
+    gd.done();
+    bj.done();
 }

@@ -44,6 +44,9 @@ pub struct Bus {
     /// Pairs (lower id, higher id) that cannot reach each other now.
     partitions: BTreeSet<(EngineId, EngineId)>,
     pub stats: BusStats,
+    /// The clean bytes of every distinct message ever sent: the stale copies the simulation
+    /// replays after forgetting (a real bus may deliver any of them, any day later).
+    sent_ever: BTreeSet<Vec<u8>>,
 }
 
 fn pair(a: EngineId, b: EngineId) -> (EngineId, EngineId) {
@@ -61,11 +64,15 @@ impl Bus {
             queue: Vec::new(),
             partitions: BTreeSet::new(),
             stats: BusStats::default(),
+            sent_ever: BTreeSet::new(),
         }
     }
 
     pub fn send(&mut self, rng: &mut SplitMix64, step: u64, msg: &Message) {
         self.stats.sent += 1;
+        let mut clean = Vec::new();
+        encode_message(msg, &mut clean);
+        self.sent_ever.insert(clean);
         let (from, to) = (msg.from(), msg.to());
         if self.partitions.contains(&pair(from, to)) {
             self.stats.partitioned += 1;
@@ -126,6 +133,11 @@ impl Bus {
 
     pub fn is_partitioned(&self, a: EngineId, b: EngineId) -> bool {
         self.partitions.contains(&pair(a, b))
+    }
+
+    /// Every distinct message ever sent, in byte order (whatever was dropped or damaged).
+    pub fn sent_ever(&self) -> impl Iterator<Item = &[u8]> {
+        self.sent_ever.iter().map(Vec::as_slice)
     }
 
     pub fn is_empty(&self) -> bool {

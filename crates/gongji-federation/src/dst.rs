@@ -15,7 +15,7 @@ use gongji_core::certno::certno_with_check;
 use gongji_core::federation::codec::decode_message;
 use gongji_core::federation::{
     EngineId, Entry, EntryApplied, EntryReply, ExchangeView, FedOp, FedReply, FederationConfig,
-    LinkStatus, LinkView, Message, Outcome, XStatus, Xid,
+    LinkStatus, LinkView, Message, Outcome, XStatus, Xid, NO_DAY,
 };
 use gongji_core::time::{parse_cst, parse_period};
 use gongji_core::{
@@ -79,6 +79,15 @@ pub struct FedDstReport {
     pub forged_refused: u64,
     pub quiescence_rounds: u64,
     pub national_received_fen: u64,
+    /// Forgetting at quiescence: exchange and binding records dropped (over all engines),
+    /// those still held after it, and the stale copies of every message ever sent that
+    /// were then refused or answered from the record.
+    pub forgotten_exchanges: u64,
+    pub forgotten_bindings: u64,
+    pub held_exchanges: u64,
+    pub held_bindings: u64,
+    pub stale_refused: u64,
+    pub stale_replayed: u64,
 }
 
 impl fmt::Display for FedDstReport {
@@ -90,7 +99,9 @@ impl fmt::Display for FedDstReport {
              acknowledged), {} transfers and {} answers acknowledged, \
              {} client resends, {} crashes, {} ops journaled; bus {} sent, {} dropped, \
              {} duplicated, {} damaged, {} lost to partitions; refused {} damaged and {} \
-             forged messages; quiescent after {} rounds; {:.2} yuan crossed engines",
+             forged messages; quiescent after {} rounds; {:.2} yuan crossed engines; \
+             forgot {} exchange and {} binding records ({} and {} held), {} stale copies \
+             refused and {} answered, none taken in",
             self.seed,
             self.engines,
             self.exchanges,
@@ -112,6 +123,12 @@ impl fmt::Display for FedDstReport {
             self.forged_refused,
             self.quiescence_rounds,
             self.national_received_fen as f64 / 100.0,
+            self.forgotten_exchanges,
+            self.forgotten_bindings,
+            self.held_exchanges,
+            self.held_bindings,
+            self.stale_refused,
+            self.stale_replayed,
         )
     }
 }
@@ -195,6 +212,23 @@ pub fn run(opts: &FedDstOptions) -> Result<FedDstReport, String> {
     for node in &sim.nodes {
         node.check_replay_equals_live().or_else(|e| fail(seed, e))?;
     }
+    // Counted before forgetting: the records go.
+    for node in &sim.nodes {
+        for l in node.state.links().filter(|l| l.giver_here) {
+            *sim.report.bindings.entry(l.status.as_str()).or_default() += 1;
+        }
+        for x in node.state.exchanges().filter(|x| x.outgoing) {
+            sim.report.exchanges += 1;
+            if let XStatus::Closed(o) = x.status {
+                *sim.report.outcomes.entry(o.as_str()).or_default() += 1;
+            }
+        }
+    }
+    sim.forget().or_else(|e| fail(seed, e))?;
+    sim.replay_stale().or_else(|e| fail(seed, e))?;
+    for node in &sim.nodes {
+        node.check_replay_equals_live().or_else(|e| fail(seed, e))?;
+    }
     let mut report = sim.report;
     report.bus = sim.bus.stats;
     report.crashes = sim.nodes.iter().map(|n| n.crashes).sum();
@@ -204,17 +238,6 @@ pub fn run(opts: &FedDstOptions) -> Result<FedDstReport, String> {
         .iter()
         .map(|n| n.state.money_totals().fed_received)
         .sum();
-    for node in &sim.nodes {
-        for l in node.state.links().filter(|l| l.giver_here) {
-            *report.bindings.entry(l.status.as_str()).or_default() += 1;
-        }
-        for x in node.state.exchanges().filter(|x| x.outgoing) {
-            report.exchanges += 1;
-            if let XStatus::Closed(o) = x.status {
-                *report.outcomes.entry(o.as_str()).or_default() += 1;
-            }
-        }
-    }
     Ok(report)
 }
 
@@ -543,6 +566,9 @@ impl Sim {
     /// province the receiver does not own): it must be refused and change nothing.
     fn forge(&mut self) -> Result<(), String> {
         let k = self.rng.below(self.nodes.len() as u64) as usize;
+        if self.rng.chance(100) {
+            return self.forge_watermark(k);
+        }
         if self.rng.chance(400) {
             return self.forge_binding(k);
         }
@@ -643,6 +669,7 @@ impl Sim {
                 },
                 from_engine: l.peer,
                 to_engine: me,
+                created: Some(l.created),
             },
             _ => Message::Bind {
                 bxid: l.bxid,
@@ -663,6 +690,40 @@ impl Sim {
                 Ok(())
             }
             other => Err(format!("engine {k}: a forged binding message: {other:?}")),
+        }
+    }
+
+    /// A forgetting message that lies (docs/FEDERATION.md, "Forgetting"): an answer to a
+    /// claim this engine never made (it claims only at quiescence), a claim of a day not yet
+    /// past here, a claim of nothing, or one from this engine to itself.
+    fn forge_watermark(&mut self, k: usize) -> Result<(), String> {
+        let (me, other) = (engine_id(k), engine_id(self.other(k)));
+        let time = self.time(k);
+        let today = gongji_core::time::cst_day(time);
+        let claim = |from, exchanges, bindings| Message::ClosedThrough {
+            from_engine: from,
+            to_engine: me,
+            exchanges,
+            bindings,
+        };
+        let msg = match self.rng.below(4) {
+            0 => Message::ForgetThrough {
+                from_engine: other,
+                to_engine: me,
+                exchanges: today - 3,
+                bindings: NO_DAY,
+            },
+            1 => claim(other, today, NO_DAY),
+            2 => claim(other, NO_DAY, NO_DAY),
+            _ => claim(me, today - 3, today - 3),
+        };
+        let before = self.nodes[k].state.state_hash();
+        match self.nodes[k].submit(&Entry::Fed(FedOp::Deliver { time, msg }), None)? {
+            Submitted::Refused(_) if self.nodes[k].state.state_hash() == before => {
+                self.report.forged_refused += 1;
+                Ok(())
+            }
+            other => Err(format!("engine {k}: a forged watermark message: {other:?}")),
         }
     }
 
@@ -795,6 +856,156 @@ impl Sim {
         Err("not quiescent after 200 rounds: an exchange or a binding never resolved".into())
     }
 
+    /// Forgetting at quiescence (docs/FEDERATION.md, "Forgetting"), driven as the relay
+    /// drives it: each engine's periodic step (`FedOp::Forget`) whenever one is due, its
+    /// `ClosedThrough` and the peers' `ForgetThrough` over the same faulty bus. Two days on
+    /// the engines agree their watermarks; forty days on (past the 30-day msgid window)
+    /// the closed records go. What `reconcile` and `report` read must not change, and every
+    /// exchange record must have gone (all were closed, on days both sides agreed).
+    fn forget(&mut self) -> Result<(), String> {
+        let before: Vec<String> = self.nodes.iter().map(|n| figures(&n.state)).collect();
+        // Every live binding is revoked first (by an admin, on either engine), so that the
+        // bindings' days close too and their records can go.
+        let rounds = self.report.quiescence_rounds;
+        for k in 0..self.nodes.len() {
+            let live: Vec<Xid> = self.nodes[k]
+                .state
+                .links()
+                .filter(|l| l.status.is_live() && l.psn_no.is_some())
+                .map(|l| l.bxid)
+                .collect();
+            for bxid in live {
+                let op = FedOp::Unbind {
+                    time: self.time(k),
+                    actor: Actor::Admin,
+                    bxid,
+                    msgid: Some(self.msgid()),
+                };
+                if let Submitted::Refused(r) = self.nodes[k].submit(&Entry::Fed(op), None)? {
+                    return Err(format!("engine {k}: revocation of {bxid} refused: {r:?}"));
+                }
+            }
+            self.sync(k)?;
+        }
+        self.quiesce()?;
+        self.report.quiescence_rounds = rounds;
+        for days in [2, 40] {
+            self.now += days * 86_400;
+            self.settle_forgetting()?;
+        }
+        for (k, node) in self.nodes.iter().enumerate() {
+            if figures(&node.state) != before[k] {
+                return Err(format!("engine {k}: forgetting changed the figures"));
+            }
+            let (exchanges, links, x_dropped, l_dropped) = node.state.fed_record_counts();
+            if exchanges != 0 || links != 0 {
+                return Err(format!(
+                    "engine {k}: {exchanges} exchange and {links} binding records left after \
+                     forgetting"
+                ));
+            }
+            self.report.forgotten_exchanges += x_dropped;
+            self.report.forgotten_bindings += l_dropped;
+            self.report.held_bindings += links;
+        }
+        let states: Vec<(EngineId, &State)> = self.nodes.iter().map(|n| (n.id, &n.state)).collect();
+        let may = parse_period("2025-05").expect("period");
+        let credited = (self.nodes.len() * PERSONS_PER_ENGINE) as u64 * CREDIT_FEN;
+        check_states(
+            &states,
+            credited,
+            (may, parse_period("2025-12").expect("period")),
+        )
+    }
+
+    /// Runs the periodic forgetting step on every engine until no step is due, no claim is
+    /// unconfirmed and the bus is empty.
+    fn settle_forgetting(&mut self) -> Result<(), String> {
+        for _ in 0..100 {
+            for k in 0..self.nodes.len() {
+                let time = self.time(k);
+                if self.nodes[k].state.fed_forget_due(time) {
+                    let op = Entry::Fed(FedOp::Forget { time });
+                    if let Submitted::Refused(r) = self.nodes[k].submit(&op, None)? {
+                        return Err(format!("engine {k}: a due forgetting step refused: {r:?}"));
+                    }
+                }
+                self.sync(k)?;
+            }
+            self.resend_outboxes();
+            for _ in 0..=self.bus.faults.delay_steps_max {
+                self.step += 1;
+                self.deliver()?;
+                for k in 0..self.nodes.len() {
+                    self.sync(k)?;
+                }
+            }
+            let busy = (0..self.nodes.len()).any(|k| {
+                let node = &self.nodes[k];
+                !node.durable_outbox().is_empty() || node.state.fed_forget_due(self.time(k))
+            });
+            if !busy && self.bus.is_empty() {
+                return Ok(());
+            }
+        }
+        Err("forgetting did not settle after 100 rounds".into())
+    }
+
+    /// The bus delivers a stale copy of every message it was ever given, to every engine it
+    /// was for, after forgetting: each must be refused (a forgotten or unknown id) or answered
+    /// from the record, and no engine may change: nothing forgotten comes back.
+    fn replay_stale(&mut self) -> Result<(), String> {
+        let hashes: Vec<[u8; 32]> = self.nodes.iter().map(|n| n.state.state_hash()).collect();
+        let stale: Vec<Message> = self
+            .bus
+            .sent_ever()
+            .map(|bytes| decode_message(bytes).map_err(|e| format!("a clean copy: {e}")))
+            .collect::<Result<_, _>>()?;
+        let mut answers = Vec::new();
+        for msg in stale {
+            self.deliver_stale(&msg)?;
+        }
+        for k in 0..self.nodes.len() {
+            if let Some((sends, _)) = self.nodes[k].sync(CrashMode::DropUnsynced)? {
+                answers.extend(sends);
+            }
+        }
+        // The answers stale copies drew (a claim answered again) are stale too.
+        for msg in answers {
+            self.deliver_stale(&msg)?;
+        }
+        for (k, (node, hash)) in self.nodes.iter_mut().zip(hashes).enumerate() {
+            node.sync(CrashMode::DropUnsynced)?;
+            if node.state.state_hash() != hash {
+                return Err(format!("engine {k}: stale messages changed the state"));
+            }
+            self.report.held_exchanges += node.state.fed_record_counts().0;
+        }
+        Ok(())
+    }
+
+    fn deliver_stale(&mut self, msg: &Message) -> Result<(), String> {
+        let k = engine_index(msg.to());
+        let time = self.time(k);
+        let before = self.nodes[k].state.state_hash();
+        let entry = Entry::Fed(FedOp::Deliver {
+            time,
+            msg: msg.clone(),
+        });
+        match self.nodes[k].submit(&entry, None)? {
+            Submitted::Refused(_) => self.report.stale_refused += 1,
+            Submitted::Queued if self.nodes[k].state.state_hash() == before => {
+                self.report.stale_replayed += 1
+            }
+            other => {
+                return Err(format!(
+                    "engine {k}: a stale {msg:?} was taken in: {other:?}"
+                ))
+            }
+        }
+        Ok(())
+    }
+
     fn sabotage_binding(&mut self) -> Result<(), String> {
         let (k, from) = (0, 1);
         let time = self.time(k);
@@ -917,6 +1128,21 @@ fn engine_index(id: EngineId) -> usize {
     id[1..].parse().expect("e<k>")
 }
 
+/// What `gongji federation reconcile` and `gongji report` read of one engine: its
+/// reconciliation counters, money and statistics.
+fn figures(state: &State) -> String {
+    let (may, dec) = (
+        parse_period("2025-05").expect("period"),
+        parse_period("2025-12").expect("period"),
+    );
+    format!(
+        "{:?} {:?} {:?}",
+        state.fed_counters(),
+        state.money_totals(),
+        state.stats(may, dec, None)
+    )
+}
+
 /// The checks at quiescence, over every engine's state and what the clients were told.
 fn check_quiescent(nodes: &[SimNode], log: &ClientLog) -> Result<(), String> {
     check_engines(
@@ -978,6 +1204,16 @@ pub fn check_states(
                 }
             }
             other => return Err(format!("exchange {xid}: sender and receiver {other:?}")),
+        }
+    }
+    // Exchanges forgotten on days both sides agreed (docs/FEDERATION.md, "Forgetting"):
+    // counted by their totals, which `reconcile` below compares side by side.
+    for &(_, state) in nodes {
+        for c in state.fed_forgotten_counters().values() {
+            accepted = (
+                accepted.0 + c.accepted.count,
+                accepted.1 + c.accepted.amount,
+            );
         }
     }
     // Money, per engine and nationally, in-flight counted.

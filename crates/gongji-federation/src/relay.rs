@@ -56,9 +56,10 @@ pub fn subject(engine: EngineId) -> String {
 /// `Nats-Msg-Id`: the same message gets the same id, whoever sends it and however often
 /// (`<xid>.prepare`, `.block`, `.<outcome>`; a binding's `<bxid>.bind`, `.unbind`,
 /// `.bind-active`, `.bind-refused`, `.bind-revoked`; the duplicate window is per destination
-/// stream, so the two sides' `unbind` of one binding do not meet).
+/// stream, so the two sides' `unbind` of one binding do not meet; a forgetting claim's
+/// `<from>-<to>.closed-through.<days>` and its answer's `.forget-through.`).
 pub fn message_id(m: &Message) -> String {
-    format!("{}.{}", m.xid(), m.kind())
+    m.bus_id()
 }
 
 /// One engine's connection: it publishes to any engine's stream and consumes its own.

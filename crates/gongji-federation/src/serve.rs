@@ -45,6 +45,9 @@ pub struct RelayOptions {
     /// The first resend of an exchange, and the longest interval between two.
     pub resend_first: Duration,
     pub resend_max: Duration,
+    /// How often the periodic forgetting step is looked at (docs/FEDERATION.md,
+    /// "Forgetting"): a `Forget` op is submitted only when one is due at the engine's clock.
+    pub forget_every: Duration,
 }
 
 impl RelayOptions {
@@ -55,6 +58,7 @@ impl RelayOptions {
             resend_every: Duration::from_millis(500),
             resend_first: Duration::from_secs(1),
             resend_max: Duration::from_secs(30),
+            forget_every: Duration::from_secs(60),
         }
     }
 }
@@ -133,6 +137,10 @@ async fn sender(
     'connect: while let Some(relay) = connect(&opts, me, &peers, &mut stopped).await {
         let mut resend = tokio::time::interval(opts.resend_every);
         resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first step one period after connecting, not at once.
+        let first = tokio::time::Instant::now() + opts.forget_every;
+        let mut forget = tokio::time::interval_at(first, opts.forget_every);
+        forget.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             unsent.extend(engine.take_fed_sends());
             if !unsent.is_empty() {
@@ -164,10 +172,49 @@ async fn sender(
                         }
                     }
                 }
+                _ = forget.tick() => {
+                    if !forget_step(&engine, me).await {
+                        return;
+                    }
+                }
                 _ = stopped.changed() => return,
             }
         }
     }
+}
+
+/// The periodic forgetting step, beside the resend as the idle tick is beside the writer
+/// (it closes 06:00 expiries while idle): when one is due at the engine's clock (which the
+/// idle tick keeps current), one `Forget` op through the writer; the `ClosedThrough` claims
+/// it makes leave as any op's messages do, once durable, and are resent from the outbox
+/// until answered. False when the engine stopped.
+async fn forget_step(engine: &Engine, me: EngineId) -> bool {
+    if !engine.read(|s| s.fed_forget_due(s.clock())) {
+        return true;
+    }
+    let request = FedRequest {
+        inf_time: None,
+        op: FedOp::Forget { time: 0 },
+    };
+    let rx = match engine.submit_fed(vec![request]) {
+        Ok(rx) => rx,
+        // Full: the next tick tries again.
+        Err(SubmitError::Overloaded) => return true,
+        Err(SubmitError::Stopped) => return false,
+    };
+    let Ok(results) = rx.await else {
+        return false;
+    };
+    for result in results {
+        match result {
+            Ok(applied) => {
+                tracing::info!(engine = %me, reply = ?applied.reply, "federation: forgetting step")
+            }
+            // The writer's time moved on past what was due (nothing left to do): harmless.
+            Err(r) => tracing::debug!(engine = %me, "federation: forgetting step refused: {r:?}"),
+        }
+    }
+    true
 }
 
 /// When each exchange in the outbox is resent next (relay memory: a restart starts afresh,

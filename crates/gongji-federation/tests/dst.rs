@@ -1,8 +1,10 @@
 //! The federation's deterministic simulation over a bounded number of seeds (the command
 //! `gongji federation dst --seeds N` runs any number): every seed must end with every exchange
 //! closed the same way on both sides, every cross-engine binding held alike by both engines,
-//! money conserved per engine and nationally, and every acknowledged reply kept. The checker
-//! must also catch planted violations.
+//! money conserved per engine and nationally, and every acknowledged reply kept; then, after
+//! forgetting at quiescence, every exchange record gone, the figures unchanged, and stale
+//! copies of every message ever sent refused or answered without changing anything. The
+//! checker must also catch planted violations.
 
 use gongji_federation::dst::{run, FedDstOptions};
 
@@ -16,6 +18,7 @@ fn bounded_seeds_pass_and_exercise_the_faults() {
     let (mut binds, mut unbinds) = (0, 0);
     let (mut crashes, mut dropped, mut duplicated, mut damaged, mut forged, mut resent) =
         (0, 0, 0, 0, 0, 0);
+    let (mut exchanges, mut forgotten, mut forgotten_links, mut stale_refused) = (0, 0, 0, 0);
     for seed in 1..=12 {
         let report = run(&FedDstOptions::new(seed)).unwrap_or_else(|e| panic!("{e}"));
         println!("{report}");
@@ -33,7 +36,24 @@ fn bounded_seeds_pass_and_exercise_the_faults() {
         damaged += report.damaged_refused;
         forged += report.forged_refused;
         resent += report.client_retries;
+        exchanges += report.exchanges;
+        forgotten += report.forgotten_exchanges;
+        forgotten_links += report.forgotten_bindings;
+        stale_refused += report.stale_refused;
+        // Forgetting at quiescence: every exchange record went (both sides of each).
+        assert_eq!(
+            report.held_exchanges, 0,
+            "seed {seed}: exchange records held"
+        );
+        assert_eq!(report.held_bindings, 0, "seed {seed}: binding records held");
+        assert_eq!(
+            report.forgotten_exchanges,
+            2 * report.exchanges,
+            "seed {seed}"
+        );
     }
+    assert!(exchanges > 0 && forgotten_links > 0 && stale_refused > 0);
+    assert_eq!(forgotten, 2 * exchanges);
     for outcome in ["accepted", "declined", "expired", "blocked"] {
         assert!(
             totals.get(outcome).copied().unwrap_or(0) > 0,

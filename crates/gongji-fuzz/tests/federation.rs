@@ -58,10 +58,26 @@ fn messages() -> Vec<Message> {
         relation: Relation::MaternalGrandchild,
         created: 1_747_700_000,
     });
-    out.push(Message::Unbind {
-        bxid: xid(12),
+    for created in [None, Some(1_747_700_000)] {
+        out.push(Message::Unbind {
+            bxid: xid(12),
+            from_engine: bj,
+            to_engine: EngineId::from("gd").expect("fits"),
+            created,
+        });
+    }
+    let gd = EngineId::from("gd").expect("fits");
+    out.push(Message::ClosedThrough {
         from_engine: bj,
-        to_engine: EngineId::from("gd").expect("fits"),
+        to_engine: gd,
+        exchanges: 20_230,
+        bindings: gongji_core::federation::NO_DAY,
+    });
+    out.push(Message::ForgetThrough {
+        from_engine: gd,
+        to_engine: bj,
+        exchanges: 20_230,
+        bindings: 20_100,
     });
     let statuses = [LinkStatus::Active, LinkStatus::Revoked]
         .into_iter()
@@ -128,6 +144,7 @@ fn entries() -> Vec<Entry> {
         bxid: xid(7),
         msgid: Some(Msgid::from("rv1").expect("fits")),
     }));
+    out.push(Entry::Fed(FedOp::Forget { time: 8 }));
     out.push(Entry::Core(Op::Tick { time: 9 }));
     out
 }
@@ -288,6 +305,30 @@ fn federated_snapshots() -> Vec<Vec<u8>> {
     let mut bytes = Vec::new();
     bj.encode_snapshot(&mut bytes);
     out.push(bytes);
+    // The revocation confirmed; then both forget (docs/FEDERATION.md, "Forgetting"): claims
+    // agreed two days on, and forty days on the closed bindings go (a GJFGT001 section).
+    let time = 1_747_700_003;
+    for m in bj.fed_outbox() {
+        for a in fed(&mut gd, FedOp::Deliver { time, msg: m }) {
+            fed(&mut bj, FedOp::Deliver { time, msg: a });
+        }
+    }
+    for days in [2, 40] {
+        let time = time + days * 86_400;
+        for a in fed(&mut gd, FedOp::Forget { time }) {
+            for b in fed(&mut bj, FedOp::Deliver { time, msg: a }) {
+                fed(&mut gd, FedOp::Deliver { time, msg: b });
+            }
+        }
+        let _ = bj.apply_fed(&FedOp::Forget { time });
+        for s in [&gd, &bj] {
+            let mut bytes = Vec::new();
+            s.encode_snapshot(&mut bytes);
+            assert!(bytes.windows(8).any(|w| w == b"GJFGT001"));
+            out.push(bytes);
+        }
+    }
+    assert!(gd.fed_record_counts().3 > 0, "bindings forgotten");
     out
 }
 
@@ -299,8 +340,8 @@ fn decode_snapshot_of_a_federated_state_with_bindings_survives_mutation() {
     for s in &seeds {
         assert!(gongji_fuzz::targets::snapshot(s), "a seed is refused");
         assert!(
-            s.windows(8).any(|w| w == b"GJLNK001"),
-            "a seed without bindings"
+            s.windows(8).any(|w| w == b"GJLNK001" || w == b"GJFGT001"),
+            "a seed without bindings or forgetting"
         );
     }
     let mutator = Mutator {

@@ -832,13 +832,15 @@ pub(crate) async fn metrics(State(app): AppState) -> Response {
 /// (`gongji_fed_resends_total`), deliveries and refusals itself.
 fn federation_metrics(app: &App) {
     use std::sync::atomic::Ordering::Relaxed;
-    let (open, clock, peers) = app.engine.read(|s| {
+    let (open, clock, peers, watermarks, records) = app.engine.read(|s| {
         let peers: Vec<_> = s
             .federation_config()
             .map(|c| c.peers.keys().copied().collect())
             .unwrap_or_default();
-        (s.fed_open(), s.clock(), peers)
+        let forgetting = (s.fed_watermarks(), s.fed_record_counts());
+        (s.fed_open(), s.clock(), peers, forgetting.0, forgetting.1)
     });
+    forgetting_metrics(clock, &watermarks, records);
     for peer in peers {
         let (count, oldest) = open.in_flight.get(&peer).copied().unwrap_or((0, clock));
         let label = peer.to_string();
@@ -850,6 +852,40 @@ fn federation_metrics(app: &App) {
     metrics::gauge!("gongji_fed_bindings_unanswered").set(open.bindings_unanswered as f64);
     let dropped = app.engine.counters().fed_sends_dropped_total.load(Relaxed);
     metrics::gauge!("gongji_fed_sends_dropped").set(dropped as f64);
+}
+
+/// Forgetting (docs/FEDERATION.md, "Forgetting"): the records held and dropped, per peer
+/// and kind the days since the last day agreed with it (absent until one is), and the claims
+/// not yet confirmed (a count that stays above zero means a peer keeps refusing).
+fn forgetting_metrics(
+    clock: i64,
+    watermarks: &std::collections::BTreeMap<
+        gongji_core::federation::EngineId,
+        gongji_core::federation::Watermark,
+    >,
+    (exchanges, bindings, exchanges_dropped, bindings_dropped): (u64, u64, u64, u64),
+) {
+    for (kind, held, dropped) in [
+        ("exchanges", exchanges, exchanges_dropped),
+        ("bindings", bindings, bindings_dropped),
+    ] {
+        metrics::gauge!("gongji_fed_records", "kind" => kind).set(held as f64);
+        metrics::gauge!("gongji_fed_records_forgotten", "kind" => kind).set(dropped as f64);
+    }
+    let today = gongji_core::time::cst_day(clock);
+    let mut unconfirmed = 0;
+    for (peer, w) in watermarks {
+        unconfirmed += u32::from(w.unconfirmed());
+        for (kind, day) in [("exchanges", w.exchanges), ("bindings", w.bindings)] {
+            if day != gongji_core::federation::NO_DAY {
+                let age = f64::from(today.saturating_sub(day));
+                metrics::gauge!("gongji_fed_forgotten_through_age_days",
+                    "peer" => peer.to_string(), "kind" => kind)
+                .set(age);
+            }
+        }
+    }
+    metrics::gauge!("gongji_fed_claims_unconfirmed").set(f64::from(unconfirmed));
 }
 
 /// What every request passes through, in one layer rather than three: a declared

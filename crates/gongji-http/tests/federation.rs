@@ -101,6 +101,11 @@ struct Fed {
 
 impl Fed {
     async fn start() -> Fed {
+        Fed::start_with(|_| {}).await
+    }
+
+    /// With the relays' options changed by `tune`.
+    async fn start_with(tune: fn(&mut RelayOptions)) -> Fed {
         let dir = TempDir::new();
         let nats = Nats::start(&dir.0);
         let url = format!("nats://127.0.0.1:{}", nats.port);
@@ -112,7 +117,9 @@ impl Fed {
                     cfg.federation = Some(c2);
                 })
                 .await;
-                let relay = spawn(s.engine.clone(), &c, RelayOptions::new(url));
+                let mut opts = RelayOptions::new(url);
+                tune(&mut opts);
+                let relay = spawn(s.engine.clone(), &c, opts);
                 (s, relay)
             }
         };
@@ -572,5 +579,51 @@ async fn batch_ops_name_other_engines_as_single_writes_do() {
         v["status"] == "accepted"
     })
     .await;
+    fed.stop().await;
+}
+
+/// The relay's periodic forgetting step (docs/FEDERATION.md, "Forgetting") over a real
+/// JetStream: each engine, when a step is due at its clock, journals a `Forget` that claims
+/// the days through which everything with its peer is closed (`ClosedThrough`, sent once
+/// durable); the peer checks its own side and answers `ForgetThrough`; both end with the same
+/// agreed days (the day before yesterday of T0) and nothing unconfirmed in their outboxes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_drives_forgetting_claims_across_a_real_jetstream() {
+    let fed = Fed::start_with(|o| o.forget_every = Duration::from_millis(100)).await;
+    let (a, b) = (&fed.a, &fed.b);
+    let id = |s: &str| EngineId::from(s).expect("engine id");
+    let day = gongji_core::time::cst_day(gongji_core::time::parse_cst(common::T0).expect("T0")) - 2;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let wa = a
+            .engine
+            .read(|s| s.fed_watermarks().get(&id("e31")).copied());
+        let wb = b
+            .engine
+            .read(|s| s.fed_watermarks().get(&id("e11")).copied());
+        let settled = |w: Option<gongji_core::federation::Watermark>| {
+            w.is_some_and(|w| (w.exchanges, w.bindings) == (day, day) && !w.unconfirmed())
+        };
+        if settled(wa) && settled(wb) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never agreed: {wa:?} {wb:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for s in [a, b] {
+        assert!(s.engine.read(|s| s.fed_outbox().is_empty()));
+        s.engine.read(|s| s.check()).expect("state check");
+    }
+    // /metrics shows it: two days since the day agreed, nothing unconfirmed, no record yet
+    // forgotten (the msgid window has not passed).
+    let text = a.get_opt(None, "/metrics").await.text();
+    for line in [
+        "gongji_fed_forgotten_through_age_days{peer=\"e31\",kind=\"exchanges\"} 2",
+        "gongji_fed_forgotten_through_age_days{peer=\"e31\",kind=\"bindings\"} 2",
+        "gongji_fed_claims_unconfirmed 0",
+        "gongji_fed_records_forgotten{kind=\"exchanges\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
     fed.stop().await;
 }

@@ -90,7 +90,11 @@ fn dst(args: FedDstArgs) -> Result<()> {
          persons, final status active, refused or revoked; nothing unconfirmed), every \
          exchange sent over a binding, money conserved per engine and nationally with \
          in-flight counted, national statistics = the sum of the engines', every acknowledged reply kept, forged \
-         messages refused without change, replay from the journal = live state"
+         messages refused without change, replay from the journal = live state; then, \
+         every binding revoked and both engines forgetting past the msgid window: every \
+         exchange and binding record gone, the figures reconcile and report read unchanged, \
+         the checks above again, and a stale copy of every message ever sent refused or \
+         answered with no state changed"
     );
     crate::simulate::seeds_summary(args.seeds, started, &failures, "federation simulation")
 }

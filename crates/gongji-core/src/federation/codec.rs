@@ -144,11 +144,37 @@ fn encode_message_into(m: &Message, e: &mut Enc<'_>) {
             bxid,
             from_engine,
             to_engine,
+            created,
         } => {
-            e.u8(5);
+            e.u8(if created.is_some() { 9 } else { 5 });
             e.xid(bxid);
             e.str8(from_engine);
             e.str8(to_engine);
+            if let Some(created) = created {
+                e.i64(*created);
+            }
+        }
+        Message::ClosedThrough {
+            from_engine,
+            to_engine,
+            exchanges,
+            bindings,
+        }
+        | Message::ForgetThrough {
+            from_engine,
+            to_engine,
+            exchanges,
+            bindings,
+        } => {
+            e.u8(if matches!(m, Message::ClosedThrough { .. }) {
+                7
+            } else {
+                8
+            });
+            e.str8(from_engine);
+            e.str8(to_engine);
+            e.u32(*exchanges as u32);
+            e.u32(*bindings as u32);
         }
         Message::BindStatus {
             bxid,
@@ -203,11 +229,34 @@ fn decode_message_from(d: &mut Dec<'_>) -> Result<Message, DecodeError> {
             relation: d.relation()?,
             created: d.i64()?,
         },
-        5 => Message::Unbind {
+        tag @ (5 | 9) => Message::Unbind {
             bxid: d.xid()?,
             from_engine: d.engine()?,
             to_engine: d.engine()?,
+            created: match tag {
+                9 => Some(d.i64()?),
+                _ => None,
+            },
         },
+        tag @ (7 | 8) => {
+            let (from_engine, to_engine) = (d.engine()?, d.engine()?);
+            let (exchanges, bindings) = (d.u32()? as i32, d.u32()? as i32);
+            if tag == 7 {
+                Message::ClosedThrough {
+                    from_engine,
+                    to_engine,
+                    exchanges,
+                    bindings,
+                }
+            } else {
+                Message::ForgetThrough {
+                    from_engine,
+                    to_engine,
+                    exchanges,
+                    bindings,
+                }
+            }
+        }
         6 => Message::BindStatus {
             bxid: d.xid()?,
             from_engine: d.engine()?,
@@ -388,6 +437,10 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
                 e.str8(msgid);
             }
         }
+        FedOp::Forget { time } => {
+            e.u8(9);
+            e.i64(*time);
+        }
     }
 }
 
@@ -451,6 +504,7 @@ pub fn decode_entry(buf: &[u8]) -> Result<Entry, DecodeError> {
                 _ => None,
             },
         },
+        9 => FedOp::Forget { time: d.i64()? },
         _ => return d.err("federation op tag"),
     };
     d.end()?;

@@ -4,7 +4,8 @@
 //! The types here are what crosses engines and what a federated journal holds:
 //! [`FederationConfig`] (this engine, the provinces it owns, its peers), [`Xid`] (an exchange's
 //! id, derived from the sender engine and the sender's msgid key, never from a clock),
-//! [`Message`] (what the bus carries: `Prepare`, `Block`, `Outcome`), [`FedOp`] (the journaled
+//! [`Message`] (what the bus carries: `Prepare`, `Block`, `Outcome`, the bindings' messages,
+//! and forgetting's `ClosedThrough`/`ForgetThrough`), [`Watermark`], [`FedOp`] (the journaled
 //! federation ops, a bus message among them) and [`Entry`] (one op of a federated journal: a
 //! core [`Op`] or a [`FedOp`]). [`codec`] encodes them; `State::apply_entry` applies them
 //! (`state/federation.rs`), so the state stays a pure function of the journal.
@@ -185,11 +186,14 @@ pub enum Message {
         relation: Relation,
         created: i64,
     },
-    /// Either side → the other: this binding is revoked here.
+    /// Either side → the other: this binding is revoked here. `created` is the binding's
+    /// creation time (message tag 9), so that a late copy about a forgotten binding is
+    /// refused; `None` only in journals written before forgetting was built (tag 5).
     Unbind {
         bxid: Xid,
         from_engine: EngineId,
         to_engine: EngineId,
+        created: Option<i64>,
     },
     /// Either side → the other, answering `Bind` or `Unbind`: the binding as recorded here
     /// (active, refused or revoked; never pending).
@@ -199,18 +203,62 @@ pub enum Message {
         to_engine: EngineId,
         status: LinkStatus,
     },
+    /// Either side → the other (forgetting, docs/FEDERATION.md): every exchange between the
+    /// two made on or before CST day `exchanges`, and every binding made on or before day
+    /// `bindings`, is closed here ([`NO_DAY`]: none claimed). Sent until answered.
+    ClosedThrough {
+        from_engine: EngineId,
+        to_engine: EngineId,
+        exchanges: i32,
+        bindings: i32,
+    },
+    /// The answer to `ClosedThrough`: closed on this side too; both may forget through
+    /// these days (the claim's days, echoed).
+    ForgetThrough {
+        from_engine: EngineId,
+        to_engine: EngineId,
+        exchanges: i32,
+        bindings: i32,
+    },
 }
 
+/// A CST day that is no day: no watermark, nothing claimed.
+pub const NO_DAY: i32 = i32::MIN;
+
 impl Message {
-    /// The exchange's xid, or the binding's bxid.
-    pub fn xid(&self) -> Xid {
+    /// The exchange's xid, or the binding's bxid (none for the watermark messages).
+    pub fn xid(&self) -> Option<Xid> {
         match self {
             Message::Prepare { xid, .. }
             | Message::Block { xid, .. }
-            | Message::Outcome { xid, .. } => *xid,
+            | Message::Outcome { xid, .. } => Some(*xid),
             Message::Bind { bxid, .. }
             | Message::Unbind { bxid, .. }
-            | Message::BindStatus { bxid, .. } => *bxid,
+            | Message::BindStatus { bxid, .. } => Some(*bxid),
+            Message::ClosedThrough { .. } | Message::ForgetThrough { .. } => None,
+        }
+    }
+
+    /// What names this message on the bus (the relay's `Nats-Msg-Id`, before any resend
+    /// suffix): `<xid>.<kind>`, or `<from>-<to>.<kind>.<days>` for the watermark messages.
+    pub fn bus_id(&self) -> String {
+        match self {
+            Message::ClosedThrough {
+                exchanges,
+                bindings,
+                ..
+            }
+            | Message::ForgetThrough {
+                exchanges,
+                bindings,
+                ..
+            } => format!(
+                "{}-{}.{}.{exchanges}.{bindings}",
+                self.from(),
+                self.to(),
+                self.kind()
+            ),
+            _ => format!("{}.{}", self.xid().expect("an id"), self.kind()),
         }
     }
 
@@ -221,7 +269,9 @@ impl Message {
             Message::Bind { bxid, .. } => bxid.engine,
             Message::Outcome { from_engine, .. }
             | Message::Unbind { from_engine, .. }
-            | Message::BindStatus { from_engine, .. } => *from_engine,
+            | Message::BindStatus { from_engine, .. }
+            | Message::ClosedThrough { from_engine, .. }
+            | Message::ForgetThrough { from_engine, .. } => *from_engine,
         }
     }
 
@@ -232,7 +282,9 @@ impl Message {
             | Message::Block { to_engine, .. }
             | Message::Bind { to_engine, .. }
             | Message::Unbind { to_engine, .. }
-            | Message::BindStatus { to_engine, .. } => *to_engine,
+            | Message::BindStatus { to_engine, .. }
+            | Message::ClosedThrough { to_engine, .. }
+            | Message::ForgetThrough { to_engine, .. } => *to_engine,
             Message::Outcome { xid, .. } => xid.engine,
         }
     }
@@ -250,6 +302,8 @@ impl Message {
                 LinkStatus::Revoked => "bind-revoked",
                 _ => "bind-refused",
             },
+            Message::ClosedThrough { .. } => "closed-through",
+            Message::ForgetThrough { .. } => "forget-through",
         }
     }
 }
@@ -304,6 +358,11 @@ pub enum FedOp {
         bxid: Xid,
         msgid: Option<Msgid>,
     },
+    /// The periodic forgetting step (docs/FEDERATION.md, "Forgetting"): claims, per peer,
+    /// the days through which everything with it is closed here (`ClosedThrough`), and drops
+    /// the closed records made with a peer on or before the day both sides agreed, once the
+    /// day is also past the msgid window. Refused when it would change nothing.
+    Forget { time: i64 },
 }
 
 impl FedOp {
@@ -315,7 +374,8 @@ impl FedOp {
             | FedOp::Decline { time, .. }
             | FedOp::Deliver { time, .. }
             | FedOp::BindOut { time, .. }
-            | FedOp::Unbind { time, .. } => *time,
+            | FedOp::Unbind { time, .. }
+            | FedOp::Forget { time } => *time,
         }
     }
 
@@ -328,7 +388,8 @@ impl FedOp {
             | FedOp::Decline { time, .. }
             | FedOp::Deliver { time, .. }
             | FedOp::BindOut { time, .. }
-            | FedOp::Unbind { time, .. } => *time = to,
+            | FedOp::Unbind { time, .. }
+            | FedOp::Forget { time } => *time = to,
         }
     }
 }
@@ -414,6 +475,50 @@ pub struct Federation {
     /// that carried its msgid, and the link it revoked: a retry is answered from it, and no
     /// other write may take the msgid.
     pub(crate) unbind_msgids: BTreeMap<u128, u32>,
+    /// Forgetting (docs/FEDERATION.md): per peer, the days agreed with it and claimed here.
+    /// An entry exists once this engine claimed or agreed a day with the peer.
+    pub(crate) watermarks: BTreeMap<EngineId, Watermark>,
+    /// The reconciliation counters of forgotten exchanges, by (CST day made, peer): kept as
+    /// totals so that `reconcile` and `report` answer as before the records went.
+    pub(crate) forgotten: BTreeMap<(i32, EngineId), FedCounters>,
+    /// Exchange records dropped so far. Entries name an exchange by its number (its position
+    /// when recorded, + 1), which does not change when records before it go.
+    pub(crate) exchanges_dropped: u64,
+    /// Once any exchange was dropped: each record's number − 1, ascending (empty before, when
+    /// record `i` is number `i + 1`).
+    pub(crate) slots: Vec<u32>,
+    /// Binding records dropped so far (no entry names a binding: the rest are renumbered).
+    pub(crate) links_dropped: u64,
+}
+
+/// Forgetting with one peer: the CST days through which both sides agreed that every
+/// exchange (binding) between them is closed, and the days this engine claimed and the peer
+/// has not yet confirmed ([`NO_DAY`]: none). A claim above the agreed day is in the outbox
+/// (`ClosedThrough`) until the peer's `ForgetThrough` answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watermark {
+    pub exchanges: i32,
+    pub bindings: i32,
+    pub claimed_exchanges: i32,
+    pub claimed_bindings: i32,
+}
+
+impl Default for Watermark {
+    fn default() -> Watermark {
+        Watermark {
+            exchanges: NO_DAY,
+            bindings: NO_DAY,
+            claimed_exchanges: NO_DAY,
+            claimed_bindings: NO_DAY,
+        }
+    }
+}
+
+impl Watermark {
+    /// A claim the peer has not yet confirmed.
+    pub fn unconfirmed(&self) -> bool {
+        self.claimed_exchanges > self.exchanges || self.claimed_bindings > self.bindings
+    }
 }
 
 impl Federation {
@@ -421,14 +526,45 @@ impl Federation {
         self.config.is_some()
     }
 
-    /// The `ref` of an entry naming exchange `id` (index + 1): its xid.
+    /// The `ref` of an entry naming exchange number `id`: its xid, or `forgotten-<id>` once
+    /// the record was dropped (docs/FEDERATION.md, "Forgetting").
     pub(crate) fn exchange_ref(&self, id: u64) -> String {
-        self.exchanges[id as usize - 1].xid.to_string()
+        match self.record_of(id) {
+            Some(i) => self.exchanges[i as usize].xid.to_string(),
+            None => format!("forgotten-{id}"),
+        }
     }
 
-    /// (in flight, sent, received) recomputed from the records.
+    /// Record `i`'s number − 1 (what entries name, + 1).
+    pub(crate) fn slot(&self, i: u32) -> u32 {
+        if self.exchanges_dropped == 0 {
+            i
+        } else {
+            self.slots[i as usize]
+        }
+    }
+
+    /// The exchange numbers given so far (numbers are `1..=numbers()`).
+    pub(crate) fn numbers(&self) -> u64 {
+        self.exchanges.len() as u64 + self.exchanges_dropped
+    }
+
+    /// The record of exchange number `id`, if it is still held.
+    pub(crate) fn record_of(&self, id: u64) -> Option<u32> {
+        let slot = u32::try_from(id.checked_sub(1)?).ok()?;
+        if self.exchanges_dropped == 0 {
+            return ((slot as usize) < self.exchanges.len()).then_some(slot);
+        }
+        self.slots.binary_search(&slot).ok().map(|i| i as u32)
+    }
+
+    /// (in flight, sent, received) recomputed from the records and the forgotten totals.
     pub(crate) fn recompute_ledger(&self) -> (u64, u64, u64) {
         let (mut in_flight, mut sent, mut received) = (0, 0, 0);
+        for c in self.forgotten.values() {
+            sent += c.committed.amount;
+            received += c.accepted.amount;
+        }
         for x in &self.exchanges {
             match (x.outgoing, x.status) {
                 (true, XStatus::InFlight) => in_flight += x.amount.0,
@@ -441,11 +577,15 @@ impl Federation {
     }
 
     /// The statistics cell of an accepted incoming exchange: the sender's province and the
-    /// amount (DOMAIN.md rule 17 counts a transfer by its sender's province).
-    pub(crate) fn accepted_cell(&self, id: u64) -> Result<(u8, Fen), String> {
+    /// amount (DOMAIN.md rule 17 counts a transfer by its sender's province); `None` when its
+    /// record was forgotten.
+    pub(crate) fn accepted_cell(&self, id: u64) -> Result<Option<(u8, Fen)>, String> {
+        if (1..=self.numbers()).contains(&id) && self.record_of(id).is_none() {
+            return Ok(None);
+        }
         let x = self
-            .exchanges
-            .get((id as usize).wrapping_sub(1))
+            .record_of(id)
+            .map(|i| &self.exchanges[i as usize])
             .ok_or_else(|| format!("wallet_in entry names no exchange {id}"))?;
         if x.outgoing || x.status != XStatus::Closed(Outcome::Accepted) {
             return Err(format!(
@@ -453,7 +593,10 @@ impl Federation {
                 x.xid
             ));
         }
-        Ok((crate::certno::admdvs_province(x.sender_admdvs), x.amount))
+        Ok(Some((
+            crate::certno::admdvs_province(x.sender_admdvs),
+            x.amount,
+        )))
     }
 
     /// Appends an exchange record and enters it in the index and the person's set (the
@@ -462,6 +605,10 @@ impl Federation {
         let i = self.exchanges.len() as u32;
         let fresh = self.index.insert(x.xid, i).is_none();
         assert!(fresh, "exchange {} recorded twice", x.xid);
+        if self.exchanges_dropped > 0 {
+            let number = u32::try_from(self.numbers()).expect("at most u32::MAX exchanges");
+            self.slots.push(number);
+        }
         if let Some(p) = x.person {
             self.person_exchanges.insert((p, i));
         }
@@ -475,6 +622,7 @@ impl Federation {
             return Err("exchanges without [federation]".into());
         }
         self.check_links(person_count)?;
+        self.check_forgetting()?;
         for (&key, &l) in &self.unbind_msgids {
             // Revoked here; a refusal crossing the revocation may have closed it since.
             let closed = self
@@ -583,6 +731,8 @@ pub enum FedReply {
     Delivered,
     /// The cross-engine binding after the op (a bind or a revocation).
     Binding(LinkView),
+    /// A forgetting step: the exchange and binding records it dropped.
+    Forgot { exchanges: u64, bindings: u64 },
 }
 
 /// What `State::apply_entry` answered.
@@ -637,39 +787,74 @@ pub struct FedCounters {
 }
 
 impl Federation {
-    /// The reconciliation counters by (CST day of creation, peer), from the records.
+    /// The reconciliation counters by (CST day of creation, peer): the records', plus the
+    /// totals of the forgotten ones.
     pub(crate) fn counters(&self) -> BTreeMap<(i32, EngineId), FedCounters> {
-        let mut out: BTreeMap<(i32, EngineId), FedCounters> = BTreeMap::new();
+        let mut out = self.forgotten.clone();
         for x in &self.exchanges {
             let c = out
                 .entry((crate::time::cst_day(x.created), x.peer))
                 .or_default();
-            let closed_accepted = x.status == XStatus::Closed(Outcome::Accepted);
-            let open = matches!(x.status, XStatus::InFlight | XStatus::Pending);
-            let (all, accepted, other, still) = if x.outgoing {
-                (
-                    &mut c.sent,
-                    &mut c.committed,
-                    &mut c.returned,
-                    &mut c.in_flight,
-                )
-            } else {
-                (
-                    &mut c.received,
-                    &mut c.accepted,
-                    &mut c.refused,
-                    &mut c.pending,
-                )
-            };
-            all.add(x.amount);
-            if closed_accepted {
-                accepted.add(x.amount);
-            } else if open {
-                still.add(x.amount);
-            } else {
-                other.add(x.amount);
-            }
+            c.count(x);
         }
         out
+    }
+}
+
+impl FedCounters {
+    /// Counts exchange `x` in its side's tallies.
+    pub(crate) fn count(&mut self, x: &Exchange) {
+        let closed_accepted = x.status == XStatus::Closed(Outcome::Accepted);
+        let open = matches!(x.status, XStatus::InFlight | XStatus::Pending);
+        let (all, accepted, other, still) = if x.outgoing {
+            (
+                &mut self.sent,
+                &mut self.committed,
+                &mut self.returned,
+                &mut self.in_flight,
+            )
+        } else {
+            (
+                &mut self.received,
+                &mut self.accepted,
+                &mut self.refused,
+                &mut self.pending,
+            )
+        };
+        all.add(x.amount);
+        if closed_accepted {
+            accepted.add(x.amount);
+        } else if open {
+            still.add(x.amount);
+        } else {
+            other.add(x.amount);
+        }
+    }
+
+    /// Every tally, in a fixed order (snapshots).
+    pub(crate) fn tallies(&self) -> [Tally; 8] {
+        [
+            self.sent,
+            self.committed,
+            self.returned,
+            self.in_flight,
+            self.received,
+            self.accepted,
+            self.refused,
+            self.pending,
+        ]
+    }
+
+    pub(crate) fn from_tallies(t: [Tally; 8]) -> FedCounters {
+        FedCounters {
+            sent: t[0],
+            committed: t[1],
+            returned: t[2],
+            in_flight: t[3],
+            received: t[4],
+            accepted: t[5],
+            refused: t[6],
+            pending: t[7],
+        }
     }
 }

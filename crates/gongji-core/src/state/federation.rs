@@ -140,6 +140,7 @@ impl State {
                 time,
                 msgid,
             } => self.unbind(&config, actor, bxid, msgid.as_ref(), *time),
+            FedOp::Forget { time } => self.forget(&config, *time),
         };
         match step {
             Ok(Step::Applied(reply, mut send)) => {
@@ -269,7 +270,7 @@ impl State {
             fingerprint,
         });
         self.fed.in_flight.insert(i);
-        let memo = exchange_memo(EntryKind::WalletHold, time, i);
+        let memo = exchange_memo(EntryKind::WalletHold, time, self.fed.slot(i));
         self.post(
             source_side(source, from),
             LedgerSide::InFlight,
@@ -389,7 +390,7 @@ impl State {
         self.time_ok(time)?;
         let to = x.person.expect("a pending exchange has its receiver");
         if accept {
-            let memo = exchange_memo(EntryKind::WalletIn, time, i);
+            let memo = exchange_memo(EntryKind::WalletIn, time, self.fed.slot(i));
             self.post(LedgerSide::Remote, LedgerSide::Wallet(to), x.amount, memo);
             let province = admdvs_province(x.sender_admdvs);
             let channel = Channel::WalletCrossProvince;
@@ -454,14 +455,27 @@ impl State {
             } => self.deliver_outcome(xid, from_engine, *amount, *outcome, time),
             Message::Bind { .. } => self.deliver_bind(config, msg, time),
             Message::Unbind {
-                bxid, from_engine, ..
-            } => self.deliver_unbind(config, bxid, *from_engine, time),
+                bxid,
+                from_engine,
+                created,
+                ..
+            } => self.deliver_unbind(config, bxid, *from_engine, *created, time),
             Message::BindStatus {
                 bxid,
                 from_engine,
                 status,
                 ..
             } => self.deliver_bind_status(bxid, *from_engine, *status, time),
+            Message::ClosedThrough {
+                exchanges,
+                bindings,
+                ..
+            } => self.deliver_closed_through(config, from, (*exchanges, *bindings), time),
+            Message::ForgetThrough {
+                exchanges,
+                bindings,
+                ..
+            } => self.deliver_forget_through(from, (*exchanges, *bindings), time),
         }
     }
 
@@ -512,6 +526,9 @@ impl State {
             }
             let send = self.answer_of(i).into_iter().collect();
             return Ok(Step::Replay(FedReply::Delivered, send));
+        }
+        if self.fed.exchange_forgotten(xid.engine, created) {
+            return Err(refuse("forgotten: a Prepare of a day both engines closed"));
         }
         self.time_ok(time)?;
         let receiver = self.persons.find(&to_psn_no).filter(|&r| {
@@ -566,6 +583,9 @@ impl State {
             }
             let send = self.answer_of(i).into_iter().collect();
             return Ok(Step::Replay(FedReply::Delivered, send));
+        }
+        if self.fed.exchange_forgotten(xid.engine, created) {
+            return Err(refuse("forgotten: a Block of a day both engines closed"));
         }
         self.time_ok(time)?;
         let i = self.fed.push_exchange(Exchange {
@@ -625,10 +645,10 @@ impl State {
         self.time_ok(time)?;
         let sender = x.person.expect("an outgoing exchange has its sender");
         if outcome == Outcome::Accepted {
-            let memo = exchange_memo(EntryKind::WalletHold, time, i);
+            let memo = exchange_memo(EntryKind::WalletHold, time, self.fed.slot(i));
             self.post(LedgerSide::InFlight, LedgerSide::Remote, amount, memo);
         } else {
-            let memo = exchange_memo(EntryKind::WalletReturn, time, i);
+            let memo = exchange_memo(EntryKind::WalletReturn, time, self.fed.slot(i));
             let to = source_side(x.source, sender);
             self.post(LedgerSide::InFlight, to, amount, memo);
         }
@@ -684,13 +704,14 @@ impl State {
         }
     }
 
-    /// The outbox: one message per exchange in flight and per binding proposed or revoked
-    /// here and not yet answered, for the relay to (re)send until the
+    /// The outbox: one message per exchange in flight, per binding proposed or revoked
+    /// here and not yet answered, and per unconfirmed forgetting claim (`ClosedThrough`), for the relay to (re)send until the
     /// outcome is journaled. Derived from the records, so a restart rebuilds it.
     pub fn fed_outbox(&self) -> Vec<Message> {
         let exchanges = self.fed.in_flight.iter().map(|&i| self.outbox_message(i));
         let links = self.fed.link_outbox.iter().map(|&l| self.link_message(l));
-        exchanges.chain(links).collect()
+        let claims = self.fed.claims();
+        exchanges.chain(links).chain(claims).collect()
     }
 
     fn exchange_view(&self, i: u32) -> ExchangeView {
@@ -798,11 +819,13 @@ fn source_side(source: TransferSource, psn: u32) -> LedgerSide {
     }
 }
 
-fn exchange_memo(kind: EntryKind, time: i64, i: u32) -> Memo {
+/// An entry's memo naming exchange number `slot + 1` (`Federation::slot`: stable when
+/// records before it are forgotten).
+fn exchange_memo(kind: EntryKind, time: i64, slot: u32) -> Memo {
     Memo {
         kind,
         time,
         counterparty: Counterparty::None,
-        reference: EntryRef::Exchange(u64::from(i) + 1),
+        reference: EntryRef::Exchange(u64::from(slot) + 1),
     }
 }

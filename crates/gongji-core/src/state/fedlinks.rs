@@ -251,6 +251,9 @@ impl State {
         if let Some(&l) = self.fed.link_index.get(&bxid) {
             return self.bind_again(l, msg);
         }
+        if self.fed.link_forgotten(bxid.engine, created) {
+            return Err(refuse("forgotten: a Bind of a day both engines closed"));
+        }
         self.time_ok(time)?;
         let receiver = self.persons.find(&receiver_psn_no).filter(|&r| {
             admdvs_province(self.persons.hot[r as usize].admdvs) == admdvs_province(receiver_admdvs)
@@ -351,6 +354,7 @@ impl State {
         config: &FederationConfig,
         bxid: &Xid,
         from_engine: EngineId,
+        created: Option<i64>,
         time: i64,
     ) -> Result<Step, Rejection> {
         let Some(&l) = self.fed.link_index.get(bxid) else {
@@ -358,6 +362,13 @@ impl State {
             // revoked while pending): recorded revoked, so that a late Bind is answered so.
             if bxid.engine != from_engine || bxid.engine == config.engine {
                 return Err(refuse("an Unbind for an unknown binding"));
+            }
+            let forgotten = match created {
+                Some(created) => self.fed.link_forgotten(from_engine, created),
+                None => self.fed.links_forgetting(from_engine),
+            };
+            if forgotten {
+                return Err(refuse("forgotten: an Unbind of a day both engines closed"));
             }
             self.time_ok(time)?;
             let l = self.fed.push_link(Link {
@@ -370,7 +381,7 @@ impl State {
                 receiver_psn_no: Default::default(),
                 receiver_admdvs: 0,
                 relation: Relation::Other,
-                created: time,
+                created: created.unwrap_or(time),
                 status: LinkStatus::Revoked,
                 unbind: false,
                 fingerprint: 0,
@@ -469,6 +480,7 @@ impl State {
                 bxid: link.bxid,
                 from_engine: me,
                 to_engine: link.peer,
+                created: Some(link.created),
             };
         }
         Message::Bind {

@@ -8,6 +8,7 @@ mod chunked;
 mod counters;
 mod credits;
 mod federation;
+mod fedforget;
 mod fedlinks;
 mod history;
 mod ledger;

@@ -27,6 +27,17 @@
 //! marker "GJUNB001"
 //! revocations   n u64 (≥ 1); each: msgid key u128 (ascending), link u32 (a link closed
 //!               here: revoked, or refused by a refusal that crossed the revocation)
+//! then, only when this engine claimed or agreed a forgetting day with a peer (so a snapshot
+//! without one is what it was before forgetting was built):
+//! marker "GJFGT001"
+//! watermarks    n u64 (≥ 1); each (ascending by peer): peer, exchanges i32, bindings i32,
+//!               claimed_exchanges i32, claimed_bindings i32 (i32::MIN: no day)
+//! forgotten     n u64; each (ascending by day, peer): day i32, peer, 8 × (count u64,
+//!               amount u64): sent, committed, returned, in flight, received, accepted,
+//!               refused, pending
+//! dropped       exchanges u64, bindings u64
+//! numbers       when exchanges dropped > 0: each exchange record's number − 1, u32,
+//!               ascending (entries name exchanges by number)
 //! ```
 //!
 //! The index by xid, the outbox (in flight) and the expiry set are derived and rebuilt; the
@@ -40,8 +51,8 @@ use super::*;
 use crate::command::code_valid;
 use crate::command::Relation;
 use crate::federation::{
-    engine_id_valid, EngineId, Exchange, Federation, FederationConfig, Link, LinkStatus, Outcome,
-    XStatus, Xid,
+    engine_id_valid, EngineId, Exchange, FedCounters, Federation, FederationConfig, Link,
+    LinkStatus, Outcome, Tally, Watermark, XStatus, Xid,
 };
 
 /// Starts the section; nothing else may follow the last section.
@@ -56,6 +67,11 @@ const LINK_BYTES_MIN: usize = 2 + 16 + 1 + 2 + 4 + 1 + 4 + 1 + 4 + 1 + 8 + 1 + 1
 /// Starts the msgids of revocations made here, after the links, when there are any.
 const UNBIND_MARKER: [u8; 8] = *b"GJUNB001";
 const UNBIND_BYTES: usize = 16 + 4;
+/// Starts the forgetting section (watermarks, forgotten counters, exchange numbers), last,
+/// when this engine claimed or agreed any day with a peer.
+const FORGET_MARKER: [u8; 8] = *b"GJFGT001";
+const WATERMARK_BYTES_MIN: usize = 2 + 4 * 4;
+const FORGOTTEN_BYTES_MIN: usize = 4 + 2 + 8 * 16;
 
 pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'_>) {
     let Some(config) = &fed.config else {
@@ -106,9 +122,23 @@ pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'
         e.bool(x.reversed);
         e.put(x.fingerprint);
     }
-    if fed.links.is_empty() {
-        return;
+    if !fed.links.is_empty() {
+        encode_links(fed, e);
     }
+    if !fed.unbind_msgids.is_empty() {
+        e.raw(&UNBIND_MARKER);
+        e.count(fed.unbind_msgids.len());
+        for (&key, &l) in &fed.unbind_msgids {
+            e.put(key);
+            e.put(l);
+        }
+    }
+    if !fed.watermarks.is_empty() {
+        encode_forgetting(fed, e);
+    }
+}
+
+fn encode_links(fed: &Federation, e: &mut Enc<'_>) {
     e.raw(&LINK_MARKER);
     e.count(fed.links.len());
     for l in &fed.links {
@@ -127,15 +157,99 @@ pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'
         e.bool(l.unbind);
         e.put(l.fingerprint);
     }
-    if fed.unbind_msgids.is_empty() {
-        return;
+}
+
+fn encode_forgetting(fed: &Federation, e: &mut Enc<'_>) {
+    e.raw(&FORGET_MARKER);
+    e.count(fed.watermarks.len());
+    for (peer, wm) in &fed.watermarks {
+        e.str8(peer);
+        e.put(wm.exchanges);
+        e.put(wm.bindings);
+        e.put(wm.claimed_exchanges);
+        e.put(wm.claimed_bindings);
     }
-    e.raw(&UNBIND_MARKER);
-    e.count(fed.unbind_msgids.len());
-    for (&key, &l) in &fed.unbind_msgids {
-        e.put(key);
-        e.put(l);
+    e.count(fed.forgotten.len());
+    for ((day, peer), c) in &fed.forgotten {
+        e.put(*day);
+        e.str8(peer);
+        for t in c.tallies() {
+            e.put(t.count);
+            e.put(t.amount);
+        }
     }
+    e.put(fed.exchanges_dropped);
+    e.put(fed.links_dropped);
+    // The numbers of the records, when any exchange went (else implied: index + 1).
+    if fed.exchanges_dropped > 0 {
+        for &slot in &fed.slots {
+            e.put(slot);
+        }
+    }
+}
+
+fn decode_forgetting(d: &mut Dec<'_>, fed: &mut Federation) -> Res<()> {
+    d.take(FORGET_MARKER.len())?;
+    let peers = &fed.config.as_ref().expect("federated").peers;
+    let n = d.count(WATERMARK_BYTES_MIN, "watermark count")?;
+    if n == 0 {
+        return fail(d.pos, "an empty forgetting section");
+    }
+    for _ in 0..n {
+        let at = d.pos;
+        let peer = engine(d)?;
+        let wm = Watermark {
+            exchanges: d.get()?,
+            bindings: d.get()?,
+            claimed_exchanges: d.get()?,
+            claimed_bindings: d.get()?,
+        };
+        let ascending = fed
+            .watermarks
+            .last_key_value()
+            .is_none_or(|(p, _)| *p < peer);
+        if !peers.contains_key(&peer) || !ascending || wm == Watermark::default() {
+            return fail(at, "a watermark");
+        }
+        fed.watermarks.insert(peer, wm);
+    }
+    let n = d.count(FORGOTTEN_BYTES_MIN, "forgotten count")?;
+    for _ in 0..n {
+        let at = d.pos;
+        let day: i32 = d.get()?;
+        let peer = engine(d)?;
+        let mut t = [Tally::default(); 8];
+        for tally in &mut t {
+            *tally = Tally {
+                count: d.get()?,
+                amount: d.get()?,
+            };
+        }
+        let ascending = fed
+            .forgotten
+            .last_key_value()
+            .is_none_or(|(k, _)| *k < (day, peer));
+        if !fed.watermarks.contains_key(&peer) || !ascending {
+            return fail(at, "forgotten counters");
+        }
+        fed.forgotten
+            .insert((day, peer), FedCounters::from_tallies(t));
+    }
+    fed.exchanges_dropped = d.get()?;
+    fed.links_dropped = d.get()?;
+    if fed.exchanges_dropped > 0 {
+        let at = d.pos;
+        if d.left() < fed.exchanges.len() * 4 {
+            return fail(at, "exchange numbers");
+        }
+        fed.slots = (0..fed.exchanges.len())
+            .map(|_| d.get())
+            .collect::<Res<Vec<u32>>>()?;
+    }
+    if fed.check_forgetting().is_err() {
+        return fail(d.pos, "forgetting section");
+    }
+    Ok(())
 }
 
 fn provinces(ps: &[u8], e: &mut Enc<'_>) {
@@ -216,9 +330,20 @@ pub(super) fn decode_federation(
         }
         fed.push_exchange(x);
     }
-    if d.left() == 0 || !d.buf[d.pos..].starts_with(&LINK_MARKER) {
-        return Ok(fed);
+    let next = |d: &Dec<'_>, marker: &[u8; 8]| d.buf[d.pos..].starts_with(marker);
+    if next(d, &LINK_MARKER) {
+        decode_links(d, persons, &mut fed)?;
     }
+    if next(d, &UNBIND_MARKER) {
+        decode_unbinds(d, &mut fed)?;
+    }
+    if next(d, &FORGET_MARKER) {
+        decode_forgetting(d, &mut fed)?;
+    }
+    Ok(fed)
+}
+
+fn decode_links(d: &mut Dec<'_>, persons: usize, fed: &mut Federation) -> Res<()> {
     d.take(LINK_MARKER.len())?;
     let n = d.count(LINK_BYTES_MIN, "binding count")?;
     if n == 0 {
@@ -231,9 +356,10 @@ pub(super) fn decode_federation(
         }
         fed.push_link(link);
     }
-    if d.left() == 0 || !d.buf[d.pos..].starts_with(&UNBIND_MARKER) {
-        return Ok(fed);
-    }
+    Ok(())
+}
+
+fn decode_unbinds(d: &mut Dec<'_>, fed: &mut Federation) -> Res<()> {
     d.take(UNBIND_MARKER.len())?;
     let n = d.count(UNBIND_BYTES, "revocation count")?;
     if n == 0 {
@@ -253,7 +379,7 @@ pub(super) fn decode_federation(
         last = Some(key);
         fed.unbind_msgids.insert(key, l);
     }
-    Ok(fed)
+    Ok(())
 }
 
 fn psn_no_or_empty(d: &mut Dec<'_>) -> Res<crate::command::PsnNo> {

@@ -510,8 +510,8 @@ impl State {
         persons.certno_index = certno_index;
         let rest = rest?;
         (ledger.in_flight, ledger.fed_sent, ledger.fed_received) = rest.fed_sides;
-        // Entries name exchanges by index + 1: only ones the federation section holds.
-        let exchanges = rest.fed.exchanges.len() as u64;
+        // Entries name exchanges by number (index + 1 when recorded): only numbers given.
+        let exchanges = rest.fed.numbers();
         let names_none = |e: &Entry| match e.reference {
             EntryRef::Exchange(id) => !(1..=exchanges).contains(&id),
             _ => false,
