@@ -457,17 +457,28 @@ fn respond_output(result: Result<Output, Rejection>) -> Response {
 pub(crate) async fn person(State(app): AppState, psn_no: Segment, headers: HeaderMap) -> Response {
     let psn_no = segment(psn_no);
     let config = app.engine.federation();
-    respond(read_as(&app, &headers, |actor, s| {
+    // The views under the lock, their JSON after it.
+    let read = read_as(&app, &headers, |actor, s| {
         if matches!(&actor, Actor::Person(me) if me.as_str() != psn_no) {
             return Err(forbidden());
         }
-        let mut v = render::person(&s.person(&psn_no)?);
+        let view = s.person(&psn_no)?;
         // A federated engine also lists the person's cross-engine transfers and bindings.
-        if let Some(config) = &config {
-            v["cross_engine_transfers"] = crate::federation::person_exchanges(s, config, &psn_no);
-            v["cross_engine_bindings"] = crate::federation::person_bindings(s, config, &psn_no);
+        let federated = config.as_ref().map(|config| {
+            (
+                crate::federation::person_exchanges(s, config, &psn_no),
+                crate::federation::person_bindings(s, config, &psn_no),
+            )
+        });
+        Ok((view, federated))
+    });
+    respond(read.map(|(view, federated)| {
+        let mut v = render::person(&view);
+        if let Some((transfers, bindings)) = federated {
+            v["cross_engine_transfers"] = transfers;
+            v["cross_engine_bindings"] = bindings;
         }
-        Ok(v)
+        v
     }))
 }
 
@@ -497,16 +508,16 @@ pub(crate) async fn entries(
         };
         Ok((limit, after))
     })();
-    respond(read_as(&app, &headers, |actor, s| {
+    let read = read_as(&app, &headers, |actor, s| {
         let (limit, after) = page?;
         match &actor {
             Actor::Admin => {}
             Actor::Person(me) if me.as_str() == psn_no => {}
             _ => return Err(forbidden()),
         }
-        let (page, next) = s.entries(&psn_no, after, limit)?;
-        Ok(render::entries(&page, next))
-    }))
+        s.entries(&psn_no, after, limit)
+    });
+    respond(read.map(|(page, next)| render::entries(&page, next)))
 }
 
 pub(crate) async fn settlement(
@@ -543,13 +554,14 @@ pub(crate) async fn transfer(
             actor(&app, &headers).and_then(|actor| crate::federation::get(&app, &xid, &actor)),
         );
     }
-    respond(read_as(&app, &headers, |actor, s| {
+    let read = read_as(&app, &headers, |actor, s| {
         let not_found = Rejection::with(ErrCode::NotFound, "no such transfer");
         let id = transfer_id.parse::<u64>().map_err(|_| not_found)?;
         let view = s.transfer(id)?;
         admin_or_persons(&actor, &view.from_psn_no, &view.to_psn_no)?;
-        Ok(render::transfer(&view))
-    }))
+        Ok(view)
+    });
+    respond(read.map(|view| render::transfer(&view)))
 }
 
 /// `GET /v1/bindings/{binding_id}`: one binding as the person's view shows it, whatever its
@@ -567,13 +579,14 @@ pub(crate) async fn binding(
                 .and_then(|actor| crate::federation::get_binding(&app, &bxid, &actor)),
         );
     }
-    respond(read_as(&app, &headers, |actor, s| {
+    let read = read_as(&app, &headers, |actor, s| {
         let not_found = Rejection::with(ErrCode::BindingNotFound, "no such binding");
         let id = binding_id.parse::<u64>().map_err(|_| not_found)?;
         let view = s.binding(id)?;
         admin_or_persons(&actor, &view.giver_psn_no, &view.receiver_psn_no)?;
-        Ok(render::binding(&view))
-    }))
+        Ok(view)
+    });
+    respond(read.map(|view| render::binding(&view)))
 }
 
 /// Refuses (403) all but an admin and the two persons a record is between.
