@@ -806,6 +806,20 @@ impl Sim {
     }
 
     /// The relay's resend: every exchange in flight, until its outcome is journaled.
+    /// Resends every outbox, then delivers for as many steps as the bus may delay a message,
+    /// syncing every engine after each.
+    fn resend_and_deliver(&mut self) -> Result<(), String> {
+        self.resend_outboxes();
+        for _ in 0..=self.bus.faults.delay_steps_max {
+            self.step += 1;
+            self.deliver()?;
+            for k in 0..self.nodes.len() {
+                self.sync(k)?;
+            }
+        }
+        Ok(())
+    }
+
     fn resend_outboxes(&mut self) {
         for k in 0..self.nodes.len() {
             for msg in self.nodes[k].durable_outbox().to_vec() {
@@ -831,14 +845,7 @@ impl Sim {
                 self.nodes[k].submit(&Entry::Core(Op::Tick { time }), None)?;
                 self.sync(k)?;
             }
-            self.resend_outboxes();
-            for _ in 0..=self.bus.faults.delay_steps_max {
-                self.step += 1;
-                self.deliver()?;
-                for k in 0..self.nodes.len() {
-                    self.sync(k)?;
-                }
-            }
+            self.resend_and_deliver()?;
             let open = self.nodes.iter().any(|n| {
                 let bindings = n
                     .state
@@ -932,14 +939,7 @@ impl Sim {
                 }
                 self.sync(k)?;
             }
-            self.resend_outboxes();
-            for _ in 0..=self.bus.faults.delay_steps_max {
-                self.step += 1;
-                self.deliver()?;
-                for k in 0..self.nodes.len() {
-                    self.sync(k)?;
-                }
-            }
+            self.resend_and_deliver()?;
             let busy = (0..self.nodes.len()).any(|k| {
                 let node = &self.nodes[k];
                 !node.durable_outbox().is_empty() || node.state.fed_forget_due(self.time(k))
