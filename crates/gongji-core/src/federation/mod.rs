@@ -616,6 +616,21 @@ impl Federation {
         i
     }
 
+    /// Puts exchange `i` into the open set its record says it is in: the outbox (sent, in
+    /// flight) or the expiry queue (received, pending); a closed one into neither.
+    pub(crate) fn index_open(&mut self, i: u32) {
+        let x = &self.exchanges[i as usize];
+        match (x.outgoing, x.status) {
+            (true, XStatus::InFlight) => {
+                self.in_flight.insert(i);
+            }
+            (false, XStatus::Pending) => {
+                self.expiry.insert((x.expires_at, i));
+            }
+            _ => {}
+        }
+    }
+
     /// The derived sets and the index agree with the records.
     pub(crate) fn check(&self, person_count: usize) -> Result<(), String> {
         if self.config.is_none() && !(self.exchanges.is_empty() && self.links.is_empty()) {

@@ -140,21 +140,13 @@ impl Federation {
         self.in_flight.clear();
         self.expiry.clear();
         self.person_exchanges.clear();
-        for (i, x) in self.exchanges.iter().enumerate() {
-            let i = i as u32;
+        for i in 0..self.exchanges.len() as u32 {
+            let x = &self.exchanges[i as usize];
             self.index.insert(x.xid, i);
-            match (x.outgoing, x.status) {
-                (true, XStatus::InFlight) => {
-                    self.in_flight.insert(i);
-                }
-                (false, XStatus::Pending) => {
-                    self.expiry.insert((x.expires_at, i));
-                }
-                _ => {}
-            }
             if let Some(p) = x.person {
                 self.person_exchanges.insert((p, i));
             }
+            self.index_open(i);
         }
         dropped
     }

@@ -319,16 +319,9 @@ pub(super) fn decode_federation(
         if fed.index.contains_key(&x.xid) {
             return fail(d.pos, "an exchange twice");
         }
-        match (x.outgoing, x.status) {
-            (true, XStatus::InFlight) => {
-                fed.in_flight.insert(i);
-            }
-            (false, XStatus::Pending) => {
-                fed.expiry.insert((x.expires_at, i));
-            }
-            _ => {}
-        }
-        fed.push_exchange(x);
+        let pushed = fed.push_exchange(x);
+        debug_assert_eq!(pushed, i);
+        fed.index_open(pushed);
     }
     let next = |d: &Dec<'_>, marker: &[u8; 8]| d.buf[d.pos..].starts_with(marker);
     if next(d, &LINK_MARKER) {
