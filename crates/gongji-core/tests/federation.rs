@@ -256,9 +256,10 @@ impl Engine {
         // it reads as the engine without them, a different state.)
         let links = bytes.windows(8).rposition(|w| w == b"GJLNK001");
         let unbinds = bytes.windows(8).rposition(|w| w == b"GJUNB001");
+        let answers = bytes.windows(8).rposition(|w| w == b"GJANS001");
         let forgetting = bytes.windows(8).rposition(|w| w == b"GJFGT001");
         for cut in marker + 1..bytes.len() {
-            if [links, unbinds, forgetting].contains(&Some(cut)) {
+            if [links, unbinds, answers, forgetting].contains(&Some(cut)) {
                 // Without the forgetting section the entries name exchange numbers it gave:
                 // refused; else another state.
                 match State::decode_snapshot(&bytes[..cut]) {
@@ -390,7 +391,12 @@ fn world() -> (Engine, Engine) {
 
 fn accept(e: &mut Engine, xid: Xid, actor: Actor) -> Result<EntryApplied, ErrCode> {
     let time = e.now;
-    e.apply(Entry::Fed(FedOp::Accept { time, actor, xid }))
+    e.apply(Entry::Fed(FedOp::Accept {
+        time,
+        actor,
+        xid,
+        msgid: None,
+    }))
 }
 
 fn decline(e: &mut Engine, xid: Xid) -> Result<EntryApplied, ErrCode> {
@@ -399,7 +405,165 @@ fn decline(e: &mut Engine, xid: Xid) -> Result<EntryApplied, ErrCode> {
         time,
         actor: Actor::Admin,
         xid,
+        msgid: None,
     }))
+}
+
+/// A client's accept (or decline) carrying its msgid, as API.md's.
+fn answer_as(
+    e: &mut Engine,
+    accept: bool,
+    xid: Xid,
+    actor: Actor,
+    msgid: &str,
+) -> Result<EntryApplied, ErrCode> {
+    let (time, msgid) = (e.now, Some(mid(msgid)));
+    e.apply(Entry::Fed(if accept {
+        FedOp::Accept {
+            time,
+            actor,
+            xid,
+            msgid,
+        }
+    } else {
+        FedOp::Decline {
+            time,
+            actor,
+            xid,
+            msgid,
+        }
+    }))
+}
+
+/// S1's reversal of its transfer `omsgid`, carrying the reversal's own msgid.
+fn reverse_as(e: &mut Engine, omsgid: &str, msgid: &str) -> Result<EntryApplied, ErrCode> {
+    let time = e.now;
+    e.apply(Entry::Fed(FedOp::Reverse {
+        time,
+        actor: Actor::Person(psn("S1")),
+        omsgid: mid(omsgid),
+        msgid: Some(mid(msgid)),
+    }))
+}
+
+/// The status the exchange in an answer shows, and whether it was a replay.
+fn shown(applied: EntryApplied) -> (XStatus, bool) {
+    match applied.reply {
+        EntryReply::Fed(FedReply::Exchange(x)) => (x.status, applied.replayed),
+        other => panic!("not an exchange: {other:?}"),
+    }
+}
+
+#[test]
+fn answers_to_an_exchange_are_idempotent_by_their_msgid() {
+    let (mut gd, mut bj) = world();
+    let r1 = || Actor::Person(psn("R1"));
+    let x1 = gd.send("tx1", "S1", "R1", 110105, 10_000);
+    let x2 = gd.send("tx2", "S1", "R1", 110105, 2_000);
+    for msg in gd.state.fed_outbox() {
+        bj.deliver(&msg).expect("pending");
+    }
+    // A msgid another write of the scope took: bj's first admin write (an enrolment).
+    assert_eq!(
+        answer_as(&mut bj, true, x1, Actor::Admin, "m1").map(shown),
+        Err(ErrCode::MsgidConflict)
+    );
+    let accepted = answer_as(&mut bj, true, x1, r1(), "a1").expect("accepted");
+    assert_eq!(accepted.send.len(), 1, "the outcome");
+    assert_eq!(shown(accepted), (XStatus::Closed(Outcome::Accepted), false));
+    assert_eq!(bj.wallet("R1"), Fen(10_000));
+    // The retry: the first answer again, nothing sent, nothing changed (the harness checks).
+    let again = answer_as(&mut bj, true, x1, r1(), "a1").expect("replayed");
+    assert!(again.send.is_empty());
+    assert_eq!(shown(again), (XStatus::Closed(Outcome::Accepted), true));
+    assert_eq!(bj.wallet("R1"), Fen(10_000));
+    // The same msgid with another body: a decline, another exchange.
+    assert_eq!(
+        answer_as(&mut bj, false, x1, r1(), "a1").map(shown),
+        Err(ErrCode::MsgidConflict)
+    );
+    assert_eq!(
+        answer_as(&mut bj, true, x2, r1(), "a1").map(shown),
+        Err(ErrCode::MsgidConflict)
+    );
+    // A new msgid for a closed exchange: API.md's NOT_PENDING (an op without a msgid, of a
+    // journal written before, is still answered as it is).
+    assert_eq!(
+        answer_as(&mut bj, true, x1, r1(), "a2").map(shown),
+        Err(ErrCode::NotPending)
+    );
+    assert_eq!(
+        accept(&mut bj, x1, r1()).map(shown),
+        Ok((XStatus::Closed(Outcome::Accepted), true))
+    );
+    // No other write of R1's scope may take "a1": a core write, a cross-engine transfer, a
+    // cross-engine binding. The msgid check answers before anything else is looked at.
+    let core = Entry::Core(Op::Write(Command {
+        msgid: mid("a1"),
+        time: bj.now,
+        actor: r1(),
+        body: Body::OpenWallet { psn_no: psn("R1") },
+    }));
+    assert_eq!(bj.apply(core).map(shown), Err(ErrCode::MsgidConflict));
+    let out = transfer_out("a1", bj.now, "R1", "S1", 440106, 100);
+    assert_eq!(bj.apply(out).map(shown), Err(ErrCode::MsgidConflict));
+    let bind = Entry::Fed(FedOp::BindOut {
+        msgid: mid("a1"),
+        time: bj.now,
+        actor: r1(),
+        giver_psn_no: psn("R1"),
+        receiver_psn_no: psn("S1"),
+        receiver_admdvs: 440106,
+        relation: Relation::Parent,
+    });
+    assert_eq!(bj.apply(bind).map(|_| ()), Err(ErrCode::MsgidConflict));
+    // The admin's decline of the other, and its retry.
+    let declined = answer_as(&mut bj, false, x2, Actor::Admin, "d1").expect("declined");
+    assert_eq!(shown(declined), (XStatus::Closed(Outcome::Declined), false));
+    assert_eq!(
+        answer_as(&mut bj, false, x2, Actor::Admin, "d1").map(shown),
+        Ok((XStatus::Closed(Outcome::Declined), true))
+    );
+    // The sender's reversal: its retry shows what the first answer showed (in flight), also
+    // once the exchange has closed since.
+    let x3 = gd.send("tx3", "S1", "R1", 110105, 1_000);
+    let reversed = reverse_as(&mut gd, "tx3", "rv1").expect("reversed");
+    let block = reversed.send[0].clone();
+    assert!(matches!(block, Message::Block { .. }));
+    assert_eq!(shown(reversed), (XStatus::InFlight, false));
+    let blocked = bj.deliver(&block).expect("blocked").send[0].clone();
+    gd.deliver(&blocked).expect("returned");
+    assert_eq!(gd.status(&x3), XStatus::Closed(Outcome::Blocked));
+    assert_eq!(
+        reverse_as(&mut gd, "tx3", "rv1").map(shown),
+        Ok((XStatus::InFlight, true))
+    );
+    // A reversal with a new msgid of a closed transfer takes its msgid and answers it as it
+    // is; so do its retries. The msgid with another transfer is a conflict.
+    let late = reverse_as(&mut gd, "tx3", "rv2").expect("kept");
+    assert!(late.send.is_empty());
+    assert_eq!(shown(late), (XStatus::Closed(Outcome::Blocked), false));
+    assert_eq!(
+        reverse_as(&mut gd, "tx3", "rv2").map(shown),
+        Ok((XStatus::Closed(Outcome::Blocked), true))
+    );
+    assert_eq!(
+        reverse_as(&mut gd, "tx1", "rv1").map(shown),
+        Err(ErrCode::MsgidConflict)
+    );
+    assert_eq!(
+        gd.apply(transfer_out("rv1", gd.now, "S1", "R1", 110105, 100))
+            .map(shown),
+        Err(ErrCode::MsgidConflict)
+    );
+    // The msgids are in the snapshot, in their own section.
+    for e in [&gd, &bj] {
+        let mut bytes = Vec::new();
+        e.state.encode_snapshot(&mut bytes);
+        assert!(bytes.windows(8).any(|w| w == b"GJANS001"));
+    }
+    gd.done();
+    bj.done();
 }
 
 #[test]
@@ -693,6 +857,7 @@ fn a_reversal_blocks_a_transfer_that_never_arrived_and_lets_one_that_did_carry_o
             time,
             actor: Actor::Person(psn("S1")),
             omsgid: mid(omsgid),
+            msgid: None,
         }))
     };
     let x1 = gd.send("tx1", "S1", "R1", 110105, 10_000);
@@ -1421,8 +1586,9 @@ fn two_days() -> (Engine, Engine, [Xid; 2], [Message; 2], Vec<Message>) {
         bus.push(msg.clone());
         bj.deliver(&msg).expect("pending");
     }
-    let accepted = accept(&mut bj, tx1, Actor::Admin).expect("accepted");
-    let declined = decline(&mut bj, tx2).expect("declined");
+    // With their msgids (kept until the exchanges are forgotten).
+    let accepted = answer_as(&mut bj, true, tx1, Actor::Admin, "acc-1").expect("accepted");
+    let declined = answer_as(&mut bj, false, tx2, Actor::Admin, "dec-2").expect("declined");
     for msg in accepted.send.iter().chain(&declined.send) {
         bus.push(msg.clone());
         gd.deliver(msg).expect("closed");
@@ -1522,6 +1688,14 @@ fn forgetting_drops_closed_records_behind_an_agreed_watermark_past_the_msgid_win
         })
     ));
     bj.forget().expect("forgets");
+    // The msgids of the answers went with their exchanges (past the window, as any msgid).
+    let mut bytes = Vec::new();
+    bj.state.encode_snapshot(&mut bytes);
+    assert!(!bytes.windows(8).any(|w| w == b"GJANS001"));
+    assert_eq!(
+        answer_as(&mut bj, true, tx1, Actor::Admin, "acc-1").map(shown),
+        Err(ErrCode::NotFound)
+    );
     assert_eq!(gd.state.fed_record_counts(), (0, 1, 2, 1));
     assert_eq!(bj.state.fed_record_counts(), (0, 1, 2, 1));
     assert!(gd.state.exchange(&tx1).is_none() && bj.state.exchange(&tx2).is_none());

@@ -137,10 +137,23 @@ impl fmt::Display for FedDstReport {
 #[derive(Clone, Debug)]
 enum Tag {
     Out { msgid: Msgid },
-    Answer { accept: bool },
+    Answer { accept: bool, msgid: Msgid },
+    Reverse { msgid: Msgid },
     Bind { msgid: Msgid },
     Unbind,
-    Other,
+}
+
+impl Tag {
+    /// The client's msgid, for a write it resends until answered.
+    fn msgid(&self) -> Option<Msgid> {
+        match self {
+            Tag::Out { msgid }
+            | Tag::Answer { msgid, .. }
+            | Tag::Reverse { msgid }
+            | Tag::Bind { msgid } => Some(*msgid),
+            Tag::Unbind => None,
+        }
+    }
 }
 
 type SimNode = Node<Tag>;
@@ -152,7 +165,8 @@ struct ClientLog {
     transfers: BTreeMap<(usize, Xid), Fen>,
     /// (engine, xid) → accepted? for every acknowledged accept or decline.
     answers: BTreeMap<(usize, Xid), bool>,
-    /// Transfers and binds submitted and not answered (a crash took the reply): resent later.
+    /// Transfers, binds, answers and reversals submitted and not answered (a crash took the
+    /// reply): resent later with the same msgid.
     unanswered: BTreeMap<(usize, Msgid), Entry>,
     /// (engine, bxid) of every acknowledged bind (giver's engine).
     binds: BTreeMap<(usize, Xid), ()>,
@@ -364,14 +378,14 @@ impl Sim {
     }
 
     fn submit_client(&mut self, k: usize, entry: Entry, tag: Tag) -> Result<(), String> {
-        if let Tag::Out { msgid } | Tag::Bind { msgid } = &tag {
-            self.log.unanswered.insert((k, *msgid), entry.clone());
+        if let Some(msgid) = tag.msgid() {
+            self.log.unanswered.insert((k, msgid), entry.clone());
         }
         match self.nodes[k].submit(&entry, Some(tag.clone()))? {
             Submitted::Refused(_) => {
-                // A business refusal (limits, balance, closed hours, NOT_BOUND): the client
-                // gives up.
-                if let Tag::Out { msgid } | Tag::Bind { msgid } = tag {
+                // A business refusal (limits, balance, closed hours, NOT_BOUND, an answer to
+                // an exchange no longer pending): the client gives up.
+                if let Some(msgid) = tag.msgid() {
                     self.log.unanswered.remove(&(k, msgid));
                 }
             }
@@ -504,14 +518,24 @@ impl Sim {
             return Ok(());
         };
         let accept = self.rng.chance(750);
-        let (time, xid) = (self.time(k), x.xid);
+        let (time, xid, msgid) = (self.time(k), x.xid, self.msgid());
         let actor = Actor::Person(x.psn_no.expect("a pending exchange has its receiver"));
         let op = if accept {
-            FedOp::Accept { time, actor, xid }
+            FedOp::Accept {
+                time,
+                actor,
+                xid,
+                msgid: Some(msgid),
+            }
         } else {
-            FedOp::Decline { time, actor, xid }
+            FedOp::Decline {
+                time,
+                actor,
+                xid,
+                msgid: Some(msgid),
+            }
         };
-        self.submit_client(k, Entry::Fed(op), Tag::Answer { accept })
+        self.submit_client(k, Entry::Fed(op), Tag::Answer { accept, msgid })
     }
 
     fn client_reverse(&mut self) -> Result<(), String> {
@@ -530,15 +554,17 @@ impl Sim {
         let Some((omsgid, sender)) = self.pick(&out) else {
             return Ok(());
         };
+        let msgid = self.msgid();
         let op = FedOp::Reverse {
             time: self.time(k),
             actor: Actor::Person(sender),
             omsgid,
+            msgid: Some(msgid),
         };
-        self.submit_client(k, Entry::Fed(op), Tag::Other)
+        self.submit_client(k, Entry::Fed(op), Tag::Reverse { msgid })
     }
 
-    /// A client resends a transfer whose reply a crash took, with the same msgid.
+    /// A client resends a write whose reply a crash took, with the same msgid.
     fn client_resend(&mut self) -> Result<(), String> {
         let waiting: Vec<((usize, Msgid), Entry)> = self
             .log
@@ -555,6 +581,15 @@ impl Sim {
         let tag = match op {
             FedOp::TransferOut { .. } => Tag::Out { msgid },
             FedOp::BindOut { .. } => Tag::Bind { msgid },
+            FedOp::Accept { .. } => Tag::Answer {
+                accept: true,
+                msgid,
+            },
+            FedOp::Decline { .. } => Tag::Answer {
+                accept: false,
+                msgid,
+            },
+            FedOp::Reverse { .. } => Tag::Reverse { msgid },
             _ => return Ok(()),
         };
         op.set_time(self.time(k));
@@ -793,14 +828,30 @@ impl Sim {
                 self.log.transfers.insert((k, x.xid), x.amount);
                 self.report.transfers_acked += 1;
             }
-            Tag::Answer { accept } => {
+            Tag::Answer { accept, msgid } => {
+                // A retry is answered as the first time: with the status it closed with.
+                let wanted = if accept {
+                    Outcome::Accepted
+                } else {
+                    Outcome::Declined
+                };
+                if x.status != XStatus::Closed(wanted) {
+                    return Err(format!(
+                        "engine {k}: answer {msgid} to {} shows {:?}",
+                        x.xid, x.status
+                    ));
+                }
+                self.log.unanswered.remove(&(k, msgid));
                 let before = self.log.answers.insert((k, x.xid), accept);
                 if before.is_some_and(|b| b != accept) {
                     return Err(format!("engine {k}: {} both accepted and declined", x.xid));
                 }
                 self.report.answers_acked += 1;
             }
-            Tag::Bind { .. } | Tag::Unbind | Tag::Other => {}
+            Tag::Reverse { msgid } => {
+                self.log.unanswered.remove(&(k, msgid));
+            }
+            Tag::Bind { .. } | Tag::Unbind => {}
         }
         Ok(())
     }
@@ -1049,6 +1100,7 @@ impl Sim {
             time,
             actor: Actor::Admin,
             xid,
+            msgid: None,
         };
         self.nodes[k].submit(&Entry::Fed(accept), None)?;
         self.sync(k)

@@ -196,12 +196,14 @@ async fn transfers_cross_a_real_jetstream_exactly_once_through_a_server_kill() {
                 time: morning,
                 actor: Actor::Admin,
                 xid: *xid,
+                msgid: None,
             }
         } else {
             FedOp::Decline {
                 time: morning,
                 actor: Actor::Admin,
                 xid: *xid,
+                msgid: None,
             }
         };
         let sends = client(&mut nodes[1], Entry::Fed(op));

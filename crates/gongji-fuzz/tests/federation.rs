@@ -108,21 +108,26 @@ fn entries() -> Vec<Entry> {
         amount: Fen(20_000),
         source: TransferSource::Wallet,
     }));
-    out.push(Entry::Fed(FedOp::Reverse {
-        time: 1,
-        actor: Actor::Admin,
-        omsgid: Msgid::from("m-1").expect("fits"),
-    }));
-    out.push(Entry::Fed(FedOp::Accept {
-        time: 2,
-        actor: Actor::Institution(gongji_core::InstCode::from("H1").expect("fits")),
-        xid: xid(3),
-    }));
-    out.push(Entry::Fed(FedOp::Decline {
-        time: 3,
-        actor: Actor::Admin,
-        xid: xid(4),
-    }));
+    for msgid in [None, Some(Msgid::from("answer-1").expect("fits"))] {
+        out.push(Entry::Fed(FedOp::Reverse {
+            time: 1,
+            actor: Actor::Admin,
+            omsgid: Msgid::from("m-1").expect("fits"),
+            msgid,
+        }));
+        out.push(Entry::Fed(FedOp::Accept {
+            time: 2,
+            actor: Actor::Institution(gongji_core::InstCode::from("H1").expect("fits")),
+            xid: xid(3),
+            msgid,
+        }));
+        out.push(Entry::Fed(FedOp::Decline {
+            time: 3,
+            actor: Actor::Admin,
+            xid: xid(4),
+            msgid,
+        }));
+    }
     out.push(Entry::Fed(FedOp::BindOut {
         msgid: Msgid::from("bind-0001").expect("fits"),
         time: 4,

@@ -451,17 +451,20 @@ fn answer_incoming(
     };
     let parsed = parse_write(path, from_text(bytes)?, actor)?;
     let actor = actor.clone();
+    let msgid = Some(parsed.request.msgid);
     let op = if accept {
         FedOp::Accept {
             time: 0,
             actor,
             xid,
+            msgid,
         }
     } else {
         FedOp::Decline {
             time: 0,
             actor,
             xid,
+            msgid,
         }
     };
     Ok(fed(
@@ -489,6 +492,7 @@ fn reverse(app: &App, bytes: &[u8], actor: &Actor) -> Option<Result<Planned, Rej
         time: 0,
         actor: actor.clone(),
         omsgid,
+        msgid: Some(parsed.request.msgid),
     };
     Some(Ok(fed(
         parsed.request.inf_time,

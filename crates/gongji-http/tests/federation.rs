@@ -560,6 +560,7 @@ async fn batch_ops_name_other_engines_as_single_writes_do() {
     assert_eq!(results[2]["output"]["scope"], "in_province");
     assert_eq!(results[3]["output"]["transfer_id"], t1["transfer_id"]);
     assert_eq!(results[4]["err_code"], "NOT_BOUND");
+    let results_t4 = results[3].clone();
     same_as_alone(a, &ops, &results).await;
     // The receiver's engine shows the one not reversed under the same id; B2 accepts it
     // through a batch of its engine, and the sender's engine learns it.
@@ -579,6 +580,53 @@ async fn batch_ops_name_other_engines_as_single_writes_do() {
         v["status"] == "accepted"
     })
     .await;
+    // API.md's msgid rules for the answers to an exchange: the retry above gave the first
+    // answer again (byte for byte, no `steady`); the same msgid with another body, or taken
+    // by another write of the scope, is MSGID_CONFLICT and changes nothing; a new msgid for
+    // a transfer no longer pending is NOT_PENDING.
+    let accept_path = format!("/v1/wallet/transfers/{t2_id}/accept");
+    let decline_path = format!("/v1/wallet/transfers/{t2_id}/decline");
+    let retry = b
+        .post(&b.admin, &accept_path, json!({"msgid": "acc1"}))
+        .await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.json, alone(&results[0]).1);
+    let institution = |msgid: &str, code: &str| {
+        json!({"msgid": msgid, "fixmedins_code": code, "fixmedins_name": "x",
+               "fixmedins_type": "1", "admdvs": "310101"})
+    };
+    b.admin_ok("/v1/institutions", institution("inst-b", "H31"))
+        .await;
+    let hash = b.state_hash();
+    for (path, msgid, code) in [
+        (&decline_path, "acc1", "MSGID_CONFLICT"),
+        (&accept_path, "acc2", "NOT_PENDING"),
+        (&accept_path, "inst-b", "MSGID_CONFLICT"),
+    ] {
+        let r = b.post(&b.admin, path, json!({ "msgid": msgid })).await;
+        assert_eq!(
+            (r.status, r.json["err_code"].as_str()),
+            (409, Some(code)),
+            "{path} {msgid}: {}",
+            r.text()
+        );
+    }
+    let core = b
+        .post(&b.admin, "/v1/institutions", institution("acc1", "H32"))
+        .await;
+    assert_eq!(core.json["err_code"], "MSGID_CONFLICT", "{}", core.text());
+    assert_eq!(b.state_hash(), hash, "refusals changed the state");
+    // The reversal's retry answers what it answered first, whatever became of t1 since
+    // (blocked, or pending on b if its Prepare outran the Block).
+    let again = a
+        .post(
+            &a.admin,
+            "/v1/reversals",
+            json!({"msgid": "t4", "omsgid": "t1"}),
+        )
+        .await;
+    assert_eq!(again.json, alone(&results_t4).1, "{}", again.text());
+    assert_eq!(again.json["output"]["status"], "pending");
     fed.stop().await;
 }
 

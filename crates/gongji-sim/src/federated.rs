@@ -441,10 +441,21 @@ impl<'a> Hub<'a> {
                     }
                     Local::Cross(xid, _) => {
                         let actor = request.actor.clone();
+                        let msgid = Some(request.msgid);
                         work[k].push(fed_request(if accept {
-                            FedOp::Accept { time, actor, xid }
+                            FedOp::Accept {
+                                time,
+                                actor,
+                                xid,
+                                msgid,
+                            }
                         } else {
-                            FedOp::Decline { time, actor, xid }
+                            FedOp::Decline {
+                                time,
+                                actor,
+                                xid,
+                                msgid,
+                            }
                         }));
                         Plan::Fed {
                             k,

@@ -384,21 +384,41 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
             time,
             actor,
             omsgid,
+            msgid,
         } => {
-            e.u8(2);
+            e.u8(if msgid.is_some() { 10 } else { 2 });
             e.i64(*time);
             e.actor(actor);
             e.str8(omsgid);
+            if let Some(msgid) = msgid {
+                e.str8(msgid);
+            }
         }
-        FedOp::Accept { time, actor, xid } | FedOp::Decline { time, actor, xid } => {
-            e.u8(if matches!(op, FedOp::Accept { .. }) {
-                3
-            } else {
-                4
+        FedOp::Accept {
+            time,
+            actor,
+            xid,
+            msgid,
+        }
+        | FedOp::Decline {
+            time,
+            actor,
+            xid,
+            msgid,
+        } => {
+            let accept = matches!(op, FedOp::Accept { .. });
+            e.u8(match (accept, msgid.is_some()) {
+                (true, false) => 3,
+                (false, false) => 4,
+                (true, true) => 11,
+                (false, true) => 12,
             });
             e.i64(*time);
             e.actor(actor);
             e.xid(xid);
+            if let Some(msgid) = msgid {
+                e.str8(msgid);
+            }
         }
         FedOp::Deliver { time, msg } => {
             e.u8(5);
@@ -469,17 +489,35 @@ pub fn decode_entry(buf: &[u8]) -> Result<Entry, DecodeError> {
                 _ => return d.err("transfer source"),
             },
         },
-        2 => FedOp::Reverse {
+        tag @ (2 | 10) => FedOp::Reverse {
             time: d.i64()?,
             actor: d.actor()?,
             omsgid: d.str8(msgid_valid, "msgid")?,
+            msgid: match tag {
+                10 => Some(d.str8(msgid_valid, "msgid")?),
+                _ => None,
+            },
         },
-        tag @ (3 | 4) => {
+        tag @ (3 | 4 | 11 | 12) => {
             let (time, actor, xid) = (d.i64()?, d.actor()?, d.xid()?);
-            if tag == 3 {
-                FedOp::Accept { time, actor, xid }
+            let msgid = match tag {
+                11 | 12 => Some(d.str8(msgid_valid, "msgid")?),
+                _ => None,
+            };
+            if matches!(tag, 3 | 11) {
+                FedOp::Accept {
+                    time,
+                    actor,
+                    xid,
+                    msgid,
+                }
             } else {
-                FedOp::Decline { time, actor, xid }
+                FedOp::Decline {
+                    time,
+                    actor,
+                    xid,
+                    msgid,
+                }
             }
         }
         5 => FedOp::Deliver {

@@ -325,16 +325,31 @@ pub enum FedOp {
         source: TransferSource,
     },
     /// The sender's reversal of its transfer `omsgid` (its timeout path): the relay sends
-    /// `Block` instead of `Prepare` from now on.
+    /// `Block` instead of `Prepare` from now on. With the client's own `msgid` (op tag 10)
+    /// the reversal is idempotent by it, as API.md's writes (`Federation::answer_msgids`);
+    /// without it (tag 2, journals written before), answered as it is.
     Reverse {
         time: i64,
         actor: Actor,
         omsgid: Msgid,
+        msgid: Option<Msgid>,
     },
-    /// The receiver (or an admin) accepts a pending incoming transfer.
-    Accept { time: i64, actor: Actor, xid: Xid },
-    /// The receiver (or an admin) declines it.
-    Decline { time: i64, actor: Actor, xid: Xid },
+    /// The receiver (or an admin) accepts a pending incoming transfer. With the client's
+    /// `msgid` (op tag 11) idempotent by it, and a closed exchange is `NOT_PENDING` as
+    /// API.md's accept; without it (tag 3), an accepted one is answered as it is.
+    Accept {
+        time: i64,
+        actor: Actor,
+        xid: Xid,
+        msgid: Option<Msgid>,
+    },
+    /// The receiver (or an admin) declines it (op tags 12 and 4, as `Accept`).
+    Decline {
+        time: i64,
+        actor: Actor,
+        xid: Xid,
+        msgid: Option<Msgid>,
+    },
     /// A message the bus delivered to this engine.
     Deliver { time: i64, msg: Message },
     /// A client's binding of a local giver to a receiver in a peer's province (giver's
@@ -422,6 +437,48 @@ pub enum XStatus {
     Closed(Outcome),
 }
 
+/// A client's accept, decline or reversal of an exchange, kept by its msgid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AnswerMsgid {
+    pub xid: Xid,
+    pub kind: AnswerKind,
+    /// The exchange's status its answer showed (a retry shows it again, whatever since).
+    pub shown: XStatus,
+}
+
+impl AnswerMsgid {
+    /// Whether exchange `x` can be the one this answer was made to: its side, and for an
+    /// accept or decline the status it closed with (a closed exchange stays so).
+    pub(crate) fn fits(&self, x: &Exchange) -> bool {
+        let closed = |o| self.shown == XStatus::Closed(o) && x.status == self.shown;
+        x.xid == self.xid
+            && x.outgoing == self.kind.outgoing()
+            && match self.kind {
+                AnswerKind::Accept => closed(Outcome::Accepted),
+                AnswerKind::Decline => closed(Outcome::Declined),
+                AnswerKind::Reverse => self.shown != XStatus::Pending,
+            }
+    }
+}
+
+/// What a client's answer to an exchange was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AnswerKind {
+    Accept,
+    Decline,
+    Reverse,
+}
+
+impl AnswerKind {
+    pub(crate) const ALL: [AnswerKind; 3] =
+        [AnswerKind::Accept, AnswerKind::Decline, AnswerKind::Reverse];
+
+    /// The side of the exchange it answers: the receiver's, or the sender's (a reversal).
+    pub(crate) fn outgoing(self) -> bool {
+        self == AnswerKind::Reverse
+    }
+}
+
 /// One exchange as this engine knows it: sent (`outgoing`) or received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Exchange {
@@ -475,6 +532,10 @@ pub struct Federation {
     /// that carried its msgid, and the link it revoked: a retry is answered from it, and no
     /// other write may take the msgid.
     pub(crate) unbind_msgids: BTreeMap<u128, u32>,
+    /// The msgid key (in the client's scope) of each accept, decline and reversal of an
+    /// exchange made here by a client write that carried its msgid: a retry is answered as
+    /// the first time, and no other write may take the msgid. Kept while the exchange is.
+    pub(crate) answer_msgids: BTreeMap<u128, AnswerMsgid>,
     /// Forgetting (docs/FEDERATION.md): per peer, the days agreed with it and claimed here.
     /// An entry exists once this engine claimed or agreed a day with the peer.
     pub(crate) watermarks: BTreeMap<EngineId, Watermark>,
@@ -616,6 +677,17 @@ impl Federation {
         i
     }
 
+    /// Whether a client's write here took msgid `key` (in its scope) as a cross-engine
+    /// transfer or binding (their ids are made from it), a revocation, or an answer to an
+    /// exchange. The core writes' msgids are the state's msgid records.
+    pub(crate) fn msgid_taken(&self, engine: EngineId, key: u128) -> bool {
+        let xid = Xid { engine, key };
+        self.index.contains_key(&xid)
+            || self.link_index.contains_key(&xid)
+            || self.unbind_msgids.contains_key(&key)
+            || self.answer_msgids.contains_key(&key)
+    }
+
     /// Puts exchange `i` into the open set its record says it is in: the outbox (sent, in
     /// flight) or the expiry queue (received, pending); a closed one into neither.
     pub(crate) fn index_open(&mut self, i: u32) {
@@ -647,6 +719,18 @@ impl Federation {
             if !closed || key == 0 {
                 return Err(format!(
                     "revocation msgid {key:x}: link {l} is not closed here"
+                ));
+            }
+        }
+        for (&key, answer) in &self.answer_msgids {
+            let x = self
+                .index
+                .get(&answer.xid)
+                .map(|&i| &self.exchanges[i as usize]);
+            if key == 0 || !x.is_some_and(|x| answer.fits(x)) {
+                return Err(format!(
+                    "answer msgid {key:x}: exchange {} differs",
+                    answer.xid
                 ));
             }
         }

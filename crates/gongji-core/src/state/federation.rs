@@ -14,8 +14,8 @@ use crate::certno::{admdvs_province, province_valid};
 use crate::command::{code_valid, msgid_valid, Actor, Body, Op, TransferSource};
 use crate::federation::codec::transfer_out_fingerprint;
 use crate::federation::{
-    Entry, EntryApplied, EntryReply, Exchange, ExchangeView, FedOp, FedOpen, FedReply,
-    FederationConfig, Message, MoneyTotals, Outcome, XStatus, Xid,
+    AnswerKind, AnswerMsgid, Entry, EntryApplied, EntryReply, Exchange, ExchangeView, FedOp,
+    FedOpen, FedReply, FederationConfig, Message, MoneyTotals, Outcome, XStatus, Xid,
 };
 use crate::reply::{ErrCode, Rejection};
 use crate::time::{cst_day, day_start, period_of};
@@ -26,6 +26,13 @@ pub(super) enum Step {
     Applied(FedReply, Vec<Message>),
     /// A duplicate: the stored answer, nothing changed.
     Replay(FedReply, Vec<Message>),
+}
+
+/// The msgid check of a client's answer to an exchange: a retry's step, or go on (with the
+/// msgid's key, if it had one).
+enum Answered {
+    Retry(Box<Step>),
+    New(Option<u128>),
 }
 
 pub(super) fn refuse(detail: &'static str) -> Rejection {
@@ -92,11 +99,8 @@ impl State {
             };
             self.fed.index.contains_key(&xid) || self.fed.link_index.contains_key(&xid)
         };
-        let unbind_msgid = self
-            .fed
-            .unbind_msgids
-            .contains_key(&msgid_key(actor.msgid_scope(), msgid));
-        if mine(msgid) || unbind_msgid {
+        let key = msgid_key(actor.msgid_scope(), msgid);
+        if self.fed.msgid_taken(config.engine, key) {
             return Err(Rejection::new(ErrCode::MsgidConflict));
         }
         match body {
@@ -129,9 +133,20 @@ impl State {
                 actor,
                 omsgid,
                 time,
-            } => self.transfer_out_reverse(&config, actor, omsgid, *time),
-            FedOp::Accept { actor, xid, time } => self.incoming_answer(actor, xid, *time, true),
-            FedOp::Decline { actor, xid, time } => self.incoming_answer(actor, xid, *time, false),
+                msgid,
+            } => self.transfer_out_reverse(&config, actor, omsgid, msgid.as_ref(), *time),
+            FedOp::Accept {
+                actor,
+                xid,
+                time,
+                msgid,
+            } => self.incoming_answer(&config, actor, xid, msgid.as_ref(), *time, true),
+            FedOp::Decline {
+                actor,
+                xid,
+                time,
+                msgid,
+            } => self.incoming_answer(&config, actor, xid, msgid.as_ref(), *time, false),
             FedOp::Deliver { msg, time } => self.deliver(&config, msg, *time),
             FedOp::BindOut { .. } => self.bind_out(&config, op),
             FedOp::Unbind {
@@ -231,7 +246,7 @@ impl State {
                 Some(_) => Rejection::new(ErrCode::MsgidConflict),
             });
         }
-        if self.fed.link_index.contains_key(&xid) || self.fed.unbind_msgids.contains_key(&key) {
+        if self.fed.msgid_taken(config.engine, key) {
             return Err(Rejection::new(ErrCode::MsgidConflict));
         }
         self.time_ok(time)?;
@@ -325,6 +340,7 @@ impl State {
         config: &FederationConfig,
         actor: &Actor,
         omsgid: &str,
+        msgid: Option<&crate::command::Msgid>,
         time: i64,
     ) -> Result<Step, Rejection> {
         if !msgid_valid(omsgid) {
@@ -334,35 +350,102 @@ impl State {
             engine: config.engine,
             key: msgid_key(actor.msgid_scope(), omsgid),
         };
+        let key = match self.answer_msgid(config, actor, msgid, xid, AnswerKind::Reverse)? {
+            Answered::Retry(step) => return Ok(*step),
+            Answered::New(key) => key,
+        };
         let not_found = Rejection::with(ErrCode::NotFound, "no cross-engine transfer");
         let i = *self.fed.index.get(&xid).ok_or(not_found)?;
         let x = &self.fed.exchanges[i as usize];
         if !x.outgoing {
             return Err(not_found);
         }
-        if x.reversed || x.status != XStatus::InFlight {
+        let (shown, first) = (x.status, !x.reversed && x.status == XStatus::InFlight);
+        if !first && key.is_none() {
             return Ok(Step::Replay(
                 FedReply::Exchange(self.exchange_view(i)),
                 Vec::new(),
             ));
         }
         self.time_ok(time)?;
-        self.fed.exchanges[i as usize].reversed = true;
-        let send = vec![self.outbox_message(i)];
+        // With its msgid a reversal of a reversed or closed transfer is kept too, answered
+        // as the transfer is (the msgid is taken, its retry answers the same).
+        let mut send = Vec::new();
+        if first {
+            self.fed.exchanges[i as usize].reversed = true;
+            send.push(self.outbox_message(i));
+        }
+        if let Some(key) = key {
+            let kind = AnswerKind::Reverse;
+            let answer = AnswerMsgid { xid, kind, shown };
+            self.fed.answer_msgids.insert(key, answer);
+        }
         Ok(Step::Applied(
             FedReply::Exchange(self.exchange_view(i)),
             send,
         ))
     }
 
+    /// API.md's msgid check of a client's accept, decline or reversal of exchange `xid` that
+    /// carried its msgid: a retry (the same msgid, exchange and kind) is answered as the
+    /// first time; the msgid taken by any other write is `MSGID_CONFLICT` (`REVERSED` when
+    /// a reversal blocked it). `New(None)`: an op without a msgid (journals written before).
+    fn answer_msgid(
+        &self,
+        config: &FederationConfig,
+        actor: &Actor,
+        msgid: Option<&crate::command::Msgid>,
+        xid: Xid,
+        kind: AnswerKind,
+    ) -> Result<Answered, Rejection> {
+        let Some(msgid) = msgid else {
+            return Ok(Answered::New(None));
+        };
+        if !msgid_valid(msgid) {
+            return Err(Rejection::new(ErrCode::BadRequest));
+        }
+        let key = msgid_key(actor.msgid_scope(), msgid);
+        if let Some(answer) = self.fed.answer_msgids.get(&key) {
+            if answer.xid != xid || answer.kind != kind {
+                return Err(Rejection::new(ErrCode::MsgidConflict));
+            }
+            let i = self.fed.index[&xid];
+            let mut view = self.exchange_view(i);
+            view.status = answer.shown;
+            let step = Step::Replay(FedReply::Exchange(view), Vec::new());
+            return Ok(Answered::Retry(Box::new(step)));
+        }
+        if let Some(record) = self.msgids.get(key) {
+            return Err(match &record.reply {
+                None => Rejection::with(ErrCode::Reversed, "msgid was reversed"),
+                Some(_) => Rejection::new(ErrCode::MsgidConflict),
+            });
+        }
+        if self.fed.msgid_taken(config.engine, key) {
+            return Err(Rejection::new(ErrCode::MsgidConflict));
+        }
+        Ok(Answered::New(Some(key)))
+    }
+
     /// The receiver (or an admin) accepts or declines a pending incoming exchange.
     fn incoming_answer(
         &mut self,
+        config: &FederationConfig,
         actor: &Actor,
         xid: &Xid,
+        msgid: Option<&crate::command::Msgid>,
         time: i64,
         accept: bool,
     ) -> Result<Step, Rejection> {
+        let kind = if accept {
+            AnswerKind::Accept
+        } else {
+            AnswerKind::Decline
+        };
+        let key = match self.answer_msgid(config, actor, msgid, *xid, kind)? {
+            Answered::Retry(step) => return Ok(*step),
+            Answered::New(key) => key,
+        };
         let not_found = Rejection::with(ErrCode::NotFound, "no incoming transfer");
         let i = *self.fed.index.get(xid).ok_or(not_found)?;
         let x = self.fed.exchanges[i as usize].clone();
@@ -380,7 +463,8 @@ impl State {
             Outcome::Declined
         };
         match x.status {
-            XStatus::Closed(o) if o == wanted => {
+            // Without a msgid (journals written before): answered as it is.
+            XStatus::Closed(o) if o == wanted && key.is_none() => {
                 let view = FedReply::Exchange(self.exchange_view(i));
                 return Ok(Step::Replay(view, Vec::new()));
             }
@@ -397,6 +481,15 @@ impl State {
             self.stats.add(period_of(time), province, channel, x.amount);
         }
         let send = vec![self.close_incoming(i, wanted)];
+        if let Some(key) = key {
+            let shown = XStatus::Closed(wanted);
+            let answer = AnswerMsgid {
+                xid: *xid,
+                kind,
+                shown,
+            };
+            self.fed.answer_msgids.insert(key, answer);
+        }
         Ok(Step::Applied(
             FedReply::Exchange(self.exchange_view(i)),
             send,

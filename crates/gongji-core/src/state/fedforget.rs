@@ -148,6 +148,10 @@ impl Federation {
             }
             self.index_open(i);
         }
+        // The msgids of answers to the records that went go with them (past the window).
+        let index = &self.index;
+        self.answer_msgids
+            .retain(|_, answer| index.contains_key(&answer.xid));
         dropped
     }
 

@@ -63,8 +63,7 @@ impl State {
                 Vec::new(),
             ));
         }
-        let taken = self.fed.index.contains_key(&bxid) || self.fed.unbind_msgids.contains_key(&key);
-        if taken || self.msgids.get(key).is_some() {
+        if self.fed.msgid_taken(config.engine, key) || self.msgids.get(key).is_some() {
             return Err(Rejection::new(ErrCode::MsgidConflict));
         }
         self.time_ok(*time)?;
@@ -172,13 +171,7 @@ impl State {
                     Vec::new(),
                 ));
             }
-            let as_xid = Xid {
-                engine: config.engine,
-                key,
-            };
-            let taken =
-                self.fed.index.contains_key(&as_xid) || self.fed.link_index.contains_key(&as_xid);
-            if taken || self.msgids.get(key).is_some() {
+            if self.fed.msgid_taken(config.engine, key) || self.msgids.get(key).is_some() {
                 return Err(Rejection::new(ErrCode::MsgidConflict));
             }
         }

@@ -51,8 +51,8 @@ use super::*;
 use crate::command::code_valid;
 use crate::command::Relation;
 use crate::federation::{
-    engine_id_valid, EngineId, Exchange, FedCounters, Federation, FederationConfig, Link,
-    LinkStatus, Outcome, Tally, Watermark, XStatus, Xid,
+    engine_id_valid, AnswerKind, AnswerMsgid, EngineId, Exchange, FedCounters, Federation,
+    FederationConfig, Link, LinkStatus, Outcome, Tally, Watermark, XStatus, Xid,
 };
 
 /// Starts the section; nothing else may follow the last section.
@@ -67,6 +67,11 @@ const LINK_BYTES_MIN: usize = 2 + 16 + 1 + 2 + 4 + 1 + 4 + 1 + 4 + 1 + 8 + 1 + 1
 /// Starts the msgids of revocations made here, after the links, when there are any.
 const UNBIND_MARKER: [u8; 8] = *b"GJUNB001";
 const UNBIND_BYTES: usize = 16 + 4;
+/// Starts the msgids of accepts, declines and reversals of exchanges made here, after the
+/// revocations, when there are any.
+const ANSWER_MARKER: [u8; 8] = *b"GJANS001";
+/// Key, a one-byte engine id, xid key, kind, status.
+const ANSWER_BYTES_MIN: usize = 16 + 2 + 16 + 1 + 1;
 /// Starts the forgetting section (watermarks, forgotten counters, exchange numbers), last,
 /// when this engine claimed or agreed any day with a peer.
 const FORGET_MARKER: [u8; 8] = *b"GJFGT001";
@@ -109,16 +114,7 @@ pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'
         e.put(x.source as u8);
         e.put(x.created);
         e.put(x.expires_at);
-        e.put(match x.status {
-            XStatus::InFlight => 0u8,
-            XStatus::Pending => 1,
-            XStatus::Closed(o) => {
-                2 + Outcome::ALL
-                    .iter()
-                    .position(|&a| a == o)
-                    .expect("an outcome") as u8
-            }
-        });
+        e.put(status_tag(x.status));
         e.bool(x.reversed);
         e.put(x.fingerprint);
     }
@@ -133,9 +129,43 @@ pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'
             e.put(l);
         }
     }
+    if !fed.answer_msgids.is_empty() {
+        e.raw(&ANSWER_MARKER);
+        e.count(fed.answer_msgids.len());
+        for (&key, answer) in &fed.answer_msgids {
+            e.put(key);
+            e.str8(&answer.xid.engine);
+            e.put(answer.xid.key);
+            e.put(answer.kind as u8);
+            e.put(status_tag(answer.shown));
+        }
+    }
     if !fed.watermarks.is_empty() {
         encode_forgetting(fed, e);
     }
+}
+
+fn status_tag(status: XStatus) -> u8 {
+    match status {
+        XStatus::InFlight => 0u8,
+        XStatus::Pending => 1,
+        XStatus::Closed(o) => {
+            2 + Outcome::ALL
+                .iter()
+                .position(|&a| a == o)
+                .expect("an outcome") as u8
+        }
+    }
+}
+
+fn decode_status(d: &mut Dec<'_>, what: &'static str) -> Res<XStatus> {
+    let at = d.pos;
+    Ok(match d.get::<u8>()? {
+        0 => XStatus::InFlight,
+        1 => XStatus::Pending,
+        s @ 2..=5 => XStatus::Closed(Outcome::ALL[usize::from(s - 2)]),
+        _ => return fail(at, what),
+    })
 }
 
 fn encode_links(fed: &Federation, e: &mut Enc<'_>) {
@@ -330,10 +360,43 @@ pub(super) fn decode_federation(
     if next(d, &UNBIND_MARKER) {
         decode_unbinds(d, &mut fed)?;
     }
+    if next(d, &ANSWER_MARKER) {
+        decode_answers(d, &mut fed)?;
+    }
     if next(d, &FORGET_MARKER) {
         decode_forgetting(d, &mut fed)?;
     }
     Ok(fed)
+}
+
+fn decode_answers(d: &mut Dec<'_>, fed: &mut Federation) -> Res<()> {
+    d.take(ANSWER_MARKER.len())?;
+    let n = d.count(ANSWER_BYTES_MIN, "answer count")?;
+    if n == 0 {
+        return fail(d.pos, "an empty answers section");
+    }
+    let mut last = None;
+    for _ in 0..n {
+        let at = d.pos;
+        let key: u128 = d.get()?;
+        let xid = Xid {
+            engine: engine(d)?,
+            key: d.get()?,
+        };
+        let kind = d.tag(&AnswerKind::ALL, "answer kind")?;
+        let shown = decode_status(d, "answer status")?;
+        let answer = AnswerMsgid { xid, kind, shown };
+        let fits = fed
+            .index
+            .get(&xid)
+            .is_some_and(|&i| answer.fits(&fed.exchanges[i as usize]));
+        if last.is_some_and(|k| k >= key) || key == 0 || !fits {
+            return fail(at, "an answer's msgid");
+        }
+        last = Some(key);
+        fed.answer_msgids.insert(key, answer);
+    }
+    Ok(())
 }
 
 fn decode_links(d: &mut Dec<'_>, persons: usize, fed: &mut Federation) -> Res<()> {
@@ -445,13 +508,7 @@ fn decode_exchange(d: &mut Dec<'_>, persons: usize) -> Res<Exchange> {
     let amount = d.fen()?;
     let source = d.tag(&SOURCES, "exchange source")?;
     let (created, expires_at) = (d.get()?, d.get()?);
-    let status_at = d.pos;
-    let status = match d.get::<u8>()? {
-        0 => XStatus::InFlight,
-        1 => XStatus::Pending,
-        s @ 2..=5 => XStatus::Closed(Outcome::ALL[usize::from(s - 2)]),
-        _ => return fail(status_at, "exchange status"),
-    };
+    let status = decode_status(d, "exchange status")?;
     Ok(Exchange {
         xid,
         outgoing,
