@@ -246,6 +246,13 @@ pub(crate) fn write_changes(
                 }
             }
             EntryRef::Exchange(number) if closing => {
+                // The op that closed it named it (`touched_ids`), unless it was forgotten
+                // before this state (a rebuild from a snapshot: it has no row to close).
+                assert!(
+                    dirty.exchanges.contains_key(&number)
+                        || state.exchange_row_numbered(number).is_none(),
+                    "exchange {number} closed by an op that did not name it"
+                );
                 exchanges_resolved.insert(number, entry.time);
             }
             _ => {}

@@ -578,3 +578,69 @@ fn a_journal_and_a_projector_of_different_federation_are_refused() {
         assert_eq!(written, 0, "{err}");
     }
 }
+
+/// The rows of `gongji.exchanges`, as text, by number.
+fn exchange_rows(db: &TestDb) -> Vec<String> {
+    db.client()
+        .query(
+            "SELECT t::text FROM gongji.exchanges t ORDER BY exchange_no",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Forgetting (docs/FEDERATION.md) drops closed exchange records from the engine; their rows
+/// stay as they were, and an exchange made after it projects as any other. The whole journal
+/// projected in one chunk, in which records are made and forgotten, gives the same tables as
+/// small chunks.
+#[test]
+fn forgotten_exchanges_keep_their_rows() {
+    let (mut gd, mut bj) = world();
+    let open = first_half(&mut gd, &mut bj);
+    second_half(&mut gd, &mut bj, open);
+    let small = TestDb::new();
+    let mut p = Projector::open(&small.url, gd.source(), gd.config(4), false).unwrap();
+    p.catch_up().unwrap();
+    let before = exchange_rows(&small);
+    assert_eq!(before.len(), 5);
+
+    // Two days on, gd claims the days closed and bj agrees; past the msgid window both forget.
+    for (run, when) in [
+        (&mut gd, "2025-05-23 09:00:00"),
+        (&mut bj, "2025-05-23 09:00:00"),
+    ] {
+        run.now = parse_cst(when).unwrap();
+    }
+    let claim = gd.apply(Entry::Fed(FedOp::Forget { time: gd.now })).send;
+    let answer = bj.deliver(&claim[0]).send;
+    gd.deliver(&answer[0]);
+    for run in [&mut gd, &mut bj] {
+        run.now = parse_cst("2025-06-25 09:00:00").unwrap();
+        run.apply(Entry::Fed(FedOp::Forget { time: run.now }));
+    }
+    assert_eq!(
+        gd.state.exchange_rows().count(),
+        0,
+        "every exchange forgotten"
+    );
+    let late = gd.send("t6", "S1", "R1", 110105, 1_000);
+    bj.deliver(&gd.outbox(late));
+    let outcome = bj.answer(late, true);
+    gd.deliver(&outcome[0]);
+
+    p.catch_up().unwrap();
+    assert_eq!(p.replica().state_hash(), gd.state.state_hash());
+    assert_matches_engine(&small, &gd.state);
+    let after = exchange_rows(&small);
+    assert_eq!(after[..5], before[..], "forgotten rows as they were");
+    assert_eq!(after.len(), 6);
+    assert!(after[5].contains(&late.to_string()) && after[5].contains("accepted"));
+
+    let one_chunk = TestDb::new();
+    let mut q = Projector::open(&one_chunk.url, gd.source(), gd.config(100_000), false).unwrap();
+    assert_eq!(q.catch_up().unwrap(), gd.head());
+    assert_same_tables(&small, &one_chunk);
+}
