@@ -304,8 +304,9 @@ fn apply_journaled(
     }
 }
 
-/// The exchanges and cross-engine bindings a federation op may have added or changed: the
-/// ids it names, its reply names, and every message it released names. Every change of such
+/// The exchanges and cross-engine bindings an op of a federated journal may have added or
+/// changed: the ids it names, its reply names, and every message it released names (a core
+/// op names none, but may release the outcomes of exchanges it expired). Every change of such
 /// a record is one of these: an exchange or binding made (the client's write, or the `Prepare`,
 /// `Block`, `Bind` or early `Unbind` delivered), answered (accept, decline, a delivered
 /// outcome or status: the op names it), revoked or reversed (the op names it), or closed by
