@@ -34,6 +34,6 @@ pub use state::{
     SectionBytes, SharedBytes, SnapshotDecodeError, State, HISTORY_CHUNK,
 };
 pub use state::{
-    BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, Settlement,
-    SettlementRow, TransferRow,
+    BindingRow, ContributionRow, EntryRow, ExchangeRow, InstitutionRow, PersonMoney, PersonRow,
+    Settlement, SettlementRow, TransferRow,
 };

@@ -19,7 +19,9 @@ pub struct Migration {
 /// The migrations of this build, in version order. Add new files at the end; never edit one
 /// that has shipped.
 /// Version 1 is the store's (the journal and snapshots in PostgreSQL); version 2 the
-/// projection's (schema `gongji`). Either applies without the other.
+/// projection's (schema `gongji`), version 3 its federated tables (exchanges, cross-engine
+/// bindings) and the statistics counting accepted exchanges. The store's applies without the
+/// projection's.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -30,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "projection",
         sql: include_str!("../migrations/0002_projection.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "federation",
+        sql: include_str!("../migrations/0003_federation.sql"),
     },
 ];
 

@@ -25,6 +25,10 @@ pub struct ProjectArgs {
     /// PostgreSQL connection string of the projection database.
     #[arg(long)]
     pub projection: String,
+    /// The engine's TOML file: required for a federated engine, whose `[federation]` table
+    /// the projector must be given (a journal of another table, or of none, is refused).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Empty the projection and load it again from the newest snapshot, then catch up.
     #[arg(long)]
     pub rebuild: bool,
@@ -66,8 +70,17 @@ pub fn run(args: ProjectArgs) -> Result<()> {
     let started = Instant::now();
     let journal_dir = args.data.join("journal");
     let source = source(args.store.as_deref(), &journal_dir, None)?;
+    let federation = match &args.config {
+        Some(path) => {
+            let mut engine = gongji_server::Config::new(&args.data);
+            crate::config::ConfigFile::load(path)?.apply(&mut engine)?;
+            engine.federation
+        }
+        None => None,
+    };
     let config = ProjectorConfig {
         chunk_ops_max: args.chunk_ops.max(1),
+        federation,
         ..ProjectorConfig::default()
     };
     let mut projector = Projector::open(&args.projection, source, config, args.rebuild)?;
@@ -146,12 +159,12 @@ pub(crate) fn open(
     journal_dir: &Path,
 ) -> Result<Projector<Box<dyn OpSource>>> {
     let source = source(store, journal_dir, Some(engine))?;
-    Ok(Projector::open(
-        url,
-        source,
-        ProjectorConfig::default(),
-        false,
-    )?)
+    // A federated engine's journal is projected with its table (docs/FEDERATION.md).
+    let config = ProjectorConfig {
+        federation: engine.federation(),
+        ..ProjectorConfig::default()
+    };
+    Ok(Projector::open(url, source, config, false)?)
 }
 
 /// Follows the journal on a thread. Only a malformed URL stops the start; everything that

@@ -42,11 +42,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 Some(table.nats.clone().context(
                     "[federation] nats: the NATS server the relay uses (nats://host:port)",
                 )?);
-            if args.projection.is_some() {
-                anyhow::bail!(
-                    "--projection with [federation] is not built yet (docs/FEDERATION.md)"
-                );
-            }
         }
     }
     let (engine, report) = crate::store::open_engine(config.clone(), args.store.as_deref())?;

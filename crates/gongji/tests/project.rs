@@ -273,6 +273,8 @@ fn dump(db: &TestDb) -> Vec<String> {
         "wallet_transfers",
         "contributions",
         "entries",
+        "exchanges",
+        "cross_engine_bindings",
     ] {
         for row in c
             .query(
@@ -378,4 +380,120 @@ fn enrol_many(i: u32) -> WriteRequest {
             admdvs: 440_106,
         },
     }
+}
+
+#[test]
+fn serve_with_projection_projects_a_federated_engine() {
+    // Proves `serve --projection` with `[federation]` (refused before) projects a federated
+    // engine's journal: its core writes and a federation op (a cross-engine binding proposed
+    // to a peer; the bus is down, so it stays pending) reach the tables; `gongji project`
+    // builds the same tables with the engine's `--config`, and refuses the journal without it.
+    let dir = temp_dir("project", "federated");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let conf = dir.join("gd.toml");
+    std::fs::write(
+        &conf,
+        "[federation]\nengine = \"gd\"\nprovinces = [\"44\"]\nnats = \"nats://127.0.0.1:1\"\n\
+         [federation.peers]\nbj = [\"11\"]\n",
+    )
+    .expect("config");
+    let data = dir.join("data");
+    let db = TestDb::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gongji"))
+        .args(["serve", "--listen", &addr, "--data"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&conf)
+        .args(["--projection", &db.url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let token = token.trim();
+    let certno = certno_with_check("44010619900101001").unwrap();
+    let reply = post(
+        &addr,
+        token,
+        "/v1/persons",
+        &format!(
+            r#"{{"msgid":"e1","psn_no":"P1","certno":"{certno}","psn_name":"张三","insutype":"310","admdvs":"440106"}}"#
+        ),
+    );
+    assert!(reply.contains("\"infcode\":0"), "{reply}");
+    let reply = post(
+        &addr,
+        token,
+        "/v1/credits",
+        r#"{"msgid":"c1","period":"2025-05","items":[{"psn_no":"P1","amount":"500.00"}]}"#,
+    );
+    assert!(reply.contains("\"infcode\":0"), "{reply}");
+    let reply = post(
+        &addr,
+        token,
+        "/v1/bindings",
+        r#"{"msgid":"b1","giver_psn_no":"P1","receiver_psn_no":"R1","relation":"child","receiver_admdvs":"110105"}"#,
+    );
+    assert!(reply.contains("pending"), "{reply}");
+    let started = Instant::now();
+    loop {
+        let projected = db
+            .client()
+            .query_opt(
+                "SELECT a.balc_fen, b.status, b.psn_id, b.remote_psn_no
+                 FROM gongji.accounts a, gongji.cross_engine_bindings b WHERE a.psn_id = 1",
+                &[],
+            )
+            .ok()
+            .flatten()
+            .map(|r| {
+                let row: (i64, String, Option<i32>, String) =
+                    (r.get(0), r.get(1), r.get(2), r.get(3));
+                row
+            });
+        if let Some(row) = projected {
+            assert_eq!(row, (50_000, "pending".into(), Some(1), "R1".into()));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "not projected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(get(&addr, "/metrics").contains("gongji_projection_up 1"));
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    assert!(child.wait().unwrap().success());
+
+    let again = TestDb::new();
+    let args = |config: bool| {
+        let mut args = project_args(&data, &again.url, false);
+        if config {
+            args.extend(["--config".into(), conf.to_string_lossy().into_owned()]);
+        }
+        args
+    };
+    let (ok, text) = gongji(&args(false));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("the projector has no [federation] but the journal's snapshot has"),
+        "{text}"
+    );
+    assert_eq!(count(&again, "SELECT count(*) FROM gongji.persons"), 0);
+    let (ok, text) = gongji(&args(true));
+    assert!(ok, "{text}");
+    assert_eq!(dump(&again), dump(&db));
+    assert_eq!(
+        count(&again, "SELECT count(*) FROM gongji.cross_engine_bindings"),
+        1
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -47,8 +47,8 @@ pub(crate) use wallet::{Transfer, TransferStatus};
 
 pub use msgids::{SectionBytes, SharedBytes};
 pub use rows::{
-    BindingRow, ContributionRow, EntryRow, InstitutionRow, PersonMoney, PersonRow, SettlementRow,
-    TransferRow,
+    BindingRow, ContributionRow, EntryRow, ExchangeRow, InstitutionRow, PersonMoney, PersonRow,
+    SettlementRow, TransferRow,
 };
 pub use snapshot::{EncodedMsgids, MsgidSection, SnapshotDecodeError};
 pub use validate::validate;

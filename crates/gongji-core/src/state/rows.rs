@@ -5,7 +5,8 @@
 use super::counters::{Cell, PROVINCES};
 use super::ledger::{Counterparty, EntryKind, EntryRef};
 use super::{Scope, Settlement, State, TransferStatus};
-use crate::command::{InstType, Insutype, PersonStatus, Relation, TransferSource};
+use crate::command::{InstType, Insutype, PersonStatus, PsnNo, Relation, TransferSource};
+use crate::federation::{EngineId, XStatus, Xid};
 use crate::time::Period;
 use crate::Fen;
 
@@ -94,6 +95,66 @@ pub struct EntryRow {
     pub balc: Fen,
     pub counterparty: Counterparty,
     pub reference: EntryRef,
+}
+
+/// An exchange (a cross-engine transfer, docs/FEDERATION.md) this engine holds: its number
+/// (what entries name as `EntryRef::Exchange`, stable when records before it are forgotten),
+/// its local person's index, and the provinces of both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExchangeRow {
+    pub number: u64,
+    pub xid: Xid,
+    pub outgoing: bool,
+    pub peer: EngineId,
+    /// The sender (outgoing) or the receiver (incoming), when known here.
+    pub person: Option<u32>,
+    /// The receiver as the sender named them.
+    pub to_psn_no: PsnNo,
+    pub to_admdvs: u32,
+    pub sender_admdvs: u32,
+    pub amount: Fen,
+    pub source: TransferSource,
+    pub created: i64,
+    pub expires_at: i64,
+    pub status: XStatus,
+    pub reversed: bool,
+}
+
+impl State {
+    /// The exchange `xid`, if this engine holds its record.
+    pub fn exchange_row(&self, xid: &Xid) -> Option<ExchangeRow> {
+        self.fed.index.get(xid).map(|&i| self.exchange_row_at(i))
+    }
+
+    /// The exchange number `number` names (`EntryRef::Exchange`), if its record is held.
+    pub fn exchange_row_numbered(&self, number: u64) -> Option<ExchangeRow> {
+        self.fed.record_of(number).map(|i| self.exchange_row_at(i))
+    }
+
+    /// Every exchange record held, in the order recorded.
+    pub fn exchange_rows(&self) -> impl Iterator<Item = ExchangeRow> + '_ {
+        (0..self.fed.exchanges.len() as u32).map(|i| self.exchange_row_at(i))
+    }
+
+    fn exchange_row_at(&self, i: u32) -> ExchangeRow {
+        let x = &self.fed.exchanges[i as usize];
+        ExchangeRow {
+            number: u64::from(self.fed.slot(i)) + 1,
+            xid: x.xid,
+            outgoing: x.outgoing,
+            peer: x.peer,
+            person: x.person,
+            to_psn_no: x.to_psn_no,
+            to_admdvs: x.to_admdvs,
+            sender_admdvs: x.sender_admdvs,
+            amount: x.amount,
+            source: x.source,
+            created: x.created,
+            expires_at: x.expires_at,
+            status: x.status,
+            reversed: x.reversed,
+        }
+    }
 }
 
 impl State {

@@ -20,6 +20,15 @@
 //! If the source no longer holds the op after the cursor (the writer removed old segments
 //! after a snapshot while the projector was behind), a running projector reloads from the
 //! newest snapshot, as a rebuild does.
+//!
+//! A federated engine's journal (docs/FEDERATION.md) is projected the same way: the replica
+//! takes its `[federation]` table from the snapshot it starts from, as recovery does, and the
+//! projector applies each entry with `decode_entry` and `State::apply_entry`. Its
+//! [`ProjectorConfig::federation`] must be the snapshot's table (both none for an unfederated
+//! engine): a projector configured otherwise is refused before it writes anything. Federation
+//! ops move money through entries like any op; the exchanges and cross-engine bindings they
+//! add or change are found from the op, its reply and the messages it releases, and written
+//! to `gongji.exchanges` and `gongji.cross_engine_bindings`.
 
 mod file_source;
 mod pg_source;
@@ -31,6 +40,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gongji_core::codec::decode_op;
+use gongji_core::federation::codec::decode_entry;
+use gongji_core::federation::{
+    Entry, EntryReply, FedOp, FedReply, FederationConfig, Message as FedMessage, Xid,
+};
 use gongji_core::reply::ReversalResult;
 use gongji_core::{Body, Command, MsgidScope, Op, Reply, State};
 use gongji_journal::format::{chain_next, GENESIS_CHAIN_HASH};
@@ -42,13 +55,16 @@ pub use write::RowCounts;
 
 use write::{Dirty, Marks};
 
-/// Tuning of a projector.
-#[derive(Clone, Copy, Debug)]
+/// Tuning of a projector, and the engine it expects.
+#[derive(Clone, Debug)]
 pub struct ProjectorConfig {
     /// Most ops applied and written in one transaction.
     pub chunk_ops_max: usize,
     /// Wait between reads of the source when it had nothing new.
     pub poll_interval: Duration,
+    /// The engine's `[federation]` table (`None`: an unfederated engine). It must be the one
+    /// the journal's snapshots carry, or the projector refuses to start.
+    pub federation: Option<FederationConfig>,
 }
 
 impl Default for ProjectorConfig {
@@ -56,6 +72,7 @@ impl Default for ProjectorConfig {
         ProjectorConfig {
             chunk_ops_max: 20_000,
             poll_interval: Duration::from_millis(20),
+            federation: None,
         }
     }
 }
@@ -88,6 +105,12 @@ pub enum ProjectionError {
     Journal(String),
     /// Another projector moved the cursor meanwhile.
     Concurrent,
+    /// The projector's `[federation]` table is not the journal's (a federated journal given
+    /// to a projector without the table, or the reverse, or another table).
+    Federation {
+        configured: Option<String>,
+        journal: Option<String>,
+    },
 }
 
 impl std::fmt::Display for ProjectionError {
@@ -128,6 +151,23 @@ impl std::fmt::Display for ProjectionError {
                 f,
                 "another projector moved the cursor: only one projector may write a database"
             ),
+            Federation {
+                configured,
+                journal,
+            } => {
+                let table = |t: &Option<String>| match t {
+                    Some(t) => format!("[federation] {t}"),
+                    None => "no [federation]".to_string(),
+                };
+                write!(
+                    f,
+                    "the projector has {} but the journal's snapshot has {}: project a \
+                     federated engine's journal with its own [federation] table (serve \
+                     --config, project --config), an unfederated one without",
+                    table(configured),
+                    table(journal)
+                )
+            }
         }
     }
 }
@@ -202,28 +242,94 @@ impl<S: OpSource> std::fmt::Debug for Projector<S> {
     }
 }
 
+/// A federation table in one line, for errors.
+fn describe(c: &FederationConfig) -> String {
+    format!(
+        "engine {} (provinces {:?}, peers {:?})",
+        c.engine, c.provinces, c.peers
+    )
+}
+
 fn hex32(h: &[u8; 32]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Decodes and applies one journaled op; it must apply as new, as it did in the engine.
-/// Applies one journaled op to `state`; the reply comes back with the op it answers.
+/// One journaled op as applied: the entry, what it answered, and the federation messages it
+/// released (none on an unfederated engine).
+struct Journaled {
+    entry: Entry,
+    reply: EntryReply,
+    send: Vec<FedMessage>,
+}
+
+/// Decodes and applies one journaled op to `state`; it must apply as new, as it did in the
+/// engine. As recovery does: a federated state's journal is decoded with `decode_entry` and
+/// applied with `apply_entry`, an unfederated one's with `decode_op` and `apply` (which
+/// refuses a federation op's tag).
 fn apply_journaled(
     state: &mut State,
     op_no: u64,
     bytes: &[u8],
-) -> Result<(Reply, Op), ProjectionError> {
-    let op = decode_op(bytes)
-        .map_err(|e| ProjectionError::Journal(format!("op {op_no} does not decode: {e}")))?;
-    match state.apply(&op) {
-        Ok(applied) if !applied.replayed => Ok((applied.reply, op)),
-        Ok(_) => Err(ProjectionError::Journal(format!(
+) -> Result<Journaled, ProjectionError> {
+    let does_not_decode = |e| ProjectionError::Journal(format!("op {op_no} does not decode: {e}"));
+    let applied = if state.federation_config().is_some() {
+        let entry = decode_entry(bytes).map_err(does_not_decode)?;
+        state.apply_entry(&entry).map(|a| {
+            let journaled = Journaled {
+                entry,
+                reply: a.reply,
+                send: a.send,
+            };
+            (journaled, a.replayed)
+        })
+    } else {
+        let op = decode_op(bytes).map_err(does_not_decode)?;
+        state.apply(&op).map(|a| {
+            let journaled = Journaled {
+                entry: Entry::Core(op),
+                reply: EntryReply::Core(a.reply),
+                send: Vec::new(),
+            };
+            (journaled, a.replayed)
+        })
+    };
+    match applied {
+        Ok((journaled, false)) => Ok(journaled),
+        Ok((_, true)) => Err(ProjectionError::Journal(format!(
             "op {op_no} replays an earlier msgid"
         ))),
         Err(rejection) => Err(ProjectionError::Journal(format!(
             "op {op_no} is rejected on replay: {rejection:?}"
         ))),
     }
+}
+
+/// The exchanges and cross-engine bindings an op of a federated journal may have added or
+/// changed: the ids it names, its reply names, and every message it released names (a core
+/// op names none, but may release the outcomes of exchanges it expired). Every change of such
+/// a record is one of these: an exchange or binding made (the client's write, or the `Prepare`,
+/// `Block`, `Bind` or early `Unbind` delivered), answered (accept, decline, a delivered
+/// outcome or status: the op names it), revoked or reversed (the op names it), or closed by
+/// the clock (its `Outcome` is released).
+fn touched_ids(j: &Journaled) -> Vec<Xid> {
+    let mut ids: Vec<Xid> = j.send.iter().filter_map(FedMessage::xid).collect();
+    if let Entry::Fed(op) = &j.entry {
+        match op {
+            FedOp::Accept { xid, .. } | FedOp::Decline { xid, .. } => ids.push(*xid),
+            FedOp::Unbind { bxid, .. } => ids.push(*bxid),
+            FedOp::Deliver { msg, .. } => ids.extend(msg.xid()),
+            FedOp::TransferOut { .. }
+            | FedOp::Reverse { .. }
+            | FedOp::BindOut { .. }
+            | FedOp::Forget { .. } => {}
+        }
+    }
+    match &j.reply {
+        EntryReply::Fed(FedReply::Exchange(x)) => ids.push(x.xid),
+        EntryReply::Fed(FedReply::Binding(b)) => ids.push(b.bxid),
+        _ => {}
+    }
+    ids
 }
 
 /// The msgid scope a reversal op looked its `omsgid` up in.
@@ -297,6 +403,22 @@ impl<S: OpSource> Projector<S> {
         self.source
     }
 
+    /// Decodes a snapshot of the source into a replica, with its history attached, and
+    /// checks that it is the engine this projector was configured for.
+    fn load(&mut self, snapshot: &SourceSnapshot) -> Result<State, ProjectionError> {
+        let mut state = State::decode_snapshot(&snapshot.body).map_err(|e| {
+            ProjectionError::Journal(format!("snapshot {} does not decode: {e}", snapshot.op))
+        })?;
+        if state.federation_config() != self.config.federation.as_ref() {
+            return Err(ProjectionError::Federation {
+                configured: self.config.federation.as_ref().map(describe),
+                journal: state.federation_config().map(describe),
+            });
+        }
+        self.source.attach_history(&mut state)?;
+        Ok(state)
+    }
+
     /// Empties the tables and writes the newest snapshot's state, in one transaction.
     fn rebuild(&mut self) -> Result<(), ProjectionError> {
         let snapshot = self.source.snapshot(u64::MAX)?.ok_or_else(|| {
@@ -305,17 +427,22 @@ impl<S: OpSource> Projector<S> {
                     .into(),
             )
         })?;
-        let mut state = State::decode_snapshot(&snapshot.body).map_err(|e| {
-            ProjectionError::Journal(format!("snapshot {} does not decode: {e}", snapshot.op))
-        })?;
-        self.source.attach_history(&mut state)?;
+        let state = self.load(&snapshot)?;
+        // Every exchange and cross-engine binding the snapshot holds.
+        let mut everything = Dirty::default();
+        for x in state.exchange_rows() {
+            everything.exchanges.insert(x.number, x);
+        }
+        for l in state.links() {
+            everything.links.insert(l.bxid, l);
+        }
         let started = Instant::now();
         let mut tx = self.db.transaction()?;
         tx.batch_execute(&format!(
             "TRUNCATE {}, gongji.projection_cursor",
             write::TABLES.join(", ")
         ))?;
-        let rows = write::write_changes(&mut tx, &state, &Marks::default(), &Dirty::default())?;
+        let rows = write::write_changes(&mut tx, &state, &Marks::default(), &everything)?;
         tx.execute(
             "INSERT INTO gongji.projection_cursor (op, chain_hash, engine_clock)
              VALUES ($1, $2, $3)",
@@ -352,10 +479,7 @@ impl<S: OpSource> Projector<S> {
                 stored.op
             ))
         })?;
-        self.replica = State::decode_snapshot(&snapshot.body).map_err(|e| {
-            ProjectionError::Journal(format!("snapshot {} does not decode: {e}", snapshot.op))
-        })?;
-        self.source.attach_history(&mut self.replica)?;
+        self.replica = self.load(&snapshot)?;
         self.cursor = Cursor {
             op: snapshot.op,
             chain_hash: snapshot.chain_hash,
@@ -388,19 +512,19 @@ impl<S: OpSource> Projector<S> {
     }
 
     /// Applies op `op` to the replica and moves the in-memory cursor past it.
-    fn advance(&mut self, op: u64, bytes: &[u8]) -> Result<(Reply, Op), ProjectionError> {
+    fn advance(&mut self, op: u64, bytes: &[u8]) -> Result<Journaled, ProjectionError> {
         if op != self.cursor.op + 1 {
             return Err(ProjectionError::Journal(format!(
                 "op {op} follows op {}: ops must come in sequence",
                 self.cursor.op
             )));
         }
-        let (reply, decoded) = apply_journaled(&mut self.replica, op, bytes)?;
+        let journaled = apply_journaled(&mut self.replica, op, bytes)?;
         self.cursor = Cursor {
             op,
-            chain_hash: chain_next(&self.cursor.chain_hash, op, decoded.time(), bytes),
+            chain_hash: chain_next(&self.cursor.chain_hash, op, journaled.entry.time(), bytes),
         };
-        Ok((reply, decoded))
+        Ok(journaled)
     }
 
     /// Projects the ops given, in one transaction with the new cursor. Ops at or before the
@@ -429,8 +553,15 @@ impl<S: OpSource> Projector<S> {
         let mut dirty = Dirty::default();
         let started = Instant::now();
         for (op, bytes) in ops.iter().copied() {
-            let (reply, decoded) = self.advance(*op, bytes)?;
-            self.note_changes(&reply, &decoded, &mut dirty)?;
+            let journaled = self.advance(*op, bytes)?;
+            match (&journaled.reply, &journaled.entry) {
+                (EntryReply::Core(reply), Entry::Core(decoded)) => {
+                    self.note_changes(reply, decoded, &mut dirty)?;
+                }
+                (EntryReply::Fed(_), Entry::Fed(_)) => {}
+                _ => unreachable!("a core op answers with a core reply, a federation op not"),
+            }
+            self.note_federation(&journaled, &mut dirty);
         }
         let applied = Instant::now();
         self.stats.apply_time += applied - started;
@@ -508,6 +639,20 @@ impl<S: OpSource> Projector<S> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Records the exchanges and cross-engine bindings an op touched (`touched_ids`), as they
+    /// are right after it: a later op of the chunk that changes one touches it again, and one
+    /// that forgets it leaves its last state to be written.
+    fn note_federation(&self, j: &Journaled, dirty: &mut Dirty) {
+        for id in touched_ids(j) {
+            if let Some(x) = self.replica.exchange_row(&id) {
+                dirty.exchanges.insert(x.number, x);
+            }
+            if let Some(l) = self.replica.cross_binding(&id) {
+                dirty.links.insert(l.bxid, l);
+            }
+        }
     }
 
     /// Reads and projects one chunk after the cursor. Returns the ops projected (0: nothing

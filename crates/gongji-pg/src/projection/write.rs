@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gongji_core::certno::{admdvs_pool, admdvs_province};
+use gongji_core::federation::{LinkView, XStatus, Xid};
 use gongji_core::time::period_of;
 use gongji_core::views::{EntryCounterparty, EntryKind, EntryRef, TransferState};
-use gongji_core::{Fen, InstType, Insutype, PersonStatus, State, TransferSource};
+use gongji_core::{ExchangeRow, Fen, InstType, Insutype, PersonStatus, State, TransferSource};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::Transaction;
@@ -52,6 +53,11 @@ pub(crate) struct Dirty {
     pub bindings: BTreeSet<u32>,
     /// Cancelled.
     pub setls: BTreeSet<u32>,
+    /// Exchanges made or changed, by number, as they were after the last op that touched
+    /// them (a record forgotten since keeps that state).
+    pub exchanges: BTreeMap<u64, ExchangeRow>,
+    /// Cross-engine bindings made or changed, likewise.
+    pub links: BTreeMap<Xid, LinkView>,
 }
 
 /// Rows written per table, for the command's output and the tests.
@@ -67,6 +73,8 @@ pub struct RowCounts {
     pub wallet_transfers: u64,
     pub contributions: u64,
     pub entries: u64,
+    pub exchanges: u64,
+    pub cross_engine_bindings: u64,
 }
 
 impl RowCounts {
@@ -81,6 +89,8 @@ impl RowCounts {
         self.wallet_transfers += o.wallet_transfers;
         self.contributions += o.contributions;
         self.entries += o.entries;
+        self.exchanges += o.exchanges;
+        self.cross_engine_bindings += o.cross_engine_bindings;
     }
 }
 
@@ -89,7 +99,8 @@ impl std::fmt::Display for RowCounts {
         write!(
             f,
             "persons {} accounts {} wallets {} institutions {} bindings {} settlements {} \
-             settlement_details {} wallet_transfers {} contributions {} entries {}",
+             settlement_details {} wallet_transfers {} contributions {} entries {} exchanges {} \
+             cross_engine_bindings {}",
             self.persons,
             self.accounts,
             self.wallets,
@@ -99,13 +110,15 @@ impl std::fmt::Display for RowCounts {
             self.settlement_details,
             self.wallet_transfers,
             self.contributions,
-            self.entries
+            self.entries,
+            self.exchanges,
+            self.cross_engine_bindings
         )
     }
 }
 
 /// Every table the projector writes, in the order a rebuild empties them.
-pub(crate) const TABLES: [&str; 10] = [
+pub(crate) const TABLES: [&str; 12] = [
     "gongji.persons",
     "gongji.accounts",
     "gongji.wallets",
@@ -116,6 +129,8 @@ pub(crate) const TABLES: [&str; 10] = [
     "gongji.wallet_transfers",
     "gongji.contributions",
     "gongji.entries",
+    "gongji.exchanges",
+    "gongji.cross_engine_bindings",
 ];
 
 fn fen(f: Fen) -> i64 {
@@ -215,15 +230,32 @@ pub(crate) fn write_changes(
     let mut balances = BTreeSet::new();
     let mut transfers = BTreeSet::new();
     let mut resolved: BTreeMap<u32, i64> = BTreeMap::new();
+    // An exchange's close moves money here by a WalletIn (the receiver's credit) or a
+    // WalletReturn (the sender's return) entry; its WalletHold entries are the hold.
+    let mut exchanges_resolved: BTreeMap<u64, i64> = BTreeMap::new();
     for e in before.entries..now.entries {
         let entry = state.entry_row(e);
         balances.insert(entry.psn);
-        if let EntryRef::Transfer(tid) = entry.reference {
-            let t = u32::try_from(tid - 1).expect("transfer ids fit in u32");
-            transfers.insert(t);
-            if matches!(entry.kind, EntryKind::WalletIn | EntryKind::WalletReturn) {
-                resolved.insert(t, entry.time);
+        let closing = matches!(entry.kind, EntryKind::WalletIn | EntryKind::WalletReturn);
+        match entry.reference {
+            EntryRef::Transfer(tid) => {
+                let t = u32::try_from(tid - 1).expect("transfer ids fit in u32");
+                transfers.insert(t);
+                if closing {
+                    resolved.insert(t, entry.time);
+                }
             }
+            EntryRef::Exchange(number) if closing => {
+                // The op that closed it named it (`touched_ids`), unless it was forgotten
+                // before this state (a rebuild from a snapshot: it has no row to close).
+                assert!(
+                    dirty.exchanges.contains_key(&number)
+                        || state.exchange_row_numbered(number).is_none(),
+                    "exchange {number} closed by an op that did not name it"
+                );
+                exchanges_resolved.insert(number, entry.time);
+            }
+            _ => {}
         }
     }
     let mut counts = RowCounts::default();
@@ -245,6 +277,8 @@ pub(crate) fn write_changes(
     let contributions: Vec<u32> = (before.contributions..now.contributions).collect();
     counts.contributions = write_contributions(tx, state, &contributions)?;
     counts.entries = write_entries(tx, state, before.entries..now.entries)?;
+    counts.exchanges = write_exchanges(tx, &dirty.exchanges, &exchanges_resolved)?;
+    counts.cross_engine_bindings = write_links(tx, state, &dirty.links)?;
     Ok(counts)
 }
 
@@ -592,8 +626,7 @@ fn write_entries(
             EntryRef::Transfer(i) => ("transfer", i as i64),
             EntryRef::Contribution(i) => ("contribution", i as i64),
             EntryRef::Period(p) => ("period", i64::from(p)),
-            // Federated journals (op tag 2) are refused by the projector's decoder, so no
-            // projected state holds one; named for completeness (docs/FEDERATION.md).
+            // A cross-engine transfer's number: `gongji.exchanges.exchange_no`.
             EntryRef::Exchange(i) => ("exchange", i as i64),
         };
         let (cp_psn, cp_inst) = match r.counterparty {
@@ -616,4 +649,111 @@ fn write_entries(
         ])?;
     }
     w.finish()
+}
+
+fn exchange_status_str(s: XStatus) -> &'static str {
+    match s {
+        XStatus::InFlight => "in_flight",
+        XStatus::Pending => "pending",
+        XStatus::Closed(outcome) => outcome.as_str(),
+    }
+}
+
+/// Upserts the exchanges given; `resolved` holds the times the new entries closed some. The
+/// row keeps the time it had when this batch has none (an exchange closes once).
+fn write_exchanges(
+    tx: &mut Transaction<'_>,
+    exchanges: &BTreeMap<u64, ExchangeRow>,
+    resolved: &BTreeMap<u64, i64>,
+) -> Result<u64, postgres::Error> {
+    let rows: Vec<(ExchangeRow, Option<i64>)> = exchanges
+        .values()
+        .map(|x| (*x, resolved.get(&x.number).copied()))
+        .collect();
+    exec(
+        tx,
+        "INSERT INTO gongji.exchanges (exchange_no, xid, outgoing, peer_engine, psn_id,
+             to_psn_no, to_admdvs, province, amount_fen, source, status, reversed, created,
+             expires_at, resolved_at, resolved_period)
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::bool[], $4::text[], $5::int4[],
+             $6::text[], $7::int4[], $8::int2[], $9::int8[], $10::text[], $11::text[],
+             $12::bool[], $13::int8[], $14::int8[], $15::int8[], $16::text[])
+         ON CONFLICT (exchange_no) DO UPDATE SET psn_id = EXCLUDED.psn_id,
+             status = EXCLUDED.status, reversed = EXCLUDED.reversed,
+             resolved_at = coalesce(EXCLUDED.resolved_at, exchanges.resolved_at),
+             resolved_period = coalesce(EXCLUDED.resolved_period, exchanges.resolved_period)",
+        &rows,
+        |batch| {
+            vec![
+                col(batch, |(x, _)| {
+                    i64::try_from(x.number).expect("exchange numbers fit in i64")
+                }),
+                col(batch, |(x, _)| x.xid.to_string()),
+                col(batch, |(x, _)| x.outgoing),
+                col(batch, |(x, _)| x.peer.to_string()),
+                col(batch, |(x, _)| x.person.map(id32)),
+                col(batch, |(x, _)| x.to_psn_no.to_string()),
+                col(batch, |(x, _)| admdvs_i32(x.to_admdvs)),
+                col(batch, |(x, _)| province(x.sender_admdvs)),
+                col(batch, |(x, _)| fen(x.amount)),
+                col(batch, |(x, _)| source_str(x.source)),
+                col(batch, |(x, _)| exchange_status_str(x.status)),
+                col(batch, |(x, _)| x.reversed),
+                col(batch, |(x, _)| x.created),
+                col(batch, |(x, _)| x.expires_at),
+                col(batch, |(_, at)| *at),
+                col(batch, |(_, at)| at.map(|t| period_of(t).to_string())),
+            ]
+        },
+    )
+}
+
+/// Upserts the cross-engine bindings given (a binding's persons never change; its status
+/// does).
+fn write_links(
+    tx: &mut Transaction<'_>,
+    state: &State,
+    links: &BTreeMap<Xid, LinkView>,
+) -> Result<u64, postgres::Error> {
+    let rows: Vec<(&LinkView, Option<i32>)> = links
+        .values()
+        .map(|l| {
+            let psn = l.psn_no.and_then(|p| state.person_index_of(&p)).map(id32);
+            (l, psn)
+        })
+        .collect();
+    exec(
+        tx,
+        "INSERT INTO gongji.cross_engine_bindings (bxid, giver_here, peer_engine, psn_id,
+             remote_psn_no, remote_admdvs, relation, created, status)
+         SELECT * FROM unnest($1::text[], $2::bool[], $3::text[], $4::int4[], $5::text[],
+             $6::int4[], $7::text[], $8::int8[], $9::text[])
+         ON CONFLICT (bxid) DO UPDATE SET psn_id = EXCLUDED.psn_id,
+             remote_psn_no = EXCLUDED.remote_psn_no, remote_admdvs = EXCLUDED.remote_admdvs,
+             relation = EXCLUDED.relation, created = EXCLUDED.created,
+             status = EXCLUDED.status",
+        &rows,
+        |batch| {
+            let remote = |l: &LinkView| {
+                if l.giver_here {
+                    (l.receiver_psn_no, l.receiver_admdvs)
+                } else {
+                    (l.giver_psn_no, l.giver_admdvs)
+                }
+            };
+            vec![
+                col(batch, |(l, _)| l.bxid.to_string()),
+                col(batch, |(l, _)| l.giver_here),
+                col(batch, |(l, _)| l.peer.to_string()),
+                col(batch, |(_, p)| *p),
+                col(batch, |(l, _)| remote(l).0.to_string()),
+                col(batch, |(l, _)| {
+                    i32::try_from(remote(l).1).expect("admdvs fits in i32")
+                }),
+                col(batch, |(l, _)| l.relation.as_str()),
+                col(batch, |(l, _)| l.created),
+                col(batch, |(l, _)| l.status.as_str()),
+            ]
+        },
+    )
 }

@@ -1,5 +1,6 @@
 //! The SQL projection against a real PostgreSQL server, fed from a real journal directory.
 
+mod federated;
 mod workload;
 
 use gongji_core::time::Period;
@@ -21,7 +22,7 @@ fn source(run: &Run) -> FileJournalSource {
     FileJournalSource::new(run.journal_dir()).unwrap()
 }
 
-const ALL_TABLES: [&str; 11] = [
+const ALL_TABLES: [&str; 13] = [
     "persons",
     "accounts",
     "wallets",
@@ -32,6 +33,8 @@ const ALL_TABLES: [&str; 11] = [
     "wallet_transfers",
     "contributions",
     "entries",
+    "exchanges",
+    "cross_engine_bindings",
     "projection_cursor",
 ];
 
