@@ -190,10 +190,22 @@ impl FedRun {
 
     fn answer(&mut self, xid: Xid, accept: bool) -> Vec<Message> {
         let (time, actor) = (self.now, Actor::Admin);
+        self.seq += 1;
+        let msgid = Some(mid(&format!("ans{}", self.seq)));
         let op = if accept {
-            FedOp::Accept { time, actor, xid }
+            FedOp::Accept {
+                time,
+                actor,
+                xid,
+                msgid,
+            }
         } else {
-            FedOp::Decline { time, actor, xid }
+            FedOp::Decline {
+                time,
+                actor,
+                xid,
+                msgid,
+            }
         };
         self.apply(Entry::Fed(op)).send
     }
@@ -278,6 +290,7 @@ fn first_half(gd: &mut FedRun, bj: &mut FedRun) -> Xid {
         time: gd.now,
         actor: Actor::Person(psn("S1")),
         omsgid: mid("t3"),
+        msgid: Some(mid("rev-t3")),
     }));
     let blocked = bj.deliver(&gd.outbox(reversed));
     gd.deliver(&blocked.send[0]);
