@@ -257,9 +257,10 @@ impl Engine {
         let links = bytes.windows(8).rposition(|w| w == b"GJLNK001");
         let unbinds = bytes.windows(8).rposition(|w| w == b"GJUNB001");
         let answers = bytes.windows(8).rposition(|w| w == b"GJANS001");
+        let balances = bytes.windows(8).rposition(|w| w == b"GJXBL001");
         let forgetting = bytes.windows(8).rposition(|w| w == b"GJFGT001");
         for cut in marker + 1..bytes.len() {
-            if [links, unbinds, answers, forgetting].contains(&Some(cut)) {
+            if [links, unbinds, answers, balances, forgetting].contains(&Some(cut)) {
                 // Without the forgetting section the entries name exchange numbers it gave:
                 // refused; else another state.
                 match State::decode_snapshot(&bytes[..cut]) {
@@ -458,7 +459,10 @@ fn shown(applied: EntryApplied) -> (XStatus, bool) {
 fn answers_to_an_exchange_are_idempotent_by_their_msgid() {
     let (mut gd, mut bj) = world();
     let r1 = || Actor::Person(psn("R1"));
-    let x1 = gd.send("tx1", "S1", "R1", 110105, 10_000);
+    let sent = gd
+        .apply(transfer_out("tx1", gd.now, "S1", "R1", 110105, 10_000))
+        .expect("sent");
+    let x1 = sent.send[0].xid().expect("an id");
     let x2 = gd.send("tx2", "S1", "R1", 110105, 2_000);
     for msg in gd.state.fed_outbox() {
         bj.deliver(&msg).expect("pending");
@@ -470,6 +474,7 @@ fn answers_to_an_exchange_are_idempotent_by_their_msgid() {
     );
     let accepted = answer_as(&mut bj, true, x1, r1(), "a1").expect("accepted");
     assert_eq!(accepted.send.len(), 1, "the outcome");
+    gd.deliver(&accepted.send[0]).expect("committed");
     assert_eq!(shown(accepted), (XStatus::Closed(Outcome::Accepted), false));
     assert_eq!(bj.wallet("R1"), Fen(10_000));
     // The retry: the first answer again, nothing sent, nothing changed (the harness checks).
@@ -556,6 +561,30 @@ fn answers_to_an_exchange_are_idempotent_by_their_msgid() {
             .map(shown),
         Err(ErrCode::MsgidConflict)
     );
+    // The transfer's and the binding's retries answer their first answers too, though both
+    // moved on since: in flight with the sender's balances after the hold; pending.
+    assert_eq!(gd.status(&x1), XStatus::Closed(Outcome::Accepted));
+    assert_ne!(gd.acct("S1"), Fen(90_000));
+    let again = gd
+        .apply(transfer_out("tx1", gd.now, "S1", "R1", 110105, 10_000))
+        .expect("replayed");
+    assert!(again.replayed);
+    assert_eq!(again.reply, sent.reply);
+    let EntryReply::Fed(FedReply::Exchange(first)) = &sent.reply else {
+        panic!("an exchange")
+    };
+    assert_eq!(
+        (first.status, first.answered_balances),
+        (XStatus::InFlight, Some((Fen(90_000), Fen::ZERO)))
+    );
+    let bound = gd
+        .bind_out("b-S1-R1", "S1", "R1", 110105)
+        .expect("replayed");
+    let EntryReply::Fed(FedReply::Binding(link)) = &bound.reply else {
+        panic!("a binding")
+    };
+    assert!(bound.replayed);
+    assert_eq!(link.status, LinkStatus::Pending);
     // The msgids are in the snapshot, in their own section.
     for e in [&gd, &bj] {
         let mut bytes = Vec::new();

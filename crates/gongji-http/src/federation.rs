@@ -544,9 +544,15 @@ pub(crate) fn exchange(
         v.as_object_mut().expect("object").remove("source");
     }
     if let (true, Some(p)) = (balances && x.outgoing, from_psn_no) {
-        if let Ok(person) = state.person(&p) {
-            v["acct_balc"] = money(person.acct_balc);
-            v["wallet_balc"] = money(person.wallet_balc);
+        // The balances the first answer showed (a retry answers it again); the person's
+        // now for a record made before they were kept.
+        let shown = x.answered_balances.or_else(|| {
+            let person = state.person(&p).ok()?;
+            Some((person.acct_balc, person.wallet_balc))
+        });
+        if let Some((acct, wallet)) = shown {
+            v["acct_balc"] = money(acct);
+            v["wallet_balc"] = money(wallet);
         }
     }
     v

@@ -502,6 +502,9 @@ pub(crate) struct Exchange {
     pub reversed: bool,
     /// Sender side: the fingerprint of the client's request (a retry must match it).
     pub fingerprint: u64,
+    /// Sender side: the sender's account and wallet balances its first answer showed (after
+    /// the hold), for the retry's answer; None for exchanges recorded before they were kept.
+    pub answered_balances: Option<(Fen, Fen)>,
 }
 
 /// The federation part of the state. Empty and unconfigured on an engine without
@@ -756,7 +759,7 @@ impl Federation {
             if x.outgoing && (x.person.is_none() || x.status == XStatus::Pending) {
                 return Err(format!("exchange {}: sender side", x.xid));
             }
-            if !x.outgoing && x.status == XStatus::InFlight {
+            if !x.outgoing && (x.status == XStatus::InFlight || x.answered_balances.is_some()) {
                 return Err(format!("exchange {}: receiver side", x.xid));
             }
             if x.person
@@ -796,6 +799,9 @@ pub struct ExchangeView {
     pub reversed: bool,
     pub created: i64,
     pub expires_at: i64,
+    /// Sender side: the sender's (account, wallet) balances the first answer to the transfer
+    /// showed, if kept.
+    pub answered_balances: Option<(Fen, Fen)>,
 }
 
 /// What is open on a federated engine (`State::fed_open`).

@@ -237,8 +237,10 @@ impl State {
             if self.fed.exchanges[i as usize].fingerprint != fingerprint {
                 return Err(Rejection::new(ErrCode::MsgidConflict));
             }
-            let view = FedReply::Exchange(self.exchange_view(i));
-            return Ok(Step::Replay(view, Vec::new()));
+            // The first answer again: in flight, with the balances it showed.
+            let mut view = self.exchange_view(i);
+            view.status = XStatus::InFlight;
+            return Ok(Step::Replay(FedReply::Exchange(view), Vec::new()));
         }
         if let Some(record) = self.msgids.get(key) {
             return Err(match &record.reply {
@@ -283,6 +285,7 @@ impl State {
             status: XStatus::InFlight,
             reversed: false,
             fingerprint,
+            answered_balances: None,
         });
         self.fed.in_flight.insert(i);
         let memo = exchange_memo(EntryKind::WalletHold, time, self.fed.slot(i));
@@ -292,6 +295,8 @@ impl State {
             amount,
             memo,
         );
+        let hot = &self.persons.hot[from as usize];
+        self.fed.exchanges[i as usize].answered_balances = Some((hot.acct, hot.wallet));
         let send = vec![self.outbox_message(i)];
         Ok(Step::Applied(
             FedReply::Exchange(self.exchange_view(i)),
@@ -650,6 +655,7 @@ impl State {
             status,
             reversed: false,
             fingerprint: 0,
+            answered_balances: None,
         });
         if status == XStatus::Pending {
             self.fed.expiry.insert((expires_at, i));
@@ -696,6 +702,7 @@ impl State {
             status: XStatus::Closed(Outcome::Blocked),
             reversed: false,
             fingerprint: 0,
+            answered_balances: None,
         });
         Ok(Step::Applied(
             FedReply::Delivered,
@@ -821,6 +828,7 @@ impl State {
             reversed: x.reversed,
             created: x.created,
             expires_at: x.expires_at,
+            answered_balances: x.answered_balances,
         }
     }
 

@@ -58,10 +58,10 @@ impl State {
             if self.fed.links[l as usize].fingerprint != fingerprint {
                 return Err(Rejection::new(ErrCode::MsgidConflict));
             }
-            return Ok(Step::Replay(
-                FedReply::Binding(self.link_view(l)),
-                Vec::new(),
-            ));
+            // The first answer again: proposed, pending.
+            let mut view = self.link_view(l);
+            view.status = LinkStatus::Pending;
+            return Ok(Step::Replay(FedReply::Binding(view), Vec::new()));
         }
         if self.fed.msgid_taken(config.engine, key) || self.msgids.get(key).is_some() {
             return Err(Rejection::new(ErrCode::MsgidConflict));
@@ -166,10 +166,10 @@ impl State {
                 if self.fed.links[l as usize].bxid != *bxid {
                     return Err(Rejection::new(ErrCode::MsgidConflict));
                 }
-                return Ok(Step::Replay(
-                    FedReply::Binding(self.link_view(l)),
-                    Vec::new(),
-                ));
+                // The first answer again: revoked (whatever a refusal crossing it made it).
+                let mut view = self.link_view(l);
+                view.status = LinkStatus::Revoked;
+                return Ok(Step::Replay(FedReply::Binding(view), Vec::new()));
             }
             if self.fed.msgid_taken(config.engine, key) || self.msgids.get(key).is_some() {
                 return Err(Rejection::new(ErrCode::MsgidConflict));

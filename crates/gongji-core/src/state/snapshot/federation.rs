@@ -72,6 +72,11 @@ const UNBIND_BYTES: usize = 16 + 4;
 const ANSWER_MARKER: [u8; 8] = *b"GJANS001";
 /// Key, a one-byte engine id, xid key, kind, status.
 const ANSWER_BYTES_MIN: usize = 16 + 2 + 16 + 1 + 1;
+/// Starts the sender's balances the first answers to outgoing exchanges showed (for their
+/// retries), after the answers' msgids, when any exchange has them.
+const BALANCES_MARKER: [u8; 8] = *b"GJXBL001";
+/// Exchange index, account and wallet balances.
+const BALANCES_BYTES: usize = 4 + 8 + 8;
 /// Starts the forgetting section (watermarks, forgotten counters, exchange numbers), last,
 /// when this engine claimed or agreed any day with a peer.
 const FORGET_MARKER: [u8; 8] = *b"GJFGT001";
@@ -138,6 +143,19 @@ pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'
             e.put(answer.xid.key);
             e.put(answer.kind as u8);
             e.put(status_tag(answer.shown));
+        }
+    }
+    let answered = fed.exchanges.iter().enumerate().filter_map(|(i, x)| {
+        let (acct, wallet) = x.answered_balances?;
+        Some((i as u32, acct, wallet))
+    });
+    if answered.clone().next().is_some() {
+        e.raw(&BALANCES_MARKER);
+        e.count(answered.clone().count());
+        for (i, acct, wallet) in answered {
+            e.put(i);
+            e.put(acct);
+            e.put(wallet);
         }
     }
     if !fed.watermarks.is_empty() {
@@ -363,10 +381,34 @@ pub(super) fn decode_federation(
     if next(d, &ANSWER_MARKER) {
         decode_answers(d, &mut fed)?;
     }
+    if next(d, &BALANCES_MARKER) {
+        decode_balances(d, &mut fed)?;
+    }
     if next(d, &FORGET_MARKER) {
         decode_forgetting(d, &mut fed)?;
     }
     Ok(fed)
+}
+
+fn decode_balances(d: &mut Dec<'_>, fed: &mut Federation) -> Res<()> {
+    d.take(BALANCES_MARKER.len())?;
+    let n = d.count(BALANCES_BYTES, "answered balances count")?;
+    if n == 0 {
+        return fail(d.pos, "an empty answered balances section");
+    }
+    let mut last = None;
+    for _ in 0..n {
+        let at = d.pos;
+        let i: u32 = d.get()?;
+        let balances = (d.fen()?, d.fen()?);
+        let x = fed.exchanges.get_mut(i as usize);
+        if last.is_some_and(|l| l >= i) || !x.as_ref().is_some_and(|x| x.outgoing) {
+            return fail(at, "an exchange's answered balances");
+        }
+        last = Some(i);
+        x.expect("checked").answered_balances = Some(balances);
+    }
+    Ok(())
 }
 
 fn decode_answers(d: &mut Dec<'_>, fed: &mut Federation) -> Res<()> {
@@ -524,5 +566,6 @@ fn decode_exchange(d: &mut Dec<'_>, persons: usize) -> Res<Exchange> {
         status,
         reversed: d.bool()?,
         fingerprint: d.get()?,
+        answered_balances: None,
     })
 }
