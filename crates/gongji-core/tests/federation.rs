@@ -257,10 +257,10 @@ impl Engine {
         let links = bytes.windows(8).rposition(|w| w == b"GJLNK001");
         let unbinds = bytes.windows(8).rposition(|w| w == b"GJUNB001");
         let answers = bytes.windows(8).rposition(|w| w == b"GJANS001");
-        let balances = bytes.windows(8).rposition(|w| w == b"GJXBL001");
+        let extras = bytes.windows(8).rposition(|w| w == b"GJXEX001");
         let forgetting = bytes.windows(8).rposition(|w| w == b"GJFGT001");
         for cut in marker + 1..bytes.len() {
-            if [links, unbinds, answers, balances, forgetting].contains(&Some(cut)) {
+            if [links, unbinds, answers, extras, forgetting].contains(&Some(cut)) {
                 // Without the forgetting section the entries name exchange numbers it gave:
                 // refused; else another state.
                 match State::decode_snapshot(&bytes[..cut]) {
@@ -660,6 +660,16 @@ fn duplicates_of_every_step_are_answered_from_the_record_and_change_nothing() {
     let prepare = gd.state.fed_outbox().pop().expect("outbox");
     bj.deliver(&prepare).expect("prepared");
     assert!(bj.deliver(&prepare).expect("duplicate").replayed);
+    // The receiver's engine keeps the sender's psn_no: a copy naming another is refused.
+    assert_eq!(
+        bj.state.exchange(&xid).expect("pending").from_psn_no,
+        Some(psn("S1"))
+    );
+    let mut other = prepare.clone();
+    if let Message::Prepare { from_psn_no, .. } = &mut other {
+        *from_psn_no = psn("S2");
+    }
+    bj.refuses(&other);
     let outcome = decline(&mut bj, xid).expect("declined").send[0].clone();
     assert_eq!(decline(&mut bj, xid).map(|a| a.replayed), Ok(true));
     assert_eq!(accept(&mut bj, xid, Actor::Admin), Err(ErrCode::NotPending));

@@ -525,7 +525,7 @@ pub(crate) fn exchange(
     } else {
         (x.peer, config.engine)
     };
-    let from_psn_no = x.psn_no.filter(|_| x.outgoing);
+    let from_psn_no = x.from_psn_no;
     let to_psn_no = x.to_psn_no;
     let mut v = json!({
         "transfer_id": x.xid.to_string(),

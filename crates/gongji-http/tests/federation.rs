@@ -550,10 +550,16 @@ async fn batch_ops_name_other_engines_as_single_writes_do() {
     // The receiver's engine shows the one not reversed under the same id; B2 accepts it
     // through a batch of its engine, and the sender's engine learns it.
     let t2_id = t2["transfer_id"].as_str().expect("id").to_owned();
-    until(b, &format!("/v1/wallet/transfers/{t2_id}"), |v| {
+    let on_b = until(b, &format!("/v1/wallet/transfers/{t2_id}"), |v| {
         v["status"] == "pending"
     })
     .await;
+    // The receiver's engine names the sender, as the Prepare did.
+    assert_eq!(
+        (on_b["from_psn_no"].clone(), on_b["to_psn_no"].clone()),
+        (json!("A2"), json!("B2")),
+        "{on_b}"
+    );
     let ops: Vec<(&str, Value)> = vec![(
         Box::leak(format!("/v1/wallet/transfers/{t2_id}/accept").into_boxed_str()),
         json!({"msgid": "acc1"}),

@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "federation",
         sql: include_str!("../migrations/0003_federation.sql"),
     },
+    Migration {
+        version: 4,
+        name: "exchange sender",
+        sql: include_str!("../migrations/0004_exchange_sender.sql"),
+    },
 ];
 
 /// The advisory lock key that serializes migrations (`'gongji'` as bytes).

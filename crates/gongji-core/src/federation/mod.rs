@@ -505,6 +505,9 @@ pub(crate) struct Exchange {
     /// Sender side: the sender's account and wallet balances its first answer showed (after
     /// the hold), for the retry's answer; None for exchanges recorded before they were kept.
     pub answered_balances: Option<(Fen, Fen)>,
+    /// Receiver side: the sender's psn_no, as its Prepare named it; None for records made
+    /// before it was kept, and for one blocked before its Prepare arrived.
+    pub from_psn_no: Option<PsnNo>,
 }
 
 /// The federation part of the state. Empty and unconfigured on an engine without
@@ -759,7 +762,12 @@ impl Federation {
             if x.outgoing && (x.person.is_none() || x.status == XStatus::Pending) {
                 return Err(format!("exchange {}: sender side", x.xid));
             }
-            if !x.outgoing && (x.status == XStatus::InFlight || x.answered_balances.is_some()) {
+            let sides = if x.outgoing {
+                x.from_psn_no.is_some()
+            } else {
+                x.answered_balances.is_some() || x.status == XStatus::InFlight
+            };
+            if sides {
                 return Err(format!("exchange {}: receiver side", x.xid));
             }
             if x.person
@@ -802,6 +810,9 @@ pub struct ExchangeView {
     /// Sender side: the sender's (account, wallet) balances the first answer to the transfer
     /// showed, if kept.
     pub answered_balances: Option<(Fen, Fen)>,
+    /// The sender's psn_no: the local person's on the sender side; on the receiver's, as the
+    /// Prepare named it (None for a record made before it was kept).
+    pub from_psn_no: Option<PsnNo>,
 }
 
 /// What is open on a federated engine (`State::fed_open`).

@@ -286,6 +286,7 @@ impl State {
             reversed: false,
             fingerprint,
             answered_balances: None,
+            from_psn_no: None,
         });
         self.fed.in_flight.insert(i);
         let memo = exchange_memo(EntryKind::WalletHold, time, self.fed.slot(i));
@@ -618,7 +619,8 @@ impl State {
                 x.sender_admdvs,
                 x.created,
                 x.expires_at,
-            ) == (to_psn_no, to_admdvs, sender_admdvs, created, expires_at);
+            ) == (to_psn_no, to_admdvs, sender_admdvs, created, expires_at)
+                && x.from_psn_no.is_none_or(|f| f == from_psn_no);
             if x.outgoing || x.amount != amount || !(same || blocked_before) {
                 return Err(refuse("a Prepare that differs from the one recorded"));
             }
@@ -656,6 +658,7 @@ impl State {
             reversed: false,
             fingerprint: 0,
             answered_balances: None,
+            from_psn_no: Some(from_psn_no),
         });
         if status == XStatus::Pending {
             self.fed.expiry.insert((expires_at, i));
@@ -703,6 +706,7 @@ impl State {
             reversed: false,
             fingerprint: 0,
             answered_balances: None,
+            from_psn_no: None,
         });
         Ok(Step::Applied(
             FedReply::Delivered,
@@ -829,6 +833,11 @@ impl State {
             created: x.created,
             expires_at: x.expires_at,
             answered_balances: x.answered_balances,
+            from_psn_no: if x.outgoing {
+                x.person.map(|p| self.persons.psn_no_array(p))
+            } else {
+                x.from_psn_no
+            },
         }
     }
 

@@ -118,6 +118,8 @@ pub struct ExchangeRow {
     pub expires_at: i64,
     pub status: XStatus,
     pub reversed: bool,
+    /// Receiver side: the sender as the Prepare named them, if kept.
+    pub from_psn_no: Option<PsnNo>,
 }
 
 impl State {
@@ -153,6 +155,7 @@ impl State {
             expires_at: x.expires_at,
             status: x.status,
             reversed: x.reversed,
+            from_psn_no: x.from_psn_no,
         }
     }
 }

@@ -674,10 +674,10 @@ fn write_exchanges(
         tx,
         "INSERT INTO gongji.exchanges (exchange_no, xid, outgoing, peer_engine, psn_id,
              to_psn_no, to_admdvs, province, amount_fen, source, status, reversed, created,
-             expires_at, resolved_at, resolved_period)
+             expires_at, resolved_at, resolved_period, from_psn_no)
          SELECT * FROM unnest($1::int8[], $2::text[], $3::bool[], $4::text[], $5::int4[],
              $6::text[], $7::int4[], $8::int2[], $9::int8[], $10::text[], $11::text[],
-             $12::bool[], $13::int8[], $14::int8[], $15::int8[], $16::text[])
+             $12::bool[], $13::int8[], $14::int8[], $15::int8[], $16::text[], $17::text[])
          ON CONFLICT (exchange_no) DO UPDATE SET psn_id = EXCLUDED.psn_id,
              status = EXCLUDED.status, reversed = EXCLUDED.reversed,
              resolved_at = coalesce(EXCLUDED.resolved_at, exchanges.resolved_at),
@@ -703,6 +703,7 @@ fn write_exchanges(
                 col(batch, |(x, _)| x.expires_at),
                 col(batch, |(_, at)| *at),
                 col(batch, |(_, at)| at.map(|t| period_of(t).to_string())),
+                col(batch, |(x, _)| x.from_psn_no.map(|p| p.to_string())),
             ]
         },
     )

@@ -360,19 +360,24 @@ fn assert_federation_rows(db: &TestDb, state: &State) {
             XStatus::Closed(o) => o.as_str(),
         };
         want.push(format!(
-            "{} {} {} {:?} {} {} {}",
+            "{} {} {} {:?} {} {} {} {:?}",
             x.number,
             x.xid,
             x.outgoing,
             x.person.map(|p| p as i32 + 1),
             x.amount.0,
             status,
-            x.reversed
+            x.reversed,
+            x.from_psn_no.map(|p| p.to_string())
         ));
+        // The receiver's engine knows the sender; the sender's side names it by psn_id.
+        if x.outgoing || x.person.is_some() {
+            assert_eq!(x.from_psn_no.is_some(), !x.outgoing, "{x:?}");
+        }
     }
     let got: Vec<String> = c
         .query(
-            "SELECT exchange_no, xid, outgoing, psn_id, amount_fen, status, reversed
+            "SELECT exchange_no, xid, outgoing, psn_id, amount_fen, status, reversed, from_psn_no
              FROM gongji.exchanges ORDER BY exchange_no",
             &[],
         )
@@ -380,14 +385,15 @@ fn assert_federation_rows(db: &TestDb, state: &State) {
         .iter()
         .map(|r| {
             format!(
-                "{} {} {} {:?} {} {} {}",
+                "{} {} {} {:?} {} {} {} {:?}",
                 r.get::<_, i64>(0),
                 r.get::<_, String>(1),
                 r.get::<_, bool>(2),
                 r.get::<_, Option<i32>>(3),
                 r.get::<_, i64>(4),
                 r.get::<_, String>(5),
-                r.get::<_, bool>(6)
+                r.get::<_, bool>(6),
+                r.get::<_, Option<String>>(7)
             )
         })
         .collect();

@@ -72,11 +72,12 @@ const UNBIND_BYTES: usize = 16 + 4;
 const ANSWER_MARKER: [u8; 8] = *b"GJANS001";
 /// Key, a one-byte engine id, xid key, kind, status.
 const ANSWER_BYTES_MIN: usize = 16 + 2 + 16 + 1 + 1;
-/// Starts the sender's balances the first answers to outgoing exchanges showed (for their
-/// retries), after the answers' msgids, when any exchange has them.
-const BALANCES_MARKER: [u8; 8] = *b"GJXBL001";
-/// Exchange index, account and wallet balances.
-const BALANCES_BYTES: usize = 4 + 8 + 8;
+/// Starts what exchange records made by this version keep beside the record (after the
+/// answers' msgids, when any has it): on the sender side the balances its first answer
+/// showed (for retries), on the receiver's the sender's psn_no.
+const EXTRAS_MARKER: [u8; 8] = *b"GJXEX001";
+/// Exchange index, side, and at least a one-byte psn_no.
+const EXTRAS_BYTES_MIN: usize = 4 + 1 + 2;
 /// Starts the forgetting section (watermarks, forgotten counters, exchange numbers), last,
 /// when this engine claimed or agreed any day with a peer.
 const FORGET_MARKER: [u8; 8] = *b"GJFGT001";
@@ -145,17 +146,29 @@ pub(super) fn encode_federation(fed: &Federation, ledger: &Ledger, e: &mut Enc<'
             e.put(status_tag(answer.shown));
         }
     }
-    let answered = fed.exchanges.iter().enumerate().filter_map(|(i, x)| {
-        let (acct, wallet) = x.answered_balances?;
-        Some((i as u32, acct, wallet))
-    });
-    if answered.clone().next().is_some() {
-        e.raw(&BALANCES_MARKER);
-        e.count(answered.clone().count());
-        for (i, acct, wallet) in answered {
-            e.put(i);
-            e.put(acct);
-            e.put(wallet);
+    let extras = fed
+        .exchanges
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| x.answered_balances.is_some() || x.from_psn_no.is_some());
+    if extras.clone().next().is_some() {
+        e.raw(&EXTRAS_MARKER);
+        e.count(extras.clone().count());
+        for (i, x) in extras {
+            e.put(i as u32);
+            // The sender side's balances, or the receiver side's sender.
+            match (x.answered_balances, x.from_psn_no) {
+                (Some((acct, wallet)), None) => {
+                    e.put(0u8);
+                    e.put(acct);
+                    e.put(wallet);
+                }
+                (None, Some(from)) => {
+                    e.put(1u8);
+                    e.str8(&from);
+                }
+                _ => unreachable!("one side's extra"),
+            }
         }
     }
     if !fed.watermarks.is_empty() {
@@ -381,8 +394,8 @@ pub(super) fn decode_federation(
     if next(d, &ANSWER_MARKER) {
         decode_answers(d, &mut fed)?;
     }
-    if next(d, &BALANCES_MARKER) {
-        decode_balances(d, &mut fed)?;
+    if next(d, &EXTRAS_MARKER) {
+        decode_extras(d, &mut fed)?;
     }
     if next(d, &FORGET_MARKER) {
         decode_forgetting(d, &mut fed)?;
@@ -390,23 +403,34 @@ pub(super) fn decode_federation(
     Ok(fed)
 }
 
-fn decode_balances(d: &mut Dec<'_>, fed: &mut Federation) -> Res<()> {
-    d.take(BALANCES_MARKER.len())?;
-    let n = d.count(BALANCES_BYTES, "answered balances count")?;
+fn decode_extras(d: &mut Dec<'_>, fed: &mut Federation) -> Res<()> {
+    d.take(EXTRAS_MARKER.len())?;
+    let n = d.count(EXTRAS_BYTES_MIN, "exchange extras count")?;
     if n == 0 {
-        return fail(d.pos, "an empty answered balances section");
+        return fail(d.pos, "an empty exchange extras section");
     }
     let mut last = None;
     for _ in 0..n {
         let at = d.pos;
         let i: u32 = d.get()?;
-        let balances = (d.fen()?, d.fen()?);
+        let outgoing = match d.get::<u8>()? {
+            0 => true,
+            1 => false,
+            _ => return fail(at, "an exchange's extras side"),
+        };
+        let (balances, from) = if outgoing {
+            (Some((d.fen()?, d.fen()?)), None)
+        } else {
+            (None, Some(psn_no_or_empty(d)?).filter(|p| !p.is_empty()))
+        };
         let x = fed.exchanges.get_mut(i as usize);
-        if last.is_some_and(|l| l >= i) || !x.as_ref().is_some_and(|x| x.outgoing) {
-            return fail(at, "an exchange's answered balances");
+        let fits = x.as_ref().is_some_and(|x| x.outgoing == outgoing);
+        if last.is_some_and(|l| l >= i) || !fits || (!outgoing && from.is_none()) {
+            return fail(at, "an exchange's extras");
         }
         last = Some(i);
-        x.expect("checked").answered_balances = Some(balances);
+        let x = x.expect("checked");
+        (x.answered_balances, x.from_psn_no) = (balances, from);
     }
     Ok(())
 }
@@ -567,5 +591,6 @@ fn decode_exchange(d: &mut Dec<'_>, persons: usize) -> Res<Exchange> {
         reversed: d.bool()?,
         fingerprint: d.get()?,
         answered_balances: None,
+        from_psn_no: None,
     })
 }
