@@ -3,7 +3,9 @@
 //! `gongji serve` engines, each owning one province; clients send cross-province transfers
 //! and log every acknowledged reply; the receivers' clients accept, decline or leave them to
 //! expire; senders reverse a few. Meanwhile engines and the server are killed with SIGKILL at
-//! random moments and restarted. Then: bad input through HTTP and forged bytes through the bus
+//! random moments and restarted (over a cluster, `--nats-cluster`: one node, or with
+//! `--nats-quorum-loss` a majority at once, or with `--nats-wipe` one node whose store is
+//! deleted: `kill_bus`). Then: bad input through HTTP and forged bytes through the bus
 //! change nothing; at quiescence the simulation's checker (`check_states`) runs over the
 //! engines' recovered states, and every acknowledged reply is checked against them.
 
