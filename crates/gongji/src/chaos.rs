@@ -759,6 +759,9 @@ struct Kills {
     bus_quorum: u64,
     /// One node killed, its store deleted, restarted empty (`--nats-wipe`).
     bus_wiped: u64,
+    /// The longest a wiped node took, from its restart, to hold again what was stored before
+    /// its kill.
+    catch_up_max: Duration,
 }
 
 impl Kills {
@@ -798,7 +801,8 @@ fn chaos_thread(sh: &Shared, nats: &Mutex<Nats>, exe: &Path, args: &ChaosArgs) -
         if victim == sh.engines.len() {
             let mode = modes[rng.next_u64() as usize % modes.len()];
             let mut n = nats.lock().expect("lock");
-            kill_bus(&mut n, mode, &mut rng, down)?;
+            let catch_up = kill_bus(&mut n, mode, &mut rng, down)?;
+            kills.catch_up_max = kills.catch_up_max.max(catch_up);
             match mode {
                 BusKill::One => kills.bus_one += 1,
                 BusKill::Quorum => kills.bus_quorum += 1,
@@ -815,8 +819,8 @@ fn chaos_thread(sh: &Shared, nats: &Mutex<Nats>, exe: &Path, args: &ChaosArgs) -
     Ok(kills)
 }
 
-/// One kill of the bus, restarted before it returns.
-fn kill_bus(n: &mut Nats, mode: BusKill, rng: &mut SplitMix64, down: Duration) -> Result<()> {
+/// One kill of the bus, restarted before it returns; a wipe's catch-up time (zero otherwise).
+fn kill_bus(n: &mut Nats, mode: BusKill, rng: &mut SplitMix64, down: Duration) -> Result<Duration> {
     let count = n.node_count();
     let node = rng.next_u64() as usize % count;
     match mode {
@@ -824,7 +828,8 @@ fn kill_bus(n: &mut Nats, mode: BusKill, rng: &mut SplitMix64, down: Duration) -
         BusKill::One => {
             n.kill9_node(node);
             std::thread::sleep(down);
-            n.restart_node(node)
+            n.restart_node(node)?;
+            Ok(Duration::ZERO)
         }
         // A majority, from a random node on: no stream or the meta group has a leader until
         // they return (two of three: each stream with three replicas keeps one copy up).
@@ -838,7 +843,7 @@ fn kill_bus(n: &mut Nats, mode: BusKill, rng: &mut SplitMix64, down: Duration) -
             for &i in &nodes {
                 n.restart_node(i)?;
             }
-            Ok(())
+            Ok(Duration::ZERO)
         }
         // A replaced disk. Only once every node holds what any node held (an earlier wipe or
         // quorum loss caught up), and the run goes on only once the emptied node holds again
@@ -851,7 +856,9 @@ fn kill_bus(n: &mut Nats, mode: BusKill, rng: &mut SplitMix64, down: Duration) -
             n.wipe_node(node)?;
             std::thread::sleep(down);
             n.restart_node(node)?;
-            n.wait_holds(node, &held, Instant::now() + CATCH_UP_WAIT)
+            let restarted = Instant::now();
+            n.wait_holds(node, &held, restarted + CATCH_UP_WAIT)?;
+            Ok(restarted.elapsed())
         }
     }
 }
@@ -1311,7 +1318,7 @@ fn run_in(
     checked.push("each engine's state from its snapshot (written at the clean stop; earlier ones at each restart) has the hash of its journal replayed from op 1".to_owned());
     checked.push("every acknowledged transfer is on its sender's engine with its amount; every acknowledged accept or decline is the receiver's outcome".to_owned());
     println!(
-        "federation chaos: {n} engines, {} s, {} acknowledged transfers ({outcomes:?}), {} answers, {} reversals, {} kills ({} of nats-server nodes: {} of one node, {} of a majority at once (quorum lost), {} of one node with its store deleted), {} client calls without an answer, quiescent after {:.1} s, {:.1} s in all",
+        "federation chaos: {n} engines, {} s, {} acknowledged transfers ({outcomes:?}), {} answers, {} reversals, {} kills ({} of nats-server nodes: {} of one node, {} of a majority at once (quorum lost), {} of one node with its store deleted, caught up in {:.1} s at most), {} client calls without an answer, quiescent after {:.1} s, {:.1} s in all",
         args.seconds,
         log.transfers.len(),
         log.answers.len(),
@@ -1321,6 +1328,7 @@ fn run_in(
         kills.bus_one,
         kills.bus_quorum,
         kills.bus_wiped,
+        kills.catch_up_max.as_secs_f64(),
         sh.http_errors.load(Ordering::Relaxed),
         quiet.as_secs_f64(),
         started.elapsed().as_secs_f64()
