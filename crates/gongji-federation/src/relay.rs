@@ -33,6 +33,15 @@ pub const FETCH_MESSAGES_MAX: usize = 256;
 /// 6,404 exchanges in flight, after the bus had been slow; every relay stuck, no error).
 pub const PUBLISH_ACKS_PENDING_MAX: usize = 1_024;
 
+/// How long a JetStream API request (a stream's or the consumer's info or creation, which
+/// [`NatsRelay::connect_with`] makes) waits for its answer; async-nats's default is 10 s.
+/// A request sent while a cluster has no leader (its quorum lost, or a node just back) is
+/// never answered, and every such wait held the relay that long after the cluster was whole
+/// again (three-engine `chaos` runs with `--nats-quorum-loss`: `stream: jetstream request
+/// timed out` 10 s after the connect began, the quorum back for 9 s of them).
+/// A connect that fails is tried again a second later.
+pub const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A failure of the transport (not of an engine): the caller retries later.
 #[derive(Debug)]
 pub struct RelayError(pub String);
@@ -110,6 +119,7 @@ impl NatsRelay {
             .collect();
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(API_REQUEST_TIMEOUT))
             .retry_on_initial_connect()
             .connect(urls)
             .await

@@ -3,7 +3,9 @@
 //! `gongji serve` engines, each owning one province; clients send cross-province transfers
 //! and log every acknowledged reply; the receivers' clients accept, decline or leave them to
 //! expire; senders reverse a few. Meanwhile engines and the server are killed with SIGKILL at
-//! random moments and restarted. Then: bad input through HTTP and forged bytes through the bus
+//! random moments and restarted (over a cluster, `--nats-cluster`: one node, or with
+//! `--nats-quorum-loss` a majority at once, or with `--nats-wipe` one node whose store is
+//! deleted: `kill_bus`). Then: bad input through HTTP and forged bytes through the bus
 //! change nothing; at quiescence the simulation's checker (`check_states`) runs over the
 //! engines' recovered states, and every acknowledged reply is checked against them.
 
@@ -59,6 +61,16 @@ pub struct ChaosArgs {
     /// replicas), whose nodes are killed one at a time at random.
     #[arg(long, default_value_t = 1)]
     pub nats_cluster: usize,
+    /// On a cluster, some kills of the bus are of a majority of its nodes at once (two of
+    /// three: the streams' quorum is lost, no publish or ack is taken), held down 1 to 3 s.
+    #[arg(long)]
+    pub nats_quorum_loss: bool,
+    /// On a cluster, some kills of a node also delete its JetStream store (a replaced disk):
+    /// it restarts empty and must catch up from the others. Only once every node holds what
+    /// any node held (`/jsz`), and the run waits until the wiped node holds again what was
+    /// stored before its kill, so that two copies of every stream always remain.
+    #[arg(long)]
+    pub nats_wipe: bool,
 }
 
 /// SIGKILL and reap the child, if there is one.
@@ -105,6 +117,8 @@ pub struct Nats {
 struct NatsNode {
     port: u16,
     route_port: u16,
+    /// The monitoring port (`/jsz`) of a cluster's node.
+    http_port: u16,
     child: Option<Child>,
 }
 
@@ -123,6 +137,7 @@ impl Nats {
                 .map(|_| NatsNode {
                     port: free_port(),
                     route_port: free_port(),
+                    http_port: free_port(),
                     child: None,
                 })
                 .collect(),
@@ -189,10 +204,12 @@ impl Nats {
                 .map(|(_, n)| format!("nats-route://127.0.0.1:{}", n.route_port))
                 .collect();
             let conf = format!(
-                "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n\
+                "server_name: n{i}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n\
+                 jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n\
                  cluster {{\n  name: gjfed\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
                 self.nodes[i].port,
-                self.dir.join(format!("store-n{i}")).display(),
+                self.nodes[i].http_port,
+                self.store(i).display(),
                 self.nodes[i].route_port,
                 routes.join(", ")
             );
@@ -223,6 +240,97 @@ impl Nats {
 
     pub fn kill9_node(&mut self, i: usize) {
         kill9(&mut self.nodes[i].child);
+    }
+
+    /// A cluster node's JetStream store directory.
+    fn store(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("store-n{i}"))
+    }
+
+    /// Deletes a killed cluster node's store: it restarts as a node whose disk was replaced.
+    pub fn wipe_node(&mut self, i: usize) -> Result<()> {
+        ensure!(
+            self.nodes[i].child.is_none(),
+            "a running node's store is not deleted"
+        );
+        match std::fs::remove_dir_all(self.store(i)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The last sequence number of each stream in a cluster node's own store (`/jsz`), or
+    /// `None` when it does not answer.
+    fn last_seqs(&self, i: usize) -> Option<BTreeMap<String, u64>> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.nodes[i].http_port));
+        let (200, v) = Http::new(addr, String::new())
+            .call("GET", "/jsz?streams=true", "")
+            .ok()?
+        else {
+            return None;
+        };
+        let mut seqs = BTreeMap::new();
+        for account in v["account_details"].as_array().into_iter().flatten() {
+            for stream in account["stream_detail"].as_array().into_iter().flatten() {
+                let name = stream["name"].as_str()?.to_owned();
+                seqs.insert(name, stream["state"]["last_seq"].as_u64()?);
+            }
+        }
+        Some(seqs)
+    }
+
+    /// Waits until every node holds every message any node had stored when it was called
+    /// (each stream's last sequence number on each node at least the highest then), and
+    /// returns those figures. `/healthz` is no use for this: under the run's load some
+    /// replica is always a few entries behind, and it failed for the whole 30 s of a run.
+    pub fn wait_caught_up(&self, within: Duration) -> Result<BTreeMap<String, u64>> {
+        let deadline = Instant::now() + within;
+        let mut target: BTreeMap<String, u64> = BTreeMap::new();
+        for i in 0..self.nodes.len() {
+            let seqs = loop {
+                match self.last_seqs(i) {
+                    Some(seqs) => break seqs,
+                    None => {
+                        ensure!(Instant::now() < deadline, "nats-server n{i}: no /jsz");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            };
+            for (name, seq) in seqs {
+                let t = target.entry(name).or_default();
+                *t = (*t).max(seq);
+            }
+        }
+        for i in 0..self.nodes.len() {
+            self.wait_holds(i, &target, deadline)?;
+        }
+        Ok(target)
+    }
+
+    /// Waits until node `i` holds each stream at least up to `target`'s sequence number.
+    pub fn wait_holds(
+        &self,
+        i: usize,
+        target: &BTreeMap<String, u64>,
+        deadline: Instant,
+    ) -> Result<()> {
+        loop {
+            let seqs = self.last_seqs(i).unwrap_or_default();
+            let behind: Vec<String> = target
+                .iter()
+                .filter(|&(name, &t)| seqs.get(name).copied().unwrap_or(0) < t)
+                .map(|(name, t)| format!("{name} {} < {t}", seqs.get(name).copied().unwrap_or(0)))
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "nats-server n{i} did not catch up: {}",
+                behind.join(", ")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -640,11 +748,49 @@ fn answer_client(sh: &Shared, k: usize, seed: u64) {
     }
 }
 
-/// Kills engines and the bus (a node of it) at random until the run stops; returns the kills
-/// and how many of them were of the bus.
-fn chaos_thread(sh: &Shared, nats: &Mutex<Nats>, exe: &Path, seed: u64) -> Result<(u64, u64)> {
-    let mut rng = SplitMix64::new(seed ^ 0xc4a05);
-    let (mut kills, mut bus_kills) = (0, 0);
+/// What the chaos thread killed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Kills {
+    /// Engines and the bus together (one kill of the bus may be of several nodes).
+    all: u64,
+    /// Of the bus: one node (or the one server) killed and restarted on its store.
+    bus_one: u64,
+    /// A majority of the cluster's nodes at once, held down 1 to 3 s (`--nats-quorum-loss`).
+    bus_quorum: u64,
+    /// One node killed, its store deleted, restarted empty (`--nats-wipe`).
+    bus_wiped: u64,
+    /// The longest a wiped node took, from its restart, to hold again what was stored before
+    /// its kill.
+    catch_up_max: Duration,
+}
+
+impl Kills {
+    fn bus(&self) -> u64 {
+        self.bus_one + self.bus_quorum + self.bus_wiped
+    }
+}
+
+/// How a kill of the bus goes: what `--nats-quorum-loss` and `--nats-wipe` add to the one
+/// node's kill, chosen among by the seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BusKill {
+    One,
+    Quorum,
+    Wipe,
+}
+
+/// Kills engines and the bus (a node of it, a majority of it, a node and its store) at random
+/// until the run stops.
+fn chaos_thread(sh: &Shared, nats: &Mutex<Nats>, exe: &Path, args: &ChaosArgs) -> Result<Kills> {
+    let mut rng = SplitMix64::new(args.seed ^ 0xc4a05);
+    let mut modes = vec![BusKill::One];
+    if args.nats_quorum_loss {
+        modes.push(BusKill::Quorum);
+    }
+    if args.nats_wipe {
+        modes.push(BusKill::Wipe);
+    }
+    let mut kills = Kills::default();
     while !sh.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(700 + rng.next_u64() % 1500));
         if sh.stop.load(Ordering::Relaxed) {
@@ -653,26 +799,72 @@ fn chaos_thread(sh: &Shared, nats: &Mutex<Nats>, exe: &Path, seed: u64) -> Resul
         let victim = rng.next_u64() as usize % (sh.engines.len() + 1);
         let down = Duration::from_millis(100 + rng.next_u64() % 700);
         if victim == sh.engines.len() {
+            let mode = modes[rng.next_u64() as usize % modes.len()];
             let mut n = nats.lock().expect("lock");
-            // One node of a cluster, at random (the others keep the streams' quorum).
-            let node = match n.node_count() {
-                1 => 0,
-                count => rng.next_u64() as usize % count,
-            };
-            n.kill9_node(node);
-            std::thread::sleep(down);
-            n.restart_node(node)?;
-            bus_kills += 1;
+            let catch_up = kill_bus(&mut n, mode, &mut rng, down)?;
+            kills.catch_up_max = kills.catch_up_max.max(catch_up);
+            match mode {
+                BusKill::One => kills.bus_one += 1,
+                BusKill::Quorum => kills.bus_quorum += 1,
+                BusKill::Wipe => kills.bus_wiped += 1,
+            }
         } else {
             let mut e = sh.engines[victim].lock().expect("lock");
             e.kill9();
             std::thread::sleep(down);
             e.restart(exe)?;
         }
-        kills += 1;
+        kills.all += 1;
     }
-    Ok((kills, bus_kills))
+    Ok(kills)
 }
+
+/// One kill of the bus, restarted before it returns; a wipe's catch-up time (zero otherwise).
+fn kill_bus(n: &mut Nats, mode: BusKill, rng: &mut SplitMix64, down: Duration) -> Result<Duration> {
+    let count = n.node_count();
+    let node = rng.next_u64() as usize % count;
+    match mode {
+        // One node of a cluster, at random (the others keep the streams' quorum).
+        BusKill::One => {
+            n.kill9_node(node);
+            std::thread::sleep(down);
+            n.restart_node(node)?;
+            Ok(Duration::ZERO)
+        }
+        // A majority, from a random node on: no stream or the meta group has a leader until
+        // they return (two of three: each stream with three replicas keeps one copy up).
+        BusKill::Quorum => {
+            let majority = count / 2 + 1;
+            let nodes: Vec<usize> = (0..majority).map(|d| (node + d) % count).collect();
+            for &i in &nodes {
+                n.kill9_node(i);
+            }
+            std::thread::sleep(Duration::from_millis(1000 + rng.next_u64() % 2000));
+            for &i in &nodes {
+                n.restart_node(i)?;
+            }
+            Ok(Duration::ZERO)
+        }
+        // A replaced disk. Only once every node holds what any node held (an earlier wipe or
+        // quorum loss caught up), and the run goes on only once the emptied node holds again
+        // what was stored before its kill: one store is gone at a time, never every copy of
+        // a stream (messages the bus acknowledged would then be lost, which only the
+        // outboxes' resends would make up for).
+        BusKill::Wipe => {
+            let held = n.wait_caught_up(CATCH_UP_WAIT)?;
+            n.kill9_node(node);
+            n.wipe_node(node)?;
+            std::thread::sleep(down);
+            n.restart_node(node)?;
+            let restarted = Instant::now();
+            n.wait_holds(node, &held, restarted + CATCH_UP_WAIT)?;
+            Ok(restarted.elapsed())
+        }
+    }
+}
+
+/// How long a wipe waits for the cluster's nodes to catch up, before it and after it.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
 
 /// Bad input through HTTP and forged or damaged bytes through the bus change nothing (the
 /// journal's head stays where it was).
@@ -988,6 +1180,10 @@ pub fn run(args: ChaosArgs) -> Result<()> {
         args.nats_cluster == 1 || (3..=5).contains(&args.nats_cluster),
         "--nats-cluster 1, or 3 to 5"
     );
+    ensure!(
+        args.nats_cluster > 1 || !(args.nats_quorum_loss || args.nats_wipe),
+        "--nats-quorum-loss and --nats-wipe need --nats-cluster 3 to 5"
+    );
     let started = Instant::now();
     let exe = std::env::current_exe()?;
     let nats_bin = nats_server()?;
@@ -1046,12 +1242,22 @@ fn run_in(
     checked.extend(check_bad_input(&sh, &url)?);
     if args.nats_cluster > 1 {
         checked.push(format!(
-            "the bus is a {}-node JetStream cluster (streams with 3 replicas, clients failing over between the nodes); kills of the bus are of one node at a time, at random",
-            args.nats_cluster
+            "the bus is a {}-node JetStream cluster (streams with 3 replicas, clients failing over between the nodes); kills of the bus are of one node at a time, at random{}{}",
+            args.nats_cluster,
+            if args.nats_quorum_loss {
+                "; or of a majority at once, down 1 to 3 s (the quorum lost)"
+            } else {
+                ""
+            },
+            if args.nats_wipe {
+                "; or of one node whose store is deleted, restarted empty once every node held every stream's messages, and waited for until it held them again (caught up from the others)"
+            } else {
+                ""
+            }
         ));
     }
     let nats = Mutex::new(nats);
-    let (kills, bus_kills) = std::thread::scope(|scope| -> Result<(u64, u64)> {
+    let kills = std::thread::scope(|scope| -> Result<Kills> {
         for k in 0..n {
             for c in 0..args.clients {
                 let sh = &sh;
@@ -1061,14 +1267,14 @@ fn run_in(
             scope.spawn(move || answer_client(sh, k, args.seed));
         }
         let chaos = (!args.no_kills).then(|| {
-            let (sh, nats, exe) = (&sh, &nats, &exe);
-            scope.spawn(move || chaos_thread(sh, nats, exe, args.seed))
+            let (sh, nats, exe, args) = (&sh, &nats, &exe, &args);
+            scope.spawn(move || chaos_thread(sh, nats, exe, args))
         });
         std::thread::sleep(Duration::from_secs(args.seconds));
         sh.stop.store(true, Ordering::Relaxed);
         match chaos {
             Some(c) => c.join().expect("chaos thread"),
-            None => Ok((0, 0)),
+            None => Ok(Kills::default()),
         }
     })?;
     // Heal, then move every clock a day on: what was left pending expires at 06:00.
@@ -1112,11 +1318,17 @@ fn run_in(
     checked.push("each engine's state from its snapshot (written at the clean stop; earlier ones at each restart) has the hash of its journal replayed from op 1".to_owned());
     checked.push("every acknowledged transfer is on its sender's engine with its amount; every acknowledged accept or decline is the receiver's outcome".to_owned());
     println!(
-        "federation chaos: {n} engines, {} s, {} acknowledged transfers ({outcomes:?}), {} answers, {} reversals, {kills} kills ({bus_kills} of nats-server nodes), {} client calls without an answer, quiescent after {:.1} s, {:.1} s in all",
+        "federation chaos: {n} engines, {} s, {} acknowledged transfers ({outcomes:?}), {} answers, {} reversals, {} kills ({} of nats-server nodes: {} of one node, {} of a majority at once (quorum lost), {} of one node with its store deleted, caught up in {:.1} s at most), {} client calls without an answer, quiescent after {:.1} s, {:.1} s in all",
         args.seconds,
         log.transfers.len(),
         log.answers.len(),
         log.reversed,
+        kills.all,
+        kills.bus(),
+        kills.bus_one,
+        kills.bus_quorum,
+        kills.bus_wiped,
+        kills.catch_up_max.as_secs_f64(),
         sh.http_errors.load(Ordering::Relaxed),
         quiet.as_secs_f64(),
         started.elapsed().as_secs_f64()

@@ -306,9 +306,50 @@ fn engines_over_a_three_node_jetstream_cluster_move_money_exactly_once() {
         .find(|l| l.starts_with("federation chaos:"))
         .expect("summary");
     assert!(!line.contains(" 0 acknowledged transfers"), "{line}");
-    assert!(!line.contains("(0 of nats-server nodes)"), "{line}");
+    assert!(!line.contains("(0 of nats-server nodes"), "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The same run with the cluster's quorum lost and a node's store deleted: two of the three
+/// nodes killed at once and held down 1 to 3 s (no stream takes a publish or an ack until
+/// one returns), and a node killed, its store deleted and restarted empty (it catches up from
+/// the other two). The relays reconnect and resend, the run settles, and the same checks
+/// hold. The summary must count both kinds, so the test fails if the seed stops making them.
+/// On demand, as the cluster test is (about a minute).
+#[test]
+#[ignore = "on demand, as issue 14 asks: a three-node JetStream cluster losing its quorum, about a minute"]
+fn engines_come_through_a_lost_quorum_and_a_wiped_nats_store() {
+    let dir = common::temp_dir("federation", "quorum");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let text = chaos(
+        &dir,
+        &[
+            "--seconds",
+            "8",
+            "--seed",
+            QUORUM_SEED,
+            "--nats-cluster",
+            "3",
+            "--nats-quorum-loss",
+            "--nats-wipe",
+        ],
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("federation chaos:"))
+        .expect("summary");
+    assert!(!line.contains(" 0 acknowledged transfers"), "{line}");
+    assert!(!line.contains(" 0 of a majority at once"), "{line}");
+    assert!(
+        !line.contains(" 0 of one node with its store deleted"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A seed whose first two kills are of the bus: a quorum loss (at about 1 s), then a store
+/// deletion (about 4 s; the chaos thread's draws depend on the seed alone).
+const QUORUM_SEED: &str = "230";
 
 /// Runs `gongji federation chaos` with two engines and 8 persons each, keeping the data
 /// directories; it must pass. Returns its output.
