@@ -267,6 +267,16 @@ fn federated_snapshots() -> Vec<Vec<u8>> {
         );
         core(state, Body::OpenWallet { psn_no: psn(p) });
     }
+    core(
+        &mut gd,
+        Body::Credit {
+            period: gongji_core::time::parse_period("2025-05").expect("period"),
+            items: vec![gongji_core::CreditItem {
+                psn_no: psn("S1"),
+                amount: Fen(10_000),
+            }],
+        },
+    );
     let fed = |state: &mut State, op: FedOp| state.apply_fed(&op).expect("applies").send;
     let mut out = Vec::new();
     for (i, receiver) in ["R1", "NOBODY", "R1"].into_iter().enumerate() {
@@ -295,6 +305,55 @@ fn federated_snapshots() -> Vec<Vec<u8>> {
             s.encode_snapshot(&mut bytes);
             out.push(bytes);
         }
+    }
+    // Two exchanges over the active binding: one accepted and one reversed, each by its
+    // msgid (the GJXEX001 and GJANS001 sections).
+    let time = 1_747_700_001;
+    let transfer = |m: &str| FedOp::TransferOut {
+        msgid: Msgid::from(m).expect("fits"),
+        time,
+        actor: Actor::Admin,
+        from_psn_no: psn("S1"),
+        to_psn_no: psn("R1"),
+        to_admdvs: 110_105,
+        amount: Fen(100),
+        source: TransferSource::Acct,
+    };
+    let prepare = fed(&mut gd, transfer("x1")).remove(0);
+    let xid = prepare.xid().expect("an id");
+    fed(&mut bj, FedOp::Deliver { time, msg: prepare });
+    let msgid = Some(Msgid::from("acc1").expect("fits"));
+    let actor = Actor::Admin;
+    for a in fed(
+        &mut bj,
+        FedOp::Accept {
+            time,
+            actor,
+            xid,
+            msgid,
+        },
+    ) {
+        fed(&mut gd, FedOp::Deliver { time, msg: a });
+    }
+    fed(&mut gd, transfer("x2"));
+    let omsgid = Msgid::from("x2").expect("fits");
+    let msgid = Some(Msgid::from("rev1").expect("fits"));
+    let actor = Actor::Admin;
+    fed(
+        &mut gd,
+        FedOp::Reverse {
+            time,
+            actor,
+            omsgid,
+            msgid,
+        },
+    );
+    for s in [&gd, &bj] {
+        let mut bytes = Vec::new();
+        s.encode_snapshot(&mut bytes);
+        assert!(bytes.windows(8).any(|w| w == b"GJANS001"));
+        assert!(bytes.windows(8).any(|w| w == b"GJXEX001"));
+        out.push(bytes);
     }
     // One revoked by bj, its Unbind not yet delivered (unconfirmed on bj).
     let bxid = bj.links().next().expect("a binding").bxid;
