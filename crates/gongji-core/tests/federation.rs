@@ -419,21 +419,7 @@ fn answer_as(
     msgid: &str,
 ) -> Result<EntryApplied, ErrCode> {
     let (time, msgid) = (e.now, Some(mid(msgid)));
-    e.apply(Entry::Fed(if accept {
-        FedOp::Accept {
-            time,
-            actor,
-            xid,
-            msgid,
-        }
-    } else {
-        FedOp::Decline {
-            time,
-            actor,
-            xid,
-            msgid,
-        }
-    }))
+    e.apply(Entry::Fed(FedOp::answer(accept, time, actor, xid, msgid)))
 }
 
 /// S1's reversal of its transfer `omsgid`, carrying the reversal's own msgid.

@@ -520,21 +520,7 @@ impl Sim {
         let accept = self.rng.chance(750);
         let (time, xid, msgid) = (self.time(k), x.xid, self.msgid());
         let actor = Actor::Person(x.psn_no.expect("a pending exchange has its receiver"));
-        let op = if accept {
-            FedOp::Accept {
-                time,
-                actor,
-                xid,
-                msgid: Some(msgid),
-            }
-        } else {
-            FedOp::Decline {
-                time,
-                actor,
-                xid,
-                msgid: Some(msgid),
-            }
-        };
+        let op = FedOp::answer(accept, time, actor, xid, Some(msgid));
         self.submit_client(k, Entry::Fed(op), Tag::Answer { accept, msgid })
     }
 

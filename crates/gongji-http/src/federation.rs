@@ -451,22 +451,7 @@ fn answer_incoming(
     };
     let parsed = parse_write(path, from_text(bytes)?, actor)?;
     let actor = actor.clone();
-    let msgid = Some(parsed.request.msgid);
-    let op = if accept {
-        FedOp::Accept {
-            time: 0,
-            actor,
-            xid,
-            msgid,
-        }
-    } else {
-        FedOp::Decline {
-            time: 0,
-            actor,
-            xid,
-            msgid,
-        }
-    };
+    let op = FedOp::answer(accept, 0, actor, xid, Some(parsed.request.msgid));
     Ok(fed(
         parsed.request.inf_time,
         op,

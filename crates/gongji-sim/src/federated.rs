@@ -442,21 +442,8 @@ impl<'a> Hub<'a> {
                     Local::Cross(xid, _) => {
                         let actor = request.actor.clone();
                         let msgid = Some(request.msgid);
-                        work[k].push(fed_request(if accept {
-                            FedOp::Accept {
-                                time,
-                                actor,
-                                xid,
-                                msgid,
-                            }
-                        } else {
-                            FedOp::Decline {
-                                time,
-                                actor,
-                                xid,
-                                msgid,
-                            }
-                        }));
+                        let op = FedOp::answer(accept, time, actor, xid, msgid);
+                        work[k].push(fed_request(op));
                         Plan::Fed {
                             k,
                             slot: work[k].len() - 1,

@@ -121,6 +121,30 @@ fn serve_on_the_postgres_store_with_projection_follows_the_writer() {
     serve_with_projection(Some(&store));
 }
 
+/// `gongji serve --listen addr ARGS --projection url`, once it listens, and its admin token.
+fn serve_projecting(
+    addr: &str,
+    args: &[String],
+    url: &str,
+    dir: &Path,
+) -> (std::process::Child, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_gongji"))
+        .args(["serve", "--listen", addr])
+        .args(args)
+        .args(["--projection", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let token = std::fs::read_to_string(dir.join("admin.token")).expect("token");
+    (child, token.trim().to_owned())
+}
+
 fn serve_with_projection(store: Option<&TestDb>) {
     let dir = temp_dir(
         "project",
@@ -154,41 +178,16 @@ fn serve_with_projection(store: Option<&TestDb>) {
     let addr = format!("127.0.0.1:{port}");
     // Payments never wait for the analysts' database: with the projection unreachable the
     // server starts, serves, and says so in its metrics.
-    let mut down = Command::new(env!("CARGO_BIN_EXE_gongji"))
-        .args(["serve", "--data", &dir.to_string_lossy(), "--listen", &addr])
-        .args(&store_args)
-        .args(["--projection", "postgres://nobody@127.0.0.1:1/x"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no server without projection"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut args: Vec<String> = vec!["--data".into(), dir.to_string_lossy().into()];
+    args.extend(store_args.iter().map(|a| a.to_string()));
+    let unreachable = "postgres://nobody@127.0.0.1:1/x";
+    let (mut down, _) = serve_projecting(&addr, &args, unreachable, &dir);
     assert!(get(&addr, "/metrics").contains("gongji_projection_up 0"));
     let _ = Command::new("kill").arg(down.id().to_string()).status();
     assert!(down.wait().unwrap().success());
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gongji"))
-        .args(["serve", "--data", &dir.to_string_lossy(), "--listen", &addr])
-        .args(&store_args)
-        .args(["--projection", &db.url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "no server");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let token = std::fs::read_to_string(dir.join("admin.token")).expect("token");
-    let token = token.trim();
+    let (mut child, token) = serve_projecting(&addr, &args, &db.url, &dir);
+    let token = token.as_str();
     for (i, psn) in ["P1", "P2"].iter().enumerate() {
         let certno = certno_with_check(&format!("44010619900101{i:03}")).unwrap();
         let reply = post(
@@ -405,23 +404,14 @@ fn serve_with_projection_projects_a_federated_engine() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gongji"))
-        .args(["serve", "--listen", &addr, "--data"])
-        .arg(&data)
-        .arg("--config")
-        .arg(&conf)
-        .args(["--projection", &db.url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "no server");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
-    let token = token.trim();
+    let args: Vec<String> = vec![
+        "--data".into(),
+        data.to_string_lossy().into(),
+        "--config".into(),
+        conf.to_string_lossy().into(),
+    ];
+    let (mut child, token) = serve_projecting(&addr, &args, &db.url, &data);
+    let token = token.as_str();
     let certno = certno_with_check("44010619900101001").unwrap();
     let reply = post(
         &addr,

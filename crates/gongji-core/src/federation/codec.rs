@@ -504,21 +504,7 @@ pub fn decode_entry(buf: &[u8]) -> Result<Entry, DecodeError> {
                 11 | 12 => Some(d.str8(msgid_valid, "msgid")?),
                 _ => None,
             };
-            if matches!(tag, 3 | 11) {
-                FedOp::Accept {
-                    time,
-                    actor,
-                    xid,
-                    msgid,
-                }
-            } else {
-                FedOp::Decline {
-                    time,
-                    actor,
-                    xid,
-                    msgid,
-                }
-            }
+            FedOp::answer(matches!(tag, 3 | 11), time, actor, xid, msgid)
         }
         5 => FedOp::Deliver {
             time: d.i64()?,

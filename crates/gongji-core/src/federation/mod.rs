@@ -381,6 +381,25 @@ pub enum FedOp {
 }
 
 impl FedOp {
+    /// A receiver's (or an admin's) `Accept` when `accept`, else its `Decline`.
+    pub fn answer(accept: bool, time: i64, actor: Actor, xid: Xid, msgid: Option<Msgid>) -> FedOp {
+        if accept {
+            FedOp::Accept {
+                time,
+                actor,
+                xid,
+                msgid,
+            }
+        } else {
+            FedOp::Decline {
+                time,
+                actor,
+                xid,
+                msgid,
+            }
+        }
+    }
+
     pub fn time(&self) -> i64 {
         match self {
             FedOp::TransferOut { time, .. }

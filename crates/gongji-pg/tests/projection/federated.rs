@@ -192,21 +192,7 @@ impl FedRun {
         let (time, actor) = (self.now, Actor::Admin);
         self.seq += 1;
         let msgid = Some(mid(&format!("ans{}", self.seq)));
-        let op = if accept {
-            FedOp::Accept {
-                time,
-                actor,
-                xid,
-                msgid,
-            }
-        } else {
-            FedOp::Decline {
-                time,
-                actor,
-                xid,
-                msgid,
-            }
-        };
+        let op = FedOp::answer(accept, time, actor, xid, msgid);
         self.apply(Entry::Fed(op)).send
     }
 }
