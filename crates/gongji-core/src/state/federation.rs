@@ -242,15 +242,7 @@ impl State {
             view.status = XStatus::InFlight;
             return Ok(Step::Replay(FedReply::Exchange(view), Vec::new()));
         }
-        if let Some(record) = self.msgids.get(key) {
-            return Err(match &record.reply {
-                None => Rejection::with(ErrCode::Reversed, "msgid was reversed"),
-                Some(_) => Rejection::new(ErrCode::MsgidConflict),
-            });
-        }
-        if self.fed.msgid_taken(config.engine, key) {
-            return Err(Rejection::new(ErrCode::MsgidConflict));
-        }
+        self.msgid_free(config, key)?;
         self.time_ok(time)?;
         let to_province = admdvs_province(*to_admdvs);
         if config.owns(to_province) {
@@ -392,6 +384,21 @@ impl State {
         ))
     }
 
+    /// A new client write of this engine may take msgid `key`: no core write took it
+    /// (`REVERSED` if a reversal blocked it, else `MSGID_CONFLICT`), nor a cross-engine one.
+    fn msgid_free(&self, config: &FederationConfig, key: u128) -> Result<(), Rejection> {
+        if let Some(record) = self.msgids.get(key) {
+            return Err(match &record.reply {
+                None => Rejection::with(ErrCode::Reversed, "msgid was reversed"),
+                Some(_) => Rejection::new(ErrCode::MsgidConflict),
+            });
+        }
+        if self.fed.msgid_taken(config.engine, key) {
+            return Err(Rejection::new(ErrCode::MsgidConflict));
+        }
+        Ok(())
+    }
+
     /// API.md's msgid check of a client's accept, decline or reversal of exchange `xid` that
     /// carried its msgid: a retry (the same msgid, exchange and kind) is answered as the
     /// first time; the msgid taken by any other write is `MSGID_CONFLICT` (`REVERSED` when
@@ -421,15 +428,7 @@ impl State {
             let step = Step::Replay(FedReply::Exchange(view), Vec::new());
             return Ok(Answered::Retry(Box::new(step)));
         }
-        if let Some(record) = self.msgids.get(key) {
-            return Err(match &record.reply {
-                None => Rejection::with(ErrCode::Reversed, "msgid was reversed"),
-                Some(_) => Rejection::new(ErrCode::MsgidConflict),
-            });
-        }
-        if self.fed.msgid_taken(config.engine, key) {
-            return Err(Rejection::new(ErrCode::MsgidConflict));
-        }
+        self.msgid_free(config, key)?;
         Ok(Answered::New(Some(key)))
     }
 
