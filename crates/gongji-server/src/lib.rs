@@ -21,6 +21,7 @@
 //! journal suffix and checks the state. Full chunks of history go to files (`history.rs`).
 
 mod history;
+mod readgate;
 mod recover;
 /// Test support, not part of the product: built only with the `testkit` feature.
 #[cfg(feature = "testkit")]
@@ -299,6 +300,8 @@ impl Durable {
 
 pub(crate) struct Shared {
     pub state: RwLock<State>,
+    /// How reads get the lock between two of the writer's ops without sleeping.
+    pub read_gate: readgate::ReadGate,
     pub durable: Durable,
     /// The statistics after the last batch made durable (published by whichever thread
     /// commits it, once its sync is done): statistics reads take no lock and never wait.
@@ -528,7 +531,7 @@ impl Engine {
     /// client before [`Engine::durable`] of [`Engine::applied_op`] taken after it returns (or
     /// use [`Engine::read_durable`]).
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.shared.state.read())
+        f(&self.shared.read_gate.read(&self.shared.state))
     }
 
     /// Ops applied to the state so far (some may not be durable yet). Taken after a read, it

@@ -286,6 +286,7 @@ pub(crate) fn open(
         durable: Durable::new(head.op),
         stats: arc_swap::ArcSwap::from_pointee(state.stats_copy()),
         state: RwLock::new(state),
+        read_gate: Default::default(),
         counters: Counters::default(),
         stopped: AtomicBool::new(false),
         load: Mutex::new(VecDeque::new()),
