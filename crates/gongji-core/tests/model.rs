@@ -2414,6 +2414,69 @@ fn compare_stats(state: &State, m: &Model) -> Result<(), String> {
     Ok(())
 }
 
+/// The server's view of durability, played against the engine: the state keeps priors and is
+/// sealed at irregular points; the op two seals back is "durable", and every person as of it
+/// ([`State::person_as_of`]) must equal the person in a second state that applied the log only
+/// up to it.
+struct Durable {
+    behind: State,
+    /// Log entries applied to `behind`.
+    applied: usize,
+    /// Sealed points not yet durable: (op count, log length), oldest first.
+    seals: std::collections::VecDeque<(u64, usize)>,
+    salt: usize,
+}
+
+impl Durable {
+    fn new(case: &Case) -> Durable {
+        Durable {
+            behind: State::new(case.params.clone()),
+            applied: 0,
+            seals: std::collections::VecDeque::new(),
+            salt: case.steps.len() + case.slots.len(),
+        }
+    }
+
+    fn step(&mut self, state: &mut State, log: &[Op], case: &Case) -> Result<(), String> {
+        let n = log.len();
+        // Seal after about one op in three, at points that differ from case to case.
+        if (n * 7 + self.salt) % 3 != 0 {
+            return Ok(());
+        }
+        state.seal_priors();
+        self.seals.push_back((state.op_count(), n));
+        if self.seals.len() < 3 {
+            return Ok(());
+        }
+        let (op, len) = self.seals.pop_front().unwrap();
+        for op in &log[self.applied..len] {
+            let _ = self.behind.apply(op);
+        }
+        self.applied = len;
+        assert_eq!(self.behind.op_count(), op);
+        for slot in 0..case.slots.len() {
+            let psn = psn_no_of(slot);
+            let as_of = state
+                .person_as_of(&psn, op)
+                .ok_or_else(|| format!("no answer as of op {op}"))?;
+            let want = self.behind.person(&psn);
+            if as_of != want {
+                return Err(format!(
+                    "{psn} as of op {op}: {as_of:?}, the state at that op: {want:?}"
+                ));
+            }
+        }
+        // Between a seal and the next, a durable op inside a segment is not answered.
+        if state.op_count() > op + 1 && !self.seals.iter().any(|&(o, _)| o == op + 1) {
+            if state.person_as_of(&psn_no_of(0), op + 1).is_some() {
+                return Err(format!("op {} is no segment's start", op + 1));
+            }
+        }
+        state.drop_priors(op);
+        Ok(())
+    }
+}
+
 /// Runs one case; returns the outcomes it reached (err_codes and named events) for the
 /// coverage test.
 fn run(case: &Case) -> Result<BTreeSet<String>, TestCaseError> {
@@ -2431,6 +2494,8 @@ fn run(case: &Case) -> Result<BTreeSet<String>, TestCaseError> {
     let mut pending: std::collections::VecDeque<Op> = setup.into();
     let mut steps = case.steps.iter();
     let mut hash = state.state_hash();
+    state.keep_priors();
+    let mut durable = Durable::new(case);
     loop {
         let op = match pending.pop_front() {
             Some(op) => op,
@@ -2497,6 +2562,9 @@ fn run(case: &Case) -> Result<BTreeSet<String>, TestCaseError> {
             b.writes.push(n);
         }
         b.log.push(op);
+        durable
+            .step(&mut state, &b.log, case)
+            .map_err(|e| TestCaseError::fail(format!("op {n}: {e}")))?;
     }
     compare_final(&state, &model).map_err(TestCaseError::fail)?;
     // The same ops, rejected ones included, into a fresh engine: the same answers and state.

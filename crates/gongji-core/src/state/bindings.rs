@@ -153,6 +153,7 @@ impl State {
             next_given: 0,
             next_received: 0,
         });
+        self.prior_bindings(b);
         self.link(b);
         // Appended at the tail of the receiver's list: its priority is the list's length.
         let priority = self.received(receiver).count() as u32;
@@ -213,6 +214,7 @@ impl State {
         }
         // The priority shown is the one the binding had while active.
         let priority = self.binding_priority(b);
+        self.prior_bindings(b);
         self.unlink(b);
         self.bindings[b as usize].active = false;
         Ok(Reply::Bound {

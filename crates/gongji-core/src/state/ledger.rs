@@ -146,6 +146,9 @@ impl State {
     }
 
     fn take(&mut self, side: LedgerSide, amount: Fen, memo: Memo) {
+        if let LedgerSide::Acct(i) | LedgerSide::Wallet(i) = side {
+            self.prior_money(i);
+        }
         let a = amount.0;
         let l = &mut self.ledger;
         match side {
@@ -175,6 +178,9 @@ impl State {
     }
 
     fn give(&mut self, side: LedgerSide, amount: Fen, memo: Memo) {
+        if let LedgerSide::Acct(i) | LedgerSide::Wallet(i) = side {
+            self.prior_money(i);
+        }
         let a = amount.0;
         let l = &mut self.ledger;
         match side {

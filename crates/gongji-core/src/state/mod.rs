@@ -17,6 +17,7 @@ mod masked;
 mod memory;
 mod msgids;
 mod persons;
+mod priors;
 mod recent;
 mod rows;
 mod settle;
@@ -142,6 +143,8 @@ pub struct State {
     /// tail before the return entry (or `NOT_RETURNED` for a dropped queue item of a transfer
     /// no longer pending), so that a rejected write can undo them.
     expired_scratch: Vec<(u32, u32)>,
+    /// Person views before the ops not yet durable (kept only when the server asks).
+    pub(crate) priors: priors::Priors,
 }
 
 impl State {
@@ -172,6 +175,7 @@ impl State {
             fed: crate::federation::Federation::default(),
             scratch: Vec::with_capacity(256),
             expired_scratch: Vec::new(),
+            priors: priors::Priors::default(),
         }
     }
 
@@ -436,6 +440,7 @@ impl State {
                 fed: self.fed.clone(),
                 scratch: Vec::new(),
                 expired_scratch: Vec::new(),
+                priors: Default::default(),
             },
             false,
         )

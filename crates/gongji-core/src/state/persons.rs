@@ -348,6 +348,7 @@ impl State {
         status: PersonStatus,
     ) -> Result<Reply, Rejection> {
         let i = self.person_index(psn_no)?;
+        self.prior_money(i);
         let flags = &mut self.persons.hot[i as usize].flags;
         match status {
             PersonStatus::Active => *flags &= !FLAG_SUSPENDED,
@@ -358,6 +359,7 @@ impl State {
 
     pub(super) fn open_wallet(&mut self, psn_no: &PsnNo) -> Result<Reply, Rejection> {
         let i = self.person_index(psn_no)?;
+        self.prior_money(i);
         self.persons.hot[i as usize].flags |= FLAG_WALLET;
         Ok(Reply::Person(Box::new(self.person_view(i))))
     }

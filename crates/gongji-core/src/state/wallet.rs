@@ -282,6 +282,7 @@ impl State {
                 continue;
             }
             let amount = transfer.amount;
+            self.prior_money(transfer.from);
             let (balance, total) = match transfer.source {
                 TransferSource::Acct => (
                     &mut self.persons.hot[transfer.from as usize].acct,

@@ -544,6 +544,7 @@ impl State {
             fed: rest.fed,
             scratch: Vec::with_capacity(256),
             expired_scratch: Vec::new(),
+            priors: Default::default(),
         };
         // With cold chunks, the records the checks read are in history files: the server runs
         // the full check once they are attached (`gongji verify`).
