@@ -2415,9 +2415,10 @@ fn compare_stats(state: &State, m: &Model) -> Result<(), String> {
 }
 
 /// The server's view of durability, played against the engine: the state keeps priors and is
-/// sealed at irregular points; the op two seals back is "durable", and every person as of it
-/// ([`State::person_as_of`]) must equal the person in a second state that applied the log only
-/// up to it.
+/// sealed at irregular points; the op two seals back is "durable", and every person, every
+/// person's entries and every settlement as of it ([`State::person_as_of`],
+/// [`State::entries_as_of`], [`State::settlement_as_of`]) must equal those of a second state
+/// that applied the log only up to it.
 struct Durable {
     behind: State,
     /// Log entries applied to `behind`.
@@ -2440,7 +2441,7 @@ impl Durable {
     fn step(&mut self, state: &mut State, log: &[Op], case: &Case) -> Result<(), String> {
         let n = log.len();
         // Seal after about one op in three, at points that differ from case to case.
-        if (n * 7 + self.salt) % 3 != 0 {
+        if !(n * 7 + self.salt).is_multiple_of(3) {
             return Ok(());
         }
         state.seal_priors();
@@ -2465,12 +2466,31 @@ impl Durable {
                     "{psn} as of op {op}: {as_of:?}, the state at that op: {want:?}"
                 ));
             }
+            let entries = state.entries_as_of(&psn, None, 1_000, op);
+            let want = self.behind.entries(&psn, None, 1_000);
+            if entries != Some(want.clone()) {
+                return Err(format!(
+                    "{psn}'s entries as of op {op}: {entries:?}, at that op: {want:?}"
+                ));
+            }
+        }
+        // Every settlement made by now, and one more: those made or cancelled after `op`
+        // as they were.
+        for id in 1..=state.settlement_count() as u64 + 1 {
+            let as_of = state.settlement_as_of(id, op);
+            let want = self.behind.settlement(id);
+            if as_of != Some(want.clone()) {
+                return Err(format!(
+                    "settlement {id} as of op {op}: {as_of:?}, at that op: {want:?}"
+                ));
+            }
         }
         // Between a seal and the next, a durable op inside a segment is not answered.
-        if state.op_count() > op + 1 && !self.seals.iter().any(|&(o, _)| o == op + 1) {
-            if state.person_as_of(&psn_no_of(0), op + 1).is_some() {
-                return Err(format!("op {} is no segment's start", op + 1));
-            }
+        if state.op_count() > op + 1
+            && !self.seals.iter().any(|&(o, _)| o == op + 1)
+            && state.person_as_of(&psn_no_of(0), op + 1).is_some()
+        {
+            return Err(format!("op {} is no segment's start", op + 1));
         }
         state.drop_priors(op);
         Ok(())

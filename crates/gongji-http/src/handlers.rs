@@ -457,12 +457,19 @@ fn respond_output(result: Result<Output, Rejection>) -> Response {
 pub(crate) async fn person(State(app): AppState, psn_no: Segment, headers: HeaderMap) -> Response {
     let psn_no = segment(psn_no);
     let config = app.engine.federation();
+    let mut durable_at = None;
     // The views under the lock, their JSON after it.
     let read = read_as(&app, &headers, |actor, s| {
         if matches!(&actor, Actor::Person(me) if me.as_str() != psn_no) {
             return Err(forbidden());
         }
-        let view = s.person(&psn_no)?;
+        // As of the last durable op (no wait for the batch being applied or synced), except on
+        // a federated engine, whose cross-engine lists are the current state's.
+        let as_of = match config {
+            None => s.person_as_of(&psn_no, app.engine.durable_op()),
+            Some(_) => None,
+        };
+        let view = durable_or_current(s, &mut durable_at, as_of, || s.person(&psn_no))?;
         // A federated engine also lists the person's cross-engine transfers and bindings.
         let federated = config.as_ref().map(|config| {
             (
@@ -472,14 +479,41 @@ pub(crate) async fn person(State(app): AppState, psn_no: Segment, headers: Heade
         });
         Ok((view, federated))
     });
-    respond(read.map(|(view, federated)| {
+    let response = respond(read.map(|(view, federated)| {
         let mut v = render::person(&view);
         if let Some((transfers, bindings)) = federated {
             v["cross_engine_transfers"] = transfers;
             v["cross_engine_bindings"] = bindings;
         }
         v
-    }))
+    }));
+    durable_at_mark(response, durable_at)
+}
+
+/// A read's answer as of the last durable op (`as_of`, from the state's priors), marked so
+/// that [`durable_reads`] waits only for the token's last change; or, when the priors cannot
+/// tell, `current`, which is held until what it saw is durable.
+fn durable_or_current<T>(
+    s: &gongji_core::State,
+    durable_at: &mut Option<DurableAt>,
+    as_of: Option<Result<T, Rejection>>,
+    current: impl FnOnce() -> Result<T, Rejection>,
+) -> Result<T, Rejection> {
+    match as_of {
+        Some(answer) => {
+            *durable_at = Some(DurableAt(s.tokens_changed_op()));
+            answer
+        }
+        None => current(),
+    }
+}
+
+/// Marks a response with the op it must wait for, if it shows nothing newer.
+fn durable_at_mark(mut response: Response, durable_at: Option<DurableAt>) -> Response {
+    if let Some(at) = durable_at {
+        response.extensions_mut().insert(at);
+    }
+    response
 }
 
 pub(crate) async fn entries(
@@ -508,6 +542,7 @@ pub(crate) async fn entries(
         };
         Ok((limit, after))
     })();
+    let mut durable_at = None;
     let read = read_as(&app, &headers, |actor, s| {
         let (limit, after) = page?;
         match &actor {
@@ -515,9 +550,13 @@ pub(crate) async fn entries(
             Actor::Person(me) if me.as_str() == psn_no => {}
             _ => return Err(forbidden()),
         }
-        s.entries(&psn_no, after, limit)
+        let as_of = s.entries_as_of(&psn_no, after, limit, app.engine.durable_op());
+        durable_or_current(s, &mut durable_at, as_of, || {
+            s.entries(&psn_no, after, limit)
+        })
     });
-    respond(read.map(|(page, next)| render::entries(&page, next)))
+    let response = respond(read.map(|(page, next)| render::entries(&page, next)));
+    durable_at_mark(response, durable_at)
 }
 
 pub(crate) async fn settlement(
@@ -526,11 +565,13 @@ pub(crate) async fn settlement(
     headers: HeaderMap,
 ) -> Response {
     let setl_id = segment(setl_id);
-    respond_output(read_as(&app, &headers, |actor, s| {
+    let mut durable_at = None;
+    let response = respond_output(read_as(&app, &headers, |actor, s| {
         let id = setl_id
             .parse::<u64>()
             .map_err(|_| Rejection::new(ErrCode::SettlementNotFound))?;
-        let view = s.settlement(id)?;
+        let as_of = s.settlement_as_of(id, app.engine.durable_op());
+        let view = durable_or_current(s, &mut durable_at, as_of, || s.settlement(id))?;
         let allowed = match &actor {
             Actor::Admin => true,
             Actor::Institution(code) => *code == view.fixmedins_code,
@@ -540,7 +581,8 @@ pub(crate) async fn settlement(
             return Err(forbidden());
         }
         Ok(Output::Settlement(view, true))
-    }))
+    }));
+    durable_at_mark(response, durable_at)
 }
 
 pub(crate) async fn transfer(
@@ -613,7 +655,7 @@ pub(crate) async fn stats(
     headers: HeaderMap,
 ) -> Response {
     let mut durable_at = None;
-    let mut response = respond((|| {
+    let response = respond((|| {
         let (actor, auth_op) = actor_at(&app, &headers)?;
         let q = query(raw);
         let period = |name: &'static str| -> Result<Period, Rejection> {
@@ -641,10 +683,7 @@ pub(crate) async fn stats(
         durable_at = Some(DurableAt(auth_op));
         Ok(render::stats(from, to, prov, &view))
     })());
-    if let Some(at) = durable_at {
-        response.extensions_mut().insert(at);
-    }
-    response
+    durable_at_mark(response, durable_at)
 }
 
 /// On a reply: it shows nothing newer than this op (a read answered as of the last durable

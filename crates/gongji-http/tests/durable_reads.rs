@@ -1,8 +1,9 @@
 //! Reads over HTTP never show a state that a crash could still undo. With the journal's fsync
 //! held (`FaultStorage::hold_syncs`), an enrolment is applied but not durable: the state holds
-//! the person, and `GET /v1/persons/{psn_no}` made then answers only after the sync (200 with
-//! the person), or, when that sync fails, is refused (503) and the person is indeed gone after
-//! the restart.
+//! the person. `GET /v1/persons/{psn_no}` made then answers at once, as of the last durable op
+//! (404: not enrolled yet; a binding being synced not shown yet); a read that shows the
+//! current state (a binding's) answers only after the sync, or, when that sync fails, is
+//! refused (503), and the binding is indeed gone after the restart.
 
 mod common;
 
@@ -88,38 +89,95 @@ fn get(server: &Server, path: &str) -> tokio::task::JoinHandle<(u16, serde_json:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_read_between_apply_and_sync_answers_after_the_sync() {
-    // Proves: the read is not answered while the sync is held (it would show a person a
-    // crash could undo), and is answered with the person right after the sync.
+async fn a_person_read_between_apply_and_sync_answers_as_of_the_last_durable_op() {
+    // Proves: a person read made while an enrolment's sync is held is answered at once, and
+    // as of the last durable op: the person is not found yet; after the sync it is.
     let fault = FaultStorage::new();
     let server = Server::on_fault_storage(fault.clone()).await;
     let _gate = ReleaseOnPanic(fault.clone());
     let write = enrol_with_sync_held(&server, &fault, "DURABLE01").await;
-    let mut read = get_person(&server, "DURABLE01");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), &mut read)
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(5), get_person(&server, "DURABLE01"))
             .await
-            .is_err(),
-        "a read answered before what it saw was durable"
-    );
+            .expect("answered while the sync is held")
+            .unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["err_code"], "PERSON_NOT_FOUND", "{body}");
     assert!(!write.is_finished(), "no write reply before the sync");
     fault.release_syncs();
-    let (status, body) = read.await.unwrap();
+    assert_eq!(write.await.unwrap(), 200);
+    let (status, body) = get_person(&server, "DURABLE01").await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["output"]["psn_no"], "DURABLE01", "{body}");
-    assert_eq!(write.await.unwrap(), 200);
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_read_between_apply_and_a_failed_sync_is_refused() {
-    // Proves: when the held sync fails, the read that saw the enrolment is refused (503), the
-    // enrolment is not acknowledged, and after the restart the person does not exist.
+async fn a_binding_being_synced_is_not_shown_until_it_is_durable() {
+    // Proves: while a binding's sync is held, both persons' reads answer at once without it
+    // (the giver's given list, the receiver's received list and the receiver's other giver's
+    // priority as they were), the write itself unanswered; after the sync, with it.
     let fault = FaultStorage::new();
     let server = Server::on_fault_storage(fault.clone()).await;
     let _gate = ReleaseOnPanic(fault.clone());
-    let write = enrol_with_sync_held(&server, &fault, "DURABLE02").await;
-    let read = get_person(&server, "DURABLE02");
+    for psn in ["DURG1", "DURG2", "DURR1"] {
+        server.enrol(psn, "310", "440106").await;
+    }
+    server.bind("DURG1", "DURR1", "parent").await;
+    let before = [
+        server.person("DURG1").await,
+        server.person("DURG2").await,
+        server.person("DURR1").await,
+    ];
+    fault.hold_syncs();
+    let request = server
+        .client
+        .post(format!("{}/v1/bindings", server.base))
+        .bearer_auth(&server.admin)
+        .json(
+            &json!({"msgid": m(), "giver_psn_no": "DURG2", "receiver_psn_no": "DURR1",
+                      "relation": "parent"}),
+        );
+    let write = send_when_held(&fault, request).await;
+    for (psn, was) in ["DURG1", "DURG2", "DURR1"].iter().zip(&before) {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(5), get_person(&server, psn))
+            .await
+            .expect("answered while the sync is held")
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(&body["output"], was, "{psn} as of the last durable op");
+    }
+    assert!(!write.is_finished(), "no write reply before the sync");
+    fault.release_syncs();
+    assert_eq!(write.await.unwrap(), 200);
+    let receiver = server.person("DURR1").await;
+    let givers = receiver["bindings_received"].as_array().expect("a list");
+    assert_eq!(givers.len(), 2, "{receiver}");
+    let giver = server.person("DURG2").await;
+    assert_eq!(giver["bindings_given"][0]["priority"], 2, "{giver}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_of_the_current_state_between_apply_and_a_failed_sync_is_refused() {
+    // Proves: when the held sync fails, a read that saw a binding being synced (a binding's
+    // read, answered from the current state once it is durable) is refused (503), the binding
+    // is not acknowledged, and after the restart it does not exist.
+    let fault = FaultStorage::new();
+    let server = Server::on_fault_storage(fault.clone()).await;
+    let _gate = ReleaseOnPanic(fault.clone());
+    server.enrol("DURABLE02", "310", "440106").await;
+    server.enrol("DURABLE12", "310", "440106").await;
+    fault.hold_syncs();
+    let request = server
+        .client
+        .post(format!("{}/v1/bindings", server.base))
+        .bearer_auth(&server.admin)
+        .json(&json!({"msgid": m(), "giver_psn_no": "DURABLE02",
+                      "receiver_psn_no": "DURABLE12", "relation": "parent"}));
+    let write = send_when_held(&fault, request).await;
+    assert!(server.engine.read(|s| s.binding(1).is_ok()), "applied");
+    let read = get(&server, "/v1/bindings/1");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!read.is_finished(), "a read answered before the sync");
     fault.set_crash_at_sync(fault.syncs_total() + 1);
@@ -136,13 +194,14 @@ async fn a_person_read_between_apply_and_a_failed_sync_is_refused() {
     })
     .await
     .unwrap();
-    assert!(engine.read(|s| s.person("DURABLE02").is_err()));
+    assert!(engine.read(|s| s.person("DURABLE02").is_ok()));
+    assert!(engine.read(|s| s.binding(1).is_err()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statistics_answer_while_a_batch_is_synced_but_wait_for_a_token_change() {
     // Proves: GET /v1/stats, answered from the statistics of the last durable batch, is
-    // answered while an enrolment's sync is held (a person read is not: above); while a token
+    // answered while an enrolment's sync is held (as a person read is: above); while a token
     // revocation's sync is held, the same read waits (its authorisation could be undone by a
     // crash), and is answered once that sync is done.
     let fault = FaultStorage::new();

@@ -76,6 +76,8 @@ pub(crate) fn spawn(
     head_hash: Arc<Mutex<[u8; 32]>>,
     cold_rx: Option<Receiver<Swap>>,
 ) -> Result<Handles, ServerError> {
+    // Person reads are answered as of the last durable op from here on (`seal`).
+    shared.state.write().keep_priors();
     // A rendezvous: the writer hands batch k+1 over once the sync thread is done with batch k.
     let (to_sync, from_writer) = std::sync::mpsc::sync_channel(0);
     let syncer = Arc::new(Mutex::new(Syncer {
@@ -465,10 +467,14 @@ impl Writer {
                     // ones, where a plain one lets this thread take it back before a woken
                     // read has run (on a busy machine, chunk after chunk).
                     let applied = state.op_count();
+                    // Handed over under the lock, so that no read sees the part durable
+                    // before the state is sealed where it ends.
+                    if self.hand_part(batch, applied) {
+                        seal(&mut state, &shared);
+                    }
                     self.shared.durable.set_applied(applied, Ordering::Release);
                     parking_lot::RwLockWriteGuard::unlock_fair(state);
                     shared.read_gate.let_in();
-                    self.hand_part(batch, applied);
                     // Give the CPU up here, not holding the lock, so that the scheduler's
                     // next preemption of this busy thread tends to fall between chunks
                     // rather than inside one, where every read would wait for its return
@@ -502,19 +508,20 @@ impl Writer {
         }
         batch.last_op = state.op_count();
         batch.stats = Some(state.stats_copy());
+        seal(&mut state, &shared);
         self.shared
             .durable
             .set_applied(batch.last_op, Ordering::Release);
     }
 
     /// Between two chunks of a large batch, when the sync thread is free, hands it the ops
-    /// journaled so far (up to `applied`) without replies: their write and fsync overlap the
-    /// apply of the rest, even when one submission is the whole batch. The replies still leave
-    /// after the batch's last sync; a crash in between keeps a prefix, as a batch that outgrows
-    /// the journal's buffer always could.
-    fn hand_part(&mut self, batch: &mut Batch, applied: u64) {
+    /// journaled so far (up to `applied`) without replies (returns whether it did): their
+    /// write and fsync overlap the apply of the rest, even when one submission is the whole
+    /// batch. The replies still leave after the batch's last sync; a crash in between keeps a
+    /// prefix, as a batch that outgrows the journal's buffer always could.
+    fn hand_part(&mut self, batch: &mut Batch, applied: u64) -> bool {
         if batch.spans.len() < self.config.pipeline_ops_min {
-            return;
+            return false;
         }
         let part = Batch {
             seq: 0,
@@ -529,9 +536,14 @@ impl Writer {
             started: batch.started,
         };
         // Busy: keep them (gone: the hand-off of the whole batch finds out).
-        if let Tried::Busy(back) = self.try_send(part) {
-            batch.records = back.records;
-            batch.spans = back.spans;
+        match self.try_send(part) {
+            Tried::Busy(back) => {
+                batch.records = back.records;
+                batch.spans = back.spans;
+                false
+            }
+            Tried::Sent => true,
+            Tried::Gone => false,
         }
     }
 
@@ -581,12 +593,22 @@ impl Writer {
             batch.push(&op);
             batch.last_op = state.op_count();
             batch.stats = Some(state.stats_copy());
+            seal(&mut state, &shared);
             self.shared
                 .durable
                 .set_applied(batch.last_op, Ordering::Release);
         }
         self.hand_over(batch, true)
     }
+}
+
+/// Where the ops applied so far may become durable together (a batch, or the part of one
+/// handed to the sync): the state's priors start a segment here, so that a person can be
+/// answered as of this op once it is durable (`State::person_as_of`), and the segments
+/// already durable are dropped.
+fn seal(state: &mut State, shared: &Shared) {
+    state.seal_priors();
+    state.drop_priors(shared.durable.op.load(Ordering::Acquire));
 }
 
 fn count(submissions: &[Submission]) -> usize {

@@ -21,18 +21,22 @@ use rustc_hash::FxHashMap;
 
 use super::persons::{FLAG_SUSPENDED, FLAG_WALLET};
 use super::State;
+use crate::command::PersonStatus;
 use crate::money::Fen;
 use crate::reply::{ErrCode, Rejection};
-use crate::command::PersonStatus;
-use crate::views::PersonView;
+use crate::views::{EntriesPage, PersonView, SettlementView};
 
-/// What a person's view was at the start of a segment.
-#[derive(Debug)]
+use super::persons::id_to_index;
+
+/// What a person's view was at the start of a segment. `Copy`, so that emptying a map for
+/// reuse is a reset of its control bytes, not a walk of its entries under the writer's lock.
+#[derive(Clone, Copy, Debug)]
 enum Prior {
     /// Balances and flags; the bindings were not changed in the segment.
     Money { acct: Fen, wallet: Fen, flags: u8 },
-    /// The whole view (a binding it lists changed in the segment).
-    View(Box<PersonView>),
+    /// The whole view (a binding it lists changed in the segment): its place in the
+    /// segment's `views`.
+    View(u32),
 }
 
 #[derive(Debug)]
@@ -42,14 +46,30 @@ struct Segment {
     end: u64,
     /// Persons enrolled at `start`: a later index was not there.
     persons: u32,
+    /// Entries and settlements made by `start` (records never change once written; a later
+    /// id is not there yet).
+    entries: u32,
+    setls: u32,
     priors: FxHashMap<u32, Prior>,
+    views: Vec<PersonView>,
+    /// Settlements made before the segment and cancelled in it.
+    cancelled: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Priors {
     /// Oldest first; the last is open. Empty when off.
     segments: VecDeque<Segment>,
+    /// The maps of dropped segments, emptied, for the next ones: a segment's map is then
+    /// already as large as the writer's batches need, and is neither allocated nor grown
+    /// (rehashed a dozen times) on the writer's path.
+    spare: Vec<FxHashMap<u32, Prior>>,
 }
+
+/// Spare maps kept (a few batches are in flight at once), and the largest kept: a map grown
+/// by a bulk load (a credit of a million accounts) is freed rather than kept and cleared.
+const SPARE_MAX: usize = 4;
+const SPARE_CAPACITY_MAX: usize = 1 << 16;
 
 impl Priors {
     fn open(&mut self) -> Option<&mut Segment> {
@@ -66,11 +86,16 @@ impl State {
     }
 
     fn open_segment(&mut self) {
+        let priors = self.priors.spare.pop().unwrap_or_default();
         self.priors.segments.push_back(Segment {
             start: self.op_count,
             end: u64::MAX,
             persons: self.persons.len() as u32,
-            priors: FxHashMap::default(),
+            entries: self.entries.len() as u32,
+            setls: self.setls.len() as u32,
+            priors,
+            views: Vec::new(),
+            cancelled: Vec::new(),
         });
     }
 
@@ -88,9 +113,13 @@ impl State {
 
     /// Drops the segments whose ops are all durable (`durable` is the last durable op).
     pub fn drop_priors(&mut self, durable: u64) {
-        let segments = &mut self.priors.segments;
+        let Priors { segments, spare } = &mut self.priors;
         while segments.len() > 1 && segments[0].end <= durable {
-            segments.pop_front();
+            let mut dropped = segments.pop_front().expect("more than one").priors;
+            if spare.len() < SPARE_MAX && dropped.capacity() <= SPARE_CAPACITY_MAX {
+                dropped.clear();
+                spare.push(dropped);
+            }
         }
     }
 
@@ -112,6 +141,15 @@ impl State {
                 flags: hot.flags,
             }
         });
+    }
+
+    /// Before settlement `s` is marked cancelled.
+    pub(crate) fn prior_cancel(&mut self, s: u32) {
+        if let Some(open) = self.priors.segments.back_mut() {
+            if s < open.setls {
+                open.cancelled.push(s);
+            }
+        }
     }
 
     /// Before binding `b` is linked, unlinked or revoked: keeps the whole view of every
@@ -147,7 +185,24 @@ impl State {
         }
         let open = self.priors.segments.back_mut().expect("checked above");
         for (i, view) in views {
-            open.priors.insert(i, Prior::View(Box::new(view)));
+            open.priors.insert(i, Prior::View(open.views.len() as u32));
+            open.views.push(view);
+        }
+    }
+
+    /// The first segment not durable at op `durable`, if it starts there: what the as-of
+    /// reads below need. `None` when priors are not kept or `durable` is inside a segment.
+    fn durable_segment(&self, durable: u64) -> Option<usize> {
+        let segments = &self.priors.segments;
+        let first = segments.iter().position(|s| s.end > durable)?;
+        (segments[first].start == durable).then_some(first)
+    }
+
+    /// Person `psn_no`'s index, if the person was enrolled by the start of segment `first`.
+    fn person_at(&self, psn_no: &str, first: usize) -> Result<u32, Rejection> {
+        match self.person_index(psn_no)? {
+            i if i < self.priors.segments[first].persons => Ok(i),
+            _ => Err(Rejection::new(ErrCode::PersonNotFound)),
         }
     }
 
@@ -159,22 +214,17 @@ impl State {
         psn_no: &str,
         durable: u64,
     ) -> Option<Result<PersonView, Rejection>> {
+        let first = self.durable_segment(durable)?;
         let segments = &self.priors.segments;
-        let first = segments.iter().position(|s| s.end > durable)?;
-        let at = &segments[first];
-        if at.start != durable {
-            return None;
-        }
-        let i = match self.person_index(psn_no) {
-            Ok(i) if i < at.persons => i,
-            Ok(_) => return Some(Err(Rejection::new(ErrCode::PersonNotFound))),
+        let i = match self.person_at(psn_no, first) {
+            Ok(i) => i,
             Err(e) => return Some(Err(e)),
         };
         let mut money = None;
         for segment in segments.range(first..) {
             match segment.priors.get(&i) {
-                Some(Prior::View(view)) => {
-                    let view = (**view).clone();
+                Some(&Prior::View(v)) => {
+                    let view = segment.views[v as usize].clone();
                     return Some(Ok(match money {
                         Some((acct, wallet, flags)) => with_money(view, acct, wallet, flags),
                         None => view,
@@ -192,6 +242,50 @@ impl State {
         Some(Ok(match money {
             Some((acct, wallet, flags)) => with_money(view, acct, wallet, flags),
             None => view,
+        }))
+    }
+
+    /// [`State::settlement`] as of op `durable` (as [`State::person_as_of`]): a settlement
+    /// made later is not found, one cancelled later is not cancelled yet.
+    pub fn settlement_as_of(
+        &self,
+        setl_id: u64,
+        durable: u64,
+    ) -> Option<Result<SettlementView, Rejection>> {
+        let first = self.durable_segment(durable)?;
+        let segments = &self.priors.segments;
+        let Some(s) = id_to_index(setl_id, segments[first].setls as usize) else {
+            return Some(Err(Rejection::new(ErrCode::SettlementNotFound)));
+        };
+        let mut view = self.settlement_view(s as u32);
+        if view.cancelled
+            && segments
+                .range(first..)
+                .any(|g| g.cancelled.contains(&(s as u32)))
+        {
+            view.cancelled = false;
+        }
+        Some(Ok(view))
+    }
+
+    /// Settlements made by op `durable` (as [`State::person_as_of`]).
+    pub fn settlement_count_as_of(&self, durable: u64) -> Option<usize> {
+        let first = self.durable_segment(durable)?;
+        Some(self.priors.segments[first].setls as usize)
+    }
+
+    /// [`State::entries`] as of op `durable` (as [`State::person_as_of`]): the entries made
+    /// by then.
+    pub fn entries_as_of(
+        &self,
+        psn_no: &str,
+        after: Option<u64>,
+        limit: u32,
+        durable: u64,
+    ) -> Option<EntriesPage> {
+        let first = self.durable_segment(durable)?;
+        Some(self.person_at(psn_no, first).and_then(|psn| {
+            self.entries_upto(psn, after, limit, self.priors.segments[first].entries)
         }))
     }
 

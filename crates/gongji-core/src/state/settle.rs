@@ -387,6 +387,7 @@ impl State {
             );
         }
         self.count_settlement(s, false);
+        self.prior_cancel(s);
         self.cancelled.insert(s);
     }
 

@@ -144,6 +144,9 @@ pub type ReconView = ReconTotals;
 /// Largest page of entries.
 pub const ENTRIES_LIMIT_MAX: u32 = 1_000;
 
+/// A page of a person's entries, oldest first, and the `after` of the next page, if any.
+pub type EntriesPage = Result<(Vec<EntryView>, Option<u64>), Rejection>;
+
 impl State {
     pub fn person(&self, psn_no: &str) -> Result<PersonView, Rejection> {
         Ok(self.person_view(self.person_index(psn_no)?))
@@ -207,19 +210,27 @@ impl State {
 
     /// A person's entries, oldest first, after entry `after` (exclusive), at most `limit`.
     /// Returns the page and the id to pass as `after` for the next page, if there is one.
-    pub fn entries(
+    pub fn entries(&self, psn_no: &str, after: Option<u64>, limit: u32) -> EntriesPage {
+        let psn = self.person_index(psn_no)?;
+        self.entries_upto(psn, after, limit, self.entries.len() as u32)
+    }
+
+    /// [`State::entries`] of person `psn` among the first `made` entries (those made by an
+    /// earlier op: `State::entries_as_of`).
+    pub(crate) fn entries_upto(
         &self,
-        psn_no: &str,
+        psn: u32,
         after: Option<u64>,
         limit: u32,
-    ) -> Result<(Vec<EntryView>, Option<u64>), Rejection> {
-        let psn = self.person_index(psn_no)?;
+        made: u32,
+    ) -> EntriesPage {
         assert!((1..=ENTRIES_LIMIT_MAX).contains(&limit));
         // The list runs newest to oldest: collect the ids after `after`, then page from the
-        // oldest end. The walk is as long as the person's entries after `after`.
+        // oldest end. The walk is as long as the person's entries after `after` (and those
+        // made after the first `made`, skipped).
         let stop = match after {
             None => 0,
-            Some(id) => super::persons::id_to_index(id, self.entries.len())
+            Some(id) => super::persons::id_to_index(id, made as usize)
                 .filter(|&i| self.entries.get(i).psn == psn)
                 .map(|i| i as u32 + 1)
                 .ok_or(Rejection::with(
@@ -230,7 +241,9 @@ impl State {
         let mut ids = Vec::new();
         let mut at = self.persons.hot[psn as usize].entry_tail;
         while at > stop {
-            ids.push(at);
+            if at <= made {
+                ids.push(at);
+            }
             at = self.entries.get(at as usize - 1).prev;
         }
         let page: Vec<EntryView> = ids
