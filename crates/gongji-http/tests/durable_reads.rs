@@ -159,6 +159,74 @@ async fn a_binding_being_synced_is_not_shown_until_it_is_durable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_being_synced_is_not_shown_until_it_is_durable() {
+    // Proves: while a settlement's sync is held, its read answers at once 404, the person's
+    // entries at once without its draw and the person with the balance before it; after the
+    // sync, all three show it.
+    let fault = FaultStorage::new();
+    let server = Server::on_fault_storage(fault.clone()).await;
+    let _gate = ReleaseOnPanic(fault.clone());
+    server.institution("H44010600001").await;
+    server.enrol("DURS1", "310", "440106").await;
+    server.credit(&[("DURS1", "100.00")]).await;
+    let entries_before = server
+        .get(&server.admin, "/v1/persons/DURS1/entries")
+        .await
+        .ok();
+    assert_eq!(
+        entries_before["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{entries_before}"
+    );
+    fault.hold_syncs();
+    let request = server
+        .client
+        .post(format!("{}/v1/settlements", server.base))
+        .bearer_auth(&server.admin)
+        .json(
+            &json!({"msgid": m(), "fixmedins_code": "H44010600001", "psn_no": "DURS1",
+                      "medfee_sumamt": "50.00", "fund_pay_sumamt": "20.00"}),
+        );
+    let write = send_when_held(&fault, request).await;
+    let within = Duration::from_secs(5);
+    let (status, body) = tokio::time::timeout(within, get(&server, "/v1/settlements/1"))
+        .await
+        .expect("answered while the sync is held")
+        .unwrap();
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = tokio::time::timeout(within, get(&server, "/v1/persons/DURS1/entries"))
+        .await
+        .expect("answered while the sync is held")
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["output"], entries_before,
+        "entries as of the last durable op"
+    );
+    let (_, body) = tokio::time::timeout(within, get_person(&server, "DURS1"))
+        .await
+        .expect("answered while the sync is held")
+        .unwrap();
+    assert_eq!(body["output"]["acct_balc"], "100.00", "{body}");
+    assert!(!write.is_finished(), "no write reply before the sync");
+    fault.release_syncs();
+    assert_eq!(write.await.unwrap(), 200);
+    let (status, body) = get(&server, "/v1/settlements/1").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let entries = server
+        .get(&server.admin, "/v1/persons/DURS1/entries")
+        .await
+        .ok();
+    assert_eq!(
+        entries["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{entries}"
+    );
+    assert_eq!(server.person("DURS1").await["acct_balc"], "70.00");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_of_the_current_state_between_apply_and_a_failed_sync_is_refused() {
     // Proves: when the held sync fails, a read that saw a binding being synced (a binding's
     // read, answered from the current state once it is durable) is refused (503), the binding
