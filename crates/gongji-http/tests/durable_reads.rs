@@ -21,20 +21,30 @@ async fn enrol_with_sync_held(
     fault: &FaultStorage,
     psn_no: &str,
 ) -> tokio::task::JoinHandle<u16> {
-    fault.hold_syncs();
-    let request = server
-        .client
-        .post(format!("{}/v1/persons", server.base))
-        .bearer_auth(&server.admin)
-        .json(
-            &json!({"msgid": m(), "psn_no": psn_no, "certno": certno_in("440106", unique() as u32),
-                      "psn_name": "张三丰", "insutype": "310", "admdvs": "440106"}),
-        );
-    let write = send_when_held(fault, request).await;
+    let body = json!({"msgid": m(), "psn_no": psn_no,
+                      "certno": certno_in("440106", unique() as u32),
+                      "psn_name": "张三丰", "insutype": "310", "admdvs": "440106"});
+    let write = post_when_held(server, fault, "/v1/persons", body).await;
     // Applied, not durable.
     assert!(server.engine.read(|s| s.person(psn_no).is_ok()));
     assert!(server.engine.applied_op() > server.engine.durable_op());
     write
+}
+
+/// An admin's POST of `body` to `path` with the syncs held ([`send_when_held`]).
+async fn post_when_held(
+    server: &Server,
+    fault: &FaultStorage,
+    path: &str,
+    body: serde_json::Value,
+) -> tokio::task::JoinHandle<u16> {
+    fault.hold_syncs();
+    let request = server
+        .client
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(&server.admin)
+        .json(&body);
+    send_when_held(fault, request).await
 }
 
 /// Sends a write with the syncs held; returns once the writer applied it and the sync thread
@@ -129,16 +139,9 @@ async fn a_binding_being_synced_is_not_shown_until_it_is_durable() {
         server.person("DURG2").await,
         server.person("DURR1").await,
     ];
-    fault.hold_syncs();
-    let request = server
-        .client
-        .post(format!("{}/v1/bindings", server.base))
-        .bearer_auth(&server.admin)
-        .json(
-            &json!({"msgid": m(), "giver_psn_no": "DURG2", "receiver_psn_no": "DURR1",
-                      "relation": "parent"}),
-        );
-    let write = send_when_held(&fault, request).await;
+    let body = json!({"msgid": m(), "giver_psn_no": "DURG2", "receiver_psn_no": "DURR1",
+                      "relation": "parent"});
+    let write = post_when_held(&server, &fault, "/v1/bindings", body).await;
     for (psn, was) in ["DURG1", "DURG2", "DURR1"].iter().zip(&before) {
         let (status, body) = tokio::time::timeout(Duration::from_secs(5), get_person(&server, psn))
             .await
@@ -178,16 +181,9 @@ async fn a_settlement_being_synced_is_not_shown_until_it_is_durable() {
         Some(1),
         "{entries_before}"
     );
-    fault.hold_syncs();
-    let request = server
-        .client
-        .post(format!("{}/v1/settlements", server.base))
-        .bearer_auth(&server.admin)
-        .json(
-            &json!({"msgid": m(), "fixmedins_code": "H44010600001", "psn_no": "DURS1",
-                      "medfee_sumamt": "50.00", "fund_pay_sumamt": "20.00"}),
-        );
-    let write = send_when_held(&fault, request).await;
+    let body = json!({"msgid": m(), "fixmedins_code": "H44010600001", "psn_no": "DURS1",
+                      "medfee_sumamt": "50.00", "fund_pay_sumamt": "20.00"});
+    let write = post_when_held(&server, &fault, "/v1/settlements", body).await;
     let within = Duration::from_secs(5);
     let (status, body) = tokio::time::timeout(within, get(&server, "/v1/settlements/1"))
         .await
@@ -236,14 +232,9 @@ async fn a_read_of_the_current_state_between_apply_and_a_failed_sync_is_refused(
     let _gate = ReleaseOnPanic(fault.clone());
     server.enrol("DURABLE02", "310", "440106").await;
     server.enrol("DURABLE12", "310", "440106").await;
-    fault.hold_syncs();
-    let request = server
-        .client
-        .post(format!("{}/v1/bindings", server.base))
-        .bearer_auth(&server.admin)
-        .json(&json!({"msgid": m(), "giver_psn_no": "DURABLE02",
-                      "receiver_psn_no": "DURABLE12", "relation": "parent"}));
-    let write = send_when_held(&fault, request).await;
+    let body = json!({"msgid": m(), "giver_psn_no": "DURABLE02",
+                      "receiver_psn_no": "DURABLE12", "relation": "parent"});
+    let write = post_when_held(&server, &fault, "/v1/bindings", body).await;
     assert!(server.engine.read(|s| s.binding(1).is_ok()), "applied");
     let read = get(&server, "/v1/bindings/1");
     tokio::time::sleep(Duration::from_millis(100)).await;
