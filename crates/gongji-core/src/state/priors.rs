@@ -288,11 +288,6 @@ impl State {
             self.entries_upto(psn, after, limit, self.priors.segments[first].entries)
         }))
     }
-
-    /// Priors kept (for the memory figures and tests).
-    pub fn prior_count(&self) -> usize {
-        self.priors.segments.iter().map(|s| s.priors.len()).sum()
-    }
 }
 
 /// `view` with the balances and flags of a [`Prior::Money`].
