@@ -39,7 +39,7 @@ use std::thread::JoinHandle;
 
 use gongji_core::federation::{EntryApplied, FedOp, FederationConfig, Message as FedMessage};
 use gongji_core::time::Period;
-use gongji_core::views::{PersonView, StatsCopy, StatsView};
+use gongji_core::views::{StatsCopy, StatsView};
 use gongji_core::{Actor, Applied, Body, Msgid, Params, Rejection, State};
 use gongji_journal::private::{create_private_dir, private_options, restrict};
 use gongji_journal::{FsStorage, JournalConfig, JournalError, SnapshotError, Storage};
@@ -586,21 +586,6 @@ impl Engine {
     /// being applied are not in it yet.
     pub fn stats_durable(&self, from: Period, to: Period, province: Option<u8>) -> StatsView {
         self.shared.stats.load().stats(from, to, province)
-    }
-
-    /// The person as of the last durable op, without waiting for the batch being applied or
-    /// synced (`State::person_as_of`); when that op is not one the writer sealed (never, as
-    /// the writer seals every op it hands to the sync), the current view once it is durable.
-    pub fn person_durable(
-        &self,
-        psn_no: &str,
-    ) -> Result<Result<PersonView, Rejection>, SubmitError> {
-        let (view, seen) = self.read(|s| match s.person_as_of(psn_no, self.durable_op()) {
-            Some(view) => (view, 0),
-            None => (s.person(psn_no), s.op_count()),
-        });
-        self.wait_durable(seen)?;
-        Ok(view)
     }
 
     /// Runs `f` on the current state and returns its result once every op the state held is
