@@ -555,11 +555,11 @@ fn query_loop(
             // As of the last durable op, as the HTTP layer answers: nothing to wait for
             // unless that op is not a point the writer sealed (counted).
             Query::Person(psn) => {
-                let (view, seen) =
-                    engine.read(|s| match s.person_as_of(psn, engine.durable_op()) {
-                        Some(view) => (view, 0),
-                        None => (s.person(psn), s.op_count()),
-                    });
+                let (view, seen) = read_as_of(
+                    engine,
+                    |s, durable| s.person_as_of(psn, durable),
+                    |s| s.person(psn),
+                );
                 assert!(view.is_ok(), "an enrolled person is found");
                 ns.person_waited += u64::from(seen > 0);
                 seen
@@ -568,37 +568,31 @@ fn query_loop(
             // from the older half: from history files when their chunks are cold.
             Query::History(true, r) => {
                 let psn = psn_no((r % u64::from(persons)) as u32);
-                let (page, seen) =
-                    engine.read(
-                        |s| match s.entries_as_of(&psn, None, 100, engine.durable_op()) {
-                            Some(page) => (page, 0),
-                            None => (s.entries(&psn, None, 100), s.op_count()),
-                        },
-                    );
+                let (page, seen) = read_as_of(
+                    engine,
+                    |s, durable| s.entries_as_of(&psn, None, 100, durable),
+                    |s| s.entries(&psn, None, 100),
+                );
                 assert!(page.is_ok(), "an enrolled person's entries are found");
                 ns.history_waited += u64::from(seen > 0);
                 seen
             }
             Query::History(false, r) => {
-                let (view, seen) = engine.read(|s| {
-                    let durable = engine.durable_op();
-                    match s.settlement_count_as_of(durable) {
-                        // The older half of those made by the last durable op.
-                        Some(made) if made >= 2 => {
-                            let id = 1 + r % (made as u64 / 2);
-                            (
-                                Some(s.settlement_as_of(id, durable).expect("as of durable")),
-                                0,
-                            )
-                        }
-                        Some(_) => (None, 0),
-                        None => {
-                            let older_half = s.settlement_count() as u64 / 2;
-                            let view = (older_half > 0).then(|| s.settlement(1 + r % older_half));
-                            (view, s.op_count())
-                        }
-                    }
-                });
+                // The older half of those made by the last durable op (or by now).
+                let (view, seen) = read_as_of(
+                    engine,
+                    |s, durable| {
+                        let older_half = s.settlement_count_as_of(durable)? as u64 / 2;
+                        Some((older_half > 0).then(|| {
+                            let view = s.settlement_as_of(1 + r % older_half, durable);
+                            view.expect("as of a durable op")
+                        }))
+                    },
+                    |s| {
+                        let older_half = s.settlement_count() as u64 / 2;
+                        (older_half > 0).then(|| s.settlement(1 + r % older_half))
+                    },
+                );
                 ns.history_waited += u64::from(seen > 0);
                 let view = std::hint::black_box(view);
                 assert!(view.is_none_or(|v| v.is_ok()), "an old settlement is found");
@@ -617,6 +611,20 @@ fn query_loop(
         answered.push(t.elapsed().as_nanos() as u64);
     }
     ns
+}
+
+/// A read as of the last durable op (`as_of`, from the state's priors), as the HTTP layer
+/// answers it, with nothing to wait for (0); or, when the priors cannot tell, `current`, with
+/// the op count it saw, to wait for.
+fn read_as_of<R>(
+    engine: &Engine,
+    as_of: impl FnOnce(&gongji_core::State, u64) -> Option<R>,
+    current: impl FnOnce(&gongji_core::State) -> R,
+) -> (R, u64) {
+    engine.read(|s| match as_of(s, engine.durable_op()) {
+        Some(answer) => (answer, 0),
+        None => (current(s), s.op_count()),
+    })
 }
 
 /// The crediting test's figures.

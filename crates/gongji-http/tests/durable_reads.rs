@@ -66,6 +66,16 @@ async fn send_when_held(
     write
 }
 
+/// A read's answer, which must come while the sync is held (within 5 s).
+async fn answered_at_once(
+    read: tokio::task::JoinHandle<(u16, serde_json::Value)>,
+) -> (u16, serde_json::Value) {
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("answered while the sync is held")
+        .unwrap()
+}
+
 /// Opens the gate if a test fails with it held: the engine's drop waits for the sync thread.
 struct ReleaseOnPanic(FaultStorage);
 
@@ -106,11 +116,7 @@ async fn a_person_read_between_apply_and_sync_answers_as_of_the_last_durable_op(
     let server = Server::on_fault_storage(fault.clone()).await;
     let _gate = ReleaseOnPanic(fault.clone());
     let write = enrol_with_sync_held(&server, &fault, "DURABLE01").await;
-    let (status, body) =
-        tokio::time::timeout(Duration::from_secs(5), get_person(&server, "DURABLE01"))
-            .await
-            .expect("answered while the sync is held")
-            .unwrap();
+    let (status, body) = answered_at_once(get_person(&server, "DURABLE01")).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["err_code"], "PERSON_NOT_FOUND", "{body}");
     assert!(!write.is_finished(), "no write reply before the sync");
@@ -143,10 +149,7 @@ async fn a_binding_being_synced_is_not_shown_until_it_is_durable() {
                       "relation": "parent"});
     let write = post_when_held(&server, &fault, "/v1/bindings", body).await;
     for (psn, was) in ["DURG1", "DURG2", "DURR1"].iter().zip(&before) {
-        let (status, body) = tokio::time::timeout(Duration::from_secs(5), get_person(&server, psn))
-            .await
-            .expect("answered while the sync is held")
-            .unwrap();
+        let (status, body) = answered_at_once(get_person(&server, psn)).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(&body["output"], was, "{psn} as of the last durable op");
     }
@@ -184,25 +187,15 @@ async fn a_settlement_being_synced_is_not_shown_until_it_is_durable() {
     let body = json!({"msgid": m(), "fixmedins_code": "H44010600001", "psn_no": "DURS1",
                       "medfee_sumamt": "50.00", "fund_pay_sumamt": "20.00"});
     let write = post_when_held(&server, &fault, "/v1/settlements", body).await;
-    let within = Duration::from_secs(5);
-    let (status, body) = tokio::time::timeout(within, get(&server, "/v1/settlements/1"))
-        .await
-        .expect("answered while the sync is held")
-        .unwrap();
+    let (status, body) = answered_at_once(get(&server, "/v1/settlements/1")).await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = tokio::time::timeout(within, get(&server, "/v1/persons/DURS1/entries"))
-        .await
-        .expect("answered while the sync is held")
-        .unwrap();
+    let (status, body) = answered_at_once(get(&server, "/v1/persons/DURS1/entries")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["output"], entries_before,
         "entries as of the last durable op"
     );
-    let (_, body) = tokio::time::timeout(within, get_person(&server, "DURS1"))
-        .await
-        .expect("answered while the sync is held")
-        .unwrap();
+    let (_, body) = answered_at_once(get_person(&server, "DURS1")).await;
     assert_eq!(body["output"]["acct_balc"], "100.00", "{body}");
     assert!(!write.is_finished(), "no write reply before the sync");
     fault.release_syncs();
@@ -267,10 +260,7 @@ async fn statistics_answer_while_a_batch_is_synced_but_wait_for_a_token_change()
     let server = Server::on_fault_storage(fault.clone()).await;
     let _gate = ReleaseOnPanic(fault.clone());
     let write = enrol_with_sync_held(&server, &fault, "DURABLE03").await;
-    let (status, body) = tokio::time::timeout(Duration::from_secs(5), get_stats(&server))
-        .await
-        .expect("answered while the sync is held")
-        .unwrap();
+    let (status, body) = answered_at_once(get_stats(&server)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["output"]["total"]["count"], 0, "{body}");
     assert!(!write.is_finished(), "no write reply before the sync");
